@@ -1,0 +1,1 @@
+//! PlainPB (placeholder while the crate is written).

@@ -1,0 +1,2 @@
+//! The `archiver` binary.
+fn main() {}
