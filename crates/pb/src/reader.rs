@@ -130,6 +130,11 @@ impl<R: Read + Seek> PbReader<R> {
         &self.header
     }
 
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Byte offset of the first sample line.
     pub fn header_len(&self) -> u64 {
         self.header_len
