@@ -7,5 +7,5 @@ export ARCHIVER_TEST_PYTHON="${ARCHIVER_TEST_PYTHON:-${ARCHIVER_TEST_VENV:-/tmp/
 # Channel Access stays on loopback in every test.
 export EPICS_CA_ADDR_LIST="${EPICS_CA_ADDR_LIST:-127.0.0.1}" EPICS_CA_AUTO_ADDR_LIST=NO
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
