@@ -26,6 +26,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Below this many bytes, the binary search hands over to a linear scan.
 const LINEAR_SCAN_BYTES: u64 = 16 * 1024;
 
+/// How many undecodable lines a backward step skips before giving up.
+pub const MAX_BACKWARD_LINES: usize = 1000;
+
 /// Why a file cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -278,6 +281,72 @@ impl<R: Read + Seek> PbReader<R> {
                 }
             }
         }
+    }
+
+    /// Positions the reader at the last sample with time ≤ `t` and returns true; if the
+    /// file has no such sample, positions it at the first sample after `t` (as
+    /// [`PbReader::seek_to_time`]) and returns false. Binary search, then a backward step
+    /// over at most [`MAX_BACKWARD_LINES`] undecodable lines.
+    pub fn seek_to_last_at_or_before(&mut self, t: Timestamp) -> io::Result<bool> {
+        let after = if t.nanos >= 999_999_999 {
+            Timestamp::new(t.secs.saturating_add(1), 0)
+        } else {
+            Timestamp::new(t.secs, t.nanos + 1)
+        };
+        self.seek_to_time(after)?;
+        let first_after = self.position();
+        let mut end = first_after;
+        for _ in 0..MAX_BACKWARD_LINES {
+            // The line before `end`: from the newline before its own newline, to that newline.
+            let Some(nl) = self.rfind_newline(self.header_len, end)? else {
+                break;
+            };
+            if nl + 1 <= self.header_len {
+                break;
+            }
+            let start = match self.rfind_newline(self.header_len, nl)? {
+                Some(prev) => prev + 1,
+                None => self.header_len,
+            };
+            let Some(len) = self.read_probe_line(start)? else {
+                end = start;
+                continue;
+            };
+            if self
+                .decoder
+                .decode(&self.probe[..len], &mut self.sample)
+                .is_ok()
+                && self.sample.time <= t
+            {
+                self.reposition(start)?;
+                return Ok(true);
+            }
+            end = start;
+        }
+        self.reposition(first_after)?;
+        Ok(false)
+    }
+
+    /// The file offset of the next line to be read.
+    pub fn position(&self) -> u64 {
+        self.buf_offset + self.start as u64
+    }
+
+    /// Position of the last newline in `[lo, hi)`, reading backwards.
+    fn rfind_newline(&mut self, lo: u64, hi: u64) -> io::Result<Option<u64>> {
+        let mut chunk = [0u8; 4096];
+        let mut end = hi;
+        while end > lo {
+            let start = end.saturating_sub(chunk.len() as u64).max(lo);
+            let n = (end - start) as usize;
+            self.inner.seek(SeekFrom::Start(start))?;
+            self.inner.read_exact(&mut chunk[..n])?;
+            if let Some(i) = memchr::memrchr(b'\n', &chunk[..n]) {
+                return Ok(Some(start + i as u64));
+            }
+            end = start;
+        }
+        Ok(None)
     }
 
     /// Moves the sequential reading position to byte `pos` (a line start).

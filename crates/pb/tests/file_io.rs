@@ -301,3 +301,35 @@ fn every_type_survives_a_file_roundtrip() {
         assert_eq!(read_all(&path).0, samples, "{ty}");
     }
 }
+
+#[test]
+fn last_sample_at_or_before() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("x.pb");
+    let mut w = PbWriter::open(&path, PV, PayloadType::ScalarDouble, YEAR).expect("open");
+    w.append(&(0..5000).map(|k| dbl(2 * k)).collect::<Vec<_>>())
+        .expect("append");
+    drop(w);
+    let at = |target: Timestamp| {
+        let mut r = PbReader::open(&path).expect("open");
+        let found = r.seek_to_last_at_or_before(target).expect("seek");
+        (found, r.next_sample().expect("read").map(|s| s.time))
+    };
+    assert_eq!(at(t(5)), (true, Some(t(4))));
+    assert_eq!(at(t(4)), (true, Some(t(4))));
+    assert_eq!(at(t(2 * 3000 + 1)), (true, Some(t(2 * 3000))));
+    assert_eq!(at(Timestamp::new(t(0).secs - 5, 0)), (false, Some(t(0))));
+    assert_eq!(at(t(0)), (true, Some(t(0))));
+    assert_eq!(at(t(20_000)), (true, Some(t(2 * 4999))));
+    // With a torn tail and a garbage line just before the answer.
+    let mut bytes = fs::read(&path).expect("read");
+    let last_line = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .expect("newline")
+        + 1;
+    bytes[last_line] = 0x07; // wire type 7: the last sample no longer decodes
+    bytes.extend_from_slice(b"\x08\x01");
+    fs::write(&path, &bytes).expect("write");
+    assert_eq!(at(t(20_000)), (true, Some(t(2 * 4998))));
+}
