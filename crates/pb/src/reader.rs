@@ -218,6 +218,11 @@ impl<R: Read + Seek> PbReader<R> {
         }))
     }
 
+    /// The sample returned by the last [`PbReader::next_sample`].
+    pub fn current(&self) -> &Sample {
+        &self.sample
+    }
+
     /// The next sample that decodes; lines that do not are skipped and counted.
     pub fn next_sample(&mut self) -> io::Result<Option<&Sample>> {
         loop {

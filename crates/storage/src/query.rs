@@ -1,0 +1,146 @@
+//! Reading the samples of a time range from the partitions of one PV.
+
+use std::collections::VecDeque;
+use std::fs::File;
+
+use archiver_pb::{PayloadInfo, PbReader, Sample, Timestamp};
+
+use crate::error::StorageError;
+use crate::tier::Partition;
+
+/// How many partitions before `from` are opened to find the last sample at or before it.
+const PARTITIONS_LOOKED_BACK: usize = 3;
+
+/// The samples of one PV in one tier for `[from, to]`, in time order: first the last sample
+/// at or before `from` (if any), then every sample in `(from, to]`. Files are read one at a
+/// time; the current sample is borrowed, not copied.
+#[derive(Debug)]
+pub struct TierQuery {
+    tier: String,
+    pending: VecDeque<Partition>,
+    reader: Option<PbReader<File>>,
+    path: std::path::PathBuf,
+    to: Timestamp,
+    skipped: u64,
+}
+
+impl TierQuery {
+    pub(crate) fn new(
+        tier: String,
+        partitions: Vec<Partition>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Self, StorageError> {
+        let mut q = TierQuery {
+            tier,
+            pending: VecDeque::new(),
+            reader: None,
+            path: std::path::PathBuf::new(),
+            to,
+            skipped: 0,
+        };
+        // Partitions that can hold the answer: starting no later than `to`.
+        let relevant: Vec<Partition> = partitions
+            .into_iter()
+            .filter(|p| p.start <= to.secs)
+            .collect();
+        // The newest partition starting at or before `from`.
+        let anchor = relevant.iter().rposition(|p| p.start <= from.secs);
+        let mut first = 0;
+        if let Some(i) = anchor {
+            // Look for the last sample at or before `from`, going back a few partitions;
+            // without one, start at the first sample after `from` in partition i.
+            let oldest = i.saturating_sub(PARTITIONS_LOOKED_BACK - 1);
+            let mut at_i = None;
+            let mut found_in = None;
+            for j in (oldest..=i).rev() {
+                let mut reader = q.open(&relevant[j])?;
+                let found = reader
+                    .seek_to_last_at_or_before(from)
+                    .map_err(|e| q.io(&relevant[j], e))?;
+                if found {
+                    found_in = Some((j, reader));
+                    break;
+                }
+                if j == i {
+                    at_i = Some(reader);
+                }
+            }
+            (q.reader, first) = match found_in {
+                Some((j, reader)) => {
+                    q.path = relevant[j].path.clone();
+                    (Some(reader), j + 1)
+                }
+                None => {
+                    q.path = relevant[i].path.clone();
+                    (at_i, i + 1)
+                }
+            };
+        }
+        q.pending = relevant.into_iter().skip(first).collect();
+        Ok(q)
+    }
+
+    fn open(&self, p: &Partition) -> Result<PbReader<File>, StorageError> {
+        PbReader::open(&p.path).map_err(|source| StorageError::Read {
+            tier: self.tier.clone(),
+            path: p.path.clone(),
+            source,
+        })
+    }
+
+    fn io(&self, p: &Partition, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            tier: self.tier.clone(),
+            path: p.path.clone(),
+            source,
+        }
+    }
+
+    /// The header of the file being read, if any.
+    pub fn header(&self) -> Option<&PayloadInfo> {
+        self.reader.as_ref().map(|r| r.header())
+    }
+
+    /// Lines skipped because they did not decode, over the files read so far.
+    pub fn skipped_lines(&self) -> u64 {
+        self.skipped + self.reader.as_ref().map_or(0, |r| r.skipped_lines())
+    }
+
+    /// The next sample, or `None` after the last one at or before `to`.
+    pub fn next_sample(&mut self) -> Result<Option<&Sample>, StorageError> {
+        loop {
+            let reader = match self.reader.as_mut() {
+                Some(r) => r,
+                None => {
+                    let Some(p) = self.pending.pop_front() else {
+                        return Ok(None);
+                    };
+                    let r = self.open(&p)?;
+                    self.path = p.path;
+                    self.reader.insert(r)
+                }
+            };
+            let advanced = reader.next_sample().map_err(|source| StorageError::Io {
+                tier: self.tier.clone(),
+                path: self.path.clone(),
+                source,
+            })?;
+            if advanced.is_some() {
+                break;
+            }
+            self.skipped += reader.skipped_lines();
+            self.reader = None;
+        }
+        if self
+            .reader
+            .as_ref()
+            .is_some_and(|r| r.current().time > self.to)
+        {
+            self.pending.clear();
+            self.reader = None;
+            return Ok(None);
+        }
+        Ok(self.reader.as_ref().map(|r| r.current()))
+    }
+}

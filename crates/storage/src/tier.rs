@@ -1,0 +1,180 @@
+//! One storage tier: a root folder of PlainPB files at one partition granularity.
+
+use std::path::{Path, PathBuf};
+
+use archiver_pb::path::{PB_EXTENSION, chunk_key};
+use archiver_pb::{AppendCounts, Granularity, PayloadType, PbWriter, Sample, Timestamp};
+
+use crate::error::StorageError;
+use crate::query::TierQuery;
+
+/// A storage tier (STS, MTS, LTS...).
+#[derive(Debug, Clone)]
+pub struct Tier {
+    name: String,
+    root: PathBuf,
+    granularity: Granularity,
+}
+
+/// One partition file of a PV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Epoch seconds of the partition's start (inclusive).
+    pub start: i64,
+    /// Epoch seconds of the partition's end (exclusive).
+    pub end: i64,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl Tier {
+    /// A tier named `name` (e.g. `STS`) with files under `root`.
+    pub fn new(
+        name: impl Into<String>,
+        root: impl Into<PathBuf>,
+        granularity: Granularity,
+    ) -> Self {
+        Tier {
+            name: name.into(),
+            root: root.into(),
+            granularity,
+        }
+    }
+
+    /// The tier's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tier's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The tier's partition granularity.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// The Java-style store URL of this tier, as `PVTypeInfo.dataStores` lists it.
+    pub fn url(&self) -> String {
+        format!(
+            "pb://localhost?name={}&rootFolder={}&partitionGranularity={}",
+            self.name,
+            self.root.display(),
+            self.granularity.url_name()
+        )
+    }
+
+    fn key(&self, pv: &str) -> Result<String, StorageError> {
+        chunk_key(pv).map_err(|source| StorageError::BadName {
+            tier: self.name.clone(),
+            source,
+        })
+    }
+
+    /// The file holding the partition of `pv` that contains `secs`.
+    pub fn file_for(&self, pv: &str, secs: i64) -> Result<PathBuf, StorageError> {
+        let mut key = self.key(pv)?;
+        key.push_str(&self.granularity.partition_name(secs));
+        key.push_str(PB_EXTENSION);
+        Ok(self.root.join(key))
+    }
+
+    /// Appends `samples` (in time order) of `pv`, of type `ty`, to their partition files:
+    /// one open and one write per partition touched. Samples the files refuse (not newer
+    /// than the last stored, wrong type) are counted in the result.
+    pub fn append(
+        &self,
+        pv: &str,
+        ty: PayloadType,
+        samples: &[Sample],
+    ) -> Result<AppendCounts, StorageError> {
+        let mut total = AppendCounts::default();
+        let mut rest = samples;
+        while let Some(first) = rest.first() {
+            let end = self.granularity.partition_end(first.time.secs);
+            let n = rest
+                .iter()
+                .position(|s| s.time.secs >= end || s.time.secs < first.time.secs)
+                .unwrap_or(rest.len())
+                .max(1);
+            let (batch, tail) = rest.split_at(n);
+            rest = tail;
+            let path = self.file_for(pv, first.time.secs)?;
+            let mut writer =
+                PbWriter::open(&path, pv, ty, first.time.year()).map_err(|source| {
+                    StorageError::Write {
+                        tier: self.name.clone(),
+                        source,
+                    }
+                })?;
+            let c = writer.append(batch).map_err(|source| StorageError::Write {
+                tier: self.name.clone(),
+                source,
+            })?;
+            total.written += c.written;
+            total.not_newer += c.not_newer;
+            total.other_year += c.other_year;
+            total.wrong_type += c.wrong_type;
+            total.invalid += c.invalid;
+        }
+        Ok(total)
+    }
+
+    /// The partitions of `pv` in this tier, oldest first, from the files in its folder.
+    /// Files whose names do not parse at this granularity are ignored, as in Java.
+    pub fn partitions(&self, pv: &str) -> Result<Vec<Partition>, StorageError> {
+        let key = self.key(pv)?;
+        let (dir, prefix) = match key.rfind('/') {
+            Some(i) => (self.root.join(&key[..i]), &key[i + 1..]),
+            None => (self.root.clone(), key.as_str()),
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StorageError::Io {
+                    tier: self.name.clone(),
+                    path: dir,
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StorageError::Io {
+                tier: self.name.clone(),
+                path: dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(partition) = name
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
+            else {
+                continue;
+            };
+            if let Ok(start) = self.granularity.parse_partition_name(partition) {
+                out.push(Partition {
+                    start,
+                    end: self.granularity.partition_end(start),
+                    path: entry.path(),
+                });
+            }
+        }
+        out.sort_by_key(|p| p.start);
+        Ok(out)
+    }
+
+    /// A query over `[from, to]`: see [`TierQuery`].
+    pub fn query(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<TierQuery, StorageError> {
+        TierQuery::new(self.name.clone(), self.partitions(pv)?, from, to)
+    }
+}
