@@ -306,7 +306,7 @@ impl<R: Read + Seek> PbReader<R> {
             let Some(nl) = self.rfind_newline(self.header_len, end)? else {
                 break;
             };
-            if nl + 1 <= self.header_len {
+            if nl < self.header_len {
                 break;
             }
             let start = match self.rfind_newline(self.header_len, nl)? {
