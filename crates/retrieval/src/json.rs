@@ -1,0 +1,224 @@
+//! `getData.json`: the Java appliance's JSON response, streamed into a byte buffer.
+//!
+//! ```text
+//! [
+//! { "meta": { "name": "PV", "EGU": "mR/h", "PREC": "2" },
+//! "data": [
+//! { "secs": 1418019667, "val": -0.09, "nanos": 601158377, "severity": 0, "status": 0 },
+//! { "secs": …, "val": …, "nanos": …, "severity": 1, "status": 7, "fields": { "cnxlostepsecs": "0" } }
+//! ] }
+//! ]
+//! ```
+//!
+//! Key order is Java's. Differences, all to give valid JSON: NaN and infinities are `null`
+//! (Java writes `NaN`, which no JSON parser accepts), and meta values are escaped.
+
+use archiver_pb::{Sample, Value};
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing a str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn f64_val(out: &mut Vec<u8>, x: f64) {
+    if x.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &x);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn f32_val(out: &mut Vec<u8>, x: f32) {
+    if x.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &x);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn int(out: &mut Vec<u8>, x: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "{x}");
+}
+
+fn list<T: Copy>(out: &mut Vec<u8>, v: &[T], mut each: impl FnMut(&mut Vec<u8>, T)) {
+    out.push(b'[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(out, *x);
+    }
+    out.push(b']');
+}
+
+/// Writes a sample's value as JSON.
+pub fn value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::ScalarString(s) => string(out, s),
+        Value::ScalarShort(x) | Value::ScalarEnum(x) => int(out, x),
+        Value::ScalarFloat(x) => f32_val(out, *x),
+        Value::ScalarByte(x) => int(out, x),
+        Value::ScalarInt(x) => int(out, x),
+        Value::ScalarDouble(x) => f64_val(out, *x),
+        Value::VectorString(v) => {
+            out.push(b'[');
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, s);
+            }
+            out.push(b']');
+        }
+        Value::VectorShort(v) | Value::VectorEnum(v) => list(out, v, int),
+        Value::VectorFloat(v) => list(out, v, f32_val),
+        Value::VectorChar(v) => list(out, v, |o, b| int(o, b as i8)),
+        Value::VectorInt(v) => list(out, v, int),
+        Value::VectorDouble(v) => list(out, v, f64_val),
+        Value::V4GenericBytes(v) => list(out, v, int),
+    }
+}
+
+/// Builds a `getData.json` body: call [`JsonResponse::begin_pv`] for each PV with data,
+/// [`JsonResponse::sample`] for its samples, then [`JsonResponse::finish`].
+#[derive(Debug)]
+pub struct JsonResponse {
+    out: Vec<u8>,
+    pvs: usize,
+    samples_in_pv: usize,
+    open_pv: bool,
+}
+
+impl Default for JsonResponse {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JsonResponse {
+    /// An empty response.
+    pub fn new() -> Self {
+        JsonResponse {
+            out: b"[ \n".to_vec(),
+            pvs: 0,
+            samples_in_pv: 0,
+            open_pv: false,
+        }
+    }
+
+    /// Starts the object of one PV with its `meta` (name first, then `headers`).
+    pub fn begin_pv(&mut self, name: &str, headers: &[(String, String)]) {
+        self.end_pv();
+        if self.pvs > 0 {
+            self.out.extend_from_slice(b",\n");
+        }
+        self.out.extend_from_slice(b"{ \"meta\": { \"name\": ");
+        string(&mut self.out, name);
+        for (k, v) in headers {
+            self.out.extend_from_slice(b" , ");
+            string(&mut self.out, k);
+            self.out.extend_from_slice(b": ");
+            string(&mut self.out, v);
+        }
+        self.out.extend_from_slice(b" },\n\"data\": [ \n");
+        self.pvs += 1;
+        self.samples_in_pv = 0;
+        self.open_pv = true;
+    }
+
+    /// Appends one sample to the current PV.
+    pub fn sample(&mut self, s: &Sample) {
+        if self.samples_in_pv > 0 {
+            self.out.extend_from_slice(b",\n");
+        }
+        self.samples_in_pv += 1;
+        let o = &mut self.out;
+        o.extend_from_slice(b"{ \"secs\": ");
+        int(o, s.time.secs);
+        o.extend_from_slice(b", \"val\": ");
+        value(o, &s.value);
+        o.extend_from_slice(b", \"nanos\": ");
+        int(o, s.time.nanos);
+        o.extend_from_slice(b", \"severity\": ");
+        int(o, s.severity);
+        o.extend_from_slice(b", \"status\": ");
+        int(o, s.status);
+        if !s.field_values.is_empty() {
+            o.extend_from_slice(b", \"fields\": { ");
+            for (i, f) in s.field_values.iter().enumerate() {
+                if i > 0 {
+                    o.extend_from_slice(b", ");
+                }
+                string(o, &f.name);
+                o.extend_from_slice(b": ");
+                string(o, &f.val);
+            }
+            o.extend_from_slice(b" }");
+        }
+        o.extend_from_slice(b" }");
+    }
+
+    fn end_pv(&mut self) {
+        if self.open_pv {
+            self.out.extend_from_slice(b"\n] }");
+            self.open_pv = false;
+        }
+    }
+
+    /// The finished body.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.end_pv();
+        self.out.extend_from_slice(b"\n ]\n");
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pb::{FieldValue, Timestamp};
+
+    #[test]
+    fn java_shape_and_valid_json() {
+        let mut r = JsonResponse::new();
+        r.begin_pv(
+            "LN-AM{RadMon:2}DoseRate-I",
+            &[("EGU".into(), "mR/h".into()), ("PREC".into(), "2".into())],
+        );
+        r.sample(&Sample::new(
+            Timestamp::new(1_418_019_667, 601_158_377),
+            Value::ScalarDouble(-0.09),
+        ));
+        let mut s = Sample::new(
+            Timestamp::new(1_418_019_668, 0),
+            Value::ScalarDouble(f64::NAN),
+        );
+        s.severity = 1;
+        s.status = 7;
+        s.field_values.push(FieldValue::new("cnxlostepsecs", "0"));
+        r.sample(&s);
+        let body = r.finish();
+        let text = String::from_utf8(body.clone()).expect("utf8");
+        assert!(text.contains("{ \"secs\": 1418019667, \"val\": -0.09, \"nanos\": 601158377, \"severity\": 0, \"status\": 0 }"), "{text}");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert_eq!(v[0]["meta"]["name"], "LN-AM{RadMon:2}DoseRate-I");
+        assert_eq!(v[0]["meta"]["EGU"], "mR/h");
+        assert_eq!(v[0]["data"][1]["val"], serde_json::Value::Null);
+        assert_eq!(v[0]["data"][1]["fields"]["cnxlostepsecs"], "0");
+        assert_eq!(v[0]["data"][1]["severity"], 1);
+    }
+
+    #[test]
+    fn no_data_is_an_empty_array_and_values_render() {
+        let body = JsonResponse::new().finish();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v, serde_json::json!([]));
+        let mut out = Vec::new();
+        value(&mut out, &Value::VectorFloat(vec![0.1, f32::INFINITY]));
+        assert_eq!(out, b"[0.1,null]");
+        out.clear();
+        value(&mut out, &Value::ScalarString("a\"b".into()));
+        assert_eq!(out, b"\"a\\\"b\"");
+    }
+}

@@ -1,0 +1,116 @@
+//! `getData.raw` (pbraw): PlainPB lines over HTTP, as the Java appliance and its clients
+//! (Phoebus, aapy, the Grafana plugin) frame them.
+//!
+//! The body starts with a `PayloadInfo` line (type, PV name, year, element count, headers),
+//! then one escaped sample per line. When the year changes, or a new PV starts, an empty
+//! line is followed by a new header.
+
+use archiver_pb::codec::{encode_header_line, encode_line};
+use archiver_pb::{FieldValue, PayloadInfo, PayloadType, Sample};
+
+/// Builds a pbraw body for one or more PVs.
+#[derive(Debug, Default)]
+pub struct RawResponse {
+    out: Vec<u8>,
+    header: Option<PayloadInfo>,
+    year: Option<i32>,
+    scratch: Vec<u8>,
+}
+
+impl RawResponse {
+    /// An empty response.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a PV: its samples are `payload_type`, with these headers (EGU, PREC...).
+    pub fn begin_pv(
+        &mut self,
+        pv: &str,
+        payload_type: PayloadType,
+        element_count: i32,
+        headers: Vec<FieldValue>,
+    ) {
+        self.header = Some(PayloadInfo {
+            payload_type,
+            pv_name: pv.to_string(),
+            year: 0,
+            element_count: Some(element_count),
+            headers,
+        });
+        self.year = None;
+    }
+
+    fn write_header(&mut self, year: i32) {
+        let Some(h) = self.header.as_mut() else {
+            return;
+        };
+        if !self.out.is_empty() {
+            self.out.push(b'\n');
+        }
+        h.year = year;
+        encode_header_line(h, &mut self.out);
+        self.year = Some(year);
+    }
+
+    /// Appends a sample of the current PV (re-heading at a year change).
+    pub fn sample(&mut self, s: &Sample) {
+        let year = s.time.year();
+        if self.year != Some(year) {
+            self.write_header(year);
+        }
+        // A sample always fits its own year, so encoding cannot fail.
+        let _ = encode_line(s, year, &mut self.out, &mut self.scratch);
+    }
+
+    /// Ends the current PV; a PV without samples still gets its header (for `year`), so
+    /// that clients learn its type.
+    pub fn end_pv(&mut self, year_if_empty: i32) {
+        if self.year.is_none() {
+            self.write_header(year_if_empty);
+        }
+        self.header = None;
+    }
+
+    /// The finished body.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pb::time::start_of_year;
+    use archiver_pb::{PbReader, Timestamp, Value};
+
+    #[test]
+    fn year_change_starts_a_new_chunk() {
+        let mut r = RawResponse::new();
+        r.begin_pv(
+            "A:B",
+            PayloadType::ScalarDouble,
+            1,
+            vec![FieldValue::new("EGU", "mm")],
+        );
+        r.sample(&Sample::new(
+            Timestamp::new(start_of_year(2017) - 1, 0),
+            Value::ScalarDouble(1.0),
+        ));
+        r.sample(&Sample::new(
+            Timestamp::new(start_of_year(2017), 0),
+            Value::ScalarDouble(2.0),
+        ));
+        r.end_pv(2017);
+        let body = r.finish();
+        let chunks: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+        // header, sample, empty, header, sample, "" after the final newline
+        assert_eq!(chunks.len(), 6);
+        assert!(chunks[2].is_empty());
+        let first = PbReader::new(std::io::Cursor::new(&body[..])).expect("header");
+        assert_eq!(first.header().year, 2016);
+        assert_eq!(first.header().element_count, Some(1));
+        assert_eq!(first.header().header("EGU"), Some("mm"));
+        assert_eq!(body.last(), Some(&b'\n'));
+    }
+}
