@@ -1,14 +1,15 @@
 //! The `archiver` binary: an EPICS archiver compatible with the Java EPICS Archiver
-//! Appliance. Subcommands: `serve`, `demo`, `pb`.
+//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod ca_cmd;
+mod config;
+mod demo;
 mod pb_cmd;
+mod serve;
 
 /// An EPICS archiver: archives PVs over Channel Access into the Java appliance's PlainPB
 /// files and serves them over the Java appliance's HTTP APIs.
@@ -22,54 +23,44 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the archiver appliance.
-    Serve(ServeArgs),
-    /// Run the archiver with a built-in simulated IOC.
-    Demo(ServeArgs),
+    Serve(serve::ServeArgs),
+    /// Run the archiver with a built-in simulated IOC, archiving its PVs.
+    Demo(serve::ServeArgs),
     /// Print or check PlainPB (.pb) files.
     Pb(pb_cmd::PbArgs),
+    /// Channel Access diagnostics (get, info, monitor) with the archiver's own client.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
 }
 
-/// Flags shared by `serve` and `demo`.
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// Configuration file (TOML).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Folder for the registry and the storage tiers.
-    #[arg(long, value_name = "DIR", default_value = "./archiver-data")]
-    data_dir: PathBuf,
-    /// Address of the HTTP listener.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:17665")]
-    listen: SocketAddr,
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
-fn serve(args: &ServeArgs, demo: bool) -> Result<i32> {
-    if let Some(config) = &args.config {
-        anyhow::ensure!(
-            config.is_file(),
-            "config file {} not found",
-            config.display()
-        );
-    }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    println!(
-        "archiver {}: data dir {}, listen {}{}",
-        env!("CARGO_PKG_VERSION"),
-        args.data_dir.display(),
-        args.listen,
-        if demo { " (demo)" } else { "" }
-    );
-    println!("nothing to archive yet: the engine and HTTP API are not built yet");
-    Ok(0)
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Serve(args) => serve(args, false),
-        Command::Demo(args) => serve(args, true),
-        Command::Pb(args) => pb_cmd::run(args),
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            runtime().and_then(|rt| rt.block_on(serve::run(&args, false)).map(|()| 0))
+        }
+        Command::Demo(args) => {
+            init_logging();
+            runtime().and_then(|rt| rt.block_on(serve::run(&args, true)).map(|()| 0))
+        }
+        Command::Pb(args) => pb_cmd::run(&args),
+        Command::Ca(cmd) => runtime().and_then(|rt| rt.block_on(ca_cmd::run(cmd)).map(|()| 0)),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

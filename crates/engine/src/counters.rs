@@ -1,0 +1,102 @@
+//! Per-PV counters: everything the engine received, stored or dropped, readable at any time
+//! without locking (relaxed atomics), cheap to read for all PVs at once.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one PV.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Monitor updates received from CA.
+    pub events_received: AtomicU64,
+    /// Samples put into the buffer to be written.
+    pub events_stored: AtomicU64,
+    /// Samples written to the short-term store.
+    pub events_written: AtomicU64,
+    /// Dropped: timestamp before 1991, too far in the future or past, or older than the last.
+    pub dropped_timestamp: AtomicU64,
+    /// Not stored: same timestamp as the last accepted event (a repeat; not an error).
+    pub repeated_timestamp: AtomicU64,
+    /// Dropped: value of another type than the archived type.
+    pub dropped_type_change: AtomicU64,
+    /// Dropped: the buffer was full (the oldest sample is dropped).
+    pub dropped_buffer_overflow: AtomicU64,
+    /// Dropped by the CA client because the engine fell behind.
+    pub dropped_by_client: AtomicU64,
+    /// Refused by the file writer (not newer than the file's last sample...).
+    pub refused_by_writer: AtomicU64,
+    /// Disconnects seen.
+    pub disconnects: AtomicU64,
+    /// Subscription errors reported by the server, and failed metadata reads.
+    pub transient_errors: AtomicU64,
+    /// Failed writes to storage (the samples are kept and retried).
+    pub write_errors: AtomicU64,
+    /// Epoch seconds of the first event received (0 = none yet).
+    pub first_event_secs: AtomicI64,
+    /// Epoch seconds (IOC time) of the last event received (0 = none yet).
+    pub last_event_secs: AtomicI64,
+    /// Epoch seconds of the last disconnect (0 = never).
+    pub last_disconnect_secs: AtomicI64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// See [`Counters::events_received`].
+    pub events_received: u64,
+    /// See [`Counters::events_stored`].
+    pub events_stored: u64,
+    /// See [`Counters::events_written`].
+    pub events_written: u64,
+    /// See [`Counters::dropped_timestamp`].
+    pub dropped_timestamp: u64,
+    /// See [`Counters::repeated_timestamp`].
+    pub repeated_timestamp: u64,
+    /// See [`Counters::dropped_type_change`].
+    pub dropped_type_change: u64,
+    /// See [`Counters::dropped_buffer_overflow`].
+    pub dropped_buffer_overflow: u64,
+    /// See [`Counters::dropped_by_client`].
+    pub dropped_by_client: u64,
+    /// See [`Counters::refused_by_writer`].
+    pub refused_by_writer: u64,
+    /// See [`Counters::disconnects`].
+    pub disconnects: u64,
+    /// See [`Counters::transient_errors`].
+    pub transient_errors: u64,
+    /// See [`Counters::write_errors`].
+    pub write_errors: u64,
+    /// See [`Counters::first_event_secs`].
+    pub first_event_secs: i64,
+    /// See [`Counters::last_event_secs`].
+    pub last_event_secs: i64,
+    /// See [`Counters::last_disconnect_secs`].
+    pub last_disconnect_secs: i64,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// A copy of all counters.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            events_received: self.events_received.load(Relaxed),
+            events_stored: self.events_stored.load(Relaxed),
+            events_written: self.events_written.load(Relaxed),
+            dropped_timestamp: self.dropped_timestamp.load(Relaxed),
+            repeated_timestamp: self.repeated_timestamp.load(Relaxed),
+            dropped_type_change: self.dropped_type_change.load(Relaxed),
+            dropped_buffer_overflow: self.dropped_buffer_overflow.load(Relaxed),
+            dropped_by_client: self.dropped_by_client.load(Relaxed),
+            refused_by_writer: self.refused_by_writer.load(Relaxed),
+            disconnects: self.disconnects.load(Relaxed),
+            transient_errors: self.transient_errors.load(Relaxed),
+            write_errors: self.write_errors.load(Relaxed),
+            first_event_secs: self.first_event_secs.load(Relaxed),
+            last_event_secs: self.last_event_secs.load(Relaxed),
+            last_disconnect_secs: self.last_disconnect_secs.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The state of one archived PV shared between the engine task, the writer and readers
+//! (status, retrieval): configuration, connection, metadata, buffer and counters.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use archiver_pb::{PayloadType, Sample};
+
+use crate::counters::{Counters, CountersSnapshot};
+use crate::sampler::SamplingMethod;
+
+/// How a PV is archived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PvConfig {
+    /// MONITOR or SCAN.
+    pub method: SamplingMethod,
+    /// Sampling period in seconds (0 with MONITOR = every event).
+    pub period: f64,
+    /// Fields monitored as `PV.FIELD` and stored as field values of the samples.
+    pub archive_fields: Vec<String>,
+}
+
+/// Where a PV is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PvState {
+    /// Archiving was requested; the PV has not connected yet.
+    NeverConnected,
+    /// Archiving (connected or not).
+    Archiving,
+    /// Paused by an operator: no channel, nothing stored.
+    Paused,
+}
+
+/// Display and alarm metadata from DBR_CTRL (EGU, PREC, limits, enum labels).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PvMeta {
+    /// Engineering units.
+    pub egu: String,
+    /// Display precision.
+    pub prec: i16,
+    /// Limits: upper/lower display, upper alarm, upper warning, lower warning, lower
+    /// alarm, upper/lower control (the order of `archiver_ca::Limits::as_array`).
+    pub limits: [f64; 8],
+    /// Enum state labels.
+    pub labels: Vec<String>,
+    /// True once a DBR_CTRL read has succeeded.
+    pub known: bool,
+}
+
+/// Connection facts of a PV.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnState {
+    /// Connected now.
+    pub connected: bool,
+    /// The server it is (or was last) connected to.
+    pub server: Option<SocketAddr>,
+    /// Epoch seconds of the first connection (0 = never).
+    pub first_established_secs: i64,
+    /// Epoch seconds of the last reconnection (0 = never).
+    pub last_reestablished_secs: i64,
+    /// Epoch seconds when the connection was last lost (0 = never).
+    pub lost_at_secs: i64,
+    /// Reconnections after a loss.
+    pub loss_regain_count: u64,
+    /// Native element count from the server.
+    pub element_count: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct SlotState {
+    pub config: PvConfig,
+    pub state: PvState,
+    pub archived_type: Option<PayloadType>,
+    pub conn: ConnState,
+    pub meta: PvMeta,
+    pub buffer: VecDeque<Sample>,
+    pub in_flight: Option<Arc<Vec<Sample>>>,
+    pub capacity: usize,
+}
+
+/// One PV's shared state.
+#[derive(Debug)]
+pub(crate) struct PvSlot {
+    pub name: Arc<str>,
+    pub id: u64,
+    pub counters: Counters,
+    pub state: Mutex<SlotState>,
+    /// Held while this PV's samples are written, so two writes never interleave.
+    pub io: Mutex<()>,
+}
+
+/// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PvSlot {
+    pub fn status(&self) -> PvStatus {
+        let st = lock(&self.state);
+        PvStatus {
+            name: self.name.to_string(),
+            state: st.state,
+            config: st.config.clone(),
+            archived_type: st.archived_type,
+            conn: st.conn.clone(),
+            meta: st.meta.clone(),
+            buffered: st.buffer.len() + st.in_flight.as_ref().map_or(0, |v| v.len()),
+            counters: self.counters.snapshot(),
+        }
+    }
+
+    /// Adds a sample to the buffer; when full, the oldest is dropped and counted.
+    pub fn push(&self, s: Sample) {
+        let mut st = lock(&self.state);
+        if st.buffer.len() >= st.capacity {
+            st.buffer.pop_front();
+            Counters::inc(&self.counters.dropped_buffer_overflow);
+        }
+        st.buffer.push_back(s);
+        Counters::inc(&self.counters.events_stored);
+    }
+}
+
+/// A snapshot of one PV for status reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PvStatus {
+    /// PV name.
+    pub name: String,
+    /// Life-cycle state.
+    pub state: PvState,
+    /// Sampling configuration.
+    pub config: PvConfig,
+    /// The type samples are stored as (known once connected or restored).
+    pub archived_type: Option<PayloadType>,
+    /// Connection facts.
+    pub conn: ConnState,
+    /// Metadata.
+    pub meta: PvMeta,
+    /// Samples in memory not yet written.
+    pub buffered: usize,
+    /// Counters.
+    pub counters: CountersSnapshot,
+}
+
+/// The samples of a PV still in memory, oldest first.
+#[derive(Debug, Clone)]
+pub struct BufferSnapshot {
+    /// Their type.
+    pub payload_type: PayloadType,
+    /// The samples being written, then the buffered ones.
+    pub samples: Vec<Sample>,
+}

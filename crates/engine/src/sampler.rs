@@ -1,0 +1,251 @@
+//! Sampling: which accepted events become archived samples.
+//!
+//! * **MONITOR, period 0** — every accepted event is archived.
+//! * **MONITOR, period P > 0** — true decimation (the Java appliance instead drops bursts
+//!   when its buffer is full): time is cut into bins of P seconds aligned to the Unix epoch,
+//!   by IOC timestamp; of the events in one bin only the **last** is archived. It is
+//!   committed when an event of a later bin arrives, or when the bin has ended by the
+//!   server clock (checked on every [`Sampler::tick`], so a quiet PV's last value is not
+//!   held back). So at most one sample per period is stored, and it is the freshest value
+//!   of that period.
+//! * **SCAN, period P** — Java's semantics: an event is archived at once if its IOC
+//!   timestamp is at least 0.95·P after the last archived one; otherwise it is kept as the
+//!   latest value and archived by [`Sampler::tick`] once P has passed since the last
+//!   archived sample (the straggler flush). An unchanged timestamp stores nothing (the
+//!   timestamp filter drops repeats before they reach the sampler).
+
+use archiver_pb::{Sample, Timestamp};
+
+/// The Java sampling methods the engine implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplingMethod {
+    /// Archive monitor updates (decimated to one per period when the period is > 0).
+    Monitor,
+    /// Archive about one value per period.
+    Scan,
+}
+
+impl SamplingMethod {
+    /// The Java name (`MONITOR`, `SCAN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplingMethod::Monitor => "MONITOR",
+            SamplingMethod::Scan => "SCAN",
+        }
+    }
+
+    /// Parses the Java name, case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("MONITOR") {
+            Some(SamplingMethod::Monitor)
+        } else if s.eq_ignore_ascii_case("SCAN") {
+            Some(SamplingMethod::Scan)
+        } else {
+            None
+        }
+    }
+}
+
+/// Java's `scanJitterFactor`.
+pub const SCAN_JITTER_FACTOR: f64 = 0.95;
+
+fn nanos(t: Timestamp) -> i128 {
+    i128::from(t.secs) * 1_000_000_000 + i128::from(t.nanos)
+}
+
+/// The sampling state of one PV.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    method: SamplingMethod,
+    period_ns: i128,
+    pending: Option<Sample>,
+    last_archived: Option<Timestamp>,
+}
+
+impl Sampler {
+    /// A sampler for `method` with a period of `period_secs` (negative or NaN counts as 0).
+    pub fn new(method: SamplingMethod, period_secs: f64) -> Self {
+        let period_ns = if period_secs.is_finite() && period_secs > 0.0 {
+            (period_secs * 1e9).round() as i128
+        } else {
+            0
+        };
+        Sampler {
+            method,
+            period_ns,
+            pending: None,
+            last_archived: None,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> SamplingMethod {
+        self.method
+    }
+
+    /// The period in seconds.
+    pub fn period_secs(&self) -> f64 {
+        self.period_ns as f64 / 1e9
+    }
+
+    /// True when a sample is held back waiting for its period to end.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The sample held back, if any (visible to retrieval, not yet archived).
+    pub fn pending(&self) -> Option<&Sample> {
+        self.pending.as_ref()
+    }
+
+    fn archive(&mut self, s: Sample, out: &mut impl FnMut(Sample)) {
+        self.last_archived = Some(s.time);
+        out(s);
+    }
+
+    /// Offers an accepted event; archived samples are passed to `out`, in order.
+    pub fn offer(&mut self, s: Sample, out: &mut impl FnMut(Sample)) {
+        match self.method {
+            SamplingMethod::Monitor if self.period_ns == 0 => self.archive(s, out),
+            SamplingMethod::Monitor => {
+                let bin = nanos(s.time).div_euclid(self.period_ns);
+                if let Some(p) = self
+                    .pending
+                    .take_if(|p| nanos(p.time).div_euclid(self.period_ns) < bin)
+                {
+                    self.archive(p, out);
+                }
+                self.pending = Some(s);
+            }
+            SamplingMethod::Scan => {
+                let due = match self.last_archived {
+                    None => true,
+                    Some(last) => {
+                        (nanos(s.time) - nanos(last)) as f64
+                            >= SCAN_JITTER_FACTOR * self.period_ns as f64
+                    }
+                };
+                if due {
+                    self.pending = None;
+                    self.archive(s, out);
+                } else {
+                    self.pending = Some(s);
+                }
+            }
+        }
+    }
+
+    /// Commits a held-back sample whose period has ended by the server clock `now`.
+    pub fn tick(&mut self, now: Timestamp, out: &mut impl FnMut(Sample)) {
+        let Some(p) = &self.pending else { return };
+        let ready = match self.method {
+            SamplingMethod::Monitor => {
+                let bin_end = (nanos(p.time).div_euclid(self.period_ns) + 1) * self.period_ns;
+                nanos(now) >= bin_end
+            }
+            SamplingMethod::Scan => match self.last_archived {
+                Some(last) => nanos(now) >= nanos(last) + self.period_ns,
+                None => true,
+            },
+        };
+        if ready && let Some(p) = self.pending.take() {
+            self.archive(p, out);
+        }
+    }
+
+    /// Commits a held-back sample now (pause, shutdown, method change).
+    pub fn flush(&mut self, out: &mut impl FnMut(Sample)) {
+        if let Some(p) = self.pending.take() {
+            self.archive(p, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pb::Value;
+
+    fn ev(ms: i64) -> Sample {
+        Sample::new(
+            Timestamp::new(
+                1_700_000_000 + ms.div_euclid(1000),
+                (ms.rem_euclid(1000) * 1_000_000) as u32,
+            ),
+            Value::ScalarDouble(ms as f64),
+        )
+    }
+
+    fn run(s: &mut Sampler, events: &[i64]) -> Vec<i64> {
+        let mut out = Vec::new();
+        for &ms in events {
+            s.offer(ev(ms), &mut |x| out.push(x));
+        }
+        out.into_iter()
+            .map(|x| match x.value {
+                Value::ScalarDouble(v) => v as i64,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn monitor_period_zero_keeps_everything() {
+        let mut s = Sampler::new(SamplingMethod::Monitor, 0.0);
+        assert_eq!(run(&mut s, &[0, 1, 2, 500]), vec![0, 1, 2, 500]);
+        assert!(!s.has_pending());
+    }
+
+    #[test]
+    fn monitor_with_period_keeps_the_last_value_of_each_period() {
+        let mut s = Sampler::new(SamplingMethod::Monitor, 1.0);
+        // 10 Hz for 3.5 s: bins [0,1000) [1000,2000) [2000,3000) [3000,...)
+        let events: Vec<i64> = (0..35).map(|k| k * 100).collect();
+        assert_eq!(run(&mut s, &events), vec![900, 1900, 2900]);
+        assert!(s.has_pending());
+        let mut out = Vec::new();
+        s.tick(ev(3999).time, &mut |x| out.push(x.time));
+        assert!(out.is_empty(), "bin not over yet");
+        s.tick(ev(4000).time, &mut |x| out.push(x.time));
+        assert_eq!(out, vec![ev(3400).time]);
+        // A burst of 1000 events in one period stores one sample.
+        let mut s = Sampler::new(SamplingMethod::Monitor, 2.0);
+        let burst: Vec<i64> = (0..1000).map(|k| 10_000 + k).collect();
+        assert_eq!(run(&mut s, &burst), Vec::<i64>::new());
+        let mut out = Vec::new();
+        s.flush(&mut |x| out.push(x.time));
+        assert_eq!(out, vec![ev(10_999).time]);
+    }
+
+    #[test]
+    fn scan_archives_about_one_value_per_period() {
+        let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
+        // 10 Hz: archived at 0, then the first event >= 950 ms later, and so on.
+        let events: Vec<i64> = (0..25).map(|k| k * 100).collect();
+        assert_eq!(run(&mut s, &events), vec![0, 1000, 2000]);
+        // Slower than the period: every event is archived.
+        let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
+        assert_eq!(run(&mut s, &[0, 2000, 4500]), vec![0, 2000, 4500]);
+        // A straggler is flushed at the end of the period.
+        let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
+        assert_eq!(run(&mut s, &[0, 300]), vec![0]);
+        let mut out = Vec::new();
+        s.tick(ev(999).time, &mut |x| out.push(x.time));
+        assert!(out.is_empty());
+        s.tick(ev(1000).time, &mut |x| out.push(x.time));
+        assert_eq!(out, vec![ev(300).time]);
+        // Jitter: 960 ms later counts as the next period.
+        let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
+        assert_eq!(run(&mut s, &[0, 960, 1900, 1910]), vec![0, 960, 1910]);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(SamplingMethod::parse("scan"), Some(SamplingMethod::Scan));
+        assert_eq!(
+            SamplingMethod::parse("MONITOR"),
+            Some(SamplingMethod::Monitor)
+        );
+        assert_eq!(SamplingMethod::parse("DONT_ARCHIVE"), None);
+    }
+}

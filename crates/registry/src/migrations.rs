@@ -1,0 +1,267 @@
+//! Numbered schema migrations of the SQLite catalogue.
+//!
+//! Table `schema_version(version, description, applied_at)` has one row per applied
+//! migration; the schema version is the highest. Opening a database applies the missing
+//! migrations in order, all in one `BEGIN IMMEDIATE` transaction, so two processes
+//! opening the same new file do not both migrate it, and a failed migration leaves the
+//! database at the version it had. A database with a version newer than this build
+//! knows is refused ([`RegistryError::SchemaTooNew`]) rather than used.
+//!
+//! Migrations are append-only: a released migration is never edited; a change is a new
+//! migration.
+//!
+//! 1. The three tables of the Java persistence layer, same names and columns:
+//!    `PVTypeInfo(pvName, typeInfoJSON, last_modified)`,
+//!    `PVAliases(pvName, realName, last_modified)` (pvName is the alias) and
+//!    `ArchivePVRequests(pvName, userParams, last_modified)`.
+//! 2. Two columns derived from the JSON, kept by `put_type_info`, so that listing paused
+//!    PVs and loading one appliance's PVs do not parse every row: `paused` and
+//!    `applianceIdentity`, filled from the existing JSON (rows whose JSON is corrupt get
+//!    `paused = 0` and no appliance; reading them still reports the corruption).
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::RegistryError;
+
+/// One schema step.
+struct Migration {
+    version: u32,
+    description: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "Java persistence tables PVTypeInfo, PVAliases, ArchivePVRequests",
+        sql: "
+            CREATE TABLE PVTypeInfo (
+                pvName TEXT NOT NULL PRIMARY KEY,
+                typeInfoJSON TEXT NOT NULL,
+                last_modified TEXT NOT NULL
+            );
+            CREATE TABLE PVAliases (
+                pvName TEXT NOT NULL PRIMARY KEY,
+                realName TEXT NOT NULL,
+                last_modified TEXT NOT NULL
+            );
+            CREATE INDEX PVAliases_realName ON PVAliases(realName);
+            CREATE TABLE ArchivePVRequests (
+                pvName TEXT NOT NULL PRIMARY KEY,
+                userParams TEXT NOT NULL,
+                last_modified TEXT NOT NULL
+            );
+        ",
+    },
+    Migration {
+        version: 2,
+        description: "PVTypeInfo.paused and PVTypeInfo.applianceIdentity derived columns",
+        sql: "
+            ALTER TABLE PVTypeInfo ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE PVTypeInfo ADD COLUMN applianceIdentity TEXT;
+            UPDATE PVTypeInfo SET
+                paused = CASE WHEN json_valid(typeInfoJSON) THEN
+                    (CASE WHEN json_extract(typeInfoJSON, '$.paused') IN ('true', 1)
+                          THEN 1 ELSE 0 END)
+                    ELSE 0 END,
+                applianceIdentity = CASE WHEN json_valid(typeInfoJSON) THEN
+                    (CASE WHEN json_type(typeInfoJSON, '$.applianceIdentity') = 'text'
+                          THEN json_extract(typeInfoJSON, '$.applianceIdentity') END)
+                    END;
+            CREATE INDEX PVTypeInfo_paused ON PVTypeInfo(pvName) WHERE paused = 1;
+            CREATE INDEX PVTypeInfo_appliance ON PVTypeInfo(applianceIdentity, pvName);
+        ",
+    },
+];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// SQL for "now" as ISO-8601 UTC with milliseconds, as the rows' `last_modified`.
+pub(crate) const SQL_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Brings the database to [`SCHEMA_VERSION`]; returns the number of migrations applied.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, RegistryError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database to `target` (≤ [`SCHEMA_VERSION`]); returns the number applied.
+pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, RegistryError> {
+    let db = |e: rusqlite::Error| RegistryError::backend("migrate", None, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version INTEGER NOT NULL PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        );",
+    )
+    .map_err(db)?;
+    let found = version_of(&tx)?;
+    if found > SCHEMA_VERSION {
+        return Err(RegistryError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mut applied = 0;
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target)
+    {
+        let failed = |e: rusqlite::Error| RegistryError::Migration {
+            version: m.version,
+            description: m.description,
+            source: Box::new(e),
+        };
+        tx.execute_batch(m.sql).map_err(failed)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO schema_version (version, description, applied_at) \
+                 VALUES (?1, ?2, {SQL_NOW})"
+            ),
+            (m.version, m.description),
+        )
+        .map_err(failed)?;
+        applied += 1;
+    }
+    tx.commit().map_err(db)?;
+    Ok(applied)
+}
+
+/// The schema version of the database (0 for an empty one).
+pub(crate) fn version_of(conn: &Connection) -> Result<u32, RegistryError> {
+    let has_table: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| RegistryError::backend("schema_version", None, e))?;
+    if has_table.is_none() {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(|e| RegistryError::backend("schema_version", None, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_numbered_from_one_without_gaps() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.description);
+        }
+        assert_eq!(SCHEMA_VERSION, 2);
+    }
+
+    #[test]
+    fn fresh_database_gets_every_migration_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(version_of(&conn).unwrap(), 0);
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(version_of(&conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(migrate(&mut conn).unwrap(), 0, "second run applies nothing");
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, i64::from(SCHEMA_VERSION));
+        for table in ["PVTypeInfo", "PVAliases", "ArchivePVRequests"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table} exists and is empty");
+        }
+    }
+
+    #[test]
+    fn migration_2_derives_columns_from_existing_json() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, 1).unwrap(), 1);
+        assert_eq!(version_of(&conn).unwrap(), 1);
+        let rows = [
+            (
+                "P:ON",
+                r#"{"pvName":"P:ON","paused":"true","applianceIdentity":"a1"}"#,
+            ),
+            (
+                "P:OFF",
+                r#"{"pvName":"P:OFF","paused":"false","applianceIdentity":"a2"}"#,
+            ),
+            ("P:BOOL", r#"{"pvName":"P:BOOL","paused":true}"#),
+            ("P:BAD", "{not json"),
+        ];
+        for (pv, json) in rows {
+            conn.execute(
+                "INSERT INTO PVTypeInfo (pvName, typeInfoJSON, last_modified) VALUES (?1, ?2, 'x')",
+                (pv, json),
+            )
+            .unwrap();
+        }
+        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        let mut stmt = conn
+            .prepare("SELECT pvName, paused, applianceIdentity FROM PVTypeInfo ORDER BY pvName")
+            .unwrap();
+        let got: Vec<(String, i64, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("P:BAD".to_string(), 0, None),
+                ("P:BOOL".to_string(), 1, None),
+                ("P:OFF".to_string(), 0, Some("a2".to_string())),
+                ("P:ON".to_string(), 1, Some("a1".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?1, 'from the future', 'x')",
+            [SCHEMA_VERSION + 1],
+        )
+        .unwrap();
+        match migrate(&mut conn) {
+            Err(RegistryError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failed_migration_rolls_back_and_names_itself() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // A table in the way of migration 1.
+        conn.execute_batch("CREATE TABLE PVAliases (x TEXT);")
+            .unwrap();
+        match migrate(&mut conn) {
+            Err(RegistryError::Migration { version, .. }) => assert_eq!(version, 1),
+            other => panic!("expected Migration error, got {other:?}"),
+        }
+        assert_eq!(version_of(&conn).unwrap(), 0);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'PVTypeInfo'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the partial migration was rolled back");
+    }
+}

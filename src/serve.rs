@@ -1,0 +1,177 @@
+//! `archiver serve` and `archiver demo`: wiring of registry, storage, engine and HTTP, and
+//! the shutdown order (stop accepting requests, flush every buffer, exit).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use archiver_ca::{Client, ClientConfig};
+use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_http::AppState;
+use archiver_pb::Granularity;
+use archiver_registry::SqliteRegistry;
+use archiver_storage::Tier;
+use tracing::{info, warn};
+
+use crate::config::FileConfig;
+
+/// Flags shared by `serve` and `demo`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); see ARCHITECTURE.md for its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder for the registry and the storage tiers [default: ./archiver-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP listener [default: 127.0.0.1:17665].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                return;
+            }
+            _ => warn!("cannot install signal handlers; use Ctrl-C"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
+pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./archiver-data"));
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 17665)));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
+        .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
+    let granularity: Granularity = match &file.storage.sts_granularity {
+        Some(g) => g.parse()?,
+        None => Granularity::Hour,
+    };
+    let sts = Tier::new("STS", data_dir.join("sts"), granularity);
+
+    let mut engine_cfg = EngineConfig::default();
+    if let Some(p) = file.engine.write_period_secs {
+        engine_cfg.write_period = Duration::from_secs_f64(p);
+    }
+    if let Some(d) = file.engine.server_ioc_drift_secs {
+        engine_cfg.drift_secs = d;
+    }
+    if let Some(f) = file.engine.default_archive_fields.clone() {
+        engine_cfg.default_archive_fields = f;
+    }
+    if let Some(m) = file.engine.max_buffer_samples {
+        engine_cfg.max_buffer_samples = m;
+    }
+
+    // The demo serves its own simulated IOC on a free loopback port and searches only there.
+    let (ca_cfg, demo_pvs, _demo_server) = if demo {
+        let (server, names) = crate::demo::start_ioc().await?;
+        let cfg = ClientConfig::builder()
+            .addr_list(&format!("127.0.0.1:{}", server.port()))
+            .auto_addr_list(false)
+            .build()?;
+        (cfg, names, Some(server))
+    } else {
+        (ClientConfig::from_env()?, Vec::new(), None)
+    };
+    let client = Client::new(ca_cfg)
+        .await
+        .context("cannot start the CA client")?;
+    let clock = Arc::new(SystemClock);
+    let engine = Engine::start(client, sts, engine_cfg, clock.clone());
+    let app = AppState {
+        engine: engine.clone(),
+        registry: Arc::new(registry),
+        clock,
+        identity: Arc::from(file.identity.as_deref().unwrap_or("appliance0")),
+    };
+    let restored = app.restore().await?;
+    tokio::spawn(archiver_http::appliance::run_catalogue_sync(
+        app.clone(),
+        Duration::from_secs(2),
+    ));
+    if demo {
+        let plan = demo_pvs
+            .iter()
+            .map(|(name, period)| {
+                (
+                    name.clone(),
+                    PvConfig {
+                        method: SamplingMethod::Monitor,
+                        period: *period,
+                        archive_fields: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        app.archive_many(plan).await?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!(
+        "archiver {} listening on http://{local} (data in {}, {restored} PVs restored)",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    if demo {
+        let first = demo_pvs.first().map(|p| p.0.as_str()).unwrap_or("DEMO:AI");
+        println!(
+            "demo: {} simulated PVs are being archived. Try:",
+            demo_pvs.len()
+        );
+        println!("  curl 'http://{local}/mgmt/bpl/getAllPVs'");
+        println!("  curl 'http://{local}/mgmt/bpl/getPVStatus?pv={first}'");
+        println!("  curl 'http://{local}/retrieval/data/getData.json?pv={first}'");
+        println!("  (samples are written every write period; recent ones come from memory)");
+    }
+    info!("listening on {local}");
+    let server =
+        axum::serve(listener, archiver_http::router(app.clone())).with_graceful_shutdown(async {
+            shutdown_signal().await;
+            info!("shutting down: flushing every buffer (a second signal exits at once)");
+            tokio::spawn(async {
+                shutdown_signal().await;
+                eprintln!("second signal: exiting without flushing");
+                std::process::exit(130);
+            });
+        });
+    server.await.context("HTTP server failed")?;
+    engine.shutdown().await;
+    let mut done = Default::default();
+    if let Err(e) = app.sync_catalogue(&mut done).await {
+        warn!("final catalogue sync failed: {e}");
+    }
+    println!("archiver stopped; every buffer was written");
+    Ok(())
+}
