@@ -1,8 +1,9 @@
 /* ca_monitor_count: the libca baseline for benches/monitor_load.rs.
  * Subscribes (DBR_TIME of the native type, DBE_VALUE|DBE_ALARM) to every PV named in a
  * file, then for SECONDS counts updates and gaps (a PV's value is its tick number k,
- * so a jump of k by more than 1 is a lost update) and prints one line:
- *   LIBCA events=N events_per_s=R cpu_pct=C rss_kb=K gaps=G connected=M
+ * so a jump of k by more than 1 is a lost update). Prints "COUNTING" when the counting
+ * window starts, then at its end one line:
+ *   LIBCA events=N secs=S events_per_s=R cpu_pct=C rss_kb=K gaps=G connected=M
  * usage: ca_monitor_count NAMES_FILE SECONDS */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,13 +67,15 @@ int main(int argc, char **argv) {
     double t0 = mono();
     while (n_conn < (unsigned long)n && mono() - t0 < 20) ca_pend_event(0.1);
     ca_pend_event(2.0); /* warm-up */
+    printf("COUNTING\n");
+    fflush(stdout);
     counting = 1;
     double c0 = cpu(); t0 = mono();
     ca_pend_event(secs);
     double dt = mono() - t0, dc = cpu() - c0;
     counting = 0;
-    printf("LIBCA events=%lu events_per_s=%.0f cpu_pct=%.1f rss_kb=%ld gaps=%lu connected=%lu\n",
-           n_ev, n_ev / dt, 100 * dc / dt, rss_kb(), n_gap, n_conn);
+    printf("LIBCA events=%lu secs=%.3f events_per_s=%.0f cpu_pct=%.1f rss_kb=%ld gaps=%lu connected=%lu\n",
+           n_ev, dt, n_ev / dt, 100 * dc / dt, rss_kb(), n_gap, n_conn);
     fflush(stdout);
     return 0;
 }

@@ -166,18 +166,20 @@ impl Engine {
 
     /// Starts archiving `pv` (returns at once; the channel connects in the background).
     pub fn archive(&self, pv: &str, config: PvConfig) -> Result<ArchiveOutcome, EngineError> {
-        self.add(pv, config, None, false)
+        self.add(pv, config, None, false, None)
     }
 
-    /// Adds a PV known from the catalogue at start-up, with its stored type, paused or not.
+    /// Adds a PV known from the catalogue at start-up, with its stored type, paused or
+    /// not, and the time of its newest stored sample.
     pub fn restore(
         &self,
         pv: &str,
         config: PvConfig,
         archived_type: Option<PayloadType>,
         paused: bool,
+        last_stored: Option<Timestamp>,
     ) -> Result<ArchiveOutcome, EngineError> {
-        self.add(pv, config, archived_type, paused)
+        self.add(pv, config, archived_type, paused, last_stored)
     }
 
     fn add(
@@ -186,6 +188,7 @@ impl Engine {
         mut config: PvConfig,
         archived_type: Option<PayloadType>,
         paused: bool,
+        last_stored: Option<Timestamp>,
     ) -> Result<ArchiveOutcome, EngineError> {
         archiver_pb::path::chunk_key(pv).map_err(|e| EngineError::BadName(e.to_string()))?;
         if !config.period.is_finite() || config.period < 0.0 {
@@ -217,6 +220,7 @@ impl Engine {
                 buffer: Default::default(),
                 in_flight: None,
                 capacity,
+                last_stored,
             }),
             io: std::sync::Mutex::new(()),
         });
@@ -494,7 +498,10 @@ impl Actor {
         };
         let (config, last) = {
             let st = lock(&slot.state);
-            (st.config.clone(), st.buffer.back().map(|s| s.time))
+            (
+                st.config.clone(),
+                st.buffer.back().map(|s| s.time).or(st.last_stored),
+            )
         };
         let rt = self.pvs.entry(id).or_insert_with(|| Runtime {
             slot: slot.clone(),

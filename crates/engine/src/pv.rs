@@ -77,6 +77,9 @@ pub(crate) struct SlotState {
     pub buffer: VecDeque<Sample>,
     pub in_flight: Option<Arc<Vec<Sample>>>,
     pub capacity: usize,
+    /// Time of the newest sample already stored (from storage at restore), so that the
+    /// first event after a restart, often the value archived last, is not stored twice.
+    pub last_stored: Option<archiver_pb::Timestamp>,
 }
 
 /// One PV's shared state.

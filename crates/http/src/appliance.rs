@@ -188,6 +188,30 @@ impl AppState {
         let (infos, requests) =
             blocking(move || Ok::<_, MgmtError>((reg.all_type_infos()?, reg.archive_requests()?)))
                 .await?;
+        // The newest stored time of each PV, so the first event after the restart is not
+        // stored twice.
+        let sts = self.engine.sts().clone();
+        let names: Vec<String> = infos
+            .iter()
+            .map(|i| i.pv_name.clone())
+            .chain(requests.iter().map(|r| r.pv_name.clone()))
+            .collect();
+        let last_times: std::collections::HashMap<String, archiver_pb::Timestamp> =
+            tokio::task::spawn_blocking(move || {
+                names
+                    .into_iter()
+                    .filter_map(|n| match sts.last_time(&n) {
+                        Ok(Some(t)) => Some((n, t)),
+                        Ok(None) => None,
+                        Err(e) => {
+                            warn!(pv = %n, "cannot read the last stored sample: {e}");
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| MgmtError::Task(e.to_string()))?;
         let mut n = 0;
         for info in &infos {
             let Some(method) = from_registry_method(info.sampling_method) else {
@@ -198,17 +222,19 @@ impl AppState {
                 period: f64::from(info.sampling_period),
                 archive_fields: info.archive_fields.clone(),
             };
-            match self
-                .engine
-                .restore(&info.pv_name, cfg, Some(info.dbr_type), info.paused)
-            {
+            let last = last_times.get(&info.pv_name).copied();
+            let restored =
+                self.engine
+                    .restore(&info.pv_name, cfg, Some(info.dbr_type), info.paused, last);
+            match restored {
                 Ok(_) => n += 1,
                 Err(e) => warn!(pv = %info.pv_name, "cannot restore: {e}"),
             }
         }
         for req in &requests {
             let (cfg, paused) = config_from_params(&req.user_params);
-            match self.engine.restore(&req.pv_name, cfg, None, paused) {
+            let last = last_times.get(&req.pv_name).copied();
+            match self.engine.restore(&req.pv_name, cfg, None, paused, last) {
                 Ok(_) => n += 1,
                 Err(e) => warn!(pv = %req.pv_name, "cannot restore request: {e}"),
             }

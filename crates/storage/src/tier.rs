@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use archiver_pb::path::{PB_EXTENSION, chunk_key};
-use archiver_pb::{AppendCounts, Granularity, PayloadType, PbWriter, Sample, Timestamp};
+use archiver_pb::{AppendCounts, Granularity, PayloadType, PbReader, PbWriter, Sample, Timestamp};
 
 use crate::error::StorageError;
 use crate::query::TierQuery;
@@ -166,6 +166,30 @@ impl Tier {
         }
         out.sort_by_key(|p| p.start);
         Ok(out)
+    }
+
+    /// The time of the newest sample of `pv` in this tier, if any (looks at the newest
+    /// few partitions, skipping empty ones).
+    pub fn last_time(&self, pv: &str) -> Result<Option<Timestamp>, StorageError> {
+        let far = Timestamp::new(i64::MAX / 4, 0);
+        for p in self.partitions(pv)?.iter().rev().take(3) {
+            let mut r = PbReader::open(&p.path).map_err(|source| StorageError::Read {
+                tier: self.name.clone(),
+                path: p.path.clone(),
+                source,
+            })?;
+            let io = |source| StorageError::Io {
+                tier: self.name.clone(),
+                path: p.path.clone(),
+                source,
+            };
+            if r.seek_to_last_at_or_before(far).map_err(io)?
+                && let Some(s) = r.next_sample().map_err(io)?
+            {
+                return Ok(Some(s.time));
+            }
+        }
+        Ok(None)
     }
 
     /// A query over `[from, to]`: see [`TierQuery`].

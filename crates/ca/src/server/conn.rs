@@ -30,7 +30,10 @@ pub(crate) async fn serve(stream: TcpStream, id: u64, store: Arc<Store>, max_pay
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
-    let out = Arc::new(ConnOut::new(max_payload.max(1 << 20) * 4));
+    let out = Arc::new(ConnOut::new(
+        max_payload.max(1 << 20) * 4,
+        store.dropped.clone(),
+    ));
     let writer = tokio::spawn(write_loop(wr, out.clone()));
     // the server's VERSION goes out at accept (minor ≥ 11 behaviour)
     out.push(false, |b| {

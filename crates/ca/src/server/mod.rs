@@ -102,6 +102,8 @@ impl ServerConfig {
 pub(crate) struct Store {
     pvs: RwLock<HashMap<String, Arc<Pv>>>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Monitor updates dropped for slow clients, all connections together.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -140,6 +142,7 @@ impl Server {
         let store = Arc::new(Store {
             pvs: RwLock::default(),
             shutdown: tokio::sync::watch::channel(false).0,
+            dropped: Arc::default(),
         });
         let max_payload = cfg.max_array_bytes.saturating_add(1024);
         let mut tasks = Vec::new();
@@ -200,6 +203,12 @@ impl Server {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Monitor updates dropped so far because a client did not read them fast enough
+    /// (its connection's output buffer was full), all connections together.
+    pub fn dropped_updates(&self) -> u64 {
+        self.store.dropped.load(Ordering::Relaxed)
     }
 
     /// Whether no PV is served.

@@ -58,17 +58,19 @@ pub(crate) struct ConnOut {
     buf: Mutex<Vec<u8>>,
     pub notify: Notify,
     limit: usize,
-    pub dropped: AtomicU64,
+    /// Monitor updates dropped because the client was too slow (shared by all of the
+    /// server's connections).
+    dropped: Arc<AtomicU64>,
     pub closed: AtomicBool,
 }
 
 impl ConnOut {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, dropped: Arc<AtomicU64>) -> Self {
         ConnOut {
             buf: Mutex::new(Vec::with_capacity(16 * 1024)),
             notify: Notify::new(),
             limit,
-            dropped: AtomicU64::new(0),
+            dropped,
             closed: AtomicBool::new(false),
         }
     }
@@ -365,7 +367,7 @@ mod tests {
     #[test]
     fn post_notifies_matching_masks() {
         let pv = Pv::new(PvSpec::new("X", Value::Double(0.0)));
-        let out = Arc::new(ConnOut::new(1 << 20));
+        let out = Arc::new(ConnOut::new(1 << 20, Arc::default()));
         for (subid, mask) in [
             (1, mask::DBE_VALUE),
             (2, mask::DBE_ALARM),

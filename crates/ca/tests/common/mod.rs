@@ -1,7 +1,7 @@
 //! Test harness: runs `tests/ioc/harness_ioc.py` (a real EPICS IOC through the `softioc`
 //! package) on free loopback ports, and mirrors its value functions.
 //!
-//! The Python comes from `ARCHIVER_TEST_PYTHON` (default `/tmp/simioc-venv/bin/python`);
+//! The Python comes from `ARCHIVER_TEST_PYTHON` (default `/tmp/archiver-test-venv/bin/python`);
 //! a missing interpreter or package is a test failure with instructions, never a skip.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -22,7 +22,7 @@ pub const BIG_LEN: usize = 100_000;
 
 pub fn python() -> String {
     let py = std::env::var("ARCHIVER_TEST_PYTHON")
-        .unwrap_or_else(|_| "/tmp/simioc-venv/bin/python".into());
+        .unwrap_or_else(|_| "/tmp/archiver-test-venv/bin/python".into());
     let ok = Command::new(&py)
         .args(["-c", "import softioc, epicscorelibs, numpy"])
         .stdout(Stdio::null())
@@ -40,10 +40,14 @@ pub fn python() -> String {
 }
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("ioc")
-        .join(name)
+    // Used by this crate's tests and, through `#[path]`, by the workspace root's tests.
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let own = here.join("tests").join("ioc").join(name);
+    if own.exists() {
+        own
+    } else {
+        here.join("crates/ca/tests/ioc").join(name)
+    }
 }
 
 static USED_PORTS: Mutex<Vec<u16>> = Mutex::new(Vec::new());

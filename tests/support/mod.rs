@@ -1,0 +1,221 @@
+//! Running the real `archiver serve` binary in tests, and a minimal HTTP client.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `archiver serve`.
+pub struct Archiver {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub ioc_port: u16,
+    pub beacon_port: u16,
+}
+
+impl Archiver {
+    /// Starts `archiver serve` on a free port with its data in `data_dir`, searching the
+    /// IOC at `ioc_port`, writing buffers every `write_period` seconds.
+    pub fn start(data_dir: &Path, ioc_port: u16, beacon_port: u16, write_period: f64) -> Archiver {
+        let port = super::common::free_port();
+        let config = data_dir.join("archiver.toml");
+        std::fs::create_dir_all(data_dir).unwrap();
+        std::fs::write(
+            &config,
+            format!("[engine]\nwrite_period_secs = {write_period}\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_archiver"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("EPICS_CA_ADDR_LIST", format!("127.0.0.1:{ioc_port}"))
+            .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
+            .env("EPICS_CA_REPEATER_PORT", beacon_port.to_string())
+            .env("EPICS_CA_CONN_TMO", "3")
+            .env("EPICS_CA_MAX_ARRAY_BYTES", "4000000")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn archiver");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(_) => {}
+                Err(_) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    panic!("archiver did not start listening within 20 s");
+                }
+                Err(_) => {}
+            }
+        }
+        Archiver {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            ioc_port,
+            beacon_port,
+        }
+    }
+
+    /// GET `path_and_query`; returns (status, body).
+    pub fn get(&self, path_and_query: &str) -> (u16, String) {
+        http(self.port, "GET", path_and_query, None)
+    }
+
+    /// GET the body as bytes.
+    pub fn get_bytes(&self, path_and_query: &str) -> (u16, Vec<u8>) {
+        http_bytes(self.port, "GET", path_and_query, None)
+    }
+
+    /// POST `body` to `path_and_query`; returns (status, body).
+    pub fn post(&self, path_and_query: &str, body: &str) -> (u16, String) {
+        http(self.port, "POST", path_and_query, Some(body))
+    }
+
+    /// GET and parse JSON, asserting 200.
+    pub fn json(&self, path_and_query: &str) -> serde_json::Value {
+        let (status, body) = self.get(path_and_query);
+        assert_eq!(status, 200, "GET {path_and_query}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path_and_query}: {e}: {body}"))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("archiver did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls `f` every 100 ms until it returns true or `secs` pass.
+    pub fn wait_until(&self, secs: f64, what: &str, mut f: impl FnMut(&Archiver) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        while Instant::now() < deadline {
+            if f(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out after {secs} s waiting for {what}");
+    }
+
+    /// The status object of one PV.
+    pub fn status(&self, pv: &str) -> serde_json::Value {
+        let v = self.json(&format!("/mgmt/bpl/getPVStatus?pv={}", enc(pv)));
+        v[0].clone()
+    }
+
+    /// getData.json samples of `pv` from `from` to `to` (ISO strings).
+    pub fn data(&self, pv: &str, from: &str, to: &str) -> Vec<serde_json::Value> {
+        let v = self.json(&format!(
+            "/retrieval/data/getData.json?pv={}&from={}&to={}",
+            enc(pv),
+            enc(from),
+            enc(to)
+        ));
+        v.get(0)
+            .and_then(|o| o["data"].as_array())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A one-shot HTTP/1.1 request with `Connection: close`.
+pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let (status, bytes) = http_bytes(port, method, path, body);
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Like [`http`], with the body as bytes (HTTP/1.0, so never chunked).
+pub fn http_bytes(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP response");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, raw[split + 4..].to_vec())
+}
+
+/// ISO-8601 of a Unix time in seconds.
+pub fn iso(secs: i64) -> String {
+    archiver_pb::Timestamp::new(secs, 0)
+        .to_string()
+        .replace(".000000000Z", "Z")
+}
+
+/// Now, Unix seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
