@@ -145,9 +145,25 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
         .collect();
     let mut items = items;
     items.push(json!({"pv": pv("AO"), "samplingperiod": 0}));
+    // A PV no IOC serves, with archive fields of its own choosing.
+    items.push(json!({"pv": "NOBODY:SERVES:THIS", "archiveFields": "HIHI,LOLO"}));
     archive(&a, Json::Array(items));
     let all: Vec<String> = TYPES.iter().map(|t| pv(t)).collect();
     wait_archiving(&a, &all);
+    let never = a.status("NOBODY:SERVES:THIS");
+    assert_eq!(never["status"], "Initial sampling", "{never}");
+    assert_eq!(never["connectionState"], "false");
+    assert_eq!(never["archiveFields"], "HIHI,LOLO");
+    let list = a.json("/mgmt/bpl/getNeverConnectedPVs");
+    assert_eq!(list[0]["pvName"], "NOBODY:SERVES:THIS", "{list}");
+    // An ao record also archives DRVH and DRVL (Java's default policy), an ai does not.
+    a.wait_until(5.0, "DRVH/DRVL added for the ao record", |a| {
+        a.status(&pv("AO"))["archiveFields"] == "HIHI,HIGH,LOW,LOLO,LOPR,HOPR,DRVH,DRVL"
+    });
+    assert_eq!(
+        a.status(&pv("AI"))["archiveFields"],
+        "HIHI,HIGH,LOW,LOLO,LOPR,HOPR"
+    );
     // Archiving the same PV again is reported, not duplicated.
     let (_, again) = a.get(&format!("/mgmt/bpl/archivePV?pv={}", enc(&pv("AI"))));
     assert!(again.contains("Already submitted"), "{again}");
@@ -315,6 +331,10 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
         ("/mgmt/bpl/pauseArchivingPV?pv=NOPE:NOPE".to_string(), 404),
         (format!("/mgmt/bpl/deletePV?pv={}", enc(&pv("SI"))), 400),
         ("/mgmt/bpl/getAllPVs?limit=many".to_string(), 400),
+        (
+            "/mgmt/bpl/archivePV?pv=X&archiveFields=HI%20HI".to_string(),
+            400,
+        ),
     ] {
         let (got, body) = a.get(&path);
         assert_eq!(got, code, "{path}: {body}");
@@ -349,7 +369,7 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
     assert_eq!(del["status"], "ok", "{del}");
     let names = a.json("/mgmt/bpl/getAllPVs?limit=-1");
     assert!(!names.as_array().unwrap().iter().any(|n| n == &json!(si)));
-    assert_eq!(names.as_array().unwrap().len(), TYPES.len());
+    assert_eq!(names.as_array().unwrap().len(), TYPES.len() + 1);
     let glob = a.json(&format!("/mgmt/bpl/getAllPVs?pv={}WF*", enc(&ioc.prefix)));
     assert_eq!(glob.as_array().unwrap().len(), 5, "{glob}");
     let st = a.json(&format!("/mgmt/bpl/getPVStatus?pv={}", enc(&si)));

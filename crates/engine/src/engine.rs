@@ -73,6 +73,10 @@ enum Cmd {
         id: u64,
         startup: bool,
     },
+    Rtyp {
+        id: u64,
+        rtyp: String,
+    },
     Pause {
         id: u64,
         reply: oneshot::Sender<()>,
@@ -194,7 +198,8 @@ impl Engine {
         if !config.period.is_finite() || config.period < 0.0 {
             return Err(EngineError::BadPeriod(config.period));
         }
-        if config.archive_fields.is_empty() {
+        let auto_fields = config.archive_fields.is_empty();
+        if auto_fields {
             config.archive_fields = self.inner.config.default_archive_fields.clone();
         }
         let mut slots = self.inner.slots.write().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +226,7 @@ impl Engine {
                 in_flight: None,
                 capacity,
                 last_stored,
+                auto_fields,
             }),
             io: std::sync::Mutex::new(()),
         });
@@ -382,6 +388,7 @@ struct Runtime {
     startup: bool,
     changed_fields: Vec<FieldValue>,
     last_dump_secs: i64,
+    rtyp_checked: bool,
 }
 
 struct FieldRuntime {
@@ -405,6 +412,28 @@ struct Actor {
 
 fn key(id: u64, field: usize) -> u64 {
     (id << 8) | field as u64
+}
+
+/// Record types whose archive fields include DRVH and DRVL by default.
+const OUTPUT_RECORDS: &[&str] = &["ao", "longout"];
+
+/// A monitored channel on `pv.field`, reporting to `queue` under field index `idx`.
+fn field_channel(
+    client: &Client,
+    queue: &archiver_ca::EventQueue,
+    pv: &str,
+    field: &str,
+    id: u64,
+    idx: usize,
+) -> Option<Channel> {
+    let ch = client
+        .create_channel(&format!("{pv}.{field}"), queue, key(id, idx))
+        .ok()?;
+    ch.subscribe(Subscription::time(
+        mask::DBE_VALUE | mask::DBE_LOG | mask::DBE_ALARM,
+    ))
+    .ok()?;
+    Some(ch)
 }
 
 fn field_text(v: &archiver_ca::Value, labels: &[String]) -> String {
@@ -480,6 +509,32 @@ impl Actor {
                     }
                 }
             }
+            Cmd::Rtyp { id, rtyp } => {
+                // Java's default policy: output records also archive DRVH and DRVL.
+                if !OUTPUT_RECORDS.contains(&rtyp.as_str()) {
+                    return;
+                }
+                let Some(rt) = self.pvs.get_mut(&id) else {
+                    return;
+                };
+                for field in ["DRVH", "DRVL"] {
+                    if rt.fields.iter().any(|f| f.name == field) {
+                        continue;
+                    }
+                    let idx = rt.fields.len() + 1;
+                    let channel =
+                        field_channel(&self.client, &self.queue, &rt.slot.name, field, id, idx);
+                    rt.fields.push(FieldRuntime {
+                        name: field.to_string(),
+                        channel,
+                        value: None,
+                    });
+                    lock(&rt.slot.state)
+                        .config
+                        .archive_fields
+                        .push(field.to_string());
+                }
+            }
             Cmd::Shutdown { .. } => {}
         }
     }
@@ -513,6 +568,7 @@ impl Actor {
             startup,
             changed_fields: Vec::new(),
             last_dump_secs: 0,
+            rtyp_checked: false,
         });
         if rt.filter.last().is_none() {
             rt.filter.set_last(last);
@@ -664,6 +720,24 @@ impl Actor {
                 }
                 rt.startup = false;
                 rt.filter.on_connect();
+                if !rt.rtyp_checked && lock(&slot.state).auto_fields {
+                    rt.rtyp_checked = true;
+                    let client = self.client.clone();
+                    let tx = self.cmd_tx.clone();
+                    let name = format!("{}.RTYP", slot.name);
+                    tokio::spawn(async move {
+                        let Ok((ch, _events)) = client.channel(&name) else {
+                            return;
+                        };
+                        if ch.wait_connected(Duration::from_secs(5)).await.is_err() {
+                            return;
+                        }
+                        if let Ok(d) = ch.get().await {
+                            let rtyp = d.value.get_string(0, &[]).unwrap_or_default();
+                            let _ = tx.send(Cmd::Rtyp { id, rtyp });
+                        }
+                    });
+                }
                 if let Some(ch) = rt.channel.clone() {
                     let tx = self.cmd_tx.clone();
                     tokio::spawn(async move {

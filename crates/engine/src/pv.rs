@@ -80,6 +80,9 @@ pub(crate) struct SlotState {
     /// Time of the newest sample already stored (from storage at restore), so that the
     /// first event after a restart, often the value archived last, is not stored twice.
     pub last_stored: Option<archiver_pb::Timestamp>,
+    /// True when the archive fields are the defaults (not chosen by the request): output
+    /// records then also get DRVH and DRVL, as the Java default policy does.
+    pub auto_fields: bool,
 }
 
 /// One PV's shared state.

@@ -8,7 +8,7 @@ existing clients work unchanged: `/mgmt/bpl/...` for management and
 * [`router`] builds the axum [`Router`] over an [`AppState`] (engine, catalogue, clock);
   tests drive it without a socket.
 * [`mgmt`] — `archivePV`, `getPVStatus`, `getAllPVs`, `pauseArchivingPV`,
-  `resumeArchivingPV`, `deletePV`.
+  `resumeArchivingPV`, `deletePV`, `getNeverConnectedPVs`.
 * [`retrieval`] — `getData.json` and `getData.raw` over the short-term store and the
   engine's unflushed buffer.
 * [`appliance`] — the operations that keep engine and catalogue in step, the start-up
@@ -39,6 +39,10 @@ pub fn router(state: AppState) -> Router {
         .route("/mgmt/bpl/pauseArchivingPV", any(mgmt::pause_pv))
         .route("/mgmt/bpl/resumeArchivingPV", any(mgmt::resume_pv))
         .route("/mgmt/bpl/deletePV", any(mgmt::delete_pv))
+        .route(
+            "/mgmt/bpl/getNeverConnectedPVs",
+            get(mgmt::get_never_connected),
+        )
         .route(
             "/retrieval/data/getData.json",
             get(retrieval::get_data_json),

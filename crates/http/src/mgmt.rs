@@ -91,6 +91,27 @@ fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
     })
 }
 
+/// Archive field names: a comma list or a JSON array of names like `HIHI`.
+fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
+    let names: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::bad(format!("archiveFields is not a JSON list of names: {e}")))?
+    } else {
+        text.split(',')
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect()
+    };
+    for n in &names {
+        let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok || n == "VAL" {
+            return Err(ApiError::bad(format!("invalid archive field name {n:?}")));
+        }
+    }
+    Ok(names)
+}
+
 /// `archivePV`: GET with `pv` (comma list), `samplingperiod`, `samplingmethod`; or POST
 /// with a JSON list (`[{"pv": …, "samplingperiod": …, "samplingmethod": …}]` or names) or
 /// a newline/comma list.
@@ -116,12 +137,22 @@ pub async fn archive_pv(
             Some(t) => parse_method(t)?,
             None => default_method.unwrap_or(SamplingMethod::Monitor),
         };
+        // Beyond Java: archive fields per PV (`archiveFields=HIHI,LOLO` or a JSON list).
+        let fields_text = e
+            .fields
+            .get("archivefields")
+            .map(String::as_str)
+            .or(p.get("archiveFields"));
+        let archive_fields = match fields_text {
+            None => Vec::new(),
+            Some(t) => parse_fields(t)?,
+        };
         plan.push((
             pv,
             PvConfig {
                 method,
                 period,
-                archive_fields: Vec::new(),
+                archive_fields,
             },
         ));
     }
@@ -182,7 +213,31 @@ pub fn status_json(s: &PvStatus, identity: &str) -> Value {
         "transientErrors": c.transient_errors.to_string(),
         "writeErrors": c.write_errors.to_string(),
         "firstEvent": java_time(c.first_event_secs),
+        "archiveFields": s.config.archive_fields.join(","),
     })
+}
+
+/// `getNeverConnectedPVs`: PVs requested but never connected (they keep being searched
+/// for, with back-off).
+pub async fn get_never_connected(State(app): State<AppState>) -> Json<Value> {
+    let mut v: Vec<PvStatus> = app
+        .engine
+        .all_status()
+        .into_iter()
+        .filter(|s| s.state == PvState::NeverConnected)
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(Value::Array(
+        v.iter()
+            .map(|s| {
+                json!({
+                    "pvName": s.name,
+                    "currentState": "Initial sampling",
+                    "appliance": app.identity.as_ref(),
+                })
+            })
+            .collect(),
+    ))
 }
 
 fn expand(app: &AppState, names: &[NameEntry]) -> ApiResult<Vec<String>> {
