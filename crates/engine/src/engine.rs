@@ -70,7 +70,7 @@ pub enum ArchiveOutcome {
 
 enum Cmd {
     Start {
-        id: u64,
+        slot: Arc<PvSlot>,
         startup: bool,
     },
     Rtyp {
@@ -230,10 +230,13 @@ impl Engine {
             }),
             io: std::sync::Mutex::new(()),
         });
-        slots.insert(slot.name.clone(), slot);
+        slots.insert(slot.name.clone(), slot.clone());
         drop(slots);
         if !paused {
-            self.send(Cmd::Start { id, startup: true })?;
+            self.send(Cmd::Start {
+                slot,
+                startup: true,
+            })?;
         }
         Ok(ArchiveOutcome::Submitted)
     }
@@ -278,7 +281,7 @@ impl Engine {
             };
         }
         self.send(Cmd::Start {
-            id: slot.id,
+            slot,
             startup: true,
         })
     }
@@ -478,7 +481,7 @@ impl Actor {
 
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Start { id, startup } => self.start(id, startup),
+            Cmd::Start { slot, startup } => self.start(slot, startup),
             Cmd::Pause { id, reply } => {
                 self.stop(id);
                 let _ = reply.send(());
@@ -539,18 +542,8 @@ impl Actor {
         }
     }
 
-    fn start(&mut self, id: u64, startup: bool) {
-        let Some(slot) = self
-            .inner
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .find(|s| s.id == id)
-            .cloned()
-        else {
-            return;
-        };
+    fn start(&mut self, slot: Arc<PvSlot>, startup: bool) {
+        let id = slot.id;
         let (config, last) = {
             let st = lock(&slot.state);
             (

@@ -1,0 +1,221 @@
+//! The engine against the project's own CA server, in process: write failures keep the
+//! samples (nothing lost, counted), buffers are bounded with overflow counted, and
+//! timestamp and type problems are counted per PV.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use archiver_ca::server::{PvSpec, Server, ServerConfig};
+use archiver_ca::{Client, ClientConfig, Timestamp, Value};
+use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_pb::{Granularity, PbReader};
+use archiver_storage::Tier;
+
+async fn setup(sts_root: std::path::PathBuf, cfg: EngineConfig) -> (Server, Engine) {
+    let server = Server::start(ServerConfig {
+        port: 0,
+        beacon_addrs: Vec::new(),
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::new(
+        ClientConfig::builder()
+            .addr_list(&format!("127.0.0.1:{}", server.port()))
+            .auto_addr_list(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let engine = Engine::start(
+        client,
+        Tier::new("STS", sts_root, Granularity::Hour),
+        cfg,
+        Arc::new(SystemClock),
+    );
+    (server, engine)
+}
+
+fn every_event() -> PvConfig {
+    PvConfig {
+        method: SamplingMethod::Monitor,
+        period: 0.0,
+        archive_fields: vec!["NONE".into()],
+    }
+}
+
+async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_keeps_every_sample_until_it_can_write() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tier root is under a regular file: every write fails until it is removed.
+    let blocker = dir.path().join("blocked");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let cfg = EngineConfig {
+        write_period: Duration::from_millis(200),
+        ..EngineConfig::default()
+    };
+    let (server, engine) = setup(blocker.join("sts"), cfg).await;
+    let pv = server.add_pv(PvSpec::new("T:DISK", Value::Double(0.0)));
+    engine.archive("T:DISK", every_event()).unwrap();
+    assert!(
+        wait_for(10, || engine
+            .status("T:DISK")
+            .is_some_and(|s| s.conn.connected))
+        .await
+    );
+    let t0 = now().secs + 1;
+    for k in 1..=50 {
+        pv.post(
+            Value::Double(f64::from(k)),
+            Timestamp {
+                secs: t0,
+                nanos: k * 1000,
+            },
+            0,
+            0,
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        wait_for(10, || engine
+            .status("T:DISK")
+            .unwrap()
+            .counters
+            .write_errors
+            >= 2)
+        .await,
+        "write errors are counted"
+    );
+    let st = engine.status("T:DISK").unwrap();
+    assert_eq!(st.counters.events_written, 0);
+    assert!(st.buffered >= 50, "samples kept in memory: {}", st.buffered);
+    assert_eq!(st.counters.dropped_buffer_overflow, 0);
+
+    // The disk comes back: everything is written, in order, once.
+    std::fs::remove_file(&blocker).unwrap();
+    assert!(wait_for(10, || engine.status("T:DISK").unwrap().buffered == 0).await);
+    engine.shutdown().await;
+    let tier = Tier::new("STS", blocker.join("sts"), Granularity::Hour);
+    let mut values = Vec::new();
+    for p in tier.partitions("T:DISK").unwrap() {
+        let mut r = PbReader::open(&p.path).unwrap();
+        while let Some(s) = r.next_sample().unwrap() {
+            if let archiver_pb::Value::ScalarDouble(v) = s.value {
+                values.push(v);
+            }
+        }
+    }
+    let tail: Vec<f64> = values.iter().copied().filter(|v| *v >= 1.0).collect();
+    assert_eq!(tail, (1..=50).map(f64::from).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_timestamps_and_decimation_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        // Never writes during the test: the buffer bound is what limits memory.
+        write_period: Duration::from_secs(3600),
+        max_buffer_samples: 20,
+        ..EngineConfig::default()
+    };
+    let (server, engine) = setup(dir.path().join("sts"), cfg).await;
+    let pv = server.add_pv(PvSpec::new("T:FAST", Value::Double(0.0)));
+    engine.archive("T:FAST", every_event()).unwrap();
+    let slow = server.add_pv(PvSpec::new("T:SLOW", Value::Double(0.0)));
+    engine
+        .archive(
+            "T:SLOW",
+            PvConfig {
+                method: SamplingMethod::Monitor,
+                period: 1.0,
+                archive_fields: vec!["NONE".into()],
+            },
+        )
+        .unwrap();
+    assert!(
+        wait_for(10, || ["T:FAST", "T:SLOW"]
+            .iter()
+            .all(|p| engine.status(p).is_some_and(|s| s.conn.connected)))
+        .await
+    );
+    let t0 = now().secs + 1;
+    for k in 1..=100u32 {
+        let stamp = Timestamp {
+            secs: t0,
+            nanos: k * 1000,
+        };
+        pv.post(Value::Double(f64::from(k)), stamp, 0, 0).unwrap();
+        slow.post(Value::Double(f64::from(k)), stamp, 0, 0).unwrap();
+    }
+    // Problem timestamps: in the future, before 1991, older than the last.
+    pv.post(
+        Value::Double(-1.0),
+        Timestamp {
+            secs: t0 + 7200,
+            nanos: 0,
+        },
+        0,
+        0,
+    )
+    .unwrap();
+    pv.post(
+        Value::Double(-2.0),
+        Timestamp {
+            secs: 600_000_000,
+            nanos: 0,
+        },
+        0,
+        0,
+    )
+    .unwrap();
+    pv.post(Value::Double(-3.0), Timestamp { secs: t0, nanos: 5 }, 0, 0)
+        .unwrap();
+    assert!(
+        wait_for(10, || engine
+            .status("T:FAST")
+            .unwrap()
+            .counters
+            .events_received
+            >= 104)
+        .await
+    );
+    let st = engine.status("T:FAST").unwrap();
+    let c = st.counters;
+    assert_eq!(c.dropped_timestamp, 3, "{c:?}");
+    // 101 accepted (the initial value and 100 updates) into a buffer of 20.
+    assert_eq!(c.events_stored, 101, "{c:?}");
+    assert_eq!(st.buffered, 20);
+    assert_eq!(c.dropped_buffer_overflow, 81, "{c:?}");
+    // The buffer kept the newest samples.
+    let snap = engine.buffered("T:FAST").unwrap();
+    assert_eq!(
+        snap.samples.last().map(|s| s.value.clone()),
+        Some(archiver_pb::Value::ScalarDouble(100.0))
+    );
+    // Decimated to one sample per period: all 100 updates fall into one 1-s bin.
+    let slow_st = engine.status("T:SLOW").unwrap();
+    assert!(
+        slow_st.counters.events_stored <= 2,
+        "{:?}",
+        slow_st.counters
+    );
+    engine.shutdown().await;
+}
