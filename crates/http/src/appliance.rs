@@ -109,13 +109,7 @@ impl AppState {
         }
         if !requests.is_empty() {
             let reg = self.registry.clone();
-            blocking(move || {
-                for r in &requests {
-                    reg.add_archive_request(r)?;
-                }
-                Ok::<_, RegistryError>(())
-            })
-            .await?;
+            blocking(move || reg.add_archive_requests(&requests)).await?;
         }
         Ok(outcomes)
     }

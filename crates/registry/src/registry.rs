@@ -124,6 +124,14 @@ pub trait Registry: Send + Sync {
     /// Records (or replaces) a pending archive request.
     fn add_archive_request(&self, request: &ArchiveRequest) -> Result<(), RegistryError>;
 
+    /// Records (or replaces) many pending requests, all or nothing where the backend
+    /// has transactions (the default records them one by one).
+    fn add_archive_requests(&self, requests: &[ArchiveRequest]) -> Result<(), RegistryError> {
+        requests
+            .iter()
+            .try_for_each(|r| self.add_archive_request(r))
+    }
+
     /// Removes the pending request for `pv`; true if there was one.
     fn remove_archive_request(&self, pv: &str) -> Result<bool, RegistryError>;
 
