@@ -660,6 +660,10 @@ impl Actor {
         let Some(rt) = self.pvs.get_mut(&id) else {
             return;
         };
+        // Events still queued from a channel closed by pause or delete are ignored.
+        if rt.channel.is_none() {
+            return;
+        }
         if field > 0 {
             if let (ChannelEvent::Value { data, .. }, Some(f)) =
                 (&kind, rt.fields.get_mut(field - 1))
