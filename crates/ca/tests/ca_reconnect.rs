@@ -12,6 +12,10 @@ use common::{Ioc, expected, tick_of};
 
 const CONN_TMO: Duration = Duration::from_secs(3);
 
+/// The two tests measure timing against a real IOC: run them one at a time so that one's
+/// IOC restart does not load the machine while the other measures.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits for the first event matching `pred`, checking every value on the way.
 async fn wait_for(
     rx: &EventReceiver,
@@ -41,6 +45,7 @@ fn is_value(e: &ChannelEvent) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ioc_kill_and_restart_disconnects_reconnects_and_resubscribes() {
+    let _serial = SERIAL.lock().await;
     let mut ioc = Ioc::start("R");
     let c = Client::new(ioc.config().conn_tmo(CONN_TMO).build().unwrap())
         .await
@@ -99,6 +104,7 @@ async fn ioc_kill_and_restart_disconnects_reconnects_and_resubscribes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_ioc_is_detected_within_conn_tmo_and_recovers() {
+    let _serial = SERIAL.lock().await;
     let ioc = Ioc::start("F");
     let c = Client::new(ioc.config().conn_tmo(CONN_TMO).build().unwrap())
         .await

@@ -5,9 +5,11 @@
 //!   when its buffer is full): time is cut into bins of P seconds aligned to the Unix epoch,
 //!   by IOC timestamp; of the events in one bin only the **last** is archived. It is
 //!   committed when an event of a later bin arrives, or when the bin has ended by the
-//!   server clock (checked on every [`Sampler::tick`], so a quiet PV's last value is not
-//!   held back). So at most one sample per period is stored, and it is the freshest value
-//!   of that period.
+//!   server clock plus a short grace (a quarter period, at most 250 ms, for events still
+//!   in flight; checked on every [`Sampler::tick`], so a quiet PV's last value is not held
+//!   back). An event for a bin already committed (one that arrived later than the grace)
+//!   is not stored. So at most one sample per period is stored, and it is the freshest
+//!   value of that period that arrived in time.
 //! * **SCAN, period P** — Java's semantics: an event is archived at once if its IOC
 //!   timestamp is at least 0.95·P after the last archived one; otherwise it is kept as the
 //!   latest value and archived by [`Sampler::tick`] once P has passed since the last
@@ -60,7 +62,12 @@ pub struct Sampler {
     period_ns: i128,
     pending: Option<Sample>,
     last_archived: Option<Timestamp>,
+    /// MONITOR with a period: the last bin a sample was committed for.
+    committed_bin: Option<i128>,
 }
+
+/// The longest wait after the end of a decimation period for events still in flight.
+const MAX_GRACE_NS: i128 = 250_000_000;
 
 impl Sampler {
     /// A sampler for `method` with a period of `period_secs` (negative or NaN counts as 0).
@@ -75,7 +82,12 @@ impl Sampler {
             period_ns,
             pending: None,
             last_archived: None,
+            committed_bin: None,
         }
+    }
+
+    fn bin(&self, t: Timestamp) -> i128 {
+        nanos(t).div_euclid(self.period_ns)
     }
 
     /// The method.
@@ -100,6 +112,9 @@ impl Sampler {
 
     fn archive(&mut self, s: Sample, out: &mut impl FnMut(Sample)) {
         self.last_archived = Some(s.time);
+        if self.method == SamplingMethod::Monitor && self.period_ns > 0 {
+            self.committed_bin = Some(self.bin(s.time));
+        }
         out(s);
     }
 
@@ -108,10 +123,14 @@ impl Sampler {
         match self.method {
             SamplingMethod::Monitor if self.period_ns == 0 => self.archive(s, out),
             SamplingMethod::Monitor => {
-                let bin = nanos(s.time).div_euclid(self.period_ns);
+                let bin = self.bin(s.time);
+                if self.committed_bin.is_some_and(|c| bin <= c) {
+                    return; // its period was already committed: too late
+                }
+                let period = self.period_ns;
                 if let Some(p) = self
                     .pending
-                    .take_if(|p| nanos(p.time).div_euclid(self.period_ns) < bin)
+                    .take_if(|p| nanos(p.time).div_euclid(period) < bin)
                 {
                     self.archive(p, out);
                 }
@@ -140,8 +159,9 @@ impl Sampler {
         let Some(p) = &self.pending else { return };
         let ready = match self.method {
             SamplingMethod::Monitor => {
-                let bin_end = (nanos(p.time).div_euclid(self.period_ns) + 1) * self.period_ns;
-                nanos(now) >= bin_end
+                let bin_end = (self.bin(p.time) + 1) * self.period_ns;
+                let grace = (self.period_ns / 4).min(MAX_GRACE_NS);
+                nanos(now) >= bin_end + grace
             }
             SamplingMethod::Scan => match self.last_archived {
                 Some(last) => nanos(now) >= nanos(last) + self.period_ns,
@@ -206,8 +226,15 @@ mod tests {
         let mut out = Vec::new();
         s.tick(ev(3999).time, &mut |x| out.push(x.time));
         assert!(out.is_empty(), "bin not over yet");
-        s.tick(ev(4000).time, &mut |x| out.push(x.time));
+        s.tick(ev(4100).time, &mut |x| out.push(x.time));
+        assert!(out.is_empty(), "grace for events in flight");
+        s.tick(ev(4250).time, &mut |x| out.push(x.time));
         assert_eq!(out, vec![ev(3400).time]);
+        // An event of the committed period arriving late is not stored twice.
+        assert_eq!(run(&mut s, &[3500, 4100]), Vec::<i64>::new());
+        let mut out = Vec::new();
+        s.flush(&mut |x| out.push(x.time));
+        assert_eq!(out, vec![ev(4100).time]);
         // A burst of 1000 events in one period stores one sample.
         let mut s = Sampler::new(SamplingMethod::Monitor, 2.0);
         let burst: Vec<i64> = (0..1000).map(|k| 10_000 + k).collect();
