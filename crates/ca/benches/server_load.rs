@@ -8,9 +8,11 @@
 //! absolute schedule; a late tick runs late, none is skipped) posts the value k to every
 //! PV. Then, one after the other,
 //! 1. our client monitors all N PVs (DBR_TIME native, DBE_VALUE|DBE_ALARM, one shared
-//!    queue drained in batches), 2 s warm-up then S seconds of counting;
-//! 2. `benches/ca_monitor_count.c`, built with gcc against epicscorelibs' libca, does the
-//!    same.
+//!    queue drained in batches) on a 2-worker tokio runtime, 2 s warm-up then S seconds
+//!    of counting;
+//! 2. the same on a current-thread runtime (diagnostic: no cross-thread hand-off);
+//! 3. `benches/ca_monitor_count.c`, built with gcc against epicscorelibs' libca, does the
+//!    same as 1.
 //!
 //! For each client: events/s, % of offered (N × R), its CPU (% of one core) and RSS,
 //! gaps (a PV's value jumping by more than one), its queue drops; and over the same
@@ -20,7 +22,10 @@
 //! Run: `cargo bench -p archiver-ca --bench server_load` (env: BENCH_PVS=10000,
 //! BENCH_RATE=50 or a list such as 50,40,30 to run each rate in turn, BENCH_SECS=15,
 //! BENCH_SERVER_THREADS=1 (tokio workers of the server; the posting thread is extra),
-//! BENCH_CLIENTS=ours,libca, ARCHIVER_TEST_PYTHON for epicscorelibs).
+//! BENCH_CLIENT_THREADS=2 (tokio workers of our client in the `ours` run),
+//! BENCH_CLIENTS=ours,ours-ct,libca (`ours-ct`: our client again on a current-thread
+//! runtime, so the circuit task and the consumer share one thread, as libca's callbacks
+//! run in its receive thread), ARCHIVER_TEST_PYTHON for epicscorelibs).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -53,7 +58,8 @@ fn main() {
         .split(',')
         .filter_map(|r| r.trim().parse().ok())
         .collect();
-    let clients = std::env::var("BENCH_CLIENTS").unwrap_or_else(|_| "ours,libca".into());
+    let client_threads = env_num("BENCH_CLIENT_THREADS", 2);
+    let clients = std::env::var("BENCH_CLIENTS").unwrap_or_else(|_| "ours,ours-ct,libca".into());
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let libca = clients
         .contains("libca")
@@ -74,22 +80,37 @@ fn main() {
         let mut srv = ServerProc::start(port, repeater, pvs, rate);
         let offered = (pvs * rate) as f64;
         let mut ours_row = None;
-        if clients.contains("ours") {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+        for (key, label, threads) in [
+            ("ours", "archiver-ca", client_threads),
+            ("ours-ct", "archiver-ca current-thread", 0),
+        ] {
+            if !clients.split(',').any(|c| c.trim() == key) {
+                continue;
+            }
+            let rt = match threads {
+                0 => tokio::runtime::Builder::new_current_thread(),
+                n => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(n as usize);
+                    b
+                }
+            }
+            .enable_all()
+            .build()
+            .unwrap();
+            // let the server see the previous client go
+            std::thread::sleep(Duration::from_millis(500));
             let mut w = ServerWindow::new(&mut srv);
             let m = rt.block_on(run_ours(port, repeater, &names, secs, &mut w));
             drop(rt);
-            let row = Row::new("archiver-ca", rate, offered, m, &w);
+            let row = Row::new(label, rate, offered, m, &w);
             eprintln!("  {}", row.line());
-            ours_row = Some(rows.len());
+            if key == "ours" {
+                ours_row = Some(rows.len());
+            }
             rows.push(row);
         }
         if let Some(exe) = &libca {
-            // let the server see the previous client go
             std::thread::sleep(Duration::from_millis(500));
             let mut w = ServerWindow::new(&mut srv);
             let m = run_libca(exe, port, repeater, &names, secs, &mut w);
@@ -117,14 +138,15 @@ fn main() {
         println!("{}", r.line());
     }
     println!();
-    for r in rows.iter().filter(|r| r.client == "archiver-ca") {
+    for r in rows.iter().filter(|r| r.client.starts_with("archiver-ca")) {
         if let Some(l) = rows
             .iter()
-            .find(|l| l.client != "archiver-ca" && l.rate == r.rate)
+            .find(|l| l.client.starts_with("libca") && l.rate == r.rate)
         {
             println!(
-                "{} Hz: archiver-ca / libca ratio: events/s {:.2}, client CPU {:.2}, RSS {:.2}",
+                "{} Hz: {} / libca ratio: events/s {:.2}, client CPU {:.2}, RSS {:.2}",
                 r.rate,
+                r.client,
                 r.m.rate() / l.m.rate(),
                 r.m.cpu_pct / l.m.cpu_pct,
                 r.m.rss_kb as f64 / l.m.rss_kb as f64

@@ -396,4 +396,27 @@ mod tests {
         assert_eq!(pv.remove_subs(1, Some(2)), 1);
         assert_eq!(pv.remove_subs(1, None), 2);
     }
+
+    #[test]
+    fn updates_for_a_slow_client_are_dropped_and_counted() {
+        let pv = Pv::new(PvSpec::new("X", Value::Double(0.0)));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let out = Arc::new(ConnOut::new(100, dropped.clone()));
+        pv.add_sub(Sub {
+            out: out.clone(),
+            conn: 1,
+            subid: 1,
+            ty: DbrType::time(DbfType::Double),
+            count: 1,
+            mask: mask::DBE_VALUE,
+        });
+        for i in 1..=5 {
+            pv.post(Value::Double(f64::from(i)), Timestamp::now(), 0, 0)
+                .expect("post");
+        }
+        // 40-byte updates: queued while the buffer holds at most 100 bytes, then dropped
+        let mut b = Vec::new();
+        out.take(&mut b);
+        assert_eq!((b.len(), dropped.load(Ordering::Relaxed)), (120, 3));
+    }
 }
