@@ -392,6 +392,8 @@ struct Runtime {
     changed_fields: Vec<FieldValue>,
     last_dump_secs: i64,
     rtyp_checked: bool,
+    /// The archived type, mirrored from the slot (set once) to keep a lock off the hot path.
+    archived_type: Option<PayloadType>,
 }
 
 struct FieldRuntime {
@@ -544,11 +546,12 @@ impl Actor {
 
     fn start(&mut self, slot: Arc<PvSlot>, startup: bool) {
         let id = slot.id;
-        let (config, last) = {
+        let (config, last, ty) = {
             let st = lock(&slot.state);
             (
                 st.config.clone(),
                 st.buffer.back().map(|s| s.time).or(st.last_stored),
+                st.archived_type,
             )
         };
         let rt = self.pvs.entry(id).or_insert_with(|| Runtime {
@@ -562,11 +565,13 @@ impl Actor {
             changed_fields: Vec::new(),
             last_dump_secs: 0,
             rtyp_checked: false,
+            archived_type: None,
         });
         if rt.filter.last().is_none() {
             rt.filter.set_last(last);
         }
         rt.startup = startup;
+        rt.archived_type = ty;
         match self
             .client
             .create_channel(&slot.name, &self.queue, key(id, 0))
@@ -701,6 +706,7 @@ impl Actor {
                         }
                         Some(_) => {}
                     }
+                    rt.archived_type = st.archived_type;
                     if st.state == PvState::NeverConnected {
                         st.state = PvState::Archiving;
                     }
@@ -768,7 +774,7 @@ impl Actor {
                     .first_event_secs
                     .compare_exchange(0, ts.secs, Relaxed, Relaxed);
                 c.last_event_secs.store(ts.secs, Relaxed);
-                let Some(ty) = lock(&slot.state).archived_type else {
+                let Some(ty) = rt.archived_type else {
                     return;
                 };
                 let Some(value) = to_pb_value(&data.value, ty) else {
