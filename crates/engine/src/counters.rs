@@ -20,6 +20,8 @@ pub struct Counters {
     pub dropped_type_change: AtomicU64,
     /// Dropped: the buffer was full (the oldest sample is dropped).
     pub dropped_buffer_overflow: AtomicU64,
+    /// Dropped: a value arrived while the channel's type was not known.
+    pub dropped_no_type: AtomicU64,
     /// Dropped by the CA client because the engine fell behind.
     pub dropped_by_client: AtomicU64,
     /// Refused by the file writer (not newer than the file's last sample...).
@@ -55,6 +57,8 @@ pub struct CountersSnapshot {
     pub dropped_type_change: u64,
     /// See [`Counters::dropped_buffer_overflow`].
     pub dropped_buffer_overflow: u64,
+    /// See [`Counters::dropped_no_type`].
+    pub dropped_no_type: u64,
     /// See [`Counters::dropped_by_client`].
     pub dropped_by_client: u64,
     /// See [`Counters::refused_by_writer`].
@@ -89,6 +93,7 @@ impl Counters {
             repeated_timestamp: self.repeated_timestamp.load(Relaxed),
             dropped_type_change: self.dropped_type_change.load(Relaxed),
             dropped_buffer_overflow: self.dropped_buffer_overflow.load(Relaxed),
+            dropped_no_type: self.dropped_no_type.load(Relaxed),
             dropped_by_client: self.dropped_by_client.load(Relaxed),
             refused_by_writer: self.refused_by_writer.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),

@@ -198,6 +198,9 @@ impl Engine {
         if !config.period.is_finite() || config.period < 0.0 {
             return Err(EngineError::BadPeriod(config.period));
         }
+        if config.archive_fields.len() > MAX_ARCHIVE_FIELDS {
+            return Err(EngineError::TooManyFields(config.archive_fields.len()));
+        }
         let auto_fields = config.archive_fields.is_empty();
         if auto_fields {
             config.archive_fields = self.inner.config.default_archive_fields.clone();
@@ -418,6 +421,12 @@ struct Actor {
 fn key(id: u64, field: usize) -> u64 {
     (id << 8) | field as u64
 }
+
+/// The most archive fields a PV may have (field channels are numbered 1..=254).
+pub(crate) const MAX_ARCHIVE_FIELDS: usize = 200;
+
+/// The field index of the channel that reads `PV.RTYP` (no archive field has it).
+const RTYP_INDEX: usize = 255;
 
 /// Record types whose archive fields include DRVH and DRVL by default.
 const OUTPUT_RECORDS: &[&str] = &["ao", "longout"];
@@ -659,10 +668,84 @@ impl Actor {
         });
     }
 
+    /// A channel connected (or its first value arrived before the connect event).
+    fn on_connected(
+        &mut self,
+        id: u64,
+        native: archiver_ca::DbfType,
+        count: u32,
+        server: std::net::SocketAddr,
+        now: Timestamp,
+    ) {
+        let Some(rt) = self.pvs.get_mut(&id) else {
+            return;
+        };
+        let slot = rt.slot.clone();
+        let ty = archived_type(native, count);
+        {
+            let mut st = lock(&slot.state);
+            match st.archived_type {
+                None => st.archived_type = Some(ty),
+                Some(t) if t != ty => {
+                    warn!(pv = %slot.name, "type changed from {t} to {ty}: events are dropped and counted");
+                }
+                Some(_) => {}
+            }
+            rt.archived_type = st.archived_type;
+            if st.state == PvState::NeverConnected {
+                st.state = PvState::Archiving;
+            }
+            st.conn.connected = true;
+            st.conn.server = Some(server);
+            st.conn.element_count = count;
+            if st.conn.first_established_secs == 0 {
+                st.conn.first_established_secs = now.secs;
+            } else {
+                st.conn.last_reestablished_secs = now.secs;
+                st.conn.loss_regain_count += 1;
+            }
+            rt.cnx_pending = Some((st.conn.lost_at_secs, rt.startup));
+            if !rt.rtyp_checked && st.auto_fields {
+                rt.rtyp_checked = true;
+                // Read PV.RTYP on a channel of the shared queue (its events are ignored:
+                // no field has that index), to add DRVH and DRVL for output records.
+                let rtyp = self
+                    .client
+                    .create_channel(
+                        &format!("{}.RTYP", slot.name),
+                        &self.queue,
+                        key(id, RTYP_INDEX),
+                    )
+                    .ok();
+                let tx = self.cmd_tx.clone();
+                if let Some(ch) = rtyp {
+                    tokio::spawn(async move {
+                        if ch.wait_connected(Duration::from_secs(5)).await.is_err() {
+                            return;
+                        }
+                        if let Ok(d) = ch.get().await {
+                            let rtyp = d.value.get_string(0, &[]).unwrap_or_default();
+                            let _ = tx.send(Cmd::Rtyp { id, rtyp });
+                        }
+                    });
+                }
+            }
+        }
+        rt.startup = false;
+        rt.filter.on_connect();
+        if let Some(ch) = rt.channel.clone() {
+            let tx = self.cmd_tx.clone();
+            tokio::spawn(async move {
+                let result = ch.get_ctrl().await;
+                let _ = tx.send(Cmd::Meta { id, result });
+            });
+        }
+    }
+
     fn on_event(&mut self, key: u64, kind: ChannelEvent, now: Timestamp) {
         let id = key >> 8;
         let field = (key & 0xFF) as usize;
-        let Some(rt) = self.pvs.get_mut(&id) else {
+        let Some(mut rt) = self.pvs.get_mut(&id) else {
             return;
         };
         // Events still queued from a channel closed by pause or delete are ignored.
@@ -695,60 +778,7 @@ impl Actor {
                 count,
                 server,
                 ..
-            } => {
-                let ty = archived_type(native, count);
-                {
-                    let mut st = lock(&slot.state);
-                    match st.archived_type {
-                        None => st.archived_type = Some(ty),
-                        Some(t) if t != ty => {
-                            warn!(pv = %slot.name, "type changed from {t} to {ty}: events are dropped and counted");
-                        }
-                        Some(_) => {}
-                    }
-                    rt.archived_type = st.archived_type;
-                    if st.state == PvState::NeverConnected {
-                        st.state = PvState::Archiving;
-                    }
-                    st.conn.connected = true;
-                    st.conn.server = Some(server);
-                    st.conn.element_count = count;
-                    if st.conn.first_established_secs == 0 {
-                        st.conn.first_established_secs = now.secs;
-                    } else {
-                        st.conn.last_reestablished_secs = now.secs;
-                        st.conn.loss_regain_count += 1;
-                    }
-                    rt.cnx_pending = Some((st.conn.lost_at_secs, rt.startup));
-                }
-                rt.startup = false;
-                rt.filter.on_connect();
-                if !rt.rtyp_checked && lock(&slot.state).auto_fields {
-                    rt.rtyp_checked = true;
-                    let client = self.client.clone();
-                    let tx = self.cmd_tx.clone();
-                    let name = format!("{}.RTYP", slot.name);
-                    tokio::spawn(async move {
-                        let Ok((ch, _events)) = client.channel(&name) else {
-                            return;
-                        };
-                        if ch.wait_connected(Duration::from_secs(5)).await.is_err() {
-                            return;
-                        }
-                        if let Ok(d) = ch.get().await {
-                            let rtyp = d.value.get_string(0, &[]).unwrap_or_default();
-                            let _ = tx.send(Cmd::Rtyp { id, rtyp });
-                        }
-                    });
-                }
-                if let Some(ch) = rt.channel.clone() {
-                    let tx = self.cmd_tx.clone();
-                    tokio::spawn(async move {
-                        let result = ch.get_ctrl().await;
-                        let _ = tx.send(Cmd::Meta { id, result });
-                    });
-                }
-            }
+            } => self.on_connected(id, native, count, server, now),
             ChannelEvent::Disconnected { at } => {
                 {
                     let mut st = lock(&slot.state);
@@ -774,8 +804,27 @@ impl Actor {
                     .first_event_secs
                     .compare_exchange(0, ts.secs, Relaxed, Relaxed);
                 c.last_event_secs.store(ts.secs, Relaxed);
-                let Some(ty) = rt.archived_type else {
-                    return;
+                let ty = match rt.archived_type {
+                    Some(ty) => ty,
+                    None => {
+                        // The connect event was lost or is late: the channel knows.
+                        let Some(info) = rt.channel.as_ref().and_then(|ch| ch.info()) else {
+                            Counters::inc(&c.dropped_no_type);
+                            return;
+                        };
+                        self.on_connected(id, info.native, info.count, info.server, now);
+                        let Some(rt2) = self.pvs.get_mut(&id) else {
+                            return;
+                        };
+                        rt = rt2;
+                        match rt.archived_type {
+                            Some(ty) => ty,
+                            None => {
+                                Counters::inc(&slot.counters.dropped_no_type);
+                                return;
+                            }
+                        }
+                    }
                 };
                 let Some(value) = to_pb_value(&data.value, ty) else {
                     Counters::inc(&c.dropped_type_change);

@@ -18,6 +18,9 @@ pub enum EngineError {
     /// The sampling period is negative or not a number.
     #[error("invalid sampling period {0}")]
     BadPeriod(f64),
+    /// More archive fields than a PV can have.
+    #[error("{0} archive fields requested; at most {max} are allowed", max = crate::engine::MAX_ARCHIVE_FIELDS)]
+    TooManyFields(usize),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,

@@ -2,6 +2,7 @@
 //! visible to retrieval), appended to the short-term store, then released. A failed write
 //! puts the samples back at the front of the buffer to be retried; nothing is lost.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use archiver_pb::Sample;
@@ -54,7 +55,10 @@ fn flush_slot(sts: &archiver_storage::Tier, slot: &PvSlot) {
         if st.buffer.is_empty() {
             return;
         }
-        let batch: Arc<Vec<Sample>> = Arc::new(std::mem::take(&mut st.buffer).into());
+        // The next period likely brings as many samples: keep the capacity.
+        let capacity = st.buffer.len();
+        let taken = std::mem::replace(&mut st.buffer, VecDeque::with_capacity(capacity));
+        let batch: Arc<Vec<Sample>> = Arc::new(taken.into());
         st.in_flight = Some(batch.clone());
         (ty, batch)
     };

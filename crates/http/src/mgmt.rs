@@ -47,9 +47,11 @@ fn mgmt_error(e: MgmtError) -> ApiError {
         MgmtError::Engine(EngineError::NotFound(m)) => {
             ApiError::not_found(format!("PV {m} is not being archived"))
         }
-        MgmtError::Engine(e @ (EngineError::BadName(_) | EngineError::BadPeriod(_))) => {
-            ApiError::bad(e.to_string())
-        }
+        MgmtError::Engine(
+            e @ (EngineError::BadName(_)
+            | EngineError::BadPeriod(_)
+            | EngineError::TooManyFields(_)),
+        ) => ApiError::bad(e.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -206,6 +208,7 @@ pub fn status_json(s: &PvStatus, identity: &str) -> Value {
         "repeatedTimestamps": c.repeated_timestamp.to_string(),
         "droppedEventsTypeChange": c.dropped_type_change.to_string(),
         "droppedEventsBuffer": c.dropped_buffer_overflow.to_string(),
+        "droppedEventsNoType": c.dropped_no_type.to_string(),
         "droppedEventsClient": c.dropped_by_client.to_string(),
         "refusedByWriter": c.refused_by_writer.to_string(),
         "disconnects": c.disconnects.to_string(),
