@@ -3,14 +3,17 @@
 //! A circuit task owns the socket's read half and the per-circuit tables (channels by
 //! CID, monitor routes by SUBID, pending reads/writes by IOID); a small writer task owns
 //! the write half so a slow server can never block reading. Monitor updates are decoded
-//! here and pushed straight into each channel's queue. The task ends when the socket
-//! closes, the server breaks the protocol, or the circuit stays silent for
-//! EPICS_CA_CONN_TMO (an ECHO is sent after half of it); every connected channel then
-//! gets a `Disconnected` event and the client context searches for them again.
+//! here; those of one socket read go into their queue as one batch (one lock, at most
+//! one wake-up of the consumer), in order with the connection events. The task ends
+//! when the socket closes, the server breaks the protocol, or the circuit stays silent
+//! for EPICS_CA_CONN_TMO (an ECHO is sent after half of it); every connected channel
+//! then gets a `Disconnected` event and the client context searches for them again.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +28,7 @@ use crate::dbr::{DbfType, DbrClass, DbrType};
 use crate::error::{CaError, ProtocolError};
 use crate::event::{ChannelEvent, Event, SubscriptionId};
 use crate::header::{CA_MINOR, Header, cmd, payload_str, push_message, push_string_message};
+use crate::queue::EventQueue;
 use crate::status::{AccessRights, EcaStatus};
 use crate::value::{Dbr, Timestamp, Value};
 
@@ -84,12 +88,122 @@ struct Chan {
     subs: Vec<SubSpec>,
 }
 
+/// Where the updates of one subscription go. The channel's key and its queue's identity
+/// are copied here so that an update touches only its route.
 struct Route {
+    subid: u32,
     cid: u32,
     ty: DbrType,
     count: u32,
     scalar: bool,
+    key: u64,
+    queue_id: usize,
     shared: Arc<ChannelShared>,
+}
+
+/// The circuit's tables are keyed by ids this client chose (CID, SUBID, IOID), so they
+/// need no collision-resistant hash: one multiplication (as FxHash) instead of SipHash.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// The monitor routes by SUBID: a small hash index (8 bytes an entry) into a dense slab
+/// of routes, so the per-update lookup touches little memory and routes created one
+/// after the other sit next to each other. A server often sends the updates in the
+/// order of the subscriptions (it posts its PVs in a fixed order): [`Routes::find`]
+/// tries the slot after the previous one before the index.
+#[derive(Default)]
+struct Routes {
+    index: IdMap<u32>,
+    slots: Vec<Option<Route>>,
+    free: Vec<u32>,
+    /// The slot found by the previous [`Routes::find`].
+    last: usize,
+}
+
+impl Routes {
+    fn find(&mut self, subid: u32) -> Option<&Route> {
+        let next = self.last.wrapping_add(1);
+        let slot = match self.slots.get(next) {
+            Some(Some(r)) if r.subid == subid => next,
+            _ => *self.index.get(&subid)? as usize,
+        };
+        self.last = slot;
+        self.slots.get(slot)?.as_ref()
+    }
+
+    fn get(&self, subid: &u32) -> Option<&Route> {
+        let slot = *self.index.get(subid)?;
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    fn insert(&mut self, subid: u32, route: Route) {
+        if let Some(&slot) = self.index.get(&subid) {
+            self.slots[slot as usize] = Some(route);
+            return;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(route);
+                slot
+            }
+            None => {
+                self.slots.push(Some(route));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(subid, slot);
+    }
+
+    fn remove(&mut self, subid: &u32) -> Option<Route> {
+        let slot = self.index.remove(subid)?;
+        let r = self.slots.get_mut(slot as usize)?.take();
+        self.free.push(slot);
+        r
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Route) -> bool) {
+        let (slots, free) = (&mut self.slots, &mut self.free);
+        self.index.retain(|_, slot| {
+            let s = &mut slots[*slot as usize];
+            if s.as_ref().is_some_and(&mut keep) {
+                return true;
+            }
+            *s = None;
+            free.push(*slot);
+            false
+        });
+        if self.index.is_empty() {
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.slots.clear();
+        self.free.clear();
+    }
 }
 
 enum Pending {
@@ -147,12 +261,16 @@ struct Circuit {
     cfg: Arc<ClientConfig>,
     max_payload: usize,
     server_minor: u16,
-    chans: HashMap<u32, Chan>,
-    routes: HashMap<u32, Route>,
-    pending: HashMap<u32, Pending>,
+    chans: IdMap<Chan>,
+    routes: Routes,
+    pending: IdMap<Pending>,
     next_ioid: u32,
     out: Vec<u8>,
     events: mpsc::UnboundedSender<CircEvent>,
+    /// Monitor updates decoded from the current read, not yet in their queue.
+    batch: Vec<Event>,
+    /// The queue of `batch` (set at the first update of a read and at each change of queue).
+    batch_queue: Option<EventQueue>,
 }
 
 impl Circuit {
@@ -169,12 +287,14 @@ impl Circuit {
             cfg,
             max_payload,
             server_minor: 0,
-            chans: HashMap::new(),
-            routes: HashMap::new(),
-            pending: HashMap::new(),
+            chans: IdMap::default(),
+            routes: Routes::default(),
+            pending: IdMap::default(),
             next_ioid: 1,
             out: Vec::with_capacity(4096),
             events,
+            batch: Vec::new(),
+            batch_queue: None,
         }
     }
 
@@ -277,6 +397,12 @@ impl Circuit {
     }
 
     /// Processes every complete message in `buf`, keeping a partial one.
+    ///
+    /// Monitor updates are decoded into a local batch that goes into the queue under one
+    /// lock with at most one wake-up of the consumer: at the end of `buf`, when an update
+    /// for another queue comes, and before any other message (so connection and other
+    /// state events stay in order with the values, and the route tables do not change
+    /// while a batch is pending).
     async fn process(&mut self, buf: &mut Vec<u8>) -> Result<(), ProtocolError> {
         let mut at = 0;
         let result = loop {
@@ -294,17 +420,55 @@ impl Circuit {
             }
             let start = at + hl;
             at = start + size;
-            if let Err(e) = self.message(h, &buf[start..at]).await {
+            let payload = &buf[start..at];
+            if h.command == cmd::EVENT_ADD {
+                // the first update of this read, or one for another queue than the batch
+                if let Some(ev) = self.monitor_update(h, payload)
+                    && let Some(queue) = self.routes.get(&h.param2).map(|r| r.shared.queue.clone())
+                {
+                    self.flush().await;
+                    self.batch_queue = Some(queue);
+                    self.batch.push(ev);
+                }
+                continue;
+            }
+            self.flush().await;
+            if let Err(e) = self.message(h, payload) {
                 break Err(e);
             }
         };
+        self.flush().await;
+        // hold no queue between reads: a receiver ends when its last channel is gone
+        self.batch_queue = None;
         buf.drain(..at);
         result
     }
 
-    async fn message(&mut self, h: Header, payload: &[u8]) -> Result<(), ProtocolError> {
+    /// Hands the pending batch of monitor updates to its queue (waiting for room under
+    /// backpressure; counting drops on their channels under DropNewest).
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // a batch is only started with its queue
+        let Some(queue) = self.batch_queue.as_ref() else {
+            return;
+        };
+        let routes = &self.routes;
+        queue
+            .send_batch(&mut self.batch, |ev| {
+                if let ChannelEvent::Value { sub, .. } = ev.kind
+                    && let Some(r) = routes.get(&sub.0)
+                {
+                    r.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await;
+    }
+
+    /// Handles a message other than a monitor update (no batch is pending).
+    fn message(&mut self, h: Header, payload: &[u8]) -> Result<(), ProtocolError> {
         match h.command {
-            cmd::EVENT_ADD => self.monitor_update(h, payload).await,
             cmd::VERSION => {
                 self.server_minor = h.count as u16;
                 if self.server_minor < 4 && self.server_minor != 0 {
@@ -330,6 +494,7 @@ impl Circuit {
             }
             cmd::ERROR => self.error_message(h, payload),
             cmd::ECHO
+            | cmd::EVENT_ADD
             | cmd::CLEAR_CHANNEL
             | cmd::EVENT_CANCEL
             | cmd::READ_SYNC
@@ -344,13 +509,13 @@ impl Circuit {
         Ok(())
     }
 
-    async fn monitor_update(&mut self, h: Header, payload: &[u8]) {
+    /// Decodes a monitor update into the batch; returns it instead when it is for another
+    /// queue than the batch (or the batch has none yet).
+    fn monitor_update(&mut self, h: Header, payload: &[u8]) -> Option<Event> {
         if h.payload_size == 0 {
-            return; // EVENT_CANCEL acknowledgement
+            return None; // EVENT_CANCEL acknowledgement
         }
-        let Some(route) = self.routes.get(&h.param2) else {
-            return;
-        };
+        let route = self.routes.find(h.param2)?;
         let sub = SubscriptionId(h.param2);
         let status = EcaStatus(h.param1);
         let kind = if !status.is_success() {
@@ -375,17 +540,15 @@ impl Circuit {
                 }
             }
         };
-        let shared = &route.shared;
-        shared
-            .queue
-            .send_value(
-                Event {
-                    key: shared.key,
-                    kind,
-                },
-                &shared.dropped,
-            )
-            .await;
+        let ev = Event {
+            key: route.key,
+            kind,
+        };
+        if self.batch_queue.as_ref().map(EventQueue::id) != Some(route.queue_id) {
+            return Some(ev);
+        }
+        self.batch.push(ev);
+        None
     }
 
     fn access_rights(&mut self, cid: u32, access: AccessRights) {
@@ -454,7 +617,7 @@ impl Circuit {
         let Some(ch) = self.chans.remove(&cid) else {
             return;
         };
-        self.routes.retain(|_, r| r.cid != cid);
+        self.routes.retain(|r| r.cid != cid);
         if ch.sid.is_some() {
             ch.shared.conn.send_replace(None);
             ch.shared.queue.push_state(
@@ -558,10 +721,13 @@ impl Circuit {
         let ty = spec.sub.request.resolve(ch.native);
         let count = self.request_count(ty, ch.count, spec.sub.count);
         let route = Route {
+            subid: spec.id.0,
             cid,
             ty,
             count,
             scalar: ch.count == 1,
+            key: ch.shared.key,
+            queue_id: ch.shared.queue.id(),
             shared: ch.shared.clone(),
         };
         self.routes.insert(spec.id.0, route);
@@ -602,7 +768,7 @@ impl Circuit {
             }
             CircCmd::Clear { cid } => {
                 if let Some(ch) = self.chans.remove(&cid) {
-                    self.routes.retain(|_, r| r.cid != cid);
+                    self.routes.retain(|r| r.cid != cid);
                     if let Some(sid) = ch.sid {
                         self.out_header(Header {
                             param1: sid,
@@ -870,6 +1036,163 @@ mod tests {
             (h.command, h.data_type, h.param1, h.param2),
             (cmd::EVENT_ADD, 20, 42, 2)
         );
+    }
+
+    fn time_double_update(subid: u32, v: f64) -> Vec<u8> {
+        let mut payload = vec![0u8; 16];
+        payload.extend_from_slice(&v.to_be_bytes());
+        msg(
+            Header {
+                data_type: 20,
+                count: 1,
+                param1: 1,
+                param2: subid,
+                ..Header::new(cmd::EVENT_ADD)
+            },
+            &payload,
+        )
+    }
+
+    #[tokio::test]
+    async fn one_read_is_one_batch_in_order_with_drops_counted_on_the_channel() {
+        let (mut c, rx, _e) = circuit_with_channel();
+        let shared = c.chans[&1].shared.clone();
+        let mut buf = msg(
+            Header {
+                data_type: 6,
+                count: 1,
+                param1: 1,
+                param2: 42,
+                ..Header::new(cmd::CREATE_CHAN)
+            },
+            &[],
+        );
+        // 100 updates for a queue of 64 (DropNewest), then the server drops the channel
+        for i in 0..100 {
+            buf.extend(time_double_update(2, f64::from(i)));
+        }
+        buf.extend(msg(
+            Header {
+                param1: 1,
+                ..Header::new(cmd::SERVER_DISCONN)
+            },
+            &[],
+        ));
+        c.process(&mut buf).await.expect("valid");
+        assert!(buf.is_empty());
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 36);
+        assert_eq!(rx.dropped(), 36);
+        let mut got = Vec::with_capacity(256);
+        assert_eq!(rx.try_recv_many(&mut got, 1000), 1 + 64 + 1);
+        assert!(matches!(got[0].kind, ChannelEvent::Connected { .. }));
+        for (i, ev) in got[1..65].iter().enumerate() {
+            let ChannelEvent::Value { data, .. } = &ev.kind else {
+                panic!("{ev:?}")
+            };
+            assert_eq!((ev.key, &data.value), (5, &Value::Double(i as f64)));
+        }
+        assert!(matches!(got[65].kind, ChannelEvent::Disconnected { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_full_backpressure_queue_stalls_the_batch_and_loses_nothing() {
+        let (mut c, _rx0, _e) = circuit_with_channel();
+        let (q, rx) = event_queue(10, Overflow::Backpressure);
+        let shared = Arc::new(ChannelShared {
+            name: "Y".into(),
+            cid: 7,
+            key: 9,
+            queue: q,
+            dropped: AtomicU64::new(0),
+            conn: tokio::sync::watch::channel(None).0,
+        });
+        let spec = SubSpec {
+            id: SubscriptionId(8),
+            sub: Subscription::time(6),
+        };
+        c.command(CircCmd::Create {
+            shared: shared.clone(),
+            subs: vec![spec],
+        });
+        let mut buf = msg(
+            Header {
+                data_type: 6,
+                count: 1,
+                param1: 7,
+                param2: 43,
+                ..Header::new(cmd::CREATE_CHAN)
+            },
+            &[],
+        );
+        for i in 0..1000 {
+            buf.extend(time_double_update(8, f64::from(i)));
+        }
+        let circuit = tokio::spawn(async move {
+            c.process(&mut buf).await.expect("valid");
+            buf.len()
+        });
+        let mut values = Vec::new();
+        let mut out = Vec::with_capacity(64);
+        while values.len() < 1000 {
+            out.clear();
+            tokio::time::timeout(Duration::from_secs(5), rx.recv_many(&mut out, 3))
+                .await
+                .expect("no hang");
+            for ev in &out {
+                assert!(rx.len() <= 10 + 1, "bounded");
+                if let ChannelEvent::Value { data, .. } = &ev.kind {
+                    values.push(data.value.clone());
+                }
+            }
+        }
+        assert_eq!(circuit.await.expect("circuit"), 0);
+        let expected: Vec<Value> = (0..1000).map(|i| Value::Double(f64::from(i))).collect();
+        assert_eq!(values, expected);
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.dropped(), 0);
+    }
+
+    #[test]
+    fn routes_find_by_hint_or_index_and_reuse_slots() {
+        let (c, _rx, _e) = circuit_with_channel();
+        let shared = c.chans[&1].shared.clone();
+        let route = |subid: u32, cid: u32| Route {
+            subid,
+            cid,
+            ty: DbrType::time(DbfType::Double),
+            count: 1,
+            scalar: true,
+            key: u64::from(subid) * 10,
+            queue_id: shared.queue.id(),
+            shared: shared.clone(),
+        };
+        let mut r = Routes::default();
+        for id in [7, 3, 9, 4] {
+            r.insert(id, route(id, id % 2));
+        }
+        // in order (hint), out of order (index), unknown
+        for id in [7, 3, 9, 4, 9, 7, 4, 3, 3] {
+            assert_eq!(r.find(id).map(|x| x.key), Some(u64::from(id) * 10), "{id}");
+        }
+        assert!(r.find(5).is_none());
+        // a removed route is gone, its slot is reused, the hint never returns a stale one
+        assert_eq!(r.remove(&3).map(|x| x.subid), Some(3));
+        assert!(r.find(7).is_some());
+        assert!(r.find(3).is_none());
+        r.insert(11, route(11, 0));
+        assert_eq!(r.slots.len(), 4, "slot reused");
+        assert!(r.find(7).is_some());
+        assert_eq!(r.find(11).map(|x| x.subid), Some(11));
+        r.insert(11, route(11, 1));
+        assert_eq!(r.find(11).map(|x| x.cid), Some(1), "replaced");
+        r.retain(|x| x.cid == 1);
+        for id in [7, 9, 11] {
+            assert!(r.find(id).is_some(), "{id}");
+        }
+        assert!(r.find(4).is_none());
+        r.retain(|_| false);
+        assert!(r.slots.is_empty() && r.free.is_empty() && r.index.is_empty());
+        assert!(r.find(7).is_none());
     }
 
     #[tokio::test]

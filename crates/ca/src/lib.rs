@@ -13,11 +13,13 @@
 //!   queue of its own ([`Client::channel`]) or one shared by many channels
 //!   ([`Client::create_channel`] with a caller-chosen `key` per channel), which an engine
 //!   drains in batches with [`EventReceiver::recv_many`]. Connection changes are events
-//!   on that same stream, in order with the values.
+//!   on that same stream, in order with the values. A circuit delivers the updates of one
+//!   socket read as one batch (one lock, at most one wake-up of the consumer).
 //! - Nothing is dropped silently: a full queue either stalls the circuit
 //!   ([`Overflow::Backpressure`]) or drops the value and counts it on the channel
-//!   ([`Overflow::DropNewest`], [`Channel::dropped`]). State events are never
-//!   dropped (unless a hostile server floods more than `queue::STATE_SLACK` of them).
+//!   ([`Overflow::DropNewest`], [`Channel::dropped`]). Connects and disconnects are never
+//!   dropped; access-rights changes and errors only when a hostile server floods more
+//!   than `queue::STATE_SLACK` of them (counted).
 //! - Values are decoded into [`Dbr`] (status, severity, Unix [`Timestamp`], [`Value`],
 //!   optional GR/CTRL [`Meta`]); scalars are held inline, so a scalar monitor update does
 //!   not touch the heap.

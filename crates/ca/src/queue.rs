@@ -8,6 +8,14 @@
 //! ([`Overflow::Backpressure`]: the circuit stops reading its socket, so TCP flow control
 //! slows the server) or drops the new value and counts it on the channel
 //! ([`Overflow::DropNewest`]). Nothing is dropped silently.
+//!
+//! Circuits deliver in batches: all the monitor updates decoded from one socket read go
+//! in under one lock, and the consumer is woken at most once per batch, only when the
+//! queue was empty (otherwise it has not finished taking and will find them). When the
+//! queue is empty the batch's buffer simply becomes the queue's, and a consumer that
+//! takes everything with an empty buffer trades it for the queue's, so events are
+//! usually not copied on the way. Under backpressure a circuit registers a waiter only
+//! when the queue is actually full.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,9 +25,32 @@ use tokio::sync::Notify;
 
 use crate::event::{ChannelEvent, Event};
 
-/// How many state events (connect, disconnect, access rights, errors) a queue holds at
-/// most besides its values.
+/// How many access-rights and subscription-error events a queue holds at most besides
+/// its values (a hostile server could send them without end). Connect and disconnect
+/// events are never dropped: an engine must see every channel connect, and their number
+/// is bounded by the channels times the circuits that can be opened and lost.
 pub const STATE_SLACK: usize = 4096;
+
+/// True for the state events that may be dropped (and counted) when [`STATE_SLACK`] of
+/// them are queued.
+fn is_floodable(kind: &ChannelEvent) -> bool {
+    matches!(
+        kind,
+        ChannelEvent::AccessRights(_) | ChannelEvent::SubscriptionError { .. }
+    )
+}
+
+/// Buffers (a circuit's batch, a consumer's empty buffer) are traded with the queue's
+/// instead of moving the events only if their capacity is at least this...
+const SWAP_MIN: usize = 64;
+/// ...and at most this (so a buffer grown large in a burst stays with the queue, as it
+/// would without trading, rather than circulating).
+const SWAP_MAX: usize = 1 << 16;
+
+/// Whether buffers of these capacities may be traded.
+fn tradable(a: usize, b: usize) -> bool {
+    (SWAP_MIN..=SWAP_MAX).contains(&a) && b <= SWAP_MAX
+}
 
 /// What happens to a value when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,16 +138,6 @@ impl std::fmt::Debug for EventQueue {
     }
 }
 
-/// Result of offering a value.
-pub(crate) enum Push {
-    /// Enqueued.
-    Done,
-    /// Dropped and counted (DropNewest).
-    Dropped,
-    /// Full; wait for [`EventQueue::writable`] and retry (Backpressure).
-    Full(Event),
-}
-
 impl EventQueue {
     /// The overflow policy.
     pub fn overflow(&self) -> Overflow {
@@ -128,13 +149,18 @@ impl EventQueue {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
+    /// Identifies the queue among the live ones (equal for handles on the same queue).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     /// Enqueues a state event. Refused (and counted as dropped) only when state events
     /// alone exceed [`STATE_SLACK`] beyond the value capacity, which takes a server
     /// flooding access-rights changes or errors faster than the consumer reads.
     pub(crate) fn push_state(&self, key: u64, kind: ChannelEvent) {
         let was_empty = {
             let mut st = self.inner.lock();
-            if st.items.len() - st.values >= STATE_SLACK {
+            if is_floodable(&kind) && st.items.len() - st.values >= STATE_SLACK {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -147,49 +173,117 @@ impl EventQueue {
         }
     }
 
-    /// Offers a value event; on DropNewest overflow increments `counter`.
-    pub(crate) fn push_value(&self, ev: Event, counter: &AtomicU64) -> Push {
-        let was_empty = {
-            let mut st = self.inner.lock();
-            if st.values >= self.inner.capacity {
-                drop(st);
-                return match self.inner.overflow {
-                    Overflow::DropNewest => {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                        Push::Dropped
-                    }
-                    Overflow::Backpressure => Push::Full(ev),
-                };
+    /// Moves events from the front of `batch` into the queue, in order, under one lock,
+    /// and wakes the consumer at most once (only if the queue was empty, i.e. it may be
+    /// waiting). State events (anything but [`ChannelEvent::Value`]) always go in (see
+    /// [`Self::push_state`]). A value that finds the queue full is, with
+    /// [`Overflow::DropNewest`], dropped, counted on the queue and passed to `on_drop`
+    /// (which counts it on its channel); with [`Overflow::Backpressure`] it stops the
+    /// batch: it and everything after it stay in `batch` and `false` is returned (wait
+    /// for room with [`Self::send_batch`]). Returns `true` when `batch` is empty.
+    pub(crate) fn push_batch(
+        &self,
+        batch: &mut Vec<Event>,
+        mut on_drop: impl FnMut(&Event),
+    ) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let cap = self.inner.capacity;
+        let values = batch.iter().filter(|ev| is_value(ev)).count();
+        let fits = values <= cap && batch.len() - values <= STATE_SLACK;
+        let (was_empty, pushed) = {
+            let mut guard = self.inner.lock();
+            let st = &mut *guard;
+            let was_empty = st.items.is_empty();
+            if was_empty && fits && tradable(batch.capacity(), st.items.capacity()) {
+                // the consumer has taken everything: the batch becomes the queue's
+                // buffer and the queue's empty buffer becomes the next batch
+                let spare = std::mem::replace(&mut st.items, VecDeque::from(std::mem::take(batch)));
+                st.values = values;
+                drop(guard);
+                *batch = Vec::from(spare);
+                self.inner.readable.notify_one();
+                return true;
             }
-            let e = st.items.is_empty();
-            st.items.push_back(ev);
-            st.values += 1;
-            e
+            let before = st.items.len();
+            let cut = match self.inner.overflow {
+                Overflow::DropNewest => batch.len(),
+                Overflow::Backpressure => {
+                    // up to the first value that finds no room; it and the rest wait
+                    let mut room = cap.saturating_sub(st.values);
+                    batch
+                        .iter()
+                        .position(|ev| {
+                            if !is_value(ev) {
+                                false
+                            } else if room == 0 {
+                                true
+                            } else {
+                                room -= 1;
+                                false
+                            }
+                        })
+                        .unwrap_or(batch.len())
+                }
+            };
+            st.items.reserve(cut);
+            let mut dropped = 0u64;
+            for ev in batch.drain(..cut) {
+                if is_value(&ev) {
+                    if st.values >= cap {
+                        // DropNewest only: Backpressure stopped before this one
+                        dropped += 1;
+                        on_drop(&ev);
+                        continue;
+                    }
+                    st.values += 1;
+                } else if is_floodable(&ev.kind) && st.items.len() - st.values >= STATE_SLACK {
+                    dropped += 1;
+                    continue;
+                }
+                st.items.push_back(ev);
+            }
+            if dropped > 0 {
+                self.inner.dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+            (was_empty, st.items.len() > before)
         };
-        if was_empty {
+        if was_empty && pushed {
             self.inner.readable.notify_one();
         }
-        Push::Done
+        batch.is_empty()
     }
 
-    /// Offers a value and, under backpressure, waits until it fits.
-    pub(crate) async fn send_value(&self, ev: Event, counter: &AtomicU64) {
-        let mut ev = ev;
-        loop {
+    /// [`Self::push_batch`] that, under backpressure, waits until the whole batch is in.
+    /// A waiter is registered only when the queue is actually full.
+    pub(crate) async fn send_batch(&self, batch: &mut Vec<Event>, mut on_drop: impl FnMut(&Event)) {
+        while !self.push_batch(batch, &mut on_drop) {
             let notified = self.inner.writable.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.push_value(ev, counter) {
-                Push::Done | Push::Dropped => return,
-                Push::Full(back) => ev = back,
-            }
-            if self.inner.senders.load(Ordering::Acquire) == 0 {
+            // room may have been made between the failed push and the registration
+            if self.push_batch(batch, &mut on_drop) {
                 return;
             }
             notified.await;
         }
     }
+
+    /// Offers one value and, under backpressure, waits until it fits; on DropNewest
+    /// overflow increments `counter`.
+    #[cfg(test)]
+    pub(crate) async fn send_value(&self, ev: Event, counter: &AtomicU64) {
+        let mut one = vec![ev];
+        self.send_batch(&mut one, |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .await;
+    }
+}
+
+fn is_value(ev: &Event) -> bool {
+    matches!(ev.kind, ChannelEvent::Value { .. })
 }
 
 /// The receiving side of a queue.
@@ -210,16 +304,32 @@ impl EventReceiver {
         let mut guard = self.inner.lock();
         let st = &mut *guard;
         let n = st.items.len().min(max);
-        let before_values = st.values;
+        if n == 0 {
+            return 0;
+        }
+        let was_full = st.values >= self.inner.capacity;
+        if n == st.items.len() && out.is_empty() && tradable(out.capacity(), st.items.capacity()) {
+            // everything fits: trade buffers instead of moving the events under the
+            // lock (a batch consumer's buffer and the queue's circulate between them)
+            let spare = VecDeque::from(std::mem::take(out));
+            let full = std::mem::replace(&mut st.items, spare);
+            st.values = 0;
+            drop(guard);
+            if was_full {
+                self.inner.writable.notify_waiters();
+            }
+            *out = Vec::from(full);
+            return n;
+        }
         let mut taken_values = 0;
         for ev in st.items.drain(..n) {
-            if matches!(ev.kind, ChannelEvent::Value { .. }) {
+            if is_value(&ev) {
                 taken_values += 1;
             }
             out.push(ev);
         }
         st.values -= taken_values;
-        let was_full = before_values >= self.inner.capacity && st.values < self.inner.capacity;
+        let was_full = was_full && st.values < self.inner.capacity;
         drop(guard);
         if was_full {
             self.inner.writable.notify_waiters();
@@ -288,6 +398,50 @@ mod tests {
         }
     }
 
+    /// A bulk archive connects thousands of channels at once: every connect event must
+    /// reach a consumer that starts late; only floodable events are capped.
+    #[test]
+    fn connect_events_are_never_dropped_floods_are_capped() {
+        let (q, rx) = event_queue(16, Overflow::Backpressure);
+        let n = 3 * STATE_SLACK as u64;
+        for key in 0..n {
+            q.push_state(
+                key,
+                ChannelEvent::Disconnected {
+                    at: Timestamp::default(),
+                },
+            );
+        }
+        let mut batch: Vec<Event> = (0..n)
+            .map(|key| Event {
+                key,
+                kind: ChannelEvent::Disconnected {
+                    at: Timestamp::default(),
+                },
+            })
+            .collect();
+        assert!(q.push_batch(&mut batch, |_| {}));
+        assert_eq!(rx.dropped(), 0);
+        for key in 0..n {
+            q.push_state(
+                key,
+                ChannelEvent::AccessRights(crate::status::AccessRights::from_bits(3)),
+            );
+        }
+        let mut out = Vec::new();
+        let got = rx.try_recv_many(&mut out, usize::MAX);
+        let connects = out
+            .iter()
+            .filter(|e| matches!(e.kind, ChannelEvent::Disconnected { .. }))
+            .count();
+        assert_eq!(connects as u64, 2 * n);
+        assert!(got as u64 <= 2 * n + STATE_SLACK as u64);
+        assert!(
+            rx.dropped() > 0,
+            "the access-rights flood is capped and counted"
+        );
+    }
+
     #[tokio::test]
     async fn drop_newest_counts_and_keeps_state_events() {
         let (q, rx) = event_queue(2, Overflow::DropNewest);
@@ -331,6 +485,150 @@ mod tests {
         assert_eq!(got.len(), 100);
         assert_eq!(got[99], val(99));
         assert_eq!(c.load(Ordering::Relaxed), 0);
+    }
+
+    fn state(key: u64) -> Event {
+        Event {
+            key,
+            kind: ChannelEvent::Disconnected {
+                at: Timestamp::default(),
+            },
+        }
+    }
+
+    /// Values 0..n, with a state event (key 100 + i) after every fifth value.
+    fn mixed_batch(n: i32) -> Vec<Event> {
+        let mut b = Vec::new();
+        for i in 0..n {
+            b.push(val(i));
+            if i % 5 == 4 {
+                b.push(state(100 + i as u64));
+            }
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn backpressure_batch_larger_than_room_waits_and_loses_nothing() {
+        let (q, rx) = event_queue(8, Overflow::Backpressure);
+        // 3 values already queued: room for 5
+        let pre = vec![val(-3), val(-2), val(-1)];
+        assert!(q.push_batch(&mut pre.clone(), |_| panic!("no drop")));
+        let mut batch = mixed_batch(50);
+        let expected: Vec<Event> = pre.into_iter().chain(batch.clone()).collect();
+        // a first push stops at the first value without room, keeping the rest in order
+        assert!(!q.push_batch(&mut batch, |_| panic!("no drop under backpressure")));
+        assert_eq!(batch[0], val(5), "stopped at the 6th value");
+        assert_eq!(rx.len(), 3 + 5 + 1, "the state event after value 4 went in");
+        let producer = tokio::spawn(async move {
+            q.send_batch(&mut batch, |_| panic!("no drop under backpressure"))
+                .await;
+            assert!(batch.is_empty());
+        });
+        let mut got = Vec::new();
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            let n = tokio::time::timeout(Duration::from_secs(5), rx.recv_many(&mut buf, 4))
+                .await
+                .expect("no hang");
+            if n == 0 {
+                break;
+            }
+            got.append(&mut buf);
+        }
+        producer.await.expect("producer");
+        assert_eq!(got, expected);
+        assert_eq!(rx.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn drop_newest_batch_counts_exactly_and_keeps_state_events() {
+        let (q, rx) = event_queue(10, Overflow::DropNewest);
+        let mut pre = vec![val(-2), val(-1)];
+        assert!(q.push_batch(&mut pre, |_| panic!("room")));
+        // 30 values (8 fit) and 6 state events
+        let mut batch = mixed_batch(30);
+        let mut dropped_values = Vec::new();
+        assert!(q.push_batch(&mut batch, |ev| dropped_values.push(ev.clone())));
+        assert!(batch.is_empty());
+        assert_eq!(dropped_values, (8..30).map(val).collect::<Vec<_>>());
+        assert_eq!(rx.dropped(), 22);
+        assert_eq!(q.dropped(), 22);
+        let mut out = Vec::with_capacity(1000);
+        assert_eq!(rx.try_recv_many(&mut out, 1000), 2 + 8 + 6);
+        let values: Vec<Event> = out.iter().filter(|e| is_value(e)).cloned().collect();
+        assert_eq!(values, (-2..8).map(val).collect::<Vec<_>>());
+        let states: Vec<u64> = out.iter().filter(|e| !is_value(e)).map(|e| e.key).collect();
+        assert_eq!(states, vec![104, 109, 114, 119, 124, 129]);
+        // in order: value 4, then its state event
+        assert_eq!(out[2 + 5], state(104));
+        // taking everything made room again (the buffers were traded)
+        let mut again = (100..110).map(val).collect::<Vec<_>>();
+        assert!(q.push_batch(&mut again, |_| panic!("room after take")));
+        assert_eq!(rx.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn take_by_moving_and_by_trading_buffers_keep_the_value_count() {
+        let (q, rx) = event_queue(4, Overflow::DropNewest);
+        let c = AtomicU64::new(0);
+        for round in 0..3 {
+            let mut b = mixed_batch(6);
+            q.push_batch(&mut b, |_| {
+                c.fetch_add(1, Ordering::Relaxed);
+            });
+            // a small buffer and a partial take move the events; a large empty one trades
+            let mut small = Vec::new();
+            assert_eq!(rx.try_recv_many(&mut small, 2), 2);
+            let mut large = Vec::with_capacity(SWAP_MIN);
+            assert_eq!(rx.try_recv_many(&mut large, 100), 3, "round {round}");
+            assert_eq!(small[0], val(0));
+            assert_eq!(large[0], val(2));
+            assert_eq!(large[1], val(3));
+            assert_eq!(large[2], state(104));
+            assert!(rx.is_empty());
+        }
+        assert_eq!(c.load(Ordering::Relaxed), 3 * 2);
+        assert_eq!(rx.dropped(), 3 * 2);
+    }
+
+    #[tokio::test]
+    async fn batch_into_an_empty_queue_trades_buffers_and_counts_its_values() {
+        for overflow in [Overflow::DropNewest, Overflow::Backpressure] {
+            let (q, rx) = event_queue(12, overflow);
+            // into the empty queue whole (10 values, 2 state events): no copy
+            let mut batch = Vec::with_capacity(SWAP_MIN);
+            batch.extend(mixed_batch(10));
+            assert!(q.push_batch(&mut batch, |_| panic!("room")));
+            assert!(batch.is_empty());
+            assert_eq!(rx.len(), 12);
+            // the queue counted 10 values: 2 more fit, the third does not
+            batch.extend(mixed_batch(3));
+            let mut dropped = 0;
+            let done = q.push_batch(&mut batch, |_| dropped += 1);
+            match overflow {
+                Overflow::DropNewest => {
+                    assert!(done);
+                    assert_eq!((dropped, rx.dropped()), (1, 1));
+                }
+                Overflow::Backpressure => {
+                    assert!(!done);
+                    assert_eq!(batch, vec![val(2)]);
+                }
+            }
+            let mut out = Vec::with_capacity(SWAP_MIN);
+            assert_eq!(rx.try_recv_many(&mut out, 100), 14);
+            assert_eq!(out[..5], (0..5).map(val).collect::<Vec<_>>()[..]);
+            assert_eq!(out[5], state(104));
+            assert_eq!(out[12..], [val(0), val(1)]);
+            // a batch larger than the capacity is not handed over whole
+            let mut big = Vec::with_capacity(SWAP_MIN);
+            big.extend((0..20).map(val));
+            let done = q.push_batch(&mut big, |_| {});
+            assert_eq!(rx.len(), 12);
+            assert_eq!(done, overflow == Overflow::DropNewest);
+        }
     }
 
     #[tokio::test]
