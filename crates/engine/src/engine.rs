@@ -20,6 +20,7 @@ use crate::convert::{archived_type, to_pb_time, to_pb_value};
 use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::filter::{TimestampFilter, Verdict};
+use crate::linebuf::{Chunk, LineBuffer};
 use crate::pv::{BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, SlotState, lock};
 use crate::sampler::Sampler;
 use crate::writer;
@@ -349,12 +350,12 @@ impl Engine {
         let slot = self.slot(pv)?;
         let st = lock(&slot.state);
         let payload_type = st.archived_type?;
-        let mut samples: Vec<Sample> = st
-            .in_flight
-            .as_ref()
-            .map(|v| v.to_vec())
-            .unwrap_or_default();
-        samples.extend(st.buffer.iter().cloned());
+        let mut samples = Vec::with_capacity(st.buffer.len());
+        if let Some(chunks) = &st.in_flight {
+            LineBuffer::decode_into(chunks, payload_type, &mut samples);
+        }
+        let held: Vec<Chunk> = st.buffer.chunks().cloned().collect();
+        LineBuffer::decode_into(&held, payload_type, &mut samples);
         Some(BufferSnapshot {
             payload_type,
             samples,
@@ -559,7 +560,7 @@ impl Actor {
             let st = lock(&slot.state);
             (
                 st.config.clone(),
-                st.buffer.back().map(|s| s.time).or(st.last_stored),
+                st.buffer.last_time().or(st.last_stored),
                 st.archived_type,
             )
         };
@@ -888,7 +889,7 @@ impl Actor {
                 s.field_values.append(&mut rt.changed_fields);
                 s.field_actual_change = Some(true);
             }
-            rt.slot.push(s);
+            rt.slot.push(&s);
         }
     }
 }

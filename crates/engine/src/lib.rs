@@ -23,6 +23,7 @@ mod counters;
 mod engine;
 mod error;
 pub mod filter;
+mod linebuf;
 mod pv;
 pub mod sampler;
 mod writer;

@@ -1,13 +1,13 @@
 //! The state of one archived PV shared between the engine task, the writer and readers
 //! (status, retrieval): configuration, connection, metadata, buffer and counters.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use archiver_pb::{PayloadType, Sample};
 
 use crate::counters::{Counters, CountersSnapshot};
+use crate::linebuf::{Chunk, LineBuffer};
 use crate::sampler::SamplingMethod;
 
 /// How a PV is archived.
@@ -74,8 +74,10 @@ pub(crate) struct SlotState {
     pub archived_type: Option<PayloadType>,
     pub conn: ConnState,
     pub meta: PvMeta,
-    pub buffer: VecDeque<Sample>,
-    pub in_flight: Option<Arc<Vec<Sample>>>,
+    /// Unwritten samples, as encoded lines.
+    pub buffer: LineBuffer,
+    /// Chunks being written (still visible to retrieval).
+    pub in_flight: Option<Arc<Vec<Chunk>>>,
     pub capacity: usize,
     /// Time of the newest sample already stored (from storage at restore), so that the
     /// first event after a restart, often the value archived last, is not stored twice.
@@ -111,20 +113,28 @@ impl PvSlot {
             archived_type: st.archived_type,
             conn: st.conn.clone(),
             meta: st.meta.clone(),
-            buffered: st.buffer.len() + st.in_flight.as_ref().map_or(0, |v| v.len()),
+            buffered: st.buffer.len()
+                + st.in_flight
+                    .as_ref()
+                    .map_or(0, |v| v.iter().map(|c| c.lines).sum::<usize>()),
             counters: self.counters.snapshot(),
         }
     }
 
     /// Adds a sample to the buffer; when full, the oldest is dropped and counted.
-    pub fn push(&self, s: Sample) {
+    pub fn push(&self, s: &Sample) {
         let mut st = lock(&self.state);
-        if st.buffer.len() >= st.capacity {
-            st.buffer.pop_front();
-            Counters::inc(&self.counters.dropped_buffer_overflow);
+        let capacity = st.capacity;
+        match st.buffer.push(s, capacity) {
+            Ok(dropped) => {
+                if dropped {
+                    Counters::inc(&self.counters.dropped_buffer_overflow);
+                }
+                Counters::inc(&self.counters.events_stored);
+            }
+            // Only a time the filter let through with bad nanoseconds; counted as such.
+            Err(()) => Counters::inc(&self.counters.dropped_timestamp),
         }
-        st.buffer.push_back(s);
-        Counters::inc(&self.counters.events_stored);
     }
 }
 

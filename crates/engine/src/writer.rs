@@ -2,15 +2,15 @@
 //! visible to retrieval), appended to the short-term store, then released. A failed write
 //! puts the samples back at the front of the buffer to be retried; nothing is lost.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use archiver_pb::Sample;
 use tracing::warn;
 
 use crate::counters::Counters;
 use crate::engine::Inner;
+use crate::linebuf::Chunk;
 use crate::pv::{PvSlot, lock};
+use std::sync::atomic::Ordering::Relaxed;
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut iv = tokio::time::interval(inner.config.write_period);
@@ -55,34 +55,36 @@ fn flush_slot(sts: &archiver_storage::Tier, slot: &PvSlot) {
         if st.buffer.is_empty() {
             return;
         }
-        // The next period likely brings as many samples: keep the capacity.
-        let capacity = st.buffer.len();
-        let taken = std::mem::replace(&mut st.buffer, VecDeque::with_capacity(capacity));
-        let batch: Arc<Vec<Sample>> = Arc::new(taken.into());
+        let batch: Arc<Vec<Chunk>> = Arc::new(st.buffer.take());
         st.in_flight = Some(batch.clone());
         (ty, batch)
     };
-    let result = sts.append(&slot.name, ty, &batch);
-    let mut st = lock(&slot.state);
-    st.in_flight = None;
-    match result {
-        Ok(c) => {
-            slot.counters
-                .events_written
-                .fetch_add(c.written, std::sync::atomic::Ordering::Relaxed);
-            slot.counters
-                .refused_by_writer
-                .fetch_add(c.refused(), std::sync::atomic::Ordering::Relaxed);
-        }
-        Err(e) => {
-            warn!(pv = %slot.name, "write failed, keeping {} samples to retry: {e}", batch.len());
-            Counters::inc(&slot.counters.write_errors);
-            let newer = std::mem::take(&mut st.buffer);
-            st.buffer = batch.iter().cloned().chain(newer).collect();
-            while st.buffer.len() > st.capacity {
-                st.buffer.pop_front();
-                Counters::inc(&slot.counters.dropped_buffer_overflow);
+    // Chunk by chunk (one year each); a failure keeps that chunk and the later ones.
+    let mut failed_at = None;
+    for (i, chunk) in batch.iter().enumerate() {
+        match sts.append_lines(&slot.name, ty, chunk.year, chunk.lines_bytes()) {
+            Ok(c) => {
+                slot.counters.events_written.fetch_add(c.written, Relaxed);
+                slot.counters
+                    .refused_by_writer
+                    .fetch_add(c.refused(), Relaxed);
+            }
+            Err(e) => {
+                let left: usize = batch[i..].iter().map(|c| c.lines).sum();
+                warn!(pv = %slot.name, "write failed, keeping {left} samples to retry: {e}");
+                Counters::inc(&slot.counters.write_errors);
+                failed_at = Some(i);
+                break;
             }
         }
+    }
+    let mut st = lock(&slot.state);
+    st.in_flight = None;
+    if let Some(i) = failed_at {
+        let capacity = st.capacity;
+        let dropped = st.buffer.put_back(batch[i..].to_vec(), capacity);
+        slot.counters
+            .dropped_buffer_overflow
+            .fetch_add(dropped as u64, Relaxed);
     }
 }

@@ -221,20 +221,61 @@ impl PbWriter {
                 }
             }
         }
-        if !self.buf.is_empty() {
-            if let Err(source) = self.file.write_all(&self.buf) {
-                // Roll back a partial write so the file ends with a complete line.
-                let _ = self.file.set_len(self.len);
-                self.last = last_before;
-                return Err(WriteError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-            self.len += self.buf.len() as u64;
-        }
+        self.write_buf(last_before)?;
         self.totals.add(&counts);
         Ok(counts)
+    }
+
+    /// Appends already encoded lines (escaped, each ending in a newline) of samples in the
+    /// UTC year `year`, copying the accepted ones verbatim. Only their times are decoded,
+    /// to refuse (and count) lines not newer than the last one written, as `append` does.
+    /// Lines of another year than the file's are all refused; undecodable ones are
+    /// counted as invalid.
+    pub fn append_lines(&mut self, year: i32, lines: &[u8]) -> Result<AppendCounts, WriteError> {
+        let mut counts = AppendCounts::default();
+        let last_before = self.last;
+        self.buf.clear();
+        let mut decoder = LineDecoder::new(self.header.payload_type, year);
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            if body.is_empty() {
+                continue;
+            }
+            if year != self.header.year {
+                counts.other_year += 1;
+                continue;
+            }
+            match decoder.decode_time(body) {
+                Err(_) => counts.invalid += 1,
+                Ok(t) if self.last.is_some_and(|last| t <= last) => counts.not_newer += 1,
+                Ok(t) => {
+                    self.buf.extend_from_slice(body);
+                    self.buf.push(b'\n');
+                    self.last = Some(t);
+                    counts.written += 1;
+                }
+            }
+        }
+        self.write_buf(last_before)?;
+        self.totals.add(&counts);
+        Ok(counts)
+    }
+
+    fn write_buf(&mut self, last_before: Option<Timestamp>) -> Result<(), WriteError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(source) = self.file.write_all(&self.buf) {
+            // Roll back a partial write so the file ends with a complete line.
+            let _ = self.file.set_len(self.len);
+            self.last = last_before;
+            return Err(WriteError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.len += self.buf.len() as u64;
+        Ok(())
     }
 
     /// Flushes the file's data to the disk (`fdatasync`).

@@ -333,3 +333,26 @@ fn last_sample_at_or_before() {
     fs::write(&path, &bytes).expect("write");
     assert_eq!(at(t(20_000)), (true, Some(t(2 * 4998))));
 }
+
+#[test]
+fn encoded_lines_are_appended_verbatim_with_the_same_rules() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("x.pb");
+    let mut lines = Vec::new();
+    let mut scratch = Vec::new();
+    for k in [1, 2, 2, 0, 3] {
+        archiver_pb::codec::encode_line(&dbl(k), YEAR, &mut lines, &mut scratch).expect("enc");
+    }
+    lines.extend_from_slice(b"\xff\xff\n");
+    let mut w = PbWriter::open(&path, PV, PayloadType::ScalarDouble, YEAR).expect("open");
+    let c = w.append_lines(YEAR, &lines).expect("append");
+    assert_eq!((c.written, c.not_newer, c.invalid), (3, 2, 1));
+    let c = w.append_lines(YEAR + 1, &lines).expect("append");
+    assert_eq!((c.written, c.other_year), (0, 6));
+    drop(w);
+    assert_eq!(read_all(&path).0, vec![dbl(1), dbl(2), dbl(3)]);
+    // The bytes on disk are the lines given, not re-encoded.
+    let mut one = Vec::new();
+    archiver_pb::codec::encode_line(&dbl(3), YEAR, &mut one, &mut scratch).expect("enc");
+    assert!(fs::read(&path).expect("read").ends_with(&one));
+}

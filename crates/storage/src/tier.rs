@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use archiver_pb::path::{PB_EXTENSION, chunk_key};
-use archiver_pb::{AppendCounts, Granularity, PayloadType, PbReader, PbWriter, Sample, Timestamp};
+use archiver_pb::{
+    AppendCounts, Granularity, LineDecoder, PayloadType, PbReader, PbWriter, Sample, Timestamp,
+};
 
 use crate::error::StorageError;
 use crate::query::TierQuery;
@@ -25,6 +27,14 @@ pub struct Partition {
     pub end: i64,
     /// The file.
     pub path: PathBuf,
+}
+
+fn add(total: &mut AppendCounts, c: &AppendCounts) {
+    total.written += c.written;
+    total.not_newer += c.not_newer;
+    total.other_year += c.other_year;
+    total.wrong_type += c.wrong_type;
+    total.invalid += c.invalid;
 }
 
 impl Tier {
@@ -113,11 +123,72 @@ impl Tier {
                 tier: self.name.clone(),
                 source,
             })?;
-            total.written += c.written;
-            total.not_newer += c.not_newer;
-            total.other_year += c.other_year;
-            total.wrong_type += c.wrong_type;
-            total.invalid += c.invalid;
+            add(&mut total, &c);
+        }
+        Ok(total)
+    }
+
+    /// Appends already encoded lines (escaped, newline-terminated) of samples of `pv` of
+    /// type `ty` in the UTC year `year`, in time order, to their partition files, copying
+    /// them verbatim (see [`PbWriter::append_lines`]).
+    pub fn append_lines(
+        &self,
+        pv: &str,
+        ty: PayloadType,
+        year: i32,
+        lines: &[u8],
+    ) -> Result<AppendCounts, StorageError> {
+        let mut total = AppendCounts::default();
+        let mut decoder = LineDecoder::new(ty, year);
+        // Cut the lines into runs of one partition each (by the time of each line).
+        let mut run_start = 0;
+        // (seconds of the run's first line, end of its partition)
+        let mut run_partition: Option<(i64, i64)> = None;
+        let mut pos = 0;
+        let flush = |from: usize, to: usize, secs: i64, total: &mut AppendCounts| {
+            if from == to {
+                return Ok(());
+            }
+            let path = self.file_for(pv, secs)?;
+            let mut w =
+                PbWriter::open(&path, pv, ty, year).map_err(|source| StorageError::Write {
+                    tier: self.name.clone(),
+                    source,
+                })?;
+            let c =
+                w.append_lines(year, &lines[from..to])
+                    .map_err(|source| StorageError::Write {
+                        tier: self.name.clone(),
+                        source,
+                    })?;
+            add(total, &c);
+            Ok::<(), StorageError>(())
+        };
+        while pos < lines.len() {
+            let end = lines[pos..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(lines.len(), |i| pos + i + 1);
+            let body = &lines[pos..end];
+            let body = body.strip_suffix(b"\n").unwrap_or(body);
+            if let Ok(t) = decoder.decode_time(body) {
+                let same = run_partition.is_some_and(|(first, pend)| {
+                    t.secs < pend && t.secs >= self.granularity.partition_start(first)
+                });
+                if !same {
+                    if let Some((first, _)) = run_partition {
+                        flush(run_start, pos, first, &mut total)?;
+                    }
+                    run_start = pos;
+                    run_partition = Some((t.secs, self.granularity.partition_end(t.secs)));
+                }
+            } else {
+                total.invalid += 1;
+            }
+            pos = end;
+        }
+        if let Some((first, _)) = run_partition {
+            flush(run_start, lines.len(), first, &mut total)?;
         }
         Ok(total)
     }

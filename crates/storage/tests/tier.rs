@@ -134,3 +134,37 @@ fn bad_names_are_typed_errors() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
+
+#[test]
+fn encoded_lines_split_into_partitions_like_samples() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let by_lines = Tier::new("STS", dir.path().join("lines"), Granularity::Hour);
+    let by_samples = Tier::new("STS", dir.path().join("samples"), Granularity::Hour);
+    let samples: Vec<Sample> = (0..18).map(|k| s(3600 + k * 600)).collect();
+    let mut lines = Vec::new();
+    let mut scratch = Vec::new();
+    for x in &samples {
+        archiver_pb::codec::encode_line(x, 2024, &mut lines, &mut scratch).expect("enc");
+    }
+    let c = by_lines
+        .append_lines(PV, PayloadType::ScalarDouble, 2024, &lines)
+        .expect("append");
+    assert_eq!(c.written, 18);
+    by_samples
+        .append(PV, PayloadType::ScalarDouble, &samples)
+        .expect("append");
+    let a = by_lines.partitions(PV).expect("list");
+    let b = by_samples.partitions(PV).expect("list");
+    assert_eq!(a.len(), 3);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            std::fs::read(&x.path).expect("read"),
+            std::fs::read(&y.path).expect("read")
+        );
+    }
+    // Again: every line refused as not newer.
+    let c = by_lines
+        .append_lines(PV, PayloadType::ScalarDouble, 2024, &lines)
+        .expect("append");
+    assert_eq!((c.written, c.not_newer), (0, 18));
+}
