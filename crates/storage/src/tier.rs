@@ -182,7 +182,8 @@ impl Tier {
                     run_start = pos;
                     run_partition = Some((t.secs, self.granularity.partition_end(t.secs)));
                 }
-            } else {
+            } else if run_partition.is_none() {
+                // Inside a run the file writer counts it; before any run, nobody else does.
                 total.invalid += 1;
             }
             pos = end;

@@ -162,6 +162,15 @@ fn encoded_lines_split_into_partitions_like_samples() {
             std::fs::read(&y.path).expect("read")
         );
     }
+    // Undecodable lines are counted once, wherever they are.
+    let mut bad = b"\xff\n".to_vec();
+    bad.extend_from_slice(&lines);
+    bad.extend_from_slice(b"\xff\xff\n");
+    let other = Tier::new("STS", dir.path().join("bad"), Granularity::Hour);
+    let c = other
+        .append_lines(PV, PayloadType::ScalarDouble, 2024, &bad)
+        .expect("append");
+    assert_eq!((c.written, c.invalid), (18, 2));
     // Again: every line refused as not newer.
     let c = by_lines
         .append_lines(PV, PayloadType::ScalarDouble, 2024, &lines)
