@@ -22,7 +22,7 @@
 //!   re-executed with `INGEST_ROLE=source`) serving N PVs at rising rates, until loss.
 //!
 //! Run: `cargo bench --bench ingest` (env: `ARCHIVER_TEST_PYTHON`, `BENCH_SCENARIOS=abd`,
-//! `BENCH_SECS=30`, `BENCH_D_SECS=10`, `BENCH_D_PVS=2000`, `BENCH_D_RATES=50,100,200,400`
+//! `BENCH_SECS=30`, `BENCH_FIELDS=HIHI,LOLO` (archive fields instead of the defaults), `BENCH_D_SECS=10`, `BENCH_D_PVS=2000`, `BENCH_D_RATES=50,100,200,400`
 //! (Hz per PV), `BENCH_WRITE_PERIOD=10`, `BENCH_WARM_SECS` = write period + 2,
 //! `BENCH_CONNECT_TIMEOUT=20`, `BENCH_KEEP=1` keeps the data folders, `BENCH_MAX_BUFFER=N`
 //! sets engine.max_buffer_samples to check the loss count against the engine's own).
@@ -659,11 +659,17 @@ fn run_scenario(label: &str, src: Source, secs: f64, libca_exe: Option<&Path>, w
     let names: Vec<String> = (0..src.pvs)
         .map(|i| format!("{}LOAD:{i}", src.prefix))
         .collect();
+    // BENCH_FIELDS: archive fields per PV (comma list) instead of the defaults.
+    let fields = std::env::var("BENCH_FIELDS").ok();
     let body = serde_json::to_string(
         &names
             .iter()
             .map(|n| {
-                serde_json::json!({"pv": n, "samplingperiod": "0", "samplingmethod": "MONITOR"})
+                let mut item = serde_json::json!({"pv": n, "samplingperiod": "0", "samplingmethod": "MONITOR"});
+                if let Some(f) = &fields {
+                    item["archiveFields"] = serde_json::json!(f);
+                }
+                item
             })
             .collect::<Vec<_>>(),
     )

@@ -353,7 +353,9 @@ fn read_header(file: &mut File, len: u64) -> io::Result<Option<(Vec<u8>, u64)>> 
 
 /// Position of the last newline in `[lo, hi)`, reading backwards.
 fn rfind_newline(file: &File, lo: u64, hi: u64) -> io::Result<Option<u64>> {
-    let mut chunk = vec![0u8; 64 * 1024];
+    // Sample lines are short: start with a small read (a writer is opened for every
+    // flush of every PV) and grow for long waveform lines.
+    let mut chunk = vec![0u8; 512];
     let mut end = hi;
     while end > lo {
         let start = end.saturating_sub(chunk.len() as u64).max(lo);
@@ -363,6 +365,9 @@ fn rfind_newline(file: &File, lo: u64, hi: u64) -> io::Result<Option<u64>> {
             return Ok(Some(start + i as u64));
         }
         end = start;
+        if chunk.len() < 64 * 1024 {
+            chunk.resize(chunk.len() * 4, 0);
+        }
     }
     Ok(None)
 }
