@@ -29,6 +29,9 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "../crates/ca/benches/common/mod.rs"]
+mod ca_common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -319,10 +322,7 @@ struct Source {
     rate: u64,
 }
 
-fn python() -> String {
-    std::env::var("ARCHIVER_TEST_PYTHON")
-        .unwrap_or_else(|_| "/tmp/archiver-test-venv/bin/python".into())
-}
+use ca_common::python;
 
 fn start_ioc(pvs: u64, rate: u64) -> Source {
     let port = free_udp_port();
@@ -461,29 +461,7 @@ fn run_source() {
 }
 
 // ---------------------------------------------------------------------------------------
-// libca baseline (build logic of crates/ca/benches/monitor_load.rs)
-
-fn build_libca_client(work: &Path) -> Option<PathBuf> {
-    let out = Command::new(python())
-        .args(["-c", "import epicscorelibs.path as p; print(p.base_path)"])
-        .output()
-        .ok()?;
-    let base = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let exe = work.join("ca_monitor_count");
-    let st = Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&exe)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/ca/benches/ca_monitor_count.c"))
-        .arg(format!("-I{base}/include"))
-        .arg(format!("-I{base}/include/os/Linux"))
-        .arg(format!("-I{base}/include/compiler/gcc"))
-        .arg(format!("-L{base}/lib"))
-        .args(["-lca", "-lCom"])
-        .arg(format!("-Wl,-rpath,{base}/lib"))
-        .status()
-        .ok()?;
-    st.success().then_some(exe)
-}
+// libca baseline (built by the CA benches' shared code)
 
 struct Libca {
     events_per_s: f64,
@@ -976,7 +954,10 @@ fn main() {
         work.display(),
         loadavg()
     );
-    let libca = build_libca_client(&work);
+    let libca = ca_common::build_libca_client(
+        &python(),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/ca"),
+    );
     if libca.is_none() {
         eprintln!("  libca baseline not built (gcc or epicscorelibs missing)");
     }

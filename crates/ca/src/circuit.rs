@@ -927,6 +927,17 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::atomic::AtomicU64;
 
+    fn test_channel(name: &str, cid: u32, key: u64, queue: EventQueue) -> Arc<ChannelShared> {
+        Arc::new(ChannelShared {
+            name: name.into(),
+            cid,
+            key,
+            queue,
+            dropped: AtomicU64::new(0),
+            conn: tokio::sync::watch::channel(None).0,
+        })
+    }
+
     fn circuit_with_channel() -> (
         Circuit,
         crate::queue::EventReceiver,
@@ -941,14 +952,7 @@ mod tests {
         let (etx, erx) = mpsc::unbounded_channel();
         let mut c = Circuit::new(1, "127.0.0.1:5064".parse().expect("addr"), cfg, etx);
         let (q, rx) = event_queue(64, Overflow::DropNewest);
-        let shared = Arc::new(ChannelShared {
-            name: "X".into(),
-            cid: 1,
-            key: 5,
-            queue: q,
-            dropped: AtomicU64::new(0),
-            conn: tokio::sync::watch::channel(None).0,
-        });
+        let shared = test_channel("X", 1, 5, q);
         let spec = SubSpec {
             id: SubscriptionId(2),
             sub: Subscription::time(6),
@@ -1098,14 +1102,7 @@ mod tests {
     async fn a_full_backpressure_queue_stalls_the_batch_and_loses_nothing() {
         let (mut c, _rx0, _e) = circuit_with_channel();
         let (q, rx) = event_queue(10, Overflow::Backpressure);
-        let shared = Arc::new(ChannelShared {
-            name: "Y".into(),
-            cid: 7,
-            key: 9,
-            queue: q,
-            dropped: AtomicU64::new(0),
-            conn: tokio::sync::watch::channel(None).0,
-        });
+        let shared = test_channel("Y", 7, 9, q);
         let spec = SubSpec {
             id: SubscriptionId(8),
             sub: Subscription::time(6),

@@ -608,17 +608,8 @@ impl Actor {
             .into_iter()
             .enumerate()
             .map(|(i, name)| {
-                let full = format!("{}.{}", slot.name, name);
-                let channel = self
-                    .client
-                    .create_channel(&full, &self.queue, key(id, i + 1))
-                    .ok()
-                    .filter(|ch| {
-                        ch.subscribe(Subscription::time(
-                            mask::DBE_VALUE | mask::DBE_LOG | mask::DBE_ALARM,
-                        ))
-                        .is_ok()
-                    });
+                let channel =
+                    field_channel(&self.client, &self.queue, &slot.name, &name, id, i + 1);
                 FieldRuntime {
                     name,
                     channel,

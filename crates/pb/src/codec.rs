@@ -321,6 +321,13 @@ impl<'a> Wire<'a> {
         Err(DecodeError::BadVarint)
     }
 
+    /// The varint value of `field`, which must have the varint wire type.
+    #[inline]
+    fn varint_field(&mut self, field: u32, wire: u8) -> Result<u64, DecodeError> {
+        expect(field, wire, WIRE_VARINT)?;
+        self.varint()
+    }
+
     /// The next key as (field, wire type), or `None` at the end.
     #[inline]
     fn key(&mut self) -> Result<Option<(u32, u8)>, DecodeError> {
@@ -547,40 +554,33 @@ pub fn decode_sample_into(
     while let Some((field, wire)) = w.key()? {
         match field {
             1 => {
-                expect(field, wire, WIRE_VARINT)?;
-                secs = Some(w.varint()? as u32);
+                secs = Some(w.varint_field(field, wire)? as u32);
             }
             2 => {
-                expect(field, wire, WIRE_VARINT)?;
-                nanos = Some(w.varint()? as u32);
+                nanos = Some(w.varint_field(field, wire)? as u32);
             }
             3 => {
                 read_value(&mut w, wire, &mut sample.value)?;
                 have_val = true;
             }
             4 => {
-                expect(field, wire, WIRE_VARINT)?;
-                sample.severity = w.varint()? as i32;
+                sample.severity = w.varint_field(field, wire)? as i32;
             }
             5 => {
-                expect(field, wire, WIRE_VARINT)?;
-                sample.status = w.varint()? as i32;
+                sample.status = w.varint_field(field, wire)? as i32;
             }
             6 => {
-                expect(field, wire, WIRE_VARINT)?;
-                sample.repeat_count = Some(w.varint()? as u32);
+                sample.repeat_count = Some(w.varint_field(field, wire)? as u32);
             }
             7 => {
                 expect(field, wire, WIRE_LEN)?;
                 sample.field_values.push(decode_field_value(w.bytes()?)?);
             }
             8 => {
-                expect(field, wire, WIRE_VARINT)?;
-                sample.field_actual_change = Some(w.varint()? != 0);
+                sample.field_actual_change = Some(w.varint_field(field, wire)? != 0);
             }
             9 => {
-                expect(field, wire, WIRE_VARINT)?;
-                sample.user_tag = Some(w.varint()? as u32);
+                sample.user_tag = Some(w.varint_field(field, wire)? as u32);
             }
             _ => w.skip(wire)?,
         }
@@ -605,8 +605,7 @@ pub fn decode_payload_info(bytes: &[u8]) -> Result<PayloadInfo, DecodeError> {
     while let Some((field, wire)) = w.key()? {
         match field {
             1 => {
-                expect(field, wire, WIRE_VARINT)?;
-                let n = w.varint()?;
+                let n = w.varint_field(field, wire)?;
                 t = Some(
                     i64::try_from(n)
                         .ok()
@@ -619,12 +618,10 @@ pub fn decode_payload_info(bytes: &[u8]) -> Result<PayloadInfo, DecodeError> {
                 pv = Some(String::from_utf8_lossy(w.bytes()?).into_owned());
             }
             3 => {
-                expect(field, wire, WIRE_VARINT)?;
-                year = Some(w.varint()? as i32);
+                year = Some(w.varint_field(field, wire)? as i32);
             }
             4 => {
-                expect(field, wire, WIRE_VARINT)?;
-                element_count = Some(w.varint()? as i32);
+                element_count = Some(w.varint_field(field, wire)? as i32);
             }
             15 => {
                 expect(field, wire, WIRE_LEN)?;
@@ -688,12 +685,10 @@ impl LineDecoder {
         while let Some((field, wire)) = w.key()? {
             match field {
                 1 => {
-                    expect(field, wire, WIRE_VARINT)?;
-                    secs = Some(w.varint()? as u32);
+                    secs = Some(w.varint_field(field, wire)? as u32);
                 }
                 2 => {
-                    expect(field, wire, WIRE_VARINT)?;
-                    nanos = Some(w.varint()? as u32);
+                    nanos = Some(w.varint_field(field, wire)? as u32);
                 }
                 _ => w.skip(wire)?,
             }

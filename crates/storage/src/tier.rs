@@ -111,17 +111,8 @@ impl Tier {
                 .max(1);
             let (batch, tail) = rest.split_at(n);
             rest = tail;
-            let path = self.file_for(pv, first.time.secs)?;
-            let mut writer =
-                PbWriter::open(&path, pv, ty, first.time.year()).map_err(|source| {
-                    StorageError::Write {
-                        tier: self.name.clone(),
-                        source,
-                    }
-                })?;
-            let c = writer.append(batch).map_err(|source| StorageError::Write {
-                tier: self.name.clone(),
-                source,
+            let c = self.write_partition(pv, ty, first.time.secs, first.time.year(), |w| {
+                w.append(batch)
             })?;
             add(&mut total, &c);
         }
@@ -146,22 +137,12 @@ impl Tier {
         let mut run_partition: Option<(i64, i64)> = None;
         let mut pos = 0;
         let flush = |from: usize, to: usize, secs: i64, total: &mut AppendCounts| {
-            if from == to {
-                return Ok(());
-            }
-            let path = self.file_for(pv, secs)?;
-            let mut w =
-                PbWriter::open(&path, pv, ty, year).map_err(|source| StorageError::Write {
-                    tier: self.name.clone(),
-                    source,
+            if from < to {
+                let c = self.write_partition(pv, ty, secs, year, |w| {
+                    w.append_lines(year, &lines[from..to])
                 })?;
-            let c =
-                w.append_lines(year, &lines[from..to])
-                    .map_err(|source| StorageError::Write {
-                        tier: self.name.clone(),
-                        source,
-                    })?;
-            add(total, &c);
+                add(total, &c);
+            }
             Ok::<(), StorageError>(())
         };
         while pos < lines.len() {
@@ -192,6 +173,25 @@ impl Tier {
             flush(run_start, lines.len(), first, &mut total)?;
         }
         Ok(total)
+    }
+
+    /// Opens the file of the partition of `pv` holding `secs` (a file of `year`) and runs
+    /// `append` on it.
+    fn write_partition(
+        &self,
+        pv: &str,
+        ty: PayloadType,
+        secs: i64,
+        year: i32,
+        append: impl FnOnce(&mut PbWriter) -> Result<AppendCounts, archiver_pb::WriteError>,
+    ) -> Result<AppendCounts, StorageError> {
+        let path = self.file_for(pv, secs)?;
+        PbWriter::open(&path, pv, ty, year)
+            .and_then(|mut w| append(&mut w))
+            .map_err(|source| StorageError::Write {
+                tier: self.name.clone(),
+                source,
+            })
     }
 
     /// The partitions of `pv` in this tier, oldest first, from the files in its folder.
