@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod ca_cmd;
 mod config;
 mod demo;
+mod malloc;
 mod pb_cmd;
 mod serve;
 
@@ -52,10 +53,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
+            malloc::configure();
             init_logging();
             runtime().and_then(|rt| rt.block_on(serve::run(&args, false)).map(|()| 0))
         }
         Command::Demo(args) => {
+            malloc::configure();
             init_logging();
             runtime().and_then(|rt| rt.block_on(serve::run(&args, true)).map(|()| 0))
         }

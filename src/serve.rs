@@ -90,6 +90,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     if let Some(m) = file.engine.max_buffer_samples {
         engine_cfg.max_buffer_samples = m;
     }
+    // Free heap pages go back to the kernel after each write (see malloc.rs).
+    engine_cfg.after_write = Some(crate::malloc::trim);
 
     // The demo serves its own simulated IOC on a free loopback port and searches only there.
     let (ca_cfg, demo_pvs, _demo_server) = if demo {

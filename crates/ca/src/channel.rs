@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 
-use crate::client::Cmd;
-use crate::config::ClientConfig;
+use crate::client::{self, Cmd};
 use crate::dbr::{DbfType, DbrClass, DbrType};
 use crate::error::CaError;
 use crate::event::SubscriptionId;
@@ -100,7 +99,60 @@ pub(crate) struct ChannelShared {
     pub key: u64,
     pub queue: EventQueue,
     pub dropped: AtomicU64,
-    pub conn: watch::Sender<Option<ConnInfo>>,
+    pub conn: ConnCell,
+}
+
+/// A channel's connection facts with a wake-up for waiters, shared by all the channels
+/// of a client. (A `tokio::sync::watch` channel per channel did the same for ≈ 400 bytes
+/// more per channel; an archiver holds one channel per PV and archive field, tens of
+/// thousands of them.)
+#[derive(Debug)]
+pub(crate) struct ConnCell {
+    info: std::sync::Mutex<Option<ConnInfo>>,
+    changed: Arc<Notify>,
+}
+
+impl ConnCell {
+    /// Not connected; `changed` is the client's wake-up.
+    pub fn new(changed: Arc<Notify>) -> Self {
+        ConnCell {
+            info: std::sync::Mutex::new(None),
+            changed,
+        }
+    }
+
+    /// The facts now (`None` = not connected).
+    pub fn get(&self) -> Option<ConnInfo> {
+        *self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the facts and wakes every waiter.
+    pub fn set(&self, info: Option<ConnInfo>) {
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+        self.changed.notify_waiters();
+    }
+
+    /// Changes the access rights of a connected channel.
+    pub fn set_access(&self, access: AccessRights) {
+        if let Some(c) = self.info.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            c.access = access;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until connected.
+    async fn connected(&self) -> ConnInfo {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a `set` between the two is not missed.
+            notified.as_mut().enable();
+            if let Some(i) = self.get() {
+                return i;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// A channel to one PV. Dropping it clears the channel on the server and cancels its
@@ -109,10 +161,7 @@ pub(crate) struct ChannelShared {
 #[derive(Debug)]
 pub struct Channel {
     pub(crate) shared: Arc<ChannelShared>,
-    pub(crate) cmd: mpsc::UnboundedSender<Cmd>,
-    pub(crate) cfg: Arc<ClientConfig>,
-    pub(crate) search_addrs: Arc<str>,
-    pub(crate) next_sub: Arc<std::sync::atomic::AtomicU32>,
+    pub(crate) client: Arc<client::Inner>,
 }
 
 impl Channel {
@@ -128,7 +177,7 @@ impl Channel {
 
     /// Connection facts, if connected now.
     pub fn info(&self) -> Option<ConnInfo> {
-        *self.shared.conn.borrow()
+        self.shared.conn.get()
     }
 
     /// Values of this channel dropped because its queue was full.
@@ -139,23 +188,12 @@ impl Channel {
     /// Waits until the channel is connected; [`CaError::NotFound`] (naming the searched
     /// addresses) after `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<ConnInfo, CaError> {
-        let mut rx = self.shared.conn.subscribe();
-        let wait = async {
-            loop {
-                if let Some(i) = *rx.borrow_and_update() {
-                    return Ok(i);
-                }
-                if rx.changed().await.is_err() {
-                    return Err(CaError::Shutdown);
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(r) => r,
+        match tokio::time::timeout(timeout, self.shared.conn.connected()).await {
+            Ok(i) => Ok(i),
             Err(_) => Err(CaError::NotFound {
                 name: self.shared.name.clone(),
                 timeout,
-                addrs: self.search_addrs.to_string(),
+                addrs: self.client.search_addrs_text.to_string(),
             }),
         }
     }
@@ -168,8 +206,9 @@ impl Channel {
                 "monitor mask must not be 0 (ECA_BADMASK)".into(),
             ));
         }
-        let id = SubscriptionId(self.next_sub.fetch_add(1, Ordering::Relaxed));
-        self.cmd
+        let id = SubscriptionId(self.client.next_sub.fetch_add(1, Ordering::Relaxed));
+        self.client
+            .cmd
             .send(Cmd::Subscribe {
                 cid: self.shared.cid,
                 spec: SubSpec { id, sub },
@@ -180,7 +219,7 @@ impl Channel {
 
     /// Cancels a monitor (EVENT_CANCEL).
     pub fn unsubscribe(&self, id: SubscriptionId) {
-        let _ = self.cmd.send(Cmd::Unsubscribe {
+        let _ = self.client.cmd.send(Cmd::Unsubscribe {
             cid: self.shared.cid,
             id,
         });
@@ -189,7 +228,8 @@ impl Channel {
     /// READ_NOTIFY of `request` (count as for [`Subscription::count`]).
     pub async fn read(&self, request: DbrRequest, count: Option<u32>) -> Result<Dbr, CaError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd
+        self.client
+            .cmd
             .send(Cmd::Read {
                 cid: self.shared.cid,
                 request,
@@ -213,7 +253,8 @@ impl Channel {
     /// WRITE_NOTIFY: writes `value` (converted to the native type) and waits for completion.
     pub async fn write(&self, value: Value) -> Result<(), CaError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd
+        self.client
+            .cmd
             .send(Cmd::Write {
                 cid: self.shared.cid,
                 value,
@@ -224,12 +265,12 @@ impl Channel {
     }
 
     async fn await_reply<T>(&self, rx: oneshot::Receiver<T>, what: &str) -> Result<T, CaError> {
-        match tokio::time::timeout(self.cfg.request_timeout, rx).await {
+        match tokio::time::timeout(self.client.cfg.request_timeout, rx).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(CaError::Disconnected(self.shared.name.clone())),
             Err(_) => Err(CaError::Timeout {
                 what: format!("{what} of {}", self.shared.name),
-                timeout: self.cfg.request_timeout,
+                timeout: self.client.cfg.request_timeout,
             }),
         }
     }
@@ -237,7 +278,7 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
-        let _ = self.cmd.send(Cmd::Clear {
+        let _ = self.client.cmd.send(Cmd::Clear {
             cid: self.shared.cid,
         });
     }
@@ -256,5 +297,54 @@ mod tests {
         let exact = DbrType::ctrl(DbfType::Double);
         assert_eq!(DbrRequest::Exact(exact).resolve(DbfType::Short), exact);
         assert_eq!(Subscription::time(6).count, None);
+    }
+
+    fn info() -> ConnInfo {
+        ConnInfo {
+            native: DbfType::Double,
+            count: 1,
+            server: "127.0.0.1:5064".parse().unwrap(),
+            access: AccessRights::from_bits(3),
+            server_minor: 13,
+        }
+    }
+
+    #[tokio::test]
+    async fn conn_cell_wakes_waiters_of_its_own_channel_only() {
+        let changed = Arc::new(Notify::new());
+        let (a, b) = (
+            Arc::new(ConnCell::new(changed.clone())),
+            Arc::new(ConnCell::new(changed.clone())),
+        );
+        let waiter = {
+            let a = a.clone();
+            tokio::spawn(async move { a.connected().await })
+        };
+        tokio::task::yield_now().await;
+        // Another channel of the same client connects: `a`'s waiter wakes, re-checks and
+        // keeps waiting.
+        b.set(Some(info()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        a.set(Some(info()));
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(got, info());
+        // Access changes apply to a connected channel only.
+        a.set_access(AccessRights::from_bits(1));
+        assert_eq!(a.get().map(|i| i.access), Some(AccessRights::from_bits(1)));
+        a.set(None);
+        a.set_access(AccessRights::from_bits(3));
+        assert_eq!(a.get(), None);
+        // Already connected: no wait at all.
+        b.set(Some(info()));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_millis(100), b.connected())
+                .await
+                .ok(),
+            Some(info())
+        );
     }
 }

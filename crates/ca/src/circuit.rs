@@ -346,7 +346,14 @@ impl Circuit {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !self.out.is_empty() {
-                let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(4096));
+                // An exactly sized copy: chunks wait in the writer's queue, and at connect
+                // time there is one (of a few dozen bytes) per request. `out` keeps its
+                // buffer, unless a burst made it large.
+                let chunk = self.out.as_slice().to_vec();
+                self.out.clear();
+                if self.out.capacity() > 64 * 1024 {
+                    self.out.shrink_to(4096);
+                }
                 if wtx.send(chunk).is_err() {
                     return "writer stopped".into();
                 }
@@ -558,11 +565,7 @@ impl Circuit {
         let changed = ch.access != access;
         ch.access = access;
         if ch.sid.is_some() && changed {
-            ch.shared.conn.send_modify(|c| {
-                if let Some(c) = c {
-                    c.access = access;
-                }
-            });
+            ch.shared.conn.set_access(access);
             ch.shared
                 .queue
                 .push_state(ch.shared.key, ChannelEvent::AccessRights(access));
@@ -596,7 +599,7 @@ impl Circuit {
             access: ch.access,
             server_minor: self.server_minor,
         };
-        ch.shared.conn.send_replace(Some(info));
+        ch.shared.conn.set(Some(info));
         ch.shared.queue.push_state(
             ch.shared.key,
             ChannelEvent::Connected {
@@ -619,7 +622,7 @@ impl Circuit {
         };
         self.routes.retain(|r| r.cid != cid);
         if ch.sid.is_some() {
-            ch.shared.conn.send_replace(None);
+            ch.shared.conn.set(None);
             ch.shared.queue.push_state(
                 ch.shared.key,
                 ChannelEvent::Disconnected {
@@ -780,6 +783,7 @@ impl Circuit {
             }
             CircCmd::Subscribe { cid, spec } => {
                 if let Some(ch) = self.chans.get_mut(&cid) {
+                    ch.subs.reserve_exact(1);
                     ch.subs.push(spec);
                     self.event_add(cid, spec);
                 }
@@ -888,7 +892,7 @@ impl Circuit {
         let at = Timestamp::now();
         for ch in self.chans.values() {
             if ch.sid.is_some() {
-                ch.shared.conn.send_replace(None);
+                ch.shared.conn.set(None);
                 ch.shared
                     .queue
                     .push_state(ch.shared.key, ChannelEvent::Disconnected { at });
@@ -934,7 +938,7 @@ mod tests {
             key,
             queue,
             dropped: AtomicU64::new(0),
-            conn: tokio::sync::watch::channel(None).0,
+            conn: crate::channel::ConnCell::new(Default::default()),
         })
     }
 

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::beacon::BeaconTracker;
-use crate::channel::{Channel, ChannelShared, DbrRequest, SubSpec};
+use crate::channel::{Channel, ChannelShared, ConnCell, DbrRequest, SubSpec};
 use crate::circuit::{self, CircCmd, CircEvent, CircuitHandle};
 use crate::config::ClientConfig;
 use crate::error::CaError;
@@ -68,14 +68,18 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// What the client and every channel handle share (a channel holds one pointer to it).
 #[derive(Debug)]
-struct Inner {
-    cmd: mpsc::UnboundedSender<Cmd>,
-    cfg: Arc<ClientConfig>,
+pub(crate) struct Inner {
+    pub(crate) cmd: mpsc::UnboundedSender<Cmd>,
+    pub(crate) cfg: Arc<ClientConfig>,
     next_cid: AtomicU32,
-    next_sub: Arc<AtomicU32>,
+    pub(crate) next_sub: AtomicU32,
     search_addrs: Vec<SocketAddr>,
-    search_addrs_text: Arc<str>,
+    pub(crate) search_addrs_text: Arc<str>,
+    /// Woken at every connect, disconnect and access change of any channel: waiters
+    /// re-check their own channel (one `Notify` for all instead of one per channel).
+    pub(crate) conn_changed: Arc<Notify>,
 }
 
 impl Client {
@@ -98,6 +102,7 @@ impl Client {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" ");
+        let conn_changed = Arc::new(Notify::new());
         let ctx = Context::new(cfg.clone(), udp, search_addrs.clone());
         tokio::spawn(async move {
             ctx.run(cmd_rx).await;
@@ -110,9 +115,10 @@ impl Client {
                 cmd: cmd_tx,
                 cfg,
                 next_cid: AtomicU32::new(1),
-                next_sub: Arc::new(AtomicU32::new(1)),
+                next_sub: AtomicU32::new(1),
                 search_addrs,
                 search_addrs_text: text.into(),
+                conn_changed,
             }),
         })
     }
@@ -151,14 +157,13 @@ impl Client {
             )));
         }
         let cid = self.inner.next_cid.fetch_add(1, Ordering::Relaxed);
-        let (conn, _) = watch::channel(None);
         let shared = Arc::new(ChannelShared {
             name: name.to_string(),
             cid,
             key,
             queue: queue.clone(),
             dropped: AtomicU64::new(0),
-            conn,
+            conn: ConnCell::new(self.inner.conn_changed.clone()),
         });
         self.inner
             .cmd
@@ -168,10 +173,7 @@ impl Client {
             .map_err(|_| CaError::Shutdown)?;
         Ok(Channel {
             shared,
-            cmd: self.inner.cmd.clone(),
-            cfg: self.inner.cfg.clone(),
-            search_addrs: self.inner.search_addrs_text.clone(),
-            next_sub: self.inner.next_sub.clone(),
+            client: self.inner.clone(),
         })
     }
 }
@@ -411,6 +413,9 @@ impl Context {
             }
             Cmd::Subscribe { cid, spec } => {
                 if let Some(rec) = self.chans.get_mut(&cid) {
+                    // Exactly sized: most channels have one subscription, and an
+                    // archiver has tens of thousands of channels.
+                    rec.subs.reserve_exact(1);
                     rec.subs.push(spec);
                     let _ = self.send_to_circuit(cid, CircCmd::Subscribe { cid, spec });
                 }

@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// How often held-back samples are checked for the end of their period.
     pub tick: Duration,
+    /// Called (on a blocking thread) after each write period's flush; the binary trims
+    /// the C heap there, when the period's buffers have just been released.
+    pub after_write: Option<fn()>,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +59,7 @@ impl Default for EngineConfig {
             max_buffer_samples: 100_000,
             queue_capacity: 1 << 16,
             tick: Duration::from_millis(200),
+            after_write: None,
         }
     }
 }
@@ -331,6 +335,29 @@ impl Engine {
         slots.iter().map(|s| s.status()).collect()
     }
 
+    /// The status of each PV whose archived type and metadata are known and whose name
+    /// `skip` does not hold: what the catalogue has yet to record. Only those are copied,
+    /// so the periodic check costs next to nothing once every PV is recorded.
+    pub fn known_status_except(&self, skip: &HashSet<String>) -> Vec<PvStatus> {
+        let slots: Vec<Arc<PvSlot>> = self
+            .inner
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| !skip.contains(&*s.name))
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter(|s| {
+                let st = lock(&s.state);
+                st.archived_type.is_some() && st.meta.known
+            })
+            .map(|s| s.status())
+            .collect()
+    }
+
     /// The names of all PVs, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -414,7 +441,9 @@ struct Actor {
     client: Client,
     queue: archiver_ca::EventQueue,
     cmd_tx: mpsc::UnboundedSender<Cmd>,
-    pvs: HashMap<u64, Runtime>,
+    /// Boxed: the table then holds pointers, and its spare capacity (up to half of it
+    /// after growing) costs 8 bytes a slot instead of a whole `Runtime`.
+    pvs: HashMap<u64, Box<Runtime>>,
     with_pending: HashSet<u64>,
     out: Vec<Sample>,
 }
@@ -564,18 +593,20 @@ impl Actor {
                 st.archived_type,
             )
         };
-        let rt = self.pvs.entry(id).or_insert_with(|| Runtime {
-            slot: slot.clone(),
-            channel: None,
-            fields: Vec::new(),
-            filter: TimestampFilter::new(self.inner.config.drift_secs),
-            sampler: Sampler::new(config.method, config.period),
-            cnx_pending: None,
-            startup,
-            changed_fields: Vec::new(),
-            last_dump_secs: 0,
-            rtyp_checked: false,
-            archived_type: None,
+        let rt = self.pvs.entry(id).or_insert_with(|| {
+            Box::new(Runtime {
+                slot: slot.clone(),
+                channel: None,
+                fields: Vec::new(),
+                filter: TimestampFilter::new(self.inner.config.drift_secs),
+                sampler: Sampler::new(config.method, config.period),
+                cnx_pending: None,
+                startup,
+                changed_fields: Vec::new(),
+                last_dump_secs: 0,
+                rtyp_checked: false,
+                archived_type: None,
+            })
         });
         if rt.filter.last().is_none() {
             rt.filter.set_last(last);

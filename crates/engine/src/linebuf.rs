@@ -56,7 +56,15 @@ pub(crate) struct LineBuffer {
     len: usize,
     last: Option<Timestamp>,
     scratch: Vec<u8>,
+    /// Bytes the last [`LineBuffer::take`] held. The next chunk is allocated that large
+    /// (plus an eighth): a PV's rate is mostly steady, and growing by doubling would both
+    /// copy the lines at each step and hold up to twice their size.
+    size_hint: usize,
 }
+
+/// The largest chunk allocated up front from [`LineBuffer::size_hint`]; beyond it the
+/// chunk grows as needed.
+const MAX_PRESIZE: usize = 256 * 1024;
 
 impl LineBuffer {
     /// Samples held.
@@ -80,8 +88,10 @@ impl LineBuffer {
     pub fn push(&mut self, s: &Sample, capacity: usize) -> Result<bool, ()> {
         let year = s.time.year();
         if self.chunks.back().is_none_or(|c| c.year != year) {
+            let hint = self.size_hint.min(MAX_PRESIZE);
             self.chunks.push_back(Chunk {
                 year,
+                bytes: Vec::with_capacity(hint + hint / 8),
                 ..Chunk::default()
             });
         }
@@ -111,6 +121,7 @@ impl LineBuffer {
     /// Takes every chunk out, leaving the buffer empty (its last time is kept).
     pub fn take(&mut self) -> Vec<Chunk> {
         self.len = 0;
+        self.size_hint = self.chunks.iter().map(|c| c.lines_bytes().len()).sum();
         self.chunks.drain(..).collect()
     }
 
@@ -199,6 +210,29 @@ mod tests {
         assert_eq!(decoded(&b), vec![y + 6, y + 7, y + 8, y + 9]);
         assert_eq!(b.chunks().count(), 1);
         assert_eq!(b.last_time(), Some(Timestamp::new(y + 9, 0)));
+    }
+
+    #[test]
+    fn a_new_chunk_is_sized_for_the_last_take() {
+        let mut b = LineBuffer::default();
+        for t in 0..100 {
+            b.push(&s(1_000_000_000 + t), 1000).unwrap();
+        }
+        let taken = b.take();
+        let bytes: usize = taken.iter().map(|c| c.lines_bytes().len()).sum();
+        assert!(bytes > 100);
+        b.push(&s(1_000_000_100), 1000).unwrap();
+        let cap = b.chunks().next().map(|c| c.bytes.capacity()).unwrap();
+        assert!(
+            (bytes..=bytes + bytes / 8 + 64).contains(&cap),
+            "capacity {cap} for a take of {bytes} bytes"
+        );
+        // A quiet period: the next hint follows it down.
+        b.take();
+        b.push(&s(1_000_000_101), 1000).unwrap();
+        let cap = b.chunks().next().map(|c| c.bytes.capacity()).unwrap();
+        assert!(cap < bytes, "capacity {cap} after a take of one line");
+        assert_eq!(decoded(&b), vec![1_000_000_101]);
     }
 
     #[test]

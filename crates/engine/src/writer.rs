@@ -23,6 +23,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             return;
         }
         flush_all(&inner).await;
+        if let Some(f) = inner.config.after_write {
+            let _ = tokio::task::spawn_blocking(f).await;
+        }
     }
 }
 

@@ -219,3 +219,55 @@ async fn overflow_timestamps_and_decimation_are_counted() {
     );
     engine.shutdown().await;
 }
+
+static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_write() {
+    WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_write_hook_runs_and_catalogue_candidates_skip_recorded_pvs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EngineConfig {
+        write_period: Duration::from_millis(200),
+        after_write: Some(count_write),
+        ..EngineConfig::default()
+    };
+    let (server, engine) = setup(dir.path().join("sts"), cfg).await;
+    let pv = server.add_pv(PvSpec::new("T:KNOWN", Value::Double(1.0)));
+    engine.archive("T:KNOWN", every_event()).unwrap();
+    engine.archive("T:NOWHERE", every_event()).unwrap();
+    assert!(
+        wait_for(10, || engine
+            .status("T:KNOWN")
+            .is_some_and(|s| s.meta.known && s.archived_type.is_some()))
+        .await,
+        "type and metadata of T:KNOWN"
+    );
+    pv.post(Value::Double(2.0), now(), 0, 0).unwrap();
+    let none = std::collections::HashSet::new();
+    let todo: Vec<String> = engine
+        .known_status_except(&none)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    // T:NOWHERE never connected: no type yet, nothing to record.
+    assert_eq!(todo, ["T:KNOWN"]);
+    let recorded: std::collections::HashSet<String> = ["T:KNOWN".to_string()].into();
+    assert!(engine.known_status_except(&recorded).is_empty());
+
+    let before = WRITES.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        wait_for(10, || WRITES.load(std::sync::atomic::Ordering::SeqCst)
+            >= before + 2)
+        .await,
+        "the hook runs after every write period"
+    );
+    assert!(
+        wait_for(10, || engine
+            .status("T:KNOWN")
+            .is_some_and(|s| s.counters.events_written >= 2))
+        .await
+    );
+}

@@ -244,12 +244,7 @@ impl AppState {
     /// Writes a type info for every PV whose type has become known (first connect) or
     /// whose metadata arrived since, and drops its pending request.
     pub async fn sync_catalogue(&self, done: &mut HashSet<String>) -> Result<usize, MgmtError> {
-        let todo: Vec<PvStatus> = self
-            .engine
-            .all_status()
-            .into_iter()
-            .filter(|s| s.archived_type.is_some() && s.meta.known && !done.contains(&s.name))
-            .collect();
+        let todo: Vec<PvStatus> = self.engine.known_status_except(done);
         if todo.is_empty() {
             return Ok(0);
         }

@@ -7,7 +7,8 @@ use archiver_registry::names::{glob_to_regex, is_glob, normalize_channel_name, v
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::Method;
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::appliance::{DEFAULT_PERIOD, MgmtError};
@@ -17,22 +18,82 @@ use crate::state::AppState;
 
 /// Java's `MMM/dd/yyyy HH:mm:ss z`, in UTC; `Never` for 0.
 pub fn java_time(secs: i64) -> String {
-    if secs == 0 {
-        return "Never".to_string();
+    JavaTime(secs).to_string()
+}
+
+/// [`java_time`] as a `Display` (written into a response without a `String` of its own).
+#[derive(Clone, Copy, Debug)]
+pub struct JavaTime(pub i64);
+
+impl std::fmt::Display for JavaTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("Never");
+        }
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let d = Timestamp::new(self.0, 0).to_utc();
+        write!(
+            f,
+            "{}/{:02}/{:04} {:02}:{:02}:{:02} UTC",
+            MONTHS[(d.month as usize).saturating_sub(1) % 12],
+            d.day,
+            d.year,
+            d.hour,
+            d.minute,
+            d.second
+        )
     }
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let d = Timestamp::new(secs, 0).to_utc();
-    format!(
-        "{}/{:02}/{:04} {:02}:{:02}:{:02} UTC",
-        MONTHS[(d.month as usize).saturating_sub(1) % 12],
-        d.day,
-        d.year,
-        d.hour,
-        d.minute,
-        d.second
-    )
+}
+
+/// Serializes a `Display` value as a JSON string, written in place (Java's status values
+/// are strings, numbers included).
+struct Str<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for Str<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A PV's `dbrType` (`DBR_SCALAR_DOUBLE`…), empty before the type is known.
+struct DbrName(Option<archiver_pb::PayloadType>);
+
+impl std::fmt::Display for DbrName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(t) => write!(f, "DBR_{t}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An optional `Display`, empty when absent.
+struct OrEmpty<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Items joined by commas.
+struct Joined<'a>(&'a [String]);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, x) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(x)?;
+        }
+        Ok(())
+    }
 }
 
 fn normalize(name: &str) -> ApiResult<String> {
@@ -175,49 +236,99 @@ pub async fn archive_pv(
     )))
 }
 
+/// The `getPVStatus` object of one PV, in the Java key order (values are strings, as
+/// Java writes them). Serialized straight into the response: a status of thousands of
+/// PVs builds no JSON tree.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusJson<'a> {
+    pv_name: &'a str,
+    status: &'static str,
+    is_monitored: Str<bool>,
+    sampling_period: Str<Period>,
+    connection_state: Str<bool>,
+    last_event: Str<JavaTime>,
+    last_rotate_logs: &'static str,
+    connection_first_established: Str<JavaTime>,
+    connection_last_restablished: Str<JavaTime>,
+    connection_loss_regain_count: Str<u64>,
+    appliance: &'a str,
+    pv_name_only: &'a str,
+    sampling_method: &'static str,
+    dbr_type: Str<DbrName>,
+    element_count: Str<u32>,
+    server: Str<OrEmpty<std::net::SocketAddr>>,
+    events_received: Str<u64>,
+    events_stored: Str<u64>,
+    events_written: Str<u64>,
+    samples_in_memory: Str<usize>,
+    dropped_events_timestamp: Str<u64>,
+    repeated_timestamps: Str<u64>,
+    dropped_events_type_change: Str<u64>,
+    dropped_events_buffer: Str<u64>,
+    dropped_events_no_type: Str<u64>,
+    dropped_events_client: Str<u64>,
+    refused_by_writer: Str<u64>,
+    disconnects: Str<u64>,
+    last_disconnect: Str<JavaTime>,
+    transient_errors: Str<u64>,
+    write_errors: Str<u64>,
+    first_event: Str<JavaTime>,
+    archive_fields: Str<Joined<'a>>,
+}
+
+/// A sampling period as Java prints a double (`1.0`, `0.5`).
+struct Period(f64);
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
 /// The `getPVStatus` object of one PV.
-pub fn status_json(s: &PvStatus, identity: &str) -> Value {
+pub fn status_json<'a>(s: &'a PvStatus, identity: &'a str) -> StatusJson<'a> {
     let status = match s.state {
         PvState::Paused => "Paused",
         PvState::NeverConnected => "Initial sampling",
         PvState::Archiving => "Being archived",
     };
     let c = &s.counters;
-    json!({
-        "pvName": s.name,
-        "status": status,
-        "isMonitored": (s.config.method == SamplingMethod::Monitor).to_string(),
-        "samplingPeriod": format!("{:?}", s.config.period),
-        "connectionState": s.conn.connected.to_string(),
-        "lastEvent": java_time(c.last_event_secs),
-        "lastRotateLogs": "Never",
-        "connectionFirstEstablished": java_time(s.conn.first_established_secs),
-        "connectionLastRestablished": java_time(s.conn.last_reestablished_secs),
-        "connectionLossRegainCount": s.conn.loss_regain_count.to_string(),
-        "appliance": identity,
-        "pvNameOnly": s.name,
-        "samplingMethod": s.config.method.as_str(),
-        "dbrType": s.archived_type.map(|t| format!("DBR_{t}")).unwrap_or_default(),
-        "elementCount": s.conn.element_count.to_string(),
-        "server": s.conn.server.map(|a| a.to_string()).unwrap_or_default(),
-        "eventsReceived": c.events_received.to_string(),
-        "eventsStored": c.events_stored.to_string(),
-        "eventsWritten": c.events_written.to_string(),
-        "samplesInMemory": s.buffered.to_string(),
-        "droppedEventsTimestamp": c.dropped_timestamp.to_string(),
-        "repeatedTimestamps": c.repeated_timestamp.to_string(),
-        "droppedEventsTypeChange": c.dropped_type_change.to_string(),
-        "droppedEventsBuffer": c.dropped_buffer_overflow.to_string(),
-        "droppedEventsNoType": c.dropped_no_type.to_string(),
-        "droppedEventsClient": c.dropped_by_client.to_string(),
-        "refusedByWriter": c.refused_by_writer.to_string(),
-        "disconnects": c.disconnects.to_string(),
-        "lastDisconnect": java_time(c.last_disconnect_secs),
-        "transientErrors": c.transient_errors.to_string(),
-        "writeErrors": c.write_errors.to_string(),
-        "firstEvent": java_time(c.first_event_secs),
-        "archiveFields": s.config.archive_fields.join(","),
-    })
+    StatusJson {
+        pv_name: &s.name,
+        status,
+        is_monitored: Str(s.config.method == SamplingMethod::Monitor),
+        sampling_period: Str(Period(s.config.period)),
+        connection_state: Str(s.conn.connected),
+        last_event: Str(JavaTime(c.last_event_secs)),
+        last_rotate_logs: "Never",
+        connection_first_established: Str(JavaTime(s.conn.first_established_secs)),
+        connection_last_restablished: Str(JavaTime(s.conn.last_reestablished_secs)),
+        connection_loss_regain_count: Str(s.conn.loss_regain_count),
+        appliance: identity,
+        pv_name_only: &s.name,
+        sampling_method: s.config.method.as_str(),
+        dbr_type: Str(DbrName(s.archived_type)),
+        element_count: Str(s.conn.element_count),
+        server: Str(OrEmpty(s.conn.server)),
+        events_received: Str(c.events_received),
+        events_stored: Str(c.events_stored),
+        events_written: Str(c.events_written),
+        samples_in_memory: Str(s.buffered),
+        dropped_events_timestamp: Str(c.dropped_timestamp),
+        repeated_timestamps: Str(c.repeated_timestamp),
+        dropped_events_type_change: Str(c.dropped_type_change),
+        dropped_events_buffer: Str(c.dropped_buffer_overflow),
+        dropped_events_no_type: Str(c.dropped_no_type),
+        dropped_events_client: Str(c.dropped_by_client),
+        refused_by_writer: Str(c.refused_by_writer),
+        disconnects: Str(c.disconnects),
+        last_disconnect: Str(JavaTime(c.last_disconnect_secs)),
+        transient_errors: Str(c.transient_errors),
+        write_errors: Str(c.write_errors),
+        first_event: Str(JavaTime(c.first_event_secs)),
+        archive_fields: Str(Joined(&s.config.archive_fields)),
+    }
 }
 
 /// `getNeverConnectedPVs`: PVs requested but never connected (they keep being searched
@@ -259,23 +370,34 @@ fn expand(app: &AppState, names: &[NameEntry]) -> ApiResult<Vec<String>> {
 }
 
 /// `getPVStatus`: `pv` (comma list, globs) or a POST body; an array in request order.
+/// Each PV's status is taken and written in turn, so the whole answer for thousands of
+/// PVs is one buffer, not a copy of every status plus a JSON tree.
 pub async fn get_pv_status(
     State(app): State<AppState>,
     method: Method,
     RawQuery(q): RawQuery,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let names = expand(&app, &names_of(&p, &method, &body)?)?;
-    Ok(Json(Value::Array(
-        names
-            .iter()
-            .map(|n| match app.engine.status(n) {
-                Some(s) => status_json(&s, &app.identity),
-                None => json!({ "pvName": n, "status": "Not being archived" }),
-            })
-            .collect(),
-    )))
+    // ≈ 900 bytes a PV.
+    let mut out = Vec::with_capacity(names.len().saturating_mul(1024).saturating_add(2));
+    out.push(b'[');
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = match app.engine.status(n) {
+            Some(s) => serde_json::to_writer(&mut out, &status_json(&s, &app.identity)),
+            None => serde_json::to_writer(
+                &mut out,
+                &json!({ "pvName": n, "status": "Not being archived" }),
+            ),
+        };
+        written.map_err(|e| ApiError::internal(format!("status of {n}: {e}")))?;
+    }
+    out.push(b']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
 /// `getAllPVs`: `pv` (glob) or `regex`, `limit` (default 500, -1 = all); sorted names.
@@ -403,5 +525,96 @@ mod tests {
     fn java_time_format() {
         assert_eq!(java_time(0), "Never");
         assert_eq!(java_time(1_418_019_667), "Dec/08/2014 06:21:07 UTC");
+    }
+
+    fn sample_status() -> PvStatus {
+        use archiver_engine::{ConnState, CountersSnapshot, PvMeta};
+        PvStatus {
+            name: "A:B\"C".into(),
+            state: PvState::Archiving,
+            config: PvConfig {
+                method: SamplingMethod::Scan,
+                period: 0.5,
+                archive_fields: vec!["HIHI".into(), "LOLO".into()],
+            },
+            archived_type: Some(archiver_pb::PayloadType::ScalarDouble),
+            conn: ConnState {
+                connected: true,
+                server: Some("127.0.0.1:5064".parse().unwrap()),
+                first_established_secs: 1_418_019_667,
+                element_count: 1,
+                ..ConnState::default()
+            },
+            meta: PvMeta::default(),
+            buffered: 7,
+            counters: CountersSnapshot {
+                events_received: 12,
+                events_stored: 11,
+                dropped_timestamp: 1,
+                ..CountersSnapshot::default()
+            },
+        }
+    }
+
+    #[test]
+    fn status_object_has_the_java_keys_in_order_and_string_values() {
+        let s = sample_status();
+        let text = serde_json::to_string(&status_json(&s, "appliance0")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let obj = v.as_object().unwrap();
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys[..12],
+            [
+                "pvName",
+                "status",
+                "isMonitored",
+                "samplingPeriod",
+                "connectionState",
+                "lastEvent",
+                "lastRotateLogs",
+                "connectionFirstEstablished",
+                "connectionLastRestablished",
+                "connectionLossRegainCount",
+                "appliance",
+                "pvNameOnly",
+            ]
+        );
+        // Every value is a string, as Java writes them.
+        assert!(obj.values().all(Value::is_string), "{text}");
+        assert_eq!(v["pvName"], "A:B\"C");
+        assert_eq!(v["status"], "Being archived");
+        assert_eq!(v["isMonitored"], "false");
+        assert_eq!(v["samplingPeriod"], "0.5");
+        assert_eq!(v["samplingMethod"], "SCAN");
+        assert_eq!(v["connectionState"], "true");
+        assert_eq!(v["lastEvent"], "Never");
+        assert_eq!(v["connectionFirstEstablished"], "Dec/08/2014 06:21:07 UTC");
+        assert_eq!(v["dbrType"], "DBR_SCALAR_DOUBLE");
+        assert_eq!(v["server"], "127.0.0.1:5064");
+        assert_eq!(v["eventsReceived"], "12");
+        assert_eq!(v["eventsStored"], "11");
+        assert_eq!(v["samplesInMemory"], "7");
+        assert_eq!(v["droppedEventsTimestamp"], "1");
+        assert_eq!(v["archiveFields"], "HIHI,LOLO");
+        assert_eq!(v["appliance"], "appliance0");
+    }
+
+    #[test]
+    fn status_of_a_pv_without_type_or_server_has_empty_strings() {
+        let mut s = sample_status();
+        s.state = PvState::NeverConnected;
+        s.archived_type = None;
+        s.conn.server = None;
+        s.config.method = SamplingMethod::Monitor;
+        s.config.period = 1.0;
+        s.config.archive_fields.clear();
+        let v = serde_json::to_value(status_json(&s, "x")).unwrap();
+        assert_eq!(v["status"], "Initial sampling");
+        assert_eq!(v["dbrType"], "");
+        assert_eq!(v["server"], "");
+        assert_eq!(v["archiveFields"], "");
+        assert_eq!(v["isMonitored"], "true");
+        assert_eq!(v["samplingPeriod"], "1.0");
     }
 }
