@@ -4,20 +4,30 @@
 //! memory inside each arena. For this archiver, which allocates little once its channels
 //! are up (the ingest path allocates nothing per sample), that costs memory and buys
 //! nothing: at 1000 PVs the arenas of the runtime's threads held ≈ 14 MiB for ≈ 9 MiB of
-//! live objects. So, unless the operator has set `MALLOC_ARENA_MAX`:
+//! live objects. So, unless the operator has tuned glibc's allocator (`MALLOC_ARENA_MAX`,
+//! or `GLIBC_TUNABLES` naming `glibc.malloc.`):
 //!
 //! * all threads share one arena (glibc's per-thread caches still serve most small
 //!   allocations without a lock);
 //! * [`trim`], called after each write period, hands the free pages inside the heap back
 //!   to the kernel (transient buffers: a large status or data response, a write batch).
+//!   It walks the heap under the arena's lock, so other threads' allocations wait for it,
+//!   once per write period (at 800k events/s with a 274 MiB heap the ingest benchmark
+//!   lost nothing and its CPU went down, not up).
 //!
 //! BENCHMARKS.md ("Ingest") has the resident memory with and without these settings.
 //! On other platforms both are no-ops.
 
-/// True when the operator chose the arena count (glibc's `MALLOC_ARENA_MAX`): the
-/// archiver then leaves the allocator alone.
+use std::sync::OnceLock;
+
+/// True when the operator tuned glibc's allocator through its environment: the archiver
+/// then leaves it alone. Read once.
 fn operator_tuned() -> bool {
-    std::env::var_os("MALLOC_ARENA_MAX").is_some()
+    static TUNED: OnceLock<bool> = OnceLock::new();
+    *TUNED.get_or_init(|| {
+        std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."))
+    })
 }
 
 /// Applies the settings; call once at start, before the runtime's threads exist.
@@ -34,7 +44,7 @@ pub fn configure() {
     }
 }
 
-/// Returns free heap pages to the kernel (cheap: a walk over the arena's free lists).
+/// Returns free heap pages to the kernel.
 pub fn trim() {
     if operator_tuned() {
         return;

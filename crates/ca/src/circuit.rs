@@ -783,7 +783,9 @@ impl Circuit {
             }
             CircCmd::Subscribe { cid, spec } => {
                 if let Some(ch) = self.chans.get_mut(&cid) {
-                    ch.subs.reserve_exact(1);
+                    if ch.subs.capacity() == 0 {
+                        ch.subs.reserve_exact(1);
+                    }
                     ch.subs.push(spec);
                     self.event_add(cid, spec);
                 }
@@ -938,7 +940,7 @@ mod tests {
             key,
             queue,
             dropped: AtomicU64::new(0),
-            conn: crate::channel::ConnCell::new(Default::default()),
+            conn: Default::default(),
         })
     }
 

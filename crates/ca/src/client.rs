@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::beacon::BeaconTracker;
 use crate::channel::{Channel, ChannelShared, ConnCell, DbrRequest, SubSpec};
@@ -77,9 +77,6 @@ pub(crate) struct Inner {
     pub(crate) next_sub: AtomicU32,
     search_addrs: Vec<SocketAddr>,
     pub(crate) search_addrs_text: Arc<str>,
-    /// Woken at every connect, disconnect and access change of any channel: waiters
-    /// re-check their own channel (one `Notify` for all instead of one per channel).
-    pub(crate) conn_changed: Arc<Notify>,
 }
 
 impl Client {
@@ -102,7 +99,6 @@ impl Client {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" ");
-        let conn_changed = Arc::new(Notify::new());
         let ctx = Context::new(cfg.clone(), udp, search_addrs.clone());
         tokio::spawn(async move {
             ctx.run(cmd_rx).await;
@@ -118,7 +114,6 @@ impl Client {
                 next_sub: AtomicU32::new(1),
                 search_addrs,
                 search_addrs_text: text.into(),
-                conn_changed,
             }),
         })
     }
@@ -163,7 +158,7 @@ impl Client {
             key,
             queue: queue.clone(),
             dropped: AtomicU64::new(0),
-            conn: ConnCell::new(self.inner.conn_changed.clone()),
+            conn: ConnCell::default(),
         });
         self.inner
             .cmd
@@ -413,9 +408,11 @@ impl Context {
             }
             Cmd::Subscribe { cid, spec } => {
                 if let Some(rec) = self.chans.get_mut(&cid) {
-                    // Exactly sized: most channels have one subscription, and an
-                    // archiver has tens of thousands of channels.
-                    rec.subs.reserve_exact(1);
+                    // The first one exactly sized: most channels have one subscription,
+                    // and an archiver has tens of thousands of channels.
+                    if rec.subs.capacity() == 0 {
+                        rec.subs.reserve_exact(1);
+                    }
                     rec.subs.push(spec);
                     let _ = self.send_to_circuit(cid, CircCmd::Subscribe { cid, spec });
                 }

@@ -270,4 +270,5 @@ async fn after_write_hook_runs_and_catalogue_candidates_skip_recorded_pvs() {
             .is_some_and(|s| s.counters.events_written >= 2))
         .await
     );
+    engine.shutdown().await;
 }
