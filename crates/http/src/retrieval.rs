@@ -68,6 +68,7 @@ async fn get_data(app: AppState, q: Option<String>, format: Format) -> ApiResult
         )));
     }
     let pv = normalize_name(requested).to_string();
+    let pv_for_errors = pv.clone();
     let now = app.clock.now();
     let to = time_param(&p, "to")?.unwrap_or(now);
     let from = time_param(&p, "from")?.unwrap_or(Timestamp::new(to.secs - 86_400, to.nanos));
@@ -99,8 +100,17 @@ async fn get_data(app: AppState, q: Option<String>, format: Format) -> ApiResult
         .unwrap_or_default();
     let sts = app.engine.sts().clone();
     let element_count = status.conn.element_count.max(1) as i32;
-    let body = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
-        match format {
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Raw => "application/x-protobuf",
+    };
+    // The body is produced on a blocking thread and sent in pieces of about `PIECE` bytes
+    // through a short queue: memory stays bounded whatever the time range, and a slow
+    // client slows the reading, never the archiving. A client that goes away stops it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(PIECES_QUEUED);
+    let producer = move || {
+        let send = |piece: Piece| tx.blocking_send(piece).map_err(|_| Stop::ClientGone);
+        let result = match format {
             Format::Json => {
                 let mut r = JsonResponse::new();
                 let mut started = false;
@@ -110,9 +120,12 @@ async fn get_data(app: AppState, q: Option<String>, format: Format) -> ApiResult
                         started = true;
                     }
                     r.sample(s);
+                    if r.pending() >= PIECE {
+                        send(Piece::More(r.take()))?;
+                    }
+                    Ok::<(), Stop>(())
                 })
-                .map_err(ApiError::internal)?;
-                Ok(r.finish())
+                .and_then(|_| send(Piece::Last(r.finish())))
             }
             Format::Raw => {
                 let mut r = RawResponse::new();
@@ -122,21 +135,98 @@ async fn get_data(app: AppState, q: Option<String>, format: Format) -> ApiResult
                     .collect();
                 r.begin_pv(&pv, payload_type, element_count, fv);
                 archiver_retrieval::for_each_sample(&[&sts], &pv, from, to, &buffer, |s| {
-                    r.sample(s)
+                    r.sample(s);
+                    if r.pending() >= PIECE {
+                        send(Piece::More(r.take()))?;
+                    }
+                    Ok::<(), Stop>(())
                 })
-                .map_err(ApiError::internal)?;
-                r.end_pv(from.year());
-                Ok(r.finish())
+                .and_then(|_| {
+                    r.end_pv(from.year());
+                    send(Piece::Last(r.finish()))
+                })
             }
+        };
+        if let Err(Stop::Storage(e)) = result {
+            let _ = send(Piece::Failed(e.to_string()));
         }
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    let content_type = match format {
-        Format::Json => "application/json",
-        Format::Raw => "application/x-protobuf",
+    };
+    tokio::task::spawn_blocking(producer);
+    // The first piece decides the status: an error before any byte is sent is a proper
+    // error response, and a body that fits one piece goes out whole (with its length).
+    let body = match rx.recv().await {
+        Some(Piece::Last(all)) => axum::body::Body::from(all),
+        Some(Piece::More(first)) => axum::body::Body::from_stream(Pieces {
+            first: Some(first),
+            rest: rx,
+        }),
+        Some(Piece::Failed(e)) => {
+            return Err(ApiError::internal(format!("reading {pv_for_errors}: {e}")));
+        }
+        None => {
+            return Err(ApiError::internal(format!(
+                "reading {pv_for_errors} stopped"
+            )));
+        }
     };
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// Bytes of response produced before they are handed to the connection.
+const PIECE: usize = 256 * 1024;
+
+/// Pieces waiting for the connection: with [`PIECE`], at most ≈ 1 MiB per response.
+const PIECES_QUEUED: usize = 4;
+
+/// A part of a response body, from the producing thread.
+enum Piece {
+    /// More follows.
+    More(Vec<u8>),
+    /// The end of the body.
+    Last(Vec<u8>),
+    /// Reading failed after the response had started (or before it).
+    Failed(String),
+}
+
+/// Why the producer stopped early.
+enum Stop {
+    /// The client went away (the response was dropped).
+    ClientGone,
+    /// The files could not be read.
+    Storage(archiver_storage::StorageError),
+}
+
+impl From<archiver_storage::StorageError> for Stop {
+    fn from(e: archiver_storage::StorageError) -> Self {
+        Stop::Storage(e)
+    }
+}
+
+/// The body after its first piece. A failure after the status line has gone out ends the
+/// body with an error: the connection is cut, so a client sees a truncated response, not
+/// a short valid one.
+struct Pieces {
+    first: Option<Vec<u8>>,
+    rest: tokio::sync::mpsc::Receiver<Piece>,
+}
+
+impl futures_core::Stream for Pieces {
+    type Item = Result<axum::body::Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(first.into())));
+        }
+        self.rest.poll_recv(cx).map(|piece| {
+            piece.map(|p| match p {
+                Piece::More(b) | Piece::Last(b) => Ok(b.into()),
+                Piece::Failed(e) => Err(std::io::Error::other(e)),
+            })
+        })
+    }
 }
 
 #[cfg(test)]

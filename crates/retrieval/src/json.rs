@@ -166,7 +166,19 @@ impl JsonResponse {
         }
     }
 
-    /// The finished body.
+    /// Bytes written and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the bytes written so far (to send them while the rest is produced); the
+    /// response goes on where it was.
+    pub fn take(&mut self) -> Vec<u8> {
+        let cap = self.out.capacity();
+        std::mem::replace(&mut self.out, Vec::with_capacity(cap))
+    }
+
+    /// The rest of the body (all of it if nothing was taken).
     pub fn finish(mut self) -> Vec<u8> {
         self.end_pv();
         self.out.extend_from_slice(b"\n ]\n");
@@ -178,6 +190,32 @@ impl JsonResponse {
 mod tests {
     use super::*;
     use archiver_pb::{FieldValue, Timestamp};
+
+    #[test]
+    fn taking_pieces_gives_the_same_body() {
+        let build = |every: usize| {
+            let mut r = JsonResponse::new();
+            let mut out = Vec::new();
+            for pv in ["A:B", "C:D"] {
+                r.begin_pv(pv, &[("EGU".to_string(), "mm".to_string())]);
+                for k in 0..5 {
+                    r.sample(&Sample::new(Timestamp::new(k, 0), Value::ScalarDouble(0.5)));
+                    if every > 0 && (k as usize).is_multiple_of(every) {
+                        assert!(r.pending() > 0);
+                        out.extend(r.take());
+                        assert_eq!(r.pending(), 0);
+                    }
+                }
+            }
+            out.extend(r.finish());
+            out
+        };
+        let whole = build(0);
+        assert_eq!(build(1), whole);
+        assert_eq!(build(3), whole);
+        let v: serde_json::Value = serde_json::from_slice(&whole).expect("valid JSON");
+        assert_eq!(v[1]["data"].as_array().map(Vec::len), Some(5));
+    }
 
     #[test]
     fn java_shape_and_valid_json() {

@@ -15,6 +15,8 @@ pub struct RawResponse {
     header: Option<PayloadInfo>,
     year: Option<i32>,
     scratch: Vec<u8>,
+    /// Some header has been written (a later one is preceded by an empty line).
+    started: bool,
 }
 
 impl RawResponse {
@@ -45,9 +47,10 @@ impl RawResponse {
         let Some(h) = self.header.as_mut() else {
             return;
         };
-        if !self.out.is_empty() {
+        if self.started {
             self.out.push(b'\n');
         }
+        self.started = true;
         h.year = year;
         encode_header_line(h, &mut self.out);
         self.year = Some(year);
@@ -72,7 +75,19 @@ impl RawResponse {
         self.header = None;
     }
 
-    /// The finished body.
+    /// Bytes written and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the bytes written so far (to send them while the rest is produced); the
+    /// response goes on where it was.
+    pub fn take(&mut self) -> Vec<u8> {
+        let cap = self.out.capacity();
+        std::mem::replace(&mut self.out, Vec::with_capacity(cap))
+    }
+
+    /// The rest of the body (all of it if nothing was taken).
     pub fn finish(self) -> Vec<u8> {
         self.out
     }
@@ -112,5 +127,36 @@ mod tests {
         assert_eq!(first.header().element_count, Some(1));
         assert_eq!(first.header().header("EGU"), Some("mm"));
         assert_eq!(body.last(), Some(&b'\n'));
+    }
+
+    /// Writes two PVs over a year change, taking the bytes every `every` samples.
+    fn body_taken_every(every: usize) -> Vec<u8> {
+        let mut r = RawResponse::new();
+        let mut out = Vec::new();
+        let y = start_of_year(2017);
+        for pv in ["A:B", "C:D"] {
+            r.begin_pv(pv, PayloadType::ScalarDouble, 1, Vec::new());
+            for k in -3..3 {
+                r.sample(&Sample::new(
+                    Timestamp::new(y + k, 0),
+                    Value::ScalarDouble(1.0),
+                ));
+                if every > 0 && ((k + 3) as usize).is_multiple_of(every) {
+                    out.extend(r.take());
+                }
+            }
+            r.end_pv(2017);
+        }
+        out.extend(r.finish());
+        out
+    }
+
+    #[test]
+    fn taking_pieces_gives_the_same_body() {
+        let whole = body_taken_every(0);
+        assert_eq!(body_taken_every(1), whole);
+        assert_eq!(body_taken_every(2), whole);
+        // three headers after the first, each after an empty line
+        assert_eq!(whole.windows(2).filter(|w| w == b"\n\n").count(), 3);
     }
 }

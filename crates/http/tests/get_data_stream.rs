@@ -1,0 +1,166 @@
+//! `getData.json` / `getData.raw` through the router: a response larger than one piece is
+//! streamed (no length, many frames) and holds every sample once, in order; a small one
+//! goes out whole with its length.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use archiver_ca::{Client, ClientConfig};
+use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_http::{AppState, router};
+use archiver_pb::time::start_of_year;
+use archiver_pb::{Granularity, PayloadType, PbReader, Sample, Timestamp, Value};
+use archiver_registry::SqliteRegistry;
+use archiver_storage::Tier;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Samples in the file: 100 Hz for 40 minutes, ≈ 17 MB of JSON, ≈ 4 MB of pbraw.
+const N: i64 = 240_000;
+
+async fn app(dir: &std::path::Path) -> (AppState, i64) {
+    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
+    let t0 = start_of_year(2025) + 3600;
+    let samples: Vec<Sample> = (0..N)
+        .map(|k| {
+            Sample::new(
+                Timestamp::new(t0 + k / 100, (k % 100) as u32 * 10_000_000),
+                Value::ScalarDouble(k as f64),
+            )
+        })
+        .collect();
+    sts.append("T:BIG", PayloadType::ScalarDouble, &samples)
+        .unwrap();
+    // A client that searches nowhere: the PV is restored paused, from its files only.
+    let client = Client::new(
+        ClientConfig::builder()
+            .addr_list("127.0.0.1:9")
+            .auto_addr_list(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let engine = Engine::start(client, sts, EngineConfig::default(), Arc::new(SystemClock));
+    engine
+        .restore(
+            "T:BIG",
+            PvConfig {
+                method: SamplingMethod::Monitor,
+                period: 0.0,
+                archive_fields: Vec::new(),
+            },
+            Some(PayloadType::ScalarDouble),
+            true,
+            None,
+        )
+        .unwrap();
+    let state = AppState {
+        engine,
+        registry: Arc::new(SqliteRegistry::open_in_memory().unwrap()),
+        clock: Arc::new(SystemClock),
+        identity: Arc::from("appliance0"),
+    };
+    (state, t0)
+}
+
+fn iso(secs: i64) -> String {
+    let d = Timestamp::new(secs, 0).to_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year, d.month, d.day, d.hour, d.minute, d.second
+    )
+}
+
+/// The response's length header (if any), its body frames and the body.
+async fn get(state: &AppState, uri: &str) -> (StatusCode, Option<String>, usize, Vec<u8>) {
+    let resp = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let len = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().unwrap().to_string());
+    let mut body = resp.into_body();
+    let (mut frames, mut bytes) = (0, Vec::new());
+    while let Some(f) = body.frame().await {
+        if let Ok(data) = f.unwrap().into_data() {
+            frames += 1;
+            bytes.extend_from_slice(&data);
+        }
+    }
+    (status, len, frames, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_responses_are_streamed_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, t0) = app(dir.path()).await;
+    let range = format!("from={}&to={}", iso(t0 - 1), iso(t0 + N / 100 + 1));
+
+    let (status, len, frames, body) = get(
+        &state,
+        &format!("/retrieval/data/getData.json?pv=T:BIG&{range}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(len, None, "a streamed body has no length");
+    assert!(frames > 10, "{frames} frames for {} bytes", body.len());
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let data = v[0]["data"].as_array().unwrap();
+    assert_eq!(data.len() as i64, N);
+    assert!(
+        data.iter()
+            .enumerate()
+            .all(|(k, s)| s["val"].as_f64() == Some(k as f64))
+    );
+
+    let (status, len, frames, body) = get(
+        &state,
+        &format!("/retrieval/data/getData.raw?pv=T:BIG&{range}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(len, None);
+    assert!(frames > 3, "{frames} frames for {} bytes", body.len());
+    let mut r = PbReader::new(std::io::Cursor::new(&body[..])).unwrap();
+    assert_eq!(r.header().pv_name, "T:BIG");
+    let mut k = 0i64;
+    while let Some(s) = r.next_sample().unwrap() {
+        assert_eq!(s.value, Value::ScalarDouble(k as f64));
+        k += 1;
+    }
+    assert_eq!(k, N);
+    state.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_responses_go_out_whole_with_their_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, t0) = app(dir.path()).await;
+    let (status, len, frames, body) = get(
+        &state,
+        &format!(
+            "/retrieval/data/getData.json?pv=T:BIG&from={}&to={}",
+            iso(t0 + 10),
+            iso(t0 + 11)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(len, Some(body.len().to_string()));
+    assert_eq!(frames, 1);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // The last sample at or before `from` (here the one at `from`), then the 100 after it
+    // up to and including `to` (Java's rule).
+    assert_eq!(v[0]["data"].as_array().unwrap().len(), 101);
+
+    let (status, ..) = get(&state, "/retrieval/data/getData.json?pv=T:NONE").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    state.engine.shutdown().await;
+}
