@@ -164,3 +164,57 @@ async fn small_responses_go_out_whole_with_their_length() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     state.engine.shutdown().await;
 }
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        b = &b[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_1_1_a_large_body_is_chunked_and_complete() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (state, t0) = app(dir.path()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, router(state.clone())).into_future());
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /retrieval/data/getData.raw?pv=T:BIG&from={}&to={} HTTP/1.1\r\n\
+         Host: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        iso(t0 - 1),
+        iso(t0 + N / 100 + 1)
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    conn.read_to_end(&mut resp).await.unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    let body = dechunk(&resp[split + 4..]);
+    let mut r = PbReader::new(std::io::Cursor::new(&body[..])).unwrap();
+    let mut k = 0i64;
+    while let Some(s) = r.next_sample().unwrap() {
+        assert_eq!(s.value, Value::ScalarDouble(k as f64));
+        k += 1;
+    }
+    assert_eq!(k, N);
+    server.abort();
+    state.engine.shutdown().await;
+}
