@@ -994,5 +994,7 @@ fn main() {
     }
     print_table(&rows, write_period);
     println!("\ntotal bench time {:.0} s", t_all.elapsed().as_secs_f64());
-    let _ = std::fs::remove_dir_all(&work);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
 }
