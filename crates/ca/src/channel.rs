@@ -114,20 +114,25 @@ pub(crate) struct ConnCell {
 }
 
 impl ConnCell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ConnInfo>> {
+        // a poisoned lock only means a holder panicked; the facts stay valid
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The facts now (`None` = not connected).
     pub fn get(&self) -> Option<ConnInfo> {
-        *self.info.lock().unwrap_or_else(|e| e.into_inner())
+        *self.lock()
     }
 
     /// Replaces the facts and wakes every waiter.
     pub fn set(&self, info: Option<ConnInfo>) {
-        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+        *self.lock() = info;
         self.changed.notify_waiters();
     }
 
     /// Changes the access rights of a connected channel.
     pub fn set_access(&self, access: AccessRights) {
-        if let Some(c) = self.info.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(c) = self.lock().as_mut() {
             c.access = access;
         }
         self.changed.notify_waiters();

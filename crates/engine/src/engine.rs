@@ -108,6 +108,20 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
 }
 
+impl Inner {
+    /// The slots `keep` selects, copied out so the table's lock is not held while they
+    /// are used.
+    pub(crate) fn slots_where(&self, keep: impl Fn(&PvSlot) -> bool) -> Vec<Arc<PvSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| keep(s))
+            .cloned()
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -324,31 +338,19 @@ impl Engine {
 
     /// The status of every PV.
     pub fn all_status(&self) -> Vec<PvStatus> {
-        let slots: Vec<Arc<PvSlot>> = self
-            .inner
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        slots.iter().map(|s| s.status()).collect()
+        self.inner
+            .slots_where(|_| true)
+            .iter()
+            .map(|s| s.status())
+            .collect()
     }
 
     /// The status of each PV whose archived type and metadata are known and whose name
     /// `skip` does not hold: what the catalogue has yet to record. Only those are copied,
     /// so the periodic check costs next to nothing once every PV is recorded.
     pub fn known_status_except(&self, skip: &HashSet<String>) -> Vec<PvStatus> {
-        let slots: Vec<Arc<PvSlot>> = self
-            .inner
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|s| !skip.contains(&*s.name))
-            .cloned()
-            .collect();
-        slots
+        self.inner
+            .slots_where(|s| !skip.contains(&*s.name))
             .iter()
             .filter(|s| {
                 let st = lock(&s.state);

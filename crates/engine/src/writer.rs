@@ -30,14 +30,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 pub(crate) async fn flush_all(inner: &Arc<Inner>) {
-    let slots: Vec<Arc<PvSlot>> = inner
-        .slots
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
-    flush_slots(inner, slots).await;
+    flush_slots(inner, inner.slots_where(|_| true)).await;
 }
 
 pub(crate) async fn flush_slots(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>) {

@@ -57,15 +57,12 @@ impl<T: std::fmt::Display> serde::Serialize for Str<T> {
     }
 }
 
-/// A PV's `dbrType` (`DBR_SCALAR_DOUBLE`…), empty before the type is known.
-struct DbrName(Option<archiver_pb::PayloadType>);
+/// A PV's `dbrType` (`DBR_SCALAR_DOUBLE`…).
+struct DbrName(archiver_pb::PayloadType);
 
 impl std::fmt::Display for DbrName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(t) => write!(f, "DBR_{t}"),
-            None => Ok(()),
-        }
+        write!(f, "DBR_{}", self.0)
     }
 }
 
@@ -255,7 +252,7 @@ pub struct StatusJson<'a> {
     appliance: &'a str,
     pv_name_only: &'a str,
     sampling_method: &'static str,
-    dbr_type: Str<DbrName>,
+    dbr_type: Str<OrEmpty<DbrName>>,
     element_count: Str<u32>,
     server: Str<OrEmpty<std::net::SocketAddr>>,
     events_received: Str<u64>,
@@ -308,7 +305,7 @@ pub fn status_json<'a>(s: &'a PvStatus, identity: &'a str) -> StatusJson<'a> {
         appliance: identity,
         pv_name_only: &s.name,
         sampling_method: s.config.method.as_str(),
-        dbr_type: Str(DbrName(s.archived_type)),
+        dbr_type: Str(OrEmpty(s.archived_type.map(DbrName))),
         element_count: Str(s.conn.element_count),
         server: Str(OrEmpty(s.conn.server)),
         events_received: Str(c.events_received),
