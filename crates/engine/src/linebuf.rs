@@ -173,9 +173,30 @@ impl LineBuffer {
         }
     }
 
-    /// The chunks held (for a snapshot).
+    /// The chunks held.
+    #[cfg(test)]
     pub fn chunks(&self) -> impl Iterator<Item = &Chunk> {
         self.chunks.iter()
+    }
+
+    /// A copy of the lines held, for a reader to decode once the PV's lock is released:
+    /// one allocation and one `memcpy` per chunk (usually one), sized to the lines (the
+    /// dropped front and spare capacity are not copied). No per-sample work.
+    pub fn copy_chunks(&self) -> Vec<Chunk> {
+        self.chunks
+            .iter()
+            .map(|c| Chunk {
+                year: c.year,
+                bytes: c.lines_bytes().to_vec(),
+                start: 0,
+                lines: c.lines,
+            })
+            .collect()
+    }
+
+    /// Samples held in `chunks`.
+    pub fn count_lines(chunks: &[Chunk]) -> usize {
+        chunks.iter().map(|c| c.lines).sum()
     }
 }
 
@@ -233,6 +254,25 @@ mod tests {
         let cap = b.chunks().next().map(|c| c.bytes.capacity()).unwrap();
         assert!(cap < bytes, "capacity {cap} after a take of one line");
         assert_eq!(decoded(&b), vec![1_000_000_101]);
+    }
+
+    #[test]
+    fn a_copy_holds_only_the_lines_and_decodes_alike() {
+        let mut b = LineBuffer::default();
+        for t in 0..10 {
+            b.push(&s(1_000_000_000 + t), 4).unwrap();
+        }
+        let copy = b.copy_chunks();
+        assert_eq!(LineBuffer::count_lines(&copy), 4);
+        let held: usize = b.chunks().map(|c| c.lines_bytes().len()).sum();
+        assert_eq!(copy.iter().map(|c| c.bytes.len()).sum::<usize>(), held);
+        assert!(copy.iter().all(|c| c.start == 0));
+        let mut out = Vec::new();
+        LineBuffer::decode_into(&copy, PayloadType::ScalarDouble, &mut out);
+        assert_eq!(
+            out.iter().map(|x| x.time.secs).collect::<Vec<_>>(),
+            decoded(&b)
+        );
     }
 
     #[test]

@@ -121,6 +121,29 @@ impl PvSlot {
         }
     }
 
+    /// The samples in memory (being written, then buffered), oldest first; `None` while the
+    /// archived type is unknown. The lock is held only to copy the lines
+    /// ([`LineBuffer::copy_chunks`]); decoding happens after it is released.
+    pub fn buffered(&self) -> Option<BufferSnapshot> {
+        self.buffered_with(&mut || {})
+    }
+
+    /// [`PvSlot::buffered`], running `before_chunk` before each chunk is decoded (a test
+    /// hook).
+    fn buffered_with(&self, before_chunk: &mut dyn FnMut()) -> Option<BufferSnapshot> {
+        // Under the lock: the chunks being written (shared, not copied) and a copy of the
+        // buffered ones. The guard ends with this block.
+        let copy = {
+            let st = lock(&self.state);
+            BufferCopy {
+                payload_type: st.archived_type?,
+                in_flight: st.in_flight.clone(),
+                held: st.buffer.copy_chunks(),
+            }
+        };
+        Some(copy.decode(before_chunk))
+    }
+
     /// Adds a sample to the buffer; when full, the oldest is dropped and counted.
     pub fn push(&self, s: &Sample) {
         let mut st = lock(&self.state);
@@ -134,6 +157,33 @@ impl PvSlot {
             }
             // Only a time the filter let through with bad nanoseconds; counted as such.
             Err(()) => Counters::inc(&self.counters.dropped_timestamp),
+        }
+    }
+}
+
+/// A PV's lines in memory, taken out of its lock to be decoded. It holds no reference to
+/// the slot, so decoding it cannot hold up the PV's ingest.
+struct BufferCopy {
+    payload_type: PayloadType,
+    in_flight: Option<Arc<Vec<Chunk>>>,
+    held: Vec<Chunk>,
+}
+
+impl BufferCopy {
+    /// Decodes the lines, oldest first; `before_chunk` runs before each chunk is decoded
+    /// (a test hook).
+    fn decode(self, before_chunk: &mut dyn FnMut()) -> BufferSnapshot {
+        let in_flight: &[Chunk] = self.in_flight.as_deref().map_or(&[], Vec::as_slice);
+        let mut samples = Vec::with_capacity(
+            LineBuffer::count_lines(in_flight) + LineBuffer::count_lines(&self.held),
+        );
+        for chunk in in_flight.iter().chain(&self.held) {
+            before_chunk();
+            LineBuffer::decode_into(std::slice::from_ref(chunk), self.payload_type, &mut samples);
+        }
+        BufferSnapshot {
+            payload_type: self.payload_type,
+            samples,
         }
     }
 }
@@ -166,4 +216,98 @@ pub struct BufferSnapshot {
     pub payload_type: PayloadType,
     /// The samples being written, then the buffered ones.
     pub samples: Vec<Sample>,
+}
+
+#[cfg(test)]
+mod tests {
+    use archiver_pb::{Timestamp, Value};
+
+    use super::*;
+    use crate::sampler::SamplingMethod;
+
+    fn slot(capacity: usize) -> PvSlot {
+        PvSlot {
+            name: Arc::from("T:SNAP"),
+            id: 1,
+            counters: Counters::default(),
+            state: Mutex::new(SlotState {
+                config: PvConfig {
+                    method: SamplingMethod::Monitor,
+                    period: 0.0,
+                    archive_fields: Vec::new(),
+                },
+                state: PvState::Archiving,
+                archived_type: Some(PayloadType::ScalarDouble),
+                conn: ConnState::default(),
+                meta: PvMeta::default(),
+                buffer: LineBuffer::default(),
+                in_flight: None,
+                capacity,
+                last_stored: None,
+                auto_fields: false,
+            }),
+            io: Mutex::new(()),
+        }
+    }
+
+    fn sample(k: i64) -> Sample {
+        Sample::new(
+            Timestamp::new(1_700_000_000 + k, 0),
+            Value::ScalarDouble(k as f64),
+        )
+    }
+
+    fn values(snap: &BufferSnapshot) -> Vec<i64> {
+        snap.samples
+            .iter()
+            .map(|s| match s.value {
+                Value::ScalarDouble(v) => v as i64,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decoding_a_snapshot_does_not_hold_the_pvs_lock() {
+        let slot = slot(100_000);
+        for k in 0..5_000 {
+            slot.push(&sample(k));
+        }
+        // The writer moves these aside; more arrive meanwhile.
+        {
+            let mut st = lock(&slot.state);
+            let taken = st.buffer.take();
+            st.in_flight = Some(Arc::new(taken));
+        }
+        for k in 5_000..10_000 {
+            slot.push(&sample(k));
+        }
+        let mut chunks = 0;
+        let mut k = 10_000;
+        let snap = slot
+            .buffered_with(&mut || {
+                chunks += 1;
+                // Ingest proceeds while the snapshot decodes: the lock is free.
+                let free = slot.state.try_lock().is_ok();
+                assert!(free, "the PV's lock is held while decoding");
+                slot.push(&sample(k));
+                k += 1;
+            })
+            .unwrap();
+        assert_eq!(chunks, 2, "the in-flight chunk, then the held one");
+        // The snapshot is what was there when it was copied, in order.
+        assert_eq!(values(&snap), (0..10_000).collect::<Vec<_>>());
+        // The samples pushed during decoding are in the buffer, not lost.
+        assert_eq!(slot.status().buffered, 10_002);
+        let again = slot.buffered().unwrap();
+        assert_eq!(again.samples.len(), 10_002);
+        assert_eq!(values(&again)[10_000..], [10_000, 10_001]);
+    }
+
+    #[test]
+    fn no_snapshot_before_the_type_is_known() {
+        let slot = slot(10);
+        lock(&slot.state).archived_type = None;
+        assert!(slot.buffered().is_none());
+    }
 }

@@ -15,6 +15,10 @@
 //!   latest value and archived by [`Sampler::tick`] once P has passed since the last
 //!   archived sample (the straggler flush). An unchanged timestamp stores nothing (the
 //!   timestamp filter drops repeats before they reach the sampler).
+//!
+//! Any `f64` period is safe (defence in depth; the appliance validates periods first): the
+//! period is rounded to whole nanoseconds and capped at [`MAX_PERIOD_SECS`], and the bin
+//! and deadline arithmetic saturates, so no input overflows or panics. See [`Sampler::new`].
 
 use archiver_pb::{Sample, Timestamp};
 
@@ -69,13 +73,29 @@ pub struct Sampler {
 /// The longest wait after the end of a decimation period for events still in flight.
 const MAX_GRACE_NS: i128 = 250_000_000;
 
+/// The longest sampling period the sampler honours: 10¹² s (about 31,700 years, beyond
+/// any timestamp a PlainPB file holds); a longer one, infinity included, is this one.
+pub const MAX_PERIOD_SECS: f64 = 1e12;
+
+/// [`MAX_PERIOD_SECS`] in nanoseconds.
+const MAX_PERIOD_NS: i128 = 1_000_000_000_000_000_000_000;
+
 impl Sampler {
-    /// A sampler for `method` with a period of `period_secs` (negative or NaN counts as 0).
+    /// A sampler for `method` with a period of `period_secs`, rounded to whole
+    /// nanoseconds. Any value is safe:
+    /// * 0, negative or NaN: 0 (MONITOR: every event; SCAN: every event with a new
+    ///   timestamp), as is a positive period under half a nanosecond (`1e-30`);
+    /// * above [`MAX_PERIOD_SECS`] (`1e300`, infinity): [`MAX_PERIOD_SECS`], a period that
+    ///   never ends: MONITOR keeps the last value until a flush (pause, disconnect,
+    ///   shutdown), SCAN archives the first value only, then one per flush.
     pub fn new(method: SamplingMethod, period_secs: f64) -> Self {
-        let period_ns = if period_secs.is_finite() && period_secs > 0.0 {
-            (period_secs * 1e9).round() as i128
-        } else {
+        let period_ns = if period_secs.is_nan() || period_secs <= 0.0 {
             0
+        } else if period_secs >= MAX_PERIOD_SECS {
+            MAX_PERIOD_NS
+        } else {
+            // In range: at most 1e21, which an i128 holds exactly enough.
+            (period_secs * 1e9).round() as i128
         };
         Sampler {
             method,
@@ -86,8 +106,9 @@ impl Sampler {
         }
     }
 
+    /// The decimation bin of `t` (0 for period 0, where there are no bins).
     fn bin(&self, t: Timestamp) -> i128 {
-        nanos(t).div_euclid(self.period_ns)
+        nanos(t).checked_div_euclid(self.period_ns).unwrap_or(0)
     }
 
     /// The method.
@@ -159,12 +180,15 @@ impl Sampler {
         let Some(p) = &self.pending else { return };
         let ready = match self.method {
             SamplingMethod::Monitor => {
-                let bin_end = (self.bin(p.time) + 1) * self.period_ns;
+                let bin_end = self
+                    .bin(p.time)
+                    .saturating_add(1)
+                    .saturating_mul(self.period_ns);
                 let grace = (self.period_ns / 4).min(MAX_GRACE_NS);
-                nanos(now) >= bin_end + grace
+                nanos(now) >= bin_end.saturating_add(grace)
             }
             SamplingMethod::Scan => match self.last_archived {
-                Some(last) => nanos(now) >= nanos(last) + self.period_ns,
+                Some(last) => nanos(now) >= nanos(last).saturating_add(self.period_ns),
                 None => true,
             },
         };
@@ -264,6 +288,100 @@ mod tests {
         // Jitter: 960 ms later counts as the next period.
         let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
         assert_eq!(run(&mut s, &[0, 960, 1900, 1910]), vec![0, 960, 1910]);
+    }
+
+    #[test]
+    fn any_period_is_safe_and_defined() {
+        let every = [0, 1, 2, 3];
+        // Not a period, or too short to count: every event.
+        for p in [
+            1e-30,
+            f64::MIN_POSITIVE,
+            4e-10,
+            0.0,
+            -0.0,
+            -1.0,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
+            let mut s = Sampler::new(SamplingMethod::Monitor, p);
+            assert_eq!(s.period_secs(), 0.0, "{p}");
+            assert_eq!(run(&mut s, &every), every, "MONITOR {p}");
+            let mut s = Sampler::new(SamplingMethod::Scan, p);
+            assert_eq!(run(&mut s, &every), every, "SCAN {p}");
+        }
+        // Beyond the longest period: capped, a period that never ends, no overflow in
+        // the bin or deadline arithmetic whatever the clock says.
+        for p in [1e300, f64::MAX, f64::INFINITY, MAX_PERIOD_SECS, 2e12] {
+            let mut s = Sampler::new(SamplingMethod::Monitor, p);
+            assert_eq!(s.period_secs(), MAX_PERIOD_SECS, "{p}");
+            assert_eq!(run(&mut s, &every), Vec::<i64>::new(), "MONITOR {p}");
+            let mut out = Vec::new();
+            for now in [ev(5000).time, Timestamp::new(i64::MAX, 999_999_999)] {
+                s.tick(now, &mut |x| out.push(x.time));
+            }
+            // i64::MAX seconds is past the end of the first bin (1e12 s).
+            assert_eq!(out, vec![ev(3).time], "MONITOR {p}");
+            let far = Timestamp::new(i64::MAX - 1, 0);
+            s.offer(Sample::new(far, Value::ScalarDouble(9.0)), &mut |x| {
+                out.push(x.time)
+            });
+            s.tick(Timestamp::new(i64::MAX, 999_999_999), &mut |x| {
+                out.push(x.time)
+            });
+            s.flush(&mut |x| out.push(x.time));
+            assert_eq!(out, vec![ev(3).time, far], "MONITOR {p}");
+
+            let mut s = Sampler::new(SamplingMethod::Scan, p);
+            assert_eq!(run(&mut s, &every), vec![0], "SCAN {p}");
+            let mut out = Vec::new();
+            s.tick(ev(5000).time, &mut |x| out.push(x.time));
+            assert!(out.is_empty(), "SCAN {p}");
+            s.tick(Timestamp::new(i64::MAX, 999_999_999), &mut |x| {
+                out.push(x.time)
+            });
+            s.tick(Timestamp::new(i64::MIN, 0), &mut |x| out.push(x.time));
+            s.flush(&mut |x| out.push(x.time));
+            assert_eq!(out, vec![ev(3).time], "SCAN {p}");
+        }
+        // Just below the cap: still a (huge) decimation period, computed exactly.
+        let s = Sampler::new(SamplingMethod::Monitor, 31_536_000.0);
+        assert_eq!(s.period_secs(), 31_536_000.0);
+        let s = Sampler::new(SamplingMethod::Monitor, 0.001);
+        assert_eq!(s.period_secs(), 0.001);
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow_with_a_short_period() {
+        let mut s = Sampler::new(SamplingMethod::Monitor, 1e-9);
+        let mut out = Vec::new();
+        for t in [
+            Timestamp::new(i64::MIN, 0),
+            Timestamp::new(0, 0),
+            Timestamp::new(i64::MAX, 999_999_999),
+        ] {
+            s.offer(Sample::new(t, Value::ScalarDouble(0.0)), &mut |x| {
+                out.push(x.time)
+            });
+            s.tick(Timestamp::new(i64::MAX, 999_999_999), &mut |x| {
+                out.push(x.time)
+            });
+        }
+        s.flush(&mut |x| out.push(x.time));
+        assert_eq!(out.len(), 3);
+        let mut s = Sampler::new(SamplingMethod::Scan, 1e-9);
+        s.offer(
+            Sample::new(Timestamp::new(i64::MIN, 0), Value::ScalarDouble(0.0)),
+            &mut |_| {},
+        );
+        s.offer(
+            Sample::new(
+                Timestamp::new(i64::MAX, 999_999_999),
+                Value::ScalarDouble(0.0),
+            ),
+            &mut |_| {},
+        );
+        s.tick(Timestamp::new(i64::MIN, 0), &mut |_| {});
     }
 
     #[test]

@@ -1,0 +1,401 @@
+//! The field values an archived sample carries besides its value (reference §1.6), kept
+//! per PV by an [`Annotator`]: a pure state machine over (state, event, now), so that each
+//! rule is testable without a channel or a clock.
+//!
+//! * **Connection marks** — the first sample archived after a connect carries
+//!   `cnxlostepsecs` (server epoch seconds when the connection was lost; `0` if it never
+//!   was) and `cnxregainedepsecs` (server epoch seconds when that sample was archived, i.e.
+//!   when data resumed).
+//! * **Startup** — the first connect after the engine started the PV (archive, restore or
+//!   resume) also marks that sample `startup=true`.
+//! * **Changed archive fields** — a field whose value changes (not its first value after a
+//!   connect) rides on the next archived sample with `fieldactualchange=true`; only the
+//!   latest value of each field.
+//! * **Daily dump** — at most once every [`DAILY_DUMP_SECS`] by the server clock (and on the
+//!   first sample once any field has a value), a sample carries every field with a value,
+//!   runtime fields included, plus `EGU` and `PREC` when the metadata is known, with
+//!   `fieldactualchange=false`; pending changes are then part of the dump.
+//!
+//! Hot path: a sample with nothing to report costs two comparisons; nothing is allocated.
+
+use archiver_pb::{FieldValue, Sample, Timestamp};
+
+/// Seconds between two full dumps of a PV's fields (Java: once a day).
+pub(crate) const DAILY_DUMP_SECS: i64 = 86_400;
+
+/// One monitored field and the last value seen since its channel was (re)created.
+#[derive(Debug, Clone)]
+struct FieldState {
+    name: String,
+    /// A runtime field: dumped daily, never reported as a change.
+    runtime: bool,
+    value: Option<String>,
+}
+
+/// The connection mark the next archived sample carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnMark {
+    lost_at_secs: i64,
+    startup: bool,
+}
+
+/// The annotation state of one PV.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Annotator {
+    fields: Vec<FieldState>,
+    pending_mark: Option<ConnMark>,
+    /// Set by a start or resume, consumed by the next connect.
+    startup: bool,
+    changed: Vec<FieldValue>,
+    last_dump_secs: i64,
+}
+
+impl Annotator {
+    /// The PV is being started (`startup`: by archive, restore or resume): the next
+    /// connect marks `startup=true`. Its fields start over without values (their channels
+    /// are recreated), so the first value of each is not a change.
+    pub fn start(&mut self, startup: bool) {
+        self.startup = startup;
+        self.fields.clear();
+    }
+
+    /// Adds a monitored field; returns its index (0-based, in order of addition).
+    pub fn add_field(&mut self, name: &str, runtime: bool) -> usize {
+        self.fields.push(FieldState {
+            name: name.to_string(),
+            runtime,
+            value: None,
+        });
+        self.fields.len() - 1
+    }
+
+    /// True when `name` is monitored.
+    pub fn has_field(&self, name: &str) -> bool {
+        self.fields.iter().any(|f| f.name == name)
+    }
+
+    /// Fields monitored.
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// The PV connected; `lost_at_secs` is when it last lost its connection (0 = never).
+    /// The next archived sample carries the connection mark.
+    pub fn connected(&mut self, lost_at_secs: i64) {
+        self.pending_mark = Some(ConnMark {
+            lost_at_secs,
+            startup: self.startup,
+        });
+        self.startup = false;
+    }
+
+    /// Field `idx` has the value `text`. A different value from the one held is recorded
+    /// as a change, unless it is the first value since the start or a runtime field.
+    pub fn field_value(&mut self, idx: usize, text: String) {
+        let Some(f) = self.fields.get_mut(idx) else {
+            return;
+        };
+        if f.value.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        if f.value.is_some() && !f.runtime {
+            self.changed.retain(|c| c.name != f.name);
+            self.changed
+                .push(FieldValue::new(f.name.clone(), text.clone()));
+        }
+        f.value = Some(text);
+    }
+
+    /// Adds what `s` must carry, archived at server time `now`; `meta` gives EGU and PREC
+    /// when the PV's metadata is known (asked only for a dump).
+    pub fn annotate(
+        &mut self,
+        s: &mut Sample,
+        now: Timestamp,
+        meta: impl FnOnce() -> Option<(String, i16)>,
+    ) {
+        if let Some(mark) = self.pending_mark.take() {
+            s.field_values.push(FieldValue::new(
+                "cnxlostepsecs",
+                mark.lost_at_secs.to_string(),
+            ));
+            s.field_values
+                .push(FieldValue::new("cnxregainedepsecs", now.secs.to_string()));
+            if mark.startup {
+                s.field_values.push(FieldValue::new("startup", "true"));
+            }
+        }
+        if now.secs.saturating_sub(self.last_dump_secs) >= DAILY_DUMP_SECS
+            && self.fields.iter().any(|f| f.value.is_some())
+        {
+            self.last_dump_secs = now.secs;
+            self.changed.clear();
+            for f in &self.fields {
+                if let Some(v) = &f.value {
+                    s.field_values
+                        .push(FieldValue::new(f.name.clone(), v.clone()));
+                }
+            }
+            if let Some((egu, prec)) = meta() {
+                s.field_values.push(FieldValue::new("EGU", egu));
+                s.field_values
+                    .push(FieldValue::new("PREC", prec.to_string()));
+            }
+            s.field_actual_change = Some(false);
+        } else if !self.changed.is_empty() {
+            s.field_values.append(&mut self.changed);
+            s.field_actual_change = Some(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use archiver_pb::Value;
+
+    use super::*;
+    use crate::clock::Clock;
+
+    /// A clock the test sets (the time crate's manual clock will replace it).
+    #[derive(Debug)]
+    struct TestClock(Mutex<Timestamp>);
+
+    impl TestClock {
+        fn at(secs: i64) -> Self {
+            TestClock(Mutex::new(Timestamp::new(secs, 0)))
+        }
+        fn advance(&self, secs: i64) {
+            let mut t = self.0.lock().unwrap();
+            t.secs += secs;
+        }
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    const T0: i64 = 1_700_000_000;
+
+    fn sample(clock: &TestClock) -> Sample {
+        Sample::new(clock.now(), Value::ScalarDouble(1.0))
+    }
+
+    /// Annotates a fresh sample at the clock's time; returns its field values (name=value)
+    /// and its fieldactualchange flag.
+    fn next(
+        a: &mut Annotator,
+        clock: &TestClock,
+        meta: Option<(&str, i16)>,
+    ) -> (Vec<String>, Option<bool>) {
+        let mut s = sample(clock);
+        a.annotate(&mut s, clock.now(), || {
+            meta.map(|(egu, prec)| (egu.to_string(), prec))
+        });
+        let fields = s
+            .field_values
+            .iter()
+            .map(|f| format!("{}={}", f.name, f.val))
+            .collect();
+        (fields, s.field_actual_change)
+    }
+
+    /// A started annotator with HIHI and DESC (runtime), both with a value, and its dump
+    /// already taken, so that the rules under test stand alone.
+    fn settled(clock: &TestClock) -> Annotator {
+        let mut a = Annotator::default();
+        a.start(true);
+        a.add_field("HIHI", false);
+        a.add_field("DESC", true);
+        a.connected(0);
+        a.field_value(0, "10.0".into());
+        a.field_value(1, "a pump".into());
+        let (first, _) = next(&mut a, clock, None);
+        assert!(first.contains(&"HIHI=10.0".to_string()), "{first:?}");
+        a
+    }
+
+    #[test]
+    fn first_sample_after_the_first_connect_is_marked_lost_never_and_startup() {
+        let clock = TestClock::at(T0);
+        let mut a = Annotator::default();
+        a.start(true);
+        a.connected(0);
+        clock.advance(3);
+        assert_eq!(
+            next(&mut a, &clock, None),
+            (
+                vec![
+                    "cnxlostepsecs=0".to_string(),
+                    format!("cnxregainedepsecs={}", T0 + 3),
+                    "startup=true".to_string(),
+                ],
+                None
+            )
+        );
+        // Only the first sample.
+        assert_eq!(next(&mut a, &clock, None), (vec![], None));
+    }
+
+    #[test]
+    fn a_reconnect_carries_the_loss_time_and_no_startup() {
+        let clock = TestClock::at(T0);
+        let mut a = settled(&clock);
+        clock.advance(60);
+        let lost = clock.now().secs;
+        clock.advance(30);
+        a.connected(lost);
+        assert_eq!(
+            next(&mut a, &clock, None),
+            (
+                vec![
+                    format!("cnxlostepsecs={lost}"),
+                    format!("cnxregainedepsecs={}", T0 + 90),
+                ],
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn a_resume_marks_startup_again() {
+        let clock = TestClock::at(T0);
+        let mut a = settled(&clock);
+        // Pause, then resume: started again, the channel connects.
+        a.start(true);
+        a.add_field("HIHI", false);
+        a.connected(T0 + 5);
+        clock.advance(100);
+        let (fields, _) = next(&mut a, &clock, None);
+        assert_eq!(
+            fields,
+            [
+                format!("cnxlostepsecs={}", T0 + 5),
+                format!("cnxregainedepsecs={}", T0 + 100),
+                "startup=true".to_string(),
+            ]
+        );
+        // A start that is not a startup (none today, but the flag is honoured).
+        a.start(false);
+        a.connected(0);
+        let (fields, _) = next(&mut a, &clock, None);
+        assert!(!fields.contains(&"startup=true".to_string()), "{fields:?}");
+    }
+
+    #[test]
+    fn a_changed_archive_field_rides_on_the_next_sample() {
+        let clock = TestClock::at(T0);
+        let mut a = settled(&clock);
+        clock.advance(10);
+        // The same value again is no change.
+        a.field_value(0, "10.0".into());
+        assert_eq!(next(&mut a, &clock, None), (vec![], None));
+        // Two changes before the next sample: only the latest is reported, once.
+        a.field_value(0, "11.0".into());
+        a.field_value(0, "12.0".into());
+        assert_eq!(
+            next(&mut a, &clock, None),
+            (vec!["HIHI=12.0".to_string()], Some(true))
+        );
+        assert_eq!(next(&mut a, &clock, None), (vec![], None));
+        // A runtime field's change waits for the dump.
+        a.field_value(1, "another pump".into());
+        assert_eq!(next(&mut a, &clock, None), (vec![], None));
+    }
+
+    #[test]
+    fn the_first_value_of_a_field_after_a_start_is_not_a_change() {
+        let clock = TestClock::at(T0);
+        let mut a = settled(&clock);
+        a.start(true);
+        a.add_field("HIHI", false);
+        a.connected(0);
+        let _ = next(&mut a, &clock, None);
+        a.field_value(0, "99.0".into());
+        assert_eq!(next(&mut a, &clock, None), (vec![], None));
+    }
+
+    #[test]
+    fn every_field_is_dumped_once_a_day_with_egu_and_prec() {
+        let clock = TestClock::at(T0);
+        let mut a = Annotator::default();
+        a.start(true);
+        a.add_field("HIHI", false);
+        a.add_field("LOLO", false);
+        a.add_field("DESC", true);
+        a.connected(0);
+        // No field has a value yet: nothing to dump.
+        let (fields, change) = next(&mut a, &clock, Some(("mA", 3)));
+        assert_eq!(change, None, "{fields:?}");
+        a.field_value(0, "10.0".into());
+        a.field_value(2, "a pump".into());
+        // The first sample with values: a full dump, LOLO (no value) left out.
+        assert_eq!(
+            next(&mut a, &clock, Some(("mA", 3))),
+            (
+                ["HIHI=10.0", "DESC=a pump", "EGU=mA", "PREC=3"]
+                    .map(String::from)
+                    .to_vec(),
+                Some(false)
+            )
+        );
+        // A change is reported as one until a day has passed...
+        a.field_value(0, "11.0".into());
+        clock.advance(DAILY_DUMP_SECS - 1);
+        assert_eq!(
+            next(&mut a, &clock, Some(("mA", 3))),
+            (vec!["HIHI=11.0".to_string()], Some(true))
+        );
+        // ...then everything is dumped again, the pending change inside the dump.
+        a.field_value(0, "12.0".into());
+        clock.advance(1);
+        assert_eq!(
+            next(&mut a, &clock, None),
+            (
+                ["HIHI=12.0", "DESC=a pump"].map(String::from).to_vec(),
+                Some(false)
+            )
+        );
+        assert_eq!(next(&mut a, &clock, None), (vec![], None));
+        clock.advance(DAILY_DUMP_SECS);
+        assert_eq!(next(&mut a, &clock, None).1, Some(false));
+    }
+
+    #[test]
+    fn a_dump_and_a_connection_mark_share_the_first_sample() {
+        let clock = TestClock::at(T0);
+        let mut a = Annotator::default();
+        a.start(true);
+        a.add_field("HIHI", false);
+        a.field_value(0, "1.0".into());
+        a.connected(0);
+        assert_eq!(
+            next(&mut a, &clock, Some(("V", 2))),
+            (
+                [
+                    "cnxlostepsecs=0".to_string(),
+                    format!("cnxregainedepsecs={T0}"),
+                    "startup=true".to_string(),
+                    "HIHI=1.0".to_string(),
+                    "EGU=V".to_string(),
+                    "PREC=2".to_string(),
+                ]
+                .to_vec(),
+                Some(false)
+            )
+        );
+    }
+
+    #[test]
+    fn a_clock_going_backwards_or_to_the_extremes_does_not_overflow() {
+        let clock = TestClock::at(i64::MIN);
+        let mut a = settled(&TestClock::at(T0));
+        a.field_value(0, "13.0".into());
+        assert_eq!(next(&mut a, &clock, None).1, Some(true));
+        let clock = TestClock::at(i64::MAX);
+        assert_eq!(next(&mut a, &clock, None).1, Some(false));
+    }
+}

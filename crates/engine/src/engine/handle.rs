@@ -1,0 +1,288 @@
+//! [`Engine`], the handle the management API and retrieval hold: it adds PVs to the table,
+//! asks the actor to start, pause or remove them, and reads status and live buffers
+//! straight from the table without going through the actor.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use archiver_ca::Client;
+use archiver_pb::{PayloadType, Timestamp};
+use archiver_storage::Tier;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::counters::Counters;
+use crate::error::EngineError;
+use crate::pv::{BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, SlotState, lock};
+use crate::writer;
+
+use super::Inner;
+use super::actor::{self, Cmd};
+use super::config::{EngineConfig, buffer_capacity};
+use super::fields::MAX_ARCHIVE_FIELDS;
+
+/// What `archive` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveOutcome {
+    /// A new PV: its channel is being created.
+    Submitted,
+    /// The PV was already archived or requested.
+    AlreadySubmitted,
+}
+
+/// A handle to the running engine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Starts the engine: its event task and its writer. Must be called in a tokio runtime.
+    pub fn start(client: Client, sts: Tier, config: EngineConfig, clock: Arc<dyn Clock>) -> Engine {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            slots: RwLock::new(HashMap::new()),
+            sts,
+            config,
+            clock,
+            cmd: cmd_tx,
+            next_id: AtomicU64::new(1),
+        });
+        actor::spawn(inner.clone(), client, cmd_rx);
+        tokio::spawn(writer::run(inner.clone()));
+        Engine { inner }
+    }
+
+    fn slot(&self, pv: &str) -> Option<Arc<PvSlot>> {
+        self.inner
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(pv)
+            .cloned()
+    }
+
+    /// Starts archiving `pv` (returns at once; the channel connects in the background).
+    ///
+    /// Errors: [`EngineError::BadName`] for a name that has no chunk key,
+    /// [`EngineError::BadPeriod`] for a negative, NaN or infinite period,
+    /// [`EngineError::TooManyFields`] beyond 200 archive fields, [`EngineError::ShutDown`].
+    /// Any finite non-negative period is accepted (the appliance validates the range);
+    /// see [`crate::Sampler::new`] for what extreme ones do.
+    pub fn archive(&self, pv: &str, config: PvConfig) -> Result<ArchiveOutcome, EngineError> {
+        self.add(pv, config, None, false, None)
+    }
+
+    /// Adds a PV known from the catalogue at start-up, with its stored type, paused or
+    /// not, and the time of its newest stored sample. Errors as [`Engine::archive`].
+    pub fn restore(
+        &self,
+        pv: &str,
+        config: PvConfig,
+        archived_type: Option<PayloadType>,
+        paused: bool,
+        last_stored: Option<Timestamp>,
+    ) -> Result<ArchiveOutcome, EngineError> {
+        self.add(pv, config, archived_type, paused, last_stored)
+    }
+
+    fn add(
+        &self,
+        pv: &str,
+        mut config: PvConfig,
+        archived_type: Option<PayloadType>,
+        paused: bool,
+        last_stored: Option<Timestamp>,
+    ) -> Result<ArchiveOutcome, EngineError> {
+        archiver_pb::path::chunk_key(pv).map_err(|e| EngineError::BadName(e.to_string()))?;
+        if !config.period.is_finite() || config.period < 0.0 {
+            return Err(EngineError::BadPeriod(config.period));
+        }
+        if config.archive_fields.len() > MAX_ARCHIVE_FIELDS {
+            return Err(EngineError::TooManyFields(config.archive_fields.len()));
+        }
+        let auto_fields = config.archive_fields.is_empty();
+        if auto_fields {
+            config.archive_fields = self.inner.config.default_archive_fields.clone();
+        }
+        let mut slots = self.inner.slots.write().unwrap_or_else(|e| e.into_inner());
+        if slots.contains_key(pv) {
+            return Ok(ArchiveOutcome::AlreadySubmitted);
+        }
+        let id = self.inner.next_id.fetch_add(1, Relaxed);
+        let capacity = buffer_capacity(&self.inner.config, &config);
+        let slot = Arc::new(PvSlot {
+            name: Arc::from(pv),
+            id,
+            counters: Counters::default(),
+            state: std::sync::Mutex::new(SlotState {
+                config,
+                state: if paused {
+                    PvState::Paused
+                } else {
+                    PvState::NeverConnected
+                },
+                archived_type,
+                conn: Default::default(),
+                meta: PvMeta::default(),
+                buffer: Default::default(),
+                in_flight: None,
+                capacity,
+                last_stored,
+                auto_fields,
+            }),
+            io: std::sync::Mutex::new(()),
+        });
+        slots.insert(slot.name.clone(), slot.clone());
+        drop(slots);
+        if !paused {
+            self.send(Cmd::Start {
+                slot,
+                startup: true,
+            })?;
+        }
+        Ok(ArchiveOutcome::Submitted)
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<(), EngineError> {
+        self.inner.cmd.send(cmd).map_err(|_| EngineError::ShutDown)
+    }
+
+    /// Pauses `pv`: its channel is closed and everything it had in memory is written.
+    pub async fn pause(&self, pv: &str) -> Result<(), EngineError> {
+        let slot = self
+            .slot(pv)
+            .ok_or_else(|| EngineError::NotFound(pv.to_string()))?;
+        if lock(&slot.state).state == PvState::Paused {
+            return Err(EngineError::AlreadyPaused(pv.to_string()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Pause {
+            id: slot.id,
+            reply: tx,
+        })?;
+        rx.await.map_err(|_| EngineError::ShutDown)?;
+        lock(&slot.state).state = PvState::Paused;
+        writer::flush_slots(&self.inner, vec![slot]).await;
+        Ok(())
+    }
+
+    /// Resumes a paused `pv`.
+    pub fn resume(&self, pv: &str) -> Result<(), EngineError> {
+        let slot = self
+            .slot(pv)
+            .ok_or_else(|| EngineError::NotFound(pv.to_string()))?;
+        {
+            let mut st = lock(&slot.state);
+            if st.state != PvState::Paused {
+                return Err(EngineError::NotPaused(pv.to_string()));
+            }
+            st.state = if st.conn.first_established_secs == 0 {
+                PvState::NeverConnected
+            } else {
+                PvState::Archiving
+            };
+        }
+        self.send(Cmd::Start {
+            slot,
+            startup: true,
+        })
+    }
+
+    /// Removes a paused `pv` from the engine (its files stay).
+    pub async fn delete(&self, pv: &str) -> Result<(), EngineError> {
+        let slot = self
+            .slot(pv)
+            .ok_or_else(|| EngineError::NotFound(pv.to_string()))?;
+        if lock(&slot.state).state != PvState::Paused {
+            return Err(EngineError::NotPaused(pv.to_string()));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Remove {
+            id: slot.id,
+            reply: tx,
+        })?;
+        rx.await.map_err(|_| EngineError::ShutDown)?;
+        writer::flush_slots(&self.inner, vec![slot]).await;
+        self.inner
+            .slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pv);
+        Ok(())
+    }
+
+    /// The status of `pv`, if the engine has it.
+    pub fn status(&self, pv: &str) -> Option<PvStatus> {
+        self.slot(pv).map(|s| s.status())
+    }
+
+    /// The status of every PV.
+    pub fn all_status(&self) -> Vec<PvStatus> {
+        self.inner
+            .slots_where(|_| true)
+            .iter()
+            .map(|s| s.status())
+            .collect()
+    }
+
+    /// The status of each PV whose archived type and metadata are known and whose name
+    /// `skip` does not hold: what the catalogue has yet to record. Only those are copied,
+    /// so the periodic check costs next to nothing once every PV is recorded.
+    pub fn known_status_except(&self, skip: &HashSet<String>) -> Vec<PvStatus> {
+        self.inner
+            .slots_where(|s| !skip.contains(&*s.name))
+            .iter()
+            .filter(|s| {
+                let st = lock(&s.state);
+                st.archived_type.is_some() && st.meta.known
+            })
+            .map(|s| s.status())
+            .collect()
+    }
+
+    /// The names of all PVs, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The samples of `pv` still in memory (being written, then buffered), oldest first;
+    /// `None` if the engine does not hold `pv` or its type is not known yet.
+    ///
+    /// The PV's lock is held only to copy the buffered lines (one copy of each chunk's
+    /// bytes, no per-sample work); they are decoded after it is released, so a retrieval
+    /// never holds up the PV's ingest while it decodes.
+    pub fn buffered(&self, pv: &str) -> Option<BufferSnapshot> {
+        self.slot(pv)?.buffered()
+    }
+
+    /// The short-term store.
+    pub fn sts(&self) -> &Tier {
+        &self.inner.sts
+    }
+
+    /// Writes every buffer now.
+    pub async fn flush(&self) {
+        writer::flush_all(&self.inner).await;
+    }
+
+    /// Stops archiving: every held-back sample is committed, every channel closed, every
+    /// buffer written. Returns when all is on disk.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Shutdown { reply: tx }).is_ok() {
+            let _ = rx.await;
+        }
+        writer::flush_all(&self.inner).await;
+    }
+}
