@@ -20,8 +20,8 @@ pub struct EngineConfig {
     /// Allowed difference between IOC and server clocks (`server_ioc_drift_secs`).
     pub drift_secs: i64,
     /// Archive fields of a PV when the request names none (Java's default policy:
-    /// `HIHI HIGH LOW LOLO LOPR HOPR`). At most [`crate::EngineError::TooManyFields`]'s limit
-    /// (200) are monitored.
+    /// `HIHI HIGH LOW LOLO LOPR HOPR`). A PV monitors at most 254 fields in all (archive,
+    /// runtime and extra fields); any beyond are not monitored (logged).
     pub default_archive_fields: Vec<String>,
     /// Extra archive fields by record type: when a request names no archive fields, the
     /// engine reads `PV.RTYP` on the first connection and appends the fields listed here
