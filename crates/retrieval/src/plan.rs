@@ -342,3 +342,214 @@ pub fn plan(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pb::time::start_of_year;
+    use archiver_pb::{Granularity, Value};
+    use archiver_registry::{SamplingMethod, SqliteRegistry};
+    use std::collections::HashMap;
+
+    use crate::ErrorClass;
+
+    /// A live source with fixed answers.
+    #[derive(Default)]
+    struct FakeLive {
+        held: HashMap<String, LiveDesc>,
+        buffers: HashMap<String, Vec<Sample>>,
+    }
+
+    impl LiveSource for FakeLive {
+        fn describe(&self, pv: &str) -> Option<LiveDesc> {
+            self.held.get(pv).cloned()
+        }
+
+        fn buffered(&self, pv: &str) -> Vec<Sample> {
+            self.buffers.get(pv).cloned().unwrap_or_default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::new(start_of_year(2025) + 7200, 5)
+    }
+
+    fn req(pv: &str) -> DataRequest {
+        DataRequest::parse(pv, None, None, now()).expect("request")
+    }
+
+    fn stores(dir: &std::path::Path) -> ConfiguredStores {
+        ConfiguredStores::new(Tier::new("STS", dir.join("sts"), Granularity::Hour))
+            .with(Tier::new("MTS", dir.join("mts"), Granularity::Day))
+            .with(Tier::new("LTS", dir.join("lts"), Granularity::Year))
+    }
+
+    fn info(pv: &str, urls: &[&str]) -> PvTypeInfo {
+        let mut i = PvTypeInfo::new_for_archiving(
+            pv,
+            PayloadType::ScalarFloat,
+            1,
+            SamplingMethod::Monitor,
+            1.0,
+            urls.iter().map(|u| u.to_string()).collect(),
+            now(),
+        )
+        .expect("type info");
+        i.set_units("mm");
+        i.set_precision(3.0);
+        i
+    }
+
+    #[test]
+    fn names_lose_prefix_and_val_suffix_only() {
+        assert_eq!(normalize_name("ca://A:B.VAL"), "A:B");
+        assert_eq!(normalize_name("pva://A:B"), "A:B");
+        assert_eq!(normalize_name("X:BUILD.VALA"), "X:BUILD.VALA");
+        assert_eq!(normalize_name("A:B.HIHI"), "A:B.HIHI");
+        assert_eq!(normalize_name(" A "), "A");
+    }
+
+    #[test]
+    fn request_parameters() {
+        let r = req("ca://A:B.VAL");
+        assert_eq!(r.pv, "A:B");
+        assert_eq!(r.to, now());
+        assert_eq!(r.from, Timestamp::new(now().secs - 86_400, 5));
+        let r = DataRequest::parse("A", Some(""), Some("2025-01-01T00:00:10Z"), now())
+            .expect("empty from is absent");
+        assert_eq!(r.to.secs, start_of_year(2025) + 10);
+        let bad = |pv: &str, from: Option<&str>, to: Option<&str>| {
+            let e = DataRequest::parse(pv, from, to, now()).expect_err("refused");
+            assert_eq!(e.class(), ErrorClass::BadRequest, "{e}");
+            e.to_string()
+        };
+        assert!(bad("A", Some("yesterday"), None).contains("'from'"));
+        assert!(bad("A", None, Some("soon")).contains("'to'"));
+        assert!(
+            bad(
+                "A",
+                Some("2025-01-02T00:00:00Z"),
+                Some("2025-01-01T00:00:00Z")
+            )
+            .contains("before")
+        );
+        assert!(bad("mean_600(A)", None, None).contains("mean_600"));
+        assert!(bad("ca://", None, None).contains("names no PV"));
+    }
+
+    #[test]
+    fn a_catalogued_pv_is_planned_without_the_live_source() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let stores = stores(dir.path());
+        // Java lists the stores newest first: STS, MTS, LTS.
+        reg.put_type_info(&info(
+            "A:B",
+            &[
+                "pb://localhost?name=STS&rootFolder=/x&partitionGranularity=PARTITION_HOUR",
+                "pb://localhost?name=MTS&rootFolder=/y&partitionGranularity=PARTITION_DAY",
+                "pb://localhost?name=LTS&rootFolder=/z&partitionGranularity=PARTITION_YEAR",
+            ],
+        ))
+        .expect("put");
+        let p = plan(&req("A:B"), &reg, &stores, &NoLiveSource).expect("plan");
+        assert_eq!(p.source, TypeSource::Catalogue);
+        assert_eq!(p.pv, "A:B");
+        assert_eq!(p.desc.name, "A:B");
+        assert_eq!(p.desc.payload_type, PayloadType::ScalarFloat);
+        assert_eq!(p.desc.element_count, 1);
+        assert_eq!(
+            p.desc.headers,
+            vec![FieldValue::new("EGU", "mm"), FieldValue::new("PREC", "3")]
+        );
+        let names: Vec<&str> = p.stores.iter().map(Tier::name).collect();
+        assert_eq!(names, ["LTS", "MTS", "STS"], "oldest data first");
+        assert!(p.buffer.is_empty());
+    }
+
+    #[test]
+    fn unknown_store_names_fall_back_to_the_sts_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut i = info("A:B", &["pb://localhost?name=XSTS", "parquet://localhost"]);
+        i.units = Some(String::new());
+        reg.put_type_info(&i).expect("put");
+        let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        let names: Vec<&str> = p.stores.iter().map(Tier::name).collect();
+        assert_eq!(names, ["STS"]);
+        // An empty EGU is not listed.
+        assert_eq!(p.desc.headers, vec![FieldValue::new("PREC", "3")]);
+        // No stores listed at all: the default ones.
+        reg.put_type_info(&info("C:D", &[])).expect("put");
+        let p = plan(&req("C:D"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(p.stores.len(), 1);
+        assert_eq!(p.stores[0].name(), "STS");
+    }
+
+    #[test]
+    fn an_alias_reads_the_real_pv_and_shows_the_requested_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        reg.put_type_info(&info("REAL:PV", &[])).expect("put");
+        reg.add_alias("OLD:NAME", "REAL:PV").expect("alias");
+        let mut live = FakeLive::default();
+        let s = Sample::new(now(), Value::ScalarFloat(1.5));
+        live.buffers.insert("REAL:PV".into(), vec![s.clone()]);
+        let p = plan(&req("ca://OLD:NAME.VAL"), &reg, &stores(dir.path()), &live).expect("plan");
+        assert_eq!(p.pv, "REAL:PV");
+        assert_eq!(p.desc.name, "OLD:NAME");
+        assert_eq!(p.source, TypeSource::Catalogue);
+        assert_eq!(p.buffer, vec![s]);
+    }
+
+    #[test]
+    fn a_pv_not_yet_catalogued_takes_its_type_from_the_live_source() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut live = FakeLive::default();
+        live.held.insert(
+            "NEW:PV".into(),
+            LiveDesc {
+                payload_type: Some(PayloadType::WaveformDouble),
+                element_count: 8,
+                headers: vec![FieldValue::new("EGU", "V")],
+            },
+        );
+        live.held.insert(
+            "SILENT:PV".into(),
+            LiveDesc {
+                payload_type: None,
+                element_count: 0,
+                headers: Vec::new(),
+            },
+        );
+        let stores = stores(dir.path());
+        let p = plan(&req("NEW:PV"), &reg, &stores, &live).expect("plan");
+        assert_eq!(p.source, TypeSource::Live);
+        assert_eq!(p.desc.payload_type, PayloadType::WaveformDouble);
+        assert_eq!(p.desc.element_count, 8);
+        assert_eq!(p.desc.headers, vec![FieldValue::new("EGU", "V")]);
+        assert_eq!(p.stores.len(), 1);
+        assert_eq!(p.stores[0].name(), "STS");
+
+        let e = plan(&req("SILENT:PV"), &reg, &stores, &live).expect_err("no type");
+        assert!(matches!(e, RetrievalError::NeverConnected { .. }), "{e}");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+        let e = plan(&req("NO:PV"), &reg, &stores, &live).expect_err("unknown");
+        assert_eq!(e.to_string(), "Unable to find typeinfo for pv NO:PV");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn store_urls_match_by_their_name_parameter() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = stores(dir.path());
+        let name = |url: &str| s.resolve(url).expect("resolves").name().to_string();
+        assert_eq!(name("pb://localhost?rootFolder=/a&name=MTS"), "MTS");
+        assert_eq!(name("pb://localhost?name=LTS"), "LTS");
+        assert_eq!(name("pb://localhost?name=lts"), "STS");
+        assert_eq!(name("pb://localhost"), "STS");
+        assert_eq!(name("not a url"), "STS");
+        assert_eq!(store_name("pb://h?name=A%3AB&x=1").as_deref(), Some("A:B"));
+    }
+}
