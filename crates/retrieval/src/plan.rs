@@ -552,4 +552,38 @@ mod tests {
         assert_eq!(name("not a url"), "STS");
         assert_eq!(store_name("pb://h?name=A%3AB&x=1").as_deref(), Some("A:B"));
     }
+
+    proptest::proptest! {
+        /// Any `pv` parameter is a request or a 400, never a panic; a request's name is
+        /// not empty.
+        #[test]
+        fn any_pv_parameter_is_a_request_or_a_bad_request(pv in "\\PC{0,40}", prefixed in 0..3u8) {
+            let pv = match prefixed {
+                0 => pv,
+                1 => format!("ca://{pv}.VAL"),
+                _ => format!("pva://{pv}"),
+            };
+            match DataRequest::parse(&pv, None, None, now()) {
+                Ok(r) => {
+                    proptest::prop_assert!(!r.pv.is_empty());
+                    proptest::prop_assert!(r.from <= r.to);
+                }
+                Err(e) => proptest::prop_assert_eq!(e.class(), ErrorClass::BadRequest),
+            }
+        }
+
+        /// Well-formed times give `from <= to` or a 400 naming the reversed range.
+        #[test]
+        fn ranges_are_ordered_or_refused(a in 0i64..4_000_000_000, b in 0i64..4_000_000_000) {
+            let iso = |s: i64| Timestamp::new(s, 0).to_string();
+            match DataRequest::parse("A:B", Some(&iso(a)), Some(&iso(b)), now()) {
+                Ok(r) => proptest::prop_assert!(a <= b && r.from.secs == a && r.to.secs == b),
+                Err(e) => {
+                    proptest::prop_assert!(a > b);
+                    let reversed = matches!(e, RetrievalError::ToBeforeFrom { .. });
+                    proptest::prop_assert!(reversed, "{}", e);
+                }
+            }
+        }
+    }
 }
