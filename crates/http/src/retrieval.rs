@@ -1,10 +1,21 @@
-//! `/retrieval/data/getData.{json,raw}`: one PV over the short-term store and the engine's
-//! unflushed buffer, with the Java response shapes.
+//! `/retrieval/data/getData.{json,raw}` over the retrieval pipeline
+//! ([`archiver_retrieval::Retrieval`]): this module only reads the parameters, runs the
+//! pipeline on a blocking thread and turns its pieces into a streamed body.
+//!
+//! The first piece decides the status: an error before any byte (bad parameters, an
+//! unknown PV, a file that cannot be read) is a proper 400/404/500, and a body that fits
+//! one piece goes out whole, with its length. An error after the status line has gone out
+//! cuts the connection, so a client sees a truncated response, never a short valid one. A
+//! client that goes away stops the reading.
 
-use archiver_pb::{FieldValue, Timestamp};
-use archiver_retrieval::json::JsonResponse;
-use archiver_retrieval::raw::RawResponse;
-use archiver_retrieval::time::parse_iso8601;
+use std::sync::Arc;
+
+use archiver_engine::Engine;
+use archiver_pb::{FieldValue, Sample};
+use archiver_retrieval::{
+    ConfiguredStores, DataRequest, ErrorClass, LiveDesc, LiveSource, PIECES_QUEUED, Retrieval,
+    RetrievalError,
+};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -13,31 +24,51 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::state::AppState;
 
-/// The formats served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `getData.json`.
-    Json,
-    /// `getData.raw` (pbraw).
-    Raw,
+pub use archiver_retrieval::{Format, normalize_name};
+
+/// The engine as the pipeline's live source: the type and metadata of a PV not yet in
+/// the catalogue ([`Engine::status`]), and the samples not yet written
+/// ([`Engine::buffered`]).
+#[derive(Clone)]
+pub struct EngineLive(pub Engine);
+
+impl std::fmt::Debug for EngineLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineLive").finish_non_exhaustive()
+    }
 }
 
-/// Strips what the Java appliance strips from a retrieval name: a `ca://` or `pva://`
-/// prefix and a trailing `.VAL`.
-pub fn normalize_name(name: &str) -> &str {
-    let name = name.trim();
-    let name = name
-        .strip_prefix("ca://")
-        .or_else(|| name.strip_prefix("pva://"))
-        .unwrap_or(name);
-    name.strip_suffix(".VAL").unwrap_or(name)
+impl LiveSource for EngineLive {
+    fn describe(&self, pv: &str) -> Option<LiveDesc> {
+        let status = self.0.status(pv)?;
+        let mut headers = Vec::new();
+        if status.meta.known {
+            if !status.meta.egu.is_empty() {
+                headers.push(FieldValue::new("EGU", status.meta.egu.clone()));
+            }
+            headers.push(FieldValue::new("PREC", status.meta.prec.to_string()));
+        }
+        Some(LiveDesc {
+            payload_type: status.archived_type,
+            element_count: status.conn.element_count.max(1),
+            headers,
+        })
+    }
+
+    fn buffered(&self, pv: &str) -> Vec<Sample> {
+        self.0.buffered(pv).map(|b| b.samples).unwrap_or_default()
+    }
 }
 
-fn time_param(p: &Params, key: &str) -> ApiResult<Option<Timestamp>> {
-    p.get(key)
-        .filter(|v| !v.is_empty())
-        .map(|v| parse_iso8601(v).map_err(|e| ApiError::bad(format!("parameter '{key}': {e}"))))
-        .transpose()
+/// The pipeline over what `app` holds: its catalogue, the engine's STS as the one
+/// configured store, and the engine as live source. Cheap (a few `Arc`s and the STS's
+/// name and folder); a state that holds one [`Retrieval`] built at start-up can replace it.
+pub fn retrieval_service(app: &AppState) -> Retrieval {
+    Retrieval::new(
+        app.registry.clone(),
+        Arc::new(ConfiguredStores::new(app.engine.sts().clone())),
+        Arc::new(EngineLive(app.engine.clone())),
+    )
 }
 
 /// `GET /retrieval/data/getData.json`.
@@ -56,127 +87,60 @@ pub async fn get_data_raw(
     get_data(app, q, Format::Raw).await
 }
 
+/// The response to a failed retrieval; `pv` names the request in a 500's log line.
+fn api_error(e: RetrievalError, pv: &str) -> ApiError {
+    match e.class() {
+        ErrorClass::BadRequest => ApiError::bad(e.to_string()),
+        ErrorClass::NotFound => ApiError::not_found(e.to_string()),
+        ErrorClass::Internal | ErrorClass::ClientGone => {
+            ApiError::internal(format!("reading {pv}: {e}"))
+        }
+    }
+}
+
 async fn get_data(app: AppState, q: Option<String>, format: Format) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let requested = p.required("pv")?;
-    if let Some(open) = requested.find('(')
-        && requested.ends_with(')')
-    {
-        return Err(ApiError::bad(format!(
-            "post-processor {:?} is not supported yet; request the PV name alone for raw data",
-            &requested[..open]
-        )));
-    }
-    let pv = normalize_name(requested).to_string();
-    let pv_for_errors = pv.clone();
-    let now = app.clock.now();
-    let to = time_param(&p, "to")?.unwrap_or(now);
-    let from = time_param(&p, "from")?.unwrap_or(Timestamp::new(to.secs - 86_400, to.nanos));
-    if to < from {
-        return Err(ApiError::bad(format!(
-            "'to' ({to}) is before 'from' ({from})"
-        )));
-    }
-    let status = app
-        .engine
-        .status(&pv)
-        .ok_or_else(|| ApiError::not_found(format!("Unable to find typeinfo for pv {pv}")))?;
-    let Some(payload_type) = status.archived_type else {
-        return Err(ApiError::not_found(format!(
-            "PV {pv} has never connected: its type is not known yet and it has no data"
-        )));
-    };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    if status.meta.known {
-        if !status.meta.egu.is_empty() {
-            headers.push(("EGU".into(), status.meta.egu.clone()));
-        }
-        headers.push(("PREC".into(), status.meta.prec.to_string()));
-    }
-    let buffer = app
-        .engine
-        .buffered(&pv)
-        .map(|b| b.samples)
-        .unwrap_or_default();
-    let sts = app.engine.sts().clone();
-    let element_count = status.conn.element_count.max(1) as i32;
-    let content_type = match format {
-        Format::Json => "application/json",
-        Format::Raw => "application/x-protobuf",
-    };
-    // The body is produced on a blocking thread and sent in pieces of about `PIECE` bytes
-    // through a short queue: memory stays bounded whatever the time range, and a slow
-    // client slows the reading, never the archiving. A client that goes away stops it.
+    let pv = p.required("pv")?;
+    let req = DataRequest::parse(pv, p.get("from"), p.get("to"), app.clock.now())
+        .map_err(|e| api_error(e, pv))?;
+    let retrieval = retrieval_service(&app);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(PIECES_QUEUED);
-    let producer = move || {
-        let send = |piece: Piece| tx.blocking_send(piece).map_err(|_| Stop::ClientGone);
-        let result = match format {
-            Format::Json => {
-                let mut r = JsonResponse::new();
-                let mut started = false;
-                archiver_retrieval::for_each_sample(&[&sts], &pv, from, to, &buffer, |s| {
-                    if !started {
-                        r.begin_pv(&pv, &headers);
-                        started = true;
-                    }
-                    r.sample(s);
-                    if r.pending() >= PIECE {
-                        send(Piece::More(r.take()))?;
-                    }
-                    Ok::<(), Stop>(())
-                })
-                .and_then(|_| send(Piece::Last(r.finish())))
-            }
-            Format::Raw => {
-                let mut r = RawResponse::new();
-                let fv = headers
-                    .iter()
-                    .map(|(k, v)| FieldValue::new(k.clone(), v.clone()))
-                    .collect();
-                r.begin_pv(&pv, payload_type, element_count, fv);
-                archiver_retrieval::for_each_sample(&[&sts], &pv, from, to, &buffer, |s| {
-                    r.sample(s);
-                    if r.pending() >= PIECE {
-                        send(Piece::More(r.take()))?;
-                    }
-                    Ok::<(), Stop>(())
-                })
-                .and_then(|_| {
-                    r.end_pv(from.year());
-                    send(Piece::Last(r.finish()))
-                })
-            }
+    let producer_req = req.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = |bytes: Vec<u8>, last: bool| {
+            let piece = if last {
+                Piece::Last(bytes)
+            } else {
+                Piece::More(bytes)
+            };
+            tx.blocking_send(piece)
+                .map_err(|_| RetrievalError::ClientGone)
         };
-        if let Err(Stop::Storage(e)) = result {
-            let _ = send(Piece::Failed(e.to_string()));
+        match retrieval.run(&producer_req, format, &mut sink) {
+            Ok(done) if done.skipped_lines > 0 => tracing::warn!(
+                pv = %producer_req.pv,
+                skipped = done.skipped_lines,
+                "undecodable lines skipped while reading"
+            ),
+            Ok(_) | Err(RetrievalError::ClientGone) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Piece::Failed(e));
+            }
         }
-    };
-    tokio::task::spawn_blocking(producer);
-    // The first piece decides the status: an error before any byte is sent is a proper
-    // error response, and a body that fits one piece goes out whole (with its length).
+    });
     let body = match rx.recv().await {
         Some(Piece::Last(all)) => axum::body::Body::from(all),
         Some(Piece::More(first)) => axum::body::Body::from_stream(Pieces {
             first: Some(first),
             rest: rx,
         }),
-        Some(Piece::Failed(e)) => {
-            return Err(ApiError::internal(format!("reading {pv_for_errors}: {e}")));
-        }
+        Some(Piece::Failed(e)) => return Err(api_error(e, &req.pv)),
         None => {
-            return Err(ApiError::internal(format!(
-                "reading {pv_for_errors} stopped"
-            )));
+            return Err(ApiError::internal(format!("reading {} stopped", req.pv)));
         }
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
-
-/// Bytes of response produced before they are handed to the connection.
-const PIECE: usize = 256 * 1024;
-
-/// Pieces waiting for the connection: with [`PIECE`], at most ≈ 1 MiB per response.
-const PIECES_QUEUED: usize = 4;
 
 /// A part of a response body, from the producing thread.
 enum Piece {
@@ -184,27 +148,12 @@ enum Piece {
     More(Vec<u8>),
     /// The end of the body.
     Last(Vec<u8>),
-    /// Reading failed after the response had started (or before it).
-    Failed(String),
-}
-
-/// Why the producer stopped early.
-enum Stop {
-    /// The client went away (the response was dropped).
-    ClientGone,
-    /// The files could not be read.
-    Storage(archiver_storage::StorageError),
-}
-
-impl From<archiver_storage::StorageError> for Stop {
-    fn from(e: archiver_storage::StorageError) -> Self {
-        Stop::Storage(e)
-    }
+    /// The retrieval failed (before the first piece: the response is an error).
+    Failed(RetrievalError),
 }
 
 /// The body after its first piece. A failure after the status line has gone out ends the
-/// body with an error: the connection is cut, so a client sees a truncated response, not
-/// a short valid one.
+/// body with an error: the connection is cut.
 struct Pieces {
     first: Option<Vec<u8>>,
     rest: tokio::sync::mpsc::Receiver<Piece>,
@@ -223,7 +172,10 @@ impl futures_core::Stream for Pieces {
         self.rest.poll_recv(cx).map(|piece| {
             piece.map(|p| match p {
                 Piece::More(b) | Piece::Last(b) => Ok(b.into()),
-                Piece::Failed(e) => Err(std::io::Error::other(e)),
+                Piece::Failed(e) => {
+                    tracing::error!("response cut: {e}");
+                    Err(std::io::Error::other(e.to_string()))
+                }
             })
         })
     }
@@ -239,5 +191,27 @@ mod tests {
         assert_eq!(normalize_name("pva://A:B"), "A:B");
         assert_eq!(normalize_name("X:BUILD.VALA"), "X:BUILD.VALA");
         assert_eq!(normalize_name(" A "), "A");
+    }
+
+    #[test]
+    fn errors_map_to_their_status() {
+        use axum::http::StatusCode;
+        let status = |e| api_error(e, "A:B").into_response().status();
+        assert_eq!(
+            status(RetrievalError::NotFound { pv: "A:B".into() }),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(RetrievalError::EmptyName("ca://".into())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(RetrievalError::UnresolvedStore {
+                pv: "A:B".into(),
+                url: "x://".into(),
+                reason: "no".into()
+            }),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

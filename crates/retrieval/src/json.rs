@@ -13,7 +13,10 @@
 //! Key order is Java's. Differences, all to give valid JSON: NaN and infinities are `null`
 //! (Java writes `NaN`, which no JSON parser accepts), and meta values are escaped.
 
-use archiver_pb::{Sample, Value};
+use archiver_pb::{FieldValue, Sample, Value};
+
+use crate::encode::Encoder;
+use crate::plan::StreamDesc;
 
 fn string(out: &mut Vec<u8>, s: &str) {
     // Writing a str to a Vec cannot fail.
@@ -81,13 +84,17 @@ pub fn value(out: &mut Vec<u8>, v: &Value) {
 }
 
 /// Builds a `getData.json` body: call [`JsonResponse::begin_pv`] for each PV with data,
-/// [`JsonResponse::sample`] for its samples, then [`JsonResponse::finish`].
+/// [`JsonResponse::sample`] for its samples, then [`JsonResponse::finish`]. As an
+/// [`Encoder`] (what the pipeline uses), a PV's `meta` is written at its first sample, so
+/// that only PVs with data appear (Java's shape: no data at all is `[ \n ]`).
 #[derive(Debug)]
 pub struct JsonResponse {
     out: Vec<u8>,
     pvs: usize,
     samples_in_pv: usize,
     open_pv: bool,
+    /// The PV begun through [`Encoder::begin_pv`] whose `meta` waits for a first sample.
+    deferred: Option<(String, Vec<FieldValue>)>,
 }
 
 impl Default for JsonResponse {
@@ -104,12 +111,18 @@ impl JsonResponse {
             pvs: 0,
             samples_in_pv: 0,
             open_pv: false,
+            deferred: None,
         }
     }
 
     /// Starts the object of one PV with its `meta` (name first, then `headers`).
     pub fn begin_pv(&mut self, name: &str, headers: &[(String, String)]) {
+        self.write_meta(name, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+
+    fn write_meta<'a>(&mut self, name: &str, headers: impl Iterator<Item = (&'a str, &'a str)>) {
         self.end_pv();
+        self.deferred = None;
         if self.pvs > 0 {
             self.out.extend_from_slice(b",\n");
         }
@@ -129,6 +142,12 @@ impl JsonResponse {
 
     /// Appends one sample to the current PV.
     pub fn sample(&mut self, s: &Sample) {
+        if let Some((name, headers)) = self.deferred.take() {
+            self.write_meta(
+                &name,
+                headers.iter().map(|f| (f.name.as_str(), f.val.as_str())),
+            );
+        }
         if self.samples_in_pv > 0 {
             self.out.extend_from_slice(b",\n");
         }
@@ -180,9 +199,37 @@ impl JsonResponse {
 
     /// The rest of the body (all of it if nothing was taken).
     pub fn finish(mut self) -> Vec<u8> {
-        self.end_pv();
-        self.out.extend_from_slice(b"\n ]\n");
+        Encoder::end(&mut self);
         self.out
+    }
+}
+
+impl Encoder for JsonResponse {
+    fn begin_pv(&mut self, desc: &StreamDesc) {
+        self.end_pv();
+        self.deferred = Some((desc.name.clone(), desc.headers.clone()));
+    }
+
+    fn sample(&mut self, s: &Sample) {
+        JsonResponse::sample(self, s);
+    }
+
+    fn end_pv(&mut self) {
+        self.deferred = None;
+        JsonResponse::end_pv(self);
+    }
+
+    fn end(&mut self) {
+        Encoder::end_pv(self);
+        self.out.extend_from_slice(b"\n ]\n");
+    }
+
+    fn pending(&self) -> usize {
+        JsonResponse::pending(self)
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        JsonResponse::take(self)
     }
 }
 

@@ -1,27 +1,69 @@
 /*!
-Retrieval: turning stored and buffered samples into the Java appliance's responses.
+Retrieval: turning stored and buffered samples into the Java appliance's responses, as a
+pipeline that works without a server.
 
 # Brief overview
 
+```text
+DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldest first), then live buffer
+                                                 │ MergeDedup (Java rule)
+                                                 ▼
+                                          PostProcessor (Raw today)
+                                                 │
+                                                 ▼
+                                          Encoder (JSON, pbraw) ──pieces──▶ PieceSink
+```
+
+* [`DataRequest`] — what a client asked: the normalized PV name ([`normalize_name`]:
+  `ca://`/`pva://` and a `.VAL` suffix stripped) and `[from, to]`; refuses `op(PV)`.
+* [`plan()`] → [`Plan`] — resolves an alias through the catalogue
+  (`archiver_registry::Registry`), takes the type, element count and headers (`EGU`,
+  `PREC`) from the catalogue's `PVTypeInfo` or, for a PV not yet in the catalogue, from the
+  [`LiveSource`]; resolves the `dataStores` URLs to `archiver_storage::Tier`s through a
+  [`StoreResolver`] ([`ConfiguredStores`] for now); snapshots the live buffer. The result
+  is a [`StreamDesc`] (what the response says about the PV) plus what to read.
 * [`MergeDedup`] — the Java `MergeDedupConsumer` rule over sources read oldest first (the
-  storage tiers, then the engine's unflushed buffer): at most one sample at or before
-  `from` (the latest), then every sample in `(from, to]`, dropping samples not newer than
-  the last one emitted (the overlap between a file and the buffer being written).
-* [`for_each_sample`] — one PV over a range from the tiers then the engine buffer.
-* [`time`] — ISO-8601 instants as clients send them (`2024-01-01T00:00:00Z`,
-  `…T00:00:00.123456Z`, `…T00:00:00.000-07:00`).
-* [`json`] — `getData.json` in the Java shape (`[{"meta":{…},"data":[{secs,val,nanos,
-  severity,status,fields?}]}]`), with valid JSON where Java's is not (NaN → `null`).
-* [`raw`] — `getData.raw` (pbraw): a `PayloadInfo` line, sample lines, and an empty line plus
-  a new header at every year change.
+  storage tiers, then the live buffer): at most one sample at or before `from` (the
+  latest), then every sample in `(from, to]`, dropping samples not newer than the last one
+  emitted (the overlap between a file and the buffer being written).
+  [`for_each_sample`] applies it to one PV.
+* [`PostProcessor`] — consumes merged samples in order, emits samples, may change the
+  output type; [`Raw`] is the identity.
+* [`Encoder`] — one response format: [`json::JsonResponse`] (`getData.json` in the Java
+  shape, valid JSON where Java's is not) and [`raw::RawResponse`] (pbraw: a `PayloadInfo`
+  line, sample lines, an empty line plus a new header at every year or type change).
+* [`Producer`] — the one loop: plan → merge → post-processor → encoder → pieces of about
+  [`PIECE`] bytes to a [`PieceSink`]; [`PIECES_QUEUED`] is how many a server lets wait.
+  Samples are borrowed from the file readers and encoded into the encoder's buffer: nothing
+  is allocated per sample.
+* [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;
+  [`Retrieval::run`] plans and produces a request in a [`Format`].
+* [`RetrievalError`] — every failure, with its [`ErrorClass`] (400, 404, 500, or the
+  client left).
+* [`time`] — ISO-8601 instants as clients send them.
 */
 #![deny(missing_docs)]
 
 mod collect;
+mod encode;
+mod error;
 pub mod json;
 mod merge;
+mod plan;
+mod postprocess;
+mod produce;
 pub mod raw;
+mod service;
 pub mod time;
 
 pub use crate::collect::for_each_sample;
+pub use crate::encode::{Encoder, Format};
+pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::MergeDedup;
+pub use crate::plan::{
+    ConfiguredStores, DataRequest, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver,
+    StoreUrlError, StreamDesc, TypeSource, normalize_name, plan,
+};
+pub use crate::postprocess::{Emit, PostProcessor, Raw};
+pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
+pub use crate::service::Retrieval;

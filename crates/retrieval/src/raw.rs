@@ -2,11 +2,15 @@
 //! (Phoebus, aapy, the Grafana plugin) frame them.
 //!
 //! The body starts with a `PayloadInfo` line (type, PV name, year, element count, headers),
-//! then one escaped sample per line. When the year changes, or a new PV starts, an empty
-//! line is followed by a new header.
+//! then one escaped sample per line. When the year changes, a new PV starts, or the type
+//! of the samples changes (the stores of a PV whose IOC changed its type; Java starts a
+//! chunk per stream for that), an empty line is followed by a new header.
 
 use archiver_pb::codec::{encode_header_line, encode_line};
 use archiver_pb::{FieldValue, PayloadInfo, PayloadType, Sample};
+
+use crate::encode::Encoder;
+use crate::plan::StreamDesc;
 
 /// Builds a pbraw body for one or more PVs.
 #[derive(Debug, Default)]
@@ -17,6 +21,9 @@ pub struct RawResponse {
     scratch: Vec<u8>,
     /// Some header has been written (a later one is preceded by an empty line).
     started: bool,
+    /// The year of the header of a PV without samples (the year of `from`), for
+    /// [`Encoder::end_pv`].
+    year_if_empty: i32,
 }
 
 impl RawResponse {
@@ -56,9 +63,17 @@ impl RawResponse {
         self.year = Some(year);
     }
 
-    /// Appends a sample of the current PV (re-heading at a year change).
+    /// Appends a sample of the current PV (re-heading at a year change, and when the
+    /// sample's type is not the header's, so that the client decodes it as what it is).
     pub fn sample(&mut self, s: &Sample) {
         let year = s.time.year();
+        let ty = s.value.payload_type();
+        if let Some(h) = self.header.as_mut()
+            && h.payload_type != ty
+        {
+            h.payload_type = ty;
+            self.year = None;
+        }
         if self.year != Some(year) {
             self.write_header(year);
         }
@@ -90,6 +105,37 @@ impl RawResponse {
     /// The rest of the body (all of it if nothing was taken).
     pub fn finish(self) -> Vec<u8> {
         self.out
+    }
+}
+
+impl Encoder for RawResponse {
+    fn begin_pv(&mut self, desc: &StreamDesc) {
+        RawResponse::begin_pv(
+            self,
+            &desc.name,
+            desc.payload_type,
+            i32::try_from(desc.element_count).unwrap_or(i32::MAX),
+            desc.headers.clone(),
+        );
+        self.year_if_empty = desc.from.year();
+    }
+
+    fn sample(&mut self, s: &Sample) {
+        RawResponse::sample(self, s);
+    }
+
+    fn end_pv(&mut self) {
+        RawResponse::end_pv(self, self.year_if_empty);
+    }
+
+    fn end(&mut self) {}
+
+    fn pending(&self) -> usize {
+        RawResponse::pending(self)
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        RawResponse::take(self)
     }
 }
 

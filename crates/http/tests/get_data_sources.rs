@@ -1,0 +1,226 @@
+//! `getData.{json,raw}` through the router takes a PV's type and headers from the
+//! catalogue and its data from the files: a PV that the engine does not hold (files placed
+//! in the STS folder with a catalogue entry), or holds paused, returns its data; an alias
+//! returns the data of its PV under the requested name; an unknown PV is a 404 naming it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use archiver_ca::{Client, ClientConfig};
+use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_http::{AppState, router};
+use archiver_pb::time::start_of_year;
+use archiver_pb::{Granularity, PayloadType, PbReader, Sample, Timestamp, Value};
+use archiver_registry::{PvTypeInfo, Registry, SqliteRegistry};
+use archiver_storage::Tier;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const T0: i64 = start_of_year(2025) + 3600;
+
+fn samples(n: i64) -> Vec<Sample> {
+    (0..n)
+        .map(|k| {
+            Sample::new(
+                Timestamp::new(T0 + k, 0),
+                Value::ScalarDouble(k as f64 / 4.0),
+            )
+        })
+        .collect()
+}
+
+fn type_info(pv: &str, sts: &Tier, paused: bool) -> PvTypeInfo {
+    let mut info = PvTypeInfo::new_for_archiving(
+        pv,
+        PayloadType::ScalarDouble,
+        1,
+        archiver_registry::SamplingMethod::Monitor,
+        1.0,
+        vec![sts.url()],
+        Timestamp::new(T0, 0),
+    )
+    .unwrap();
+    info.set_units("mA");
+    info.set_precision(2.0);
+    info.paused = paused;
+    info
+}
+
+/// An engine whose CA client searches nowhere, over `dir/sts`, with a catalogue holding
+/// `FILES:ONLY` (not in the engine), `PAUSED:PV` (in the engine, paused) and the alias
+/// `OLD:NAME` of `FILES:ONLY`; both PVs have 100 samples in the STS.
+async fn app(dir: &std::path::Path) -> AppState {
+    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
+    let registry = SqliteRegistry::open_in_memory().unwrap();
+    for (pv, paused) in [("FILES:ONLY", false), ("PAUSED:PV", true)] {
+        sts.append(pv, PayloadType::ScalarDouble, &samples(100))
+            .unwrap();
+        registry
+            .put_type_info(&type_info(pv, &sts, paused))
+            .unwrap();
+    }
+    registry.add_alias("OLD:NAME", "FILES:ONLY").unwrap();
+    let client = Client::new(
+        ClientConfig::builder()
+            .addr_list("127.0.0.1:9")
+            .auto_addr_list(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let engine = Engine::start(client, sts, EngineConfig::default(), Arc::new(SystemClock));
+    engine
+        .restore(
+            "PAUSED:PV",
+            PvConfig {
+                method: SamplingMethod::Monitor,
+                period: 0.0,
+                archive_fields: Vec::new(),
+            },
+            Some(PayloadType::ScalarDouble),
+            true,
+            None,
+        )
+        .unwrap();
+    assert!(engine.status("FILES:ONLY").is_none());
+    AppState {
+        engine,
+        registry: Arc::new(registry),
+        clock: Arc::new(SystemClock),
+        identity: Arc::from("appliance0"),
+    }
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, Vec<u8>) {
+    let resp = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, body)
+}
+
+const RANGE: &str = "from=2025-01-01T00:00:00Z&to=2025-01-01T02:00:00Z";
+
+async fn json(state: &AppState, pv: &str) -> serde_json::Value {
+    let (status, body) = get(
+        state,
+        &format!("/retrieval/data/getData.json?pv={pv}&{RANGE}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn raw(state: &AppState, pv: &str) -> (String, Vec<Value>) {
+    let (status, body) = get(
+        state,
+        &format!("/retrieval/data/getData.raw?pv={pv}&{RANGE}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let mut r = PbReader::new(std::io::Cursor::new(&body[..])).unwrap();
+    assert_eq!(r.header().payload_type, PayloadType::ScalarDouble);
+    assert_eq!(r.header().header("EGU"), Some("mA"));
+    assert_eq!(r.header().header("PREC"), Some("2"));
+    let name = r.header().pv_name.clone();
+    let mut values = Vec::new();
+    while let Some(s) = r.next_sample().unwrap() {
+        values.push(s.value.clone());
+    }
+    (name, values)
+}
+
+fn expected_values() -> Vec<Value> {
+    samples(100).into_iter().map(|s| s.value).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pv_the_engine_does_not_hold_is_served_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = app(dir.path()).await;
+    let v = json(&state, "FILES:ONLY").await;
+    assert_eq!(v[0]["meta"]["name"], "FILES:ONLY");
+    assert_eq!(v[0]["meta"]["EGU"], "mA");
+    assert_eq!(v[0]["meta"]["PREC"], "2");
+    let data = v[0]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 100);
+    assert_eq!(data[99]["val"], 99.0 / 4.0);
+    assert_eq!(data[0]["secs"], T0);
+    let (name, values) = raw(&state, "FILES:ONLY").await;
+    assert_eq!(name, "FILES:ONLY");
+    assert_eq!(values, expected_values());
+    state.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_pv_is_served_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = app(dir.path()).await;
+    let v = json(&state, "PAUSED:PV").await;
+    assert_eq!(v[0]["meta"]["EGU"], "mA");
+    assert_eq!(v[0]["data"].as_array().unwrap().len(), 100);
+    let (_, values) = raw(&state, "ca://PAUSED:PV.VAL").await;
+    assert_eq!(values, expected_values());
+    state.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_is_served_under_the_requested_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = app(dir.path()).await;
+    let v = json(&state, "OLD:NAME").await;
+    assert_eq!(v[0]["meta"]["name"], "OLD:NAME");
+    assert_eq!(v[0]["data"].as_array().unwrap().len(), 100);
+    let (name, values) = raw(&state, "OLD:NAME").await;
+    assert_eq!(name, "OLD:NAME");
+    assert_eq!(values, expected_values());
+    state.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_before_the_first_byte_are_proper_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = app(dir.path()).await;
+    let message = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["message"].as_str().unwrap().to_string()
+    };
+    for ext in ["json", "raw"] {
+        let (status, body) = get(
+            &state,
+            &format!("/retrieval/data/getData.{ext}?pv=NOPE:NOPE"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(message(&body), "Unable to find typeinfo for pv NOPE:NOPE");
+    }
+    let (status, body) = get(
+        &state,
+        "/retrieval/data/getData.json?pv=FILES:ONLY&from=yesterday",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("'from'"), "{}", message(&body));
+    let (status, body) = get(
+        &state,
+        "/retrieval/data/getData.raw?pv=mean_600(FILES:ONLY)",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("mean_600"));
+    let (status, _) = get(&state, "/retrieval/data/getData.json?pv=ca://").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    state.engine.shutdown().await;
+}

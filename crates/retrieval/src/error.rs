@@ -1,0 +1,105 @@
+//! The one error type of a retrieval, and how bad it is for the client.
+
+use archiver_pb::Timestamp;
+use archiver_registry::RegistryError;
+use archiver_storage::StorageError;
+
+/// Why a retrieval failed or stopped. [`RetrievalError::class`] tells a server what to
+/// answer: 400, 404, 500, or nothing (the client left).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetrievalError {
+    /// A time parameter (`from`, `to`) is not an ISO-8601 instant.
+    #[error("parameter '{param}': {message}")]
+    BadTime {
+        /// The parameter.
+        param: &'static str,
+        /// What the parser said.
+        message: String,
+    },
+    /// The range is reversed (Java: 400 "end ... is before start ...").
+    #[error("'to' ({to}) is before 'from' ({from})")]
+    ToBeforeFrom {
+        /// Start of the range.
+        from: Timestamp,
+        /// End of the range.
+        to: Timestamp,
+    },
+    /// `op(PV)`: post-processors are not served yet.
+    #[error("post-processor {name:?} is not supported yet; request the PV name alone for raw data")]
+    PostProcessorUnsupported {
+        /// The operator as requested (`mean_600`).
+        name: String,
+    },
+    /// The `pv` parameter is empty once `ca://`, `pva://` and `.VAL` are removed.
+    #[error("parameter 'pv' names no PV: {0:?}")]
+    EmptyName(String),
+    /// Neither the catalogue nor the live source knows the PV (Java's message).
+    #[error("Unable to find typeinfo for pv {pv}")]
+    NotFound {
+        /// The name as requested (normalized).
+        pv: String,
+    },
+    /// Only the live source knows the PV, and it has never connected: no type, no data.
+    #[error("PV {pv} has never connected: its type is not known yet and it has no data")]
+    NeverConnected {
+        /// The name as requested (normalized).
+        pv: String,
+    },
+    /// The catalogue could not be read.
+    #[error("catalogue lookup of {pv}: {source}")]
+    Catalogue {
+        /// The PV looked up.
+        pv: String,
+        /// Why.
+        source: RegistryError,
+    },
+    /// A `dataStores` URL of the PV's `PVTypeInfo` names no store this appliance has.
+    #[error("data store {url:?} of {pv}: {reason}")]
+    UnresolvedStore {
+        /// The PV.
+        pv: String,
+        /// The URL as the `PVTypeInfo` lists it.
+        url: String,
+        /// Why it does not resolve.
+        reason: String,
+    },
+    /// The files could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The client went away: the response was dropped, nothing is left to answer.
+    #[error("the client went away")]
+    ClientGone,
+}
+
+/// What a failed retrieval means for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request is wrong (HTTP 400).
+    BadRequest,
+    /// The PV is not known (HTTP 404).
+    NotFound,
+    /// Our side failed (HTTP 500; logged).
+    Internal,
+    /// Nobody is listening any more; nothing to answer.
+    ClientGone,
+}
+
+impl RetrievalError {
+    /// How bad the error is for the client.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RetrievalError::BadTime { .. }
+            | RetrievalError::ToBeforeFrom { .. }
+            | RetrievalError::PostProcessorUnsupported { .. }
+            | RetrievalError::EmptyName(_) => ErrorClass::BadRequest,
+            RetrievalError::NotFound { .. } | RetrievalError::NeverConnected { .. } => {
+                ErrorClass::NotFound
+            }
+            RetrievalError::Catalogue { .. }
+            | RetrievalError::UnresolvedStore { .. }
+            | RetrievalError::Storage(_) => ErrorClass::Internal,
+            RetrievalError::ClientGone => ErrorClass::ClientGone,
+        }
+    }
+}

@@ -1,0 +1,589 @@
+//! The first stage of a retrieval: what was asked ([`DataRequest`]), and what to read to
+//! answer it ([`Plan`]): the PV's real name, its type and headers, its stores oldest
+//! first, and the live source's samples not yet stored.
+//!
+//! The type and headers come from the catalogue's `PVTypeInfo` (Java
+//! `RemotableEventStreamDesc.mergeFrom`), so a PV that the engine does not hold (paused
+//! then restarted, deleted from the engine, files copied into a store with a catalogue
+//! entry) is served from its files. Only a PV not yet in the catalogue (archived seconds
+//! ago; the catalogue sync runs every few seconds) takes them from the [`LiveSource`].
+
+use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp};
+use archiver_registry::names::{strip_protocol, strip_val_suffix};
+use archiver_registry::{PvTypeInfo, Registry, RegistryError};
+use archiver_storage::Tier;
+
+use crate::error::RetrievalError;
+use crate::time::parse_iso8601;
+
+/// Strips what the Java appliance strips from a retrieval name: surrounding spaces, a
+/// `ca://` or `pva://` prefix and a trailing `.VAL` (only as a suffix: `X:BUILD.VALA`
+/// stays; Java issue #356). A `PV.FIELD` name is kept as it is.
+pub fn normalize_name(name: &str) -> &str {
+    let (_, name) = strip_protocol(name.trim());
+    strip_val_suffix(name)
+}
+
+/// One PV over one time range, as a client asked for it (`getData?pv=…&from=…&to=…`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataRequest {
+    /// The PV name, normalized ([`normalize_name`]); an alias is resolved by the plan.
+    pub pv: String,
+    /// Start of the range.
+    pub from: Timestamp,
+    /// End of the range (inclusive).
+    pub to: Timestamp,
+}
+
+impl DataRequest {
+    /// Reads the parameters of `getData`: `pv` as sent, `from` and `to` as ISO-8601 text
+    /// (absent or empty: `to` = `now`, `from` = `to` − 1 day). Errors, all
+    /// [`crate::ErrorClass::BadRequest`]: a time that does not parse (naming the
+    /// parameter), `to` before `from`, a name that is empty once normalized, and the
+    /// function syntax `op(PV)` (post-processors are not served yet).
+    pub fn parse(
+        pv: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Self, RetrievalError> {
+        if let Some(open) = pv.find('(')
+            && pv.ends_with(')')
+        {
+            return Err(RetrievalError::PostProcessorUnsupported {
+                name: pv[..open].to_string(),
+            });
+        }
+        let name = normalize_name(pv);
+        if name.is_empty() {
+            return Err(RetrievalError::EmptyName(pv.to_string()));
+        }
+        let to = time_param("to", to)?.unwrap_or(now);
+        let from = time_param("from", from)?.unwrap_or(Timestamp::new(to.secs - 86_400, to.nanos));
+        if to < from {
+            return Err(RetrievalError::ToBeforeFrom { from, to });
+        }
+        Ok(DataRequest {
+            pv: name.to_string(),
+            from,
+            to,
+        })
+    }
+}
+
+fn time_param(
+    param: &'static str,
+    text: Option<&str>,
+) -> Result<Option<Timestamp>, RetrievalError> {
+    text.filter(|v| !v.is_empty())
+        .map(|v| {
+            parse_iso8601(v).map_err(|e| RetrievalError::BadTime {
+                param,
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// What a response tells about one PV before its samples (Java `EventStreamDesc`): the
+/// JSON `meta` object, the pbraw `PayloadInfo` header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamDesc {
+    /// The name shown to the client: the requested name, normalized (an alias stays the
+    /// alias, as in Java).
+    pub name: String,
+    /// The type of the samples (DBR type). A post-processor may change it.
+    pub payload_type: PayloadType,
+    /// Elements per sample (1 for scalars).
+    pub element_count: u32,
+    /// Headers in order (`EGU`, `PREC`, ...); empty values are never listed.
+    pub headers: Vec<FieldValue>,
+    /// Start of the requested range.
+    pub from: Timestamp,
+    /// End of the requested range (inclusive).
+    pub to: Timestamp,
+}
+
+/// Where the type and headers of a plan came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeSource {
+    /// The catalogue's `PVTypeInfo`.
+    Catalogue,
+    /// The live source: the PV is not in the catalogue yet.
+    Live,
+}
+
+/// Everything needed to stream one PV: produced by [`plan`], consumed by
+/// [`crate::Producer::pv`].
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// What the response says about the PV.
+    pub desc: StreamDesc,
+    /// The name the samples are stored under (the real name of an alias).
+    pub pv: String,
+    /// The stores to read, oldest data first (LTS, MTS, STS).
+    pub stores: Vec<Tier>,
+    /// The live source's samples not yet in the stores, oldest first (read after the
+    /// stores; the merge drops the overlap).
+    pub buffer: Vec<Sample>,
+    /// Where `desc`'s type and headers came from.
+    pub source: TypeSource,
+}
+
+/// What the live source (the archiving engine) knows of a PV it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveDesc {
+    /// The type samples are archived as; `None` until the PV has connected once.
+    pub payload_type: Option<PayloadType>,
+    /// Elements per sample from the server (1 for scalars).
+    pub element_count: u32,
+    /// Headers (`EGU`, `PREC`) from the PV's `DBR_CTRL` metadata, once known.
+    pub headers: Vec<FieldValue>,
+}
+
+/// The samples that are archived but not yet in a store, and the type of a PV that is not
+/// yet in the catalogue. The engine implements it (through `Engine::buffered` and
+/// `Engine::status`); retrieval does not depend on the engine. Methods may take short
+/// locks; they are called from a blocking thread.
+pub trait LiveSource: Send + Sync {
+    /// What the live source knows of `pv` (a real PV name), `None` when it does not hold it.
+    fn describe(&self, pv: &str) -> Option<LiveDesc>;
+
+    /// The samples of `pv` in memory and not yet in a store (being written, then
+    /// buffered), oldest first; empty when there are none or `pv` is not held.
+    fn buffered(&self, pv: &str) -> Vec<Sample>;
+}
+
+/// A live source that holds nothing: retrieval from the stores alone (tools, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLiveSource;
+
+impl LiveSource for NoLiveSource {
+    fn describe(&self, _pv: &str) -> Option<LiveDesc> {
+        None
+    }
+
+    fn buffered(&self, _pv: &str) -> Vec<Sample> {
+        Vec::new()
+    }
+}
+
+/// A `dataStores` URL that names no store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreUrlError(pub String);
+
+/// Turns the `dataStores` URLs of a `PVTypeInfo`
+/// (`pb://localhost?name=STS&rootFolder=…&partitionGranularity=PARTITION_HOUR`) into the
+/// stores to read.
+pub trait StoreResolver: Send + Sync {
+    /// The store `url` names.
+    fn resolve(&self, url: &str) -> Result<Tier, StoreUrlError>;
+
+    /// The stores of a PV whose `PVTypeInfo` lists none or that is not in the catalogue
+    /// yet (where the engine writes), oldest data first.
+    fn default_stores(&self) -> Vec<Tier>;
+}
+
+/// The stores this appliance is configured with, matched by the `name=` parameter of a
+/// `dataStores` URL; a URL without a known name (or that does not parse) falls back to the
+/// STS. This stands in until `archiver_storage::Tier::from_url` builds a store from the
+/// URL itself (Java `StoragePluginURLParser`).
+#[derive(Debug, Clone)]
+pub struct ConfiguredStores {
+    sts: Tier,
+    others: Vec<Tier>,
+}
+
+impl ConfiguredStores {
+    /// Stores with `sts` as the short-term store (the default of new PVs).
+    pub fn new(sts: Tier) -> Self {
+        ConfiguredStores {
+            sts,
+            others: Vec::new(),
+        }
+    }
+
+    /// Adds a further store (MTS, LTS...), matched by its name.
+    pub fn with(mut self, tier: Tier) -> Self {
+        self.others.push(tier);
+        self
+    }
+}
+
+/// The value of the `name` parameter of a store URL.
+fn store_name(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.into_owned())
+}
+
+impl StoreResolver for ConfiguredStores {
+    fn resolve(&self, url: &str) -> Result<Tier, StoreUrlError> {
+        let name = store_name(url);
+        let found = std::iter::once(&self.sts)
+            .chain(&self.others)
+            .find(|t| name.as_deref() == Some(t.name()));
+        Ok(found.unwrap_or(&self.sts).clone())
+    }
+
+    fn default_stores(&self) -> Vec<Tier> {
+        vec![self.sts.clone()]
+    }
+}
+
+/// Headers from a `PVTypeInfo`, as Java's `mergeFrom` adds them: `EGU` (when not empty)
+/// and `PREC` as an integer string.
+fn catalogue_headers(info: &PvTypeInfo) -> Vec<FieldValue> {
+    let mut headers = Vec::with_capacity(2);
+    if let Some(egu) = info.units.as_deref().filter(|u| !u.is_empty()) {
+        headers.push(FieldValue::new("EGU", egu));
+    }
+    // Java `Integer.toString(precision.intValue())`: NaN gives 0, as `as` does.
+    headers.push(FieldValue::new("PREC", (info.precision as i32).to_string()));
+    headers
+}
+
+/// The error of a failed catalogue lookup of `pv`.
+fn lookup(pv: &str) -> impl FnOnce(RegistryError) -> RetrievalError + '_ {
+    move |source| RetrievalError::Catalogue {
+        pv: pv.to_string(),
+        source,
+    }
+}
+
+/// Plans `req`: resolves the name (the name itself, then as an alias; Java
+/// `PVNames.determineAppropriatePVTypeInfo` without fields), takes type, element count
+/// and headers from the catalogue or, for a PV not yet there, from `live`, resolves the
+/// stores (the `PVTypeInfo`'s `dataStores`, read in reverse order so that the oldest data
+/// comes first; none listed or not in the catalogue: `stores.default_stores()`), and
+/// takes the live buffer now, before any file is read, so that a sample written while
+/// the files are read is found in one or the other.
+///
+/// Errors: [`RetrievalError::NotFound`] when nobody knows the PV,
+/// [`RetrievalError::NeverConnected`] when only the live source does and without a type,
+/// [`RetrievalError::Catalogue`] and [`RetrievalError::UnresolvedStore`].
+pub fn plan(
+    req: &DataRequest,
+    catalogue: &dyn Registry,
+    stores: &dyn StoreResolver,
+    live: &dyn LiveSource,
+) -> Result<Plan, RetrievalError> {
+    let name = req.pv.as_str();
+    let (real, info) = match catalogue.get_type_info(name).map_err(lookup(name))? {
+        Some(info) => (info.pv_name.clone(), Some(info)),
+        None => match catalogue.resolve_alias(name).map_err(lookup(name))? {
+            Some(real) => {
+                let info = catalogue.get_type_info(&real).map_err(lookup(&real))?;
+                (real, info)
+            }
+            None => (name.to_string(), None),
+        },
+    };
+    let (desc, tiers, source) = match info {
+        Some(info) => {
+            let mut tiers = Vec::with_capacity(info.data_stores.len());
+            for url in info.data_stores.iter().rev() {
+                let tier = stores
+                    .resolve(url)
+                    .map_err(|e| RetrievalError::UnresolvedStore {
+                        pv: real.clone(),
+                        url: url.clone(),
+                        reason: e.0,
+                    })?;
+                // Two URLs may resolve to one folder (the STS fallback): read it once.
+                if !tiers.iter().any(|t: &Tier| t.root() == tier.root()) {
+                    tiers.push(tier);
+                }
+            }
+            if tiers.is_empty() {
+                tiers = stores.default_stores();
+            }
+            let desc = StreamDesc {
+                name: name.to_string(),
+                payload_type: info.dbr_type,
+                element_count: info.element_count.max(1),
+                headers: catalogue_headers(&info),
+                from: req.from,
+                to: req.to,
+            };
+            (desc, tiers, TypeSource::Catalogue)
+        }
+        None => {
+            let found = live
+                .describe(&real)
+                .ok_or_else(|| RetrievalError::NotFound {
+                    pv: name.to_string(),
+                })?;
+            let payload_type =
+                found
+                    .payload_type
+                    .ok_or_else(|| RetrievalError::NeverConnected {
+                        pv: name.to_string(),
+                    })?;
+            let desc = StreamDesc {
+                name: name.to_string(),
+                payload_type,
+                element_count: found.element_count.max(1),
+                headers: found.headers,
+                from: req.from,
+                to: req.to,
+            };
+            (desc, stores.default_stores(), TypeSource::Live)
+        }
+    };
+    let buffer = live.buffered(&real);
+    Ok(Plan {
+        desc,
+        pv: real,
+        stores: tiers,
+        buffer,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pb::time::start_of_year;
+    use archiver_pb::{Granularity, Value};
+    use archiver_registry::{SamplingMethod, SqliteRegistry};
+    use std::collections::HashMap;
+
+    use crate::ErrorClass;
+
+    /// A live source with fixed answers.
+    #[derive(Default)]
+    struct FakeLive {
+        held: HashMap<String, LiveDesc>,
+        buffers: HashMap<String, Vec<Sample>>,
+    }
+
+    impl LiveSource for FakeLive {
+        fn describe(&self, pv: &str) -> Option<LiveDesc> {
+            self.held.get(pv).cloned()
+        }
+
+        fn buffered(&self, pv: &str) -> Vec<Sample> {
+            self.buffers.get(pv).cloned().unwrap_or_default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::new(start_of_year(2025) + 7200, 5)
+    }
+
+    fn req(pv: &str) -> DataRequest {
+        DataRequest::parse(pv, None, None, now()).expect("request")
+    }
+
+    fn stores(dir: &std::path::Path) -> ConfiguredStores {
+        ConfiguredStores::new(Tier::new("STS", dir.join("sts"), Granularity::Hour))
+            .with(Tier::new("MTS", dir.join("mts"), Granularity::Day))
+            .with(Tier::new("LTS", dir.join("lts"), Granularity::Year))
+    }
+
+    fn info(pv: &str, urls: &[&str]) -> PvTypeInfo {
+        let mut i = PvTypeInfo::new_for_archiving(
+            pv,
+            PayloadType::ScalarFloat,
+            1,
+            SamplingMethod::Monitor,
+            1.0,
+            urls.iter().map(|u| u.to_string()).collect(),
+            now(),
+        )
+        .expect("type info");
+        i.set_units("mm");
+        i.set_precision(3.0);
+        i
+    }
+
+    #[test]
+    fn names_lose_prefix_and_val_suffix_only() {
+        assert_eq!(normalize_name("ca://A:B.VAL"), "A:B");
+        assert_eq!(normalize_name("pva://A:B"), "A:B");
+        assert_eq!(normalize_name("X:BUILD.VALA"), "X:BUILD.VALA");
+        assert_eq!(normalize_name("A:B.HIHI"), "A:B.HIHI");
+        assert_eq!(normalize_name(" A "), "A");
+    }
+
+    #[test]
+    fn request_parameters() {
+        let r = req("ca://A:B.VAL");
+        assert_eq!(r.pv, "A:B");
+        assert_eq!(r.to, now());
+        assert_eq!(r.from, Timestamp::new(now().secs - 86_400, 5));
+        let r = DataRequest::parse("A", Some(""), Some("2025-01-01T00:00:10Z"), now())
+            .expect("empty from is absent");
+        assert_eq!(r.to.secs, start_of_year(2025) + 10);
+        let bad = |pv: &str, from: Option<&str>, to: Option<&str>| {
+            let e = DataRequest::parse(pv, from, to, now()).expect_err("refused");
+            assert_eq!(e.class(), ErrorClass::BadRequest, "{e}");
+            e.to_string()
+        };
+        assert!(bad("A", Some("yesterday"), None).contains("'from'"));
+        assert!(bad("A", None, Some("soon")).contains("'to'"));
+        assert!(
+            bad(
+                "A",
+                Some("2025-01-02T00:00:00Z"),
+                Some("2025-01-01T00:00:00Z")
+            )
+            .contains("before")
+        );
+        assert!(bad("mean_600(A)", None, None).contains("mean_600"));
+        assert!(bad("ca://", None, None).contains("names no PV"));
+    }
+
+    #[test]
+    fn a_catalogued_pv_is_planned_without_the_live_source() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let stores = stores(dir.path());
+        // Java lists the stores newest first: STS, MTS, LTS.
+        reg.put_type_info(&info(
+            "A:B",
+            &[
+                "pb://localhost?name=STS&rootFolder=/x&partitionGranularity=PARTITION_HOUR",
+                "pb://localhost?name=MTS&rootFolder=/y&partitionGranularity=PARTITION_DAY",
+                "pb://localhost?name=LTS&rootFolder=/z&partitionGranularity=PARTITION_YEAR",
+            ],
+        ))
+        .expect("put");
+        let p = plan(&req("A:B"), &reg, &stores, &NoLiveSource).expect("plan");
+        assert_eq!(p.source, TypeSource::Catalogue);
+        assert_eq!(p.pv, "A:B");
+        assert_eq!(p.desc.name, "A:B");
+        assert_eq!(p.desc.payload_type, PayloadType::ScalarFloat);
+        assert_eq!(p.desc.element_count, 1);
+        assert_eq!(
+            p.desc.headers,
+            vec![FieldValue::new("EGU", "mm"), FieldValue::new("PREC", "3")]
+        );
+        let names: Vec<&str> = p.stores.iter().map(Tier::name).collect();
+        assert_eq!(names, ["LTS", "MTS", "STS"], "oldest data first");
+        assert!(p.buffer.is_empty());
+    }
+
+    #[test]
+    fn unknown_store_names_fall_back_to_the_sts_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut i = info("A:B", &["pb://localhost?name=XSTS", "parquet://localhost"]);
+        i.units = Some(String::new());
+        reg.put_type_info(&i).expect("put");
+        let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        let names: Vec<&str> = p.stores.iter().map(Tier::name).collect();
+        assert_eq!(names, ["STS"]);
+        // An empty EGU is not listed.
+        assert_eq!(p.desc.headers, vec![FieldValue::new("PREC", "3")]);
+        // No stores listed at all: the default ones.
+        reg.put_type_info(&info("C:D", &[])).expect("put");
+        let p = plan(&req("C:D"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(p.stores.len(), 1);
+        assert_eq!(p.stores[0].name(), "STS");
+    }
+
+    #[test]
+    fn an_alias_reads_the_real_pv_and_shows_the_requested_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        reg.put_type_info(&info("REAL:PV", &[])).expect("put");
+        reg.add_alias("OLD:NAME", "REAL:PV").expect("alias");
+        let mut live = FakeLive::default();
+        let s = Sample::new(now(), Value::ScalarFloat(1.5));
+        live.buffers.insert("REAL:PV".into(), vec![s.clone()]);
+        let p = plan(&req("ca://OLD:NAME.VAL"), &reg, &stores(dir.path()), &live).expect("plan");
+        assert_eq!(p.pv, "REAL:PV");
+        assert_eq!(p.desc.name, "OLD:NAME");
+        assert_eq!(p.source, TypeSource::Catalogue);
+        assert_eq!(p.buffer, vec![s]);
+    }
+
+    #[test]
+    fn a_pv_not_yet_catalogued_takes_its_type_from_the_live_source() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut live = FakeLive::default();
+        live.held.insert(
+            "NEW:PV".into(),
+            LiveDesc {
+                payload_type: Some(PayloadType::WaveformDouble),
+                element_count: 8,
+                headers: vec![FieldValue::new("EGU", "V")],
+            },
+        );
+        live.held.insert(
+            "SILENT:PV".into(),
+            LiveDesc {
+                payload_type: None,
+                element_count: 0,
+                headers: Vec::new(),
+            },
+        );
+        let stores = stores(dir.path());
+        let p = plan(&req("NEW:PV"), &reg, &stores, &live).expect("plan");
+        assert_eq!(p.source, TypeSource::Live);
+        assert_eq!(p.desc.payload_type, PayloadType::WaveformDouble);
+        assert_eq!(p.desc.element_count, 8);
+        assert_eq!(p.desc.headers, vec![FieldValue::new("EGU", "V")]);
+        assert_eq!(p.stores.len(), 1);
+        assert_eq!(p.stores[0].name(), "STS");
+
+        let e = plan(&req("SILENT:PV"), &reg, &stores, &live).expect_err("no type");
+        assert!(matches!(e, RetrievalError::NeverConnected { .. }), "{e}");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+        let e = plan(&req("NO:PV"), &reg, &stores, &live).expect_err("unknown");
+        assert_eq!(e.to_string(), "Unable to find typeinfo for pv NO:PV");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn store_urls_match_by_their_name_parameter() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = stores(dir.path());
+        let name = |url: &str| s.resolve(url).expect("resolves").name().to_string();
+        assert_eq!(name("pb://localhost?rootFolder=/a&name=MTS"), "MTS");
+        assert_eq!(name("pb://localhost?name=LTS"), "LTS");
+        assert_eq!(name("pb://localhost?name=lts"), "STS");
+        assert_eq!(name("pb://localhost"), "STS");
+        assert_eq!(name("not a url"), "STS");
+        assert_eq!(store_name("pb://h?name=A%3AB&x=1").as_deref(), Some("A:B"));
+    }
+
+    proptest::proptest! {
+        /// Any `pv` parameter is a request or a 400, never a panic; a request's name is
+        /// not empty.
+        #[test]
+        fn any_pv_parameter_is_a_request_or_a_bad_request(pv in "\\PC{0,40}", prefixed in 0..3u8) {
+            let pv = match prefixed {
+                0 => pv,
+                1 => format!("ca://{pv}.VAL"),
+                _ => format!("pva://{pv}"),
+            };
+            match DataRequest::parse(&pv, None, None, now()) {
+                Ok(r) => {
+                    proptest::prop_assert!(!r.pv.is_empty());
+                    proptest::prop_assert!(r.from <= r.to);
+                }
+                Err(e) => proptest::prop_assert_eq!(e.class(), ErrorClass::BadRequest),
+            }
+        }
+
+        /// Well-formed times give `from <= to` or a 400 naming the reversed range.
+        #[test]
+        fn ranges_are_ordered_or_refused(a in 0i64..4_000_000_000, b in 0i64..4_000_000_000) {
+            let iso = |s: i64| Timestamp::new(s, 0).to_string();
+            match DataRequest::parse("A:B", Some(&iso(a)), Some(&iso(b)), now()) {
+                Ok(r) => proptest::prop_assert!(a <= b && r.from.secs == a && r.to.secs == b),
+                Err(e) => {
+                    proptest::prop_assert!(a > b);
+                    let reversed = matches!(e, RetrievalError::ToBeforeFrom { .. });
+                    proptest::prop_assert!(reversed, "{}", e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The producer loop, written once for every format and post-processor: stores then live
+//! buffer → merge/dedup → post-processor → encoder → pieces of bounded size handed to a
+//! [`PieceSink`] (in a server, a short queue to the connection).
+
+use archiver_pb::Sample;
+use archiver_storage::Tier;
+
+use crate::collect::for_each_sample;
+use crate::encode::Encoder;
+use crate::error::RetrievalError;
+use crate::plan::Plan;
+use crate::postprocess::PostProcessor;
+
+/// Bytes of response produced before they are handed to the sink.
+pub const PIECE: usize = 256 * 1024;
+
+/// Pieces a server should let wait for the connection: with [`PIECE`], at most ≈ 1 MiB
+/// per response, whatever its time range; a slow client slows the reading, never the
+/// archiving.
+pub const PIECES_QUEUED: usize = 4;
+
+/// Receives the body piece by piece, in order; `last` marks the final piece (which may be
+/// empty only when the whole body is). An error (the client went away:
+/// [`RetrievalError::ClientGone`]) stops the production and is returned by the producer.
+pub trait PieceSink {
+    /// Hands over the next piece.
+    fn piece(&mut self, bytes: Vec<u8>, last: bool) -> Result<(), RetrievalError>;
+}
+
+impl<F> PieceSink for F
+where
+    F: FnMut(Vec<u8>, bool) -> Result<(), RetrievalError>,
+{
+    fn piece(&mut self, bytes: Vec<u8>, last: bool) -> Result<(), RetrievalError> {
+        self(bytes, last)
+    }
+}
+
+/// What a production did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Produced {
+    /// PVs streamed.
+    pub pvs: u64,
+    /// Samples encoded (after the post-processor).
+    pub samples: u64,
+    /// Pieces handed to the sink, the last included.
+    pub pieces: u64,
+    /// Lines of the files that did not decode and were skipped.
+    pub skipped_lines: u64,
+}
+
+/// Streams one or more planned PVs through a post-processor into an encoder, handing the
+/// bytes to a sink in pieces of about `piece_size` bytes (default [`PIECE`]). Blocking
+/// (it reads files); run it on a blocking thread.
+///
+/// ```
+/// # use archiver_retrieval::{Producer, Plan, Raw, RetrievalError, json::JsonResponse};
+/// # fn f(plan: &Plan) -> Result<(), RetrievalError> {
+/// let mut body = Vec::new();
+/// let mut sink = |bytes: Vec<u8>, _last: bool| {
+///     body.extend(bytes);
+///     Ok::<(), RetrievalError>(())
+/// };
+/// let mut producer = Producer::new(JsonResponse::new(), &mut sink);
+/// producer.pv(plan, &mut Raw)?;
+/// producer.finish()?;
+/// # Ok(()) }
+/// ```
+pub struct Producer<'s, E> {
+    encoder: E,
+    sink: &'s mut dyn PieceSink,
+    piece_size: usize,
+    produced: Produced,
+}
+
+impl<E> std::fmt::Debug for Producer<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("piece_size", &self.piece_size)
+            .field("produced", &self.produced)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s, E: Encoder> Producer<'s, E> {
+    /// A producer writing with `encoder` into `sink`.
+    pub fn new(encoder: E, sink: &'s mut dyn PieceSink) -> Self {
+        Producer {
+            encoder,
+            sink,
+            piece_size: PIECE,
+            produced: Produced::default(),
+        }
+    }
+
+    /// Hands pieces of about `bytes` bytes instead of [`PIECE`] (at least 1).
+    pub fn with_piece_size(mut self, bytes: usize) -> Self {
+        self.piece_size = bytes.max(1);
+        self
+    }
+
+    /// Streams the PV of `plan` through `pp`: its stores oldest first, then its live
+    /// buffer, under the Java merge rule ([`crate::MergeDedup`]). Errors: reading a file
+    /// ([`RetrievalError::Storage`]) and whatever the sink or the post-processor returns;
+    /// the pieces already handed over stay handed over.
+    pub fn pv<P: PostProcessor + ?Sized>(
+        &mut self,
+        plan: &Plan,
+        pp: &mut P,
+    ) -> Result<(), RetrievalError> {
+        let mut desc = plan.desc.clone();
+        pp.begin_pv(&mut desc);
+        self.encoder.begin_pv(&desc);
+        let Producer {
+            encoder,
+            sink,
+            piece_size,
+            produced,
+        } = self;
+        let mut emit = |s: &Sample| -> Result<(), RetrievalError> {
+            encoder.sample(s);
+            produced.samples += 1;
+            if encoder.pending() >= *piece_size {
+                sink.piece(encoder.take(), false)?;
+                produced.pieces += 1;
+            }
+            Ok(())
+        };
+        let tiers: Vec<&Tier> = plan.stores.iter().collect();
+        let skipped = for_each_sample(
+            &tiers,
+            &plan.pv,
+            plan.desc.from,
+            plan.desc.to,
+            &plan.buffer,
+            |s| pp.sample(s, &mut emit),
+        )?;
+        pp.end_pv(&mut emit)?;
+        self.encoder.end_pv();
+        self.produced.skipped_lines += skipped;
+        self.produced.pvs += 1;
+        Ok(())
+    }
+
+    /// Ends the response and hands over its last piece.
+    pub fn finish(mut self) -> Result<Produced, RetrievalError> {
+        self.encoder.end();
+        self.sink.piece(self.encoder.take(), true)?;
+        self.produced.pieces += 1;
+        Ok(self.produced)
+    }
+}
