@@ -337,3 +337,46 @@ mod tests {
         assert_eq!(p.config_from_type_info(&info), Ok(None));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any number is either refused or kept as it is, inside the documented range.
+        #[test]
+        fn any_number_is_refused_or_in_range(bits in any::<u64>()) {
+            let v = f64::from_bits(bits);
+            match SamplingPeriod::new(v) {
+                Ok(p) => {
+                    prop_assert!(p.secs() == 0.0
+                        || (MIN_SAMPLING_PERIOD_SECS..=MAX_SAMPLING_PERIOD_SECS).contains(&p.secs()));
+                    prop_assert!(p.secs() == v);
+                }
+                Err(PeriodError::OutOfRange { value }) => {
+                    prop_assert_eq!(value.to_bits(), bits);
+                    prop_assert!(v.is_nan() || v < 0.0 || (v > 0.0 && v < MIN_SAMPLING_PERIOD_SECS)
+                        || v > MAX_SAMPLING_PERIOD_SECS);
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+
+        /// Any text parses or is refused with a message; nothing panics.
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,40}") {
+            match SamplingPeriod::parse(&text) {
+                Ok(p) => prop_assert!(SamplingPeriod::new(p.secs()).is_ok()),
+                Err(e) => prop_assert!(e.to_string().contains("samplingperiod")),
+            }
+        }
+
+        /// Numbers as clients write them.
+        #[test]
+        fn numbers_as_text(v in any::<f64>()) {
+            let r = SamplingPeriod::parse(&v.to_string());
+            prop_assert_eq!(r.is_ok(), SamplingPeriod::new(v).is_ok());
+        }
+    }
+}

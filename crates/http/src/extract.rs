@@ -397,3 +397,45 @@ mod tests {
         assert!(r.names().is_err(), "a blank body names nothing");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    const TYPES: [Option<&str>; 6] = [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("application/json; charset=utf-8"),
+        Some("text/plain"),
+        Some("multipart/form-data"),
+        Some("application/json;;;=\u{7f}"),
+    ];
+
+    proptest! {
+        /// Any query, content type and body gives a request or a 400; never a panic.
+        #[test]
+        fn any_request_is_read_or_refused(
+            query in proptest::option::of(".{0,60}"),
+            ty in 0..TYPES.len(),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            text_body in "[\\[\\]{}\",:=&%a-zA-Z0-9 \n]{0,80}",
+            use_text in any::<bool>(),
+        ) {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = TYPES[ty].and_then(|t| HeaderValue::from_str(t).ok()) {
+                h.insert(header::CONTENT_TYPE, ct);
+            }
+            let body = if use_text { text_body.into_bytes() } else { body };
+            match BplRequest::from_parts(&Method::POST, query.as_deref(), &h, &body) {
+                Ok(r) => {
+                    if let Ok(names) = r.names() {
+                        prop_assert!(!names.is_empty());
+                    }
+                }
+                Err(e) => prop_assert!(matches!(e, ApiError::BadRequest(_))),
+            }
+        }
+    }
+}
