@@ -9,7 +9,7 @@
 //! [engine]
 //! write_period_secs = 10                # Java secondsToBuffer
 //! server_ioc_drift_secs = 1800          # timestamp filter
-//! default_archive_fields = ["HIHI", "HIGH", "LOW", "LOLO", "LOPR", "HOPR"]
+//! default_archive_fields = ["HIHI", "HIGH", "LOW", "LOLO", "LOPR", "HOPR"]  # the policy's
 //! max_buffer_samples = 100000           # per PV archived at every event
 //!
 //! [storage]
@@ -48,7 +48,8 @@ pub struct EngineSection {
     pub write_period_secs: Option<f64>,
     /// Allowed IOC/server clock difference.
     pub server_ioc_drift_secs: Option<i64>,
-    /// Archive fields when a request names none.
+    /// Archive fields when a request names none (replaces those of the Java default
+    /// policy, `archiver_appliance::Policy::archive_fields`).
     pub default_archive_fields: Option<Vec<String>>,
     /// Buffer bound for PVs archived at every event.
     pub max_buffer_samples: Option<usize>,

@@ -1,5 +1,7 @@
-//! `archiver serve` and `archiver demo`: wiring of registry, storage, engine and HTTP, and
-//! the shutdown order (stop accepting requests, flush every buffer, exit).
+//! `archiver serve` and `archiver demo`: wiring of registry, storage, engine, appliance and
+//! HTTP, and the shutdown order of `archiver_appliance` (stop accepting HTTP requests →
+//! cancel the catalogue sync → engine shutdown, every buffer written → final catalogue
+//! sync → exit).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use archiver_appliance::{
+    Appliance, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SYNC_PERIOD, SamplingPeriod,
+};
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_engine::{Engine, EngineConfig, SamplingMethod, SystemClock};
 use archiver_http::AppState;
 use archiver_pb::Granularity;
-use archiver_registry::SqliteRegistry;
+use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Tier;
 use tracing::{info, warn};
 
@@ -76,6 +81,11 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         None => Granularity::Hour,
     };
     let sts = Tier::new("STS", data_dir.join("sts"), granularity);
+    // The Java default policy; new PVs are written to the short-term store.
+    let mut policy = Policy::for_tier(&sts);
+    if let Some(f) = file.engine.default_archive_fields.clone() {
+        policy.archive_fields = f;
+    }
 
     let mut engine_cfg = EngineConfig::default();
     if let Some(p) = file.engine.write_period_secs {
@@ -84,9 +94,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     if let Some(d) = file.engine.server_ioc_drift_secs {
         engine_cfg.drift_secs = d;
     }
-    if let Some(f) = file.engine.default_archive_fields.clone() {
-        engine_cfg.default_archive_fields = f;
-    }
+    policy.apply_to(&mut engine_cfg);
     if let Some(m) = file.engine.max_buffer_samples {
         engine_cfg.max_buffer_samples = m;
     }
@@ -109,33 +117,36 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .context("cannot start the CA client")?;
     let clock = Arc::new(SystemClock);
     let engine = Engine::start(client, sts, engine_cfg, clock.clone());
-    let app = AppState {
+    let registry: Arc<dyn Registry> = Arc::new(registry);
+    let identity: Arc<str> = Arc::from(file.identity.as_deref().unwrap_or("appliance0"));
+    let appliance = Appliance::new(ApplianceParts {
         engine: engine.clone(),
-        registry: Arc::new(registry),
-        clock,
-        identity: Arc::from(file.identity.as_deref().unwrap_or("appliance0")),
-    };
-    let restored = app.restore().await?;
-    tokio::spawn(archiver_http::appliance::run_catalogue_sync(
-        app.clone(),
-        Duration::from_secs(2),
-    ));
+        registry: registry.clone(),
+        clock: clock.clone(),
+        identity: identity.clone(),
+        policy,
+    });
+    let restored = appliance.restore().await?;
+    // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
+    let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
     if demo {
-        let plan = demo_pvs
-            .iter()
-            .map(|(name, period)| {
-                (
-                    name.clone(),
-                    PvConfig {
-                        method: SamplingMethod::Monitor,
-                        period: *period,
-                        archive_fields: Vec::new(),
-                    },
-                )
-            })
-            .collect();
-        app.archive_many(plan).await?;
+        let mut specs = Vec::with_capacity(demo_pvs.len());
+        for (name, period) in &demo_pvs {
+            specs.push(ArchiveSpec {
+                method: Some(SamplingMethod::Monitor),
+                period: Some(SamplingPeriod::new(*period)?),
+                ..ArchiveSpec::new(name.clone())
+            });
+        }
+        appliance.archive_many(specs).await?;
     }
+    let retrieval = AppState {
+        engine,
+        registry,
+        clock,
+        identity,
+    };
+    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -158,20 +169,19 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         println!("  (samples are written every write period; recent ones come from memory)");
     }
     info!("listening on {local}");
-    let server =
-        axum::serve(listener, archiver_http::router(app.clone())).with_graceful_shutdown(async {
+    // 1. Stop accepting HTTP requests (those under way finish).
+    let server = axum::serve(listener, router).with_graceful_shutdown(async {
+        shutdown_signal().await;
+        info!("shutting down: flushing every buffer (a second signal exits at once)");
+        tokio::spawn(async {
             shutdown_signal().await;
-            info!("shutting down: flushing every buffer (a second signal exits at once)");
-            tokio::spawn(async {
-                shutdown_signal().await;
-                eprintln!("second signal: exiting without flushing");
-                std::process::exit(130);
-            });
+            eprintln!("second signal: exiting without flushing");
+            std::process::exit(130);
         });
+    });
     server.await.context("HTTP server failed")?;
-    engine.shutdown().await;
-    let mut done = Default::default();
-    if let Err(e) = app.sync_catalogue(&mut done).await {
+    // 2.-4. Cancel the catalogue sync, write every buffer, record the final state.
+    if let Err(e) = appliance.shutdown(sync).await {
         warn!("final catalogue sync failed: {e}");
     }
     println!("archiver stopped; every buffer was written");

@@ -1,5 +1,6 @@
 //! The one error type of every handler: client errors carry their message; server errors
-//! are logged and answered with a generic message.
+//! are logged and answered with a generic message. The body is
+//! `{"status": "error", "message": "..."}`.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,10 @@ pub enum ApiError {
     /// 404: the PV (or other thing) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// 413: the request body is larger than the server accepts (see
+    /// [`crate::MAX_BODY_BYTES`]).
+    #[error("{0}")]
+    TooLarge(String),
     /// 500: something failed on our side (logged).
     #[error("{0}")]
     Internal(String),
@@ -33,6 +38,22 @@ impl ApiError {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }
+
+    /// The 413 of a body over [`crate::MAX_BODY_BYTES`].
+    pub fn body_too_large() -> Self {
+        ApiError::TooLarge(format!(
+            "request body is larger than {} MiB, the most this server accepts; \
+             send the list in several requests",
+            crate::MAX_BODY_BYTES >> 20
+        ))
+    }
+}
+
+/// The JSON body of an error.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    message: &'a str,
 }
 
 impl IntoResponse for ApiError {
@@ -40,6 +61,7 @@ impl IntoResponse for ApiError {
         let (status, msg) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 (
@@ -48,7 +70,11 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let body = serde_json::json!({ "status": "error", "message": msg }).to_string();
+        let body = serde_json::to_vec(&ErrorBody {
+            status: "error",
+            message: &msg,
+        })
+        .unwrap_or_else(|_| b"{\"status\":\"error\"}".to_vec());
         (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }

@@ -5,44 +5,85 @@ existing clients work unchanged: `/mgmt/bpl/...` for management and
 
 # Brief overview
 
-* [`router`] builds the axum [`Router`] over an [`AppState`] (engine, catalogue, clock);
-  tests drive it without a socket.
-* [`mgmt`] — `archivePV`, `getPVStatus`, `getAllPVs`, `pauseArchivingPV`,
-  `resumeArchivingPV`, `deletePV`, `getNeverConnectedPVs`.
+* [`app`] builds the whole axum [`Router`]: the merge of
+  * [`mgmt_router`] over a [`SharedAppliance`] (`Arc<dyn ApplianceApi>`, the appliance
+    crate's trait: tests drive it with a fake, no engine, no CA), and
+  * [`retrieval_router`] over an [`AppState`] (engine and its live buffer, catalogue,
+    clock),
+
+  wrapped in the tower layers below. [`router`] builds the same from an [`AppState`]
+  alone (the appliance with the Java default policy). Tests drive either without a
+  socket (`tower::ServiceExt::oneshot`).
+* [`mgmt`] — handlers by family: `archivePV` ([`mgmt::archive`]); `getPVStatus`,
+  `getAllPVs`, `getNeverConnectedPVs` ([`mgmt::status`]); `pauseArchivingPV`,
+  `resumeArchivingPV`, `deletePV` ([`mgmt::lifecycle`]). Responses are typed structs
+  serialized in the Java key order; `getPVStatus` is written PV by PV into one buffer.
+* [`BplRequest`] — the one extractor of every management endpoint: query string, form,
+  JSON or text body, merged as Java's servlets see them (rules in [`extract`]).
 * [`retrieval`] — `getData.json` and `getData.raw` over the short-term store and the
-  engine's unflushed buffer.
-* [`appliance`] — the operations that keep engine and catalogue in step, the start-up
-  restore and the catalogue sync.
-* [`ApiError`] — every error: 400 and 404 name the problem; 500 is logged.
+  engine's unflushed buffer, streamed in bounded pieces.
+* [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
+
+# Layers
+
+From the outside in:
+
+1. `TraceLayer` (tower-http): a span and a response event per request, at DEBUG
+   (`RUST_LOG=tower_http=debug`); server errors at ERROR.
+2. The body limit: [`MAX_BODY_BYTES`] (16 MiB). tower-http's `RequestBodyLimitLayer`
+   answers 413 before reading a body whose `Content-Length` is larger; a chunked body
+   fails once it passes the limit, and the extractor answers 413. Either way the answer
+   is an [`ApiError`] JSON naming the limit. axum's own 2 MiB default is disabled, so
+   this is the one limit.
+3. Compression: gzip (fastest level: CPU is worth more than bytes on an archiver) of
+   `application/json` responses of at least 256 bytes when the request's
+   `Accept-Encoding` allows it. A streamed `getData.json` stays streamed: the encoder
+   compresses each piece as it comes and flushes whenever the producer has not sent the
+   next one, so nothing waits for the end of the body. `getData.raw`
+   (`application/x-protobuf`) is never compressed: clients read it as the Java appliance
+   sends it.
 */
 #![deny(missing_docs)]
 
-pub mod appliance;
 mod error;
+pub mod extract;
 pub mod mgmt;
 mod params;
 pub mod retrieval;
 mod state;
 
+use std::sync::Arc;
+
+use archiver_appliance::{Appliance, ApplianceParts, Policy, SharedAppliance};
 use axum::Router;
-use axum::routing::{any, get};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Extensions, HeaderMap, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
 
 pub use crate::error::{ApiError, ApiResult};
+pub use crate::extract::BplRequest;
 pub use crate::state::AppState;
+pub use archiver_appliance::ApplianceApi;
 
-/// The router of every endpoint.
-pub fn router(state: AppState) -> Router {
+/// The largest request body accepted: 16 MiB. A bulk `archivePV` of 100 000 PVs as a JSON
+/// list of `{"pv": "<name>", "samplingperiod": "1.0", "samplingmethod": "MONITOR"}` takes
+/// about 115 bytes a PV with 60-character names, 11.5 MB; a plain list of names less than
+/// half of that.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// The management routes (`/mgmt/bpl/...`) over `appliance`.
+pub fn mgmt_router(appliance: SharedAppliance) -> Router {
+    mgmt::router(appliance)
+}
+
+/// The retrieval routes (`/retrieval/...`) over `state`.
+pub fn retrieval_router(state: AppState) -> Router {
     Router::new()
-        .route("/mgmt/bpl/archivePV", any(mgmt::archive_pv))
-        .route("/mgmt/bpl/getPVStatus", any(mgmt::get_pv_status))
-        .route("/mgmt/bpl/getAllPVs", get(mgmt::get_all_pvs))
-        .route("/mgmt/bpl/pauseArchivingPV", any(mgmt::pause_pv))
-        .route("/mgmt/bpl/resumeArchivingPV", any(mgmt::resume_pv))
-        .route("/mgmt/bpl/deletePV", any(mgmt::delete_pv))
-        .route(
-            "/mgmt/bpl/getNeverConnectedPVs",
-            get(mgmt::get_never_connected),
-        )
         .route(
             "/retrieval/data/getData.json",
             get(retrieval::get_data_json),
@@ -53,4 +94,60 @@ pub fn router(state: AppState) -> Router {
             get(|| async { env!("CARGO_PKG_VERSION") }),
         )
         .with_state(state)
+}
+
+/// Every endpoint: management over `appliance`, retrieval over `retrieval`, with the
+/// tracing, body-limit and compression layers.
+pub fn app(appliance: SharedAppliance, retrieval: AppState) -> Router {
+    with_layers(mgmt_router(appliance).merge(retrieval_router(retrieval)))
+}
+
+/// Every endpoint over `state`: the management endpoints talk to an [`Appliance`] over
+/// the same engine, catalogue and clock, with the Java default [`Policy`] and the
+/// engine's short-term store as the data store of new PVs.
+pub fn router(state: AppState) -> Router {
+    let appliance = Appliance::new(ApplianceParts {
+        engine: state.engine.clone(),
+        registry: state.registry.clone(),
+        clock: state.clock.clone(),
+        identity: state.identity.clone(),
+        policy: Policy::for_tier(state.engine.sts()),
+    });
+    app(Arc::new(appliance), state)
+}
+
+/// Whether a response is JSON (the compressed kind).
+fn is_json(_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+/// The 413 of the body limit layer (plain text) as an [`ApiError`] naming the limit.
+async fn explain_too_large(resp: Response) -> Response {
+    let plain = !resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
+        return ApiError::body_too_large().into_response();
+    }
+    resp
+}
+
+/// `router` wrapped in the layers of [`app`]: tracing, the body limit, compression (see
+/// the crate documentation). Tests wrap [`mgmt_router`] over a fake with it.
+pub fn with_layers(router: Router) -> Router {
+    router
+        .layer(
+            CompressionLayer::new()
+                .quality(CompressionLevel::Fastest)
+                .compress_when(SizeAbove::new(256).and(is_json)),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(explain_too_large))
+        .layer(TraceLayer::new_for_http())
 }

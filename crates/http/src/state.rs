@@ -1,14 +1,16 @@
-//! What every handler shares: the engine, the catalogue, the clock.
+//! The state of the retrieval endpoints: the engine (its live buffer), the catalogue and
+//! the clock. The management endpoints have their own state, the appliance behind
+//! [`archiver_appliance::ApplianceApi`].
 
 use std::sync::Arc;
 
 use archiver_engine::{Clock, Engine};
 use archiver_registry::Registry;
 
-/// Shared state of the HTTP API. Cheap to clone.
+/// Shared state of the retrieval endpoints (`/retrieval/...`). Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The archiving engine.
+    /// The archiving engine: its short-term store and its unflushed buffers.
     pub engine: Engine,
     /// The PV catalogue.
     pub registry: Arc<dyn Registry>,

@@ -1,0 +1,89 @@
+//! [`ApplianceApi`]: what the management API asks of the appliance. The HTTP crate holds
+//! an `Arc<dyn ApplianceApi>`, so its handler tests run against a fake instead of an
+//! engine with a live CA client.
+//!
+//! The trait is object-safe through `async-trait`: each async method returns a boxed
+//! future (`Pin<Box<dyn Future + Send + '_>>`), one allocation per management call, which
+//! is nothing next to the catalogue round trip the call makes. Native `async fn` in traits
+//! cannot be called through `dyn`; hand-written boxed futures would be the same code with
+//! longer signatures for every implementor, fakes included.
+
+use std::sync::Arc;
+
+use archiver_engine::PvStatus;
+use async_trait::async_trait;
+
+use crate::appliance::{Appliance, Archived};
+use crate::error::ApplianceError;
+use crate::policy::ArchiveSpec;
+
+/// The management operations of an appliance (spec §3, `mgmt/bpl`). Implemented by
+/// [`Appliance`]; tests implement it with fakes.
+///
+/// Status reads are synchronous: the engine answers them from memory, without I/O.
+#[async_trait]
+pub trait ApplianceApi: Send + Sync + 'static {
+    /// This appliance's identity (`appliance` in `getPVStatus`).
+    fn identity(&self) -> &str;
+
+    /// Archives each PV of `specs` (in order; what a spec leaves out comes from the
+    /// policy); the result says, per PV, whether it was new.
+    async fn archive(&self, specs: Vec<ArchiveSpec>) -> Result<Vec<Archived>, ApplianceError>;
+
+    /// Pauses `pv`: its channel is closed and its buffer written.
+    async fn pause(&self, pv: &str) -> Result<(), ApplianceError>;
+
+    /// Resumes a paused `pv`.
+    async fn resume(&self, pv: &str) -> Result<(), ApplianceError>;
+
+    /// Deletes a paused `pv`; with `delete_data` its files too. Returns the number of
+    /// files removed.
+    async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError>;
+
+    /// The status of `pv`, if it is archived here.
+    fn status(&self, pv: &str) -> Option<PvStatus>;
+
+    /// The status of every PV archived here (any order).
+    fn all_status(&self) -> Vec<PvStatus>;
+
+    /// The names of every PV archived here, sorted.
+    fn names(&self) -> Vec<String>;
+}
+
+/// The management API's handle on the appliance.
+pub type SharedAppliance = Arc<dyn ApplianceApi>;
+
+#[async_trait]
+impl ApplianceApi for Appliance {
+    fn identity(&self) -> &str {
+        Appliance::identity(self)
+    }
+
+    async fn archive(&self, specs: Vec<ArchiveSpec>) -> Result<Vec<Archived>, ApplianceError> {
+        self.archive_many(specs).await
+    }
+
+    async fn pause(&self, pv: &str) -> Result<(), ApplianceError> {
+        Appliance::pause(self, pv).await
+    }
+
+    async fn resume(&self, pv: &str) -> Result<(), ApplianceError> {
+        Appliance::resume(self, pv).await
+    }
+
+    async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
+        Appliance::delete(self, pv, delete_data).await
+    }
+
+    fn status(&self, pv: &str) -> Option<PvStatus> {
+        self.engine().status(pv)
+    }
+
+    fn all_status(&self) -> Vec<PvStatus> {
+        self.engine().all_status()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.engine().names()
+    }
+}

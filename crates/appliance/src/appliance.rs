@@ -1,0 +1,471 @@
+//! [`Appliance`]: the operations that keep the engine and the catalogue in step.
+//!
+//! An archive request is stored in the catalogue at once (`ArchivePVRequests`, so it
+//! survives a restart) and becomes a `PVTypeInfo` once the PV has connected and its type
+//! and DBR_CTRL metadata are known ([`Appliance::sync_catalogue`]); pause, resume and
+//! delete update both; at start [`Appliance::restore`] rebuilds the engine from the
+//! catalogue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use archiver_engine::{ArchiveOutcome, Clock, Engine, PvConfig, PvState, PvStatus, SamplingMethod};
+use archiver_pb::Timestamp;
+use archiver_registry::{ArchiveRequest, CtrlLimits, PvTypeInfo, Registry, RegistryError};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::error::{ApplianceError, blocking};
+use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, to_registry_method};
+
+/// What an [`Appliance`] is built from.
+#[derive(Clone)]
+pub struct ApplianceParts {
+    /// The running engine.
+    pub engine: Engine,
+    /// The PV catalogue.
+    pub registry: Arc<dyn Registry>,
+    /// The clock of modification times.
+    pub clock: Arc<dyn Clock>,
+    /// This appliance's identity (`applianceIdentity`; `appliance0` by default).
+    pub identity: Arc<str>,
+    /// The defaults of new PVs.
+    pub policy: Policy,
+}
+
+impl std::fmt::Debug for ApplianceParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplianceParts")
+            .field("identity", &self.identity)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The appliance: engine, catalogue, clock, identity and policy, and the operations on
+/// them. Cheap to clone (one `Arc`).
+#[derive(Clone, Debug)]
+pub struct Appliance {
+    parts: Arc<ApplianceParts>,
+}
+
+/// The result of archiving one PV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// The PV name.
+    pub pv: String,
+    /// Whether it was new.
+    pub outcome: ArchiveOutcome,
+}
+
+/// The user parameters stored with a pending request (read back by
+/// [`Appliance::restore`]).
+fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
+    json!({
+        "samplingmethod": cfg.method.as_str(),
+        "samplingperiod": cfg.period,
+        "archiveFields": cfg.archive_fields,
+        "paused": paused,
+    })
+}
+
+/// Why a stored value was replaced by the policy's, for the log.
+type Repair = String;
+
+impl Appliance {
+    /// An appliance over `parts`.
+    pub fn new(parts: ApplianceParts) -> Self {
+        Appliance {
+            parts: Arc::new(parts),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.parts.engine
+    }
+
+    /// The catalogue.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.parts.registry
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.parts.clock
+    }
+
+    /// This appliance's identity.
+    pub fn identity(&self) -> &str {
+        &self.parts.identity
+    }
+
+    /// The policy of new PVs.
+    pub fn policy(&self) -> &Policy {
+        &self.parts.policy
+    }
+
+    /// Starts archiving every PV of `specs` (what a spec leaves out comes from the
+    /// policy) and records the new requests in the catalogue, in one blocking task, so a
+    /// bulk request costs one round trip to the catalogue.
+    ///
+    /// # Errors
+    ///
+    /// The engine refuses a PV (bad name, too many fields, shut down) — PVs before it are
+    /// archived but their requests not yet recorded — or the catalogue fails.
+    pub async fn archive_many(
+        &self,
+        specs: Vec<ArchiveSpec>,
+    ) -> Result<Vec<Archived>, ApplianceError> {
+        let mut results = Vec::with_capacity(specs.len());
+        let mut requests = Vec::new();
+        for spec in specs {
+            let cfg = self.parts.policy.pv_config(&spec);
+            let outcome = self.parts.engine.archive(&spec.pv, cfg.clone())?;
+            if outcome == ArchiveOutcome::Submitted {
+                requests.push(ArchiveRequest {
+                    pv_name: spec.pv.clone(),
+                    user_params: request_params(&cfg, false),
+                });
+            }
+            results.push(Archived {
+                pv: spec.pv,
+                outcome,
+            });
+        }
+        if !requests.is_empty() {
+            let reg = self.parts.registry.clone();
+            blocking(move || reg.add_archive_requests(&requests)).await?;
+        }
+        Ok(results)
+    }
+
+    /// Pauses `pv` (its buffer is written first) and records it.
+    ///
+    /// # Errors
+    ///
+    /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`, or the catalogue
+    /// fails.
+    pub async fn pause(&self, pv: &str) -> Result<(), ApplianceError> {
+        self.parts.engine.pause(pv).await?;
+        self.set_paused(pv, true).await
+    }
+
+    /// Resumes a paused `pv` and records it.
+    ///
+    /// # Errors
+    ///
+    /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
+    pub async fn resume(&self, pv: &str) -> Result<(), ApplianceError> {
+        self.parts.engine.resume(pv)?;
+        self.set_paused(pv, false).await
+    }
+
+    async fn set_paused(&self, pv: &str, paused: bool) -> Result<(), ApplianceError> {
+        let reg = self.parts.registry.clone();
+        let pv = pv.to_string();
+        let now = self.parts.clock.now();
+        blocking(move || {
+            if let Some(mut info) = reg.get_type_info(&pv)? {
+                info.paused = paused;
+                info.modification_time = Some(now);
+                reg.put_type_info(&info)?;
+            } else if let Some(mut req) = reg.get_archive_request(&pv)? {
+                if let Some(o) = req.user_params.as_object_mut() {
+                    o.insert("paused".into(), json!(paused));
+                }
+                reg.add_archive_request(&req)?;
+            }
+            Ok::<_, RegistryError>(())
+        })
+        .await
+    }
+
+    /// Deletes a paused `pv` from the engine and the catalogue; with `delete_data`, its
+    /// files in the short-term store too. Returns the number of files removed (a file
+    /// that cannot be removed is logged and not counted).
+    ///
+    /// # Errors
+    ///
+    /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
+    pub async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
+        self.parts.engine.delete(pv).await?;
+        let reg = self.parts.registry.clone();
+        let sts = self.parts.engine.sts().clone();
+        let name = pv.to_string();
+        blocking(move || {
+            reg.delete_type_info(&name)?;
+            reg.remove_archive_request(&name)?;
+            let mut removed = 0;
+            if delete_data {
+                match sts.partitions(&name) {
+                    Ok(parts) => {
+                        for p in parts {
+                            match std::fs::remove_file(&p.path) {
+                                Ok(()) => removed += 1,
+                                Err(e) => warn!("cannot remove {}: {e}", p.path.display()),
+                            }
+                        }
+                    }
+                    Err(e) => warn!("cannot list files of {name}: {e}"),
+                }
+            }
+            Ok::<_, RegistryError>(removed)
+        })
+        .await
+    }
+
+    /// Restores the engine from the catalogue: every type info (paused or not; not
+    /// `DONT_ARCHIVE`) and every pending request, each with the time of its newest stored
+    /// sample so that the first event after the restart is not stored twice. A stored
+    /// sampling period out of range ([`SamplingPeriod::new`]) or a stored method that is
+    /// not one is logged, replaced by the policy's default, and corrected in the
+    /// catalogue: the PV is restored, never skipped. Returns how many PVs were restored.
+    ///
+    /// # Errors
+    ///
+    /// The catalogue cannot be read or corrected. A PV the engine refuses is logged and
+    /// skipped.
+    pub async fn restore(&self) -> Result<usize, ApplianceError> {
+        let reg = self.parts.registry.clone();
+        let (infos, requests) = blocking(move || {
+            Ok::<_, ApplianceError>((reg.all_type_infos()?, reg.archive_requests()?))
+        })
+        .await?;
+        let names: Vec<String> = infos
+            .iter()
+            .map(|i| i.pv_name.clone())
+            .chain(requests.iter().map(|r| r.pv_name.clone()))
+            .collect();
+        let last_times = self.last_stored_times(names).await?;
+        let policy = &self.parts.policy;
+        let mut n = 0;
+        let mut fixed_infos = Vec::new();
+        let mut fixed_requests = Vec::new();
+        for info in &infos {
+            let cfg = match policy.config_from_type_info(info) {
+                Ok(Some(cfg)) => cfg,
+                Ok(None) => {
+                    debug!(pv = %info.pv_name, "DONT_ARCHIVE: not restored");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(
+                        pv = %info.pv_name,
+                        "stored type info: {e}; restored with the default sampling period {}",
+                        policy.default_period
+                    );
+                    let mut fixed = info.clone();
+                    fixed.sampling_period = policy.default_period.secs() as f32;
+                    fixed.modification_time = Some(self.parts.clock.now());
+                    let cfg = policy
+                        .config_from_type_info(&fixed)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| policy.pv_config(&ArchiveSpec::new(&info.pv_name)));
+                    fixed_infos.push(fixed);
+                    cfg
+                }
+            };
+            let last = last_times.get(&info.pv_name).copied();
+            match self.parts.engine.restore(
+                &info.pv_name,
+                cfg,
+                Some(info.dbr_type),
+                info.paused,
+                last,
+            ) {
+                Ok(_) => n += 1,
+                Err(e) => warn!(pv = %info.pv_name, "cannot restore: {e}"),
+            }
+        }
+        for req in &requests {
+            let (cfg, paused, repairs) = self.config_from_params(&req.user_params);
+            if !repairs.is_empty() {
+                warn!(
+                    pv = %req.pv_name,
+                    "stored archive request: {}; restored with the policy's defaults",
+                    repairs.join("; ")
+                );
+                fixed_requests.push(ArchiveRequest {
+                    pv_name: req.pv_name.clone(),
+                    user_params: request_params(&cfg, paused),
+                });
+            }
+            let last = last_times.get(&req.pv_name).copied();
+            match self
+                .parts
+                .engine
+                .restore(&req.pv_name, cfg, None, paused, last)
+            {
+                Ok(_) => n += 1,
+                Err(e) => warn!(pv = %req.pv_name, "cannot restore request: {e}"),
+            }
+        }
+        if !fixed_infos.is_empty() || !fixed_requests.is_empty() {
+            let reg = self.parts.registry.clone();
+            blocking(move || {
+                reg.put_type_infos(&fixed_infos)?;
+                reg.add_archive_requests(&fixed_requests)
+            })
+            .await?;
+        }
+        info!(
+            "restored {} PVs and {} pending requests",
+            infos.len(),
+            requests.len()
+        );
+        Ok(n)
+    }
+
+    /// The newest stored time of each PV of `names` that has one (read on a blocking
+    /// thread; a PV whose files cannot be read is logged and left out).
+    async fn last_stored_times(
+        &self,
+        names: Vec<String>,
+    ) -> Result<HashMap<String, Timestamp>, ApplianceError> {
+        let sts = self.parts.engine.sts().clone();
+        blocking(move || {
+            Ok::<_, ApplianceError>(
+                names
+                    .into_iter()
+                    .filter_map(|n| match sts.last_time(&n) {
+                        Ok(Some(t)) => Some((n, t)),
+                        Ok(None) => None,
+                        Err(e) => {
+                            warn!(pv = %n, "cannot read the last stored sample: {e}");
+                            None
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .await
+    }
+
+    /// The engine settings of a stored request, whether it is paused, and what had to be
+    /// replaced by the policy's defaults (a method or period that is not valid).
+    fn config_from_params(&self, v: &serde_json::Value) -> (PvConfig, bool, Vec<Repair>) {
+        let policy = &self.parts.policy;
+        let mut repairs = Vec::new();
+        let method = match v.get("samplingmethod") {
+            None | Some(serde_json::Value::Null) => policy.default_method,
+            Some(m) => match m.as_str().and_then(SamplingMethod::parse) {
+                Some(m) => m,
+                None => {
+                    repairs.push(format!("samplingmethod {m} is not MONITOR or SCAN"));
+                    policy.default_method
+                }
+            },
+        };
+        let period = match v.get("samplingperiod") {
+            None | Some(serde_json::Value::Null) => Ok(policy.default_period),
+            Some(serde_json::Value::String(s)) => SamplingPeriod::parse(s),
+            Some(p) => match p.as_f64() {
+                Some(secs) => SamplingPeriod::new(secs),
+                None => SamplingPeriod::parse(&p.to_string()),
+            },
+        };
+        let period = period.unwrap_or_else(|e| {
+            repairs.push(e.to_string());
+            policy.default_period
+        });
+        let archive_fields = v
+            .get("archiveFields")
+            .and_then(|a| a.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let paused = v.get("paused").and_then(|p| p.as_bool()).unwrap_or(false);
+        (
+            PvConfig {
+                method,
+                period: period.secs(),
+                archive_fields,
+            },
+            paused,
+            repairs,
+        )
+    }
+
+    /// Writes a type info for every PV whose type and metadata have become known (first
+    /// connect) and whose name `done` does not hold, drops its pending request, and adds
+    /// it to `done`. Returns how many PVs were recorded. A new type info gets the policy's
+    /// data stores.
+    ///
+    /// # Errors
+    ///
+    /// The catalogue fails (nothing of this round is added to `done`, so the next round
+    /// tries again).
+    pub async fn sync_catalogue(
+        &self,
+        done: &mut HashSet<String>,
+    ) -> Result<usize, ApplianceError> {
+        let todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        let reg = self.parts.registry.clone();
+        let now = self.parts.clock.now();
+        let stores = self.parts.policy.data_stores.clone();
+        let identity = self.parts.identity.to_string();
+        let names: Vec<String> = todo.iter().map(|s| s.name.clone()).collect();
+        blocking(move || {
+            let mut infos = Vec::with_capacity(todo.len());
+            for s in &todo {
+                let Some(ty) = s.archived_type else { continue };
+                let mut info = match reg.get_type_info(&s.name)? {
+                    Some(info) => info,
+                    None => match PvTypeInfo::new_for_archiving(
+                        &s.name,
+                        ty,
+                        s.conn.element_count.max(1),
+                        to_registry_method(s.config.method),
+                        s.config.period as f32,
+                        stores.clone(),
+                        now,
+                    ) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            warn!(pv = %s.name, "cannot build a type info: {e}");
+                            continue;
+                        }
+                    },
+                };
+                info.appliance_identity = Some(identity.clone());
+                info.archive_fields = s.config.archive_fields.clone();
+                info.paused = s.state == PvState::Paused;
+                info.set_units(s.meta.egu.clone());
+                info.set_precision(f64::from(s.meta.prec));
+                let l = s.meta.limits;
+                info.set_limits(CtrlLimits {
+                    upper_display: l[0],
+                    lower_display: l[1],
+                    upper_alarm: l[2],
+                    upper_warning: l[3],
+                    lower_warning: l[4],
+                    lower_alarm: l[5],
+                    upper_ctrl: l[6],
+                    lower_ctrl: l[7],
+                });
+                if let Some(server) = s.conn.server {
+                    info.set_host_name(server.ip().to_string());
+                }
+                info.modification_time = Some(now);
+                infos.push(info);
+            }
+            reg.put_type_infos(&infos)?;
+            for i in &infos {
+                reg.remove_archive_request(&i.pv_name)?;
+            }
+            Ok::<_, ApplianceError>(())
+        })
+        .await?;
+        let n = names.len();
+        done.extend(names);
+        Ok(n)
+    }
+}

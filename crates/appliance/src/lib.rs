@@ -1,0 +1,76 @@
+/*!
+The appliance: the service that ties the engine and the PV catalogue together, as the
+Java EPICS Archiver Appliance's `mgmt` webapp does. It archives, pauses, resumes, deletes
+and restores PVs, applies the Java policy defaults, and keeps the catalogue in step with
+the engine. (ETL scheduling and metrics aggregation will live here too.)
+
+# Brief overview
+
+* [`Appliance`] — built from [`ApplianceParts`] (engine, `Arc<dyn Registry>`, clock,
+  identity, [`Policy`]); its operations keep engine and catalogue in step:
+  [`Appliance::archive_many`], `pause`, `resume`, `delete` (optionally with the data
+  files), [`Appliance::restore`] at start-up, [`Appliance::sync_catalogue`].
+* [`policy`] — the Java defaults as data ([`Policy`]: MONITOR at 1 s, the default archive
+  fields, `DRVH`/`DRVL` for output records, the data stores of a new PV) and the one
+  validation of a sampling period, [`SamplingPeriod::new`]: `0` (every update) or
+  `0.001 ..= 31 536 000` seconds (365 days); anything else is a [`PeriodError`] naming
+  the value and the range.
+* [`ApplianceApi`] — the trait the HTTP crate talks to ([`SharedAppliance`] =
+  `Arc<dyn ApplianceApi>`); [`Appliance`] implements it, handler tests use fakes.
+* [`CatalogueSync`] — the task that writes a `PVTypeInfo` for each PV once it has
+  connected, every [`SYNC_PERIOD`], until its `tokio_util` `CancellationToken` is
+  cancelled.
+* [`ApplianceError`] — every failure: engine, catalogue, period, background task.
+
+# Shutdown order
+
+The binary (`src/serve.rs`) stops in this order, so that nothing received is lost and the
+catalogue ends up describing what is on disk:
+
+1. **Stop accepting HTTP requests** (axum's graceful shutdown lets requests under way
+   finish): no new archive, pause or delete can start behind the steps below.
+2. **Cancel the catalogue sync** and wait for its task ([`CatalogueSync::stop`]); a round
+   under way finishes first, so no sync races the final one.
+3. **Shut the engine down**: held-back samples are committed, every channel closed, every
+   buffer written to the short-term store (`Engine::shutdown`).
+4. **Final catalogue sync**: every PV's final state (paused flags, metadata, PVs that
+   connected since the last round) is written.
+5. **Exit.**
+
+Steps 2–4 are [`Appliance::shutdown`].
+
+# Example
+
+```no_run
+# async fn demo(parts: archiver_appliance::ApplianceParts) -> Result<(), archiver_appliance::ApplianceError> {
+use archiver_appliance::{Appliance, ArchiveSpec, SYNC_PERIOD, SamplingPeriod};
+use tokio_util::sync::CancellationToken;
+
+let appliance = Appliance::new(parts);
+appliance.restore().await?;
+let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
+let spec = ArchiveSpec {
+    period: Some(SamplingPeriod::new(0.5)?),
+    ..ArchiveSpec::new("SIM:AI")
+};
+appliance.archive_many(vec![spec]).await?;
+// ... serve HTTP until a signal, stop accepting requests, then:
+appliance.shutdown(sync).await?;
+# Ok(())
+# }
+```
+*/
+#![deny(missing_docs)]
+
+mod api;
+mod appliance;
+mod error;
+pub mod policy;
+mod sync;
+
+pub use crate::api::{ApplianceApi, SharedAppliance};
+pub use crate::appliance::{Appliance, ApplianceParts, Archived};
+pub use crate::error::ApplianceError;
+pub use crate::policy::{ArchiveSpec, PeriodError, Policy, SamplingPeriod};
+pub use crate::sync::{CatalogueSync, SYNC_PERIOD};
+pub use tokio_util::sync::CancellationToken;

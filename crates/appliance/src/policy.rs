@@ -1,0 +1,382 @@
+//! The Java appliance's default policy (`policies.py`, spec §4.4 and §4.2) and the one
+//! validation of a sampling period.
+//!
+//! What Java decides in its policy script is data here: the sampling method and period of
+//! a request that names none (MONITOR, 1 s), the archive fields of every PV (`HIHI HIGH
+//! LOW LOLO LOPR HOPR`), the extra fields of output records (`ao`, `longout` → `DRVH
+//! DRVL`) and the data stores written into a new PV's `PVTypeInfo.dataStores` (today the
+//! short-term store's URL; the medium- and long-term stores will come from
+//! configuration).
+//!
+//! Every entry point that takes a sampling period from outside — `archivePV`, restore from
+//! the catalogue, and later `changeArchivalParameters` and a PVTypeInfo import — goes
+//! through [`SamplingPeriod::new`] (or [`SamplingPeriod::parse`] for text), so the range is
+//! checked in one place.
+
+use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
+use archiver_registry::PvTypeInfo;
+use archiver_storage::Tier;
+
+/// The shortest sampling period other than 0, in seconds (1 ms). Below it the buffer of a
+/// PV (sized from write period / sampling period) would be absurd.
+pub const MIN_SAMPLING_PERIOD_SECS: f64 = 0.001;
+
+/// The longest sampling period, in seconds: 365 days. Above it the sampler's arithmetic on
+/// nanosecond times would overflow, and a `PVTypeInfo` (which keeps the period as a Java
+/// `float`) would store infinity.
+pub const MAX_SAMPLING_PERIOD_SECS: f64 = 31_536_000.0;
+
+/// A checked sampling period in seconds: `0` (archive every update) or a finite number in
+/// [`MIN_SAMPLING_PERIOD_SECS`]`..=`[`MAX_SAMPLING_PERIOD_SECS`]. The only way to build one
+/// is [`SamplingPeriod::new`] (or [`SamplingPeriod::parse`]), so holding one proves it was
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct SamplingPeriod(f64);
+
+impl SamplingPeriod {
+    /// `0`: every update is archived (with MONITOR).
+    pub const EVERY_UPDATE: SamplingPeriod = SamplingPeriod(0.0);
+
+    /// The Java default period (`policies.py`: 1 s).
+    pub const DEFAULT: SamplingPeriod = SamplingPeriod(1.0);
+
+    /// Checks `secs`.
+    ///
+    /// # Errors
+    ///
+    /// [`PeriodError::OutOfRange`] for NaN, infinities, negative numbers, numbers between 0
+    /// and 1 ms and numbers above 365 days; the message names the value and the range.
+    pub fn new(secs: f64) -> Result<Self, PeriodError> {
+        if secs == 0.0 {
+            // Also -0.0.
+            return Ok(SamplingPeriod::EVERY_UPDATE);
+        }
+        if (MIN_SAMPLING_PERIOD_SECS..=MAX_SAMPLING_PERIOD_SECS).contains(&secs) {
+            Ok(SamplingPeriod(secs))
+        } else {
+            Err(PeriodError::OutOfRange { value: secs })
+        }
+    }
+
+    /// Parses a number of seconds as a client sends it (`"1"`, `"0.5"`, `"1e-3"`;
+    /// surrounding blanks are ignored) and checks it with [`SamplingPeriod::new`].
+    ///
+    /// # Errors
+    ///
+    /// [`PeriodError::NotANumber`] naming the text, or [`PeriodError::OutOfRange`].
+    pub fn parse(text: &str) -> Result<Self, PeriodError> {
+        let secs: f64 = text.trim().parse().map_err(|_| PeriodError::NotANumber {
+            text: text.to_string(),
+        })?;
+        SamplingPeriod::new(secs)
+    }
+
+    /// The period in seconds.
+    pub fn secs(self) -> f64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for SamplingPeriod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} s", self.0)
+    }
+}
+
+/// Why a sampling period was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PeriodError {
+    /// Not a number of seconds at all.
+    #[error(
+        "samplingperiod {text:?} is not a number of seconds; it must be 0 (every update) or \
+         between {MIN_SAMPLING_PERIOD_SECS} and {MAX_SAMPLING_PERIOD_SECS} (365 days)"
+    )]
+    NotANumber {
+        /// The text as received.
+        text: String,
+    },
+    /// A number outside the range (NaN, infinite, negative, too small or too large).
+    #[error(
+        "samplingperiod {value:?} is out of range; it must be 0 (every update) or between \
+         {MIN_SAMPLING_PERIOD_SECS} and {MAX_SAMPLING_PERIOD_SECS} seconds (365 days)"
+    )]
+    OutOfRange {
+        /// The value as received.
+        value: f64,
+    },
+}
+
+/// One PV of an archive request, as a client gives it: what it leaves out comes from the
+/// [`Policy`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveSpec {
+    /// The PV name (already normalised: no `.VAL`, no `ca://`).
+    pub pv: String,
+    /// The sampling method, if the request names one.
+    pub method: Option<SamplingMethod>,
+    /// The sampling period, if the request names one.
+    pub period: Option<SamplingPeriod>,
+    /// Archive fields (`HIHI`...); empty = the policy's.
+    pub archive_fields: Vec<String>,
+}
+
+impl ArchiveSpec {
+    /// A request for `pv` with every setting from the policy.
+    pub fn new(pv: impl Into<String>) -> Self {
+        ArchiveSpec {
+            pv: pv.into(),
+            method: None,
+            period: None,
+            archive_fields: Vec::new(),
+        }
+    }
+}
+
+/// The defaults the Java appliance's `policies.py` applies to a PV that is archived
+/// without a policy of its own (spec §4.2, §4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Sampling method of a request that names none (Java: MONITOR).
+    pub default_method: SamplingMethod,
+    /// Sampling period of a request that names none (Java: 1 s).
+    pub default_period: SamplingPeriod,
+    /// Archive fields of a PV whose request names none (Java: `HIHI HIGH LOW LOLO LOPR
+    /// HOPR`).
+    pub archive_fields: Vec<String>,
+    /// Record types (`RTYP`) that also archive [`Policy::output_record_fields`] (Java:
+    /// `ao`, `longout`).
+    pub output_record_types: Vec<String>,
+    /// The extra archive fields of output records (Java: `DRVH DRVL`).
+    pub output_record_fields: Vec<String>,
+    /// The data stores of a new PV, in order, as `PVTypeInfo.dataStores` URLs
+    /// (`pb://localhost?name=STS&rootFolder=...&partitionGranularity=PARTITION_HOUR`).
+    pub data_stores: Vec<String>,
+}
+
+/// Java's default archive fields (`policies.py`, spec §4.2).
+pub const DEFAULT_ARCHIVE_FIELDS: [&str; 6] = ["HIHI", "HIGH", "LOW", "LOLO", "LOPR", "HOPR"];
+
+/// Record types whose PVs also archive [`OUTPUT_RECORD_FIELDS`] (spec §4.2).
+pub const OUTPUT_RECORD_TYPES: [&str; 2] = ["ao", "longout"];
+
+/// The extra archive fields of output records (spec §4.2).
+pub const OUTPUT_RECORD_FIELDS: [&str; 2] = ["DRVH", "DRVL"];
+
+impl Policy {
+    /// The Java defaults, writing new PVs to `data_stores`.
+    pub fn java_default(data_stores: Vec<String>) -> Self {
+        Policy {
+            default_method: SamplingMethod::Monitor,
+            default_period: SamplingPeriod::DEFAULT,
+            archive_fields: DEFAULT_ARCHIVE_FIELDS.map(String::from).to_vec(),
+            output_record_types: OUTPUT_RECORD_TYPES.map(String::from).to_vec(),
+            output_record_fields: OUTPUT_RECORD_FIELDS.map(String::from).to_vec(),
+            data_stores,
+        }
+    }
+
+    /// The Java defaults with one data store, `sts` (today's single tier).
+    pub fn for_tier(sts: &Tier) -> Self {
+        Policy::java_default(vec![sts.url()])
+    }
+
+    /// Puts what the engine applies itself into `config`: the default archive fields.
+    /// (The engine keeps the output-record fields in its own code for now.)
+    pub fn apply_to(&self, config: &mut EngineConfig) {
+        config.default_archive_fields = self.archive_fields.clone();
+    }
+
+    /// The engine settings of a request: what it leaves out comes from this policy. Empty
+    /// archive fields stay empty: the engine then applies
+    /// [`EngineConfig::default_archive_fields`] (set by [`Policy::apply_to`]) and the
+    /// output-record fields.
+    pub fn pv_config(&self, spec: &ArchiveSpec) -> PvConfig {
+        PvConfig {
+            method: spec.method.unwrap_or(self.default_method),
+            period: spec.period.unwrap_or(self.default_period).secs(),
+            archive_fields: spec.archive_fields.clone(),
+        }
+    }
+
+    /// The engine settings stored in a type info (restore; later a PVTypeInfo import).
+    /// `Ok(None)` for `DONT_ARCHIVE`.
+    ///
+    /// # Errors
+    ///
+    /// The stored period is out of range ([`PeriodError`]); the caller decides whether to
+    /// refuse the type info (an import) or to fall back to the default (restore).
+    pub fn config_from_type_info(
+        &self,
+        info: &PvTypeInfo,
+    ) -> Result<Option<PvConfig>, PeriodError> {
+        let method = match info.sampling_method {
+            archiver_registry::SamplingMethod::Monitor => SamplingMethod::Monitor,
+            archiver_registry::SamplingMethod::Scan => SamplingMethod::Scan,
+            archiver_registry::SamplingMethod::DontArchive => return Ok(None),
+        };
+        let period = SamplingPeriod::new(f64::from(info.sampling_period))?;
+        Ok(Some(PvConfig {
+            method,
+            period: period.secs(),
+            archive_fields: info.archive_fields.clone(),
+        }))
+    }
+}
+
+/// The catalogue's name of an engine sampling method.
+pub fn to_registry_method(m: SamplingMethod) -> archiver_registry::SamplingMethod {
+    match m {
+        SamplingMethod::Monitor => archiver_registry::SamplingMethod::Monitor,
+        SamplingMethod::Scan => archiver_registry::SamplingMethod::Scan,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_range_is_zero_or_a_millisecond_to_a_year() {
+        for ok in [0.0, -0.0, 0.001, 0.5, 1.0, 3600.0, 31_536_000.0] {
+            assert!(SamplingPeriod::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            1e-30,
+            0.000_999,
+            31_536_000.5,
+            1e300,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            let e = SamplingPeriod::new(bad).expect_err("refused");
+            assert!(
+                matches!(e, PeriodError::OutOfRange { value } if value.to_bits() == bad.to_bits()),
+                "{e:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("0 (every update)"), "{msg}");
+            assert!(msg.contains("0.001 and 31536000 seconds"), "{msg}");
+        }
+        assert_eq!(SamplingPeriod::new(0.0), Ok(SamplingPeriod::EVERY_UPDATE));
+    }
+
+    #[test]
+    fn messages_name_the_value() {
+        let e = SamplingPeriod::parse("1e-30").expect_err("too small");
+        assert!(
+            e.to_string()
+                .contains("samplingperiod 1e-30 is out of range"),
+            "{e}"
+        );
+        let e = SamplingPeriod::parse("1e300").expect_err("too large");
+        assert!(
+            e.to_string()
+                .contains("samplingperiod 1e300 is out of range"),
+            "{e}"
+        );
+        let e = SamplingPeriod::parse("NaN").expect_err("NaN");
+        assert!(e.to_string().contains("NaN"), "{e}");
+        let e = SamplingPeriod::parse("inf").expect_err("inf");
+        assert!(e.to_string().contains("inf"), "{e}");
+        let e = SamplingPeriod::parse("abc").expect_err("text");
+        assert!(e.to_string().contains("\"abc\""), "{e}");
+        assert_eq!(
+            SamplingPeriod::parse(" 2.5 ").map(SamplingPeriod::secs),
+            Ok(2.5)
+        );
+    }
+
+    #[test]
+    fn a_request_takes_what_it_leaves_out_from_the_policy() {
+        let p = Policy::java_default(vec!["pb://x".into()]);
+        let cfg = p.pv_config(&ArchiveSpec::new("A"));
+        assert_eq!(cfg.method, SamplingMethod::Monitor);
+        assert_eq!(cfg.period, 1.0);
+        assert!(cfg.archive_fields.is_empty());
+        let spec = ArchiveSpec {
+            method: Some(SamplingMethod::Scan),
+            period: Some(SamplingPeriod::new(0.25).expect("valid")),
+            archive_fields: vec!["HIHI".into()],
+            ..ArchiveSpec::new("A")
+        };
+        let cfg = p.pv_config(&spec);
+        assert_eq!(cfg.method, SamplingMethod::Scan);
+        assert_eq!(cfg.period, 0.25);
+        assert_eq!(cfg.archive_fields, ["HIHI"]);
+        let mut ec = EngineConfig::default();
+        ec.default_archive_fields.clear();
+        p.apply_to(&mut ec);
+        assert_eq!(ec.default_archive_fields, DEFAULT_ARCHIVE_FIELDS);
+    }
+
+    #[test]
+    fn a_type_info_with_a_bad_period_is_refused_and_dont_archive_is_none() {
+        let p = Policy::java_default(Vec::new());
+        let mut info = PvTypeInfo::new_for_archiving(
+            "A:B",
+            archiver_pb::PayloadType::ScalarDouble,
+            1,
+            archiver_registry::SamplingMethod::Scan,
+            2.0,
+            Vec::new(),
+            archiver_pb::Timestamp::new(1_700_000_000, 0),
+        )
+        .expect("info");
+        let cfg = p
+            .config_from_type_info(&info)
+            .expect("valid")
+            .expect("archived");
+        assert_eq!((cfg.method, cfg.period), (SamplingMethod::Scan, 2.0));
+        info.sampling_period = f32::INFINITY;
+        assert!(p.config_from_type_info(&info).is_err());
+        info.sampling_period = 1.0;
+        info.sampling_method = archiver_registry::SamplingMethod::DontArchive;
+        assert_eq!(p.config_from_type_info(&info), Ok(None));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any number is either refused or kept as it is, inside the documented range.
+        #[test]
+        fn any_number_is_refused_or_in_range(bits in any::<u64>()) {
+            let v = f64::from_bits(bits);
+            match SamplingPeriod::new(v) {
+                Ok(p) => {
+                    prop_assert!(p.secs() == 0.0
+                        || (MIN_SAMPLING_PERIOD_SECS..=MAX_SAMPLING_PERIOD_SECS).contains(&p.secs()));
+                    prop_assert!(p.secs() == v);
+                }
+                Err(PeriodError::OutOfRange { value }) => {
+                    prop_assert_eq!(value.to_bits(), bits);
+                    prop_assert!(v.is_nan() || v < 0.0 || (v > 0.0 && v < MIN_SAMPLING_PERIOD_SECS)
+                        || v > MAX_SAMPLING_PERIOD_SECS);
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+
+        /// Any text parses or is refused with a message; nothing panics.
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,40}") {
+            match SamplingPeriod::parse(&text) {
+                Ok(p) => prop_assert!(SamplingPeriod::new(p.secs()).is_ok()),
+                Err(e) => prop_assert!(e.to_string().contains("samplingperiod")),
+            }
+        }
+
+        /// Numbers as clients write them.
+        #[test]
+        fn numbers_as_text(v in any::<f64>()) {
+            let r = SamplingPeriod::parse(&v.to_string());
+            prop_assert_eq!(r.is_ok(), SamplingPeriod::new(v).is_ok());
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The catalogue sync task and the appliance's part of the shutdown order.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::appliance::Appliance;
+use crate::error::ApplianceError;
+
+/// The catalogue sync of the binary: every 2 s, as the Java workflow's PVs become
+/// `PVTypeInfo`s soon after they connect.
+pub const SYNC_PERIOD: Duration = Duration::from_secs(2);
+
+/// The running catalogue sync: [`Appliance::sync_catalogue`] every period until its
+/// [`CancellationToken`] is cancelled.
+#[derive(Debug)]
+pub struct CatalogueSync {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl CatalogueSync {
+    /// Starts the sync of `appliance` every `period`; it stops when `cancel` is cancelled
+    /// (or through [`CatalogueSync::stop`]). A round under way when the token is cancelled
+    /// finishes first (it is one catalogue transaction), so the catalogue is never left
+    /// half-written.
+    pub fn spawn(appliance: Appliance, period: Duration, cancel: CancellationToken) -> Self {
+        let task = tokio::spawn(run(appliance, period, cancel.clone()));
+        CatalogueSync { cancel, task }
+    }
+
+    /// The token that stops this sync.
+    pub fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Cancels the sync and waits until its task has ended (at most one round).
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            warn!("catalogue sync task ended badly: {e}");
+        }
+    }
+}
+
+async fn run(app: Appliance, period: Duration, cancel: CancellationToken) {
+    // Type infos written before this start need no new sync.
+    let reg = app.registry().clone();
+    let mut done: HashSet<String> =
+        match tokio::task::spawn_blocking(move || reg.all_pv_names()).await {
+            Ok(Ok(names)) => names.into_iter().collect(),
+            Ok(Err(e)) => {
+                warn!("catalogue sync: cannot list the catalogue ({e}); every PV is checked");
+                HashSet::new()
+            }
+            Err(e) => {
+                warn!("catalogue sync: {e}; every PV is checked");
+                HashSet::new()
+            }
+        };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // Names deleted from the engine may be archived again later.
+        let live: HashSet<String> = app.engine().names().into_iter().collect();
+        done.retain(|n| live.contains(n));
+        if let Err(e) = app.sync_catalogue(&mut done).await {
+            warn!("catalogue sync failed: {e}");
+        }
+    }
+}
+
+impl Appliance {
+    /// Starts the catalogue sync of this appliance (see [`CatalogueSync::spawn`]).
+    pub fn spawn_catalogue_sync(
+        &self,
+        period: Duration,
+        cancel: CancellationToken,
+    ) -> CatalogueSync {
+        CatalogueSync::spawn(self.clone(), period, cancel)
+    }
+
+    /// Steps 2 to 4 of the shutdown order (see the crate documentation), once the HTTP
+    /// listener has stopped accepting requests: stop the catalogue sync, shut the engine
+    /// down (every held-back sample committed, every buffer written), then record in one
+    /// last sync every PV's final state (paused flags, metadata, PVs that connected since
+    /// the last round). Returns how many PVs the final sync wrote.
+    ///
+    /// # Errors
+    ///
+    /// The final sync failed (the samples are on disk; the catalogue is as the last
+    /// round left it).
+    pub async fn shutdown(&self, sync: CatalogueSync) -> Result<usize, ApplianceError> {
+        sync.stop().await;
+        self.engine().shutdown().await;
+        let mut done = HashSet::new();
+        self.sync_catalogue(&mut done).await
+    }
+}

@@ -1,0 +1,298 @@
+//! The appliance against the project's own CA server, in process: archive requests
+//! become type infos once the PV connects, restore survives bad stored periods (it
+//! logs, corrects the catalogue and restores), the sync stops through its cancellation
+//! token, and the shutdown order leaves samples on disk and the catalogue current.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use archiver_appliance::{
+    Appliance, ApplianceApi, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SamplingPeriod,
+};
+use archiver_ca::server::{PvSpec, Server, ServerConfig};
+use archiver_ca::{Client, ClientConfig, Timestamp, Value};
+use archiver_engine::{ArchiveOutcome, Engine, EngineConfig, PvState, SamplingMethod, SystemClock};
+use archiver_pb::{Granularity, PayloadType};
+use archiver_registry::{ArchiveRequest, PvTypeInfo, Registry, SqliteRegistry};
+use archiver_storage::Tier;
+
+struct Setup {
+    server: Server,
+    appliance: Appliance,
+    registry: Arc<SqliteRegistry>,
+    sts_root: std::path::PathBuf,
+}
+
+async fn setup(dir: &std::path::Path, registry: Arc<SqliteRegistry>) -> Setup {
+    let server = Server::start(ServerConfig {
+        port: 0,
+        beacon_addrs: Vec::new(),
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::new(
+        ClientConfig::builder()
+            .addr_list(&format!("127.0.0.1:{}", server.port()))
+            .auto_addr_list(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let sts_root = dir.join("sts");
+    let sts = Tier::new("STS", sts_root.clone(), Granularity::Hour);
+    let policy = Policy::for_tier(&sts);
+    let mut cfg = EngineConfig {
+        write_period: Duration::from_millis(200),
+        ..EngineConfig::default()
+    };
+    policy.apply_to(&mut cfg);
+    let engine = Engine::start(client, sts, cfg, Arc::new(SystemClock));
+    let appliance = Appliance::new(ApplianceParts {
+        engine,
+        registry: registry.clone(),
+        clock: Arc::new(SystemClock),
+        identity: Arc::from("appliance7"),
+        policy,
+    });
+    Setup {
+        server,
+        appliance,
+        registry,
+        sts_root,
+    }
+}
+
+async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_becomes_a_type_info_with_the_policy_stores_once_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(
+        dir.path(),
+        Arc::new(SqliteRegistry::open_in_memory().unwrap()),
+    )
+    .await;
+    s.server.add_pv(PvSpec::new("T:A", Value::Double(1.0)));
+    let spec = ArchiveSpec {
+        method: Some(SamplingMethod::Scan),
+        period: Some(SamplingPeriod::new(2.0).unwrap()),
+        ..ArchiveSpec::new("T:A")
+    };
+    let out = s.appliance.archive(vec![spec.clone()]).await.unwrap();
+    assert_eq!(out[0].outcome, ArchiveOutcome::Submitted);
+    let again = s.appliance.archive(vec![spec]).await.unwrap();
+    assert_eq!(again[0].outcome, ArchiveOutcome::AlreadySubmitted);
+    let req = s.registry.get_archive_request("T:A").unwrap().unwrap();
+    assert_eq!(req.user_params["samplingperiod"], 2.0);
+    assert_eq!(req.user_params["samplingmethod"], "SCAN");
+
+    let sync = s
+        .appliance
+        .spawn_catalogue_sync(Duration::from_millis(100), CancellationToken::new());
+    let reg = s.registry.clone();
+    assert!(
+        wait_for(10, || reg.get_type_info("T:A").unwrap().is_some()).await,
+        "the sync writes a type info once the PV has connected"
+    );
+    let info = s.registry.get_type_info("T:A").unwrap().unwrap();
+    assert_eq!(info.data_stores, s.appliance.policy().data_stores);
+    assert!(
+        info.data_stores[0].contains("name=STS"),
+        "{:?}",
+        info.data_stores
+    );
+    assert_eq!(info.sampling_period, 2.0);
+    assert_eq!(info.appliance_identity.as_deref(), Some("appliance7"));
+    assert_eq!(
+        info.archive_fields,
+        archiver_appliance::policy::DEFAULT_ARCHIVE_FIELDS
+    );
+    assert!(s.registry.get_archive_request("T:A").unwrap().is_none());
+
+    // The sync stops through its token, promptly.
+    let token = sync.token().clone();
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), sync.stop())
+        .await
+        .expect("the sync task ends once its token is cancelled");
+    s.appliance.engine().shutdown().await;
+}
+
+fn info(pv: &str, period: f32) -> PvTypeInfo {
+    PvTypeInfo::new_for_archiving(
+        pv,
+        PayloadType::ScalarDouble,
+        1,
+        archiver_registry::SamplingMethod::Monitor,
+        period,
+        Vec::new(),
+        archiver_pb::Timestamp::new(1_700_000_000, 0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_replaces_a_bad_stored_period_by_the_default_and_corrects_the_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open(&dir.path().join("r.sqlite")).unwrap());
+    let mut good = info("T:GOOD", 0.5);
+    good.paused = true;
+    let mut infos = vec![good];
+    for (pv, period) in [
+        ("T:INF", f32::INFINITY),
+        ("T:NAN", f32::NAN),
+        ("T:TINY", 1e-30),
+        ("T:NEG", -1.0),
+    ] {
+        let mut i = info(pv, period);
+        i.paused = true;
+        infos.push(i);
+    }
+    registry.put_type_infos(&infos).unwrap();
+    registry
+        .add_archive_requests(&[
+            ArchiveRequest {
+                pv_name: "T:REQ_BIG".into(),
+                user_params: serde_json::json!({"samplingperiod": 1e300, "paused": true}),
+            },
+            ArchiveRequest {
+                pv_name: "T:REQ_TEXT".into(),
+                user_params: serde_json::json!({
+                    "samplingperiod": "abc", "samplingmethod": "SOMETIMES", "paused": true
+                }),
+            },
+            ArchiveRequest {
+                pv_name: "T:REQ_OK".into(),
+                user_params: serde_json::json!({
+                    "samplingperiod": "0.25", "samplingmethod": "SCAN", "paused": true
+                }),
+            },
+        ])
+        .unwrap();
+    let s = setup(dir.path(), registry.clone()).await;
+    let n = s.appliance.restore().await.unwrap();
+    assert_eq!(n, 8, "every PV restored, none skipped");
+    let period = |pv: &str| s.appliance.status(pv).unwrap().config.period;
+    assert_eq!(period("T:GOOD"), 0.5);
+    for pv in [
+        "T:INF",
+        "T:NAN",
+        "T:TINY",
+        "T:NEG",
+        "T:REQ_BIG",
+        "T:REQ_TEXT",
+    ] {
+        assert_eq!(period(pv), 1.0, "{pv}");
+        assert_eq!(
+            s.appliance.status(pv).unwrap().state,
+            PvState::Paused,
+            "{pv}"
+        );
+    }
+    assert_eq!(period("T:REQ_OK"), 0.25);
+    assert_eq!(
+        s.appliance.status("T:REQ_OK").unwrap().config.method,
+        SamplingMethod::Scan
+    );
+    assert_eq!(
+        s.appliance.status("T:REQ_TEXT").unwrap().config.method,
+        SamplingMethod::Monitor
+    );
+    // The catalogue holds the corrected values, so the next start is quiet.
+    for pv in ["T:INF", "T:NAN", "T:TINY", "T:NEG"] {
+        assert_eq!(
+            registry.get_type_info(pv).unwrap().unwrap().sampling_period,
+            1.0
+        );
+    }
+    let req = registry.get_archive_request("T:REQ_BIG").unwrap().unwrap();
+    assert_eq!(req.user_params["samplingperiod"], 1.0);
+    assert_eq!(req.user_params["paused"], true);
+    assert_eq!(
+        registry
+            .get_type_info("T:GOOD")
+            .unwrap()
+            .unwrap()
+            .sampling_period,
+        0.5
+    );
+    s.appliance.engine().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_every_buffer_then_records_the_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let s = setup(dir.path(), registry).await;
+    let pv = s.server.add_pv(PvSpec::new("T:SHUT", Value::Double(0.0)));
+    s.appliance
+        .archive(vec![ArchiveSpec {
+            period: Some(SamplingPeriod::EVERY_UPDATE),
+            ..ArchiveSpec::new("T:SHUT")
+        }])
+        .await
+        .unwrap();
+    // A sync whose rounds are an hour apart: only the final one can record the PV.
+    let sync = s
+        .appliance
+        .spawn_catalogue_sync(Duration::from_secs(3600), CancellationToken::new());
+    let app = s.appliance.clone();
+    assert!(
+        wait_for(10, || app
+            .status("T:SHUT")
+            .is_some_and(|st| st.conn.connected && st.meta.known))
+        .await
+    );
+    let t0 = Timestamp::now().secs + 1;
+    for k in 1..=20u32 {
+        pv.post(
+            Value::Double(f64::from(k)),
+            Timestamp {
+                secs: t0,
+                nanos: k * 1000,
+            },
+            0,
+            0,
+        )
+        .unwrap();
+    }
+    assert!(
+        wait_for(10, || app.status("T:SHUT").unwrap().counters.events_stored
+            >= 20)
+        .await
+    );
+    assert!(s.registry.get_type_info("T:SHUT").unwrap().is_none());
+    let written = tokio::time::timeout(Duration::from_secs(20), s.appliance.shutdown(sync))
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+    assert_eq!(written, 1);
+    assert!(s.registry.get_type_info("T:SHUT").unwrap().is_some());
+    assert!(s.registry.get_archive_request("T:SHUT").unwrap().is_none());
+    let tier = Tier::new("STS", s.sts_root.clone(), Granularity::Hour);
+    let mut values = Vec::new();
+    for p in tier.partitions("T:SHUT").unwrap() {
+        let mut r = archiver_pb::PbReader::open(&p.path).unwrap();
+        while let Some(x) = r.next_sample().unwrap() {
+            if let archiver_pb::Value::ScalarDouble(v) = x.value {
+                values.push(v);
+            }
+        }
+    }
+    assert!(
+        (1..=20).all(|k| values.contains(&f64::from(k))),
+        "every posted sample is on disk: {values:?}"
+    );
+}

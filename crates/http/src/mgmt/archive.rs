@@ -1,0 +1,119 @@
+//! `archivePV`: start archiving PVs, with the Java response shape.
+
+use archiver_appliance::{ArchiveSpec, SamplingPeriod, SharedAppliance};
+use archiver_engine::{ArchiveOutcome, SamplingMethod};
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::{api_error, normalize};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::BplRequest;
+
+/// One PV of the `archivePV` answer.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveReply {
+    /// The PV name (normalised).
+    pub pv_name: String,
+    /// `Archive request submitted` or `Already submitted` (Java's strings).
+    pub status: &'static str,
+}
+
+/// A sampling period parameter: checked by the appliance's policy (0, or 1 ms to 365
+/// days); the 400 names the value and the range.
+fn parse_period(text: &str) -> ApiResult<SamplingPeriod> {
+    SamplingPeriod::parse(text).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
+    SamplingMethod::parse(text.trim()).ok_or_else(|| {
+        ApiError::bad(format!(
+            "samplingmethod must be MONITOR or SCAN, not {text:?}"
+        ))
+    })
+}
+
+/// Archive field names: a comma list or a JSON array of names like `HIHI`.
+fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
+    let names: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::bad(format!("archiveFields is not a JSON list of names: {e}")))?
+    } else {
+        text.split(',')
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect()
+    };
+    for n in &names {
+        let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok || n == "VAL" {
+            return Err(ApiError::bad(format!("invalid archive field name {n:?}")));
+        }
+    }
+    Ok(names)
+}
+
+/// `archivePV` (GET, POST): `pv` (comma list), `samplingperiod`, `samplingmethod`,
+/// `archiveFields` (beyond Java: per-PV archive fields, a comma list or a JSON list) as
+/// parameters; or a JSON list (`[{"pv": …, "samplingperiod": …, "samplingmethod": …}]` or
+/// names), a text list or a form body (see [`BplRequest`]). A per-PV setting wins over
+/// the request's; what neither gives comes from the appliance's policy. Everything is
+/// checked before anything is archived.
+pub async fn archive_pv(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<ArchiveReply>>> {
+    let entries = req.names()?;
+    let default_period = req.get("samplingperiod").map(parse_period).transpose()?;
+    let default_method = req.get("samplingmethod").map(parse_method).transpose()?;
+    let mut specs = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let pv = normalize(&e.pv)?;
+        let period = match e.fields.get("samplingperiod") {
+            Some(t) => Some(parse_period(t).map_err(|err| with_pv(err, &pv))?),
+            None => default_period,
+        };
+        let method = match e.fields.get("samplingmethod") {
+            Some(t) => Some(parse_method(t).map_err(|err| with_pv(err, &pv))?),
+            None => default_method,
+        };
+        let fields_text = e
+            .fields
+            .get("archivefields")
+            .map(String::as_str)
+            .or(req.get("archiveFields"));
+        let archive_fields = match fields_text {
+            None => Vec::new(),
+            Some(t) => parse_fields(t)?,
+        };
+        specs.push(ArchiveSpec {
+            pv,
+            method,
+            period,
+            archive_fields,
+        });
+    }
+    let results = app.archive(specs).await.map_err(api_error)?;
+    Ok(Json(
+        results
+            .into_iter()
+            .map(|r| ArchiveReply {
+                pv_name: r.pv,
+                status: match r.outcome {
+                    ArchiveOutcome::Submitted => "Archive request submitted",
+                    ArchiveOutcome::AlreadySubmitted => "Already submitted",
+                },
+            })
+            .collect(),
+    ))
+}
+
+/// `err`, for the PV `pv` of a list.
+fn with_pv(err: ApiError, pv: &str) -> ApiError {
+    match err {
+        ApiError::BadRequest(m) => ApiError::bad(format!("PV {pv}: {m}")),
+        other => other,
+    }
+}

@@ -1,0 +1,320 @@
+//! The status family: `getPVStatus`, `getAllPVs`, `getNeverConnectedPVs`, with the Java
+//! response shapes (values are JSON strings, as the Java appliance writes them).
+
+use archiver_appliance::SharedAppliance;
+use archiver_engine::{PvState, PvStatus, SamplingMethod};
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::expand;
+use super::javafmt::{DbrName, JavaTime, Joined, OrEmpty, Period, Str};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::BplRequest;
+
+/// The `getPVStatus` object of one PV, in the Java key order (values are strings, as
+/// Java writes them). Serialized straight into the response: a status of thousands of
+/// PVs builds no JSON tree.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusJson<'a> {
+    pv_name: &'a str,
+    status: &'static str,
+    is_monitored: Str<bool>,
+    sampling_period: Str<Period>,
+    connection_state: Str<bool>,
+    last_event: Str<JavaTime>,
+    last_rotate_logs: &'static str,
+    connection_first_established: Str<JavaTime>,
+    connection_last_restablished: Str<JavaTime>,
+    connection_loss_regain_count: Str<u64>,
+    appliance: &'a str,
+    pv_name_only: &'a str,
+    sampling_method: &'static str,
+    dbr_type: Str<OrEmpty<DbrName>>,
+    element_count: Str<u32>,
+    server: Str<OrEmpty<std::net::SocketAddr>>,
+    events_received: Str<u64>,
+    events_stored: Str<u64>,
+    events_written: Str<u64>,
+    samples_in_memory: Str<usize>,
+    dropped_events_timestamp: Str<u64>,
+    repeated_timestamps: Str<u64>,
+    dropped_events_type_change: Str<u64>,
+    dropped_events_buffer: Str<u64>,
+    dropped_events_no_type: Str<u64>,
+    dropped_events_client: Str<u64>,
+    refused_by_writer: Str<u64>,
+    disconnects: Str<u64>,
+    last_disconnect: Str<JavaTime>,
+    transient_errors: Str<u64>,
+    write_errors: Str<u64>,
+    first_event: Str<JavaTime>,
+    archive_fields: Str<Joined<'a>>,
+}
+
+/// The `getPVStatus` object of a PV this appliance does not archive.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotArchived<'a> {
+    pv_name: &'a str,
+    status: &'static str,
+}
+
+/// The `getPVStatus` object of one PV.
+pub fn status_json<'a>(s: &'a PvStatus, identity: &'a str) -> StatusJson<'a> {
+    let status = match s.state {
+        PvState::Paused => "Paused",
+        PvState::NeverConnected => "Initial sampling",
+        PvState::Archiving => "Being archived",
+    };
+    let c = &s.counters;
+    StatusJson {
+        pv_name: &s.name,
+        status,
+        is_monitored: Str(s.config.method == SamplingMethod::Monitor),
+        sampling_period: Str(Period(s.config.period)),
+        connection_state: Str(s.conn.connected),
+        last_event: Str(JavaTime(c.last_event_secs)),
+        last_rotate_logs: "Never",
+        connection_first_established: Str(JavaTime(s.conn.first_established_secs)),
+        connection_last_restablished: Str(JavaTime(s.conn.last_reestablished_secs)),
+        connection_loss_regain_count: Str(s.conn.loss_regain_count),
+        appliance: identity,
+        pv_name_only: &s.name,
+        sampling_method: s.config.method.as_str(),
+        dbr_type: Str(OrEmpty(s.archived_type.map(DbrName))),
+        element_count: Str(s.conn.element_count),
+        server: Str(OrEmpty(s.conn.server)),
+        events_received: Str(c.events_received),
+        events_stored: Str(c.events_stored),
+        events_written: Str(c.events_written),
+        samples_in_memory: Str(s.buffered),
+        dropped_events_timestamp: Str(c.dropped_timestamp),
+        repeated_timestamps: Str(c.repeated_timestamp),
+        dropped_events_type_change: Str(c.dropped_type_change),
+        dropped_events_buffer: Str(c.dropped_buffer_overflow),
+        dropped_events_no_type: Str(c.dropped_no_type),
+        dropped_events_client: Str(c.dropped_by_client),
+        refused_by_writer: Str(c.refused_by_writer),
+        disconnects: Str(c.disconnects),
+        last_disconnect: Str(JavaTime(c.last_disconnect_secs)),
+        transient_errors: Str(c.transient_errors),
+        write_errors: Str(c.write_errors),
+        first_event: Str(JavaTime(c.first_event_secs)),
+        archive_fields: Str(Joined(&s.config.archive_fields)),
+    }
+}
+
+/// `getPVStatus` (GET, POST): `pv` (comma lists, globs) and/or a list in the body; an
+/// array in request order. Each PV's status is taken and written in turn, so the whole
+/// answer for thousands of PVs is one buffer, not a copy of every status plus a JSON
+/// tree.
+pub async fn get_pv_status(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let names = expand(app.as_ref(), &req.names()?)?;
+    // ≈ 900 bytes a PV (bounded: a long list of unknown names needs ≈ 50 each).
+    let mut out = Vec::with_capacity(names.len().min(4096) * 1024 + 2);
+    out.push(b'[');
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = match app.status(n) {
+            Some(s) => serde_json::to_writer(&mut out, &status_json(&s, app.identity())),
+            None => serde_json::to_writer(
+                &mut out,
+                &NotArchived {
+                    pv_name: n,
+                    status: "Not being archived",
+                },
+            ),
+        };
+        written.map_err(|e| ApiError::internal(format!("status of {n}: {e}")))?;
+    }
+    out.push(b']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// `getAllPVs` (GET, POST): `pv` (glob) or `regex`, `limit` (default 500, -1 = all);
+/// sorted names.
+pub async fn get_all_pvs(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<String>>> {
+    let limit: i64 = match req.get("limit") {
+        None | Some("") => 500,
+        Some(l) => l
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad(format!("limit must be an integer, not {l:?}")))?,
+    };
+    let re = match (req.get("pv"), req.get("regex")) {
+        (Some(glob), _) => Some(format!(
+            "^(?:{})$",
+            archiver_registry::names::glob_to_regex(glob)
+        )),
+        (None, Some(r)) => Some(format!("^(?:{r})$")),
+        (None, None) => None,
+    }
+    .map(|r| regex::Regex::new(&r).map_err(|e| ApiError::bad(format!("bad pattern: {e}"))))
+    .transpose()?;
+    let mut names: Vec<String> = app
+        .names()
+        .into_iter()
+        .filter(|n| re.as_ref().is_none_or(|re| re.is_match(n)))
+        .collect();
+    if limit >= 0 {
+        names.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(Json(names))
+}
+
+/// One PV of `getNeverConnectedPVs`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NeverConnected {
+    pv_name: String,
+    current_state: &'static str,
+    appliance: String,
+}
+
+/// `getNeverConnectedPVs` (GET, POST): PVs requested but never connected (they keep
+/// being searched for, with back-off), sorted by name.
+pub async fn get_never_connected(State(app): State<SharedAppliance>) -> Json<Vec<NeverConnected>> {
+    let mut v: Vec<NeverConnected> = app
+        .all_status()
+        .into_iter()
+        .filter(|s| s.state == PvState::NeverConnected)
+        .map(|s| NeverConnected {
+            pv_name: s.name,
+            current_state: "Initial sampling",
+            appliance: app.identity().to_string(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.pv_name.cmp(&b.pv_name));
+    Json(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_engine::PvConfig;
+    use serde_json::Value;
+
+    fn sample_status() -> PvStatus {
+        use archiver_engine::{ConnState, CountersSnapshot, PvMeta};
+        PvStatus {
+            name: "A:B\"C".into(),
+            state: PvState::Archiving,
+            config: PvConfig {
+                method: SamplingMethod::Scan,
+                period: 0.5,
+                archive_fields: vec!["HIHI".into(), "LOLO".into()],
+            },
+            archived_type: Some(archiver_pb::PayloadType::ScalarDouble),
+            conn: ConnState {
+                connected: true,
+                server: Some("127.0.0.1:5064".parse().unwrap()),
+                first_established_secs: 1_418_019_667,
+                element_count: 1,
+                ..ConnState::default()
+            },
+            meta: PvMeta::default(),
+            buffered: 7,
+            counters: CountersSnapshot {
+                events_received: 12,
+                events_stored: 11,
+                dropped_timestamp: 1,
+                ..CountersSnapshot::default()
+            },
+        }
+    }
+
+    #[test]
+    fn status_object_has_the_java_keys_in_order_and_string_values() {
+        let s = sample_status();
+        let text = serde_json::to_string(&status_json(&s, "appliance0")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let obj = v.as_object().unwrap();
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "pvName",
+                "status",
+                "isMonitored",
+                "samplingPeriod",
+                "connectionState",
+                "lastEvent",
+                "lastRotateLogs",
+                "connectionFirstEstablished",
+                "connectionLastRestablished",
+                "connectionLossRegainCount",
+                "appliance",
+                "pvNameOnly",
+                "samplingMethod",
+                "dbrType",
+                "elementCount",
+                "server",
+                "eventsReceived",
+                "eventsStored",
+                "eventsWritten",
+                "samplesInMemory",
+                "droppedEventsTimestamp",
+                "repeatedTimestamps",
+                "droppedEventsTypeChange",
+                "droppedEventsBuffer",
+                "droppedEventsNoType",
+                "droppedEventsClient",
+                "refusedByWriter",
+                "disconnects",
+                "lastDisconnect",
+                "transientErrors",
+                "writeErrors",
+                "firstEvent",
+                "archiveFields",
+            ]
+        );
+        // Every value is a string, as Java writes them.
+        assert!(obj.values().all(Value::is_string), "{text}");
+        assert_eq!(v["pvName"], "A:B\"C");
+        assert_eq!(v["status"], "Being archived");
+        assert_eq!(v["isMonitored"], "false");
+        assert_eq!(v["samplingPeriod"], "0.5");
+        assert_eq!(v["samplingMethod"], "SCAN");
+        assert_eq!(v["connectionState"], "true");
+        assert_eq!(v["lastEvent"], "Never");
+        assert_eq!(v["connectionFirstEstablished"], "Dec/08/2014 06:21:07 UTC");
+        assert_eq!(v["dbrType"], "DBR_SCALAR_DOUBLE");
+        assert_eq!(v["server"], "127.0.0.1:5064");
+        assert_eq!(v["eventsReceived"], "12");
+        assert_eq!(v["eventsStored"], "11");
+        assert_eq!(v["samplesInMemory"], "7");
+        assert_eq!(v["droppedEventsTimestamp"], "1");
+        assert_eq!(v["archiveFields"], "HIHI,LOLO");
+        assert_eq!(v["appliance"], "appliance0");
+    }
+
+    #[test]
+    fn status_of_a_pv_without_type_or_server_has_empty_strings() {
+        let mut s = sample_status();
+        s.state = PvState::NeverConnected;
+        s.archived_type = None;
+        s.conn.server = None;
+        s.config.method = SamplingMethod::Monitor;
+        s.config.period = 1.0;
+        s.config.archive_fields.clear();
+        let v = serde_json::to_value(status_json(&s, "x")).unwrap();
+        assert_eq!(v["status"], "Initial sampling");
+        assert_eq!(v["dbrType"], "");
+        assert_eq!(v["server"], "");
+        assert_eq!(v["archiveFields"], "");
+        assert_eq!(v["isMonitored"], "true");
+        assert_eq!(v["samplingPeriod"], "1.0");
+    }
+}

@@ -1,0 +1,199 @@
+//! The input faults of issue 8 through the real router ([`archiver_http::router`]: the
+//! real appliance over a real engine whose CA client searches nowhere), and compression
+//! of the real `getData` responses: `getData.json` gzipped and still streamed,
+//! `getData.raw` never compressed.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::sync::Arc;
+
+use archiver_ca::{Client, ClientConfig};
+use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_http::{AppState, router};
+use archiver_pb::time::start_of_year;
+use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
+use archiver_registry::{Registry, SqliteRegistry};
+use archiver_storage::Tier;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Samples in the file of `T:FILE`: 10 Hz for 100 minutes, ≈ 4 MB of JSON.
+const N: i64 = 60_000;
+
+async fn state(dir: &std::path::Path) -> (AppState, Arc<SqliteRegistry>, i64) {
+    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
+    let t0 = start_of_year(2025) + 3600;
+    let samples: Vec<Sample> = (0..N)
+        .map(|k| {
+            Sample::new(
+                Timestamp::new(t0 + k / 10, (k % 10) as u32 * 100_000_000),
+                Value::ScalarDouble(k as f64),
+            )
+        })
+        .collect();
+    sts.append("T:FILE", PayloadType::ScalarDouble, &samples)
+        .unwrap();
+    let client = Client::new(
+        ClientConfig::builder()
+            .addr_list("127.0.0.1:9")
+            .auto_addr_list(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let engine = Engine::start(client, sts, EngineConfig::default(), Arc::new(SystemClock));
+    engine
+        .restore(
+            "T:FILE",
+            PvConfig {
+                method: SamplingMethod::Monitor,
+                period: 0.0,
+                archive_fields: Vec::new(),
+            },
+            Some(PayloadType::ScalarDouble),
+            true,
+            None,
+        )
+        .unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let state = AppState {
+        engine,
+        registry: registry.clone(),
+        clock: Arc::new(SystemClock),
+        identity: Arc::from("appliance0"),
+    };
+    (state, registry, t0)
+}
+
+async fn send(
+    state: &AppState,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, usize, Vec<u8>) {
+    let resp = router(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let (mut frames, mut bytes) = (0, Vec::new());
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f.unwrap().into_data() {
+            frames += 1;
+            bytes.extend_from_slice(&d);
+        }
+    }
+    (status, headers, frames, bytes)
+}
+
+fn iso(secs: i64) -> String {
+    let d = Timestamp::new(secs, 0).to_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year, d.month, d.day, d.hour, d.minute, d.second
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sampling_periods_are_refused_and_a_form_body_names_each_pv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, registry, _) = state(dir.path()).await;
+    for p in ["1e-30", "1e300", "NaN", "-1", "inf"] {
+        let (status, _, _, body) = send(
+            &state,
+            Request::get(format!("/mgmt/bpl/archivePV?pv=T:BAD&samplingperiod={p}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+        let msg = String::from_utf8_lossy(&body);
+        assert!(
+            msg.contains("is out of range") && msg.contains("365 days"),
+            "{p}: {msg}"
+        );
+    }
+    assert!(state.engine.status("T:BAD").is_none());
+    assert!(registry.get_archive_request("T:BAD").unwrap().is_none());
+
+    let (status, _, _, _) = send(
+        &state,
+        Request::post("/mgmt/bpl/archivePV")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("pv=T:NEW&samplingperiod=0.5"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state.engine.status("T:NEW").unwrap().config.period, 0.5);
+    let req = registry.get_archive_request("T:NEW").unwrap().unwrap();
+    assert_eq!(req.user_params["samplingperiod"], 0.5);
+
+    let (status, _, _, body) = send(
+        &state,
+        Request::post("/mgmt/bpl/getPVStatus")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("pv=T:NEW,T:FILE,T:NONE"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let got: Vec<(&str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["pvName"].as_str().unwrap(), o["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("T:NEW", "Initial sampling"),
+            ("T:FILE", "Paused"),
+            ("T:NONE", "Not being archived")
+        ]
+    );
+    state.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _, t0) = state(dir.path()).await;
+    let range = format!("from={}&to={}", iso(t0 - 1), iso(t0 + N / 10 + 1));
+    let get = |path: &str| {
+        Request::get(format!("{path}?pv=T:FILE&{range}"))
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, headers, frames, body) = send(&state, get("/retrieval/data/getData.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+    assert!(headers.get(header::CONTENT_LENGTH).is_none());
+    assert!(frames > 1, "{frames} frames");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let data = v[0]["data"].as_array().unwrap();
+    assert_eq!(data.len() as i64, N);
+    assert!(
+        data.iter()
+            .enumerate()
+            .all(|(k, s)| s["val"].as_f64() == Some(k as f64))
+    );
+
+    let (status, headers, _, body) = send(&state, get("/retrieval/data/getData.raw")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get(header::CONTENT_ENCODING).is_none());
+    let mut r = archiver_pb::PbReader::new(std::io::Cursor::new(&body[..])).unwrap();
+    let mut k = 0i64;
+    while r.next_sample().unwrap().is_some() {
+        k += 1;
+    }
+    assert_eq!(k, N);
+    state.engine.shutdown().await;
+}
