@@ -182,11 +182,14 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
 
     // Enough data for every check below: three samples of each type (the 1-s AI and LI
     // included) and over four seconds of the 10-Hz WF for the pbraw check.
-    // WF is asked first: until it has its 45 samples a poll costs one request, which keeps
-    // the polling from loading the archiver whose timing (SCAN, decimation) is checked.
-    a.wait_until(30.0, "45 samples of WF and 3 of every type", |a| {
-        recent(a, &pv("WF")).len() >= 45 && TYPES.iter().all(|t| recent(a, &pv(t)).len() >= 3)
-    });
+    // Polled slowly, WF first (until it has its 45 samples a poll is one request): the
+    // polling must not load the archiver whose timing (SCAN, decimation) is checked.
+    support::wait_until_every(
+        Duration::from_millis(500),
+        30.0,
+        "45 samples of WF and 3 of every type",
+        || recent(&a, &pv("WF")).len() >= 45 && TYPES.iter().all(|t| recent(&a, &pv(t)).len() >= 3),
+    );
 
     for t in TYPES {
         let data = recent(&a, &pv(t));

@@ -230,7 +230,12 @@ pub fn http_bytes(port: u16, method: &str, path: &str, body: Option<&str>) -> (u
 
 /// Polls `f` every 100 ms until it returns true; panics naming `what` when `secs` pass
 /// first. The condition is checked once more at the deadline, so a slow last poll counts.
-pub fn wait_until(secs: f64, what: &str, mut f: impl FnMut() -> bool) {
+pub fn wait_until(secs: f64, what: &str, f: impl FnMut() -> bool) {
+    wait_until_every(Duration::from_millis(100), secs, what, f);
+}
+
+/// [`wait_until`] polling every `every` (for conditions that cost the server work).
+pub fn wait_until_every(every: Duration, secs: f64, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     loop {
@@ -243,7 +248,7 @@ pub fn wait_until(secs: f64, what: &str, mut f: impl FnMut() -> bool) {
                 start.elapsed().as_secs_f64()
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
 }
 
