@@ -9,6 +9,7 @@ use archiver_ca::{
     ChannelEvent, Client, ClientConfig, ConnInfo, DbfType, Dbr, Meta, Overflow, Subscription,
     Timestamp, Value, event_queue, mask, status,
 };
+use archiver_time::Precision;
 
 /// Channel Access diagnostics.
 #[derive(Debug, clap::Subcommand)]
@@ -256,27 +257,12 @@ fn format_info(name: &str, i: &ConnInfo, meta: Option<&Meta>, now: &Dbr) -> Stri
     s
 }
 
-/// ISO 8601 UTC with nanoseconds, e.g. `2024-01-01T00:00:00.500000000Z`.
+/// ISO 8601 UTC with nanoseconds, e.g. `2024-01-01T00:00:00.500000000Z`: the project's one
+/// formatter (`archiver_time`), on the CA client's time stamp.
 fn format_time(t: Timestamp) -> String {
-    let days = t.secs.div_euclid(86_400);
-    let sod = t.secs.rem_euclid(86_400);
-    // civil-from-days (H. Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        t.nanos
-    )
+    archiver_time::Timestamp::new(t.secs, t.nanos)
+        .iso(Precision::Nanos)
+        .to_string()
 }
 
 #[cfg(test)]

@@ -112,32 +112,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Parses `2024-01-01T00:00:00.500000000Z` (as the binary prints it).
+/// Parses `2024-01-01T00:00:00.500000000Z` (as the binary prints it) with the project's
+/// one ISO-8601 parser, insisting on the nine fraction digits the binary writes.
 fn parse_time(s: &str) -> Timestamp {
-    let num = |x: &str| -> i64 {
-        x.parse()
-            .unwrap_or_else(|_| panic!("not a time stamp: {s:?}"))
-    };
-    let (date, time) = s
-        .strip_suffix('Z')
-        .and_then(|s| s.split_once('T'))
-        .unwrap_or_else(|| panic!("not a time stamp: {s:?}"));
-    let (hms, frac) = time
-        .split_once('.')
-        .unwrap_or_else(|| panic!("not a time stamp: {s:?}"));
-    let d: Vec<i64> = date.split('-').map(num).collect();
-    let t: Vec<i64> = hms.split(':').map(num).collect();
-    assert!(d.len() == 3 && t.len() == 3 && frac.len() == 9, "{s}");
-    // days from civil (H. Hinnant)
-    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let t = archiver_time::parse_iso8601(s).unwrap_or_else(|e| panic!("not a time stamp: {e}"));
+    assert_eq!(
+        s,
+        t.iso(archiver_time::Precision::Nanos).to_string(),
+        "not in the binary's form"
+    );
     Timestamp {
-        secs: days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2],
-        nanos: num(frac) as u32,
+        secs: t.secs,
+        nanos: t.nanos,
     }
 }
 

@@ -180,7 +180,16 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
     let (_, again) = a.get(&format!("/mgmt/bpl/archivePV?pv={}", enc(&pv("AI"))));
     assert!(again.contains("Already submitted"), "{again}");
 
-    std::thread::sleep(Duration::from_secs(5));
+    // Enough data for every check below: three samples of each type (the 1-s AI and LI
+    // included) and over four seconds of the 10-Hz WF for the pbraw check.
+    // Polled slowly, WF first (until it has its 45 samples a poll is one request): the
+    // polling must not load the archiver whose timing (SCAN, decimation) is checked.
+    support::wait_until_every(
+        Duration::from_millis(500),
+        30.0,
+        "45 samples of WF and 3 of every type",
+        || recent(&a, &pv("WF")).len() >= 45 && TYPES.iter().all(|t| recent(&a, &pv(t)).len() >= 3),
+    );
 
     for t in TYPES {
         let data = recent(&a, &pv(t));
@@ -276,22 +285,23 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
 
     // An archive field change shows up as a field value of the next sample (AO is a
     // writable ao record: change its HIHI, then its value).
+    // The runtime is multi-threaded: the client's tasks keep running between `block_on`s.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    let (_client, hihi, val, _rx) = rt.block_on(async {
         let client = archiver_ca::Client::new(ioc.config().build().unwrap())
             .await
             .unwrap();
-        let (hihi, _rx1) = client.channel(&format!("{}.HIHI", pv("AO"))).unwrap();
-        let (val, _rx2) = client.channel(&pv("AO")).unwrap();
+        let (hihi, rx1) = client.channel(&format!("{}.HIHI", pv("AO"))).unwrap();
+        let (val, rx2) = client.channel(&pv("AO")).unwrap();
         hihi.wait_connected(Duration::from_secs(5)).await.unwrap();
         val.wait_connected(Duration::from_secs(5)).await.unwrap();
-        // A first change: by now the daily dump of all fields has gone out with the
-        // first or this sample.
-        val.write(Value::Double(1.0)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        hihi.write(Value::Double(95.0)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        val.write(Value::Double(5.0)).await.unwrap();
+        (client, hihi, val, (rx1, rx2))
+    });
+    // A first change: once it is archived, the daily dump of all fields has gone out with
+    // the first sample or this one.
+    rt.block_on(val.write(Value::Double(1.0))).unwrap();
+    a.wait_until(10.0, "the AO value 1.0 archived", |a| {
+        recent(a, &pv("AO")).iter().any(|s| s["val"] == 1.0)
     });
     let ao = recent(&a, &pv("AO"));
     assert!(
@@ -299,11 +309,28 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
             .any(|s| s["fields"]["LOLO"].is_string() && s["fields"]["EGU"] == "A"),
         "no daily dump of the fields in {ao:?}"
     );
-    a.wait_until(10.0, "HIHI change stored with the next AO sample", |a| {
-        recent(a, &pv("AO")).iter().any(|s| {
-            s["val"] == 5.0 && s["fields"]["HIHI"] == "95.0" && s["fields"].get("LOLO").is_none()
-        })
+    // Change HIHI, then post new values until one is archived carrying the change (the
+    // archiver may see the HIHI monitor after the first of them).
+    rt.block_on(hihi.write(Value::Double(95.0))).unwrap();
+    let mut next = 5.0;
+    a.wait_until(10.0, "the HIHI change stored with a later AO sample", |a| {
+        if recent(a, &pv("AO"))
+            .iter()
+            .any(|s| s["fields"]["HIHI"] == "95.0")
+        {
+            return true;
+        }
+        rt.block_on(val.write(Value::Double(next))).unwrap();
+        next += 1.0;
+        false
     });
+    let ao = recent(&a, &pv("AO"));
+    assert!(
+        ao.iter().any(|s| s["fields"]["HIHI"] == "95.0"
+            && s["val"].as_f64() >= Some(5.0)
+            && s["fields"].get("LOLO").is_none()),
+        "the HIHI change is not alone on a new AO sample: {ao:?}"
+    );
 
     // Bad input: clear 4xx with a message, never a 500.
     for (path, code) in [
@@ -352,6 +379,39 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
         assert_eq!(got, code, "{path}: {body}");
         assert!(body.contains("message"), "{path}: {body}");
     }
+
+    // Times as real clients send them (issue 8). A multi-byte character in the offset and
+    // a year past 9999 are 400s naming the parameter (once a panic and an empty reply, and
+    // a silently wrapped year).
+    for from in [
+        "2014-12-08T06:21:07%2B1%C3%A92",
+        "3000000000-01-01T00:00:00Z",
+    ] {
+        let path = format!(
+            "/retrieval/data/getData.json?pv={}&from={from}",
+            enc(&pv("AI"))
+        );
+        let (got, body) = a.get(&path);
+        assert_eq!(got, 400, "{path}: {body}");
+        assert!(body.contains("'from'"), "{path}: {body}");
+    }
+    // An offset sent without URL-encoding: its `+` arrives as a space and still reads as
+    // the offset it is, the same instant as the UTC form.
+    let from = now_secs() - 600;
+    let local = iso(from + 3600).replace('Z', "+01:00");
+    let utc = a.json(&format!(
+        "/retrieval/data/getData.json?pv={}&from={}&to={}",
+        enc(&pv("LI")),
+        iso(from),
+        iso(now_secs() + 60)
+    ));
+    let plus = a.json(&format!(
+        "/retrieval/data/getData.json?pv={}&from={local}&to={}",
+        enc(&pv("LI")),
+        iso(now_secs() + 60)
+    ));
+    assert_eq!(plus[0]["data"][0], utc[0]["data"][0], "{local}");
+    assert!(plus[0]["data"][0]["secs"].is_i64(), "{plus}");
 
     // Pause flushes and stops; resume restarts with a startup mark; delete removes.
     let si = pv("SI");
@@ -403,7 +463,9 @@ fn ioc_restart_is_seen_and_bridged_without_duplicates_or_gaps() {
         json!([{"pv": pvs[0], "samplingperiod": 0}, {"pv": pvs[1], "samplingperiod": 0}]),
     );
     wait_archiving(&a, &pvs);
-    std::thread::sleep(Duration::from_secs(2));
+    a.wait_until(10.0, "15 samples of each PV before the IOC stops", |a| {
+        pvs.iter().all(|pv| recent(a, pv).len() >= 15)
+    });
 
     let killed_at = now_secs();
     ioc.kill();
@@ -411,6 +473,8 @@ fn ioc_restart_is_seen_and_bridged_without_duplicates_or_gaps() {
         let s = a.status(&pvs[0]);
         s["connectionState"] == "false" && s["lastDisconnect"] != "Never" && s["disconnects"] == "1"
     });
+    // Part of the scenario, not a wait for a condition: the IOC stays down for a second,
+    // so ticks are missing from the archive however fast it restarts.
     std::thread::sleep(Duration::from_secs(1));
     ioc.restart();
     let back = std::time::Instant::now();
@@ -418,7 +482,15 @@ fn ioc_restart_is_seen_and_bridged_without_duplicates_or_gaps() {
         a.status(&pvs[0])["connectionState"] == "true"
     });
     let reconnect = back.elapsed();
-    std::thread::sleep(Duration::from_secs(3));
+    a.wait_until(15.0, "15 samples of each PV after the restart", |a| {
+        pvs.iter().all(|pv| {
+            let k = ticks(&recent(a, pv));
+            match k.windows(2).rposition(|w| w[1] - w[0] != 1) {
+                Some(i) => k.len() - (i + 1) >= 15,
+                None => false,
+            }
+        })
+    });
 
     for pv in &pvs {
         let data = recent(&a, pv);
@@ -481,7 +553,9 @@ fn sigterm_loses_nothing_and_a_restart_restores_every_pv() {
         ),
     );
     wait_archiving(&a, &pvs);
-    std::thread::sleep(Duration::from_secs(2));
+    a.wait_until(10.0, "10 samples of each PV in memory", |a| {
+        pvs.iter().all(|pv| recent(a, pv).len() >= 10)
+    });
     let before: Vec<Vec<i64>> = pvs.iter().map(|pv| ticks(&recent(&a, pv))).collect();
     assert!(before.iter().all(|k| k.len() >= 10), "{before:?}");
     assert_eq!(
@@ -518,7 +592,12 @@ fn sigterm_loses_nothing_and_a_restart_restores_every_pv() {
     let names = a.json("/mgmt/bpl/getAllPVs");
     assert_eq!(names.as_array().unwrap().len(), pvs.len(), "{names}");
     wait_archiving(&a, &pvs);
-    std::thread::sleep(Duration::from_secs(2));
+    a.wait_until(10.0, "10 new samples of each PV after the restart", |a| {
+        pvs.iter().zip(&before).all(|(pv, seen)| {
+            let k = ticks(&recent(a, pv));
+            k.iter().filter(|t| Some(*t) > seen.last()).count() >= 10
+        })
+    });
     for (pv, seen) in pvs.iter().zip(&before) {
         let data = recent(&a, pv);
         let k = ticks(&data);

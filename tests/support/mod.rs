@@ -3,25 +3,35 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 /// A running `archiver serve`.
 pub struct Archiver {
     pub child: Option<Child>,
+    /// The address the binary reported it listens on.
+    pub addr: SocketAddr,
+    /// `addr.port()`.
     pub port: u16,
     pub data_dir: PathBuf,
     pub ioc_port: u16,
     pub beacon_port: u16,
 }
 
+/// How long `archiver serve` may take to print its address (restoring PVs included).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Archiver {
-    /// Starts `archiver serve` on a free port with its data in `data_dir`, searching the
-    /// IOC at `ioc_port`, writing buffers every `write_period` seconds.
+    /// Starts `archiver serve` with its data in `data_dir`, searching the IOC at `ioc_port`,
+    /// writing buffers every `write_period` seconds.
+    ///
+    /// The binary binds `127.0.0.1:0` and the test reads the address it prints on stdout
+    /// (`archiver X listening on http://ADDR (...)`): no port is picked beforehand, so no
+    /// other process can take it in between.
     pub fn start(data_dir: &Path, ioc_port: u16, beacon_port: u16, write_period: f64) -> Archiver {
-        let port = super::common::free_port();
         let config = data_dir.join("archiver.toml");
         std::fs::create_dir_all(data_dir).unwrap();
         std::fs::write(
@@ -34,7 +44,7 @@ impl Archiver {
             .arg(&config)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", "127.0.0.1:0"])
             .env("EPICS_CA_ADDR_LIST", format!("127.0.0.1:{ioc_port}"))
             .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
             .env("EPICS_CA_REPEATER_PORT", beacon_port.to_string())
@@ -49,26 +59,45 @@ impl Archiver {
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // Keeps draining stdout after the address is read, so the binary never blocks
+            // on (or dies of) a full or closed pipe.
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
                 let _ = tx.send(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        let addr = loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) if line.contains("listening on") => break,
-                Ok(_) => {}
-                Err(_) if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    panic!("archiver did not start listening within 20 s");
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        break addr;
+                    }
+                    seen.push(line);
                 }
-                Err(_) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = child.wait();
+                    panic!(
+                        "archiver serve exited ({status:?}) before printing its address; stdout:\n{}",
+                        seen.join("\n")
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "archiver serve did not print 'listening on http://ADDR' within {START_TIMEOUT:?}; stdout:\n{}",
+                        seen.join("\n")
+                    );
+                }
+                Err(RecvTimeoutError::Timeout) => {}
             }
-        }
+        };
         Archiver {
             child: Some(child),
-            port,
+            addr,
+            port: addr.port(),
             data_dir: data_dir.to_path_buf(),
             ioc_port,
             beacon_port,
@@ -119,16 +148,10 @@ impl Archiver {
         }
     }
 
-    /// Polls `f` every 100 ms until it returns true or `secs` pass.
+    /// Polls `f` every 100 ms until it returns true; panics naming `what` when `secs`
+    /// pass first.
     pub fn wait_until(&self, secs: f64, what: &str, mut f: impl FnMut(&Archiver) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs_f64(secs);
-        while Instant::now() < deadline {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out after {secs} s waiting for {what}");
+        wait_until(secs, what, || f(self));
     }
 
     /// The status object of one PV.
@@ -205,11 +228,42 @@ pub fn http_bytes(port: u16, method: &str, path: &str, body: Option<&str>) -> (u
     (status, raw[split + 4..].to_vec())
 }
 
-/// ISO-8601 of a Unix time in seconds.
+/// Polls `f` every 100 ms until it returns true; panics naming `what` when `secs` pass
+/// first. The condition is checked once more at the deadline, so a slow last poll counts.
+pub fn wait_until(secs: f64, what: &str, f: impl FnMut() -> bool) {
+    wait_until_every(Duration::from_millis(100), secs, what, f);
+}
+
+/// [`wait_until`] polling every `every` (for conditions that cost the server work).
+pub fn wait_until_every(every: Duration, secs: f64, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    loop {
+        if f() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {:.1} s waiting for {what}",
+                start.elapsed().as_secs_f64()
+            );
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The address in `archiver X listening on http://ADDR (...)`, the line `archiver serve`
+/// prints once its socket is bound.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split_once(" listening on http://")?.1;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// ISO-8601 of a Unix time in seconds (`2024-01-01T00:00:00Z`).
 pub fn iso(secs: i64) -> String {
-    archiver_pb::Timestamp::new(secs, 0)
+    archiver_time::Timestamp::new(secs, 0)
+        .iso(archiver_time::Precision::Seconds)
         .to_string()
-        .replace(".000000000Z", "Z")
 }
 
 /// Now, Unix seconds.

@@ -3,120 +3,28 @@
 //! The Java appliance writes them with `TimeUtils.convertToISO8601String`: UTC, truncated
 //! to milliseconds, always three fraction digits and a `Z` (`2014-12-11T14:49:58.523Z`),
 //! and reads them with `Instant.parse`, which also takes zero to nine fraction digits,
-//! no seconds, and a numeric offset (`+01:00`) instead of `Z`.
+//! no seconds, and a numeric offset (`+01:00`) instead of `Z`. Both directions use the one
+//! parser and formatter of the project, in `archiver-time`.
 
 use archiver_pb::Timestamp;
-use archiver_pb::time::{SECS_PER_DAY, UtcDateTime, days_from_civil, is_leap_year};
+use archiver_time::{Precision, parse_iso8601};
 
 /// `t` with its nanoseconds cut to whole milliseconds (Java's `truncatedTo(MILLIS)`).
 pub fn truncate_to_millis(t: Timestamp) -> Timestamp {
-    Timestamp::new(t.secs, t.nanos - t.nanos % 1_000_000)
+    t.truncated(Precision::Millis)
 }
 
 /// `2014-12-11T14:49:58.523Z`: UTC, milliseconds truncated, as the Java appliance writes.
 pub fn format_iso_millis(t: Timestamp) -> String {
-    let d = UtcDateTime::from_epoch_secs(t.secs);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        d.year,
-        d.month,
-        d.day,
-        d.hour,
-        d.minute,
-        d.second,
-        t.nanos / 1_000_000
-    )
+    t.iso(Precision::Millis).to_string()
 }
 
 /// Parses what Java's `Instant.parse` accepts for the years 0000..=9999:
-/// `YYYY-MM-DDTHH:MM[:SS[.f…]](Z|±HH:MM[:SS])`, `T` and `Z` in either case.
+/// `YYYY-MM-DDTHH:MM[:SS[.f…]](Z|±HH:MM[:SS])`, `T` and `Z` in either case, and the few
+/// more forms [`archiver_time::parse_iso8601`] takes (a space for `T`, `±HHMM`...).
 /// `None` when the text is not such an instant or a field is out of range.
 pub fn parse_iso(s: &str) -> Option<Timestamp> {
-    let b = s.as_bytes();
-    let year = digits(b, 0, 4)?;
-    expect(b, 4, b'-')?;
-    let month = digits(b, 5, 2)?;
-    expect(b, 7, b'-')?;
-    let day = digits(b, 8, 2)?;
-    if !matches!(b.get(10), Some(b'T' | b't')) {
-        return None;
-    }
-    let hour = digits(b, 11, 2)?;
-    expect(b, 13, b':')?;
-    let minute = digits(b, 14, 2)?;
-    let mut i = 16;
-    let mut second = 0;
-    let mut nanos = 0u32;
-    if b.get(i) == Some(&b':') {
-        second = digits(b, i + 1, 2)?;
-        i += 3;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let n = i - start;
-            if n == 0 || n > 9 {
-                return None;
-            }
-            nanos = digits(b, start, n)? * 10u32.pow((9 - n) as u32);
-        }
-    }
-    let offset_secs: i64 = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) => {
-            let oh = digits(b, i + 1, 2)?;
-            expect(b, i + 3, b':')?;
-            let om = digits(b, i + 4, 2)?;
-            let mut os = 0;
-            let mut end = i + 6;
-            if b.get(end) == Some(&b':') {
-                os = digits(b, end + 1, 2)?;
-                end += 3;
-            }
-            if end != b.len() || oh > 18 || om > 59 || os > 59 {
-                return None;
-            }
-            let total = i64::from(oh * 3600 + om * 60 + os);
-            if *sign == b'-' { -total } else { total }
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year as i32, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let secs = days_from_civil(i64::from(year), month, day) * SECS_PER_DAY
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset_secs;
-    Some(Timestamp::new(secs, nanos))
-}
-
-/// The decimal number in `b[at..at + n]`, all ASCII digits, or `None`.
-fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
-    let field = b.get(at..at + n)?;
-    field.iter().try_fold(0u32, |acc, c| {
-        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-    })
-}
-
-fn expect(b: &[u8], at: usize, c: u8) -> Option<()> {
-    (b.get(at) == Some(&c)).then_some(())
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    parse_iso8601(s).ok()
 }
 
 #[cfg(test)]
@@ -167,6 +75,10 @@ mod tests {
             parse_iso("2016-02-29T00:00:00Z"),
             Some(Timestamp::new(1_456_704_000, 0))
         );
+        assert_eq!(parse_iso("2014-12-11T15:50:28.523+01:00:30"), Some(proto));
+        // Refused before the one parser, accepted since (as retrieval always did).
+        assert_eq!(parse_iso("2014-12-11 14:49:58.523Z"), Some(proto));
+        assert_eq!(parse_iso("2014-12-11T15:49:58.523+0100"), Some(proto));
     }
 
     #[test]
@@ -176,7 +88,6 @@ mod tests {
             "yesterday",
             "2014-12-11",
             "2014-12-11T14:49:58.523",
-            "2014-12-11 14:49:58.523Z",
             "2014-13-11T14:49:58Z",
             "2015-02-29T00:00:00Z",
             "2014-12-11T24:00:00Z",
@@ -185,7 +96,9 @@ mod tests {
             "2014-12-11T14:49:58.1234567890Z",
             "2014-12-11T14:49:58ZZ",
             "2014-12-11T14:49:58+1:00",
+            "2014-12-11T14:49:58+19:00",
             "٢٠١٤-12-11T14:49:58Z",
+            "10000-12-11T14:49:58Z",
         ] {
             assert_eq!(parse_iso(bad), None, "{bad:?}");
         }

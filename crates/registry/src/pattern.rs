@@ -45,10 +45,16 @@ impl NamePattern {
                 Some(compile_regex(g, &glob_to_regex(g))?),
                 glob_literal_prefix(g).to_string(),
             ),
-            NamePattern::Regex(r) => (
-                Some(compile_regex(r, &format!("^(?:{r})$"))?),
-                String::new(),
-            ),
+            NamePattern::Regex(r) => {
+                // The regex must stand on its own before it is wrapped: `a)|(b` would
+                // otherwise become `^(?:a)|(b)$`, which compiles and matches any name
+                // starting with `a` (Java's `Pattern.compile` refuses it as unbalanced).
+                compile_regex(r, r)?;
+                (
+                    Some(compile_regex(r, &format!("^(?:{r})$"))?),
+                    String::new(),
+                )
+            }
         };
         Ok(NameMatcher { regex, prefix })
     }
@@ -141,6 +147,19 @@ mod tests {
         let alt = NamePattern::Regex("A|B".into()).compile().unwrap();
         assert!(alt.is_match("A") && alt.is_match("B") && !alt.is_match("AB"));
         assert_eq!(alt.literal_prefix(), "");
+    }
+
+    #[test]
+    fn a_regex_cannot_escape_its_anchors() {
+        for r in ["a)|(b", "A)|(.*", ")(", "A)(?:B"] {
+            assert!(
+                matches!(
+                    NamePattern::Regex(r.into()).compile(),
+                    Err(RegistryError::InvalidPattern { .. })
+                ),
+                "{r:?} compiled"
+            );
+        }
     }
 
     #[test]
