@@ -30,7 +30,17 @@ async fn wait_for(
             .unwrap_or_else(|_| panic!("no matching event for {name} within {within:?}"))
             .unwrap();
         if let ChannelEvent::Value { data, .. } = &ev.kind {
-            let k = tick_of(data.stamp.unwrap());
+            let stamp = data.stamp.unwrap();
+            // A client that connects while a restarted IOC starts up can see a record
+            // before its first processing: value 0 at the EPICS epoch. The harness has
+            // not published anything then, so there is nothing to compare.
+            if stamp == archiver_ca::Timestamp::from_epics(0, 0) {
+                if pred(&ev.kind) {
+                    return ev.kind;
+                }
+                continue;
+            }
+            let k = tick_of(stamp);
             assert_eq!(data.value, expected(name, k));
         }
         if pred(&ev.kind) {
