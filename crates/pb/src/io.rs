@@ -18,7 +18,7 @@ use std::path::Path;
 /// Errors are plain [`io::Error`]s; a full disk is `ErrorKind::StorageFull` (raw OS error
 /// 28, `ENOSPC`). An [`append`](FileIo::append) that fails may have written part of its
 /// bytes (a short write): the caller rolls back with [`set_len`](FileIo::set_len).
-pub trait FileIo: Send {
+pub trait FileIo: Send + std::fmt::Debug {
     /// The file's length in bytes.
     fn len(&self) -> io::Result<u64>;
 
