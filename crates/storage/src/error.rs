@@ -94,3 +94,22 @@ pub enum StorageError {
         pv: String,
     },
 }
+
+impl StorageError {
+    /// The I/O error underneath, if this is one (a full disk is
+    /// `ErrorKind::StorageFull`, raw OS error 28).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            StorageError::Write {
+                source: archiver_pb::WriteError::Io { source, .. },
+                ..
+            } => Some(source),
+            StorageError::Read {
+                source: archiver_pb::ReadError::Io(source),
+                ..
+            } => Some(source),
+            _ => None,
+        }
+    }
+}
