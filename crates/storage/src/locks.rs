@@ -68,17 +68,7 @@ impl PvLocks {
     /// Takes the write lock of `pv`, waiting while another thread holds it. Fails (instead
     /// of deadlocking) if this thread already holds it.
     pub fn lock(self: &Arc<Self>, pv: &str) -> Result<PvLock, Reentrant> {
-        let entry = {
-            let mut shard = guard(self.shard(pv));
-            match shard.get(pv) {
-                Some(e) => e.clone(),
-                None => {
-                    let e = Arc::new(Entry::default());
-                    shard.insert(pv.into(), e.clone());
-                    e
-                }
-            }
-        };
+        let entry = self.entry(pv);
         let me = std::thread::current().id();
         let mut holder = guard(&entry.holder);
         while let Some(h) = *holder {
@@ -91,12 +81,49 @@ impl PvLocks {
         }
         *holder = Some(me);
         drop(holder);
-        Ok(PvLock {
+        Ok(self.guard(pv, entry))
+    }
+
+    /// Takes the write lock of `pv` if nobody holds it; `None` if another thread does (for
+    /// a writer that would rather come back later than wait, such as the engine's periodic
+    /// flush while an ETL job moves the PV's files).
+    pub fn try_lock(self: &Arc<Self>, pv: &str) -> Result<Option<PvLock>, Reentrant> {
+        let entry = self.entry(pv);
+        let me = std::thread::current().id();
+        let mut holder = guard(&entry.holder);
+        if let Some(h) = *holder {
+            drop(holder);
+            self.release_entry(pv, &entry);
+            return match h == me {
+                true => Err(Reentrant { pv: pv.to_string() }),
+                false => Ok(None),
+            };
+        }
+        *holder = Some(me);
+        drop(holder);
+        Ok(Some(self.guard(pv, entry)))
+    }
+
+    /// The entry of `pv`, made if absent.
+    fn entry(&self, pv: &str) -> Arc<Entry> {
+        let mut shard = guard(self.shard(pv));
+        match shard.get(pv) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(Entry::default());
+                shard.insert(pv.into(), e.clone());
+                e
+            }
+        }
+    }
+
+    fn guard(self: &Arc<Self>, pv: &str, entry: Arc<Entry>) -> PvLock {
+        PvLock {
             table: self.clone(),
             entry,
             pv: pv.into(),
             not_send: PhantomData,
-        })
+        }
     }
 
     /// Drops the table's entry for `pv` if nobody else refers to it (`entry` is the
@@ -194,9 +221,14 @@ mod tests {
         );
         // Another PV, from another thread, while A is held.
         let l2 = locks.clone();
-        std::thread::spawn(move || drop(l2.lock("B").expect("lock")))
-            .join()
-            .expect("join");
+        std::thread::spawn(move || {
+            drop(l2.lock("B").expect("lock"));
+            // A held, by the other thread: try_lock does not wait.
+            assert!(l2.try_lock("A").expect("not re-entry").is_none());
+            assert!(l2.try_lock("C").expect("free").is_some());
+        })
+        .join()
+        .expect("join");
         assert_eq!(locks.len(), 1);
         assert_eq!(a.pv(), "A");
         drop(a);

@@ -210,6 +210,17 @@ impl Tier {
             })
     }
 
+    /// [`Tier::lock_pv`] without waiting: `None` if another thread holds the lock.
+    pub fn try_lock_pv(&self, pv: &str) -> Result<Option<PvLock>, StorageError> {
+        self.backend
+            .locks()
+            .try_lock(pv)
+            .map_err(|source| StorageError::Lock {
+                tier: self.name().to_string(),
+                source,
+            })
+    }
+
     fn check_lock<'a>(&self, lock: &'a PvLock) -> Result<&'a str, StorageError> {
         if lock.is_from(self.backend.locks()) {
             Ok(lock.pv())
