@@ -419,7 +419,7 @@ impl Tier {
         loop {
             match io.open(path, OpenMode::CreateNew) {
                 Ok(f) => {
-                    if let Err(e) = self.sync_new_entry(dir) {
+                    if let Err(e) = self.sync_folder(dir) {
                         // Let the next attempt create it again, and sync it then.
                         let _ = io.remove_file(path);
                         return Err(e);
@@ -452,7 +452,7 @@ impl Tier {
         }
         for d in missing.into_iter().rev() {
             match io.create_dir(d) {
-                Ok(()) => self.sync_new_entry(d.parent().unwrap_or(Path::new("")))?,
+                Ok(()) => self.sync_folder(d.parent().unwrap_or(Path::new("")))?,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(self.io_err(d, e)),
             }
@@ -460,8 +460,9 @@ impl Tier {
         Ok(())
     }
 
-    /// Under [`SyncPolicy::EachWrite`], syncs the folder `dir` in which an entry was made.
-    fn sync_new_entry(&self, dir: &Path) -> Result<(), StorageError> {
+    /// Under [`SyncPolicy::EachWrite`], syncs the folder `dir`, in which an entry was
+    /// created or removed.
+    fn sync_folder(&self, dir: &Path) -> Result<(), StorageError> {
         if self.sync == SyncPolicy::EachWrite {
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
@@ -566,7 +567,7 @@ impl Tier {
         }
         if removed > 0
             && let Some(dir) = parts.first().and_then(|p| p.path.parent())
-            && let Err(e) = self.sync_new_entry(dir)
+            && let Err(e) = self.sync_folder(dir)
         {
             first_err.get_or_insert(e);
         }
@@ -621,7 +622,7 @@ impl Tier {
             .io()
             .open(path, OpenMode::Read)
             .map_err(|e| self.io_err(path, e))?;
-        match PbReader::new(FileCursor::new(file)) {
+        match PbReader::from_file(file) {
             Ok(r) => Ok(Some(r)),
             Err(ReadError::NoHeader) => Ok(None),
             Err(source) => Err(StorageError::Read {
