@@ -367,6 +367,11 @@ impl<F: FileIo> PbWriter<F> {
     pub fn header(&self) -> &PayloadInfo {
         &self.header
     }
+
+    /// The file, closing the writer.
+    pub fn into_file(self) -> F {
+        self.file
+    }
 }
 
 /// The header line (without newline) and the offset after it, or `None` when the file has
