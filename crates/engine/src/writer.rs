@@ -1,10 +1,19 @@
 //! The writer: every write period, each PV's buffer is moved aside ("in flight", still
 //! visible to retrieval), appended to the short-term store, then released. A failed write
-//! puts the samples back at the front of the buffer to be retried; nothing is lost.
+//! (an I/O error, a full disk) puts the samples back at the front of the buffer to be
+//! retried; nothing is lost, and since the store's appends are all or nothing, the retry
+//! writes the batch once.
+//!
+//! Each PV is written under its storage write lock (`Tier::lock_pv`), the lock an ETL job
+//! or a deletion of the PV's data also takes. The periodic flush does not wait for it: a PV
+//! whose lock is held is skipped and written at the next period, so one busy PV never
+//! stalls the others. Explicit flushes (pause, delete, `Engine::flush`, shutdown) wait.
 
 use std::sync::Arc;
 
 use tracing::warn;
+
+use archiver_storage::Tier;
 
 use crate::counters::Counters;
 use crate::engine::Inner;
@@ -22,11 +31,21 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         if Arc::strong_count(&inner) == 1 {
             return;
         }
-        flush_all(&inner).await;
+        let slots = inner.slots_where(|_| true);
+        flush(&inner, slots, IfBusy::Skip).await;
         if let Some(f) = inner.config.after_write {
             let _ = tokio::task::spawn_blocking(f).await;
         }
     }
+}
+
+/// What a flush does with a PV whose storage write lock another thread holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfBusy {
+    /// Wait for it.
+    Wait,
+    /// Leave the PV for the next period.
+    Skip,
 }
 
 pub(crate) async fn flush_all(inner: &Arc<Inner>) {
@@ -34,17 +53,41 @@ pub(crate) async fn flush_all(inner: &Arc<Inner>) {
 }
 
 pub(crate) async fn flush_slots(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>) {
+    flush(inner, slots, IfBusy::Wait).await;
+}
+
+async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) {
     let inner = inner.clone();
     let _ = tokio::task::spawn_blocking(move || {
         for slot in slots {
-            flush_slot(&inner.sts, &slot);
+            flush_slot(&inner.sts, &slot, if_busy);
         }
     })
     .await;
 }
 
-fn flush_slot(sts: &archiver_storage::Tier, slot: &PvSlot) {
+fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) {
     let _io = lock(&slot.io);
+    {
+        let st = lock(&slot.state);
+        if st.archived_type.is_none() || st.buffer.is_empty() {
+            return;
+        }
+    }
+    // Only this function takes from the buffer (under `io`): it stays non-empty meanwhile.
+    let pv_lock = match if_busy {
+        IfBusy::Wait => sts.lock_pv(&slot.name).map(Some),
+        IfBusy::Skip => sts.try_lock_pv(&slot.name),
+    };
+    let pv_lock = match pv_lock {
+        Ok(Some(l)) => l,
+        Ok(None) => return, // an ETL job or a deletion holds it: next period
+        Err(e) => {
+            warn!(pv = %slot.name, "not written: {e}");
+            Counters::inc(&slot.counters.write_errors);
+            return;
+        }
+    };
     let (ty, batch) = {
         let mut st = lock(&slot.state);
         let Some(ty) = st.archived_type else { return };
@@ -58,7 +101,7 @@ fn flush_slot(sts: &archiver_storage::Tier, slot: &PvSlot) {
     // Chunk by chunk (one year each); a failure keeps that chunk and the later ones.
     let mut failed_at = None;
     for (i, chunk) in batch.iter().enumerate() {
-        match sts.append_lines(&slot.name, ty, chunk.year, chunk.lines_bytes()) {
+        match sts.append_lines_locked(&pv_lock, ty, chunk.year, chunk.lines_bytes()) {
             Ok(c) => {
                 slot.counters.events_written.fetch_add(c.written, Relaxed);
                 slot.counters

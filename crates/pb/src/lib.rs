@@ -23,12 +23,15 @@ escaped so that `0x0A` only ever ends a line:
 * [`path`] — PV name → file path (`LN-AM{RadMon:2}DoseRate-I` →
   `LN/AM{RadMon/2}DoseRate/I:2014.pb`), refusing names that would leave the tier root.
 * [`PbWriter`] — appends to a file, repairs a torn last line on open, refuses (and
-  counts) samples not newer than the last one.
+  counts) samples not newer than the last one, rolls a failed (or short) write back.
 * [`PbReader`] — iterates samples, skips and counts undecodable lines, and finds the first
   sample at or after a time by binary search on byte offsets.
+* [`FileIo`] — the per-file I/O both use (length, positional read, append, set length,
+  sync), so that the storage crate can run them over the real filesystem ([`StdFile`]) or
+  a fault-injecting one; [`FileCursor`] gives `Read + Seek` over it for the reader.
 
-The crate does no async work and has no I/O policy: which file to write when, and
-what to do with refused samples, belongs to the storage and engine crates.
+The crate does no async work and has no I/O policy: which file to write when, when to
+sync, and what to do with refused samples, belongs to the storage and engine crates.
 
 # Example
 
@@ -53,6 +56,7 @@ assert_eq!((s.time, &s.value), (t, &Value::ScalarDouble(-0.09)));
 
 pub mod codec;
 pub mod escape;
+pub mod io;
 pub mod partition;
 pub mod path;
 pub mod reader;
@@ -62,6 +66,7 @@ pub mod types;
 pub mod writer;
 
 pub use crate::codec::{DecodeError, EncodeError, LineDecoder};
+pub use crate::io::{FileCursor, FileIo, StdFile};
 pub use crate::partition::Granularity;
 pub use crate::reader::{Line, PbReader, ReadError};
 pub use crate::sample::{FieldValue, PayloadInfo, Sample, Value};

@@ -5,12 +5,16 @@
 //! samples allocates nothing per sample. Lines that do not decode are skipped and counted,
 //! never fatal: one bad line costs one sample, not the file. A last line without its newline
 //! (a write in progress, or a crash) is not returned and is reported by [`PbReader::torn_tail`].
+//!
+//! The reader takes any `Read + Seek`: a real file ([`PbReader::open`]), bytes in memory, or
+//! a storage backend's file ([`PbReader::from_file`], through [`FileCursor`]).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::codec::{DecodeError, LineDecoder, decode_header_line};
+use crate::io::{FileCursor, FileIo};
 use crate::sample::{PayloadInfo, Sample, Value};
 use crate::time::Timestamp;
 
@@ -80,6 +84,13 @@ impl PbReader<File> {
     /// Opens the file at `path` and reads its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
         PbReader::new(File::open(path)?)
+    }
+}
+
+impl<F: FileIo> PbReader<FileCursor<F>> {
+    /// Reads the header of `file`, a file of any storage backend (see [`FileIo`]).
+    pub fn from_file(file: F) -> Result<Self, ReadError> {
+        PbReader::new(FileCursor::new(file))
     }
 }
 

@@ -5,17 +5,21 @@
 //! PV, type and year) and repaired: a torn last line, left by a crash in the middle of a
 //! write, is cut off, back to the end of the last line that decodes. Samples that are not
 //! newer than the last one written, or not in the file's year, or of another type, are
-//! refused and counted, never written. A failed write is rolled back to the previous end
-//! of the file, so the file always ends with a complete line.
+//! refused and counted, never written. A failed write (an error, a full disk, a short
+//! write) is rolled back to the previous end of the file, so the file always ends with a
+//! complete line; if the rollback itself fails, it is tried again before the next append.
+//!
+//! The file is any [`FileIo`]: [`PbWriter::open`] opens a real file ([`StdFile`]);
+//! [`PbWriter::from_file`] takes one from a storage backend.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{
     DecodeError, EncodeError, LineDecoder, decode_header_line, encode_header_line, encode_line,
 };
+use crate::io::{FileIo, StdFile};
 use crate::reader::MAX_HEADER_LINE;
 use crate::sample::{PayloadInfo, Sample, Value};
 use crate::time::{Timestamp, seconds_in_year, start_of_year};
@@ -99,10 +103,13 @@ impl AppendCounts {
     }
 }
 
-/// An open PlainPB file being appended to.
-#[derive(Debug)]
-pub struct PbWriter {
-    file: File,
+/// An open PlainPB file being appended to, through any [`FileIo`] (a real file by
+/// default).
+pub struct PbWriter<F = StdFile> {
+    file: F,
+    /// The file's length is unknown after a failed rollback: set it back to `len`
+    /// before anything else is written.
+    rollback_pending: bool,
     path: PathBuf,
     header: PayloadInfo,
     year_start: i64,
@@ -115,9 +122,22 @@ pub struct PbWriter {
     scratch: Vec<u8>,
 }
 
-impl PbWriter {
-    /// Opens (creating it and its folders if needed) the file at `path` for samples of
-    /// `pv_name` of type `payload_type` in the UTC year `year`.
+impl<F> fmt::Debug for PbWriter<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PbWriter")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .field("last", &self.last)
+            .field("len", &self.len)
+            .field("repaired_bytes", &self.repaired_bytes)
+            .field("totals", &self.totals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PbWriter<StdFile> {
+    /// Opens (creating it and its folders if needed) the real file at `path` for samples
+    /// of `pv_name` of type `payload_type` in the UTC year `year`.
     pub fn open(
         path: impl Into<PathBuf>,
         pv_name: &str,
@@ -132,15 +152,32 @@ impl PbWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io_err)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let file = StdFile::open_append(&path, true).map_err(io_err)?;
+        PbWriter::from_file(file, path, pv_name, payload_type, year)
+    }
+}
+
+impl<F: FileIo> PbWriter<F> {
+    /// Takes `file` (open for reading and appending; `path` names it in errors) for
+    /// samples of `pv_name` of type `payload_type` in the UTC year `year`: an empty file
+    /// (or one holding only a torn header) gets a header line; an existing header is
+    /// checked; a torn or undecodable tail is cut off.
+    pub fn from_file(
+        file: F,
+        path: impl Into<PathBuf>,
+        pv_name: &str,
+        payload_type: PayloadType,
+        year: i32,
+    ) -> Result<Self, WriteError> {
+        let path = path.into();
+        let io_err = |source| WriteError::Io {
+            path: path.clone(),
+            source,
+        };
         let expected = PayloadInfo::new(payload_type, pv_name, year);
         let mut writer = PbWriter {
-            file: file.try_clone().map_err(io_err)?,
+            file,
+            rollback_pending: false,
             path: path.clone(),
             header: expected.clone(),
             year_start: start_of_year(year),
@@ -152,16 +189,16 @@ impl PbWriter {
             buf: Vec::new(),
             scratch: Vec::new(),
         };
-        let len = file.metadata().map_err(io_err)?.len();
-        match read_header(&mut file, len).map_err(io_err)? {
+        let len = writer.file.len().map_err(io_err)?;
+        match read_header(&writer.file, len).map_err(io_err)? {
             None => {
                 // Empty, or only a torn header (a crash while creating it): start afresh.
+                if len > 0 {
+                    writer.file.set_len(0).map_err(io_err)?;
+                }
                 writer.repaired_bytes = len;
-                writer.file.set_len(0).map_err(io_err)?;
-                let mut line = Vec::new();
-                encode_header_line(&expected, &mut line);
-                writer.file.write_all(&line).map_err(io_err)?;
-                writer.len = line.len() as u64;
+                encode_header_line(&expected, &mut writer.buf);
+                writer.write_buf(None)?;
             }
             Some((header_line, header_len)) => {
                 let found =
@@ -179,7 +216,7 @@ impl PbWriter {
                         found: Box::new(found),
                     });
                 }
-                let (end, last) = last_good_line(&file, &found, header_len, len)
+                let (end, last) = last_good_line(&writer.file, &found, header_len, len)
                     .map_err(io_err)?
                     .ok_or_else(|| WriteError::Unrepairable { path: path.clone() })?;
                 if end < len {
@@ -261,25 +298,35 @@ impl PbWriter {
         Ok(counts)
     }
 
+    /// Appends `self.buf`; on failure, sets the file back to its previous end and the
+    /// last time to `last_before`.
     fn write_buf(&mut self, last_before: Option<Timestamp>) -> Result<(), WriteError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(source) = self.file.write_all(&self.buf) {
-            // Roll back a partial write so the file ends with a complete line.
-            let _ = self.file.set_len(self.len);
+        let io_err = |source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if self.rollback_pending {
+            self.file.set_len(self.len).map_err(|e| {
+                self.last = last_before;
+                io_err(e)
+            })?;
+            self.rollback_pending = false;
+        }
+        if let Err(source) = self.file.append(&self.buf) {
+            // Roll back a partial (short) write so the file ends with a complete line.
+            self.rollback_pending = self.file.set_len(self.len).is_err();
             self.last = last_before;
-            return Err(WriteError::Io {
-                path: self.path.clone(),
-                source,
-            });
+            return Err(io_err(source));
         }
         self.len += self.buf.len() as u64;
         Ok(())
     }
 
     /// Flushes the file's data to the disk (`fdatasync`).
-    pub fn sync(&self) -> Result<(), WriteError> {
+    pub fn sync(&mut self) -> Result<(), WriteError> {
         self.file.sync_data().map_err(|source| WriteError::Io {
             path: self.path.clone(),
             source,
@@ -320,22 +367,25 @@ impl PbWriter {
     pub fn header(&self) -> &PayloadInfo {
         &self.header
     }
+
+    /// The file, closing the writer.
+    pub fn into_file(self) -> F {
+        self.file
+    }
 }
 
 /// The header line (without newline) and the offset after it, or `None` when the file has
 /// no complete header line.
-fn read_header(file: &mut File, len: u64) -> io::Result<Option<(Vec<u8>, u64)>> {
-    if len == 0 {
-        return Ok(None);
-    }
-    file.seek(SeekFrom::Start(0))?;
+fn read_header(file: &impl FileIo, len: u64) -> io::Result<Option<(Vec<u8>, u64)>> {
     let mut line = Vec::new();
     let mut chunk = [0u8; 8192];
-    loop {
-        let n = file.read(&mut chunk)?;
+    let mut at = 0;
+    while at < len {
+        let n = file.read_at(&mut chunk, at)?;
         if n == 0 {
             return Ok(None);
         }
+        at += n as u64;
         if let Some(i) = memchr::memchr(b'\n', &chunk[..n]) {
             line.extend_from_slice(&chunk[..i]);
             let header_len = line.len() as u64 + 1;
@@ -349,10 +399,11 @@ fn read_header(file: &mut File, len: u64) -> io::Result<Option<(Vec<u8>, u64)>> 
             ));
         }
     }
+    Ok(None)
 }
 
 /// Position of the last newline in `[lo, hi)`, reading backwards.
-fn rfind_newline(file: &File, lo: u64, hi: u64) -> io::Result<Option<u64>> {
+fn rfind_newline(file: &impl FileIo, lo: u64, hi: u64) -> io::Result<Option<u64>> {
     // Sample lines are short: start with a small read (a writer is opened for every
     // flush of every PV) and grow for long waveform lines.
     let mut chunk = vec![0u8; 512];
@@ -375,7 +426,7 @@ fn rfind_newline(file: &File, lo: u64, hi: u64) -> io::Result<Option<u64>> {
 /// The end offset of the last line that decodes (just after its newline) and its time;
 /// `None` if more than [`MAX_REPAIR_LINES`] lines at the end do not decode.
 fn last_good_line(
-    file: &File,
+    file: &impl FileIo,
     header: &PayloadInfo,
     header_len: u64,
     len: u64,

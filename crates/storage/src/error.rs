@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use archiver_pb::path::PathError;
 
+use crate::locks::Reentrant;
+use crate::url::UrlError;
+
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -43,4 +46,70 @@ pub enum StorageError {
         /// Why.
         source: std::io::Error,
     },
+    /// A data store URL is refused.
+    #[error("data store URL {url:?}: {source}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: UrlError,
+    },
+    /// Two configured data stores have the same name.
+    #[error("data store {0:?} is configured twice")]
+    DuplicateStore(String),
+    /// A PV's `dataStores` names a store that is not configured.
+    #[error("data store {name:?} (from {url:?}) is not configured on this appliance")]
+    UnknownStore {
+        /// The store's name.
+        name: String,
+        /// The URL that named it.
+        url: String,
+    },
+    /// The PV's write lock is already held by this thread.
+    #[error("tier {tier}: {source}")]
+    Lock {
+        /// The tier.
+        tier: String,
+        /// Why.
+        source: Reentrant,
+    },
+    /// A `*_locked` method was given a lock of another backend.
+    #[error("tier {tier}: the write lock of PV {pv:?} comes from another backend")]
+    ForeignLock {
+        /// The tier.
+        tier: String,
+        /// The lock's PV.
+        pv: String,
+    },
+    /// Contents given to replace a PV's file are of another PV.
+    #[error("tier {tier}: {}: new contents are of PV {found:?}, not {pv:?}", path.display())]
+    OtherPv {
+        /// The tier.
+        tier: String,
+        /// The file.
+        path: PathBuf,
+        /// The PV named by the contents' header.
+        found: String,
+        /// The PV of the file.
+        pv: String,
+    },
+}
+
+impl StorageError {
+    /// The I/O error underneath, if this is one (a full disk is
+    /// `ErrorKind::StorageFull`, raw OS error 28).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            StorageError::Write {
+                source: archiver_pb::WriteError::Io { source, .. },
+                ..
+            } => Some(source),
+            StorageError::Read {
+                source: archiver_pb::ReadError::Io(source),
+                ..
+            } => Some(source),
+            _ => None,
+        }
+    }
 }

@@ -1,24 +1,25 @@
 //! Reading the samples of a time range from the partitions of one PV.
 
 use std::collections::VecDeque;
-use std::fs::File;
 
-use archiver_pb::{PayloadInfo, PbReader, Sample, Timestamp};
+use archiver_pb::{PayloadInfo, Sample, Timestamp};
 
 use crate::error::StorageError;
-use crate::tier::Partition;
+use crate::tier::{FileReader, Partition, Tier};
 
 /// How many partitions before `from` are opened to find the last sample at or before it.
 const PARTITIONS_LOOKED_BACK: usize = 3;
 
 /// The samples of one PV in one tier for `[from, to]`, in time order: first the last sample
 /// at or before `from` (if any), then every sample in `(from, to]`. Files are read one at a
-/// time; the current sample is borrowed, not copied.
+/// time, through the tier's backend; the current sample is borrowed, not copied. Files
+/// without a complete header (empty, or cut by a crash while being created) hold no
+/// sample and are skipped.
 #[derive(Debug)]
 pub struct TierQuery {
-    tier: String,
+    tier: Tier,
     pending: VecDeque<Partition>,
-    reader: Option<PbReader<File>>,
+    reader: Option<FileReader>,
     path: std::path::PathBuf,
     to: Timestamp,
     skipped: u64,
@@ -26,7 +27,7 @@ pub struct TierQuery {
 
 impl TierQuery {
     pub(crate) fn new(
-        tier: String,
+        tier: Tier,
         partitions: Vec<Partition>,
         from: Timestamp,
         to: Timestamp,
@@ -54,7 +55,9 @@ impl TierQuery {
             let mut at_i = None;
             let mut found_in = None;
             for j in (oldest..=i).rev() {
-                let mut reader = q.open(&relevant[j])?;
+                let Some(mut reader) = q.tier.open_reader(&relevant[j].path)? else {
+                    continue;
+                };
                 let found = reader
                     .seek_to_last_at_or_before(from)
                     .map_err(|e| q.io(&relevant[j], e))?;
@@ -81,17 +84,9 @@ impl TierQuery {
         Ok(q)
     }
 
-    fn open(&self, p: &Partition) -> Result<PbReader<File>, StorageError> {
-        PbReader::open(&p.path).map_err(|source| StorageError::Read {
-            tier: self.tier.clone(),
-            path: p.path.clone(),
-            source,
-        })
-    }
-
     fn io(&self, p: &Partition, source: std::io::Error) -> StorageError {
         StorageError::Io {
-            tier: self.tier.clone(),
+            tier: self.tier.name().to_string(),
             path: p.path.clone(),
             source,
         }
@@ -116,13 +111,15 @@ impl TierQuery {
                     let Some(p) = self.pending.pop_front() else {
                         return Ok(None);
                     };
-                    let r = self.open(&p)?;
+                    let Some(r) = self.tier.open_reader(&p.path)? else {
+                        continue;
+                    };
                     self.path = p.path;
                     self.reader.insert(r)
                 }
             };
             let advanced = reader.next_sample().map_err(|source| StorageError::Io {
-                tier: self.tier.clone(),
+                tier: self.tier.name().to_string(),
                 path: self.path.clone(),
                 source,
             })?;

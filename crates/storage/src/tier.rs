@@ -1,21 +1,51 @@
-//! One storage tier: a root folder of PlainPB files at one partition granularity.
+//! One storage tier: a root folder of PlainPB files at one partition granularity, read and
+//! written through a [`Backend`].
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use archiver_pb::path::{PB_EXTENSION, chunk_key};
+use archiver_pb::path::{DEFAULT_SEPARATORS, DEFAULT_TERMINATOR, PB_EXTENSION, chunk_key_with};
 use archiver_pb::{
-    AppendCounts, Granularity, LineDecoder, PayloadType, PbReader, PbWriter, Sample, Timestamp,
+    AppendCounts, FileCursor, FileIo, Granularity, LineDecoder, PayloadType, PbReader, PbWriter,
+    ReadError, Sample, Timestamp,
 };
 
+use crate::backend::{Backend, OpenMode};
 use crate::error::StorageError;
+use crate::locks::PvLock;
 use crate::query::TierQuery;
+use crate::url::StoreUrl;
 
-/// A storage tier (STS, MTS, LTS...).
+/// A reader of one partition file through the backend.
+pub(crate) type FileReader = PbReader<FileCursor<Box<dyn FileIo>>>;
+
+/// When the tier makes an append durable (see the crate documentation, "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// Appends are not synced: they are durable once the kernel writes them back (on
+    /// Linux within about 30 s, `vm.dirty_expire_centisecs`), survive a crash of the
+    /// process at once, and a power loss loses at most that window. The Java appliance's
+    /// behaviour, and the right one for a short-term store on a RAM disk.
+    #[default]
+    OsWriteback,
+    /// Every append call ends with `fdatasync` of each file it wrote, and a new file's
+    /// folder (and each new folder's parent) is synced when it is created: an append is
+    /// durable when it returns `Ok`.
+    EachWrite,
+}
+
+/// A storage tier (STS, MTS, LTS...): the Java appliance's `PlainPBStoragePlugin`.
+///
+/// Cheap to clone. Every write takes the PV's write lock of the tier's [`Backend`], shared
+/// by every tier built from that backend.
 #[derive(Debug, Clone)]
 pub struct Tier {
-    name: String,
+    url: Arc<StoreUrl>,
     root: PathBuf,
-    granularity: Granularity,
+    terminator: char,
+    backend: Backend,
+    sync: SyncPolicy,
 }
 
 /// One partition file of a PV.
@@ -37,73 +67,199 @@ fn add(total: &mut AppendCounts, c: &AppendCounts) {
     total.invalid += c.invalid;
 }
 
+fn is_root(p: &Path) -> bool {
+    p.as_os_str().is_empty() || p.parent().is_none()
+}
+
+/// A file written by the current append call and its length before it, to roll back.
+type Written = Vec<(PathBuf, u64)>;
+
 impl Tier {
-    /// A tier named `name` (e.g. `STS`) with files under `root`.
+    /// A tier named `name` (e.g. `STS`) with files under `root` on the real filesystem
+    /// ([`Backend::fs`]).
     pub fn new(
         name: impl Into<String>,
         root: impl Into<PathBuf>,
         granularity: Granularity,
     ) -> Self {
+        Tier::with_backend(name, root, granularity, Backend::fs())
+    }
+
+    /// A tier named `name` with files under `root` through `backend`.
+    pub fn with_backend(
+        name: impl Into<String>,
+        root: impl Into<PathBuf>,
+        granularity: Granularity,
+        backend: Backend,
+    ) -> Self {
+        let root = root.into();
+        let url = StoreUrl::new(name, root.display().to_string(), granularity);
         Tier {
-            name: name.into(),
-            root: root.into(),
-            granularity,
+            url: Arc::new(url),
+            root,
+            terminator: DEFAULT_TERMINATOR,
+            backend,
+            sync: SyncPolicy::default(),
         }
+    }
+
+    /// The tier a data store URL describes (`pb://localhost?name=STS&rootFolder=...&
+    /// partitionGranularity=PARTITION_HOUR`, see [`StoreUrl`]), through `backend`;
+    /// `${VAR}` in `rootFolder` is expanded from the process environment. The error names
+    /// the problem (a missing parameter, an unknown granularity, an unset variable...).
+    pub fn from_url(url: &str, backend: &Backend) -> Result<Tier, StorageError> {
+        let bad = |source| StorageError::BadUrl {
+            url: url.to_string(),
+            source,
+        };
+        let parsed = StoreUrl::parse(url).map_err(bad)?;
+        let root = parsed.expand_root_folder_from_env().map_err(bad)?;
+        Ok(Tier::from_store_url(parsed, root, backend))
+    }
+
+    /// The tier of a parsed URL whose root folder has been expanded to `root`.
+    pub fn from_store_url(url: StoreUrl, root: impl Into<PathBuf>, backend: &Backend) -> Tier {
+        Tier {
+            terminator: url.terminator.unwrap_or(DEFAULT_TERMINATOR),
+            url: Arc::new(url),
+            root: root.into(),
+            backend: backend.clone(),
+            sync: SyncPolicy::default(),
+        }
+    }
+
+    /// This tier with `policy` for its appends.
+    pub fn with_sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// When appends are made durable.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.sync
     }
 
     /// The tier's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.url.name
     }
 
-    /// The tier's root folder.
+    /// The tier's root folder (with `${VAR}` expanded).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
     /// The tier's partition granularity.
     pub fn granularity(&self) -> Granularity {
-        self.granularity
+        self.url.granularity
     }
 
-    /// The Java-style store URL of this tier, as `PVTypeInfo.dataStores` lists it.
+    /// The parsed store URL: ETL parameters (`hold`, `gather`, `consolidateOnShutdown`,
+    /// `pp`, `reducedata`...) included.
+    pub fn store_url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    /// The backend (its I/O and its PV locks).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The Java-style store URL of this tier, as `PVTypeInfo.dataStores` lists it; parsing
+    /// it gives this tier back (`rootFolder` as configured, `${VAR}` kept).
     pub fn url(&self) -> String {
-        format!(
-            "pb://localhost?name={}&rootFolder={}&partitionGranularity={}",
-            self.name,
-            self.root.display(),
-            self.granularity.url_name()
-        )
+        self.url.to_string()
     }
 
     fn key(&self, pv: &str) -> Result<String, StorageError> {
-        chunk_key(pv).map_err(|source| StorageError::BadName {
-            tier: self.name.clone(),
-            source,
+        chunk_key_with(pv, DEFAULT_SEPARATORS, self.terminator).map_err(|source| {
+            StorageError::BadName {
+                tier: self.name().to_string(),
+                source,
+            }
         })
+    }
+
+    fn io_err(&self, path: &Path, source: io::Error) -> StorageError {
+        StorageError::Io {
+            tier: self.name().to_string(),
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// The file holding the partition of `pv` that contains `secs`.
     pub fn file_for(&self, pv: &str, secs: i64) -> Result<PathBuf, StorageError> {
         let mut key = self.key(pv)?;
-        key.push_str(&self.granularity.partition_name(secs));
+        key.push_str(&self.granularity().partition_name(secs));
         key.push_str(PB_EXTENSION);
         Ok(self.root.join(key))
     }
 
+    /// Takes the write lock of `pv` (waiting for another writer of it). Every append,
+    /// rewrite and removal takes it; hold it to make several of them one step, through the
+    /// `*_locked` methods (calling a method that takes the lock while holding it is an
+    /// error, not a deadlock).
+    pub fn lock_pv(&self, pv: &str) -> Result<PvLock, StorageError> {
+        self.backend
+            .locks()
+            .lock(pv)
+            .map_err(|source| StorageError::Lock {
+                tier: self.name().to_string(),
+                source,
+            })
+    }
+
+    /// [`Tier::lock_pv`] without waiting: `None` if another thread holds the lock.
+    pub fn try_lock_pv(&self, pv: &str) -> Result<Option<PvLock>, StorageError> {
+        self.backend
+            .locks()
+            .try_lock(pv)
+            .map_err(|source| StorageError::Lock {
+                tier: self.name().to_string(),
+                source,
+            })
+    }
+
+    fn check_lock<'a>(&self, lock: &'a PvLock) -> Result<&'a str, StorageError> {
+        if lock.is_from(self.backend.locks()) {
+            Ok(lock.pv())
+        } else {
+            Err(StorageError::ForeignLock {
+                tier: self.name().to_string(),
+                pv: lock.pv().to_string(),
+            })
+        }
+    }
+
     /// Appends `samples` (in time order) of `pv`, of type `ty`, to their partition files:
     /// one open and one write per partition touched. Samples the files refuse (not newer
-    /// than the last stored, wrong type) are counted in the result.
+    /// than the last stored, wrong type) are counted in the result. On error no file keeps
+    /// any of the samples (the ones written to earlier partitions are rolled back), so the
+    /// caller can retry the same batch.
     pub fn append(
         &self,
         pv: &str,
         ty: PayloadType,
         samples: &[Sample],
     ) -> Result<AppendCounts, StorageError> {
+        let lock = self.lock_pv(pv)?;
+        self.append_locked(&lock, ty, samples)
+    }
+
+    /// [`Tier::append`] for the PV of `lock`, which the caller holds.
+    pub fn append_locked(
+        &self,
+        lock: &PvLock,
+        ty: PayloadType,
+        samples: &[Sample],
+    ) -> Result<AppendCounts, StorageError> {
+        let pv = self.check_lock(lock)?;
         let mut total = AppendCounts::default();
+        let mut written = Written::new();
         let mut rest = samples;
         while let Some(first) = rest.first() {
-            let end = self.granularity.partition_end(first.time.secs);
+            let end = self.granularity().partition_end(first.time.secs);
             let n = rest
                 .iter()
                 .position(|s| s.time.secs >= end || s.time.secs < first.time.secs)
@@ -111,9 +267,16 @@ impl Tier {
                 .max(1);
             let (batch, tail) = rest.split_at(n);
             rest = tail;
-            let c = self.write_partition(pv, ty, first.time.secs, first.time.year(), |w| {
-                w.append(batch)
-            })?;
+            let c = self
+                .write_partition(
+                    pv,
+                    ty,
+                    first.time.secs,
+                    first.time.year(),
+                    &mut written,
+                    |w| w.append(batch),
+                )
+                .inspect_err(|_| self.roll_back(&written))?;
             add(&mut total, &c);
         }
         Ok(total)
@@ -121,7 +284,8 @@ impl Tier {
 
     /// Appends already encoded lines (escaped, newline-terminated) of samples of `pv` of
     /// type `ty` in the UTC year `year`, in time order, to their partition files, copying
-    /// them verbatim (see [`PbWriter::append_lines`]).
+    /// them verbatim (see [`PbWriter::append_lines`]). All or nothing, as
+    /// [`Tier::append`]. No allocation per line: one per partition file touched.
     pub fn append_lines(
         &self,
         pv: &str,
@@ -129,6 +293,33 @@ impl Tier {
         year: i32,
         lines: &[u8],
     ) -> Result<AppendCounts, StorageError> {
+        let lock = self.lock_pv(pv)?;
+        self.append_lines_locked(&lock, ty, year, lines)
+    }
+
+    /// [`Tier::append_lines`] for the PV of `lock`, which the caller holds.
+    pub fn append_lines_locked(
+        &self,
+        lock: &PvLock,
+        ty: PayloadType,
+        year: i32,
+        lines: &[u8],
+    ) -> Result<AppendCounts, StorageError> {
+        let pv = self.check_lock(lock)?;
+        let mut written = Written::new();
+        self.append_lines_runs(pv, ty, year, lines, &mut written)
+            .inspect_err(|_| self.roll_back(&written))
+    }
+
+    fn append_lines_runs(
+        &self,
+        pv: &str,
+        ty: PayloadType,
+        year: i32,
+        lines: &[u8],
+        written: &mut Written,
+    ) -> Result<AppendCounts, StorageError> {
+        let g = self.granularity();
         let mut total = AppendCounts::default();
         let mut decoder = LineDecoder::new(ty, year);
         // Cut the lines into runs of one partition each (by the time of each line).
@@ -136,9 +327,9 @@ impl Tier {
         // (seconds of the run's first line, end of its partition)
         let mut run_partition: Option<(i64, i64)> = None;
         let mut pos = 0;
-        let flush = |from: usize, to: usize, secs: i64, total: &mut AppendCounts| {
+        let mut flush = |from: usize, to: usize, secs: i64, total: &mut AppendCounts| {
             if from < to {
-                let c = self.write_partition(pv, ty, secs, year, |w| {
+                let c = self.write_partition(pv, ty, secs, year, written, |w| {
                     w.append_lines(year, &lines[from..to])
                 })?;
                 add(total, &c);
@@ -146,22 +337,19 @@ impl Tier {
             Ok::<(), StorageError>(())
         };
         while pos < lines.len() {
-            let end = lines[pos..]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(lines.len(), |i| pos + i + 1);
+            let end = memchr::memchr(b'\n', &lines[pos..]).map_or(lines.len(), |i| pos + i + 1);
             let body = &lines[pos..end];
             let body = body.strip_suffix(b"\n").unwrap_or(body);
             if let Ok(t) = decoder.decode_time(body) {
                 let same = run_partition.is_some_and(|(first, pend)| {
-                    t.secs < pend && t.secs >= self.granularity.partition_start(first)
+                    t.secs < pend && t.secs >= g.partition_start(first)
                 });
                 if !same {
                     if let Some((first, _)) = run_partition {
                         flush(run_start, pos, first, &mut total)?;
                     }
                     run_start = pos;
-                    run_partition = Some((t.secs, self.granularity.partition_end(t.secs)));
+                    run_partition = Some((t.secs, g.partition_end(t.secs)));
                 }
             } else if run_partition.is_none() {
                 // Inside a run the file writer counts it; before any run, nobody else does.
@@ -175,23 +363,218 @@ impl Tier {
         Ok(total)
     }
 
-    /// Opens the file of the partition of `pv` holding `secs` (a file of `year`) and runs
-    /// `append` on it.
+    /// Sets every file written by a failed append call back to its length before it
+    /// (best effort: a file that cannot be opened keeps the lines, which a retry then
+    /// refuses as not newer, so nothing is stored twice).
+    fn roll_back(&self, written: &Written) {
+        for (path, len) in written {
+            if let Ok(mut f) = self.backend.io().open(path, OpenMode::Append) {
+                let _ = f.set_len(*len);
+            }
+        }
+    }
+
+    /// Opens the file of the partition of `pv` holding `secs` (a file of `year`), runs
+    /// `append` on it, and syncs it as the policy says. Records the file in `written`.
     fn write_partition(
         &self,
         pv: &str,
         ty: PayloadType,
         secs: i64,
         year: i32,
-        append: impl FnOnce(&mut PbWriter) -> Result<AppendCounts, archiver_pb::WriteError>,
+        written: &mut Written,
+        append: impl FnOnce(
+            &mut PbWriter<Box<dyn FileIo>>,
+        ) -> Result<AppendCounts, archiver_pb::WriteError>,
     ) -> Result<AppendCounts, StorageError> {
         let path = self.file_for(pv, secs)?;
-        PbWriter::open(&path, pv, ty, year)
-            .and_then(|mut w| append(&mut w))
-            .map_err(|source| StorageError::Write {
-                tier: self.name.clone(),
+        let write_err = |source| StorageError::Write {
+            tier: self.name().to_string(),
+            source,
+        };
+        let file = self.open_for_append(&path)?;
+        let mut w = PbWriter::from_file(file, path.clone(), pv, ty, year).map_err(write_err)?;
+        let before = w.len();
+        let c = append(&mut w).map_err(write_err)?;
+        if w.len() > before {
+            written.push((path, before));
+            if self.sync == SyncPolicy::EachWrite {
+                w.sync().map_err(write_err)?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Opens `path` for appending, creating it (and its folders) if needed; under
+    /// [`SyncPolicy::EachWrite`] a created entry's folder is synced at once.
+    fn open_for_append(&self, path: &Path) -> Result<Box<dyn FileIo>, StorageError> {
+        let io = self.backend.io();
+        match io.open(path, OpenMode::Append) {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_err(path, e)),
+        }
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let mut made_folders = false;
+        loop {
+            match io.open(path, OpenMode::CreateNew) {
+                Ok(f) => {
+                    if let Err(e) = self.sync_folder(dir) {
+                        // Let the next attempt create it again, and sync it then.
+                        let _ = io.remove_file(path);
+                        return Err(e);
+                    }
+                    return Ok(f);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return io
+                        .open(path, OpenMode::Append)
+                        .map_err(|e| self.io_err(path, e));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !made_folders => {
+                    self.create_folders(dir)?;
+                    made_folders = true;
+                }
+                Err(e) => return Err(self.io_err(path, e)),
+            }
+        }
+    }
+
+    /// Creates `dir` and its missing ancestors, top down.
+    fn create_folders(&self, dir: &Path) -> Result<(), StorageError> {
+        let io = self.backend.io();
+        let mut missing = Vec::new();
+        for d in dir.ancestors() {
+            if is_root(d) || io.exists(d).map_err(|e| self.io_err(d, e))? {
+                break;
+            }
+            missing.push(d);
+        }
+        for d in missing.into_iter().rev() {
+            match io.create_dir(d) {
+                Ok(()) => self.sync_folder(d.parent().unwrap_or(Path::new("")))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(self.io_err(d, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Under [`SyncPolicy::EachWrite`], syncs the folder `dir`, in which an entry was
+    /// created or removed.
+    fn sync_folder(&self, dir: &Path) -> Result<(), StorageError> {
+        if self.sync == SyncPolicy::EachWrite {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            self.backend
+                .io()
+                .sync_dir(dir)
+                .map_err(|e| self.io_err(dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole file of the partition of the locked PV that holds `secs` with
+    /// `contents` (a complete PlainPB file of that PV), by the rename protocol: the bytes
+    /// go to `<file>.rewrite`, which is synced, renamed over the file, and the folder
+    /// synced. Whatever the policy, so that a crash leaves the old file or the new one,
+    /// never a mix and never neither. For ETL and repairs; returns the file's path.
+    pub fn replace_partition_locked(
+        &self,
+        lock: &PvLock,
+        secs: i64,
+        contents: &[u8],
+    ) -> Result<PathBuf, StorageError> {
+        let pv = self.check_lock(lock)?;
+        let path = self.file_for(pv, secs)?;
+        let header =
+            PbReader::new(io::Cursor::new(contents)).map_err(|source| StorageError::Read {
+                tier: self.name().to_string(),
+                path: path.clone(),
                 source,
-            })
+            })?;
+        if header.header().pv_name != pv {
+            return Err(StorageError::OtherPv {
+                tier: self.name().to_string(),
+                path,
+                found: header.header().pv_name.clone(),
+                pv: pv.to_string(),
+            });
+        }
+        let io = self.backend.io();
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".rewrite");
+        let tmp = PathBuf::from(tmp);
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        match io.remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io_err(&tmp, e)),
+        }
+        let write = || -> Result<(), StorageError> {
+            let mut f = match io.open(&tmp, OpenMode::CreateNew) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.create_folders(&dir)?;
+                    io.open(&tmp, OpenMode::CreateNew)
+                }
+                other => other,
+            }
+            .map_err(|e| self.io_err(&tmp, e))?;
+            f.append(contents).map_err(|e| self.io_err(&tmp, e))?;
+            f.sync_data().map_err(|e| self.io_err(&tmp, e))?;
+            io.rename(&tmp, &path).map_err(|e| self.io_err(&path, e))
+        };
+        if let Err(e) = write() {
+            let _ = io.remove_file(&tmp);
+            return Err(e);
+        }
+        let sync_dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &dir
+        };
+        io.sync_dir(sync_dir)
+            .map_err(|e| self.io_err(sync_dir, e))?;
+        Ok(path)
+    }
+
+    /// Removes every partition file of `pv` in this tier (under its write lock); returns
+    /// how many. On an error the others are still tried, and the first error is returned
+    /// (the files removed stay removed; calling again removes the rest).
+    pub fn remove_pv_data(&self, pv: &str) -> Result<usize, StorageError> {
+        let lock = self.lock_pv(pv)?;
+        self.remove_pv_data_locked(&lock)
+    }
+
+    /// [`Tier::remove_pv_data`] for the PV of `lock`, which the caller holds.
+    pub fn remove_pv_data_locked(&self, lock: &PvLock) -> Result<usize, StorageError> {
+        let pv = self.check_lock(lock)?;
+        let io = self.backend.io();
+        let mut removed = 0;
+        let mut first_err = None;
+        let parts = self.partitions(pv)?;
+        for p in &parts {
+            match io.remove_file(&p.path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    first_err.get_or_insert(self.io_err(&p.path, e));
+                }
+            }
+        }
+        if removed > 0
+            && let Some(dir) = parts.first().and_then(|p| p.path.parent())
+            && let Err(e) = self.sync_folder(dir)
+        {
+            first_err.get_or_insert(e);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
     }
 
     /// The partitions of `pv` in this tier, oldest first, from the files in its folder.
@@ -202,37 +585,28 @@ impl Tier {
             Some(i) => (self.root.join(&key[..i]), &key[i + 1..]),
             None => (self.root.clone(), key.as_str()),
         };
-        let entries = match std::fs::read_dir(&dir) {
+        let entries = match self.backend.io().list_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StorageError::Io {
-                    tier: self.name.clone(),
-                    path: dir,
-                    source,
-                });
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(self.io_err(&dir, source)),
         };
+        let g = self.granularity();
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| StorageError::Io {
-                tier: self.name.clone(),
-                path: dir.clone(),
-                source,
-            })?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        for entry in entries.into_iter().filter(|e| !e.is_dir) {
+            let Some(name) = entry.name.to_str() else {
+                continue;
+            };
             let Some(partition) = name
                 .strip_prefix(prefix)
                 .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
             else {
                 continue;
             };
-            if let Ok(start) = self.granularity.parse_partition_name(partition) {
+            if let Ok(start) = g.parse_partition_name(partition) {
                 out.push(Partition {
                     start,
-                    end: self.granularity.partition_end(start),
-                    path: entry.path(),
+                    end: g.partition_end(start),
+                    path: dir.join(name),
                 });
             }
         }
@@ -240,21 +614,34 @@ impl Tier {
         Ok(out)
     }
 
+    /// Opens a partition file for reading; `None` for a file without a complete header
+    /// (empty, or cut inside the header by a crash), which holds no sample.
+    pub(crate) fn open_reader(&self, path: &Path) -> Result<Option<FileReader>, StorageError> {
+        let file = self
+            .backend
+            .io()
+            .open(path, OpenMode::Read)
+            .map_err(|e| self.io_err(path, e))?;
+        match PbReader::from_file(file) {
+            Ok(r) => Ok(Some(r)),
+            Err(ReadError::NoHeader) => Ok(None),
+            Err(source) => Err(StorageError::Read {
+                tier: self.name().to_string(),
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
     /// The time of the newest sample of `pv` in this tier, if any (looks at the newest
     /// few partitions, skipping empty ones).
     pub fn last_time(&self, pv: &str) -> Result<Option<Timestamp>, StorageError> {
         let far = Timestamp::new(i64::MAX / 4, 0);
         for p in self.partitions(pv)?.iter().rev().take(3) {
-            let mut r = PbReader::open(&p.path).map_err(|source| StorageError::Read {
-                tier: self.name.clone(),
-                path: p.path.clone(),
-                source,
-            })?;
-            let io = |source| StorageError::Io {
-                tier: self.name.clone(),
-                path: p.path.clone(),
-                source,
+            let Some(mut r) = self.open_reader(&p.path)? else {
+                continue;
             };
+            let io = |source| self.io_err(&p.path, source);
             if r.seek_to_last_at_or_before(far).map_err(io)?
                 && let Some(s) = r.next_sample().map_err(io)?
             {
@@ -271,6 +658,6 @@ impl Tier {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<TierQuery, StorageError> {
-        TierQuery::new(self.name.clone(), self.partitions(pv)?, from, to)
+        TierQuery::new(self.clone(), self.partitions(pv)?, from, to)
     }
 }

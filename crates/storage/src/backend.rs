@@ -1,0 +1,169 @@
+//! The storage backend: every file and folder operation of the tiers goes through
+//! [`StorageBackend`], so tests can run the same code over a fault-injecting, crash-simulating
+//! filesystem ([`crate::testing::SimBackend`]) instead of the real one ([`FsBackend`]).
+//!
+//! Modelled on redb's `StorageBackend` (`src/db.rs`), widened from one file to a folder
+//! tree: the per-file operations are [`archiver_pb::FileIo`] (append, positional read,
+//! set length, sync data); the folder operations are here (open/create, rename, remove,
+//! list, create a folder, sync a folder).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use archiver_pb::{FileIo, StdFile};
+
+use crate::locks::PvLocks;
+
+/// How [`StorageBackend::open`] opens a file. Every mode can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// An existing file, read-only (`NotFound` if absent).
+    Read,
+    /// An existing file, for appending (`NotFound` if absent).
+    Append,
+    /// A new file, for appending (`AlreadyExists` if present; `NotFound` if its folder
+    /// is absent: folders are created by [`StorageBackend::create_dir`]).
+    CreateNew,
+}
+
+/// One entry of a folder listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name (not its path).
+    pub name: OsString,
+    /// True for a folder.
+    pub is_dir: bool,
+}
+
+/// The file and folder operations of a storage tier.
+///
+/// Errors are [`io::Error`]s with their usual kinds (`NotFound`, `AlreadyExists`,
+/// `StorageFull` for a full disk, raw OS error 28). Nothing here is durable until synced:
+/// file data by [`FileIo::sync_data`], a name in a folder (a created, renamed or removed
+/// entry) by [`StorageBackend::sync_dir`] of that folder. See the crate documentation for
+/// when the tiers sync.
+pub trait StorageBackend: Send + Sync + fmt::Debug {
+    /// Opens the file at `path` in `mode`.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FileIo>>;
+
+    /// The length of the file at `path`.
+    fn len(&self, path: &Path) -> io::Result<u64>;
+
+    /// True if something (a file or a folder) exists at `path`.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// Renames the file `from` to `to`, replacing `to` if it exists (atomically, as
+    /// `rename(2)`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes the file at `path`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// The entries of the folder `dir`, in no particular order (`NotFound` if absent).
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+
+    /// Creates the folder `dir` (one level: its parent must exist; `AlreadyExists` if it
+    /// does).
+    fn create_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Makes the entries of the folder `dir` durable (`fsync` of the folder).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real filesystem, through `std::fs`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsBackend;
+
+impl StorageBackend for FsBackend {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FileIo>> {
+        let file = match mode {
+            OpenMode::Read => StdFile::open_read(path)?,
+            OpenMode::Append => StdFile::open_append(path, false)?,
+            OpenMode::CreateNew => StdFile::create_new(path)?,
+        };
+        Ok(Box::new(file))
+    }
+
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            out.push(DirEntry {
+                is_dir: entry.file_type()?.is_dir(),
+                name: entry.file_name(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir(dir)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+/// A storage backend and the per-PV write locks of everything stored through it; cheap to
+/// clone (two `Arc`s). Every [`Tier`](crate::Tier) built from one `Backend` (or its
+/// clones) takes the same lock for a PV, whichever tier it writes.
+#[derive(Clone)]
+pub struct Backend {
+    io: Arc<dyn StorageBackend>,
+    locks: Arc<PvLocks>,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend").field("io", &self.io).finish()
+    }
+}
+
+impl Backend {
+    /// A backend over `io`, with its own lock table.
+    pub fn new(io: impl StorageBackend + 'static) -> Self {
+        Backend {
+            io: Arc::new(io),
+            locks: Arc::new(PvLocks::default()),
+        }
+    }
+
+    /// The real filesystem. One per process: every call returns a clone of the same
+    /// handle, so every tier on the real filesystem in this process (whoever built it,
+    /// [`Tier::new`](crate::Tier::new) included) shares one lock table, and the engine's
+    /// writer and an ETL job serialize on a PV even if they built their tiers separately.
+    pub fn fs() -> Self {
+        static FS: OnceLock<Backend> = OnceLock::new();
+        FS.get_or_init(|| Backend::new(FsBackend)).clone()
+    }
+
+    /// The file and folder operations.
+    pub fn io(&self) -> &dyn StorageBackend {
+        &*self.io
+    }
+
+    /// The per-PV write locks.
+    pub fn locks(&self) -> &Arc<PvLocks> {
+        &self.locks
+    }
+}

@@ -1,0 +1,136 @@
+//! The configured data stores: any number of tiers, built from `pb://` URLs in the
+//! configuration, sharing one backend (and so one PV write lock per PV across them).
+
+use crate::backend::Backend;
+use crate::error::StorageError;
+use crate::locks::PvLock;
+use crate::tier::{SyncPolicy, Tier};
+use crate::url::StoreUrl;
+
+/// The tiers of this appliance, by name, in configuration order (STS, MTS, LTS...).
+#[derive(Debug, Clone)]
+pub struct DataStores {
+    backend: Backend,
+    tiers: Vec<Tier>,
+}
+
+impl DataStores {
+    /// No tiers yet, over `backend`.
+    pub fn new(backend: Backend) -> Self {
+        DataStores {
+            backend,
+            tiers: Vec::new(),
+        }
+    }
+
+    /// The tiers of `urls` (see [`Tier::from_url`]), in order, over `backend`. A bad URL
+    /// or two stores of one name are errors naming it.
+    pub fn from_urls<I, S>(urls: I, backend: Backend) -> Result<Self, StorageError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut stores = DataStores::new(backend);
+        for url in urls {
+            let tier = Tier::from_url(url.as_ref(), &stores.backend)?;
+            stores.add(tier)?;
+        }
+        Ok(stores)
+    }
+
+    /// Adds `tier` (built on another backend, it is moved to this one, so that it shares
+    /// the PV locks). Refuses a second tier of the same name.
+    pub fn add(&mut self, tier: Tier) -> Result<&Tier, StorageError> {
+        if self.get(tier.name()).is_some() {
+            return Err(StorageError::DuplicateStore(tier.name().to_string()));
+        }
+        let policy = tier.sync_policy();
+        let tier = Tier::from_store_url(tier.store_url().clone(), tier.root(), &self.backend)
+            .with_sync_policy(policy);
+        self.tiers.push(tier);
+        Ok(&self.tiers[self.tiers.len() - 1])
+    }
+
+    /// Sets the sync policy of the tier named `name`; false if there is none.
+    pub fn set_sync_policy(&mut self, name: &str, policy: SyncPolicy) -> bool {
+        match self.tiers.iter_mut().find(|t| t.name() == name) {
+            Some(t) => {
+                *t = t.clone().with_sync_policy(policy);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The tiers, in configuration order.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// The tier named `name`.
+    pub fn get(&self, name: &str) -> Option<&Tier> {
+        self.tiers.iter().find(|t| t.name() == name)
+    }
+
+    /// The backend the tiers share.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The tiers of a PV's `dataStores` URLs, in its order. Each URL is matched to a
+    /// configured tier **by name** (the `name` parameter, the store's identity in Java):
+    /// this appliance's configuration says where each named store lives, so a type info
+    /// imported from another host (with its `rootFolder`, or a `${VAR}` placeholder) maps to
+    /// the local folders, and a catalogue entry can never make the server write elsewhere.
+    /// A URL that does not parse, or names a store not configured, is an error naming it.
+    pub fn resolve<S: AsRef<str>>(&self, data_stores: &[S]) -> Result<Vec<Tier>, StorageError> {
+        data_stores
+            .iter()
+            .map(|url| {
+                let url = url.as_ref();
+                let parsed = StoreUrl::parse(url).map_err(|source| StorageError::BadUrl {
+                    url: url.to_string(),
+                    source,
+                })?;
+                self.get(&parsed.name)
+                    .cloned()
+                    .ok_or_else(|| StorageError::UnknownStore {
+                        name: parsed.name,
+                        url: url.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Takes the write lock of `pv`, shared by every tier here; hold it to make a move
+    /// between tiers (or several writes) one step, through the tiers' `*_locked` methods.
+    pub fn lock_pv(&self, pv: &str) -> Result<PvLock, StorageError> {
+        self.backend
+            .locks()
+            .lock(pv)
+            .map_err(|source| StorageError::Lock {
+                tier: "*".to_string(),
+                source,
+            })
+    }
+
+    /// Removes every partition file of `pv` from every tier, under one hold of its write
+    /// lock; returns how many files. Every tier is tried; the first error is returned.
+    pub fn remove_pv_data(&self, pv: &str) -> Result<usize, StorageError> {
+        let lock = self.lock_pv(pv)?;
+        let mut removed = 0;
+        let mut first_err = None;
+        for tier in &self.tiers {
+            match tier.remove_pv_data_locked(&lock) {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
+    }
+}
