@@ -12,8 +12,9 @@
 //!   value of that period that arrived in time.
 //! * **SCAN, period P** — Java's semantics: an event is archived at once if its IOC
 //!   timestamp is at least 0.95·P after the last archived one; otherwise it is kept as the
-//!   latest value and archived by [`Sampler::tick`] once P has passed since the last
-//!   archived sample (the straggler flush). An unchanged timestamp stores nothing (the
+//!   latest value and archived by [`Sampler::tick`] once P plus the same grace has passed
+//!   since the last archived sample by the server clock (the straggler flush; the grace
+//!   lets the event that ends the period arrive first). An unchanged timestamp stores nothing (the
 //!   timestamp filter drops repeats before they reach the sampler).
 //!
 //! Any `f64` period is safe (defence in depth; the appliance validates periods first): the
@@ -187,8 +188,18 @@ impl Sampler {
                 let grace = (self.period_ns / 4).min(MAX_GRACE_NS);
                 nanos(now) >= bin_end.saturating_add(grace)
             }
+            // The same grace as for decimation: the event that ends the period (stamped
+            // P after the last archived one) may still be in flight when the server clock
+            // reaches that instant; flushing the straggler then would archive a value
+            // from inside the period and shift every later sample.
             SamplingMethod::Scan => match self.last_archived {
-                Some(last) => nanos(now) >= nanos(last).saturating_add(self.period_ns),
+                Some(last) => {
+                    let grace = (self.period_ns / 4).min(MAX_GRACE_NS);
+                    nanos(now)
+                        >= nanos(last)
+                            .saturating_add(self.period_ns)
+                            .saturating_add(grace)
+                }
                 None => true,
             },
         };
@@ -283,8 +294,19 @@ mod tests {
         let mut out = Vec::new();
         s.tick(ev(999).time, &mut |x| out.push(x.time));
         assert!(out.is_empty());
-        s.tick(ev(1000).time, &mut |x| out.push(x.time));
+        // Not before the grace for events in flight (a quarter period, at most 250 ms).
+        s.tick(ev(1249).time, &mut |x| out.push(x.time));
+        assert!(out.is_empty());
+        s.tick(ev(1250).time, &mut |x| out.push(x.time));
         assert_eq!(out, vec![ev(300).time]);
+        // The event that ends the period arrives late (server clock already past P):
+        // it, not the straggler before it, is the next archived sample.
+        let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
+        assert_eq!(run(&mut s, &[0, 900]), vec![0]);
+        let mut out = Vec::new();
+        s.tick(ev(1100).time, &mut |x| out.push(x.time));
+        assert!(out.is_empty());
+        assert_eq!(run(&mut s, &[1000]), vec![1000]);
         // Jitter: 960 ms later counts as the next period.
         let mut s = Sampler::new(SamplingMethod::Scan, 1.0);
         assert_eq!(run(&mut s, &[0, 960, 1900, 1910]), vec![0, 960, 1910]);
