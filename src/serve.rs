@@ -15,9 +15,8 @@ use archiver_appliance::{
 use archiver_ca::{Client, ClientConfig};
 use archiver_engine::{Engine, EngineConfig, SamplingMethod, SystemClock};
 use archiver_http::AppState;
-use archiver_pb::Granularity;
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Tier;
+use archiver_storage::Backend;
 use tracing::{info, warn};
 
 use crate::config::FileConfig;
@@ -76,13 +75,21 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
-    let granularity: Granularity = match &file.storage.sts_granularity {
-        Some(g) => g.parse()?,
-        None => Granularity::Hour,
-    };
-    let sts = Tier::new("STS", data_dir.join("sts"), granularity);
-    // The Java default policy; new PVs are written to the short-term store.
-    let mut policy = Policy::for_tier(&sts);
+    // Every configured store; the engine writes to the first (the STS), new PVs get all.
+    let stores = file
+        .storage
+        .data_stores(&data_dir, Backend::fs())
+        .with_context(|| match &args.config {
+            Some(p) => format!("config file {}", p.display()),
+            None => "the default data store".to_string(),
+        })?;
+    let sts = stores
+        .tiers()
+        .first()
+        .cloned()
+        .context("no data store is configured")?;
+    // The Java default policy; new PVs list every store, STS first.
+    let mut policy = Policy::for_stores(&stores);
     if let Some(f) = file.engine.default_archive_fields.clone() {
         policy.archive_fields = f;
     }

@@ -4,9 +4,8 @@
 //! What Java decides in its policy script is data here: the sampling method and period of
 //! a request that names none (MONITOR, 1 s), the archive fields of every PV (`HIHI HIGH
 //! LOW LOLO LOPR HOPR`), the extra fields of output records (`ao`, `longout` → `DRVH
-//! DRVL`) and the data stores written into a new PV's `PVTypeInfo.dataStores` (today the
-//! short-term store's URL; the medium- and long-term stores will come from
-//! configuration).
+//! DRVL`) and the data stores written into a new PV's `PVTypeInfo.dataStores` (the URLs
+//! of every configured store, STS first: [`Policy::for_stores`]).
 //!
 //! Every entry point that takes a sampling period from outside — `archivePV`, restore from
 //! the catalogue, and later `changeArchivalParameters` and a PVTypeInfo import — goes
@@ -15,7 +14,7 @@
 
 use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
 use archiver_registry::PvTypeInfo;
-use archiver_storage::Tier;
+use archiver_storage::{DataStores, Tier};
 
 /// The shortest sampling period other than 0, in seconds (1 ms). Below it the buffer of a
 /// PV (sized from write period / sampling period) would be absurd.
@@ -175,9 +174,10 @@ impl Policy {
         }
     }
 
-    /// The Java defaults with one data store, `sts` (today's single tier).
-    pub fn for_tier(sts: &Tier) -> Self {
-        Policy::java_default(vec![sts.url()])
+    /// The Java defaults, writing new PVs to every store of `stores`, in their order
+    /// (STS, MTS, LTS: the order Java's `dataStores` lists them).
+    pub fn for_stores(stores: &DataStores) -> Self {
+        Policy::java_default(stores.tiers().iter().map(Tier::url).collect())
     }
 
     /// Puts what the engine applies itself into `config`: the default archive fields.
@@ -310,6 +310,27 @@ mod tests {
         ec.default_archive_fields.clear();
         p.apply_to(&mut ec);
         assert_eq!(ec.default_archive_fields, DEFAULT_ARCHIVE_FIELDS);
+    }
+
+    #[test]
+    fn new_pvs_get_every_configured_store_in_order() {
+        let mut stores = DataStores::new(archiver_storage::Backend::fs());
+        for (name, g) in [
+            ("STS", archiver_pb::Granularity::Hour),
+            ("MTS", archiver_pb::Granularity::Day),
+        ] {
+            stores
+                .add(Tier::new(name, format!("/a/{name}"), g))
+                .expect("add");
+        }
+        let p = Policy::for_stores(&stores);
+        assert_eq!(
+            p.data_stores,
+            [
+                "pb://localhost?name=STS&rootFolder=/a/STS&partitionGranularity=PARTITION_HOUR",
+                "pb://localhost?name=MTS&rootFolder=/a/MTS&partitionGranularity=PARTITION_DAY",
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use archiver_ca::{Client, ClientConfig, Timestamp, Value};
 use archiver_engine::{ArchiveOutcome, Engine, EngineConfig, PvState, SamplingMethod, SystemClock};
 use archiver_pb::{Granularity, PayloadType};
 use archiver_registry::{ArchiveRequest, PvTypeInfo, Registry, SqliteRegistry};
-use archiver_storage::Tier;
+use archiver_storage::{Backend, DataStores, Tier};
 
 struct Setup {
     server: Server,
@@ -43,8 +43,17 @@ async fn setup(dir: &std::path::Path, registry: Arc<SqliteRegistry>) -> Setup {
     .await
     .unwrap();
     let sts_root = dir.join("sts");
-    let sts = Tier::new("STS", sts_root.clone(), Granularity::Hour);
-    let policy = Policy::for_tier(&sts);
+    // Three stores, as configured: the engine writes to the first.
+    let mut stores = DataStores::new(Backend::fs());
+    for (name, root, g) in [
+        ("STS", sts_root.clone(), Granularity::Hour),
+        ("MTS", dir.join("mts"), Granularity::Day),
+        ("LTS", dir.join("lts"), Granularity::Year),
+    ] {
+        stores.add(Tier::new(name, root, g)).unwrap();
+    }
+    let policy = Policy::for_stores(&stores);
+    let sts = stores.tiers()[0].clone();
     let mut cfg = EngineConfig {
         write_period: Duration::from_millis(200),
         ..EngineConfig::default()
@@ -108,11 +117,13 @@ async fn a_request_becomes_a_type_info_with_the_policy_stores_once_connected() {
     );
     let info = s.registry.get_type_info("T:A").unwrap().unwrap();
     assert_eq!(info.data_stores, s.appliance.policy().data_stores);
-    assert!(
-        info.data_stores[0].contains("name=STS"),
-        "{:?}",
-        info.data_stores
-    );
+    // Every configured store, newest data first, as Java lists them.
+    let names: Vec<String> = info
+        .data_stores
+        .iter()
+        .map(|u| archiver_storage::StoreUrl::parse(u).unwrap().name)
+        .collect();
+    assert_eq!(names, ["STS", "MTS", "LTS"]);
     assert_eq!(info.sampling_period, 2.0);
     assert_eq!(info.appliance_identity.as_deref(), Some("appliance7"));
     assert_eq!(

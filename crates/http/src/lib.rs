@@ -111,7 +111,7 @@ pub fn router(state: AppState) -> Router {
         registry: state.registry.clone(),
         clock: state.clock.clone(),
         identity: state.identity.clone(),
-        policy: Policy::for_tier(state.engine.sts()),
+        policy: Policy::java_default(vec![state.engine.sts().url()]),
     });
     app(Arc::new(appliance), state)
 }
