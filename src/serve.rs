@@ -14,7 +14,7 @@ use archiver_appliance::{
 };
 use archiver_ca::{Client, ClientConfig};
 use archiver_engine::{Engine, EngineConfig, SamplingMethod, SystemClock};
-use archiver_http::AppState;
+use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Backend;
 use tracing::{info, warn};
@@ -127,11 +127,12 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let registry: Arc<dyn Registry> = Arc::new(registry);
     let identity: Arc<str> = Arc::from(file.identity.as_deref().unwrap_or("appliance0"));
     let appliance = Appliance::new(ApplianceParts {
-        engine: engine.clone(),
-        registry: registry.clone(),
+        engine,
+        registry,
         clock: clock.clone(),
-        identity: identity.clone(),
+        identity,
         policy,
+        stores,
     });
     let restored = appliance.restore().await?;
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
@@ -147,12 +148,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         }
         appliance.archive_many(specs).await?;
     }
-    let retrieval = AppState {
-        engine,
-        registry,
-        clock,
-        identity,
-    };
+    // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
+    let retrieval = RetrievalState::new(appliance.retrieval(), clock);
     let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
 
     let listener = tokio::net::TcpListener::bind(listen)

@@ -12,10 +12,13 @@ use std::sync::Arc;
 use archiver_engine::{ArchiveOutcome, Clock, Engine, PvConfig, PvState, PvStatus, SamplingMethod};
 use archiver_pb::Timestamp;
 use archiver_registry::{ArchiveRequest, CtrlLimits, PvTypeInfo, Registry, RegistryError};
+use archiver_retrieval::{LiveSource, Retrieval};
+use archiver_storage::DataStores;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::error::{ApplianceError, blocking};
+use crate::live::EngineLive;
 use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, to_registry_method};
 
 /// What an [`Appliance`] is built from.
@@ -31,6 +34,10 @@ pub struct ApplianceParts {
     pub identity: Arc<str>,
     /// The defaults of new PVs.
     pub policy: Policy,
+    /// Every configured data store (STS first). The engine writes to the first; it must
+    /// have been started with that tier (or one on the same backend and folder), so that
+    /// its writer and the appliance's deletions take the same PV locks.
+    pub stores: DataStores,
 }
 
 impl std::fmt::Debug for ApplianceParts {
@@ -38,6 +45,7 @@ impl std::fmt::Debug for ApplianceParts {
         f.debug_struct("ApplianceParts")
             .field("identity", &self.identity)
             .field("policy", &self.policy)
+            .field("stores", &self.stores)
             .finish_non_exhaustive()
     }
 }
@@ -73,8 +81,21 @@ fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
 type Repair = String;
 
 impl Appliance {
-    /// An appliance over `parts`.
+    /// An appliance over `parts`. Logs a warning when the engine does not write to the
+    /// first configured store (see [`ApplianceParts::stores`]).
     pub fn new(parts: ApplianceParts) -> Self {
+        let sts = parts.engine.sts();
+        let same = parts.stores.tiers().first().is_some_and(|first| {
+            first.root() == sts.root()
+                && Arc::ptr_eq(first.backend().locks(), sts.backend().locks())
+        });
+        if !same {
+            warn!(
+                engine = %sts.root().display(),
+                "the engine does not write to the first configured data store; its writes \
+                 and the appliance's deletions do not share the PV locks"
+            );
+        }
         Appliance {
             parts: Arc::new(parts),
         }
@@ -103,6 +124,28 @@ impl Appliance {
     /// The policy of new PVs.
     pub fn policy(&self) -> &Policy {
         &self.parts.policy
+    }
+
+    /// The configured data stores.
+    pub fn stores(&self) -> &DataStores {
+        &self.parts.stores
+    }
+
+    /// The engine as the retrieval pipeline's live source (its unwritten samples, and the
+    /// type of a PV not yet in the catalogue).
+    pub fn live_source(&self) -> Arc<dyn LiveSource> {
+        Arc::new(EngineLive(self.parts.engine.clone()))
+    }
+
+    /// The retrieval pipeline over this appliance: its catalogue, its data stores (a PV's
+    /// `dataStores` resolved by store name) and the engine as live source. Build it once
+    /// and clone it (a few `Arc`s).
+    pub fn retrieval(&self) -> Retrieval {
+        Retrieval::new(
+            self.parts.registry.clone(),
+            Arc::new(self.parts.stores.clone()),
+            self.live_source(),
+        )
     }
 
     /// Starts archiving every PV of `specs` (what a spec leaves out comes from the

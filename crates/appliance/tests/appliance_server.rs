@@ -66,6 +66,7 @@ async fn setup(dir: &std::path::Path, registry: Arc<SqliteRegistry>) -> Setup {
         clock: Arc::new(SystemClock),
         identity: Arc::from("appliance7"),
         policy,
+        stores,
     });
     Setup {
         server,

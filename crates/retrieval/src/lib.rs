@@ -20,8 +20,10 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   (`archiver_registry::Registry`), takes the type, element count and headers (`EGU`,
   `PREC`) from the catalogue's `PVTypeInfo` or, for a PV not yet in the catalogue, from the
   [`LiveSource`]; resolves the `dataStores` URLs to `archiver_storage::Tier`s through a
-  [`StoreResolver`] ([`ConfiguredStores`] for now); snapshots the live buffer. The result
-  is a [`StreamDesc`] (what the response says about the PV) plus what to read.
+  [`StoreResolver`] (the configured `archiver_storage::DataStores`, matched by store name:
+  [`stores`]; a URL naming no store falls back to the default stores, logged once);
+  snapshots the live buffer. The result is a [`StreamDesc`] (what the response says about
+  the PV) plus what to read.
 * [`MergeDedup`] — the Java `MergeDedupConsumer` rule over sources read oldest first (the
   storage tiers, then the live buffer): at most one sample at or before `from` (the
   latest), then every sample in `(from, to]`, dropping samples not newer than the last one
@@ -54,6 +56,7 @@ mod postprocess;
 mod produce;
 pub mod raw;
 mod service;
+pub mod stores;
 pub mod time;
 
 pub use crate::collect::for_each_sample;
@@ -61,8 +64,8 @@ pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::MergeDedup;
 pub use crate::plan::{
-    ConfiguredStores, DataRequest, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver,
-    StoreUrlError, StreamDesc, TypeSource, normalize_name, plan,
+    DataRequest, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
+    StreamDesc, TypeSource, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, PostProcessor, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};

@@ -12,11 +12,11 @@ use archiver_registry::{PvTypeInfo, Registry, SamplingMethod, SqliteRegistry};
 use archiver_retrieval::json::JsonResponse;
 use archiver_retrieval::raw::RawResponse;
 use archiver_retrieval::{
-    ConfiguredStores, DataRequest, Emit, Encoder, Format, LiveDesc, LiveSource, NoLiveSource,
-    PIECE, Plan, PostProcessor, Producer, Raw, Retrieval, RetrievalError, StreamDesc, TypeSource,
+    DataRequest, Emit, Encoder, Format, LiveDesc, LiveSource, NoLiveSource, PIECE, Plan,
+    PostProcessor, Producer, Raw, Retrieval, RetrievalError, StreamDesc, TypeSource,
     for_each_sample, plan,
 };
-use archiver_storage::{StorageError, Tier};
+use archiver_storage::{DataStores, StorageError, Tier};
 
 /// A live source with fixed answers.
 #[derive(Default)]
@@ -427,7 +427,7 @@ fn files_with_a_catalogue_entry_are_served_without_a_live_source() {
     reg.put_type_info(&type_info(pv, &d.sts)).unwrap();
     let retrieval = Retrieval::new(
         Arc::new(reg),
-        Arc::new(ConfiguredStores::new(d.sts.clone())),
+        Arc::new(DataStores::from_tiers([d.sts.clone()]).unwrap()),
         Arc::new(NoLiveSource),
     );
     let now = Timestamp::new(y() + 10_000, 0);
@@ -482,7 +482,7 @@ fn a_pv_archived_seconds_ago_is_served_from_the_live_source() {
         .insert("NEW:PV".into(), (0..5).map(|k| sample(k * 2 + 2)).collect());
     let retrieval = Retrieval::new(
         Arc::new(SqliteRegistry::open_in_memory().unwrap()),
-        Arc::new(ConfiguredStores::new(sts)),
+        Arc::new(DataStores::from_tiers([sts]).unwrap()),
         Arc::new(live),
     );
     let req = DataRequest::parse("NEW:PV", None, None, Timestamp::new(y() + 60, 0)).unwrap();
@@ -504,6 +504,6 @@ fn a_pv_archived_seconds_ago_is_served_from_the_live_source() {
     assert!(e.to_string().contains("NO:PV"), "{e}");
     // Planning alone says the same.
     let reg = SqliteRegistry::open_in_memory().unwrap();
-    let stores = ConfiguredStores::new(Tier::new("STS", dir.path(), Granularity::Hour));
+    let stores = DataStores::from_tiers([Tier::new("STS", dir.path(), Granularity::Hour)]).unwrap();
     assert!(plan(&unknown, &reg, &stores, &NoLiveSource).is_err());
 }
