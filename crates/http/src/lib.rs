@@ -19,8 +19,9 @@ existing clients work unchanged: `/mgmt/bpl/...` for management and
   `getAllPVs`, `getNeverConnectedPVs` ([`mgmt::status`]); `pauseArchivingPV`,
   `resumeArchivingPV`, `deletePV` ([`mgmt::lifecycle`]). Responses are typed structs
   serialized in the Java key order; `getPVStatus` is written PV by PV into one buffer.
-* [`BplRequest`] — the one extractor of every management endpoint: query string, form,
-  JSON or text body, merged as Java's servlets see them (rules in [`extract`]).
+* [`BplRequest`] — the one extractor of every endpoint, management and retrieval: query
+  string, form, JSON or text body, merged as Java's servlets see them (rules in
+  [`extract`]), so bad input is refused the same way everywhere.
 * [`retrieval`] — `getData.json` and `getData.raw` over the pipeline (the PV's stores and
   the engine's unflushed buffer), streamed in bounded pieces.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
@@ -87,9 +88,12 @@ pub fn retrieval_router(state: RetrievalState) -> Router {
     Router::new()
         .route(
             "/retrieval/data/getData.json",
-            get(retrieval::get_data_json),
+            get(retrieval::get_data_json).post(retrieval::get_data_json),
         )
-        .route("/retrieval/data/getData.raw", get(retrieval::get_data_raw))
+        .route(
+            "/retrieval/data/getData.raw",
+            get(retrieval::get_data_raw).post(retrieval::get_data_raw),
+        )
         .route(
             "/retrieval/bpl/getVersion",
             get(|| async { env!("CARGO_PKG_VERSION") }),

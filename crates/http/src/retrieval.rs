@@ -1,7 +1,9 @@
 //! `/retrieval/data/getData.{json,raw}` over the retrieval pipeline
 //! ([`archiver_retrieval::Retrieval`], built once at start-up and held in the
-//! [`RetrievalState`]): this module only reads the parameters, runs the pipeline on a
-//! blocking thread and turns its pieces into a streamed body.
+//! [`RetrievalState`]): this module only reads the parameters (through [`BplRequest`], as
+//! every endpoint: the query string of a GET or POST, and a form body of a POST, as Java's
+//! `DataRetrievalServlet` reads them), runs the pipeline on a blocking thread and turns its
+//! pieces into a streamed body.
 //!
 //! The first piece decides the status: an error before any byte (bad parameters, an
 //! unknown PV, a file that cannot be read) is a proper 400/404/500, and a body that fits
@@ -10,30 +12,31 @@
 //! client that goes away stops the reading.
 
 use archiver_retrieval::{DataRequest, ErrorClass, PIECES_QUEUED, RetrievalError};
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ApiResult};
-use crate::params::Params;
+use crate::extract::BplRequest;
 use crate::state::RetrievalState;
 
 pub use archiver_retrieval::{Format, normalize_name};
 
-/// `GET /retrieval/data/getData.json`.
+/// `GET` / `POST /retrieval/data/getData.json`: `pv`, `from`, `to` (ISO 8601; absent `to`
+/// is now, absent `from` a day before `to`) in the query string or a form body.
 pub async fn get_data_json(
     State(state): State<RetrievalState>,
-    RawQuery(q): RawQuery,
+    req: BplRequest,
 ) -> ApiResult<Response> {
-    get_data(state, q, Format::Json).await
+    get_data(state, &req, Format::Json).await
 }
 
-/// `GET /retrieval/data/getData.raw`.
+/// `GET` / `POST /retrieval/data/getData.raw`: the parameters of [`get_data_json`].
 pub async fn get_data_raw(
     State(state): State<RetrievalState>,
-    RawQuery(q): RawQuery,
+    req: BplRequest,
 ) -> ApiResult<Response> {
-    get_data(state, q, Format::Raw).await
+    get_data(state, &req, Format::Raw).await
 }
 
 /// The response to a failed retrieval; `pv` names the request in a 500's log line.
@@ -47,8 +50,7 @@ fn api_error(e: RetrievalError, pv: &str) -> ApiError {
     }
 }
 
-async fn get_data(state: RetrievalState, q: Option<String>, format: Format) -> ApiResult<Response> {
-    let p = Params::parse(q.as_deref());
+async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
     let req = DataRequest::parse(pv, p.get("from"), p.get("to"), state.clock.now())
         .map_err(|e| api_error(e, pv))?;

@@ -222,3 +222,88 @@ async fn several_stores_merge_and_foreign_store_names_fall_back_to_the_configure
     }
     app.engine().shutdown().await;
 }
+
+/// `getData` reads its parameters through the one extractor: a POST with a form body is
+/// answered as the GET with the same query; bad input (a body of an unsupported type, no
+/// `pv`, a bad time) is refused with the same 400 by either method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_data_takes_a_form_body_and_refuses_bad_input_as_every_endpoint() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let post = |uri: &str, ct: &str, body: &str| {
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let form = "application/x-www-form-urlencoded";
+    for ext in ["json", "raw"] {
+        let by_get = get(
+            &app,
+            &format!("/retrieval/data/getData.{ext}?pv=FILES:ONLY&{RANGE}"),
+        )
+        .await;
+        assert_eq!(by_get.0, StatusCode::OK);
+        let by_post = support::send(
+            &app,
+            post(
+                &format!("/retrieval/data/getData.{ext}"),
+                form,
+                &format!("pv=FILES%3AONLY&{RANGE}"),
+            ),
+        )
+        .await;
+        assert_eq!(by_post.status, StatusCode::OK);
+        assert_eq!(by_post.body, by_get.1, "{ext}: POST answers as GET");
+        // The query string's parameters come first, the form's after them.
+        let mixed = support::send(
+            &app,
+            post(
+                &format!("/retrieval/data/getData.{ext}?pv=FILES:ONLY"),
+                form,
+                &format!("pv=PAUSED:PV&{RANGE}"),
+            ),
+        )
+        .await;
+        assert_eq!(mixed.body, by_get.1, "{ext}: the query's pv wins");
+    }
+    let message = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["message"].as_str().unwrap().to_string()
+    };
+    let r = support::send(
+        &app,
+        post(
+            "/retrieval/data/getData.json?pv=FILES:ONLY",
+            "application/octet-stream",
+            "\u{1}\u{2}",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&r.body).contains("application/octet-stream"),
+        "{}",
+        message(&r.body)
+    );
+    let by_get = get(&app, "/retrieval/data/getData.raw").await;
+    let by_post = support::send(&app, post("/retrieval/data/getData.raw", form, "from=x")).await;
+    for (status, body) in [(by_get.0, by_get.1), (by_post.status, by_post.body)] {
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(message(&body), "missing required parameter 'pv'");
+    }
+    let r = support::send(
+        &app,
+        post(
+            "/retrieval/data/getData.json",
+            form,
+            "pv=FILES:ONLY&to=2014-12-08T06:21:07%2B1%C3%A92",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(message(&r.body).contains("'to'"), "{}", message(&r.body));
+    app.engine().shutdown().await;
+}
