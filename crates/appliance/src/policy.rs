@@ -12,6 +12,8 @@
 //! through [`SamplingPeriod::new`] (or [`SamplingPeriod::parse`] for text), so the range is
 //! checked in one place.
 
+use std::collections::BTreeMap;
+
 use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
 use archiver_registry::PvTypeInfo;
 use archiver_storage::{DataStores, Tier};
@@ -180,16 +182,30 @@ impl Policy {
         Policy::java_default(stores.tiers().iter().map(Tier::url).collect())
     }
 
-    /// Puts what the engine applies itself into `config`: the default archive fields.
-    /// (The engine keeps the output-record fields in its own code for now.)
+    /// Puts the policy values the engine carries out into `config`: the default archive
+    /// fields ([`EngineConfig::default_archive_fields`]) and the extra fields by record
+    /// type ([`EngineConfig::record_type_fields`]: each of
+    /// [`Policy::output_record_types`] gets [`Policy::output_record_fields`]; none when
+    /// either list is empty, and the engine then never reads `.RTYP`). The binary builds
+    /// its engine settings through this, so the values in force are this policy's.
+    /// (`EngineConfig::default()` holds the same Java defaults for the engine's own tests;
+    /// a test here checks that they agree.)
     pub fn apply_to(&self, config: &mut EngineConfig) {
         config.default_archive_fields = self.archive_fields.clone();
+        config.record_type_fields = if self.output_record_fields.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.output_record_types
+                .iter()
+                .map(|rtyp| (rtyp.clone(), self.output_record_fields.clone()))
+                .collect()
+        };
     }
 
     /// The engine settings of a request: what it leaves out comes from this policy. Empty
     /// archive fields stay empty: the engine then applies
-    /// [`EngineConfig::default_archive_fields`] (set by [`Policy::apply_to`]) and the
-    /// output-record fields.
+    /// [`EngineConfig::default_archive_fields`] and, by the PV's record type,
+    /// [`EngineConfig::record_type_fields`] (both set by [`Policy::apply_to`]).
     pub fn pv_config(&self, spec: &ArchiveSpec) -> PvConfig {
         PvConfig {
             method: spec.method.unwrap_or(self.default_method),
@@ -308,8 +324,51 @@ mod tests {
         assert_eq!(cfg.archive_fields, ["HIHI"]);
         let mut ec = EngineConfig::default();
         ec.default_archive_fields.clear();
+        ec.record_type_fields.clear();
         p.apply_to(&mut ec);
         assert_eq!(ec.default_archive_fields, DEFAULT_ARCHIVE_FIELDS);
+        let drv = OUTPUT_RECORD_FIELDS.map(String::from).to_vec();
+        assert_eq!(
+            ec.record_type_fields,
+            BTreeMap::from([
+                ("ao".to_string(), drv.clone()),
+                ("longout".to_string(), drv)
+            ])
+        );
+    }
+
+    #[test]
+    fn the_policy_decides_the_engines_archive_fields() {
+        let mut p = Policy::java_default(Vec::new());
+        p.archive_fields = vec!["HIHI".into()];
+        p.output_record_types = vec!["bo".into(), "mbbo".into()];
+        p.output_record_fields = vec!["ZNAM".into()];
+        let mut ec = EngineConfig::default();
+        p.apply_to(&mut ec);
+        assert_eq!(ec.default_archive_fields, ["HIHI"]);
+        let znam = vec!["ZNAM".to_string()];
+        assert_eq!(
+            ec.record_type_fields,
+            BTreeMap::from([("bo".to_string(), znam.clone()), ("mbbo".to_string(), znam)])
+        );
+        // No extra fields: the engine gets none (and never reads .RTYP).
+        p.output_record_fields.clear();
+        p.apply_to(&mut ec);
+        assert!(ec.record_type_fields.is_empty());
+    }
+
+    #[test]
+    fn the_engines_own_defaults_are_the_policys() {
+        // EngineConfig::default() serves the engine's tests; the binary's values come from
+        // the policy. They must not drift apart.
+        let engine = EngineConfig::default();
+        let mut from_policy = EngineConfig::default();
+        Policy::java_default(Vec::new()).apply_to(&mut from_policy);
+        assert_eq!(
+            from_policy.default_archive_fields,
+            engine.default_archive_fields
+        );
+        assert_eq!(from_policy.record_type_fields, engine.record_type_fields);
     }
 
     #[test]
