@@ -80,6 +80,36 @@ fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
 /// Why a stored value was replaced by the policy's, for the log.
 type Repair = String;
 
+/// The time of the newest sample of `pv` over every store (a store whose files cannot be
+/// read is logged and skipped).
+fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
+    stores
+        .tiers()
+        .iter()
+        .filter_map(|tier| match tier.last_time(pv) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(
+                    pv,
+                    store = tier.name(),
+                    "cannot read the last stored sample: {e}"
+                );
+                None
+            }
+        })
+        .max()
+}
+
+/// How many partition files `pv` has over every store (a store that cannot be listed
+/// counts none).
+fn count_files(stores: &DataStores, pv: &str) -> usize {
+    stores
+        .tiers()
+        .iter()
+        .map(|tier| tier.partitions(pv).map_or(0, |p| p.len()))
+        .sum()
+}
+
 impl Appliance {
     /// An appliance over `parts`. Logs a warning when the engine does not write to the
     /// first configured store (see [`ApplianceParts::stores`]).
@@ -225,8 +255,10 @@ impl Appliance {
     }
 
     /// Deletes a paused `pv` from the engine and the catalogue; with `delete_data`, its
-    /// files in the short-term store too. Returns the number of files removed (a file
-    /// that cannot be removed is logged and not counted).
+    /// files in every data store too ([`DataStores::remove_pv_data`], under the PV's
+    /// storage write lock, so no write of the PV, the engine's or an ETL job's, interleaves).
+    /// Returns the number of files removed (a file that cannot be removed is logged and not
+    /// counted).
     ///
     /// # Errors
     ///
@@ -234,25 +266,23 @@ impl Appliance {
     pub async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
         self.parts.engine.delete(pv).await?;
         let reg = self.parts.registry.clone();
-        let sts = self.parts.engine.sts().clone();
+        let stores = self.parts.stores.clone();
         let name = pv.to_string();
         blocking(move || {
             reg.delete_type_info(&name)?;
             reg.remove_archive_request(&name)?;
-            let mut removed = 0;
-            if delete_data {
-                match sts.partitions(&name) {
-                    Ok(parts) => {
-                        for p in parts {
-                            match std::fs::remove_file(&p.path) {
-                                Ok(()) => removed += 1,
-                                Err(e) => warn!("cannot remove {}: {e}", p.path.display()),
-                            }
-                        }
-                    }
-                    Err(e) => warn!("cannot list files of {name}: {e}"),
-                }
+            if !delete_data {
+                return Ok(0);
             }
+            let before = count_files(&stores, &name);
+            let removed = match stores.remove_pv_data(&name) {
+                Ok(n) => n,
+                Err(e) => {
+                    let left = count_files(&stores, &name);
+                    warn!(pv = %name, "{left} data files not removed: {e}");
+                    before.saturating_sub(left)
+                }
+            };
             Ok::<_, RegistryError>(removed)
         })
         .await
@@ -361,25 +391,19 @@ impl Appliance {
         Ok(n)
     }
 
-    /// The newest stored time of each PV of `names` that has one (read on a blocking
-    /// thread; a PV whose files cannot be read is logged and left out).
+    /// The newest stored time, over every data store, of each PV of `names` that has one
+    /// (read on a blocking thread; a store whose files cannot be read is logged and left
+    /// out).
     async fn last_stored_times(
         &self,
         names: Vec<String>,
     ) -> Result<HashMap<String, Timestamp>, ApplianceError> {
-        let sts = self.parts.engine.sts().clone();
+        let stores = self.parts.stores.clone();
         blocking(move || {
             Ok::<_, ApplianceError>(
                 names
                     .into_iter()
-                    .filter_map(|n| match sts.last_time(&n) {
-                        Ok(Some(t)) => Some((n, t)),
-                        Ok(None) => None,
-                        Err(e) => {
-                            warn!(pv = %n, "cannot read the last stored sample: {e}");
-                            None
-                        }
-                    })
+                    .filter_map(|n| newest_stored(&stores, &n).map(|t| (n, t)))
                     .collect(),
             )
         })

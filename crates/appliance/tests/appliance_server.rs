@@ -308,3 +308,109 @@ async fn shutdown_writes_every_buffer_then_records_the_final_state() {
         "every posted sample is on disk: {values:?}"
     );
 }
+
+/// The samples of `pv` in `tier`, as seconds.
+fn stored_secs(tier: &Tier, pv: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for p in tier.partitions(pv).unwrap() {
+        let mut r = archiver_pb::PbReader::open(&p.path).unwrap();
+        while let Some(x) = r.next_sample().unwrap() {
+            out.push(x.time.secs);
+        }
+    }
+    out
+}
+
+/// Restore starts a PV after the newest sample of any store (here the MTS, newer than the
+/// STS), so an event older than that is not stored again; deleting it with its data
+/// removes its files from every store, under the PV's storage lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every_stores_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let pv_name = "T:TIERS";
+    let now = Timestamp::now().secs;
+    let mut ti = info(pv_name, 0.0);
+    ti.data_stores = Vec::new();
+    registry.put_type_info(&ti).unwrap();
+    let s = setup(dir.path(), registry.clone()).await;
+    let stores = s.appliance.stores().clone();
+    let (sts, mts, lts) = (
+        stores.get("STS").unwrap().clone(),
+        stores.get("MTS").unwrap().clone(),
+        stores.get("LTS").unwrap().clone(),
+    );
+    let at = |secs: i64| {
+        archiver_pb::Sample::new(
+            archiver_pb::Timestamp::new(secs, 0),
+            archiver_pb::Value::ScalarDouble(secs as f64),
+        )
+    };
+    lts.append(pv_name, PayloadType::ScalarDouble, &[at(now - 7200)])
+        .unwrap();
+    mts.append(pv_name, PayloadType::ScalarDouble, &[at(now + 60)])
+        .unwrap();
+    sts.append(pv_name, PayloadType::ScalarDouble, &[at(now - 600)])
+        .unwrap();
+    let pv = s.server.add_pv(PvSpec::new(pv_name, Value::Double(0.0)));
+    assert_eq!(s.appliance.restore().await.unwrap(), 1);
+    let app = s.appliance.clone();
+    assert!(
+        wait_for(10, || app
+            .status(pv_name)
+            .is_some_and(|st| st.conn.connected))
+        .await
+    );
+    // Older than the MTS's newest sample: refused. Newer: stored.
+    for secs in [now + 30, now + 90] {
+        pv.post(
+            Value::Double(secs as f64),
+            Timestamp { secs, nanos: 0 },
+            0,
+            0,
+        )
+        .unwrap();
+    }
+    assert!(
+        wait_for(10, || app.status(pv_name).unwrap().counters.events_stored
+            >= 1)
+        .await
+    );
+    s.appliance.pause(pv_name).await.unwrap();
+    assert_eq!(
+        stored_secs(&sts, pv_name),
+        [now - 600, now + 90],
+        "the event older than the newest stored sample (in the MTS) is not stored"
+    );
+
+    // Delete waits for the PV's storage lock, then removes the files of every store.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (holding, held) = std::sync::mpsc::channel();
+    let release = {
+        let (released, stores) = (released.clone(), stores.clone());
+        std::thread::spawn(move || {
+            let lock = stores.lock_pv(pv_name).unwrap();
+            holding.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(lock);
+        })
+    };
+    held.recv().unwrap();
+    let removed = s.appliance.delete(pv_name, true).await.unwrap();
+    assert!(
+        released.load(std::sync::atomic::Ordering::SeqCst),
+        "the files were removed while another writer held the PV's lock"
+    );
+    release.join().unwrap();
+    assert_eq!(removed, 3, "one file in each store");
+    for tier in stores.tiers() {
+        assert!(
+            tier.partitions(pv_name).unwrap().is_empty(),
+            "{}",
+            tier.name()
+        );
+    }
+    assert!(registry.get_type_info(pv_name).unwrap().is_none());
+    s.appliance.engine().shutdown().await;
+}
