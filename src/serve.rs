@@ -13,10 +13,11 @@ use archiver_appliance::{
     Appliance, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SYNC_PERIOD, SamplingPeriod,
 };
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, SamplingMethod, SystemClock};
+use archiver_engine::{Engine, EngineConfig, SamplingMethod};
 use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Backend;
+use archiver_time::SystemClock;
 use tracing::{info, warn};
 
 use crate::config::FileConfig;
@@ -111,10 +112,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // The demo serves its own simulated IOC on a free loopback port and searches only there.
     let (ca_cfg, demo_pvs, _demo_server) = if demo {
         let (server, names) = crate::demo::start_ioc().await?;
-        let cfg = ClientConfig::builder()
-            .addr_list(&format!("127.0.0.1:{}", server.port()))
-            .auto_addr_list(false)
-            .build()?;
+        let cfg = server.client_config().build()?;
         (cfg, names, Some(server))
     } else {
         (ClientConfig::from_env()?, Vec::new(), None)

@@ -9,11 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use archiver_engine::{ArchiveOutcome, Clock, Engine, PvConfig, PvState, PvStatus, SamplingMethod};
+use archiver_engine::{ArchiveOutcome, Engine, PvConfig, PvState, PvStatus, SamplingMethod};
 use archiver_pb::Timestamp;
 use archiver_registry::{ArchiveRequest, CtrlLimits, PvTypeInfo, Registry, RegistryError};
 use archiver_retrieval::{LiveSource, Retrieval};
 use archiver_storage::DataStores;
+use archiver_time::Clock;
 use serde_json::json;
 use tracing::{debug, info, warn};
 

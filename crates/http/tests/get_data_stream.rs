@@ -10,42 +10,21 @@ use std::sync::Arc;
 
 use archiver_appliance::Appliance;
 use archiver_pb::time::start_of_year;
-use archiver_pb::{Granularity, PayloadType, PbReader, Sample, Timestamp, Value};
+use archiver_pb::{PbReader, Value};
 use archiver_registry::SqliteRegistry;
-use archiver_storage::{DataStores, Tier};
 use axum::http::StatusCode;
 
 /// Samples in the file: 100 Hz for 40 minutes, ≈ 17 MB of JSON, ≈ 4 MB of pbraw.
 const N: i64 = 240_000;
 
 async fn app(dir: &std::path::Path) -> (Appliance, i64) {
-    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
     let t0 = start_of_year(2025) + 3600;
-    let samples: Vec<Sample> = (0..N)
-        .map(|k| {
-            Sample::new(
-                Timestamp::new(t0 + k / 100, (k % 100) as u32 * 10_000_000),
-                Value::ScalarDouble(k as f64),
-            )
-        })
-        .collect();
-    sts.append("T:BIG", PayloadType::ScalarDouble, &samples)
-        .unwrap();
-    // Not in the catalogue: the PV is held paused by the engine, its data in its files.
-    let app = support::appliance(
-        DataStores::from_tiers([sts]).unwrap(),
-        Arc::new(SqliteRegistry::open_in_memory().unwrap()),
-    )
-    .await;
-    support::hold_paused(&app, "T:BIG");
-    (app, t0)
-}
-
-fn iso(secs: i64) -> String {
-    let d = Timestamp::new(secs, 0).to_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year, d.month, d.day, d.hour, d.minute, d.second
+    // Not in the catalogue: the PV is held paused by the engine, its data in its file.
+    let samples = support::steady(t0, N, 100);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    (
+        support::holding_file(dir, "T:BIG", &samples, registry).await,
+        t0,
     )
 }
 
@@ -63,7 +42,11 @@ async fn get(state: &Appliance, uri: &str) -> (StatusCode, Option<String>, usize
 async fn large_responses_are_streamed_whole_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (state, t0) = app(dir.path()).await;
-    let range = format!("from={}&to={}", iso(t0 - 1), iso(t0 + N / 100 + 1));
+    let range = format!(
+        "from={}&to={}",
+        support::iso(t0 - 1),
+        support::iso(t0 + N / 100 + 1)
+    );
 
     let (status, len, frames, body) = get(
         &state,
@@ -109,8 +92,8 @@ async fn small_responses_go_out_whole_with_their_length() {
         &state,
         &format!(
             "/retrieval/data/getData.json?pv=T:BIG&from={}&to={}",
-            iso(t0 + 10),
-            iso(t0 + 11)
+            support::iso(t0 + 10),
+            support::iso(t0 + 11)
         ),
     )
     .await;
@@ -156,8 +139,8 @@ async fn over_http_1_1_a_large_body_is_chunked_and_complete() {
     let req = format!(
         "GET /retrieval/data/getData.raw?pv=T:BIG&from={}&to={} HTTP/1.1\r\n\
          Host: 127.0.0.1\r\nConnection: close\r\n\r\n",
-        iso(t0 - 1),
-        iso(t0 + N / 100 + 1)
+        support::iso(t0 - 1),
+        support::iso(t0 + N / 100 + 1)
     );
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut resp = Vec::new();

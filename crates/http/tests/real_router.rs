@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use archiver_appliance::Appliance;
 use archiver_pb::time::start_of_year;
-use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::{DataStores, Tier};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 
@@ -22,21 +20,10 @@ use axum::http::{Request, StatusCode, header};
 const N: i64 = 60_000;
 
 async fn state(dir: &std::path::Path) -> (Appliance, Arc<SqliteRegistry>, i64) {
-    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
     let t0 = start_of_year(2025) + 3600;
-    let samples: Vec<Sample> = (0..N)
-        .map(|k| {
-            Sample::new(
-                Timestamp::new(t0 + k / 10, (k % 10) as u32 * 100_000_000),
-                Value::ScalarDouble(k as f64),
-            )
-        })
-        .collect();
-    sts.append("T:FILE", PayloadType::ScalarDouble, &samples)
-        .unwrap();
     let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
-    let app = support::appliance(DataStores::from_tiers([sts]).unwrap(), registry.clone()).await;
-    support::hold_paused(&app, "T:FILE");
+    let samples = support::steady(t0, N, 10);
+    let app = support::holding_file(dir, "T:FILE", &samples, registry.clone()).await;
     (app, registry, t0)
 }
 
@@ -46,14 +33,6 @@ async fn send(
 ) -> (StatusCode, axum::http::HeaderMap, usize, Vec<u8>) {
     let r = support::send(state, req).await;
     (r.status, r.headers, r.frames, r.body)
-}
-
-fn iso(secs: i64) -> String {
-    let d = Timestamp::new(secs, 0).to_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year, d.month, d.day, d.hour, d.minute, d.second
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +101,11 @@ async fn bad_sampling_periods_are_refused_and_a_form_body_names_each_pv() {
 async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed() {
     let dir = tempfile::tempdir().unwrap();
     let (state, _, t0) = state(dir.path()).await;
-    let range = format!("from={}&to={}", iso(t0 - 1), iso(t0 + N / 10 + 1));
+    let range = format!(
+        "from={}&to={}",
+        support::iso(t0 - 1),
+        support::iso(t0 + N / 10 + 1)
+    );
     let get = |path: &str| {
         Request::get(format!("{path}?pv=T:FILE&{range}"))
             .header(header::ACCEPT_ENCODING, "gzip")

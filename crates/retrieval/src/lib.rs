@@ -42,7 +42,6 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   [`Retrieval::run`] plans and produces a request in a [`Format`].
 * [`RetrievalError`] — every failure, with its [`ErrorClass`] (400, 404, 500, or the
   client left).
-* [`time`] — ISO-8601 instants as clients send them.
 */
 #![deny(missing_docs)]
 
@@ -57,14 +56,13 @@ mod produce;
 pub mod raw;
 mod service;
 pub mod stores;
-pub mod time;
 
 pub use crate::collect::for_each_sample;
 pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::MergeDedup;
 pub use crate::plan::{
-    DataRequest, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
+    DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
     StreamDesc, TypeSource, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, PostProcessor, Raw};

@@ -8,7 +8,7 @@
 //! entry) is served from its files. Only a PV not yet in the catalogue (archived seconds
 //! ago; the catalogue sync runs every few seconds) takes them from the [`LiveSource`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp};
@@ -17,7 +17,7 @@ use archiver_registry::{PvTypeInfo, Registry, RegistryError};
 use archiver_storage::Tier;
 
 use crate::error::RetrievalError;
-use crate::time::parse_iso8601;
+use archiver_time::parse_iso8601;
 
 /// Strips what the Java appliance strips from a retrieval name: surrounding spaces, a
 /// `ca://` or `pva://` prefix and a trailing `.VAL` (only as a suffix: `X:BUILD.VALA`
@@ -168,6 +168,26 @@ impl LiveSource for NoLiveSource {
 
     fn buffered(&self, _pv: &str) -> Vec<Sample> {
         Vec::new()
+    }
+}
+
+/// A live source with fixed answers: the PVs it holds (by real name) and their unwritten
+/// samples. For tools and tests that run the pipeline without an engine.
+#[derive(Debug, Clone, Default)]
+pub struct FixedLive {
+    /// What [`LiveSource::describe`] answers, by PV.
+    pub held: HashMap<String, LiveDesc>,
+    /// What [`LiveSource::buffered`] answers, by PV (none: empty).
+    pub buffers: HashMap<String, Vec<Sample>>,
+}
+
+impl LiveSource for FixedLive {
+    fn describe(&self, pv: &str) -> Option<LiveDesc> {
+        self.held.get(pv).cloned()
+    }
+
+    fn buffered(&self, pv: &str) -> Vec<Sample> {
+        self.buffers.get(pv).cloned().unwrap_or_default()
     }
 }
 
@@ -337,26 +357,8 @@ mod tests {
     use archiver_pb::{Granularity, Value};
     use archiver_registry::{SamplingMethod, SqliteRegistry};
     use archiver_storage::DataStores;
-    use std::collections::HashMap;
 
     use crate::ErrorClass;
-
-    /// A live source with fixed answers.
-    #[derive(Default)]
-    struct FakeLive {
-        held: HashMap<String, LiveDesc>,
-        buffers: HashMap<String, Vec<Sample>>,
-    }
-
-    impl LiveSource for FakeLive {
-        fn describe(&self, pv: &str) -> Option<LiveDesc> {
-            self.held.get(pv).cloned()
-        }
-
-        fn buffered(&self, pv: &str) -> Vec<Sample> {
-            self.buffers.get(pv).cloned().unwrap_or_default()
-        }
-    }
 
     fn now() -> Timestamp {
         Timestamp::new(start_of_year(2025) + 7200, 5)
@@ -512,7 +514,7 @@ mod tests {
         let reg = SqliteRegistry::open_in_memory().expect("registry");
         reg.put_type_info(&info("REAL:PV", &[])).expect("put");
         reg.add_alias("OLD:NAME", "REAL:PV").expect("alias");
-        let mut live = FakeLive::default();
+        let mut live = FixedLive::default();
         let s = Sample::new(now(), Value::ScalarFloat(1.5));
         live.buffers.insert("REAL:PV".into(), vec![s.clone()]);
         let p = plan(&req("ca://OLD:NAME.VAL"), &reg, &stores(dir.path()), &live).expect("plan");
@@ -526,7 +528,7 @@ mod tests {
     fn a_pv_not_yet_catalogued_takes_its_type_from_the_live_source() {
         let dir = tempfile::tempdir().expect("tmp");
         let reg = SqliteRegistry::open_in_memory().expect("registry");
-        let mut live = FakeLive::default();
+        let mut live = FixedLive::default();
         live.held.insert(
             "NEW:PV".into(),
             LiveDesc {

@@ -3,14 +3,16 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::Path;
 use std::sync::Arc;
 
 use archiver_appliance::{Appliance, ApplianceParts, Policy};
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
-use archiver_pb::PayloadType;
+use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod};
+use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::Registry;
-use archiver_storage::DataStores;
+use archiver_storage::{DataStores, Tier};
+use archiver_time::SystemClock;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -41,6 +43,35 @@ pub async fn appliance(stores: DataStores, registry: Arc<dyn Registry>) -> Appli
         policy,
         stores,
     })
+}
+
+/// `n` scalar-double samples from `t0`, `per_sec` a second, the `k`-th with value `k`.
+pub fn steady(t0: i64, n: i64, per_sec: i64) -> Vec<Sample> {
+    let step = 1_000_000_000 / per_sec;
+    (0..n)
+        .map(|k| {
+            Sample::new(
+                Timestamp::new(t0 + k / per_sec, ((k % per_sec) * step) as u32),
+                Value::ScalarDouble(k as f64),
+            )
+        })
+        .collect()
+}
+
+/// The appliance over one STS in `dir/sts` holding `samples` of `pv`, which the engine
+/// holds paused (not in `registry`: its type comes from the engine, its data from its
+/// file).
+pub async fn holding_file(
+    dir: &Path,
+    pv: &str,
+    samples: &[Sample],
+    registry: Arc<dyn Registry>,
+) -> Appliance {
+    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
+    sts.append(pv, PayloadType::ScalarDouble, samples).unwrap();
+    let app = appliance(DataStores::from_tiers([sts]).unwrap(), registry).await;
+    hold_paused(&app, pv);
+    app
 }
 
 /// Puts `pv` (a scalar double archived at every update) into the engine, paused: the
@@ -97,4 +128,12 @@ pub async fn send(appliance: &Appliance, req: Request<Body>) -> Reply {
 /// GET `uri` through the router.
 pub async fn get(appliance: &Appliance, uri: &str) -> Reply {
     send(appliance, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+/// ISO-8601 of a Unix time in seconds (`2025-01-01T01:00:00Z`), by the project's one
+/// formatter.
+pub fn iso(secs: i64) -> String {
+    archiver_time::Timestamp::new(secs, 0)
+        .iso(archiver_time::Precision::Seconds)
+        .to_string()
 }
