@@ -38,7 +38,10 @@
 //! * **New PVs get every store**: a new PV's `PVTypeInfo.dataStores` is this list, in this
 //!   order (`archiver_appliance::Policy::data_stores`).
 //! * Store names are the stores' identities: a PV whose `dataStores` name a store is read
-//!   from the configured store of that name, wherever its URL says the folder is.
+//!   from the configured store of that name, wherever its URL says the folder is; one
+//!   whose `dataStores` name no configured store (a data folder taken over from another
+//!   host) is read from every configured store, and the URL is logged once.
+//! * `deletePV` with `deleteData=true` removes the PV's files from every store.
 //!
 //! Without `data_stores`, the one store is `pb://localhost?name=STS&rootFolder=<data_dir>/sts&
 //! partitionGranularity=<sts_granularity>` (`PARTITION_HOUR` by default), as before the key

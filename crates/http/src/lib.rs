@@ -26,6 +26,10 @@ existing clients work unchanged: `/mgmt/bpl/...` for management and
   the engine's unflushed buffer), streamed in bounded pieces.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
 
+The crate knows no engine: the management API sees PVs through the appliance's trait and
+types (`archiver_appliance::PvStatus`... re-exported there), retrieval through the
+pipeline; only the tests that run a real appliance start an engine.
+
 # Layers
 
 From the outside in:
