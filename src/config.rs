@@ -13,13 +13,46 @@
 //! max_buffer_samples = 100000           # per PV archived at every event
 //!
 //! [storage]
-//! sts_granularity = "PARTITION_HOUR"
+//! # The data stores, newest data first, as the Java appliance's data store URLs
+//! # (PVTypeInfo.dataStores). A relative rootFolder is a folder of data_dir.
+//! data_stores = [
+//!   "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
+//!   "pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY",
+//!   "pb://localhost?name=LTS&rootFolder=/archive/lts&partitionGranularity=PARTITION_YEAR",
+//! ]
 //! ```
+//!
+//! # Data stores
+//!
+//! `storage.data_stores` lists the stores of this appliance as `pb://` URLs (the syntax of
+//! `archiver_storage::StoreUrl`: `name`, `rootFolder` and `partitionGranularity` required;
+//! `${VAR}` in `rootFolder` is taken from the environment, as Java does). The rules:
+//!
+//! * **A relative `rootFolder` is a folder of `data_dir`**: `rootFolder=sts` is
+//!   `<data_dir>/sts`, and is written so (joined) into the URLs new PVs get. An absolute
+//!   one, or one with `${VAR}`, is used as it is (a `${VAR}` whose value is relative is
+//!   again taken under `data_dir`, but the URL keeps the placeholder).
+//! * **The engine writes to the first store** (the short-term store, STS): list the stores
+//!   newest data first (STS, MTS, LTS), as a Java `PVTypeInfo.dataStores` lists them. The
+//!   others are read by retrieval and, later, written by ETL.
+//! * **New PVs get every store**: a new PV's `PVTypeInfo.dataStores` is this list, in this
+//!   order (`archiver_appliance::Policy::data_stores`).
+//! * Store names are the stores' identities: a PV whose `dataStores` name a store is read
+//!   from the configured store of that name, wherever its URL says the folder is; one
+//!   whose `dataStores` name no configured store (a data folder taken over from another
+//!   host) is read from every configured store, and the URL is logged once.
+//! * `deletePV` with `deleteData=true` removes the PV's files from every store.
+//!
+//! Without `data_stores`, the one store is `pb://localhost?name=STS&rootFolder=<data_dir>/sts&
+//! partitionGranularity=<sts_granularity>` (`PARTITION_HOUR` by default), as before the key
+//! existed. `sts_granularity` only applies to that default; giving both keys is an error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use archiver_pb::Granularity;
+use archiver_storage::{Backend, DataStores, StoreUrl, Tier};
 use serde::Deserialize;
 
 /// The file's contents.
@@ -59,8 +92,50 @@ pub struct EngineSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
-    /// Partition granularity of the short-term store.
+    /// Partition granularity of the default short-term store (without `data_stores`).
     pub sts_granularity: Option<String>,
+    /// The data stores as `pb://` URLs, newest data first; the engine writes to the first
+    /// (see the module documentation).
+    pub data_stores: Option<Vec<String>>,
+}
+
+impl StorageSection {
+    /// The configured data stores over `backend`, relative root folders taken under
+    /// `data_dir` (see the module documentation). Errors name the bad URL or key.
+    pub fn data_stores(&self, data_dir: &Path, backend: Backend) -> Result<DataStores> {
+        let mut stores = DataStores::new(backend);
+        let Some(urls) = &self.data_stores else {
+            let granularity: Granularity = match &self.sts_granularity {
+                Some(g) => g.parse().context("storage.sts_granularity")?,
+                None => Granularity::Hour,
+            };
+            let sts = Tier::new("STS", data_dir.join("sts"), granularity);
+            stores.add(sts)?;
+            return Ok(stores);
+        };
+        anyhow::ensure!(
+            self.sts_granularity.is_none(),
+            "storage.sts_granularity applies only to the default store; with \
+             storage.data_stores, give partitionGranularity in the STS URL"
+        );
+        anyhow::ensure!(
+            !urls.is_empty(),
+            "storage.data_stores is empty; list at least the short-term store, which the \
+             engine writes to"
+        );
+        for text in urls {
+            let bad = || format!("storage.data_stores: {text:?}");
+            let mut url = StoreUrl::parse(text).with_context(bad)?;
+            let expanded = url.expand_root_folder_from_env().with_context(bad)?;
+            let root = data_dir.join(&expanded); // an absolute one replaces data_dir
+            if !url.root_folder.contains("${") {
+                url.root_folder = root.display().to_string();
+            }
+            let tier = Tier::from_store_url(url, root, stores.backend());
+            stores.add(tier).with_context(bad)?;
+        }
+        Ok(stores)
+    }
 }
 
 impl FileConfig {
@@ -78,5 +153,122 @@ impl FileConfig {
             );
         }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn storage(toml_text: &str) -> StorageSection {
+        let cfg: FileConfig = toml::from_str(toml_text).unwrap();
+        cfg.storage
+    }
+
+    fn names(stores: &DataStores) -> Vec<&str> {
+        stores.tiers().iter().map(Tier::name).collect()
+    }
+
+    #[test]
+    fn without_data_stores_the_one_store_is_the_sts_under_the_data_dir() {
+        let dir = Path::new("/var/lib/arch");
+        let s = storage("").data_stores(dir, Backend::fs()).unwrap();
+        assert_eq!(names(&s), ["STS"]);
+        let sts = &s.tiers()[0];
+        assert_eq!(sts.root(), dir.join("sts"));
+        assert_eq!(sts.granularity(), Granularity::Hour);
+        assert_eq!(
+            sts.url(),
+            "pb://localhost?name=STS&rootFolder=/var/lib/arch/sts&partitionGranularity=PARTITION_HOUR"
+        );
+        // An existing file with sts_granularity keeps working.
+        let s = storage("[storage]\nsts_granularity = \"PARTITION_DAY\"\n")
+            .data_stores(dir, Backend::fs())
+            .unwrap();
+        assert_eq!(s.tiers()[0].granularity(), Granularity::Day);
+        let e = storage("[storage]\nsts_granularity = \"DAILY\"\n")
+            .data_stores(dir, Backend::fs())
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("DAILY"), "{e:#}");
+    }
+
+    #[test]
+    fn data_stores_in_order_with_relative_folders_under_the_data_dir() {
+        let dir = Path::new("/data");
+        let s = storage(
+            r#"
+            [storage]
+            data_stores = [
+              "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
+              "pb://localhost?name=MTS&rootFolder=tiers/mts&partitionGranularity=PARTITION_DAY&hold=2&gather=1",
+              "pb://localhost?name=LTS&rootFolder=/archive/lts&partitionGranularity=PARTITION_YEAR",
+            ]
+            "#,
+        )
+        .data_stores(dir, Backend::fs())
+        .unwrap();
+        assert_eq!(names(&s), ["STS", "MTS", "LTS"]);
+        let roots: Vec<&Path> = s.tiers().iter().map(Tier::root).collect();
+        assert_eq!(
+            roots,
+            [
+                Path::new("/data/sts"),
+                Path::new("/data/tiers/mts"),
+                Path::new("/archive/lts")
+            ]
+        );
+        // The URLs new PVs get name the folders as used; ETL parameters are kept.
+        assert_eq!(
+            s.tiers()[1].url(),
+            "pb://localhost?name=MTS&rootFolder=/data/tiers/mts&partitionGranularity=PARTITION_DAY&hold=2&gather=1"
+        );
+        assert_eq!(s.tiers()[2].granularity(), Granularity::Year);
+    }
+
+    #[test]
+    fn placeholders_are_kept_in_the_url_and_expanded_for_the_folder() {
+        // PATH is set in any test environment; its value is absolute or not, either way
+        // the folder is under the data dir only if it is relative.
+        let path = std::env::var("PATH").unwrap();
+        let s = storage(
+            "[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=${PATH}&partitionGranularity=PARTITION_HOUR\"]\n",
+        )
+        .data_stores(Path::new("/d"), Backend::fs())
+        .unwrap();
+        assert_eq!(s.tiers()[0].root(), Path::new("/d").join(&path));
+        assert_eq!(
+            s.tiers()[0].url(),
+            "pb://localhost?name=STS&rootFolder=${PATH}&partitionGranularity=PARTITION_HOUR"
+        );
+    }
+
+    #[test]
+    fn bad_store_lists_are_refused_naming_the_problem() {
+        let dir = Path::new("/d");
+        let err = |text: &str| {
+            format!(
+                "{:#}",
+                storage(text).data_stores(dir, Backend::fs()).unwrap_err()
+            )
+        };
+        let e = err("[storage]\ndata_stores = []\n");
+        assert!(e.contains("empty"), "{e}");
+        let e = err(
+            "[storage]\nsts_granularity = \"PARTITION_DAY\"\ndata_stores = [\"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR\"]\n",
+        );
+        assert!(e.contains("sts_granularity"), "{e}");
+        let e = err("[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=sts\"]\n");
+        assert!(e.contains("partitionGranularity"), "{e}");
+        assert!(e.contains("storage.data_stores"), "{e}");
+        let e = err(
+            "[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=a&partitionGranularity=PARTITION_HOUR\", \"pb://localhost?name=STS&rootFolder=b&partitionGranularity=PARTITION_DAY\"]\n",
+        );
+        assert!(e.contains("STS"), "{e}");
+        let e = err(
+            "[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=${ARCHIVER_TEST_SURELY_UNSET_VAR}&partitionGranularity=PARTITION_HOUR\"]\n",
+        );
+        assert!(e.contains("ARCHIVER_TEST_SURELY_UNSET_VAR"), "{e}");
     }
 }

@@ -13,11 +13,11 @@ use archiver_appliance::{
     Appliance, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SYNC_PERIOD, SamplingPeriod,
 };
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, SamplingMethod, SystemClock};
-use archiver_http::AppState;
-use archiver_pb::Granularity;
+use archiver_engine::{Engine, EngineConfig, SamplingMethod};
+use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Tier;
+use archiver_storage::Backend;
+use archiver_time::SystemClock;
 use tracing::{info, warn};
 
 use crate::config::FileConfig;
@@ -76,13 +76,21 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
-    let granularity: Granularity = match &file.storage.sts_granularity {
-        Some(g) => g.parse()?,
-        None => Granularity::Hour,
-    };
-    let sts = Tier::new("STS", data_dir.join("sts"), granularity);
-    // The Java default policy; new PVs are written to the short-term store.
-    let mut policy = Policy::for_tier(&sts);
+    // Every configured store; the engine writes to the first (the STS), new PVs get all.
+    let stores = file
+        .storage
+        .data_stores(&data_dir, Backend::fs())
+        .with_context(|| match &args.config {
+            Some(p) => format!("config file {}", p.display()),
+            None => "the default data store".to_string(),
+        })?;
+    let sts = stores
+        .tiers()
+        .first()
+        .cloned()
+        .context("no data store is configured")?;
+    // The Java default policy; new PVs list every store, STS first.
+    let mut policy = Policy::for_stores(&stores);
     if let Some(f) = file.engine.default_archive_fields.clone() {
         policy.archive_fields = f;
     }
@@ -104,10 +112,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // The demo serves its own simulated IOC on a free loopback port and searches only there.
     let (ca_cfg, demo_pvs, _demo_server) = if demo {
         let (server, names) = crate::demo::start_ioc().await?;
-        let cfg = ClientConfig::builder()
-            .addr_list(&format!("127.0.0.1:{}", server.port()))
-            .auto_addr_list(false)
-            .build()?;
+        let cfg = server.client_config().build()?;
         (cfg, names, Some(server))
     } else {
         (ClientConfig::from_env()?, Vec::new(), None)
@@ -120,11 +125,12 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let registry: Arc<dyn Registry> = Arc::new(registry);
     let identity: Arc<str> = Arc::from(file.identity.as_deref().unwrap_or("appliance0"));
     let appliance = Appliance::new(ApplianceParts {
-        engine: engine.clone(),
-        registry: registry.clone(),
+        engine,
+        registry,
         clock: clock.clone(),
-        identity: identity.clone(),
+        identity,
         policy,
+        stores,
     });
     let restored = appliance.restore().await?;
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
@@ -140,12 +146,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         }
         appliance.archive_many(specs).await?;
     }
-    let retrieval = AppState {
-        engine,
-        registry,
-        clock,
-        identity,
-    };
+    // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
+    let retrieval = RetrievalState::new(appliance.retrieval(), clock);
     let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
 
     let listener = tokio::net::TcpListener::bind(listen)

@@ -32,13 +32,20 @@ impl Archiver {
     /// (`archiver X listening on http://ADDR (...)`): no port is picked beforehand, so no
     /// other process can take it in between.
     pub fn start(data_dir: &Path, ioc_port: u16, beacon_port: u16, write_period: f64) -> Archiver {
+        Archiver::start_with(
+            data_dir,
+            ioc_port,
+            beacon_port,
+            &format!("[engine]\nwrite_period_secs = {write_period}\n"),
+        )
+    }
+
+    /// [`Archiver::start`] with `config` as the whole configuration file.
+    pub fn start_with(data_dir: &Path, ioc_port: u16, beacon_port: u16, config: &str) -> Archiver {
+        let config_text = config;
         let config = data_dir.join("archiver.toml");
         std::fs::create_dir_all(data_dir).unwrap();
-        std::fs::write(
-            &config,
-            format!("[engine]\nwrite_period_secs = {write_period}\n"),
-        )
-        .unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_archiver"))
             .args(["serve", "--config"])
             .arg(&config)

@@ -36,8 +36,8 @@ pub trait ApplianceApi: Send + Sync + 'static {
     /// Resumes a paused `pv`.
     async fn resume(&self, pv: &str) -> Result<(), ApplianceError>;
 
-    /// Deletes a paused `pv`; with `delete_data` its files too. Returns the number of
-    /// files removed.
+    /// Deletes a paused `pv`; with `delete_data` its files in every data store too.
+    /// Returns the number of files removed.
     async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError>;
 
     /// The status of `pv`, if it is archived here.

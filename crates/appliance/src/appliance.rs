@@ -9,13 +9,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use archiver_engine::{ArchiveOutcome, Clock, Engine, PvConfig, PvState, PvStatus, SamplingMethod};
+use archiver_engine::{ArchiveOutcome, Engine, PvConfig, PvState, PvStatus, SamplingMethod};
 use archiver_pb::Timestamp;
 use archiver_registry::{ArchiveRequest, CtrlLimits, PvTypeInfo, Registry, RegistryError};
+use archiver_retrieval::{LiveSource, Retrieval};
+use archiver_storage::DataStores;
+use archiver_time::Clock;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::error::{ApplianceError, blocking};
+use crate::live::EngineLive;
 use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, to_registry_method};
 
 /// What an [`Appliance`] is built from.
@@ -31,6 +35,10 @@ pub struct ApplianceParts {
     pub identity: Arc<str>,
     /// The defaults of new PVs.
     pub policy: Policy,
+    /// Every configured data store (STS first). The engine writes to the first; it must
+    /// have been started with that tier (or one on the same backend and folder), so that
+    /// its writer and the appliance's deletions take the same PV locks.
+    pub stores: DataStores,
 }
 
 impl std::fmt::Debug for ApplianceParts {
@@ -38,6 +46,7 @@ impl std::fmt::Debug for ApplianceParts {
         f.debug_struct("ApplianceParts")
             .field("identity", &self.identity)
             .field("policy", &self.policy)
+            .field("stores", &self.stores)
             .finish_non_exhaustive()
     }
 }
@@ -72,9 +81,52 @@ fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
 /// Why a stored value was replaced by the policy's, for the log.
 type Repair = String;
 
+/// The time of the newest sample of `pv` over every store (a store whose files cannot be
+/// read is logged and skipped).
+fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
+    stores
+        .tiers()
+        .iter()
+        .filter_map(|tier| match tier.last_time(pv) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(
+                    pv,
+                    store = tier.name(),
+                    "cannot read the last stored sample: {e}"
+                );
+                None
+            }
+        })
+        .max()
+}
+
+/// How many partition files `pv` has over every store (a store that cannot be listed
+/// counts none).
+fn count_files(stores: &DataStores, pv: &str) -> usize {
+    stores
+        .tiers()
+        .iter()
+        .map(|tier| tier.partitions(pv).map_or(0, |p| p.len()))
+        .sum()
+}
+
 impl Appliance {
-    /// An appliance over `parts`.
+    /// An appliance over `parts`. Logs a warning when the engine does not write to the
+    /// first configured store (see [`ApplianceParts::stores`]).
     pub fn new(parts: ApplianceParts) -> Self {
+        let sts = parts.engine.sts();
+        let same = parts.stores.tiers().first().is_some_and(|first| {
+            first.root() == sts.root()
+                && Arc::ptr_eq(first.backend().locks(), sts.backend().locks())
+        });
+        if !same {
+            warn!(
+                engine = %sts.root().display(),
+                "the engine does not write to the first configured data store; its writes \
+                 and the appliance's deletions do not share the PV locks"
+            );
+        }
         Appliance {
             parts: Arc::new(parts),
         }
@@ -103,6 +155,28 @@ impl Appliance {
     /// The policy of new PVs.
     pub fn policy(&self) -> &Policy {
         &self.parts.policy
+    }
+
+    /// The configured data stores.
+    pub fn stores(&self) -> &DataStores {
+        &self.parts.stores
+    }
+
+    /// The engine as the retrieval pipeline's live source (its unwritten samples, and the
+    /// type of a PV not yet in the catalogue).
+    pub fn live_source(&self) -> Arc<dyn LiveSource> {
+        Arc::new(EngineLive(self.parts.engine.clone()))
+    }
+
+    /// The retrieval pipeline over this appliance: its catalogue, its data stores (a PV's
+    /// `dataStores` resolved by store name) and the engine as live source. Build it once
+    /// and clone it (a few `Arc`s).
+    pub fn retrieval(&self) -> Retrieval {
+        Retrieval::new(
+            self.parts.registry.clone(),
+            Arc::new(self.parts.stores.clone()),
+            self.live_source(),
+        )
     }
 
     /// Starts archiving every PV of `specs` (what a spec leaves out comes from the
@@ -182,8 +256,10 @@ impl Appliance {
     }
 
     /// Deletes a paused `pv` from the engine and the catalogue; with `delete_data`, its
-    /// files in the short-term store too. Returns the number of files removed (a file
-    /// that cannot be removed is logged and not counted).
+    /// files in every data store too ([`DataStores::remove_pv_data`], under the PV's
+    /// storage write lock, so no write of the PV, the engine's or an ETL job's, interleaves).
+    /// Returns the number of files removed (a file that cannot be removed is logged and not
+    /// counted).
     ///
     /// # Errors
     ///
@@ -191,25 +267,23 @@ impl Appliance {
     pub async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
         self.parts.engine.delete(pv).await?;
         let reg = self.parts.registry.clone();
-        let sts = self.parts.engine.sts().clone();
+        let stores = self.parts.stores.clone();
         let name = pv.to_string();
         blocking(move || {
             reg.delete_type_info(&name)?;
             reg.remove_archive_request(&name)?;
-            let mut removed = 0;
-            if delete_data {
-                match sts.partitions(&name) {
-                    Ok(parts) => {
-                        for p in parts {
-                            match std::fs::remove_file(&p.path) {
-                                Ok(()) => removed += 1,
-                                Err(e) => warn!("cannot remove {}: {e}", p.path.display()),
-                            }
-                        }
-                    }
-                    Err(e) => warn!("cannot list files of {name}: {e}"),
-                }
+            if !delete_data {
+                return Ok(0);
             }
+            let before = count_files(&stores, &name);
+            let removed = match stores.remove_pv_data(&name) {
+                Ok(n) => n,
+                Err(e) => {
+                    let left = count_files(&stores, &name);
+                    warn!(pv = %name, "{left} data files not removed: {e}");
+                    before.saturating_sub(left)
+                }
+            };
             Ok::<_, RegistryError>(removed)
         })
         .await
@@ -318,25 +392,19 @@ impl Appliance {
         Ok(n)
     }
 
-    /// The newest stored time of each PV of `names` that has one (read on a blocking
-    /// thread; a PV whose files cannot be read is logged and left out).
+    /// The newest stored time, over every data store, of each PV of `names` that has one
+    /// (read on a blocking thread; a store whose files cannot be read is logged and left
+    /// out).
     async fn last_stored_times(
         &self,
         names: Vec<String>,
     ) -> Result<HashMap<String, Timestamp>, ApplianceError> {
-        let sts = self.parts.engine.sts().clone();
+        let stores = self.parts.stores.clone();
         blocking(move || {
             Ok::<_, ApplianceError>(
                 names
                     .into_iter()
-                    .filter_map(|n| match sts.last_time(&n) {
-                        Ok(Some(t)) => Some((n, t)),
-                        Ok(None) => None,
-                        Err(e) => {
-                            warn!(pv = %n, "cannot read the last stored sample: {e}");
-                            None
-                        }
-                    })
+                    .filter_map(|n| newest_stored(&stores, &n).map(|t| (n, t)))
                     .collect(),
             )
         })

@@ -7,9 +7,13 @@ the engine. (ETL scheduling and metrics aggregation will live here too.)
 # Brief overview
 
 * [`Appliance`] — built from [`ApplianceParts`] (engine, `Arc<dyn Registry>`, clock,
-  identity, [`Policy`]); its operations keep engine and catalogue in step:
+  identity, [`Policy`], the configured `archiver_storage::DataStores`, whose first store
+  is the engine's); its operations keep engine and catalogue in step:
   [`Appliance::archive_many`], `pause`, `resume`, `delete` (optionally with the data
   files), [`Appliance::restore`] at start-up, [`Appliance::sync_catalogue`].
+* [`Appliance::retrieval`] — the retrieval pipeline (`archiver_retrieval::Retrieval`) over
+  the catalogue, the data stores and the engine as live source ([`EngineLive`],
+  [`Appliance::live_source`]): retrieval knows no engine, the appliance connects them.
 * [`policy`] — the Java defaults as data ([`Policy`]: MONITOR at 1 s, the default archive
   fields, `DRVH`/`DRVL` for output records, the data stores of a new PV) and the one
   validation of a sampling period, [`SamplingPeriod::new`]: `0` (every update) or
@@ -65,12 +69,22 @@ appliance.shutdown(sync).await?;
 mod api;
 mod appliance;
 mod error;
+mod live;
 pub mod policy;
 mod sync;
 
 pub use crate::api::{ApplianceApi, SharedAppliance};
 pub use crate::appliance::{Appliance, ApplianceParts, Archived};
 pub use crate::error::ApplianceError;
+pub use crate::live::EngineLive;
 pub use crate::policy::{ArchiveSpec, PeriodError, Policy, SamplingPeriod};
 pub use crate::sync::{CatalogueSync, SYNC_PERIOD};
 pub use tokio_util::sync::CancellationToken;
+
+/// The engine's types that are part of this crate's API (a PV's status and settings in
+/// [`ApplianceApi`], the outcome of an archive request, the engine's refusals inside
+/// [`ApplianceError`]), re-exported so that the HTTP crate needs no engine of its own.
+pub use archiver_engine::{
+    ArchiveOutcome, ConnState, CountersSnapshot, EngineError, PvConfig, PvMeta, PvState, PvStatus,
+    SamplingMethod,
+};

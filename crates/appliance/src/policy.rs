@@ -4,18 +4,19 @@
 //! What Java decides in its policy script is data here: the sampling method and period of
 //! a request that names none (MONITOR, 1 s), the archive fields of every PV (`HIHI HIGH
 //! LOW LOLO LOPR HOPR`), the extra fields of output records (`ao`, `longout` → `DRVH
-//! DRVL`) and the data stores written into a new PV's `PVTypeInfo.dataStores` (today the
-//! short-term store's URL; the medium- and long-term stores will come from
-//! configuration).
+//! DRVL`) and the data stores written into a new PV's `PVTypeInfo.dataStores` (the URLs
+//! of every configured store, STS first: [`Policy::for_stores`]).
 //!
 //! Every entry point that takes a sampling period from outside — `archivePV`, restore from
 //! the catalogue, and later `changeArchivalParameters` and a PVTypeInfo import — goes
 //! through [`SamplingPeriod::new`] (or [`SamplingPeriod::parse`] for text), so the range is
 //! checked in one place.
 
+use std::collections::BTreeMap;
+
 use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
 use archiver_registry::PvTypeInfo;
-use archiver_storage::Tier;
+use archiver_storage::{DataStores, Tier};
 
 /// The shortest sampling period other than 0, in seconds (1 ms). Below it the buffer of a
 /// PV (sized from write period / sampling period) would be absurd.
@@ -175,21 +176,36 @@ impl Policy {
         }
     }
 
-    /// The Java defaults with one data store, `sts` (today's single tier).
-    pub fn for_tier(sts: &Tier) -> Self {
-        Policy::java_default(vec![sts.url()])
+    /// The Java defaults, writing new PVs to every store of `stores`, in their order
+    /// (STS, MTS, LTS: the order Java's `dataStores` lists them).
+    pub fn for_stores(stores: &DataStores) -> Self {
+        Policy::java_default(stores.tiers().iter().map(Tier::url).collect())
     }
 
-    /// Puts what the engine applies itself into `config`: the default archive fields.
-    /// (The engine keeps the output-record fields in its own code for now.)
+    /// Puts the policy values the engine carries out into `config`: the default archive
+    /// fields ([`EngineConfig::default_archive_fields`]) and the extra fields by record
+    /// type ([`EngineConfig::record_type_fields`]: each of
+    /// [`Policy::output_record_types`] gets [`Policy::output_record_fields`]; none when
+    /// either list is empty, and the engine then never reads `.RTYP`). The binary builds
+    /// its engine settings through this, so the values in force are this policy's.
+    /// (`EngineConfig::default()` holds the same Java defaults for the engine's own tests;
+    /// a test here checks that they agree.)
     pub fn apply_to(&self, config: &mut EngineConfig) {
         config.default_archive_fields = self.archive_fields.clone();
+        config.record_type_fields = if self.output_record_fields.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.output_record_types
+                .iter()
+                .map(|rtyp| (rtyp.clone(), self.output_record_fields.clone()))
+                .collect()
+        };
     }
 
     /// The engine settings of a request: what it leaves out comes from this policy. Empty
     /// archive fields stay empty: the engine then applies
-    /// [`EngineConfig::default_archive_fields`] (set by [`Policy::apply_to`]) and the
-    /// output-record fields.
+    /// [`EngineConfig::default_archive_fields`] and, by the PV's record type,
+    /// [`EngineConfig::record_type_fields`] (both set by [`Policy::apply_to`]).
     pub fn pv_config(&self, spec: &ArchiveSpec) -> PvConfig {
         PvConfig {
             method: spec.method.unwrap_or(self.default_method),
@@ -308,8 +324,72 @@ mod tests {
         assert_eq!(cfg.archive_fields, ["HIHI"]);
         let mut ec = EngineConfig::default();
         ec.default_archive_fields.clear();
+        ec.record_type_fields.clear();
         p.apply_to(&mut ec);
         assert_eq!(ec.default_archive_fields, DEFAULT_ARCHIVE_FIELDS);
+        let drv = OUTPUT_RECORD_FIELDS.map(String::from).to_vec();
+        assert_eq!(
+            ec.record_type_fields,
+            BTreeMap::from([
+                ("ao".to_string(), drv.clone()),
+                ("longout".to_string(), drv)
+            ])
+        );
+    }
+
+    #[test]
+    fn the_policy_decides_the_engines_archive_fields() {
+        let mut p = Policy::java_default(Vec::new());
+        p.archive_fields = vec!["HIHI".into()];
+        p.output_record_types = vec!["bo".into(), "mbbo".into()];
+        p.output_record_fields = vec!["ZNAM".into()];
+        let mut ec = EngineConfig::default();
+        p.apply_to(&mut ec);
+        assert_eq!(ec.default_archive_fields, ["HIHI"]);
+        let znam = vec!["ZNAM".to_string()];
+        assert_eq!(
+            ec.record_type_fields,
+            BTreeMap::from([("bo".to_string(), znam.clone()), ("mbbo".to_string(), znam)])
+        );
+        // No extra fields: the engine gets none (and never reads .RTYP).
+        p.output_record_fields.clear();
+        p.apply_to(&mut ec);
+        assert!(ec.record_type_fields.is_empty());
+    }
+
+    #[test]
+    fn the_engines_own_defaults_are_the_policys() {
+        // EngineConfig::default() serves the engine's tests; the binary's values come from
+        // the policy. They must not drift apart.
+        let engine = EngineConfig::default();
+        let mut from_policy = EngineConfig::default();
+        Policy::java_default(Vec::new()).apply_to(&mut from_policy);
+        assert_eq!(
+            from_policy.default_archive_fields,
+            engine.default_archive_fields
+        );
+        assert_eq!(from_policy.record_type_fields, engine.record_type_fields);
+    }
+
+    #[test]
+    fn new_pvs_get_every_configured_store_in_order() {
+        let mut stores = DataStores::new(archiver_storage::Backend::fs());
+        for (name, g) in [
+            ("STS", archiver_pb::Granularity::Hour),
+            ("MTS", archiver_pb::Granularity::Day),
+        ] {
+            stores
+                .add(Tier::new(name, format!("/a/{name}"), g))
+                .expect("add");
+        }
+        let p = Policy::for_stores(&stores);
+        assert_eq!(
+            p.data_stores,
+            [
+                "pb://localhost?name=STS&rootFolder=/a/STS&partitionGranularity=PARTITION_HOUR",
+                "pb://localhost?name=MTS&rootFolder=/a/MTS&partitionGranularity=PARTITION_DAY",
+            ]
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub struct CatalogueSync {
 }
 
 impl CatalogueSync {
-    /// Starts the sync of `appliance` every `period`; it stops when `cancel` is cancelled
+    /// Starts the sync of `appliance` every `period` (the first round one period from now);
+    /// it stops when `cancel` is cancelled
     /// (or through [`CatalogueSync::stop`]). A round under way when the token is cancelled
     /// finishes first (it is one catalogue transaction), so the catalogue is never left
     /// half-written.
@@ -61,7 +62,10 @@ async fn run(app: Appliance, period: Duration, cancel: CancellationToken) {
                 HashSet::new()
             }
         };
-    let mut tick = tokio::time::interval(period);
+    // The first round comes one period after the start, as every later one: "every
+    // period" holds from the start (an immediate first round would race the first
+    // connections, recording some PVs at once and others a period later).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

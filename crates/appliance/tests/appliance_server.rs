@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../engine/tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +15,14 @@ use archiver_appliance::{
     Appliance, ApplianceApi, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SamplingPeriod,
 };
 use archiver_ca::server::{PvSpec, Server, ServerConfig};
-use archiver_ca::{Client, ClientConfig, Timestamp, Value};
-use archiver_engine::{ArchiveOutcome, Engine, EngineConfig, PvState, SamplingMethod, SystemClock};
+use archiver_ca::{Client, Timestamp, Value};
+use archiver_engine::{ArchiveOutcome, Engine, EngineConfig, PvState, SamplingMethod};
 use archiver_pb::{Granularity, PayloadType};
 use archiver_registry::{ArchiveRequest, PvTypeInfo, Registry, SqliteRegistry};
-use archiver_storage::Tier;
+use archiver_storage::{Backend, DataStores, Tier};
+use archiver_time::SystemClock;
+
+use support::wait_for;
 
 struct Setup {
     server: Server,
@@ -26,25 +32,22 @@ struct Setup {
 }
 
 async fn setup(dir: &std::path::Path, registry: Arc<SqliteRegistry>) -> Setup {
-    let server = Server::start(ServerConfig {
-        port: 0,
-        beacon_addrs: Vec::new(),
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::new(
-        ClientConfig::builder()
-            .addr_list(&format!("127.0.0.1:{}", server.port()))
-            .auto_addr_list(false)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
     let sts_root = dir.join("sts");
-    let sts = Tier::new("STS", sts_root.clone(), Granularity::Hour);
-    let policy = Policy::for_tier(&sts);
+    // Three stores, as configured: the engine writes to the first.
+    let mut stores = DataStores::new(Backend::fs());
+    for (name, root, g) in [
+        ("STS", sts_root.clone(), Granularity::Hour),
+        ("MTS", dir.join("mts"), Granularity::Day),
+        ("LTS", dir.join("lts"), Granularity::Year),
+    ] {
+        stores.add(Tier::new(name, root, g)).unwrap();
+    }
+    let policy = Policy::for_stores(&stores);
+    let sts = stores.tiers()[0].clone();
     let mut cfg = EngineConfig {
         write_period: Duration::from_millis(200),
         ..EngineConfig::default()
@@ -57,6 +60,7 @@ async fn setup(dir: &std::path::Path, registry: Arc<SqliteRegistry>) -> Setup {
         clock: Arc::new(SystemClock),
         identity: Arc::from("appliance7"),
         policy,
+        stores,
     });
     Setup {
         server,
@@ -64,16 +68,6 @@ async fn setup(dir: &std::path::Path, registry: Arc<SqliteRegistry>) -> Setup {
         registry,
         sts_root,
     }
-}
-
-async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..secs * 20 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,16 +97,20 @@ async fn a_request_becomes_a_type_info_with_the_policy_stores_once_connected() {
         .spawn_catalogue_sync(Duration::from_millis(100), CancellationToken::new());
     let reg = s.registry.clone();
     assert!(
-        wait_for(10, || reg.get_type_info("T:A").unwrap().is_some()).await,
-        "the sync writes a type info once the PV has connected"
+        wait_for(10, || reg.get_type_info("T:A").unwrap().is_some()
+            && reg.get_archive_request("T:A").unwrap().is_none())
+        .await,
+        "the sync writes a type info once the PV has connected, then drops the request"
     );
     let info = s.registry.get_type_info("T:A").unwrap().unwrap();
     assert_eq!(info.data_stores, s.appliance.policy().data_stores);
-    assert!(
-        info.data_stores[0].contains("name=STS"),
-        "{:?}",
-        info.data_stores
-    );
+    // Every configured store, newest data first, as Java lists them.
+    let names: Vec<String> = info
+        .data_stores
+        .iter()
+        .map(|u| archiver_storage::StoreUrl::parse(u).unwrap().name)
+        .collect();
+    assert_eq!(names, ["STS", "MTS", "LTS"]);
     assert_eq!(info.sampling_period, 2.0);
     assert_eq!(info.appliance_identity.as_deref(), Some("appliance7"));
     assert_eq!(
@@ -295,4 +293,117 @@ async fn shutdown_writes_every_buffer_then_records_the_final_state() {
         (1..=20).all(|k| values.contains(&f64::from(k))),
         "every posted sample is on disk: {values:?}"
     );
+}
+
+/// The samples of `pv` in `tier`, as seconds.
+fn stored_secs(tier: &Tier, pv: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for p in tier.partitions(pv).unwrap() {
+        let mut r = archiver_pb::PbReader::open(&p.path).unwrap();
+        while let Some(x) = r.next_sample().unwrap() {
+            out.push(x.time.secs);
+        }
+    }
+    out
+}
+
+/// Restore starts a PV after the newest sample of any store (here the MTS, newer than the
+/// STS), so an event older than that is not stored again; deleting it with its data
+/// removes its files from every store, under the PV's storage lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every_stores_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let pv_name = "T:TIERS";
+    let now = Timestamp::now().secs;
+    let mut ti = info(pv_name, 0.0);
+    ti.data_stores = Vec::new();
+    registry.put_type_info(&ti).unwrap();
+    let s = setup(dir.path(), registry.clone()).await;
+    let stores = s.appliance.stores().clone();
+    let (sts, mts, lts) = (
+        stores.get("STS").unwrap().clone(),
+        stores.get("MTS").unwrap().clone(),
+        stores.get("LTS").unwrap().clone(),
+    );
+    let at = |secs: i64| {
+        archiver_pb::Sample::new(
+            archiver_pb::Timestamp::new(secs, 0),
+            archiver_pb::Value::ScalarDouble(secs as f64),
+        )
+    };
+    lts.append(pv_name, PayloadType::ScalarDouble, &[at(now - 7200)])
+        .unwrap();
+    mts.append(pv_name, PayloadType::ScalarDouble, &[at(now + 60)])
+        .unwrap();
+    sts.append(pv_name, PayloadType::ScalarDouble, &[at(now - 600)])
+        .unwrap();
+    let pv = s.server.add_pv(PvSpec::new(pv_name, Value::Double(0.0)));
+    assert_eq!(s.appliance.restore().await.unwrap(), 1);
+    let app = s.appliance.clone();
+    assert!(
+        wait_for(10, || app
+            .status(pv_name)
+            .is_some_and(|st| st.conn.connected))
+        .await
+    );
+    // Older than the MTS's newest sample: refused. Newer: stored.
+    for secs in [now + 30, now + 90] {
+        pv.post(
+            Value::Double(secs as f64),
+            Timestamp { secs, nanos: 0 },
+            0,
+            0,
+        )
+        .unwrap();
+    }
+    assert!(
+        wait_for(10, || app.status(pv_name).unwrap().counters.events_stored
+            >= 1)
+        .await
+    );
+    s.appliance.pause(pv_name).await.unwrap();
+    assert_eq!(
+        stored_secs(&sts, pv_name),
+        [now - 600, now + 90],
+        "the event older than the newest stored sample (in the MTS) is not stored"
+    );
+
+    // Delete waits for the PV's storage lock, then removes the files of every store.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (holding, held) = std::sync::mpsc::channel();
+    let release = {
+        let (released, stores) = (released.clone(), stores.clone());
+        std::thread::spawn(move || {
+            let lock = stores.lock_pv(pv_name).unwrap();
+            holding.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(lock);
+        })
+    };
+    held.recv().unwrap();
+    // One file in each store, two in the STS when its samples straddle an hour.
+    let files: usize = stores
+        .tiers()
+        .iter()
+        .map(|t| t.partitions(pv_name).unwrap().len())
+        .sum();
+    assert!((3..=4).contains(&files), "{files} files");
+    let removed = s.appliance.delete(pv_name, true).await.unwrap();
+    assert!(
+        released.load(std::sync::atomic::Ordering::SeqCst),
+        "the files were removed while another writer held the PV's lock"
+    );
+    release.join().unwrap();
+    assert_eq!(removed, files, "every file of every store");
+    for tier in stores.tiers() {
+        assert!(
+            tier.partitions(pv_name).unwrap().is_empty(),
+            "{}",
+            tier.name()
+        );
+    }
+    assert!(registry.get_type_info(pv_name).unwrap().is_none());
+    s.appliance.engine().shutdown().await;
 }

@@ -19,12 +19,11 @@ The archiving engine: from Channel Access monitors to samples in the short-term 
   Java's `DRVH`/`DRVL` for `ao` and `longout`). The engine only carries them out.
 * Every drop is counted per PV ([`Counters`]): timestamp problems, type changes, buffer
   overflow, client-side drops, writer refusals, disconnects, transient errors.
-* Time comes from an injected [`Clock`]. Any sampling period is safe: extreme ones saturate
-  ([`Sampler::new`]), the appliance validates the range.
+* Time comes from an injected `archiver_time::Clock`. Any sampling period is safe:
+  extreme ones saturate ([`Sampler::new`]), the appliance validates the range.
 */
 #![deny(missing_docs)]
 
-mod clock;
 pub mod convert;
 mod counters;
 mod engine;
@@ -35,7 +34,6 @@ mod pv;
 pub mod sampler;
 mod writer;
 
-pub use crate::clock::{Clock, SystemClock};
 pub use crate::counters::{Counters, CountersSnapshot};
 pub use crate::engine::{ArchiveOutcome, Engine, EngineConfig};
 pub use crate::error::EngineError;

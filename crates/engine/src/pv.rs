@@ -94,8 +94,6 @@ pub(crate) struct PvSlot {
     pub id: u64,
     pub counters: Counters,
     pub state: Mutex<SlotState>,
-    /// Held while this PV's samples are written, so two writes never interleave.
-    pub io: Mutex<()>,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
@@ -219,15 +217,13 @@ pub struct BufferSnapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use archiver_pb::{Timestamp, Value};
-
-    use super::*;
-    use crate::sampler::SamplingMethod;
-
-    fn slot(capacity: usize) -> PvSlot {
+impl PvSlot {
+    /// An archiving scalar-double PV `name` whose buffer holds `capacity` samples, for
+    /// unit tests.
+    pub(crate) fn for_test(name: &str, capacity: usize) -> PvSlot {
+        use crate::sampler::SamplingMethod;
         PvSlot {
-            name: Arc::from("T:SNAP"),
+            name: Arc::from(name),
             id: 1,
             counters: Counters::default(),
             state: Mutex::new(SlotState {
@@ -246,8 +242,18 @@ mod tests {
                 last_stored: None,
                 auto_fields: false,
             }),
-            io: Mutex::new(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use archiver_pb::{Timestamp, Value};
+
+    use super::*;
+
+    fn slot(capacity: usize) -> PvSlot {
+        PvSlot::for_test("T:SNAP", capacity)
     }
 
     fn sample(k: i64) -> Sample {

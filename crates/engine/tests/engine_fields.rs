@@ -6,57 +6,34 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use archiver_ca::server::{PvSpec, Server, ServerConfig};
-use archiver_ca::{CaString, Client, ClientConfig, Meta, Timestamp, Value};
-use archiver_engine::{
-    Clock, Engine, EngineConfig, EngineError, PvConfig, SamplingMethod, SystemClock,
-};
+use archiver_ca::{CaString, Client, Meta, Timestamp, Value};
+use archiver_engine::{Engine, EngineConfig, EngineError, PvConfig, SamplingMethod};
 use archiver_pb::{Granularity, Sample};
 use archiver_storage::Tier;
+use archiver_time::{Clock, ManualClock, SystemClock};
 
-/// A clock the test sets (the time crate's manual clock will replace it).
-#[derive(Debug)]
-struct ManualClock(Mutex<archiver_pb::Timestamp>);
+use support::wait_for;
 
-impl ManualClock {
-    fn now_real() -> Arc<Self> {
-        let t = Timestamp::now();
-        Arc::new(ManualClock(Mutex::new(archiver_pb::Timestamp::new(
-            t.secs, 0,
-        ))))
-    }
-    fn advance(&self, secs: i64) {
-        self.0.lock().unwrap().secs += secs;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> archiver_pb::Timestamp {
-        *self.0.lock().unwrap()
-    }
+/// The manual clock of the time crate, started at the current second.
+fn manual_clock_now() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(archiver_pb::Timestamp::new(
+        Timestamp::now().secs,
+        0,
+    )))
 }
 
 async fn setup(cfg: EngineConfig, clock: Arc<dyn Clock>) -> (Server, Engine, tempfile::TempDir) {
-    let server = Server::start(ServerConfig {
-        port: 0,
-        beacon_addrs: Vec::new(),
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::new(
-        ClientConfig::builder()
-            .addr_list(&format!("127.0.0.1:{}", server.port()))
-            .auto_addr_list(false)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(
         client,
@@ -65,16 +42,6 @@ async fn setup(cfg: EngineConfig, clock: Arc<dyn Clock>) -> (Server, Engine, tem
         clock,
     );
     (server, engine, dir)
-}
-
-async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..secs * 20 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 fn text(s: &str) -> Value {
@@ -133,7 +100,7 @@ async fn extra_fields_by_record_type_come_from_the_config() {
         write_period: Duration::from_secs(3600),
         ..EngineConfig::default()
     };
-    let clock = ManualClock::now_real();
+    let clock = manual_clock_now();
     let (server, engine, _dir) = setup(cfg, clock.clone()).await;
     for (pv, rtyp) in [("T:MBBO", "mbbo"), ("T:AO", "ao"), ("T:CHOSEN", "mbbo")] {
         server.add_pv(PvSpec::new(pv, Value::Double(1.0)));
@@ -169,7 +136,7 @@ async fn extra_fields_by_record_type_come_from_the_config() {
     let mut k = 0;
     let mut dumped = None;
     for _ in 0..20 {
-        clock.advance(86_400);
+        clock.advance(Duration::from_secs(86_400));
         let day = clock.now().secs;
         dumped = post_until(&engine, &pv, &clock, &mut k, |s| {
             s.time.secs > day && s.field_actual_change == Some(false)
@@ -199,7 +166,7 @@ async fn extra_fields_by_record_type_come_from_the_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotations_follow_the_injected_clock() {
-    let clock = ManualClock::now_real();
+    let clock = manual_clock_now();
     let cfg = EngineConfig {
         default_archive_fields: vec!["HIHI".into()],
         record_type_fields: BTreeMap::new(),
@@ -266,7 +233,7 @@ async fn annotations_follow_the_injected_clock() {
     );
 
     // A day later by the engine's clock: everything again, with EGU and PREC.
-    clock.advance(86_400);
+    clock.advance(Duration::from_secs(86_400));
     let day = post_until(&engine, &pv, &clock, &mut k, |s| {
         s.time.secs >= t0 + 86_400 && s.field_actual_change.is_some()
     })
@@ -279,7 +246,7 @@ async fn annotations_follow_the_injected_clock() {
 
     // Resumed: the next sample is a startup again, regained at the clock's time.
     engine.pause("T:A").await.unwrap();
-    clock.advance(60);
+    clock.advance(Duration::from_secs(60));
     engine.resume("T:A").unwrap();
     let t1 = clock.now().secs;
     let resumed = post_until(&engine, &pv, &clock, &mut k, |s| has(s, "startup=true"))

@@ -4,32 +4,25 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use archiver_ca::server::{PvSpec, Server, ServerConfig};
-use archiver_ca::{Client, ClientConfig, Timestamp, Value};
-use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_ca::{Client, Timestamp, Value};
+use archiver_engine::{Engine, EngineConfig};
 use archiver_pb::{Granularity, PbReader};
 use archiver_storage::Tier;
+use archiver_time::SystemClock;
+
+use support::{every_event, monitor, wait_for};
 
 async fn setup(sts_root: std::path::PathBuf, cfg: EngineConfig) -> (Server, Engine) {
-    let server = Server::start(ServerConfig {
-        port: 0,
-        beacon_addrs: Vec::new(),
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::new(
-        ClientConfig::builder()
-            .addr_list(&format!("127.0.0.1:{}", server.port()))
-            .auto_addr_list(false)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
     let engine = Engine::start(
         client,
         Tier::new("STS", sts_root, Granularity::Hour),
@@ -37,24 +30,6 @@ async fn setup(sts_root: std::path::PathBuf, cfg: EngineConfig) -> (Server, Engi
         Arc::new(SystemClock),
     );
     (server, engine)
-}
-
-fn every_event() -> PvConfig {
-    PvConfig {
-        method: SamplingMethod::Monitor,
-        period: 0.0,
-        archive_fields: vec!["NONE".into()],
-    }
-}
-
-async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..secs * 20 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 fn now() -> Timestamp {
@@ -140,16 +115,7 @@ async fn overflow_timestamps_and_decimation_are_counted() {
     let pv = server.add_pv(PvSpec::new("T:FAST", Value::Double(0.0)));
     engine.archive("T:FAST", every_event()).unwrap();
     let slow = server.add_pv(PvSpec::new("T:SLOW", Value::Double(0.0)));
-    engine
-        .archive(
-            "T:SLOW",
-            PvConfig {
-                method: SamplingMethod::Monitor,
-                period: 1.0,
-                archive_fields: vec!["NONE".into()],
-            },
-        )
-        .unwrap();
+    engine.archive("T:SLOW", monitor(1.0)).unwrap();
     assert!(
         wait_for(10, || ["T:FAST", "T:SLOW"]
             .iter()

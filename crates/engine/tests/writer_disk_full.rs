@@ -4,26 +4,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use archiver_ca::server::{PvSpec, Server, ServerConfig};
-use archiver_ca::{Client, ClientConfig, Timestamp, Value};
-use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
+use archiver_ca::{Client, Timestamp, Value};
+use archiver_engine::{Engine, EngineConfig};
 use archiver_pb::{Granularity, PbReader};
 use archiver_storage::testing::SimBackend;
 use archiver_storage::{Backend, Tier};
+use archiver_time::SystemClock;
 
-async fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..secs * 20 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
+use support::{every_event, wait_for};
 
 /// The values stored for `pv`, and whether any file has a torn tail or a bad line.
 fn stored(sim: &SimBackend, tier: &Tier, pv: &str) -> (Vec<f64>, bool) {
@@ -43,22 +38,10 @@ fn stored(sim: &SimBackend, tier: &Tier, pv: &str) -> (Vec<f64>, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_full_in_the_middle_of_a_write_keeps_the_batch_and_writes_it_once() {
-    let server = Server::start(ServerConfig {
-        port: 0,
-        beacon_addrs: Vec::new(),
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = Client::new(
-        ClientConfig::builder()
-            .addr_list(&format!("127.0.0.1:{}", server.port()))
-            .auto_addr_list(false)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
     let sim = SimBackend::new();
     let tier = Tier::with_backend(
         "STS",
@@ -72,16 +55,7 @@ async fn a_disk_full_in_the_middle_of_a_write_keeps_the_batch_and_writes_it_once
     };
     let engine = Engine::start(client, tier.clone(), cfg, Arc::new(SystemClock));
     let pv = server.add_pv(PvSpec::new("T:FULL", Value::Double(0.0)));
-    engine
-        .archive(
-            "T:FULL",
-            PvConfig {
-                method: SamplingMethod::Monitor,
-                period: 0.0,
-                archive_fields: vec!["NONE".into()],
-            },
-        )
-        .unwrap();
+    engine.archive("T:FULL", every_event()).unwrap();
     // The initial value is written: the file exists.
     assert!(
         wait_for(10, || engine

@@ -1,5 +1,5 @@
-//! [`BplRequest`]: the one extractor of the management endpoints. It reads a request the
-//! way the Java appliance's servlets do (`BPLServlet`, `PVsMatchingParameter.
+//! [`BplRequest`]: the one extractor of every endpoint (management and `getData`). It reads
+//! a request the way the Java appliance's servlets do (`BPLServlet`, `PVsMatchingParameter.
 //! getPVNamesFromPostBody`), so every client's way of sending parameters and PV lists
 //! works on every endpoint:
 //!
@@ -54,7 +54,7 @@ impl NameEntry {
     }
 }
 
-/// A management request as the Java servlets see it: parameters (query string, then a
+/// A request as the Java servlets see it: parameters (query string, then a
 /// form body) and the PV list of a JSON or text body. See the [module](self) for the
 /// rules.
 #[derive(Debug, Clone, Default)]

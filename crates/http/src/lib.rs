@@ -8,21 +8,27 @@ existing clients work unchanged: `/mgmt/bpl/...` for management and
 * [`app`] builds the whole axum [`Router`]: the merge of
   * [`mgmt_router`] over a [`SharedAppliance`] (`Arc<dyn ApplianceApi>`, the appliance
     crate's trait: tests drive it with a fake, no engine, no CA), and
-  * [`retrieval_router`] over an [`AppState`] (engine and its live buffer, catalogue,
-    clock),
+  * [`retrieval_router`] over a [`RetrievalState`] (the `archiver_retrieval::Retrieval`
+    pipeline built once at start-up: catalogue, data stores, the engine as live source;
+    and the clock),
 
-  wrapped in the tower layers below. [`router`] builds the same from an [`AppState`]
-  alone (the appliance with the Java default policy). Tests drive either without a
-  socket (`tower::ServiceExt::oneshot`).
+  wrapped in the tower layers below. [`router`] builds the same from an
+  `archiver_appliance::Appliance` alone (its retrieval pipeline and clock). Tests drive
+  either without a socket (`tower::ServiceExt::oneshot`).
 * [`mgmt`] — handlers by family: `archivePV` ([`mgmt::archive`]); `getPVStatus`,
   `getAllPVs`, `getNeverConnectedPVs` ([`mgmt::status`]); `pauseArchivingPV`,
   `resumeArchivingPV`, `deletePV` ([`mgmt::lifecycle`]). Responses are typed structs
   serialized in the Java key order; `getPVStatus` is written PV by PV into one buffer.
-* [`BplRequest`] — the one extractor of every management endpoint: query string, form,
-  JSON or text body, merged as Java's servlets see them (rules in [`extract`]).
-* [`retrieval`] — `getData.json` and `getData.raw` over the short-term store and the
-  engine's unflushed buffer, streamed in bounded pieces.
+* [`BplRequest`] — the one extractor of every endpoint, management and retrieval: query
+  string, form, JSON or text body, merged as Java's servlets see them (rules in
+  [`extract`]), so bad input is refused the same way everywhere.
+* [`retrieval`] — `getData.json` and `getData.raw` over the pipeline (the PV's stores and
+  the engine's unflushed buffer), streamed in bounded pieces.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
+
+The crate knows no engine: the management API sees PVs through the appliance's trait and
+types (`archiver_appliance::PvStatus`... re-exported there), retrieval through the
+pipeline; only the tests that run a real appliance start an engine.
 
 # Layers
 
@@ -54,7 +60,7 @@ mod state;
 
 use std::sync::Arc;
 
-use archiver_appliance::{Appliance, ApplianceParts, Policy, SharedAppliance};
+use archiver_appliance::{Appliance, SharedAppliance};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Extensions, HeaderMap, StatusCode, Version, header};
@@ -67,7 +73,7 @@ use tower_http::trace::TraceLayer;
 
 pub use crate::error::{ApiError, ApiResult};
 pub use crate::extract::BplRequest;
-pub use crate::state::AppState;
+pub use crate::state::RetrievalState;
 pub use archiver_appliance::ApplianceApi;
 
 /// The largest request body accepted: 16 MiB. A bulk `archivePV` of 100 000 PVs as a JSON
@@ -82,13 +88,16 @@ pub fn mgmt_router(appliance: SharedAppliance) -> Router {
 }
 
 /// The retrieval routes (`/retrieval/...`) over `state`.
-pub fn retrieval_router(state: AppState) -> Router {
+pub fn retrieval_router(state: RetrievalState) -> Router {
     Router::new()
         .route(
             "/retrieval/data/getData.json",
-            get(retrieval::get_data_json),
+            get(retrieval::get_data_json).post(retrieval::get_data_json),
         )
-        .route("/retrieval/data/getData.raw", get(retrieval::get_data_raw))
+        .route(
+            "/retrieval/data/getData.raw",
+            get(retrieval::get_data_raw).post(retrieval::get_data_raw),
+        )
         .route(
             "/retrieval/bpl/getVersion",
             get(|| async { env!("CARGO_PKG_VERSION") }),
@@ -98,22 +107,16 @@ pub fn retrieval_router(state: AppState) -> Router {
 
 /// Every endpoint: management over `appliance`, retrieval over `retrieval`, with the
 /// tracing, body-limit and compression layers.
-pub fn app(appliance: SharedAppliance, retrieval: AppState) -> Router {
+pub fn app(appliance: SharedAppliance, retrieval: RetrievalState) -> Router {
     with_layers(mgmt_router(appliance).merge(retrieval_router(retrieval)))
 }
 
-/// Every endpoint over `state`: the management endpoints talk to an [`Appliance`] over
-/// the same engine, catalogue and clock, with the Java default [`Policy`] and the
-/// engine's short-term store as the data store of new PVs.
-pub fn router(state: AppState) -> Router {
-    let appliance = Appliance::new(ApplianceParts {
-        engine: state.engine.clone(),
-        registry: state.registry.clone(),
-        clock: state.clock.clone(),
-        identity: state.identity.clone(),
-        policy: Policy::for_tier(state.engine.sts()),
-    });
-    app(Arc::new(appliance), state)
+/// Every endpoint over `appliance`: management through it, retrieval through its pipeline
+/// ([`Appliance::retrieval`]: catalogue, data stores, the engine as live source) and its
+/// clock, with the layers of [`app`].
+pub fn router(appliance: Appliance) -> Router {
+    let retrieval = RetrievalState::new(appliance.retrieval(), appliance.clock().clone());
+    app(Arc::new(appliance), retrieval)
 }
 
 /// Whether a response is JSON (the compressed kind).

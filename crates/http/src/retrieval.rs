@@ -1,6 +1,9 @@
 //! `/retrieval/data/getData.{json,raw}` over the retrieval pipeline
-//! ([`archiver_retrieval::Retrieval`]): this module only reads the parameters, runs the
-//! pipeline on a blocking thread and turns its pieces into a streamed body.
+//! ([`archiver_retrieval::Retrieval`], built once at start-up and held in the
+//! [`RetrievalState`]): this module only reads the parameters (through [`BplRequest`], as
+//! every endpoint: the query string of a GET or POST, and a form body of a POST, as Java's
+//! `DataRetrievalServlet` reads them), runs the pipeline on a blocking thread and turns its
+//! pieces into a streamed body.
 //!
 //! The first piece decides the status: an error before any byte (bad parameters, an
 //! unknown PV, a file that cannot be read) is a proper 400/404/500, and a body that fits
@@ -8,83 +11,32 @@
 //! cuts the connection, so a client sees a truncated response, never a short valid one. A
 //! client that goes away stops the reading.
 
-use std::sync::Arc;
-
-use archiver_engine::Engine;
-use archiver_pb::{FieldValue, Sample};
-use archiver_retrieval::{
-    ConfiguredStores, DataRequest, ErrorClass, LiveDesc, LiveSource, PIECES_QUEUED, Retrieval,
-    RetrievalError,
-};
-use axum::extract::{RawQuery, State};
+use archiver_retrieval::{DataRequest, ErrorClass, PIECES_QUEUED, RetrievalError};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, ApiResult};
-use crate::params::Params;
-use crate::state::AppState;
+use crate::extract::BplRequest;
+use crate::state::RetrievalState;
 
 pub use archiver_retrieval::{Format, normalize_name};
 
-/// The engine as the pipeline's live source: the type and metadata of a PV not yet in
-/// the catalogue ([`Engine::status`]), and the samples not yet written
-/// ([`Engine::buffered`]).
-#[derive(Clone)]
-pub struct EngineLive(pub Engine);
-
-impl std::fmt::Debug for EngineLive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineLive").finish_non_exhaustive()
-    }
-}
-
-impl LiveSource for EngineLive {
-    fn describe(&self, pv: &str) -> Option<LiveDesc> {
-        let status = self.0.status(pv)?;
-        let mut headers = Vec::new();
-        if status.meta.known {
-            if !status.meta.egu.is_empty() {
-                headers.push(FieldValue::new("EGU", status.meta.egu.clone()));
-            }
-            headers.push(FieldValue::new("PREC", status.meta.prec.to_string()));
-        }
-        Some(LiveDesc {
-            payload_type: status.archived_type,
-            element_count: status.conn.element_count.max(1),
-            headers,
-        })
-    }
-
-    fn buffered(&self, pv: &str) -> Vec<Sample> {
-        self.0.buffered(pv).map(|b| b.samples).unwrap_or_default()
-    }
-}
-
-/// The pipeline over what `app` holds: its catalogue, the engine's STS as the one
-/// configured store, and the engine as live source. Cheap (a few `Arc`s and the STS's
-/// name and folder); a state that holds one [`Retrieval`] built at start-up can replace it.
-pub fn retrieval_service(app: &AppState) -> Retrieval {
-    Retrieval::new(
-        app.registry.clone(),
-        Arc::new(ConfiguredStores::new(app.engine.sts().clone())),
-        Arc::new(EngineLive(app.engine.clone())),
-    )
-}
-
-/// `GET /retrieval/data/getData.json`.
+/// `GET` / `POST /retrieval/data/getData.json`: `pv`, `from`, `to` (ISO 8601; absent `to`
+/// is now, absent `from` a day before `to`) in the query string or a form body.
 pub async fn get_data_json(
-    State(app): State<AppState>,
-    RawQuery(q): RawQuery,
+    State(state): State<RetrievalState>,
+    req: BplRequest,
 ) -> ApiResult<Response> {
-    get_data(app, q, Format::Json).await
+    get_data(state, &req, Format::Json).await
 }
 
-/// `GET /retrieval/data/getData.raw`.
+/// `GET` / `POST /retrieval/data/getData.raw`: the parameters of [`get_data_json`].
 pub async fn get_data_raw(
-    State(app): State<AppState>,
-    RawQuery(q): RawQuery,
+    State(state): State<RetrievalState>,
+    req: BplRequest,
 ) -> ApiResult<Response> {
-    get_data(app, q, Format::Raw).await
+    get_data(state, &req, Format::Raw).await
 }
 
 /// The response to a failed retrieval; `pv` names the request in a 500's log line.
@@ -98,12 +50,11 @@ fn api_error(e: RetrievalError, pv: &str) -> ApiError {
     }
 }
 
-async fn get_data(app: AppState, q: Option<String>, format: Format) -> ApiResult<Response> {
-    let p = Params::parse(q.as_deref());
+async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
-    let req = DataRequest::parse(pv, p.get("from"), p.get("to"), app.clock.now())
+    let req = DataRequest::parse(pv, p.get("from"), p.get("to"), state.clock.now())
         .map_err(|e| api_error(e, pv))?;
-    let retrieval = retrieval_service(&app);
+    let retrieval = state.retrieval;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(PIECES_QUEUED);
     let producer_req = req.clone();
     tokio::task::spawn_blocking(move || {
@@ -206,11 +157,9 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            status(RetrievalError::UnresolvedStore {
-                pv: "A:B".into(),
-                url: "x://".into(),
-                reason: "no".into()
-            }),
+            status(RetrievalError::Storage(
+                archiver_storage::StorageError::DuplicateStore("STS".into())
+            )),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }

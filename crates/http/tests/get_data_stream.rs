@@ -4,104 +4,49 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 
-use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
-use archiver_http::{AppState, router};
+use archiver_appliance::Appliance;
 use archiver_pb::time::start_of_year;
-use archiver_pb::{Granularity, PayloadType, PbReader, Sample, Timestamp, Value};
+use archiver_pb::{PbReader, Value};
 use archiver_registry::SqliteRegistry;
-use archiver_storage::Tier;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use axum::http::StatusCode;
 
 /// Samples in the file: 100 Hz for 40 minutes, ≈ 17 MB of JSON, ≈ 4 MB of pbraw.
 const N: i64 = 240_000;
 
-async fn app(dir: &std::path::Path) -> (AppState, i64) {
-    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
+async fn app(dir: &std::path::Path) -> (Appliance, i64) {
     let t0 = start_of_year(2025) + 3600;
-    let samples: Vec<Sample> = (0..N)
-        .map(|k| {
-            Sample::new(
-                Timestamp::new(t0 + k / 100, (k % 100) as u32 * 10_000_000),
-                Value::ScalarDouble(k as f64),
-            )
-        })
-        .collect();
-    sts.append("T:BIG", PayloadType::ScalarDouble, &samples)
-        .unwrap();
-    // A client that searches nowhere: the PV is restored paused, from its files only.
-    let client = Client::new(
-        ClientConfig::builder()
-            .addr_list("127.0.0.1:9")
-            .auto_addr_list(false)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let engine = Engine::start(client, sts, EngineConfig::default(), Arc::new(SystemClock));
-    engine
-        .restore(
-            "T:BIG",
-            PvConfig {
-                method: SamplingMethod::Monitor,
-                period: 0.0,
-                archive_fields: Vec::new(),
-            },
-            Some(PayloadType::ScalarDouble),
-            true,
-            None,
-        )
-        .unwrap();
-    let state = AppState {
-        engine,
-        registry: Arc::new(SqliteRegistry::open_in_memory().unwrap()),
-        clock: Arc::new(SystemClock),
-        identity: Arc::from("appliance0"),
-    };
-    (state, t0)
-}
-
-fn iso(secs: i64) -> String {
-    let d = Timestamp::new(secs, 0).to_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year, d.month, d.day, d.hour, d.minute, d.second
+    // Not in the catalogue: the PV is held paused by the engine, its data in its file.
+    let samples = support::steady(t0, N, 100);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    (
+        support::holding_file(dir, "T:BIG", &samples, registry).await,
+        t0,
     )
 }
 
 /// The response's length header (if any), its body frames and the body.
-async fn get(state: &AppState, uri: &str) -> (StatusCode, Option<String>, usize, Vec<u8>) {
-    let resp = router(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let len = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
+async fn get(state: &Appliance, uri: &str) -> (StatusCode, Option<String>, usize, Vec<u8>) {
+    let r = support::get(state, uri).await;
+    let len = r
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
         .map(|v| v.to_str().unwrap().to_string());
-    let mut body = resp.into_body();
-    let (mut frames, mut bytes) = (0, Vec::new());
-    while let Some(f) = body.frame().await {
-        if let Ok(data) = f.unwrap().into_data() {
-            frames += 1;
-            bytes.extend_from_slice(&data);
-        }
-    }
-    (status, len, frames, bytes)
+    (r.status, len, r.frames, r.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_responses_are_streamed_whole_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (state, t0) = app(dir.path()).await;
-    let range = format!("from={}&to={}", iso(t0 - 1), iso(t0 + N / 100 + 1));
+    let range = format!(
+        "from={}&to={}",
+        support::iso(t0 - 1),
+        support::iso(t0 + N / 100 + 1)
+    );
 
     let (status, len, frames, body) = get(
         &state,
@@ -136,7 +81,7 @@ async fn large_responses_are_streamed_whole_and_in_order() {
         k += 1;
     }
     assert_eq!(k, N);
-    state.engine.shutdown().await;
+    state.engine().shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +92,8 @@ async fn small_responses_go_out_whole_with_their_length() {
         &state,
         &format!(
             "/retrieval/data/getData.json?pv=T:BIG&from={}&to={}",
-            iso(t0 + 10),
-            iso(t0 + 11)
+            support::iso(t0 + 10),
+            support::iso(t0 + 11)
         ),
     )
     .await;
@@ -162,7 +107,7 @@ async fn small_responses_go_out_whole_with_their_length() {
 
     let (status, ..) = get(&state, "/retrieval/data/getData.json?pv=T:NONE").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    state.engine.shutdown().await;
+    state.engine().shutdown().await;
 }
 
 /// Decodes an HTTP/1.1 chunked body.
@@ -188,13 +133,14 @@ async fn over_http_1_1_a_large_body_is_chunked_and_complete() {
     let (state, t0) = app(dir.path()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(axum::serve(listener, router(state.clone())).into_future());
+    let server =
+        tokio::spawn(axum::serve(listener, archiver_http::router(state.clone())).into_future());
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "GET /retrieval/data/getData.raw?pv=T:BIG&from={}&to={} HTTP/1.1\r\n\
          Host: 127.0.0.1\r\nConnection: close\r\n\r\n",
-        iso(t0 - 1),
-        iso(t0 + N / 100 + 1)
+        support::iso(t0 - 1),
+        support::iso(t0 + N / 100 + 1)
     );
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut resp = Vec::new();
@@ -216,5 +162,5 @@ async fn over_http_1_1_a_large_body_is_chunked_and_complete() {
     }
     assert_eq!(k, N);
     server.abort();
-    state.engine.shutdown().await;
+    state.engine().shutdown().await;
 }

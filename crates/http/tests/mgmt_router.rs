@@ -9,10 +9,9 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use archiver_appliance::{ApplianceApi, ApplianceError, ArchiveSpec, Archived};
-use archiver_engine::{
-    ArchiveOutcome, ConnState, CountersSnapshot, EngineError, PvConfig, PvMeta, PvState, PvStatus,
-    SamplingMethod,
+use archiver_appliance::{
+    ApplianceApi, ApplianceError, ArchiveOutcome, ArchiveSpec, Archived, ConnState,
+    CountersSnapshot, EngineError, PvConfig, PvMeta, PvState, PvStatus, SamplingMethod,
 };
 use archiver_http::{MAX_BODY_BYTES, mgmt_router, with_layers};
 use axum::Router;

@@ -1,98 +1,38 @@
 //! The input faults of issue 8 through the real router ([`archiver_http::router`]: the
-//! real appliance over a real engine whose CA client searches nowhere), and compression
+//! real appliance over a real engine whose CA client searches nowhere, see `support`), and compression
 //! of the real `getData` responses: `getData.json` gzipped and still streamed,
 //! `getData.raw` never compressed.
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::Read;
 use std::sync::Arc;
 
-use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, PvConfig, SamplingMethod, SystemClock};
-use archiver_http::{AppState, router};
+use archiver_appliance::Appliance;
 use archiver_pb::time::start_of_year;
-use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Tier;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 /// Samples in the file of `T:FILE`: 10 Hz for 100 minutes, ≈ 4 MB of JSON.
 const N: i64 = 60_000;
 
-async fn state(dir: &std::path::Path) -> (AppState, Arc<SqliteRegistry>, i64) {
-    let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
+async fn state(dir: &std::path::Path) -> (Appliance, Arc<SqliteRegistry>, i64) {
     let t0 = start_of_year(2025) + 3600;
-    let samples: Vec<Sample> = (0..N)
-        .map(|k| {
-            Sample::new(
-                Timestamp::new(t0 + k / 10, (k % 10) as u32 * 100_000_000),
-                Value::ScalarDouble(k as f64),
-            )
-        })
-        .collect();
-    sts.append("T:FILE", PayloadType::ScalarDouble, &samples)
-        .unwrap();
-    let client = Client::new(
-        ClientConfig::builder()
-            .addr_list("127.0.0.1:9")
-            .auto_addr_list(false)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let engine = Engine::start(client, sts, EngineConfig::default(), Arc::new(SystemClock));
-    engine
-        .restore(
-            "T:FILE",
-            PvConfig {
-                method: SamplingMethod::Monitor,
-                period: 0.0,
-                archive_fields: Vec::new(),
-            },
-            Some(PayloadType::ScalarDouble),
-            true,
-            None,
-        )
-        .unwrap();
     let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
-    let state = AppState {
-        engine,
-        registry: registry.clone(),
-        clock: Arc::new(SystemClock),
-        identity: Arc::from("appliance0"),
-    };
-    (state, registry, t0)
+    let samples = support::steady(t0, N, 10);
+    let app = support::holding_file(dir, "T:FILE", &samples, registry.clone()).await;
+    (app, registry, t0)
 }
 
 async fn send(
-    state: &AppState,
+    state: &Appliance,
     req: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, usize, Vec<u8>) {
-    let resp = router(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let mut body = resp.into_body();
-    let (mut frames, mut bytes) = (0, Vec::new());
-    while let Some(f) = body.frame().await {
-        if let Ok(d) = f.unwrap().into_data() {
-            frames += 1;
-            bytes.extend_from_slice(&d);
-        }
-    }
-    (status, headers, frames, bytes)
-}
-
-fn iso(secs: i64) -> String {
-    let d = Timestamp::new(secs, 0).to_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year, d.month, d.day, d.hour, d.minute, d.second
-    )
+    let r = support::send(state, req).await;
+    (r.status, r.headers, r.frames, r.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +54,7 @@ async fn bad_sampling_periods_are_refused_and_a_form_body_names_each_pv() {
             "{p}: {msg}"
         );
     }
-    assert!(state.engine.status("T:BAD").is_none());
+    assert!(state.engine().status("T:BAD").is_none());
     assert!(registry.get_archive_request("T:BAD").unwrap().is_none());
 
     let (status, _, _, _) = send(
@@ -126,7 +66,7 @@ async fn bad_sampling_periods_are_refused_and_a_form_body_names_each_pv() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(state.engine.status("T:NEW").unwrap().config.period, 0.5);
+    assert_eq!(state.engine().status("T:NEW").unwrap().config.period, 0.5);
     let req = registry.get_archive_request("T:NEW").unwrap().unwrap();
     assert_eq!(req.user_params["samplingperiod"], 0.5);
 
@@ -154,14 +94,18 @@ async fn bad_sampling_periods_are_refused_and_a_form_body_names_each_pv() {
             ("T:NONE", "Not being archived")
         ]
     );
-    state.engine.shutdown().await;
+    state.engine().shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed() {
     let dir = tempfile::tempdir().unwrap();
     let (state, _, t0) = state(dir.path()).await;
-    let range = format!("from={}&to={}", iso(t0 - 1), iso(t0 + N / 10 + 1));
+    let range = format!(
+        "from={}&to={}",
+        support::iso(t0 - 1),
+        support::iso(t0 + N / 10 + 1)
+    );
     let get = |path: &str| {
         Request::get(format!("{path}?pv=T:FILE&{range}"))
             .header(header::ACCEPT_ENCODING, "gzip")
@@ -195,5 +139,5 @@ async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed
         k += 1;
     }
     assert_eq!(k, N);
-    state.engine.shutdown().await;
+    state.engine().shutdown().await;
 }

@@ -1,39 +1,14 @@
 //! The hot paths allocate nothing per sample: encoding scalar samples into a grown buffer,
 //! and decoding scalar lines into a reused sample. Counted with a global allocator that
 //! counts calls, so the test fails if a change makes either path allocate.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 use archiver_pb::codec::encode_line;
 use archiver_pb::time::start_of_year;
 use archiver_pb::{LineDecoder, PayloadType, Sample, Timestamp, Value};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use counting_alloc::allocs;
 
 fn samples(ty: PayloadType, n: usize) -> Vec<Sample> {
     let y0 = start_of_year(2024);
@@ -72,19 +47,19 @@ fn scalar_encode_and_decode_allocate_nothing_per_sample() {
         }
 
         out.clear();
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = allocs();
         for s in &input {
             encode_line(s, 2024, &mut out, &mut scratch).expect("encode");
         }
-        let encode_allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let encode_allocs = allocs() - before;
 
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = allocs();
         let mut n = 0;
         for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             decoder.decode(line, &mut sample).expect("decode");
             n += 1;
         }
-        let decode_allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let decode_allocs = allocs() - before;
         assert_eq!(n, input.len());
         assert_eq!(sample, input[input.len() - 1], "{ty}");
         assert_eq!(

@@ -54,16 +54,6 @@ pub enum RetrievalError {
         /// Why.
         source: RegistryError,
     },
-    /// A `dataStores` URL of the PV's `PVTypeInfo` names no store this appliance has.
-    #[error("data store {url:?} of {pv}: {reason}")]
-    UnresolvedStore {
-        /// The PV.
-        pv: String,
-        /// The URL as the `PVTypeInfo` lists it.
-        url: String,
-        /// Why it does not resolve.
-        reason: String,
-    },
     /// The files could not be read.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -96,9 +86,7 @@ impl RetrievalError {
             RetrievalError::NotFound { .. } | RetrievalError::NeverConnected { .. } => {
                 ErrorClass::NotFound
             }
-            RetrievalError::Catalogue { .. }
-            | RetrievalError::UnresolvedStore { .. }
-            | RetrievalError::Storage(_) => ErrorClass::Internal,
+            RetrievalError::Catalogue { .. } | RetrievalError::Storage(_) => ErrorClass::Internal,
             RetrievalError::ClientGone => ErrorClass::ClientGone,
         }
     }

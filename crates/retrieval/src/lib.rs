@@ -20,8 +20,10 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   (`archiver_registry::Registry`), takes the type, element count and headers (`EGU`,
   `PREC`) from the catalogue's `PVTypeInfo` or, for a PV not yet in the catalogue, from the
   [`LiveSource`]; resolves the `dataStores` URLs to `archiver_storage::Tier`s through a
-  [`StoreResolver`] ([`ConfiguredStores`] for now); snapshots the live buffer. The result
-  is a [`StreamDesc`] (what the response says about the PV) plus what to read.
+  [`StoreResolver`] (the configured `archiver_storage::DataStores`, matched by store name:
+  [`stores`]; a URL naming no store falls back to the default stores, logged once);
+  snapshots the live buffer. The result is a [`StreamDesc`] (what the response says about
+  the PV) plus what to read.
 * [`MergeDedup`] — the Java `MergeDedupConsumer` rule over sources read oldest first (the
   storage tiers, then the live buffer): at most one sample at or before `from` (the
   latest), then every sample in `(from, to]`, dropping samples not newer than the last one
@@ -40,7 +42,6 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   [`Retrieval::run`] plans and produces a request in a [`Format`].
 * [`RetrievalError`] — every failure, with its [`ErrorClass`] (400, 404, 500, or the
   client left).
-* [`time`] — ISO-8601 instants as clients send them.
 */
 #![deny(missing_docs)]
 
@@ -54,15 +55,15 @@ mod postprocess;
 mod produce;
 pub mod raw;
 mod service;
-pub mod time;
+pub mod stores;
 
 pub use crate::collect::for_each_sample;
 pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::MergeDedup;
 pub use crate::plan::{
-    ConfiguredStores, DataRequest, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver,
-    StoreUrlError, StreamDesc, TypeSource, normalize_name, plan,
+    DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
+    StreamDesc, TypeSource, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, PostProcessor, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};

@@ -8,13 +8,16 @@
 //! entry) is served from its files. Only a PV not yet in the catalogue (archived seconds
 //! ago; the catalogue sync runs every few seconds) takes them from the [`LiveSource`].
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp};
 use archiver_registry::names::{strip_protocol, strip_val_suffix};
 use archiver_registry::{PvTypeInfo, Registry, RegistryError};
 use archiver_storage::Tier;
 
 use crate::error::RetrievalError;
-use crate::time::parse_iso8601;
+use archiver_time::parse_iso8601;
 
 /// Strips what the Java appliance strips from a retrieval name: surrounding spaces, a
 /// `ca://` or `pva://` prefix and a trailing `.VAL` (only as a suffix: `X:BUILD.VALA`
@@ -168,6 +171,26 @@ impl LiveSource for NoLiveSource {
     }
 }
 
+/// A live source with fixed answers: the PVs it holds (by real name) and their unwritten
+/// samples. For tools and tests that run the pipeline without an engine.
+#[derive(Debug, Clone, Default)]
+pub struct FixedLive {
+    /// What [`LiveSource::describe`] answers, by PV.
+    pub held: HashMap<String, LiveDesc>,
+    /// What [`LiveSource::buffered`] answers, by PV (none: empty).
+    pub buffers: HashMap<String, Vec<Sample>>,
+}
+
+impl LiveSource for FixedLive {
+    fn describe(&self, pv: &str) -> Option<LiveDesc> {
+        self.held.get(pv).cloned()
+    }
+
+    fn buffered(&self, pv: &str) -> Vec<Sample> {
+        self.buffers.get(pv).cloned().unwrap_or_default()
+    }
+}
+
 /// A `dataStores` URL that names no store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -175,61 +198,40 @@ pub struct StoreUrlError(pub String);
 
 /// Turns the `dataStores` URLs of a `PVTypeInfo`
 /// (`pb://localhost?name=STS&rootFolder=…&partitionGranularity=PARTITION_HOUR`) into the
-/// stores to read.
+/// stores to read. [`archiver_storage::DataStores`] implements it (see [`crate::stores`]):
+/// a URL names a configured store by its `name`.
 pub trait StoreResolver: Send + Sync {
-    /// The store `url` names.
+    /// The store `url` names; an error when it names none (the plan then reads the
+    /// default stores, see [`plan`]).
     fn resolve(&self, url: &str) -> Result<Tier, StoreUrlError>;
 
-    /// The stores of a PV whose `PVTypeInfo` lists none or that is not in the catalogue
-    /// yet (where the engine writes), oldest data first.
+    /// The stores of a PV whose `PVTypeInfo` lists none, names none of ours, or that is not
+    /// in the catalogue yet, oldest data first.
     fn default_stores(&self) -> Vec<Tier>;
 }
 
-/// The stores this appliance is configured with, matched by the `name=` parameter of a
-/// `dataStores` URL; a URL without a known name (or that does not parse) falls back to the
-/// STS. This stands in until `archiver_storage::Tier::from_url` builds a store from the
-/// URL itself (Java `StoragePluginURLParser`).
-#[derive(Debug, Clone)]
-pub struct ConfiguredStores {
-    sts: Tier,
-    others: Vec<Tier>,
+/// Store URLs already logged as naming no store (so each is logged once per process),
+/// bounded: past [`MAX_WARNED`] distinct URLs the rest are not logged.
+static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// How many distinct unresolved store URLs are remembered (and logged).
+const MAX_WARNED: usize = 256;
+
+/// True the first time `url` is seen here (of the first [`MAX_WARNED`] distinct URLs).
+fn first_sight(url: &str) -> bool {
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    warned.len() < MAX_WARNED && !warned.contains(url) && warned.insert(url.to_string())
 }
 
-impl ConfiguredStores {
-    /// Stores with `sts` as the short-term store (the default of new PVs).
-    pub fn new(sts: Tier) -> Self {
-        ConfiguredStores {
-            sts,
-            others: Vec::new(),
-        }
-    }
-
-    /// Adds a further store (MTS, LTS...), matched by its name.
-    pub fn with(mut self, tier: Tier) -> Self {
-        self.others.push(tier);
-        self
-    }
-}
-
-/// The value of the `name` parameter of a store URL.
-fn store_name(url: &str) -> Option<String> {
-    let (_, query) = url.split_once('?')?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.into_owned())
-}
-
-impl StoreResolver for ConfiguredStores {
-    fn resolve(&self, url: &str) -> Result<Tier, StoreUrlError> {
-        let name = store_name(url);
-        let found = std::iter::once(&self.sts)
-            .chain(&self.others)
-            .find(|t| name.as_deref() == Some(t.name()));
-        Ok(found.unwrap_or(&self.sts).clone())
-    }
-
-    fn default_stores(&self) -> Vec<Tier> {
-        vec![self.sts.clone()]
+/// Logs, once per URL, that a PV's `dataStores` URL names no store here.
+fn warn_unresolved(pv: &str, url: &str, reason: &StoreUrlError) {
+    if first_sight(url) {
+        tracing::warn!(
+            pv,
+            url,
+            "{reason}; PVs listing this data store are read from the default stores \
+             (logged once per store URL)"
+        );
     }
 }
 
@@ -257,13 +259,16 @@ fn lookup(pv: &str) -> impl FnOnce(RegistryError) -> RetrievalError + '_ {
 /// `PVNames.determineAppropriatePVTypeInfo` without fields), takes type, element count
 /// and headers from the catalogue or, for a PV not yet there, from `live`, resolves the
 /// stores (the `PVTypeInfo`'s `dataStores`, read in reverse order so that the oldest data
-/// comes first; none listed or not in the catalogue: `stores.default_stores()`), and
+/// comes first; none listed or not in the catalogue: `stores.default_stores()`; a URL that
+/// names no store here, as those of a Java data folder taken over from another appliance
+/// with its own store names may: the default stores instead, logged once per URL, so
+/// that the PV is still served from whatever this appliance holds of it), and
 /// takes the live buffer now, before any file is read, so that a sample written while
 /// the files are read is found in one or the other.
 ///
 /// Errors: [`RetrievalError::NotFound`] when nobody knows the PV,
 /// [`RetrievalError::NeverConnected`] when only the live source does and without a type,
-/// [`RetrievalError::Catalogue`] and [`RetrievalError::UnresolvedStore`].
+/// [`RetrievalError::Catalogue`].
 pub fn plan(
     req: &DataRequest,
     catalogue: &dyn Registry,
@@ -283,18 +288,20 @@ pub fn plan(
     };
     let (desc, tiers, source) = match info {
         Some(info) => {
-            let mut tiers = Vec::with_capacity(info.data_stores.len());
-            for url in info.data_stores.iter().rev() {
-                let tier = stores
-                    .resolve(url)
-                    .map_err(|e| RetrievalError::UnresolvedStore {
-                        pv: real.clone(),
-                        url: url.clone(),
-                        reason: e.0,
-                    })?;
-                // Two URLs may resolve to one folder (the STS fallback): read it once.
-                if !tiers.iter().any(|t: &Tier| t.root() == tier.root()) {
+            let mut tiers: Vec<Tier> = Vec::with_capacity(info.data_stores.len());
+            let mut add = |tier: Tier| {
+                // Two URLs may name one folder (a fallback, two names): read it once.
+                if !tiers.iter().any(|t| t.root() == tier.root()) {
                     tiers.push(tier);
+                }
+            };
+            for url in info.data_stores.iter().rev() {
+                match stores.resolve(url) {
+                    Ok(tier) => add(tier),
+                    Err(e) => {
+                        warn_unresolved(&real, url, &e);
+                        stores.default_stores().into_iter().for_each(&mut add);
+                    }
                 }
             }
             if tiers.is_empty() {
@@ -349,26 +356,9 @@ mod tests {
     use archiver_pb::time::start_of_year;
     use archiver_pb::{Granularity, Value};
     use archiver_registry::{SamplingMethod, SqliteRegistry};
-    use std::collections::HashMap;
+    use archiver_storage::DataStores;
 
     use crate::ErrorClass;
-
-    /// A live source with fixed answers.
-    #[derive(Default)]
-    struct FakeLive {
-        held: HashMap<String, LiveDesc>,
-        buffers: HashMap<String, Vec<Sample>>,
-    }
-
-    impl LiveSource for FakeLive {
-        fn describe(&self, pv: &str) -> Option<LiveDesc> {
-            self.held.get(pv).cloned()
-        }
-
-        fn buffered(&self, pv: &str) -> Vec<Sample> {
-            self.buffers.get(pv).cloned().unwrap_or_default()
-        }
-    }
 
     fn now() -> Timestamp {
         Timestamp::new(start_of_year(2025) + 7200, 5)
@@ -378,10 +368,17 @@ mod tests {
         DataRequest::parse(pv, None, None, now()).expect("request")
     }
 
-    fn stores(dir: &std::path::Path) -> ConfiguredStores {
-        ConfiguredStores::new(Tier::new("STS", dir.join("sts"), Granularity::Hour))
-            .with(Tier::new("MTS", dir.join("mts"), Granularity::Day))
-            .with(Tier::new("LTS", dir.join("lts"), Granularity::Year))
+    fn stores(dir: &std::path::Path) -> DataStores {
+        DataStores::from_tiers([
+            Tier::new("STS", dir.join("sts"), Granularity::Hour),
+            Tier::new("MTS", dir.join("mts"), Granularity::Day),
+            Tier::new("LTS", dir.join("lts"), Granularity::Year),
+        ])
+        .expect("stores")
+    }
+
+    fn names(p: &Plan) -> Vec<&str> {
+        p.stores.iter().map(Tier::name).collect()
     }
 
     fn info(pv: &str, urls: &[&str]) -> PvTypeInfo {
@@ -462,28 +459,53 @@ mod tests {
             p.desc.headers,
             vec![FieldValue::new("EGU", "mm"), FieldValue::new("PREC", "3")]
         );
-        let names: Vec<&str> = p.stores.iter().map(Tier::name).collect();
-        assert_eq!(names, ["LTS", "MTS", "STS"], "oldest data first");
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"], "oldest data first");
         assert!(p.buffer.is_empty());
     }
 
     #[test]
-    fn unknown_store_names_fall_back_to_the_sts_once() {
+    fn store_urls_naming_no_store_fall_back_to_the_default_stores() {
         let dir = tempfile::tempdir().expect("tmp");
         let reg = SqliteRegistry::open_in_memory().expect("registry");
-        let mut i = info("A:B", &["pb://localhost?name=XSTS", "parquet://localhost"]);
+        let sts = "pb://localhost?name=STS&rootFolder=/x&partitionGranularity=PARTITION_HOUR";
+        let foreign =
+            "pb://localhost?name=XSTS&rootFolder=/other/host&partitionGranularity=PARTITION_HOUR";
+        let mut i = info("A:B", &[foreign, "parquet://localhost"]);
         i.units = Some(String::new());
         reg.put_type_info(&i).expect("put");
         let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
-        let names: Vec<&str> = p.stores.iter().map(Tier::name).collect();
-        assert_eq!(names, ["STS"]);
+        // Every configured store, each once, oldest data first.
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"]);
         // An empty EGU is not listed.
         assert_eq!(p.desc.headers, vec![FieldValue::new("PREC", "3")]);
+        // One known store and one foreign: still each store once, in order.
+        reg.put_type_info(&info("E:F", &[sts, foreign]))
+            .expect("put");
+        let p = plan(&req("E:F"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"]);
         // No stores listed at all: the default ones.
         reg.put_type_info(&info("C:D", &[])).expect("put");
         let p = plan(&req("C:D"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
-        assert_eq!(p.stores.len(), 1);
-        assert_eq!(p.stores[0].name(), "STS");
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"]);
+        // Each unresolved URL is logged the first time only.
+        assert!(!first_sight(foreign), "already logged by the plans above");
+        let fresh = "pb://localhost?name=NEVER_SEEN_BEFORE";
+        assert!(first_sight(fresh));
+        assert!(!first_sight(fresh));
+    }
+
+    #[test]
+    fn known_store_urls_read_only_their_stores() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        reg.put_type_info(&info(
+            "A:B",
+            &["pb://localhost?name=STS&rootFolder=/x&partitionGranularity=PARTITION_HOUR"],
+        ))
+        .expect("put");
+        let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(names(&p), ["STS"]);
+        assert_eq!(p.stores[0].root(), dir.path().join("sts"));
     }
 
     #[test]
@@ -492,7 +514,7 @@ mod tests {
         let reg = SqliteRegistry::open_in_memory().expect("registry");
         reg.put_type_info(&info("REAL:PV", &[])).expect("put");
         reg.add_alias("OLD:NAME", "REAL:PV").expect("alias");
-        let mut live = FakeLive::default();
+        let mut live = FixedLive::default();
         let s = Sample::new(now(), Value::ScalarFloat(1.5));
         live.buffers.insert("REAL:PV".into(), vec![s.clone()]);
         let p = plan(&req("ca://OLD:NAME.VAL"), &reg, &stores(dir.path()), &live).expect("plan");
@@ -506,7 +528,7 @@ mod tests {
     fn a_pv_not_yet_catalogued_takes_its_type_from_the_live_source() {
         let dir = tempfile::tempdir().expect("tmp");
         let reg = SqliteRegistry::open_in_memory().expect("registry");
-        let mut live = FakeLive::default();
+        let mut live = FixedLive::default();
         live.held.insert(
             "NEW:PV".into(),
             LiveDesc {
@@ -529,8 +551,7 @@ mod tests {
         assert_eq!(p.desc.payload_type, PayloadType::WaveformDouble);
         assert_eq!(p.desc.element_count, 8);
         assert_eq!(p.desc.headers, vec![FieldValue::new("EGU", "V")]);
-        assert_eq!(p.stores.len(), 1);
-        assert_eq!(p.stores[0].name(), "STS");
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"], "the default stores");
 
         let e = plan(&req("SILENT:PV"), &reg, &stores, &live).expect_err("no type");
         assert!(matches!(e, RetrievalError::NeverConnected { .. }), "{e}");
@@ -538,19 +559,6 @@ mod tests {
         let e = plan(&req("NO:PV"), &reg, &stores, &live).expect_err("unknown");
         assert_eq!(e.to_string(), "Unable to find typeinfo for pv NO:PV");
         assert_eq!(e.class(), ErrorClass::NotFound);
-    }
-
-    #[test]
-    fn store_urls_match_by_their_name_parameter() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = stores(dir.path());
-        let name = |url: &str| s.resolve(url).expect("resolves").name().to_string();
-        assert_eq!(name("pb://localhost?rootFolder=/a&name=MTS"), "MTS");
-        assert_eq!(name("pb://localhost?name=LTS"), "LTS");
-        assert_eq!(name("pb://localhost?name=lts"), "STS");
-        assert_eq!(name("pb://localhost"), "STS");
-        assert_eq!(name("not a url"), "STS");
-        assert_eq!(store_name("pb://h?name=A%3AB&x=1").as_deref(), Some("A:B"));
     }
 
     proptest::proptest! {

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use archiver_pb::time::start_of_year;
@@ -12,28 +11,11 @@ use archiver_registry::{PvTypeInfo, Registry, SamplingMethod, SqliteRegistry};
 use archiver_retrieval::json::JsonResponse;
 use archiver_retrieval::raw::RawResponse;
 use archiver_retrieval::{
-    ConfiguredStores, DataRequest, Emit, Encoder, Format, LiveDesc, LiveSource, NoLiveSource,
-    PIECE, Plan, PostProcessor, Producer, Raw, Retrieval, RetrievalError, StreamDesc, TypeSource,
+    DataRequest, Emit, Encoder, FixedLive, Format, LiveDesc, NoLiveSource, PIECE, Plan,
+    PostProcessor, Producer, Raw, Retrieval, RetrievalError, StreamDesc, TypeSource,
     for_each_sample, plan,
 };
-use archiver_storage::{StorageError, Tier};
-
-/// A live source with fixed answers.
-#[derive(Default)]
-struct FakeLive {
-    held: HashMap<String, LiveDesc>,
-    buffers: HashMap<String, Vec<Sample>>,
-}
-
-impl LiveSource for FakeLive {
-    fn describe(&self, pv: &str) -> Option<LiveDesc> {
-        self.held.get(pv).cloned()
-    }
-
-    fn buffered(&self, pv: &str) -> Vec<Sample> {
-        self.buffers.get(pv).cloned().unwrap_or_default()
-    }
-}
+use archiver_storage::{DataStores, StorageError, Tier};
 
 fn y() -> i64 {
     start_of_year(2025)
@@ -131,6 +113,11 @@ fn raw_before(d: &Data, pv: &str, from: Timestamp, to: Timestamp) -> Vec<u8> {
     out
 }
 
+/// The whole data set: both tiers, the year change, the buffer.
+fn everything() -> (Timestamp, Timestamp) {
+    (Timestamp::new(y() - 5000, 0), Timestamp::new(y() + 5000, 0))
+}
+
 fn plan_of(d: &Data, pv: &str, from: Timestamp, to: Timestamp) -> Plan {
     Plan {
         desc: StreamDesc {
@@ -199,22 +186,12 @@ fn json_and_raw_bodies_are_byte_identical_to_the_handler_before_the_pipeline() {
         }
     }
     // The data set is what it claims to be: the year change and alarms are in it.
-    let all = json_before(
-        &d,
-        pv,
-        Timestamp::new(y() - 5000, 0),
-        Timestamp::new(y() + 5000, 0),
-    );
+    let all = json_before(&d, pv, everything().0, everything().1);
     let v: serde_json::Value = serde_json::from_slice(&all).unwrap();
     let n = v[0]["data"].as_array().unwrap().len();
     assert!(n > 3000, "{n} samples");
     assert_eq!(v[0]["meta"]["EGU"], "mm");
-    let raw = raw_before(
-        &d,
-        pv,
-        Timestamp::new(y() - 5000, 0),
-        Timestamp::new(y() + 5000, 0),
-    );
+    let raw = raw_before(&d, pv, everything().0, everything().1);
     assert_eq!(raw.windows(2).filter(|w| w == b"\n\n").count(), 1);
 }
 
@@ -222,12 +199,7 @@ fn json_and_raw_bodies_are_byte_identical_to_the_handler_before_the_pipeline() {
 fn pieces_are_bounded_and_only_the_last_is_marked() {
     let pv = "T:SET";
     let d = data(pv);
-    let plan = plan_of(
-        &d,
-        pv,
-        Timestamp::new(y() - 5000, 0),
-        Timestamp::new(y() + 5000, 0),
-    );
+    let plan = plan_of(&d, pv, everything().0, everything().1);
     for piece in [1000, 10_000] {
         let (body, pieces) = produce(&plan, JsonResponse::new(), &mut Raw, piece);
         assert!(pieces.len() > 10, "{} pieces", pieces.len());
@@ -246,12 +218,7 @@ fn pieces_are_bounded_and_only_the_last_is_marked() {
 fn a_sink_that_refuses_stops_the_reading() {
     let pv = "T:SET";
     let d = data(pv);
-    let plan = plan_of(
-        &d,
-        pv,
-        Timestamp::new(y() - 5000, 0),
-        Timestamp::new(y() + 5000, 0),
-    );
+    let plan = plan_of(&d, pv, everything().0, everything().1);
     let mut taken = 0;
     let mut sink = |_: Vec<u8>, _: bool| {
         taken += 1;
@@ -427,7 +394,7 @@ fn files_with_a_catalogue_entry_are_served_without_a_live_source() {
     reg.put_type_info(&type_info(pv, &d.sts)).unwrap();
     let retrieval = Retrieval::new(
         Arc::new(reg),
-        Arc::new(ConfiguredStores::new(d.sts.clone())),
+        Arc::new(DataStores::from_tiers([d.sts.clone()]).unwrap()),
         Arc::new(NoLiveSource),
     );
     let now = Timestamp::new(y() + 10_000, 0);
@@ -469,7 +436,7 @@ fn files_with_a_catalogue_entry_are_served_without_a_live_source() {
 fn a_pv_archived_seconds_ago_is_served_from_the_live_source() {
     let dir = tempfile::tempdir().unwrap();
     let sts = Tier::new("STS", dir.path(), Granularity::Hour);
-    let mut live = FakeLive::default();
+    let mut live = FixedLive::default();
     live.held.insert(
         "NEW:PV".into(),
         LiveDesc {
@@ -482,7 +449,7 @@ fn a_pv_archived_seconds_ago_is_served_from_the_live_source() {
         .insert("NEW:PV".into(), (0..5).map(|k| sample(k * 2 + 2)).collect());
     let retrieval = Retrieval::new(
         Arc::new(SqliteRegistry::open_in_memory().unwrap()),
-        Arc::new(ConfiguredStores::new(sts)),
+        Arc::new(DataStores::from_tiers([sts]).unwrap()),
         Arc::new(live),
     );
     let req = DataRequest::parse("NEW:PV", None, None, Timestamp::new(y() + 60, 0)).unwrap();
@@ -504,6 +471,6 @@ fn a_pv_archived_seconds_ago_is_served_from_the_live_source() {
     assert!(e.to_string().contains("NO:PV"), "{e}");
     // Planning alone says the same.
     let reg = SqliteRegistry::open_in_memory().unwrap();
-    let stores = ConfiguredStores::new(Tier::new("STS", dir.path(), Granularity::Hour));
+    let stores = DataStores::from_tiers([Tier::new("STS", dir.path(), Granularity::Hour)]).unwrap();
     assert!(plan(&unknown, &reg, &stores, &NoLiveSource).is_err());
 }

@@ -38,6 +38,21 @@ impl DataStores {
         Ok(stores)
     }
 
+    /// The tiers of `tiers`, in order, over the backend of the first (so tiers built on one
+    /// backend keep sharing its PV locks; a tier on another backend is moved to it, see
+    /// [`DataStores::add`]). No tiers: the real filesystem. Refuses two tiers of one name.
+    pub fn from_tiers(tiers: impl IntoIterator<Item = Tier>) -> Result<Self, StorageError> {
+        let mut tiers = tiers.into_iter().peekable();
+        let backend = tiers
+            .peek()
+            .map_or_else(Backend::fs, |t| t.backend().clone());
+        let mut stores = DataStores::new(backend);
+        for tier in tiers {
+            stores.add(tier)?;
+        }
+        Ok(stores)
+    }
+
     /// Adds `tier` (built on another backend, it is moved to this one, so that it shares
     /// the PV locks). Refuses a second tier of the same name.
     pub fn add(&mut self, tier: Tier) -> Result<&Tier, StorageError> {

@@ -1,40 +1,15 @@
 //! The ingest path (`Tier::append_lines` of a PV's buffered lines to an existing file)
 //! allocates per call and per file, never per sample: appending 10,000 lines costs about
 //! as many allocations as appending 10. Counted with a global allocator that counts calls.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "../../pb/tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 use archiver_pb::codec::encode_line;
 use archiver_pb::time::start_of_year;
 use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
 use archiver_storage::Tier;
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use counting_alloc::allocs;
 
 fn lines(from: usize, n: usize) -> Vec<u8> {
     let mut out = Vec::new();
@@ -66,11 +41,11 @@ fn appending_lines_allocates_per_call_not_per_sample() {
     tier.append_lines("A:B", PayloadType::ScalarDouble, 2024, &few)
         .expect("first");
     let count = |bytes: &[u8]| {
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = allocs();
         let c = tier
             .append_lines("A:B", PayloadType::ScalarDouble, 2024, bytes)
             .expect("append");
-        (ALLOCS.load(Ordering::Relaxed) - before, c.written)
+        (allocs() - before, c.written)
     };
     let (a_many, w_many) = count(&many);
     let (a_few, w_few) = count(&more_few);

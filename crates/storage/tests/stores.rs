@@ -262,3 +262,33 @@ fn one_write_lock_per_pv_across_tiers_and_separately_built_tiers() {
     drop(held);
     assert_eq!(writer.join().expect("join").expect("written"), 1);
 }
+
+#[test]
+fn stores_from_tiers_keep_the_first_tiers_backend_and_refuse_a_name_twice() {
+    let sim = Backend::new(SimBackend::new());
+    let sts = Tier::with_backend("STS", "/sts", Granularity::Hour, sim.clone());
+    let lts = Tier::new("LTS", "/lts", Granularity::Year);
+    let stores = DataStores::from_tiers([sts, lts]).expect("stores");
+    assert!(Arc::ptr_eq(stores.backend().locks(), sim.locks()));
+    // The LTS, built on the filesystem, was moved to the first tier's backend.
+    let lts = stores.get("LTS").expect("lts");
+    assert!(Arc::ptr_eq(lts.backend().locks(), sim.locks()));
+    lts.append("A:B", TY, &[s(0)]).expect("append");
+    assert!(
+        !std::path::Path::new("/lts").exists(),
+        "written to the simulation"
+    );
+
+    let empty = DataStores::from_tiers([]).expect("empty");
+    assert!(empty.tiers().is_empty());
+    assert!(Arc::ptr_eq(empty.backend().locks(), Backend::fs().locks()));
+    let err = DataStores::from_tiers([
+        Tier::new("STS", "/a", Granularity::Hour),
+        Tier::new("STS", "/b", Granularity::Day),
+    ])
+    .expect_err("duplicate");
+    assert!(
+        matches!(err, StorageError::DuplicateStore(ref n) if n == "STS"),
+        "{err}"
+    );
+}

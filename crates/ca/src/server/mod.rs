@@ -22,7 +22,9 @@ use tokio::task::JoinHandle;
 
 pub use pv::{Pv, PvSpec};
 
-use crate::config::{DEFAULT_REPEATER_PORT, DEFAULT_SERVER_PORT, resolve_entry};
+use crate::config::{
+    ClientConfig, ClientConfigBuilder, DEFAULT_REPEATER_PORT, DEFAULT_SERVER_PORT, resolve_entry,
+};
 use crate::error::CaError;
 use crate::header::{CA_MINOR, DO_REPLY, Header, cmd, payload_str, push_message};
 
@@ -57,6 +59,17 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// A server on a free loopback port (one number for UDP search and TCP) that sends no
+    /// beacons: the in-process IOC of tests and of `archiver demo`. Its clients find it
+    /// through [`Server::client_config`].
+    pub fn loopback() -> Self {
+        ServerConfig {
+            port: 0,
+            beacon_addrs: Vec::new(),
+            ..ServerConfig::default()
+        }
+    }
+
     /// Reads EPICS_CAS_SERVER_PORT (else EPICS_CA_SERVER_PORT), EPICS_CAS_INTF_ADDR_LIST
     /// (first entry), EPICS_CAS_BEACON_ADDR_LIST, EPICS_CAS_BEACON_PORT (else
     /// EPICS_CA_REPEATER_PORT), EPICS_CAS_BEACON_PERIOD and EPICS_CA_MAX_ARRAY_BYTES.
@@ -129,6 +142,7 @@ impl Store {
 #[derive(Debug)]
 pub struct Server {
     store: Arc<Store>,
+    bind: Ipv4Addr,
     port: u16,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -172,12 +186,31 @@ impl Server {
             cfg.beacon_period,
             port,
         )));
-        Ok(Server { store, port, tasks })
+        Ok(Server {
+            store,
+            bind: cfg.bind,
+            port,
+            tasks,
+        })
     }
 
     /// The TCP/UDP port in use.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Client settings that search this server and nothing else: its address (loopback
+    /// when it listens on every interface) and port as the one search address, without the
+    /// automatic address list. Further settings can be added before `build`.
+    pub fn client_config(&self) -> ClientConfigBuilder {
+        let ip = if self.bind.is_unspecified() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            self.bind
+        };
+        ClientConfig::builder()
+            .addr_list(&format!("{ip}:{}", self.port))
+            .auto_addr_list(false)
     }
 
     /// Adds (or replaces) a PV; returns its handle for posting updates.

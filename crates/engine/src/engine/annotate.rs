@@ -156,7 +156,7 @@ mod tests {
     use archiver_pb::Value;
 
     use super::*;
-    use crate::clock::Clock;
+    use archiver_time::Clock;
 
     /// A clock the test sets (the time crate's manual clock will replace it).
     #[derive(Debug)]

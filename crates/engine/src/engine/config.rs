@@ -2,8 +2,10 @@
 //! rule that sizes a PV's buffer from them.
 //!
 //! The policy *values* (which fields are archived when a request names none, which extra
-//! fields which record types get) are the appliance's decision (Java: `policies.py`); the
-//! engine only carries them out. [`EngineConfig::default`] holds the Java defaults.
+//! fields which record types get) are the appliance's decision (Java: `policies.py`;
+//! `archiver_appliance::Policy::apply_to` sets them); the engine only carries them out.
+//! [`EngineConfig::default`] holds the same Java defaults, for the engine's own tests and
+//! tools (a test of the appliance checks that the two agree).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

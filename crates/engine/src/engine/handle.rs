@@ -11,11 +11,11 @@ use archiver_pb::{PayloadType, Timestamp};
 use archiver_storage::Tier;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::pv::{BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, SlotState, lock};
 use crate::writer;
+use archiver_time::Clock;
 
 use super::Inner;
 use super::actor::{self, Cmd};
@@ -132,7 +132,6 @@ impl Engine {
                 last_stored,
                 auto_fields,
             }),
-            io: std::sync::Mutex::new(()),
         });
         slots.insert(slot.name.clone(), slot.clone());
         drop(slots);

@@ -28,8 +28,8 @@ use std::sync::{Arc, RwLock};
 use archiver_storage::Tier;
 use tokio::sync::mpsc;
 
-use crate::clock::Clock;
 use crate::pv::PvSlot;
+use archiver_time::Clock;
 
 pub use self::config::EngineConfig;
 pub(crate) use self::fields::MAX_ARCHIVE_FIELDS;

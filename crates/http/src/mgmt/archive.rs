@@ -1,7 +1,8 @@
 //! `archivePV`: start archiving PVs, with the Java response shape.
 
-use archiver_appliance::{ArchiveSpec, SamplingPeriod, SharedAppliance};
-use archiver_engine::{ArchiveOutcome, SamplingMethod};
+use archiver_appliance::{
+    ArchiveOutcome, ArchiveSpec, SamplingMethod, SamplingPeriod, SharedAppliance,
+};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;

@@ -1,8 +1,7 @@
 //! The lifecycle family: `pauseArchivingPV`, `resumeArchivingPV`, `deletePV`, with the
 //! Java response shapes.
 
-use archiver_appliance::{ApplianceApi, ApplianceError, SharedAppliance};
-use archiver_engine::EngineError;
+use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
 use archiver_registry::names::{is_glob, normalize_channel_name};
 use axum::Json;
 use axum::extract::State;

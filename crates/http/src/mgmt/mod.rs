@@ -15,8 +15,7 @@ mod javafmt;
 pub mod lifecycle;
 pub mod status;
 
-use archiver_appliance::{ApplianceApi, ApplianceError, SharedAppliance};
-use archiver_engine::EngineError;
+use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
 use archiver_registry::names::{glob_to_regex, is_glob, normalize_channel_name, validate_pv_name};
 use axum::Router;
 use axum::routing::get;

@@ -1,8 +1,7 @@
 //! The status family: `getPVStatus`, `getAllPVs`, `getNeverConnectedPVs`, with the Java
 //! response shapes (values are JSON strings, as the Java appliance writes them).
 
-use archiver_appliance::SharedAppliance;
-use archiver_engine::{PvState, PvStatus, SamplingMethod};
+use archiver_appliance::{PvState, PvStatus, SamplingMethod, SharedAppliance};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -203,11 +202,11 @@ pub async fn get_never_connected(State(app): State<SharedAppliance>) -> Json<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use archiver_engine::PvConfig;
+    use archiver_appliance::PvConfig;
     use serde_json::Value;
 
     fn sample_status() -> PvStatus {
-        use archiver_engine::{ConnState, CountersSnapshot, PvMeta};
+        use archiver_appliance::{ConnState, CountersSnapshot, PvMeta};
         PvStatus {
             name: "A:B\"C".into(),
             state: PvState::Archiving,

@@ -1,0 +1,42 @@
+//! The engine as the retrieval pipeline's [`LiveSource`]: the type and metadata of a PV not
+//! yet in the catalogue ([`Engine::status`]) and the samples not yet written
+//! ([`Engine::buffered`]). Retrieval knows no engine; the appliance, which holds both,
+//! connects them ([`crate::Appliance::live_source`], [`crate::Appliance::retrieval`]).
+
+use archiver_engine::Engine;
+use archiver_pb::{FieldValue, Sample};
+use archiver_retrieval::{LiveDesc, LiveSource};
+
+/// The engine's live buffers and status as a [`LiveSource`]. Its methods take the PV's
+/// lock only to copy (the engine decodes a buffer after releasing it), so a retrieval never
+/// holds up ingest.
+#[derive(Clone)]
+pub struct EngineLive(pub Engine);
+
+impl std::fmt::Debug for EngineLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineLive").finish_non_exhaustive()
+    }
+}
+
+impl LiveSource for EngineLive {
+    fn describe(&self, pv: &str) -> Option<LiveDesc> {
+        let status = self.0.status(pv)?;
+        let mut headers = Vec::new();
+        if status.meta.known {
+            if !status.meta.egu.is_empty() {
+                headers.push(FieldValue::new("EGU", status.meta.egu.clone()));
+            }
+            headers.push(FieldValue::new("PREC", status.meta.prec.to_string()));
+        }
+        Some(LiveDesc {
+            payload_type: status.archived_type,
+            element_count: status.conn.element_count.max(1),
+            headers,
+        })
+    }
+
+    fn buffered(&self, pv: &str) -> Vec<Sample> {
+        self.0.buffered(pv).map(|b| b.samples).unwrap_or_default()
+    }
+}

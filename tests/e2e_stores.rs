@@ -1,0 +1,111 @@
+//! End to end: the real `archiver serve` binary with several data stores from its
+//! configuration file (`[storage] data_stores`, relative root folders under the data
+//! directory): a PV whose data lie in two stores is served from both, one whose
+//! `dataStores` name a store of another host from the configured ones, and deleting it
+//! with its data empties every store. No IOC: the PVs are in the catalogue, paused.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
+use archiver_registry::{PvTypeInfo, Registry, SamplingMethod, SqliteRegistry};
+use archiver_storage::Tier;
+use support::{Archiver, iso};
+
+const CONFIG: &str = r#"
+[engine]
+write_period_secs = 1
+
+[storage]
+data_stores = [
+  "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
+  "pb://localhost?name=MTS&rootFolder=tiers/mts&partitionGranularity=PARTITION_DAY",
+]
+"#;
+
+#[test]
+fn configured_stores_are_read_and_emptied_by_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let t0 = support::now_secs() - 3 * 86_400;
+    let samples: Vec<Sample> = (0..100)
+        .map(|k| {
+            Sample::new(
+                Timestamp::new(t0 + k * 3600, 0),
+                Value::ScalarDouble(k as f64),
+            )
+        })
+        .collect();
+    // Older half in the MTS, newer half in the STS, where the configuration says they are.
+    let sts = Tier::new("STS", data.join("sts"), Granularity::Hour);
+    let mts = Tier::new("MTS", data.join("tiers/mts"), Granularity::Day);
+    mts.append("E2E:TIERS", PayloadType::ScalarDouble, &samples[..50])
+        .unwrap();
+    sts.append("E2E:TIERS", PayloadType::ScalarDouble, &samples[50..])
+        .unwrap();
+    sts.append("E2E:FOREIGN", PayloadType::ScalarDouble, &samples)
+        .unwrap();
+    {
+        let registry = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
+        let info = |pv: &str, stores: Vec<String>| {
+            let mut i = PvTypeInfo::new_for_archiving(
+                pv,
+                PayloadType::ScalarDouble,
+                1,
+                SamplingMethod::Monitor,
+                1.0,
+                stores,
+                Timestamp::new(t0, 0),
+            )
+            .unwrap();
+            i.paused = true;
+            i
+        };
+        registry
+            .put_type_infos(&[
+                // As Java writes them: placeholders for the folders.
+                info(
+                    "E2E:TIERS",
+                    vec![
+                        "pb://localhost?name=STS&rootFolder=${ARCHAPPL_SHORT_TERM_FOLDER}&partitionGranularity=PARTITION_HOUR".into(),
+                        "pb://localhost?name=MTS&rootFolder=${ARCHAPPL_MEDIUM_TERM_FOLDER}&partitionGranularity=PARTITION_DAY".into(),
+                    ],
+                ),
+                info(
+                    "E2E:FOREIGN",
+                    vec!["pb://localhost?name=STS_HOST2&rootFolder=/gone&partitionGranularity=PARTITION_HOUR".into()],
+                ),
+            ])
+            .unwrap();
+    }
+    // No IOC: the CA client searches a port nobody serves.
+    let a = Archiver::start_with(data, 9, 0, CONFIG);
+    let (from, to) = (iso(t0 - 1), iso(t0 + 100 * 3600));
+    for pv in ["E2E:TIERS", "E2E:FOREIGN"] {
+        let got = a.data(pv, &from, &to);
+        let values: Vec<f64> = got.iter().map(|s| s["val"].as_f64().unwrap()).collect();
+        let want: Vec<f64> = (0..100).map(|k| k as f64).collect();
+        assert_eq!(values, want, "{pv}");
+    }
+    let files =
+        sts.partitions("E2E:TIERS").unwrap().len() + mts.partitions("E2E:TIERS").unwrap().len();
+    assert!(files > 50, "{files} files");
+    let (status, body) = a.get("/mgmt/bpl/deletePV?pv=E2E:TIERS&deleteData=true");
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        reply["desc"],
+        format!("Deleted PV E2E:TIERS and {files} data files")
+    );
+    assert!(
+        mts.partitions("E2E:TIERS").unwrap().is_empty(),
+        "the MTS is emptied too"
+    );
+    assert!(sts.partitions("E2E:TIERS").unwrap().is_empty());
+    assert_eq!(
+        sts.partitions("E2E:FOREIGN").unwrap().len(),
+        100,
+        "untouched"
+    );
+}
