@@ -96,6 +96,15 @@ fn the_appliance_knows_no_http() {
 }
 
 #[test]
+fn http_reaches_the_engine_only_through_the_appliance() {
+    assert_none_of(
+        "http",
+        &["archiver-engine", "archiver-ca", "archiver-storage"],
+        "handlers talk to ApplianceApi and Retrieval, so tests can use fakes",
+    );
+}
+
+#[test]
 fn time_is_the_floor_and_pb_sits_on_it() {
     let time: Vec<String> = deps("time")
         .into_iter()
