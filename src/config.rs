@@ -20,6 +20,7 @@
 //!   "pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY",
 //!   "pb://localhost?name=LTS&rootFolder=/archive/lts&partitionGranularity=PARTITION_YEAR",
 //! ]
+//! fsync = false                         # true: fdatasync every append (see StorageSection)
 //! ```
 //!
 //! # Data stores
@@ -52,7 +53,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use archiver_pb::Granularity;
-use archiver_storage::{Backend, DataStores, StoreUrl, Tier};
+use archiver_storage::{Backend, DataStores, StoreUrl, SyncPolicy, Tier};
 use serde::Deserialize;
 
 /// The file's contents.
@@ -97,12 +98,32 @@ pub struct StorageSection {
     /// The data stores as `pb://` URLs, newest data first; the engine writes to the first
     /// (see the module documentation).
     pub data_stores: Option<Vec<String>>,
+    /// `true`: every append is `fdatasync`ed before it counts as written
+    /// (`archiver_storage::SyncPolicy::EachWrite`, once per PV and store per write period,
+    /// 40–50× the cost of the append, BENCHMARKS.md); default `false`, the Java
+    /// appliance's behaviour (`SyncPolicy::OsWriteback`).
+    pub fsync: Option<bool>,
 }
 
 impl StorageSection {
     /// The configured data stores over `backend`, relative root folders taken under
     /// `data_dir` (see the module documentation). Errors name the bad URL or key.
     pub fn data_stores(&self, data_dir: &Path, backend: Backend) -> Result<DataStores> {
+        let mut stores = self.unsynced_data_stores(data_dir, backend)?;
+        if self.fsync == Some(true) {
+            let names: Vec<String> = stores
+                .tiers()
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect();
+            for name in names {
+                stores.set_sync_policy(&name, SyncPolicy::EachWrite);
+            }
+        }
+        Ok(stores)
+    }
+
+    fn unsynced_data_stores(&self, data_dir: &Path, backend: Backend) -> Result<DataStores> {
         let mut stores = DataStores::new(backend);
         let Some(urls) = &self.data_stores else {
             let granularity: Granularity = match &self.sts_granularity {
@@ -169,6 +190,24 @@ mod tests {
 
     fn names(stores: &DataStores) -> Vec<&str> {
         stores.tiers().iter().map(Tier::name).collect()
+    }
+
+    #[test]
+    fn fsync_makes_every_store_sync_each_write() {
+        let dir = Path::new("/d");
+        let text = "[storage]\nfsync = true\ndata_stores = [\n\
+            \"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR\",\n\
+            \"pb://localhost?name=LTS&rootFolder=lts&partitionGranularity=PARTITION_YEAR\"]\n";
+        let s = storage(text).data_stores(dir, Backend::fs()).unwrap();
+        assert!(
+            s.tiers()
+                .iter()
+                .all(|t| t.sync_policy() == SyncPolicy::EachWrite)
+        );
+        for text in ["", "[storage]\nfsync = false\n"] {
+            let s = storage(text).data_stores(dir, Backend::fs()).unwrap();
+            assert_eq!(s.tiers()[0].sync_policy(), SyncPolicy::OsWriteback);
+        }
     }
 
     #[test]
