@@ -56,14 +56,7 @@ async fn large_responses_are_streamed_whole_and_in_order() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(len, None, "a streamed body has no length");
     assert!(frames > 10, "{frames} frames for {} bytes", body.len());
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let data = v[0]["data"].as_array().unwrap();
-    assert_eq!(data.len() as i64, N);
-    assert!(
-        data.iter()
-            .enumerate()
-            .all(|(k, s)| s["val"].as_f64() == Some(k as f64))
-    );
+    support::assert_json_ramp(&body, N);
 
     let (status, len, frames, body) = get(
         &state,

@@ -121,14 +121,7 @@ async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed
     flate2::read::GzDecoder::new(&body[..])
         .read_to_end(&mut json)
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    let data = v[0]["data"].as_array().unwrap();
-    assert_eq!(data.len() as i64, N);
-    assert!(
-        data.iter()
-            .enumerate()
-            .all(|(k, s)| s["val"].as_f64() == Some(k as f64))
-    );
+    support::assert_json_ramp(&json, N);
 
     let (status, headers, _, body) = send(&state, get("/retrieval/data/getData.raw")).await;
     assert_eq!(status, StatusCode::OK);

@@ -135,6 +135,14 @@ impl<F> fmt::Debug for PbWriter<F> {
     }
 }
 
+/// Wraps an I/O error on the file at `path`.
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> WriteError + Copy + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl PbWriter<StdFile> {
     /// Opens (creating it and its folders if needed) the real file at `path` for samples
     /// of `pv_name` of type `payload_type` in the UTC year `year`.
@@ -145,10 +153,7 @@ impl PbWriter<StdFile> {
         year: i32,
     ) -> Result<Self, WriteError> {
         let path = path.into();
-        let io_err = |source| WriteError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io_err = io_error(&path);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io_err)?;
         }
@@ -170,10 +175,7 @@ impl<F: FileIo> PbWriter<F> {
         year: i32,
     ) -> Result<Self, WriteError> {
         let path = path.into();
-        let io_err = |source| WriteError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io_err = io_error(&path);
         let expected = PayloadInfo::new(payload_type, pv_name, year);
         let mut writer = PbWriter {
             file,

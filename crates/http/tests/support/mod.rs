@@ -137,3 +137,17 @@ pub fn iso(secs: i64) -> String {
         .iso(archiver_time::Precision::Seconds)
         .to_string()
 }
+
+/// Asserts that a `getData.json` body holds one PV whose `n` samples have the values
+/// `0, 1, ..., n - 1` in order.
+#[allow(dead_code)] // not every test file that includes this module checks a ramp
+pub fn assert_json_ramp(json: &[u8], n: i64) {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let data = v[0]["data"].as_array().unwrap();
+    assert_eq!(data.len() as i64, n);
+    assert!(
+        data.iter()
+            .enumerate()
+            .all(|(k, s)| s["val"].as_f64() == Some(k as f64))
+    );
+}
