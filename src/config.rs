@@ -89,6 +89,56 @@ pub struct EngineSection {
     pub max_buffer_samples: Option<usize>,
 }
 
+/// The range of `engine.write_period_secs`: 0.1 s to one hour (Java's `secondsToBuffer`
+/// is 10 s; a longer period only keeps more in memory and loses more in a crash).
+pub const WRITE_PERIOD_SECS: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
+/// The range of `engine.server_ioc_drift_secs`: one second to 100 years (Java's default
+/// is 30 minutes).
+pub const DRIFT_SECS: std::ops::RangeInclusive<i64> = 1..=3_153_600_000;
+/// The range of `engine.max_buffer_samples`.
+pub const MAX_BUFFER_SAMPLES: std::ops::RangeInclusive<usize> = 10..=100_000_000;
+
+impl EngineSection {
+    /// Checks every value against its documented range; the error names the key, the
+    /// value and the range.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = self.write_period_secs {
+            anyhow::ensure!(
+                WRITE_PERIOD_SECS.contains(&p),
+                "engine.write_period_secs = {p} is out of range: it must be between {} and \
+                 {} seconds",
+                WRITE_PERIOD_SECS.start(),
+                WRITE_PERIOD_SECS.end()
+            );
+        }
+        if let Some(d) = self.server_ioc_drift_secs {
+            anyhow::ensure!(
+                DRIFT_SECS.contains(&d),
+                "engine.server_ioc_drift_secs = {d} is out of range: it must be between {} \
+                 and {} seconds",
+                DRIFT_SECS.start(),
+                DRIFT_SECS.end()
+            );
+        }
+        if let Some(m) = self.max_buffer_samples {
+            anyhow::ensure!(
+                MAX_BUFFER_SAMPLES.contains(&m),
+                "engine.max_buffer_samples = {m} is out of range: it must be between {} and {}",
+                MAX_BUFFER_SAMPLES.start(),
+                MAX_BUFFER_SAMPLES.end()
+            );
+        }
+        for f in self.default_archive_fields.iter().flatten() {
+            anyhow::ensure!(
+                archiver_appliance::policy::is_archive_field_name(f),
+                "engine.default_archive_fields: {f:?} is not a field name (letters, digits \
+                 and _, starting with a letter, not VAL)"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `[storage]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,13 +216,9 @@ impl FileConfig {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let cfg: FileConfig = toml::from_str(&text)
             .with_context(|| format!("config file {} is not valid", path.display()))?;
-        if let Some(p) = cfg.engine.write_period_secs {
-            anyhow::ensure!(
-                p.is_finite() && p >= 0.1,
-                "config file {}: engine.write_period_secs must be at least 0.1",
-                path.display()
-            );
-        }
+        cfg.engine
+            .validate()
+            .with_context(|| format!("config file {}", path.display()))?;
         Ok(cfg)
     }
 }
@@ -190,6 +236,45 @@ mod tests {
 
     fn names(stores: &DataStores) -> Vec<&str> {
         stores.tiers().iter().map(Tier::name).collect()
+    }
+
+    #[test]
+    fn engine_values_out_of_range_are_refused_naming_the_key() {
+        let engine = |text: &str| -> EngineSection {
+            toml::from_str::<FileConfig>(&format!("[engine]\n{text}\n"))
+                .unwrap()
+                .engine
+        };
+        for (text, key) in [
+            ("write_period_secs = 1e300", "write_period_secs"),
+            ("write_period_secs = inf", "write_period_secs"),
+            ("write_period_secs = nan", "write_period_secs"),
+            ("write_period_secs = 0.01", "write_period_secs"),
+            ("server_ioc_drift_secs = -5", "server_ioc_drift_secs"),
+            (
+                "server_ioc_drift_secs = 9223372036854775807",
+                "server_ioc_drift_secs",
+            ),
+            ("max_buffer_samples = 0", "max_buffer_samples"),
+            (
+                "default_archive_fields = [\"bad field!\"]",
+                "default_archive_fields",
+            ),
+            ("default_archive_fields = [\"\"]", "default_archive_fields"),
+        ] {
+            let e = engine(text).validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        for text in [
+            "write_period_secs = 10",
+            "write_period_secs = 0.1",
+            "server_ioc_drift_secs = 1800",
+            "max_buffer_samples = 100000",
+            "default_archive_fields = [\"HIHI\", \"DESC\"]",
+            "",
+        ] {
+            engine(text).validate().unwrap();
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use archiver_appliance::{
     Appliance, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SYNC_PERIOD, SamplingPeriod,
 };
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, SamplingMethod};
+use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
 use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Backend;
@@ -89,6 +89,15 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .first()
         .cloned()
         .context("no data store is configured")?;
+    // The engine writes here: a folder that cannot be created is an error now, not a
+    // write failure for every PV later.
+    std::fs::create_dir_all(sts.root()).with_context(|| {
+        format!(
+            "cannot create the folder of data store {} ({})",
+            sts.name(),
+            sts.root().display()
+        )
+    })?;
     // The Java default policy; new PVs list every store, STS first.
     let mut policy = Policy::for_stores(&stores);
     if let Some(f) = file.engine.default_archive_fields.clone() {
@@ -183,8 +192,20 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     });
     server.await.context("HTTP server failed")?;
     // 2.-4. Cancel the catalogue sync, write every buffer, record the final state.
-    if let Err(e) = appliance.shutdown(sync).await {
-        warn!("final catalogue sync failed: {e}");
+    let unwritten = match appliance.shutdown(sync).await {
+        Ok(report) => report.unwritten,
+        Err(e) => {
+            warn!("final catalogue sync failed: {e}");
+            Unwritten::default()
+        }
+    };
+    if unwritten.samples > 0 {
+        anyhow::bail!(
+            "archiver stopped, but {} samples of {} PVs could not be written to the \
+             short-term store (see the warnings above) and are lost",
+            unwritten.samples,
+            unwritten.pvs
+        );
     }
     println!("archiver stopped; every buffer was written");
     Ok(())

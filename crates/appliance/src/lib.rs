@@ -78,7 +78,7 @@ pub use crate::appliance::{Appliance, ApplianceParts, Archived};
 pub use crate::error::ApplianceError;
 pub use crate::live::EngineLive;
 pub use crate::policy::{ArchiveSpec, PeriodError, Policy, SamplingPeriod};
-pub use crate::sync::{CatalogueSync, SYNC_PERIOD};
+pub use crate::sync::{CatalogueSync, SYNC_PERIOD, ShutdownReport};
 pub use tokio_util::sync::CancellationToken;
 
 /// The engine's types that are part of this crate's API (a PV's status and settings in
@@ -86,5 +86,5 @@ pub use tokio_util::sync::CancellationToken;
 /// [`ApplianceError`]), re-exported so that the HTTP crate needs no engine of its own.
 pub use archiver_engine::{
     ArchiveOutcome, ConnState, CountersSnapshot, EngineError, PvConfig, PvMeta, PvState, PvStatus,
-    SamplingMethod,
+    SamplingMethod, Unwritten,
 };

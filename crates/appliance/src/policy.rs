@@ -163,6 +163,16 @@ pub const OUTPUT_RECORD_TYPES: [&str; 2] = ["ao", "longout"];
 /// The extra archive fields of output records (spec §4.2).
 pub const OUTPUT_RECORD_FIELDS: [&str; 2] = ["DRVH", "DRVL"];
 
+/// True when `name` can be an archive field: a record field name
+/// (`[A-Za-z][A-Za-z0-9_]*`, at most 60 characters) other than `VAL`, which is the PV
+/// itself. The one rule for archivePV's `archiveFields` and the configured defaults.
+pub fn is_archive_field_name(name: &str) -> bool {
+    name.len() <= 60
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name != "VAL"
+}
+
 impl Policy {
     /// The Java defaults, writing new PVs to `data_stores`.
     pub fn java_default(data_stores: Vec<String>) -> Self {

@@ -96,16 +96,31 @@ impl Appliance {
     /// listener has stopped accepting requests: stop the catalogue sync, shut the engine
     /// down (every held-back sample committed, every buffer written), then record in one
     /// last sync every PV's final state (paused flags, metadata, PVs that connected since
-    /// the last round). Returns how many PVs the final sync wrote.
+    /// the last round). Returns how many PVs the final sync wrote and what could not be
+    /// written (a full disk, an I/O error: the engine retries a few times, then gives up
+    /// and says so here, so the caller never reports success for lost samples).
     ///
     /// # Errors
     ///
-    /// The final sync failed (the samples are on disk; the catalogue is as the last
-    /// round left it).
-    pub async fn shutdown(&self, sync: CatalogueSync) -> Result<usize, ApplianceError> {
+    /// The final sync failed (the catalogue is as the last round left it; what was
+    /// written is on disk).
+    pub async fn shutdown(&self, sync: CatalogueSync) -> Result<ShutdownReport, ApplianceError> {
         sync.stop().await;
-        self.engine().shutdown().await;
+        let unwritten = self.engine().shutdown().await;
         let mut done = HashSet::new();
-        self.sync_catalogue(&mut done).await
+        let catalogued = self.sync_catalogue(&mut done).await?;
+        Ok(ShutdownReport {
+            catalogued,
+            unwritten,
+        })
     }
+}
+
+/// What [`Appliance::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// PVs whose type info the final catalogue sync wrote.
+    pub catalogued: usize,
+    /// Samples (and their PVs) that could not be written: lost when the process exits.
+    pub unwritten: archiver_engine::Unwritten,
 }

@@ -276,7 +276,8 @@ async fn shutdown_writes_every_buffer_then_records_the_final_state() {
         .await
         .expect("shutdown ends")
         .unwrap();
-    assert_eq!(written, 1);
+    assert_eq!(written.catalogued, 1);
+    assert_eq!(written.unwritten.samples, 0);
     assert!(s.registry.get_type_info("T:SHUT").unwrap().is_some());
     assert!(s.registry.get_archive_request("T:SHUT").unwrap().is_none());
     let tier = Tier::new("STS", s.sts_root.clone(), Granularity::Hour);

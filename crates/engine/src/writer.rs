@@ -50,29 +50,53 @@ enum IfBusy {
     Skip,
 }
 
-pub(crate) async fn flush_all(inner: &Arc<Inner>) {
-    flush_slots(inner, inner.slots_where(|_| true)).await;
+/// What a flush left in memory: samples a failed write kept to retry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Samples still buffered after the flush.
+    pub samples: u64,
+    /// PVs they belong to.
+    pub pvs: u64,
 }
 
-pub(crate) async fn flush_slots(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>) {
-    flush(inner, slots, IfBusy::Wait).await;
-}
-
-async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) {
-    let inner = inner.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        for slot in slots {
-            flush_slot(&inner.sts, &slot, if_busy);
+impl Unwritten {
+    fn add(&mut self, samples: u64) {
+        if samples > 0 {
+            self.samples += samples;
+            self.pvs += 1;
         }
-    })
-    .await;
+    }
 }
 
-fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) {
+pub(crate) async fn flush_all(inner: &Arc<Inner>) -> Unwritten {
+    flush_slots(inner, inner.slots_where(|_| true)).await
+}
+
+pub(crate) async fn flush_slots(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>) -> Unwritten {
+    flush(inner, slots, IfBusy::Wait).await
+}
+
+async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) -> Unwritten {
+    let inner = inner.clone();
+    let n = slots.len() as u64;
+    tokio::task::spawn_blocking(move || {
+        let mut left = Unwritten::default();
+        for slot in slots {
+            left.add(flush_slot(&inner.sts, &slot, if_busy));
+        }
+        left
+    })
+    .await
+    // The blocking task panicked: nothing is known to be written.
+    .unwrap_or(Unwritten { samples: 0, pvs: n })
+}
+
+/// Writes one PV's buffer; returns how many samples a failed write kept in memory.
+fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) -> u64 {
     {
         let st = lock(&slot.state);
         if st.archived_type.is_none() || st.buffer.is_empty() {
-            return;
+            return 0;
         }
     }
     // Two flushes of one PV (the periodic one and a pause's, say) serialize on the PV's
@@ -85,18 +109,18 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) {
     };
     let pv_lock = match pv_lock {
         Ok(Some(l)) => l,
-        Ok(None) => return, // another flush, an ETL job or a deletion holds it: next period
+        Ok(None) => return 0, // another flush, an ETL job or a deletion holds it: next period
         Err(e) => {
             warn!(pv = %slot.name, "not written: {e}");
             Counters::inc(&slot.counters.write_errors);
-            return;
+            return lock(&slot.state).buffer.len() as u64;
         }
     };
     let (ty, batch) = {
         let mut st = lock(&slot.state);
-        let Some(ty) = st.archived_type else { return };
+        let Some(ty) = st.archived_type else { return 0 };
         if st.buffer.is_empty() {
-            return;
+            return 0;
         }
         let batch: Arc<Vec<Chunk>> = Arc::new(st.buffer.take());
         st.in_flight = Some(batch.clone());
@@ -129,6 +153,11 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) {
         slot.counters
             .dropped_buffer_overflow
             .fetch_add(dropped as u64, Relaxed);
+    }
+    if failed_at.is_some() {
+        st.buffer.len() as u64
+    } else {
+        0
     }
 }
 

@@ -9,6 +9,16 @@ pub enum NameError {
     /// The name is empty.
     #[error("empty PV name")]
     Empty,
+    /// The name is longer than [`crate::names::MAX_PV_NAME_LEN`] bytes.
+    #[error("PV name of {len} bytes is too long (at most {max} bytes: {start:?}...)")]
+    TooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+        /// The first characters of the name.
+        start: String,
+    },
     /// A character outside `[a-zA-Z0-9_\-+:\[\]<>;/,#{}^]` (or a misplaced dot).
     #[error(
         "invalid character {ch:?} at position {position} in PV name {name:?} \

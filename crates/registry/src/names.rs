@@ -100,6 +100,11 @@ pub fn split_field(name: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The longest channel name accepted, in bytes: what one Channel Access search datagram
+/// can carry (1024 bytes less two 16-byte headers and the terminating NUL), so that every
+/// name the catalogue accepts can be searched for.
+pub const MAX_PV_NAME_LEN: usize = 991;
+
 /// True for the characters Java allows in the record part of a name:
 /// `[a-zA-Z0-9_\-+:\[\]<>;/,#{}^]`.
 pub fn is_pv_name_char(c: char) -> bool {
@@ -117,6 +122,13 @@ pub fn is_pv_name_char(c: char) -> bool {
 pub fn parse_channel_name(name: &str) -> Result<ChannelName<'_>, NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
+    }
+    if name.len() > MAX_PV_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: MAX_PV_NAME_LEN,
+            start: name.chars().take(40).collect(),
+        });
     }
     let pv_end = name
         .char_indices()
@@ -274,6 +286,33 @@ mod tests {
         assert_eq!(strip_val_suffix("A:VAL"), "A:VAL");
         assert_eq!(strip_val_suffix("A:B.val"), "A:B.val");
         assert_eq!(strip_val_suffix(".VAL"), ".VAL");
+    }
+
+    #[test]
+    fn names_longer_than_a_search_datagram_carries_are_refused() {
+        let longest = "L".repeat(MAX_PV_NAME_LEN);
+        assert!(validate_pv_name(&longest).is_ok());
+        let e = validate_pv_name(&format!("{longest}L")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NameError::TooLong {
+                    len: 992,
+                    max: 991,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("too long"), "{e}");
+        // The message quotes only the start of a huge name.
+        assert!(
+            validate_pv_name(&"L".repeat(5000))
+                .unwrap_err()
+                .to_string()
+                .len()
+                < 200
+        );
     }
 
     #[test]

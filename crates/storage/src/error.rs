@@ -57,6 +57,22 @@ pub enum StorageError {
     /// Two configured data stores have the same name.
     #[error("data store {0:?} is configured twice")]
     DuplicateStore(String),
+    /// Two configured data stores share a folder (or one lies inside the other): their
+    /// files would mix, and a store would list the other's partitions as its own.
+    #[error(
+        "data stores {first:?} ({first_root}) and {second:?} ({second_root}) share a folder; \
+         give every store a folder of its own"
+    )]
+    SharedStoreFolder {
+        /// The store configured first.
+        first: String,
+        /// Its root folder.
+        first_root: String,
+        /// The store configured second.
+        second: String,
+        /// Its root folder.
+        second_root: String,
+    },
     /// A PV's `dataStores` names a store that is not configured.
     #[error("data store {name:?} (from {url:?}) is not configured on this appliance")]
     UnknownStore {

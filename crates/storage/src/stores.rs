@@ -59,6 +59,20 @@ impl DataStores {
         if self.get(tier.name()).is_some() {
             return Err(StorageError::DuplicateStore(tier.name().to_string()));
         }
+        // Compared as written, component by component (`a/sts` and `a/sts/` are one
+        // folder; `a/sts` and `a/sts2` are two); links are not followed.
+        if let Some(other) = self
+            .tiers
+            .iter()
+            .find(|t| t.root().starts_with(tier.root()) || tier.root().starts_with(t.root()))
+        {
+            return Err(StorageError::SharedStoreFolder {
+                first: other.name().to_string(),
+                first_root: other.root().display().to_string(),
+                second: tier.name().to_string(),
+                second_root: tier.root().display().to_string(),
+            });
+        }
         let policy = tier.sync_policy();
         let tier = Tier::from_store_url(tier.store_url().clone(), tier.root(), &self.backend)
             .with_sync_policy(policy);

@@ -170,6 +170,37 @@ fn data_stores_come_from_configuration_and_resolve_a_pvs_stores_by_name() {
         matches!(err, StorageError::DuplicateStore(ref n) if n == "STS"),
         "{err}"
     );
+    // Two stores in one folder, or one inside the other, would mix their files.
+    for (a, b) in [
+        ("/a", "/a"),
+        ("/a", "/a/"),
+        ("/a", "/a/mts"),
+        ("/a/mts", "/a"),
+    ] {
+        let err = DataStores::from_urls(
+            [
+                url("STS", a, "PARTITION_HOUR"),
+                url("MTS", b, "PARTITION_DAY"),
+            ],
+            Backend::new(SimBackend::new()),
+        )
+        .expect_err("shared folder");
+        assert!(
+            matches!(err, StorageError::SharedStoreFolder { ref first, ref second, .. }
+                if first == "STS" && second == "MTS"),
+            "{a} {b}: {err}"
+        );
+        assert!(err.to_string().contains("share a folder"), "{err}");
+    }
+    // Neighbours are fine.
+    DataStores::from_urls(
+        [
+            url("STS", "/a/sts", "PARTITION_HOUR"),
+            url("MTS", "/a/sts2", "PARTITION_DAY"),
+        ],
+        Backend::new(SimBackend::new()),
+    )
+    .expect("separate folders");
 
     // Removing a PV's data covers every tier, through the backend.
     for t in stores.tiers() {

@@ -15,12 +15,17 @@ use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::pv::{BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, SlotState, lock};
 use crate::writer;
+use crate::writer::Unwritten;
 use archiver_time::Clock;
 
 use super::Inner;
 use super::actor::{self, Cmd};
 use super::config::{EngineConfig, buffer_capacity};
 use super::fields::MAX_ARCHIVE_FIELDS;
+
+/// How many times [`Engine::shutdown`] tries to write what failed to be written, a
+/// second apart.
+pub const SHUTDOWN_WRITE_TRIES: u32 = 3;
 
 /// What `archive` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,18 +275,29 @@ impl Engine {
         &self.inner.sts
     }
 
-    /// Writes every buffer now.
-    pub async fn flush(&self) {
-        writer::flush_all(&self.inner).await;
+    /// Writes every buffer now; returns what a failed write kept in memory (retried at
+    /// the next write period).
+    pub async fn flush(&self) -> Unwritten {
+        writer::flush_all(&self.inner).await
     }
 
     /// Stops archiving: every held-back sample is committed, every channel closed, every
-    /// buffer written. Returns when all is on disk.
-    pub async fn shutdown(&self) {
+    /// buffer written. A write that fails (a full disk, an I/O error) is retried
+    /// [`SHUTDOWN_WRITE_TRIES`] times, a second apart; what could still not be written is
+    /// returned (and logged per PV), so the caller can say so instead of claiming success.
+    pub async fn shutdown(&self) -> Unwritten {
         let (tx, rx) = oneshot::channel();
         if self.send(Cmd::Shutdown { reply: tx }).is_ok() {
             let _ = rx.await;
         }
-        writer::flush_all(&self.inner).await;
+        let mut left = writer::flush_all(&self.inner).await;
+        for _ in 1..SHUTDOWN_WRITE_TRIES {
+            if left.samples == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            left = writer::flush_all(&self.inner).await;
+        }
+        left
     }
 }

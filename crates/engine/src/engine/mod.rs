@@ -33,7 +33,7 @@ use archiver_time::Clock;
 
 pub use self::config::EngineConfig;
 pub(crate) use self::fields::MAX_ARCHIVE_FIELDS;
-pub use self::handle::{ArchiveOutcome, Engine};
+pub use self::handle::{ArchiveOutcome, Engine, SHUTDOWN_WRITE_TRIES};
 
 /// What the handle, the actor and the writer share: the PV table, the short-term store,
 /// the settings, the clock, and the actor's management queue.

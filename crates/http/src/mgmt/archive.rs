@@ -47,9 +47,7 @@ fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
             .collect()
     };
     for n in &names {
-        let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok || n == "VAL" {
+        if !archiver_appliance::policy::is_archive_field_name(n) {
             return Err(ApiError::bad(format!("invalid archive field name {n:?}")));
         }
     }
