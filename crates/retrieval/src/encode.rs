@@ -36,38 +36,70 @@ pub trait Encoder {
     fn take(&mut self) -> Vec<u8>;
 }
 
-/// The response formats served (`getData.<ext>`).
+/// The response formats served (`getData.<ext>`; Java `DataRetrievalServlet.mimeresponses`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// `getData.json`: [`crate::json::JsonResponse`].
+    /// `json`: [`crate::json::JsonResponse`].
     Json,
-    /// `getData.raw` (pbraw): [`crate::raw::RawResponse`].
+    /// `raw` (pbraw): [`crate::raw::RawResponse`].
     Raw,
+    /// `csv`: [`crate::csv::CsvResponse`] (one PV).
+    Csv,
+    /// `txt`: [`crate::txt::TextResponse`] (one PV).
+    Txt,
+    /// `qw` (the Grafana datasource's): [`crate::qw::QwResponse`].
+    Qw,
+    /// `jplot`: [`crate::jplot::JplotResponse`].
+    Jplot,
 }
 
 impl Format {
-    /// The format of a `getData.<ext>` extension, `None` for one not served.
+    /// Every format served, in the order of Java's table.
+    pub const ALL: [Format; 6] = [
+        Format::Raw,
+        Format::Json,
+        Format::Qw,
+        Format::Jplot,
+        Format::Csv,
+        Format::Txt,
+    ];
+
+    /// The format of a `getData.<ext>` extension, `None` for one not served (Java's `svg`,
+    /// `flx`, `mat` are not).
     pub fn from_extension(ext: &str) -> Option<Format> {
-        match ext {
-            "json" => Some(Format::Json),
-            "raw" => Some(Format::Raw),
-            _ => None,
-        }
+        Format::ALL.into_iter().find(|f| f.extension() == ext)
     }
 
-    /// The extension of the format (`json`, `raw`).
+    /// The extension of the format (`json`, `raw`, `csv`, `txt`, `qw`, `jplot`).
     pub fn extension(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Raw => "raw",
+            Format::Csv => "csv",
+            Format::Txt => "txt",
+            Format::Qw => "qw",
+            Format::Jplot => "jplot",
         }
     }
 
-    /// The `Content-Type` of the format (Java `DataRetrievalServlet.mimeresponses`).
+    /// The `Content-Type` of the format, exactly as Java's
+    /// (`DataRetrievalServlet.mimeresponses`): nothing appended (a widely used Python
+    /// display client drops a response whose type is not exactly `application/json`).
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Json => "application/json",
+            Format::Json | Format::Qw | Format::Jplot => "application/json",
             Format::Raw => "application/x-protobuf",
+            Format::Csv => "text/csv",
+            Format::Txt => "text/plain",
         }
+    }
+
+    /// Whether `getDataForPVs.<ext>` serves the format (Java: `json`, `raw`, `qw`,
+    /// `jplot`; the others are single-PV formats).
+    pub fn multi_pv(self) -> bool {
+        matches!(
+            self,
+            Format::Json | Format::Raw | Format::Qw | Format::Jplot
+        )
     }
 }

@@ -18,7 +18,8 @@ use archiver_pb::{FieldValue, Sample, Value};
 use crate::encode::Encoder;
 use crate::plan::StreamDesc;
 
-fn string(out: &mut Vec<u8>, s: &str) {
+/// Writes `s` as a JSON string (quoted, escaped).
+pub fn string(out: &mut Vec<u8>, s: &str) {
     // Writing a str to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }

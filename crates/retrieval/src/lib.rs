@@ -46,16 +46,21 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
 #![deny(missing_docs)]
 
 mod collect;
+pub mod csv;
 mod encode;
 mod error;
+pub mod jplot;
 pub mod json;
 mod merge;
 mod plan;
 mod postprocess;
 mod produce;
+pub mod qw;
 pub mod raw;
 mod service;
 pub mod stores;
+pub mod text;
+pub mod txt;
 
 pub use crate::collect::for_each_sample;
 pub use crate::encode::{Encoder, Format};
@@ -63,8 +68,8 @@ pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::MergeDedup;
 pub use crate::plan::{
     DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
-    StreamDesc, TypeSource, normalize_name, plan,
+    StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, PostProcessor, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
-pub use crate::service::Retrieval;
+pub use crate::service::{PING_PV, Retrieval};

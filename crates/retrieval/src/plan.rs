@@ -247,6 +247,34 @@ fn catalogue_headers(info: &PvTypeInfo) -> Vec<FieldValue> {
     headers
 }
 
+/// Whether a header carries an enum label (`ENUM_0`, `ENUM_1`, ...).
+pub fn is_enum_label(name: &str) -> bool {
+    name.strip_prefix("ENUM_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Adds the enum labels of an enum PV planned from the catalogue: the `ENUM_n` headers of
+/// the live source (the engine reads them with `DBR_CTRL_ENUM`; the catalogue's
+/// `PVTypeInfo`, as Java's, holds none). Java sends them with `fetchLatestMetadata=true`
+/// (from the engine's `getMetadata`); here an enum PV always carries them while the
+/// engine holds it, since clients (aapy) read them to show state names.
+fn add_enum_labels(desc: &mut StreamDesc, real: &str, live: &dyn LiveSource) {
+    if !matches!(
+        desc.payload_type,
+        PayloadType::ScalarEnum | PayloadType::WaveformEnum
+    ) {
+        return;
+    }
+    if let Some(found) = live.describe(real) {
+        desc.headers.extend(
+            found
+                .headers
+                .into_iter()
+                .filter(|h| is_enum_label(&h.name) && !h.val.is_empty()),
+        );
+    }
+}
+
 /// The error of a failed catalogue lookup of `pv`.
 fn lookup(pv: &str) -> impl FnOnce(RegistryError) -> RetrievalError + '_ {
     move |source| RetrievalError::Catalogue {
@@ -340,6 +368,10 @@ pub fn plan(
             (desc, stores.default_stores(), TypeSource::Live)
         }
     };
+    let mut desc = desc;
+    if source == TypeSource::Catalogue {
+        add_enum_labels(&mut desc, &real, live);
+    }
     let buffer = live.buffered(&real);
     Ok(Plan {
         desc,
