@@ -51,6 +51,7 @@ From the outside in:
 */
 #![deny(missing_docs)]
 
+pub mod bpl;
 mod error;
 pub mod extract;
 pub mod mgmt;
@@ -87,21 +88,37 @@ pub fn mgmt_router(appliance: SharedAppliance) -> Router {
     mgmt::router(appliance)
 }
 
-/// The retrieval routes (`/retrieval/...`) over `state`.
+/// The retrieval routes (`/retrieval/...`) over `state`: the data calls
+/// (`/retrieval/data/getData.<ext>`, `getDataForPVs.<ext>`, `getDataAtTime`:
+/// [`retrieval::data_call`]), the retrieval BPL ([`bpl`]) and `/retrieval/ping`.
 pub fn retrieval_router(state: RetrievalState) -> Router {
     Router::new()
         .route(
-            "/retrieval/data/getData.json",
-            get(retrieval::get_data_json).post(retrieval::get_data_json),
+            "/retrieval/data/{call}",
+            get(retrieval::data_call).post(retrieval::data_call),
         )
         .route(
-            "/retrieval/data/getData.raw",
-            get(retrieval::get_data_raw).post(retrieval::get_data_raw),
+            "/retrieval/bpl/getMatchingPVs",
+            get(bpl::get_matching_pvs).post(bpl::get_matching_pvs),
         )
         .route(
-            "/retrieval/bpl/getVersion",
-            get(|| async { env!("CARGO_PKG_VERSION") }),
+            "/retrieval/bpl/searchForPVsRegex",
+            get(bpl::search_for_pvs_regex).post(bpl::search_for_pvs_regex),
         )
+        .route(
+            "/retrieval/bpl/areWeArchivingPV",
+            get(bpl::are_we_archiving_pv).post(bpl::are_we_archiving_pv),
+        )
+        .route(
+            "/retrieval/bpl/getMetadata",
+            get(bpl::get_metadata).post(bpl::get_metadata),
+        )
+        .route("/retrieval/bpl/getVersion", get(bpl::get_version))
+        .route(
+            "/retrieval/bpl/filterArchivedPVs",
+            get(bpl::filter_archived_pvs).post(bpl::filter_archived_pvs),
+        )
+        .route("/retrieval/ping", get(bpl::ping))
         .with_state(state)
 }
 

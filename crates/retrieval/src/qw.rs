@@ -16,7 +16,7 @@
 //! into `null`), strings escaped. Only PVs with samples appear; no data at all is
 //! `[ \n ]\n`, as Java's.
 
-use archiver_pb::{FieldValue, PayloadType, Sample};
+use archiver_pb::{FieldValue, Sample};
 
 use crate::encode::Encoder;
 use crate::json::{string, value};
@@ -79,7 +79,7 @@ impl Encoder for QwResponse {
     fn begin_pv(&mut self, desc: &StreamDesc) {
         self.deferred = Some((
             desc.name.clone(),
-            !desc.payload_type.is_scalar() && desc.payload_type != PayloadType::V4GenericBytes,
+            desc.payload_type.is_waveform(),
             desc.headers.clone(),
         ));
     }
