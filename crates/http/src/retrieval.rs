@@ -434,6 +434,26 @@ mod tests {
     }
 
     #[test]
+    fn search_periods_read_as_java_periods() {
+        assert_eq!(period_days("P1D"), Some(1));
+        assert_eq!(period_days("P2W"), Some(14));
+        assert_eq!(period_days("P1Y2M3D"), Some(366 + 62 + 3));
+        assert_eq!(period_days("+P0D"), Some(0));
+        for bad in [
+            "",
+            "P",
+            "1D",
+            "P1",
+            "P1H",
+            "-P1D",
+            "PT1H",
+            "P99999999999999999999D",
+        ] {
+            assert_eq!(period_days(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn errors_map_to_their_status() {
         use axum::http::StatusCode;
         let status = |e| api_error(e, "A:B").into_response().status();

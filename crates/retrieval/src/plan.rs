@@ -593,6 +593,52 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::NotFound);
     }
 
+    #[test]
+    fn an_enum_pv_carries_the_live_sources_labels() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut e = info("E:NUM", &[]);
+        e.dbr_type = PayloadType::ScalarEnum;
+        reg.put_type_info(&e).expect("put");
+        reg.put_type_info(&info("F:LT", &[])).expect("put");
+        let mut live = FixedLive::default();
+        let labels = vec![
+            FieldValue::new("EGU", "ignored"),
+            FieldValue::new("ENUM_0", "Off"),
+            FieldValue::new("ENUM_1", ""),
+            FieldValue::new("ENUM_2", "On"),
+            FieldValue::new("ENUM_X", "not a label"),
+        ];
+        for pv in ["E:NUM", "F:LT"] {
+            live.held.insert(
+                pv.into(),
+                LiveDesc {
+                    payload_type: Some(PayloadType::ScalarEnum),
+                    element_count: 1,
+                    headers: labels.clone(),
+                },
+            );
+        }
+        let stores = stores(dir.path());
+        let p = plan(&req("E:NUM"), &reg, &stores, &live).expect("plan");
+        assert_eq!(
+            p.desc.headers,
+            vec![
+                FieldValue::new("EGU", "mm"),
+                FieldValue::new("PREC", "3"),
+                FieldValue::new("ENUM_0", "Off"),
+                FieldValue::new("ENUM_2", "On"),
+            ]
+        );
+        // Not an enum in the catalogue: no labels.
+        let p = plan(&req("F:LT"), &reg, &stores, &live).expect("plan");
+        assert!(p.desc.headers.iter().all(|h| !h.name.starts_with("ENUM")));
+        // Not held by the engine: the catalogue's headers alone.
+        let p = plan(&req("E:NUM"), &reg, &stores, &NoLiveSource).expect("plan");
+        assert_eq!(p.desc.headers.len(), 2);
+        assert!(is_enum_label("ENUM_12") && !is_enum_label("ENUM_") && !is_enum_label("ENUMS"));
+    }
+
     proptest::proptest! {
         /// Any `pv` parameter is a request or a 400, never a panic; a request's name is
         /// not empty.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Beginning data for LN-AM{RadMon:2}DoseRate-I
-//! Dec/08/2014 06:21:07 UTC	-0.09	0	0	601158377
+//! Dec/08/2014 06:21:07 UTC<TAB>-0.09<TAB>0<TAB>0<TAB>601158377
 //! ```
 //!
 //! time (`MMM/dd/yyyy HH:mm:ss z`, whole seconds, in UTC where Java uses the server's time
