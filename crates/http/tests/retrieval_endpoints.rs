@@ -305,7 +305,8 @@ async fn no_data_gives_javas_empty_answer_in_each_format() {
         )
         .await;
         assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.json(), serde_json::json!([]), "{ext}: {:?}", r.text());
+        assert_eq!(r.text(), "[ \n ]\n", "{ext}: Java's empty answer");
+        assert_eq!(r.json(), serde_json::json!([]), "{ext}");
     }
     let r = get(
         &app,
