@@ -191,6 +191,7 @@ async fn every_format_has_javas_content_type_exactly() {
         ("jplot", "application/json"),
         ("csv", "text/csv"),
         ("txt", "text/plain"),
+        ("mat", "application/matlab"),
     ] {
         // With gzip allowed: the compression layer must not append anything either.
         let r = send(

@@ -51,26 +51,29 @@ pub enum Format {
     Qw,
     /// `jplot`: [`crate::jplot::JplotResponse`].
     Jplot,
+    /// `mat` (MATLAB level 5): [`crate::mat::MatResponse`] (one PV).
+    Mat,
 }
 
 impl Format {
     /// Every format served, in the order of Java's table.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Raw,
         Format::Json,
         Format::Qw,
         Format::Jplot,
         Format::Csv,
         Format::Txt,
+        Format::Mat,
     ];
 
-    /// The format of a `getData.<ext>` extension, `None` for one not served (Java's `svg`,
-    /// `flx`, `mat` are not).
+    /// The format of a `getData.<ext>` extension, `None` for one not served (Java's `svg`
+    /// and `flx` are not).
     pub fn from_extension(ext: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.extension() == ext)
     }
 
-    /// The extension of the format (`json`, `raw`, `csv`, `txt`, `qw`, `jplot`).
+    /// The extension of the format (`json`, `raw`, `csv`, `txt`, `qw`, `jplot`, `mat`).
     pub fn extension(self) -> &'static str {
         match self {
             Format::Json => "json",
@@ -79,6 +82,7 @@ impl Format {
             Format::Txt => "txt",
             Format::Qw => "qw",
             Format::Jplot => "jplot",
+            Format::Mat => "mat",
         }
     }
 
@@ -91,6 +95,7 @@ impl Format {
             Format::Raw => "application/x-protobuf",
             Format::Csv => "text/csv",
             Format::Txt => "text/plain",
+            Format::Mat => "application/matlab",
         }
     }
 
@@ -117,6 +122,7 @@ mod tests {
             Format::Txt => Box::new(crate::txt::TextResponse::new()),
             Format::Qw => Box::new(crate::qw::QwResponse::new()),
             Format::Jplot => Box::new(crate::jplot::JplotResponse::new()),
+            Format::Mat => Box::new(crate::mat::MatResponse::new()),
         }
     }
 
@@ -224,6 +230,7 @@ mod tests {
         assert_eq!(Format::Csv.content_type(), "text/csv");
         assert_eq!(Format::Txt.content_type(), "text/plain");
         assert_eq!(Format::Raw.content_type(), "application/x-protobuf");
+        assert_eq!(Format::Mat.content_type(), "application/matlab");
         let multi: Vec<&str> = Format::ALL
             .iter()
             .filter(|f| f.multi_pv())

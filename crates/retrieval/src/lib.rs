@@ -51,6 +51,7 @@ mod encode;
 mod error;
 pub mod jplot;
 pub mod json;
+pub mod mat;
 mod merge;
 mod plan;
 mod postprocess;

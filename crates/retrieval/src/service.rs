@@ -12,6 +12,7 @@ use crate::encode::{Encoder, Format};
 use crate::error::RetrievalError;
 use crate::jplot::JplotResponse;
 use crate::json::JsonResponse;
+use crate::mat::MatResponse;
 use crate::plan::{DataRequest, LiveSource, Plan, StoreResolver, StreamDesc, TypeSource, plan};
 use crate::postprocess::{PostProcessor, Raw};
 use crate::produce::{PieceSink, Produced, Producer};
@@ -50,6 +51,10 @@ macro_rules! with_encoder {
             }
             Format::Jplot => {
                 let $enc = JplotResponse::new();
+                $body
+            }
+            Format::Mat => {
+                let $enc = MatResponse::new();
                 $body
             }
         }
