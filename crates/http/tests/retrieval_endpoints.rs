@@ -204,6 +204,15 @@ async fn every_format_has_javas_content_type_exactly() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{ext}");
         assert_eq!(r.content_type(), ct, "{ext}");
+        let gzipped = r
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v == "gzip");
+        assert_eq!(
+            gzipped,
+            ct == "application/json",
+            "{ext}: only JSON is compressed"
+        );
     }
     let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=*").await;
     assert_eq!(r.content_type(), "application/json");
@@ -634,6 +643,9 @@ async fn archiving_metadata_version_filter_and_ping() {
         r.json(),
         serde_json::json!(["B:DBL", "OLD:NAME", "A:DBL.HIHI"])
     );
+
+    let r = post_json(&app, "/retrieval/bpl/filterArchivedPVs", "[]").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "'pv'");
 
     let r = get(&app, "/retrieval/ping").await;
     assert_eq!(r.status, StatusCode::OK);
