@@ -28,6 +28,12 @@ impl LiveSource for EngineLive {
                 headers.push(FieldValue::new("EGU", status.meta.egu.clone()));
             }
             headers.push(FieldValue::new("PREC", status.meta.prec.to_string()));
+            // The labels of an enum PV (DBR_CTRL_ENUM), as Java's getMetadata: ENUM_0...
+            for (i, label) in status.meta.labels.iter().enumerate() {
+                if !label.is_empty() {
+                    headers.push(FieldValue::new(format!("ENUM_{i}"), label.clone()));
+                }
+            }
         }
         Some(LiveDesc {
             payload_type: status.archived_type,

@@ -104,6 +104,11 @@ impl BplRequest {
         Ok(out)
     }
 
+    /// The PV names of a JSON or text body (without the `pv` parameters).
+    pub fn body_names(&self) -> &[NameEntry] {
+        &self.body_names
+    }
+
     /// Builds the request from its parts (what the extractor does once the body is read).
     ///
     /// # Errors

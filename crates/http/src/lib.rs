@@ -1,7 +1,8 @@
 /*!
 The HTTP API of the archiver, as the Java EPICS Archiver Appliance serves it, so that
-existing clients work unchanged: `/mgmt/bpl/...` for management and
-`/retrieval/data/getData.{json,raw}` for data, on one listener.
+existing clients work unchanged: `/mgmt/bpl/...` for management and `/retrieval/...`
+for data (`getData.{json,raw,qw,jplot,csv,txt,mat}`, `getDataForPVs`, `getDataAtTime`)
+and the retrieval BPL (`getMatchingPVs`...), on one listener.
 
 # Brief overview
 
@@ -22,8 +23,13 @@ existing clients work unchanged: `/mgmt/bpl/...` for management and
 * [`BplRequest`] — the one extractor of every endpoint, management and retrieval: query
   string, form, JSON or text body, merged as Java's servlets see them (rules in
   [`extract`]), so bad input is refused the same way everywhere.
-* [`retrieval`] — `getData.json` and `getData.raw` over the pipeline (the PV's stores and
-  the engine's unflushed buffer), streamed in bounded pieces.
+* [`retrieval`] — `/retrieval/data/{call}`: `getData.<ext>` in every format,
+  `getDataForPVs.<ext>`, `getDataAtTime`, and the ping PV `ArchApplPingPV`, over the
+  pipeline (the PV's stores and the engine's unflushed buffer), streamed in bounded
+  pieces (whole with `donotchunk`), with Java's content types exactly.
+* [`bpl`] — `/retrieval/bpl/...`: `getMatchingPVs`, `searchForPVsRegex`,
+  `areWeArchivingPV`, `getMetadata`, `getVersion`, `filterArchivedPVs`; and
+  `/retrieval/ping`.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
 
 The crate knows no engine: the management API sees PVs through the appliance's trait and
@@ -47,10 +53,12 @@ From the outside in:
    compresses each piece as it comes and flushes whenever the producer has not sent the
    next one, so nothing waits for the end of the body. `getData.raw`
    (`application/x-protobuf`) is never compressed: clients read it as the Java appliance
-   sends it.
+   sends it. The layer adds `Content-Encoding` only: the `Content-Type` stays exactly
+   `application/json` (a widely used Python display client drops any other value).
 */
 #![deny(missing_docs)]
 
+pub mod bpl;
 mod error;
 pub mod extract;
 pub mod mgmt;
@@ -87,21 +95,37 @@ pub fn mgmt_router(appliance: SharedAppliance) -> Router {
     mgmt::router(appliance)
 }
 
-/// The retrieval routes (`/retrieval/...`) over `state`.
+/// The retrieval routes (`/retrieval/...`) over `state`: the data calls
+/// (`/retrieval/data/getData.<ext>`, `getDataForPVs.<ext>`, `getDataAtTime`:
+/// [`retrieval::data_call`]), the retrieval BPL ([`bpl`]) and `/retrieval/ping`.
 pub fn retrieval_router(state: RetrievalState) -> Router {
     Router::new()
         .route(
-            "/retrieval/data/getData.json",
-            get(retrieval::get_data_json).post(retrieval::get_data_json),
+            "/retrieval/data/{call}",
+            get(retrieval::data_call).post(retrieval::data_call),
         )
         .route(
-            "/retrieval/data/getData.raw",
-            get(retrieval::get_data_raw).post(retrieval::get_data_raw),
+            "/retrieval/bpl/getMatchingPVs",
+            get(bpl::get_matching_pvs).post(bpl::get_matching_pvs),
         )
         .route(
-            "/retrieval/bpl/getVersion",
-            get(|| async { env!("CARGO_PKG_VERSION") }),
+            "/retrieval/bpl/searchForPVsRegex",
+            get(bpl::search_for_pvs_regex).post(bpl::search_for_pvs_regex),
         )
+        .route(
+            "/retrieval/bpl/areWeArchivingPV",
+            get(bpl::are_we_archiving_pv).post(bpl::are_we_archiving_pv),
+        )
+        .route(
+            "/retrieval/bpl/getMetadata",
+            get(bpl::get_metadata).post(bpl::get_metadata),
+        )
+        .route("/retrieval/bpl/getVersion", get(bpl::get_version))
+        .route(
+            "/retrieval/bpl/filterArchivedPVs",
+            get(bpl::filter_archived_pvs).post(bpl::filter_archived_pvs),
+        )
+        .route("/retrieval/ping", get(bpl::ping))
         .with_state(state)
 }
 

@@ -36,38 +36,206 @@ pub trait Encoder {
     fn take(&mut self) -> Vec<u8>;
 }
 
-/// The response formats served (`getData.<ext>`).
+/// The response formats served (`getData.<ext>`; Java `DataRetrievalServlet.mimeresponses`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// `getData.json`: [`crate::json::JsonResponse`].
+    /// `json`: [`crate::json::JsonResponse`].
     Json,
-    /// `getData.raw` (pbraw): [`crate::raw::RawResponse`].
+    /// `raw` (pbraw): [`crate::raw::RawResponse`].
     Raw,
+    /// `csv`: [`crate::csv::CsvResponse`] (one PV).
+    Csv,
+    /// `txt`: [`crate::txt::TextResponse`] (one PV).
+    Txt,
+    /// `qw` (the Grafana datasource's): [`crate::qw::QwResponse`].
+    Qw,
+    /// `jplot`: [`crate::jplot::JplotResponse`].
+    Jplot,
+    /// `mat` (MATLAB level 5): [`crate::mat::MatResponse`] (one PV).
+    Mat,
 }
 
 impl Format {
-    /// The format of a `getData.<ext>` extension, `None` for one not served.
+    /// Every format served, in the order of Java's table.
+    pub const ALL: [Format; 7] = [
+        Format::Raw,
+        Format::Json,
+        Format::Qw,
+        Format::Jplot,
+        Format::Csv,
+        Format::Txt,
+        Format::Mat,
+    ];
+
+    /// The format of a `getData.<ext>` extension, `None` for one not served (Java's `svg`
+    /// and `flx` are not).
     pub fn from_extension(ext: &str) -> Option<Format> {
-        match ext {
-            "json" => Some(Format::Json),
-            "raw" => Some(Format::Raw),
-            _ => None,
-        }
+        Format::ALL.into_iter().find(|f| f.extension() == ext)
     }
 
-    /// The extension of the format (`json`, `raw`).
+    /// The extension of the format (`json`, `raw`, `csv`, `txt`, `qw`, `jplot`, `mat`).
     pub fn extension(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Raw => "raw",
+            Format::Csv => "csv",
+            Format::Txt => "txt",
+            Format::Qw => "qw",
+            Format::Jplot => "jplot",
+            Format::Mat => "mat",
         }
     }
 
-    /// The `Content-Type` of the format (Java `DataRetrievalServlet.mimeresponses`).
+    /// The `Content-Type` of the format, exactly as Java's
+    /// (`DataRetrievalServlet.mimeresponses`): nothing appended (a widely used Python
+    /// display client drops a response whose type is not exactly `application/json`).
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Json => "application/json",
+            Format::Json | Format::Qw | Format::Jplot => "application/json",
             Format::Raw => "application/x-protobuf",
+            Format::Csv => "text/csv",
+            Format::Txt => "text/plain",
+            Format::Mat => "application/matlab",
         }
+    }
+
+    /// Whether `getDataForPVs.<ext>` serves the format (Java: `json`, `raw`, `qw`,
+    /// `jplot`; the others are single-PV formats).
+    pub fn multi_pv(self) -> bool {
+        matches!(
+            self,
+            Format::Json | Format::Raw | Format::Qw | Format::Jplot
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pb::{FieldValue, PayloadType, Timestamp, Value};
+
+    fn encoder(f: Format) -> Box<dyn Encoder> {
+        match f {
+            Format::Json => Box::new(crate::json::JsonResponse::new()),
+            Format::Raw => Box::new(crate::raw::RawResponse::new()),
+            Format::Csv => Box::new(crate::csv::CsvResponse::new()),
+            Format::Txt => Box::new(crate::txt::TextResponse::new()),
+            Format::Qw => Box::new(crate::qw::QwResponse::new()),
+            Format::Jplot => Box::new(crate::jplot::JplotResponse::new()),
+            Format::Mat => Box::new(crate::mat::MatResponse::new()),
+        }
+    }
+
+    fn desc(name: &str) -> StreamDesc {
+        StreamDesc {
+            name: name.into(),
+            payload_type: PayloadType::ScalarDouble,
+            element_count: 1,
+            headers: vec![FieldValue::new("EGU", "a\"b")],
+            from: Timestamp::new(1_700_000_000, 0),
+            to: Timestamp::new(1_700_000_100, 0),
+        }
+    }
+
+    /// Three PVs (the middle one without samples), taking the bytes every `every` samples.
+    fn body(f: Format, every: usize) -> Vec<u8> {
+        let mut e = encoder(f);
+        let mut out = Vec::new();
+        for (pv, n) in [("A:B", 5), ("EMPTY", 0), ("C:D", 4)] {
+            e.begin_pv(&desc(pv));
+            for k in 0..n {
+                let mut s = Sample::new(
+                    Timestamp::new(1_700_000_000 + k, 250_000_000),
+                    Value::ScalarDouble(if k == 2 { f64::NAN } else { k as f64 / 8.0 }),
+                );
+                if k == 1 {
+                    s.field_values.push(FieldValue::new("cnxlostepsecs", "0"));
+                }
+                e.sample(&s);
+                if every > 0 && (k as usize).is_multiple_of(every) {
+                    out.extend(e.take());
+                    assert_eq!(e.pending(), 0);
+                }
+            }
+            e.end_pv();
+        }
+        e.end();
+        out.extend(e.take());
+        out
+    }
+
+    #[test]
+    fn every_format_gives_the_same_body_whatever_the_pieces() {
+        for f in Format::ALL {
+            let whole = body(f, 0);
+            assert_eq!(body(f, 1), whole, "{f:?}");
+            assert_eq!(body(f, 3), whole, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn json_formats_are_valid_json_with_the_pvs_that_have_data() {
+        for f in [Format::Json, Format::Qw, Format::Jplot] {
+            let v: serde_json::Value =
+                serde_json::from_slice(&body(f, 0)).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            let pvs = v.as_array().expect("a list");
+            assert_eq!(pvs.len(), 2, "{f:?}: only PVs with samples");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body(Format::Qw, 0)).expect("qw");
+        assert_eq!(v[0]["meta"]["EGU"], "a\"b");
+        assert_eq!(v[0]["data"][1]["millis"], 1_700_000_001_250i64);
+        assert_eq!(v[0]["data"][1]["fields"]["cnxlostepsecs"], "0");
+        assert_eq!(v[0]["data"][2]["val"], serde_json::Value::Null);
+        assert_eq!(v[1]["meta"]["name"], "C:D");
+        let v: serde_json::Value = serde_json::from_slice(&body(Format::Jplot, 0)).expect("jplot");
+        assert_eq!(v[1]["label"], "C:D");
+        assert_eq!(
+            v[1]["data"][3],
+            serde_json::json!([1_700_000_003_250i64, 0.375])
+        );
+    }
+
+    #[test]
+    fn text_formats_write_javas_lines() {
+        let csv = String::from_utf8(body(Format::Csv, 0)).expect("utf8");
+        let lines: Vec<&str> = csv.split('\n').collect();
+        assert_eq!(lines[0], "1700000000,0.0,0,0,250000000");
+        assert_eq!(lines[2], "1700000002,NaN,0,0,250000000");
+        assert_eq!(
+            lines.len(),
+            11,
+            "9 samples, the final empty line, the split's tail"
+        );
+        let txt = String::from_utf8(body(Format::Txt, 0)).expect("utf8");
+        let lines: Vec<&str> = txt.lines().collect();
+        assert_eq!(lines[0], "Beginning data for A:B");
+        assert_eq!(lines[1], "Nov/14/2023 22:13:20 UTC\t0.0\t0\t0\t250000000");
+        assert_eq!(
+            lines[6], "Beginning data for C:D",
+            "no line for a PV without data"
+        );
+        assert_eq!(lines.len(), 11);
+        let mut out = Vec::new();
+        crate::txt::human_time(&mut out, 0);
+        assert_eq!(out, b"Never");
+    }
+
+    #[test]
+    fn the_format_table_is_javas() {
+        for f in Format::ALL {
+            assert_eq!(Format::from_extension(f.extension()), Some(f));
+        }
+        assert_eq!(Format::from_extension("svg"), None);
+        assert_eq!(Format::Qw.content_type(), "application/json");
+        assert_eq!(Format::Csv.content_type(), "text/csv");
+        assert_eq!(Format::Txt.content_type(), "text/plain");
+        assert_eq!(Format::Raw.content_type(), "application/x-protobuf");
+        assert_eq!(Format::Mat.content_type(), "application/matlab");
+        let multi: Vec<&str> = Format::ALL
+            .iter()
+            .filter(|f| f.multi_pv())
+            .map(|f| f.extension())
+            .collect();
+        assert_eq!(multi, ["raw", "json", "qw", "jplot"]);
     }
 }

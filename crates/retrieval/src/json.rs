@@ -18,7 +18,8 @@ use archiver_pb::{FieldValue, Sample, Value};
 use crate::encode::Encoder;
 use crate::plan::StreamDesc;
 
-fn string(out: &mut Vec<u8>, s: &str) {
+/// Writes `s` as a JSON string (quoted, escaped).
+pub fn string(out: &mut Vec<u8>, s: &str) {
     // Writing a str to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -221,7 +222,9 @@ impl Encoder for JsonResponse {
 
     fn end(&mut self) {
         Encoder::end_pv(self);
-        self.out.extend_from_slice(b"\n ]\n");
+        // No PV with data: Java's empty answer exactly, `[ \n ]\n`.
+        let close: &[u8] = if self.pvs == 0 { b" ]\n" } else { b"\n ]\n" };
+        self.out.extend_from_slice(close);
     }
 
     fn pending(&self) -> usize {
@@ -297,6 +300,7 @@ mod tests {
     #[test]
     fn no_data_is_an_empty_array_and_values_render() {
         let body = JsonResponse::new().finish();
+        assert_eq!(body, b"[ \n ]\n", "Java's empty answer");
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v, serde_json::json!([]));
         let mut out = Vec::new();

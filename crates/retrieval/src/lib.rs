@@ -31,31 +31,48 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   [`for_each_sample`] applies it to one PV.
 * [`PostProcessor`] — consumes merged samples in order, emits samples, may change the
   output type; [`Raw`] is the identity.
-* [`Encoder`] — one response format: [`json::JsonResponse`] (`getData.json` in the Java
-  shape, valid JSON where Java's is not) and [`raw::RawResponse`] (pbraw: a `PayloadInfo`
-  line, sample lines, an empty line plus a new header at every year or type change).
+* [`Encoder`] — one response format ([`Format`]: extension, Java content type, whether
+  `getDataForPVs` serves it): [`json::JsonResponse`] (`getData.json` in the Java shape,
+  valid JSON where Java's is not), [`raw::RawResponse`] (pbraw: a `PayloadInfo` line,
+  sample lines, an empty line plus a new header at every year or type change),
+  [`qw::QwResponse`] (the Grafana datasource's `millis`/`val`), [`jplot::JplotResponse`],
+  [`csv::CsvResponse`], [`txt::TextResponse`], [`mat::MatResponse`] (MATLAB level 5).
+  The text formats write values as Java's `toString` ([`text`]). Every format gives
+  Java's empty answer when there is no data (`[ \n ]\n` for the JSON ones, `\n` for
+  csv, nothing for txt, the header alone for pbraw, empty columns for mat).
 * [`Producer`] — the one loop: plan → merge → post-processor → encoder → pieces of about
   [`PIECE`] bytes to a [`PieceSink`]; [`PIECES_QUEUED`] is how many a server lets wait.
   Samples are borrowed from the file readers and encoded into the encoder's buffer: nothing
   is allocated per sample.
 * [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;
-  [`Retrieval::run`] plans and produces a request in a [`Format`].
+  [`Retrieval::run`] plans and produces a request in a [`Format`],
+  [`Retrieval::run_many`] several PVs (`getDataForPVs`), [`Retrieval::run_ping`] Java's
+  connectivity check ([`PING_PV`]), [`Retrieval::value_at`] the sample in effect at an
+  instant (`getDataAtTime`).
+* Enum labels: the plan adds the live source's `ENUM_0`, `ENUM_1`, ... headers to an enum
+  PV (the engine reads them with `DBR_CTRL_ENUM`; [`is_enum_label`]).
 * [`RetrievalError`] — every failure, with its [`ErrorClass`] (400, 404, 500, or the
   client left).
 */
 #![deny(missing_docs)]
 
 mod collect;
+pub mod csv;
 mod encode;
 mod error;
+pub mod jplot;
 pub mod json;
+pub mod mat;
 mod merge;
 mod plan;
 mod postprocess;
 mod produce;
+pub mod qw;
 pub mod raw;
 mod service;
 pub mod stores;
+pub mod text;
+pub mod txt;
 
 pub use crate::collect::for_each_sample;
 pub use crate::encode::{Encoder, Format};
@@ -63,8 +80,8 @@ pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::MergeDedup;
 pub use crate::plan::{
     DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
-    StreamDesc, TypeSource, normalize_name, plan,
+    StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, PostProcessor, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
-pub use crate::service::Retrieval;
+pub use crate::service::{PING_PV, Retrieval};

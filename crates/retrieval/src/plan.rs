@@ -247,6 +247,34 @@ fn catalogue_headers(info: &PvTypeInfo) -> Vec<FieldValue> {
     headers
 }
 
+/// Whether a header carries an enum label (`ENUM_0`, `ENUM_1`, ...).
+pub fn is_enum_label(name: &str) -> bool {
+    name.strip_prefix("ENUM_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Adds the enum labels of an enum PV planned from the catalogue: the `ENUM_n` headers of
+/// the live source (the engine reads them with `DBR_CTRL_ENUM`; the catalogue's
+/// `PVTypeInfo`, as Java's, holds none). Java sends them with `fetchLatestMetadata=true`
+/// (from the engine's `getMetadata`); here an enum PV always carries them while the
+/// engine holds it, since clients (aapy) read them to show state names.
+fn add_enum_labels(desc: &mut StreamDesc, real: &str, live: &dyn LiveSource) {
+    if !matches!(
+        desc.payload_type,
+        PayloadType::ScalarEnum | PayloadType::WaveformEnum
+    ) {
+        return;
+    }
+    if let Some(found) = live.describe(real) {
+        desc.headers.extend(
+            found
+                .headers
+                .into_iter()
+                .filter(|h| is_enum_label(&h.name) && !h.val.is_empty()),
+        );
+    }
+}
+
 /// The error of a failed catalogue lookup of `pv`.
 fn lookup(pv: &str) -> impl FnOnce(RegistryError) -> RetrievalError + '_ {
     move |source| RetrievalError::Catalogue {
@@ -340,6 +368,10 @@ pub fn plan(
             (desc, stores.default_stores(), TypeSource::Live)
         }
     };
+    let mut desc = desc;
+    if source == TypeSource::Catalogue {
+        add_enum_labels(&mut desc, &real, live);
+    }
     let buffer = live.buffered(&real);
     Ok(Plan {
         desc,
@@ -559,6 +591,52 @@ mod tests {
         let e = plan(&req("NO:PV"), &reg, &stores, &live).expect_err("unknown");
         assert_eq!(e.to_string(), "Unable to find typeinfo for pv NO:PV");
         assert_eq!(e.class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn an_enum_pv_carries_the_live_sources_labels() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut e = info("E:NUM", &[]);
+        e.dbr_type = PayloadType::ScalarEnum;
+        reg.put_type_info(&e).expect("put");
+        reg.put_type_info(&info("F:LT", &[])).expect("put");
+        let mut live = FixedLive::default();
+        let labels = vec![
+            FieldValue::new("EGU", "ignored"),
+            FieldValue::new("ENUM_0", "Off"),
+            FieldValue::new("ENUM_1", ""),
+            FieldValue::new("ENUM_2", "On"),
+            FieldValue::new("ENUM_X", "not a label"),
+        ];
+        for pv in ["E:NUM", "F:LT"] {
+            live.held.insert(
+                pv.into(),
+                LiveDesc {
+                    payload_type: Some(PayloadType::ScalarEnum),
+                    element_count: 1,
+                    headers: labels.clone(),
+                },
+            );
+        }
+        let stores = stores(dir.path());
+        let p = plan(&req("E:NUM"), &reg, &stores, &live).expect("plan");
+        assert_eq!(
+            p.desc.headers,
+            vec![
+                FieldValue::new("EGU", "mm"),
+                FieldValue::new("PREC", "3"),
+                FieldValue::new("ENUM_0", "Off"),
+                FieldValue::new("ENUM_2", "On"),
+            ]
+        );
+        // Not an enum in the catalogue: no labels.
+        let p = plan(&req("F:LT"), &reg, &stores, &live).expect("plan");
+        assert!(p.desc.headers.iter().all(|h| !h.name.starts_with("ENUM")));
+        // Not held by the engine: the catalogue's headers alone.
+        let p = plan(&req("E:NUM"), &reg, &stores, &NoLiveSource).expect("plan");
+        assert_eq!(p.desc.headers.len(), 2);
+        assert!(is_enum_label("ENUM_12") && !is_enum_label("ENUM_") && !is_enum_label("ENUMS"));
     }
 
     proptest::proptest! {

@@ -4,13 +4,62 @@ use std::sync::Arc;
 
 use archiver_registry::Registry;
 
+use archiver_pb::{PayloadType, Sample, Timestamp, Value};
+
+use crate::collect::for_each_sample;
+use crate::csv::CsvResponse;
 use crate::encode::{Encoder, Format};
 use crate::error::RetrievalError;
+use crate::jplot::JplotResponse;
 use crate::json::JsonResponse;
-use crate::plan::{DataRequest, LiveSource, Plan, StoreResolver, plan};
+use crate::mat::MatResponse;
+use crate::plan::{DataRequest, LiveSource, Plan, StoreResolver, StreamDesc, TypeSource, plan};
 use crate::postprocess::{PostProcessor, Raw};
 use crate::produce::{PieceSink, Produced, Producer};
+use crate::qw::QwResponse;
 use crate::raw::RawResponse;
+use crate::txt::TextResponse;
+
+/// The name of the Java connectivity check: `getData.<ext>?pv=ArchApplPingPV` answers ten
+/// synthetic `DBR_SCALAR_DOUBLE` samples without looking the name up
+/// ([`Retrieval::run_ping`]).
+pub const PING_PV: &str = "ArchApplPingPV";
+
+/// Runs `$body` with `$enc` bound to a new encoder of `$format`.
+macro_rules! with_encoder {
+    ($format:expr, |$enc:ident| $body:expr) => {
+        match $format {
+            Format::Json => {
+                let $enc = JsonResponse::new();
+                $body
+            }
+            Format::Raw => {
+                let $enc = RawResponse::new();
+                $body
+            }
+            Format::Csv => {
+                let $enc = CsvResponse::new();
+                $body
+            }
+            Format::Txt => {
+                let $enc = TextResponse::new();
+                $body
+            }
+            Format::Qw => {
+                let $enc = QwResponse::new();
+                $body
+            }
+            Format::Jplot => {
+                let $enc = JplotResponse::new();
+                $body
+            }
+            Format::Mat => {
+                let $enc = MatResponse::new();
+                $body
+            }
+        }
+    };
+}
 
 /// Everything a retrieval reads: the catalogue (type infos, aliases), the stores its
 /// `dataStores` URLs resolve to, and the live source (the engine's unwritten samples).
@@ -62,10 +111,112 @@ impl Retrieval {
         format: Format,
         sink: &mut dyn PieceSink,
     ) -> Result<Produced, RetrievalError> {
-        match format {
-            Format::Json => self.run_with(req, JsonResponse::new(), &mut Raw, sink),
-            Format::Raw => self.run_with(req, RawResponse::new(), &mut Raw, sink),
-        }
+        with_encoder!(format, |enc| self.run_with(req, enc, &mut Raw, sink))
+    }
+
+    /// The catalogue (type infos, aliases) this retrieval reads.
+    pub fn catalogue(&self) -> &dyn Registry {
+        self.catalogue.as_ref()
+    }
+
+    /// The live source (the engine's unwritten samples and metadata).
+    pub fn live(&self) -> &dyn LiveSource {
+        self.live.as_ref()
+    }
+
+    /// Plans every request of `reqs` (any failure, such as an unknown PV, is returned
+    /// before any piece: Java's `getDataForPVs` answers 404 for the whole request), then
+    /// streams them one after the other, in order, in `format` into `sink` (Java
+    /// `getDataForPVs`). Every plan, with its snapshot of the live buffer, is held until
+    /// the end.
+    pub fn run_many(
+        &self,
+        reqs: &[DataRequest],
+        format: Format,
+        sink: &mut dyn PieceSink,
+    ) -> Result<Produced, RetrievalError> {
+        let plans = reqs
+            .iter()
+            .map(|r| self.plan(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        with_encoder!(format, |enc| {
+            let mut producer = Producer::new(enc, sink);
+            for p in &plans {
+                producer.pv(p, &mut Raw)?;
+            }
+            producer.finish()
+        })
+    }
+
+    /// The answer to Java's connectivity check (`pv=ArchApplPingPV`, [`PING_PV`]) in
+    /// `format`: ten `DBR_SCALAR_DOUBLE` samples `0.0, 0.1, ... 0.9` named
+    /// `ArchApplPingPV`. Java stamps all ten with the first second of the current year;
+    /// here they are one second apart from it (so that JSON clients see ten distinct
+    /// samples).
+    pub fn run_ping(
+        &self,
+        format: Format,
+        now: Timestamp,
+        sink: &mut dyn PieceSink,
+    ) -> Result<Produced, RetrievalError> {
+        let start = archiver_time::calendar::start_of_year(now.year());
+        let from = Timestamp::new(start, 0);
+        let buffer = (0..10)
+            .map(|i| {
+                Sample::new(
+                    Timestamp::new(start + i, 0),
+                    Value::ScalarDouble(0.1 * i as f64),
+                )
+            })
+            .collect();
+        let plan = Plan {
+            desc: StreamDesc {
+                name: PING_PV.to_string(),
+                payload_type: PayloadType::ScalarDouble,
+                element_count: 1,
+                headers: Vec::new(),
+                from,
+                to: Timestamp::new(start + 9, 0),
+            },
+            pv: PING_PV.to_string(),
+            stores: Vec::new(),
+            buffer,
+            source: TypeSource::Live,
+        };
+        with_encoder!(format, |enc| {
+            let mut producer = Producer::new(enc, sink);
+            producer.pv(&plan, &mut Raw)?;
+            producer.finish()
+        })
+    }
+
+    /// The sample of `pv` in effect at `at` (the latest at or before it, from the stores
+    /// and the live buffer; Java `GetDataAtTime`), if it is not older than `oldest`, with
+    /// what the response says about the PV. Errors as [`Retrieval::plan`]
+    /// (an unknown PV is [`RetrievalError::NotFound`]).
+    pub fn value_at(
+        &self,
+        pv: &str,
+        at: Timestamp,
+        oldest: Timestamp,
+    ) -> Result<Option<(Plan, Sample)>, RetrievalError> {
+        let req = DataRequest {
+            pv: crate::plan::normalize_name(pv).to_string(),
+            from: at,
+            to: at,
+        };
+        let plan = self.plan(&req)?;
+        let tiers: Vec<&archiver_storage::Tier> = plan.stores.iter().collect();
+        let mut found: Option<Sample> = None;
+        for_each_sample(&tiers, &plan.pv, at, at, &plan.buffer, |s| {
+            if found.as_ref().is_none_or(|f| f.time < s.time) {
+                found = Some(s.clone());
+            }
+            Ok::<(), RetrievalError>(())
+        })?;
+        Ok(found
+            .filter(|s| s.time >= oldest && s.time <= at)
+            .map(|s| (plan, s)))
     }
 
     /// Plans `req` and streams it through `pp` and `encoder` into `sink`.
