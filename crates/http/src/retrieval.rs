@@ -22,8 +22,11 @@ use crate::state::RetrievalState;
 
 pub use archiver_retrieval::{Format, normalize_name};
 
-/// `GET` / `POST /retrieval/data/getData.json`: `pv`, `from`, `to` (ISO 8601; absent `to`
-/// is now, absent `from` a day before `to`) in the query string or a form body.
+/// `GET` / `POST /retrieval/data/getData.json`: `pv` (a name, or a post-processor in the
+/// function syntax `mean_600(PV)` / `mean(PV,600)`), `pp` (a post-processor spec, when
+/// `pv` is a plain name), `from`, `to` (ISO 8601; absent `to` is now, absent `from` a day
+/// before `to`) in the query string or a form body. An unknown post-processor is a 400
+/// naming it (Java answers the raw data).
 pub async fn get_data_json(
     State(state): State<RetrievalState>,
     req: BplRequest,
@@ -52,8 +55,14 @@ fn api_error(e: RetrievalError, pv: &str) -> ApiError {
 
 async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
-    let req = DataRequest::parse(pv, p.get("from"), p.get("to"), state.clock.now())
-        .map_err(|e| api_error(e, pv))?;
+    let req = DataRequest::parse_with_pp(
+        pv,
+        p.get("pp"),
+        p.get("from"),
+        p.get("to"),
+        state.clock.now(),
+    )
+    .map_err(|e| api_error(e, pv))?;
     let retrieval = state.retrieval;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(PIECES_QUEUED);
     let producer_req = req.clone();

@@ -51,7 +51,7 @@ mod error;
 pub mod json;
 mod merge;
 mod plan;
-mod postprocess;
+pub mod postprocess;
 mod produce;
 pub mod raw;
 mod service;
@@ -65,6 +65,6 @@ pub use crate::plan::{
     DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
     StreamDesc, TypeSource, normalize_name, plan,
 };
-pub use crate::postprocess::{Emit, PostProcessor, Raw};
+pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
 pub use crate::service::Retrieval;

@@ -8,7 +8,7 @@ use crate::encode::{Encoder, Format};
 use crate::error::RetrievalError;
 use crate::json::JsonResponse;
 use crate::plan::{DataRequest, LiveSource, Plan, StoreResolver, plan};
-use crate::postprocess::{PostProcessor, Raw};
+use crate::postprocess::{PostProcessor, Raw, build};
 use crate::produce::{PieceSink, Produced, Producer};
 use crate::raw::RawResponse;
 
@@ -53,7 +53,8 @@ impl Retrieval {
         )
     }
 
-    /// Plans `req` and streams its raw data in `format` into `sink`. A planning error
+    /// Plans `req` and streams it in `format` into `sink`: its raw data, or what its
+    /// post-processor ([`DataRequest::pp`]) makes of them. A planning error
     /// (400/404 material) comes before any piece; an error after the first piece means a
     /// truncated body.
     pub fn run(
@@ -62,9 +63,15 @@ impl Retrieval {
         format: Format,
         sink: &mut dyn PieceSink,
     ) -> Result<Produced, RetrievalError> {
-        match format {
-            Format::Json => self.run_with(req, JsonResponse::new(), &mut Raw, sink),
-            Format::Raw => self.run_with(req, RawResponse::new(), &mut Raw, sink),
+        match (&req.pp, format) {
+            (None, Format::Json) => self.run_with(req, JsonResponse::new(), &mut Raw, sink),
+            (None, Format::Raw) => self.run_with(req, RawResponse::new(), &mut Raw, sink),
+            (Some(spec), Format::Json) => {
+                self.run_with(req, JsonResponse::new(), build(spec).as_mut(), sink)
+            }
+            (Some(spec), Format::Raw) => {
+                self.run_with(req, RawResponse::new(), build(spec).as_mut(), sink)
+            }
         }
     }
 
