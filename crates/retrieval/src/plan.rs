@@ -457,7 +457,28 @@ mod tests {
             )
             .contains("before")
         );
-        assert!(bad("mean_600(A)", None, None).contains("mean_600"));
+        assert!(bad("rms_600(A)", None, None).contains("rms_600"));
+        assert!(bad("mean_x(A)", None, None).contains("mean_x"));
+        assert!(bad("mean_600(A", None, None).contains("unbalanced"));
+        assert!(bad("mean_600()", None, None).contains("names no PV"));
+        // The function syntax (which wins over `pp`), `pp`, and an empty `pp`.
+        let pp = |pv: &str, pp: Option<&str>| {
+            DataRequest::parse_with_pp(pv, pp, None, None, now()).expect("request")
+        };
+        let r = pp("mean_600(ca://A:B.VAL)", Some("max_60"));
+        assert_eq!(
+            (r.pv.as_str(), r.pp.expect("pp").text.as_str()),
+            ("A:B", "mean_600")
+        );
+        let r = pp("mean(A:B,600)", None);
+        assert_eq!(r.pp.expect("pp").text, "mean_600");
+        let r = pp("A:B", Some("firstSample_3600"));
+        assert_eq!(r.pp.expect("pp").text, "firstSample_3600");
+        assert_eq!(pp("A:B", Some(" ")).pp, None);
+        assert_eq!(pp("A:B", None).pp, None);
+        let e = DataRequest::parse_with_pp("A:B", Some("bogus"), None, None, now())
+            .expect_err("unknown pp");
+        assert!(e.to_string().contains("\"bogus\""), "{e}");
         assert!(bad("ca://", None, None).contains("names no PV"));
     }
 
