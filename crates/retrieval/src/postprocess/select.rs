@@ -273,7 +273,7 @@ impl PostProcessor for Nth {
         if t < self.from || t > self.to || self.emitted >= NTH_MAX_COUNT {
             return Ok(());
         }
-        let keep = self.seen % self.n == 0;
+        let keep = self.seen.is_multiple_of(self.n);
         self.seen += 1;
         if keep {
             self.emitted += 1;

@@ -2,6 +2,8 @@
 //! parameter (Java `DataRetrievalServlet`), and the registry of operators with Java's
 //! prefix lookup (`PostProcessors.findPostProcessor`).
 
+use archiver_registry::javanum::{parse_f32, parse_f64};
+
 use crate::error::RetrievalError;
 
 /// The Java default interval of the binning operators, seconds
@@ -268,19 +270,25 @@ fn positive_int(
     Ok(v as u32)
 }
 
-fn finite<T: std::str::FromStr + Copy + Into<f64>>(
+/// Java `Double.parseDouble` (or `Float.parseFloat` when `single`) of argument `index`,
+/// `default` when absent; must be finite.
+fn finite(
     spec: &str,
     args: &[&str],
     index: usize,
-    default: T,
-) -> Result<T, RetrievalError> {
+    default: f64,
+    single: bool,
+) -> Result<f64, RetrievalError> {
     let Some(text) = args.get(index) else {
         return Ok(default);
     };
-    let v: T = text
-        .parse()
-        .map_err(|_| bad_arg(spec, format!("{text:?} is not a number")))?;
-    if !v.into().is_finite() {
+    let v = if single {
+        parse_f32(text).map(f64::from)
+    } else {
+        parse_f64(text)
+    }
+    .ok_or_else(|| bad_arg(spec, format!("{text:?} is not a number")))?;
+    if !v.is_finite() {
         return Err(bad_arg(spec, format!("{text:?} is not a finite number")));
     }
     Ok(v)
@@ -338,11 +346,11 @@ impl PostProcessorSpec {
                 interval: positive_int(text, &args, 1, DEFAULT_INTERVAL)?,
             },
             Kind::DeadBand => Op::DeadBand {
-                adel: finite(text, &args, 1, DEFAULT_ADEL)?,
+                adel: finite(text, &args, 1, DEFAULT_ADEL, false)?,
             },
             Kind::Flyers(keep_flyers) => Op::Flyers {
                 interval: positive_int(text, &args, 1, DEFAULT_INTERVAL)?,
-                deviations: finite(text, &args, 2, DEFAULT_DEVIATIONS)?,
+                deviations: finite(text, &args, 2, f64::from(DEFAULT_DEVIATIONS), true)? as f32,
                 keep_flyers,
             },
         };
@@ -521,6 +529,9 @@ mod tests {
             assert_eq!(spec.text, name);
         }
         assert_eq!(registry_names().count(), 44);
+        assert_eq!(KNOWN, registry_names().collect::<Vec<_>>().join(", "));
+        // Java number syntax for the real arguments.
+        assert_eq!(op("deadBand_2d"), Op::DeadBand { adel: 2.0 });
     }
 
     #[test]

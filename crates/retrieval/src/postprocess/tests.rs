@@ -454,7 +454,7 @@ fn dead_band() {
 /// `ignoreflyers`/`flyers`: per bin, within nσ of the mean or not.
 #[test]
 fn flyers() {
-    let mut vals = vec![10.0; 20];
+    let mut vals = [10.0; 20];
     vals[7] = 100.0;
     vals[3] = f64::NAN;
     let samples: Vec<Sample> = vals
