@@ -98,8 +98,9 @@ impl PostProcessor for Raw {
     }
 }
 
-/// The post-processor of `spec`, for one request (it keeps per-PV state; build one per
-/// request). Whether the PV's type suits it is checked by its
+/// The post-processor of `spec` for one PV: it keeps the PV's state (bins, counters,
+/// the before-start sample) and is not reset by a second `begin_pv`, so a response of
+/// several PVs builds one per PV, as Java does. Whether the PV's type suits it is checked by its
 /// [`PostProcessor::begin_pv`] ([`RetrievalError::NotNumeric`]).
 pub fn build(spec: &PostProcessorSpec) -> Box<dyn PostProcessor> {
     let inner: Box<dyn PostProcessor> = match spec.op {
