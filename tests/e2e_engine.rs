@@ -362,7 +362,7 @@ fn every_type_scan_decimation_fields_and_lifecycle() {
         ),
         (
             format!(
-                "/retrieval/data/getData.json?pv=mean_600({})",
+                "/retrieval/data/getData.json?pv=rms_600({})",
                 enc(&pv("AI"))
             ),
             400,

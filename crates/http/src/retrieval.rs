@@ -29,8 +29,11 @@ use crate::state::RetrievalState;
 
 pub use archiver_retrieval::{Format, normalize_name};
 
-/// `GET` / `POST /retrieval/data/getData.json`: `pv`, `from`, `to` (ISO 8601; absent `to`
-/// is now, absent `from` a day before `to`) in the query string or a form body.
+/// `GET` / `POST /retrieval/data/getData.json`: `pv` (a name, or a post-processor in the
+/// function syntax `mean_600(PV)` / `mean(PV,600)`), `pp` (a post-processor spec, when
+/// `pv` is a plain name), `from`, `to` (ISO 8601; absent `to` is now, absent `from` a day
+/// before `to`) in the query string or a form body. An unknown post-processor is a 400
+/// naming it (Java answers the raw data).
 pub async fn get_data_json(
     State(state): State<RetrievalState>,
     req: BplRequest,
@@ -142,8 +145,8 @@ async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiR
         )
         .await;
     }
-    let req =
-        DataRequest::parse(pv, p.get("from"), p.get("to"), now).map_err(|e| api_error(e, pv))?;
+    let req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
+        .map_err(|e| api_error(e, pv))?;
     let label = req.pv.clone();
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {
         r.run(&req, format, sink)
@@ -190,7 +193,8 @@ async fn get_data_for_pvs(
     let reqs = names
         .iter()
         .map(|pv| {
-            DataRequest::parse(pv, p.get("from"), p.get("to"), now).map_err(|e| api_error(e, pv))
+            DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
+                .map_err(|e| api_error(e, pv))
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let label = format!("{} PVs", reqs.len());

@@ -25,11 +25,44 @@ pub enum RetrievalError {
         /// End of the range.
         to: Timestamp,
     },
-    /// `op(PV)`: post-processors are not served yet.
+    /// Kept for source compatibility; no longer produced (post-processors are served).
     #[error("post-processor {name:?} is not supported yet; request the PV name alone for raw data")]
     PostProcessorUnsupported {
         /// The operator as requested (`mean_600`).
         name: String,
+    },
+    /// No post-processor of the registry is a prefix of the spec. The Java appliance
+    /// silently answers the raw data instead; we refuse, naming it.
+    #[error("unknown post-processor {spec:?}; known: {known}")]
+    UnknownPostProcessor {
+        /// The spec as sent (`rms_600`).
+        spec: String,
+        /// The registry's names, comma-separated (for the message).
+        known: &'static str,
+    },
+    /// A post-processor argument does not parse or is out of range (Java: 404 or 500).
+    #[error("post-processor {spec:?}: {message}")]
+    BadPostProcessorArgument {
+        /// The spec as sent (`mean_abc`).
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `op(PV` without `)` (Java: 400 "Unbalanced paran").
+    #[error("unbalanced parenthesis in parameter 'pv': {0:?}")]
+    UnbalancedParenthesis(String),
+    /// A post-processor that computes with values asked of a PV whose values are not
+    /// numbers (strings, pvAccess structures). The Java appliance fails with a server
+    /// error; `nth`, `ncount`, `firstSample`, `lastSample`, `firstFill` and `lastFill`
+    /// work on any type.
+    #[error("post-processor {spec:?} needs numeric values; PV {pv} is {payload_type:?}")]
+    NotNumeric {
+        /// The spec as sent.
+        spec: String,
+        /// The PV (as requested).
+        pv: String,
+        /// Its type.
+        payload_type: archiver_pb::PayloadType,
     },
     /// The `pv` parameter is empty once `ca://`, `pva://` and `.VAL` are removed.
     #[error("parameter 'pv' names no PV: {0:?}")]
@@ -82,6 +115,10 @@ impl RetrievalError {
             RetrievalError::BadTime { .. }
             | RetrievalError::ToBeforeFrom { .. }
             | RetrievalError::PostProcessorUnsupported { .. }
+            | RetrievalError::UnknownPostProcessor { .. }
+            | RetrievalError::BadPostProcessorArgument { .. }
+            | RetrievalError::UnbalancedParenthesis(_)
+            | RetrievalError::NotNumeric { .. }
             | RetrievalError::EmptyName(_) => ErrorClass::BadRequest,
             RetrievalError::NotFound { .. } | RetrievalError::NeverConnected { .. } => {
                 ErrorClass::NotFound

@@ -8,14 +8,15 @@ pipeline that works without a server.
 DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldest first), then live buffer
                                                  │ MergeDedup (Java rule)
                                                  ▼
-                                          PostProcessor (Raw today)
+                                          PostProcessor (Raw, or mean_600...)
                                                  │
                                                  ▼
                                           Encoder (JSON, pbraw) ──pieces──▶ PieceSink
 ```
 
 * [`DataRequest`] — what a client asked: the normalized PV name ([`normalize_name`]:
-  `ca://`/`pva://` and a `.VAL` suffix stripped) and `[from, to]`; refuses `op(PV)`.
+  `ca://`/`pva://` and a `.VAL` suffix stripped), `[from, to]`, and the post-processor
+  spec of `op_N(PV)`, `op(PV,a,b)` or `pp=` ([`PostProcessorSpec`]).
 * [`plan()`] → [`Plan`] — resolves an alias through the catalogue
   (`archiver_registry::Registry`), takes the type, element count and headers (`EGU`,
   `PREC`) from the catalogue's `PVTypeInfo` or, for a PV not yet in the catalogue, from the
@@ -29,8 +30,12 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   latest), then every sample in `(from, to]`, dropping samples not newer than the last one
   emitted (the overlap between a file and the buffer being written).
   [`for_each_sample`] applies it to one PV.
-* [`PostProcessor`] — consumes merged samples in order, emits samples, may change the
-  output type; [`Raw`] is the identity.
+* [`PostProcessor`] — consumes merged samples in order, emits samples into an
+  [`Output`], may change the output type; [`Raw`] is the identity; [`postprocess`] holds
+  the Java registry (prefix lookup, `…Sample` no-fill variants, 900 s default), the
+  operators (`mean`, `optimized`, `nth`, ...; [`postprocess::build`]) and the
+  commons-math definitions they use ([`postprocess::stats`]). An unknown operator is a
+  400 naming it (the Java appliance silently answers the raw data).
 * [`Encoder`] — one response format ([`Format`]: extension, Java content type, whether
   `getDataForPVs` serves it): [`json::JsonResponse`] (`getData.json` in the Java shape,
   valid JSON where Java's is not), [`raw::RawResponse`] (pbraw: a `PayloadInfo` line,
@@ -65,7 +70,7 @@ pub mod json;
 pub mod mat;
 mod merge;
 mod plan;
-mod postprocess;
+pub mod postprocess;
 mod produce;
 pub mod qw;
 pub mod raw;
@@ -82,6 +87,6 @@ pub use crate::plan::{
     DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
     StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
 };
-pub use crate::postprocess::{Emit, PostProcessor, Raw};
+pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
 pub use crate::service::{PING_PV, Retrieval};

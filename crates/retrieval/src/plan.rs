@@ -17,6 +17,8 @@ use archiver_registry::{PvTypeInfo, Registry, RegistryError};
 use archiver_storage::Tier;
 
 use crate::error::RetrievalError;
+use crate::postprocess::PostProcessorSpec;
+use crate::postprocess::spec::split_function_syntax;
 use archiver_time::parse_iso8601;
 
 /// Strips what the Java appliance strips from a retrieval name: surrounding spaces, a
@@ -36,31 +38,55 @@ pub struct DataRequest {
     pub from: Timestamp,
     /// End of the range (inclusive).
     pub to: Timestamp,
+    /// The post-processor asked for (`op_N(PV)`, `op(PV,a,b)` or `pp=`), `None` for the
+    /// raw data.
+    pub pp: Option<PostProcessorSpec>,
 }
 
 impl DataRequest {
-    /// Reads the parameters of `getData`: `pv` as sent, `from` and `to` as ISO-8601 text
-    /// (absent or empty: `to` = `now`, `from` = `to` − 1 day). Errors, all
-    /// [`crate::ErrorClass::BadRequest`]: a time that does not parse (naming the
-    /// parameter), `to` before `from`, a name that is empty once normalized, and the
-    /// function syntax `op(PV)` (post-processors are not served yet).
+    /// Reads the parameters of `getData` without `pp`: see [`DataRequest::parse_with_pp`].
     pub fn parse(
         pv: &str,
         from: Option<&str>,
         to: Option<&str>,
         now: Timestamp,
     ) -> Result<Self, RetrievalError> {
-        if let Some(open) = pv.find('(')
-            && pv.ends_with(')')
-        {
-            return Err(RetrievalError::PostProcessorUnsupported {
-                name: pv[..open].to_string(),
-            });
-        }
-        let name = normalize_name(pv);
+        DataRequest::parse_with_pp(pv, None, from, to, now)
+    }
+
+    /// Reads the parameters of `getData`: `pv` as sent, `pp` (a post-processor spec,
+    /// `mean_600`; absent or empty: none), `from` and `to` as ISO-8601 text (absent or
+    /// empty: `to` = `now`, `from` = `to` − 1 day).
+    ///
+    /// `pv` may use the function syntax, which wins over `pp` as in Java's
+    /// `DataRetrievalServlet`: `op_N(PV)` → spec `op_N`, `op(PV,a,b)` → spec `op_a_b`
+    /// ([`crate::postprocess::spec::split_function_syntax`]); the name inside is then
+    /// normalized. The spec names an operator by Java's prefix lookup
+    /// ([`PostProcessorSpec::parse`]).
+    ///
+    /// Errors, all [`crate::ErrorClass::BadRequest`]: a time that does not parse (naming
+    /// the parameter), `to` before `from`, a name that is empty once normalized, a `(`
+    /// without `)`, an unknown post-processor (Java silently answers the raw data) or a
+    /// bad argument, each naming the spec.
+    pub fn parse_with_pp(
+        pv: &str,
+        pp: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Self, RetrievalError> {
+        let (name_param, spec_text) = match split_function_syntax(pv)? {
+            Some((inner, spec)) => (inner, Some(spec)),
+            None => (pv, pp.filter(|p| !p.trim().is_empty()).map(str::to_string)),
+        };
+        let name = normalize_name(name_param);
         if name.is_empty() {
             return Err(RetrievalError::EmptyName(pv.to_string()));
         }
+        let pp = spec_text
+            .as_deref()
+            .map(PostProcessorSpec::parse)
+            .transpose()?;
         let to = time_param("to", to)?.unwrap_or(now);
         let from = time_param("from", from)?.unwrap_or(Timestamp::new(to.secs - 86_400, to.nanos));
         if to < from {
@@ -70,6 +96,7 @@ impl DataRequest {
             pv: name.to_string(),
             from,
             to,
+            pp,
         })
     }
 }
@@ -462,7 +489,28 @@ mod tests {
             )
             .contains("before")
         );
-        assert!(bad("mean_600(A)", None, None).contains("mean_600"));
+        assert!(bad("rms_600(A)", None, None).contains("rms_600"));
+        assert!(bad("mean_x(A)", None, None).contains("mean_x"));
+        assert!(bad("mean_600(A", None, None).contains("unbalanced"));
+        assert!(bad("mean_600()", None, None).contains("names no PV"));
+        // The function syntax (which wins over `pp`), `pp`, and an empty `pp`.
+        let pp = |pv: &str, pp: Option<&str>| {
+            DataRequest::parse_with_pp(pv, pp, None, None, now()).expect("request")
+        };
+        let r = pp("mean_600(ca://A:B.VAL)", Some("max_60"));
+        assert_eq!(
+            (r.pv.as_str(), r.pp.expect("pp").text.as_str()),
+            ("A:B", "mean_600")
+        );
+        let r = pp("mean(A:B,600)", None);
+        assert_eq!(r.pp.expect("pp").text, "mean_600");
+        let r = pp("A:B", Some("firstSample_3600"));
+        assert_eq!(r.pp.expect("pp").text, "firstSample_3600");
+        assert_eq!(pp("A:B", Some(" ")).pp, None);
+        assert_eq!(pp("A:B", None).pp, None);
+        let e = DataRequest::parse_with_pp("A:B", Some("bogus"), None, None, now())
+            .expect_err("unknown pp");
+        assert!(e.to_string().contains("\"bogus\""), "{e}");
         assert!(bad("ca://", None, None).contains("names no PV"));
     }
 

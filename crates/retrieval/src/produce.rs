@@ -2,14 +2,58 @@
 //! buffer → merge/dedup → post-processor → encoder → pieces of bounded size handed to a
 //! [`PieceSink`] (in a server, a short queue to the connection).
 
-use archiver_pb::Sample;
+use archiver_pb::{PayloadType, Sample};
 use archiver_storage::Tier;
 
 use crate::collect::for_each_sample;
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
-use crate::plan::Plan;
-use crate::postprocess::PostProcessor;
+use crate::plan::{Plan, StreamDesc};
+use crate::postprocess::{Output, PostProcessor};
+
+/// What a post-processor emits into: the encoder of the PV, begun at the first sample
+/// (or at the end of a PV without samples) with the description as the post-processor
+/// left it ([`Output::retype`] may change it until then), and the pieces it fills.
+struct PvOutput<'a, E> {
+    encoder: &'a mut E,
+    sink: &'a mut dyn PieceSink,
+    piece_size: usize,
+    produced: &'a mut Produced,
+    desc: StreamDesc,
+    begun: bool,
+}
+
+impl<E: Encoder> PvOutput<'_, E> {
+    fn begin(&mut self) {
+        if !self.begun {
+            self.begun = true;
+            self.encoder.begin_pv(&self.desc);
+        }
+    }
+}
+
+impl<E: Encoder> Output for PvOutput<'_, E> {
+    #[inline]
+    fn sample(&mut self, s: &Sample) -> Result<(), RetrievalError> {
+        if !self.begun {
+            self.begin();
+        }
+        self.encoder.sample(s);
+        self.produced.samples += 1;
+        if self.encoder.pending() >= self.piece_size {
+            self.sink.piece(self.encoder.take(), false)?;
+            self.produced.pieces += 1;
+        }
+        Ok(())
+    }
+
+    fn retype(&mut self, payload_type: PayloadType, element_count: u32) {
+        if !self.begun {
+            self.desc.payload_type = payload_type;
+            self.desc.element_count = element_count;
+        }
+    }
+}
 
 /// Bytes of response produced before they are handed to the sink.
 pub const PIECE: usize = 256 * 1024;
@@ -101,30 +145,24 @@ impl<'s, E: Encoder> Producer<'s, E> {
 
     /// Streams the PV of `plan` through `pp`: its stores oldest first, then its live
     /// buffer, under the Java merge rule ([`crate::MergeDedup`]). Errors: reading a file
-    /// ([`RetrievalError::Storage`]) and whatever the sink or the post-processor returns;
-    /// the pieces already handed over stay handed over.
+    /// ([`RetrievalError::Storage`]) and whatever the sink or the post-processor returns
+    /// (its `begin_pv` refusing the PV comes before anything is encoded); the pieces
+    /// already handed over stay handed over. The encoder begins the PV at its first
+    /// sample (or at its end), with the type the post-processor says then.
     pub fn pv<P: PostProcessor + ?Sized>(
         &mut self,
         plan: &Plan,
         pp: &mut P,
     ) -> Result<(), RetrievalError> {
         let mut desc = plan.desc.clone();
-        pp.begin_pv(&mut desc);
-        self.encoder.begin_pv(&desc);
-        let Producer {
-            encoder,
-            sink,
-            piece_size,
-            produced,
-        } = self;
-        let mut emit = |s: &Sample| -> Result<(), RetrievalError> {
-            encoder.sample(s);
-            produced.samples += 1;
-            if encoder.pending() >= *piece_size {
-                sink.piece(encoder.take(), false)?;
-                produced.pieces += 1;
-            }
-            Ok(())
+        pp.begin_pv(&mut desc)?;
+        let mut out = PvOutput {
+            encoder: &mut self.encoder,
+            sink: &mut *self.sink,
+            piece_size: self.piece_size,
+            produced: &mut self.produced,
+            desc,
+            begun: false,
         };
         let tiers: Vec<&Tier> = plan.stores.iter().collect();
         let skipped = for_each_sample(
@@ -133,15 +171,15 @@ impl<'s, E: Encoder> Producer<'s, E> {
             plan.desc.from,
             plan.desc.to,
             &plan.buffer,
-            |s| pp.sample(s, &mut emit),
+            |s| pp.sample(s, &mut out),
         )?;
-        pp.end_pv(&mut emit)?;
+        pp.end_pv(&mut out)?;
+        out.begin();
         self.encoder.end_pv();
         self.produced.skipped_lines += skipped;
         self.produced.pvs += 1;
         Ok(())
     }
-
     /// Ends the response and hands over its last piece.
     pub fn finish(mut self) -> Result<Produced, RetrievalError> {
         self.encoder.end();

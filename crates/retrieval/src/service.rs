@@ -14,7 +14,7 @@ use crate::jplot::JplotResponse;
 use crate::json::JsonResponse;
 use crate::mat::MatResponse;
 use crate::plan::{DataRequest, LiveSource, Plan, StoreResolver, StreamDesc, TypeSource, plan};
-use crate::postprocess::{PostProcessor, Raw};
+use crate::postprocess::{PostProcessor, Raw, build};
 use crate::produce::{PieceSink, Produced, Producer};
 use crate::qw::QwResponse;
 use crate::raw::RawResponse;
@@ -102,7 +102,8 @@ impl Retrieval {
         )
     }
 
-    /// Plans `req` and streams its raw data in `format` into `sink`. A planning error
+    /// Plans `req` and streams it in `format` into `sink`: its raw data, or what its
+    /// post-processor ([`DataRequest::pp`]) makes of them. A planning error
     /// (400/404 material) comes before any piece; an error after the first piece means a
     /// truncated body.
     pub fn run(
@@ -111,7 +112,10 @@ impl Retrieval {
         format: Format,
         sink: &mut dyn PieceSink,
     ) -> Result<Produced, RetrievalError> {
-        with_encoder!(format, |enc| self.run_with(req, enc, &mut Raw, sink))
+        with_encoder!(format, |enc| match &req.pp {
+            None => self.run_with(req, enc, &mut Raw, sink),
+            Some(spec) => self.run_with(req, enc, build(spec).as_mut(), sink),
+        })
     }
 
     /// The catalogue (type infos, aliases) this retrieval reads.
@@ -141,8 +145,11 @@ impl Retrieval {
             .collect::<Result<Vec<_>, _>>()?;
         with_encoder!(format, |enc| {
             let mut producer = Producer::new(enc, sink);
-            for p in &plans {
-                producer.pv(p, &mut Raw)?;
+            for (p, r) in plans.iter().zip(reqs) {
+                match &r.pp {
+                    None => producer.pv(p, &mut Raw)?,
+                    Some(spec) => producer.pv(p, build(spec).as_mut())?,
+                }
             }
             producer.finish()
         })
@@ -204,6 +211,7 @@ impl Retrieval {
             pv: crate::plan::normalize_name(pv).to_string(),
             from: at,
             to: at,
+            pp: None,
         };
         let plan = self.plan(&req)?;
         let tiers: Vec<&archiver_storage::Tier> = plan.stores.iter().collect();

@@ -255,16 +255,17 @@ impl CountPerBin {
         if let Some((bin, n)) = self.bin.take() {
             self.out.time = Timestamp::new(bin * self.secs, 0);
             self.out.value = Value::ScalarDouble(n);
-            emit(&self.out)?;
+            emit.sample(&self.out)?;
         }
         Ok(())
     }
 }
 
 impl PostProcessor for CountPerBin {
-    fn begin_pv(&mut self, desc: &mut StreamDesc) {
+    fn begin_pv(&mut self, desc: &mut StreamDesc) -> Result<(), RetrievalError> {
         desc.payload_type = PayloadType::ScalarDouble;
         desc.element_count = 1;
+        Ok(())
     }
 
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
