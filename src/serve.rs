@@ -25,7 +25,7 @@ use crate::config::FileConfig;
 /// Flags shared by `serve` and `demo`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Configuration file (TOML); see ARCHITECTURE.md for its keys.
+    /// Configuration file (TOML); its keys are documented in the README and src/config.rs.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folder for the registry and the storage tiers [default: ./archiver-data].
@@ -57,6 +57,30 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Takes the exclusive lock of `data_dir` (the file `archiver.lock` in it), or fails naming
+/// the folder when another process holds it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = data_dir.join("archiver.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another archiver is already using the data folder {} (it holds {}); stop it \
+             first or give this one another --data-dir",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let file = match &args.config {
@@ -74,6 +98,9 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 17665)));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    // One archiver per data folder: a second one would write the same files and catalogue.
+    // Held (an OS lock, released when the process ends, however it ends) until exit.
+    let _data_dir_lock = lock_data_dir(&data_dir)?;
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
     // Every configured store; the engine writes to the first (the STS), new PVs get all.

@@ -109,3 +109,30 @@ fn configured_stores_are_read_and_emptied_by_the_binary() {
         "untouched"
     );
 }
+
+/// One archiver per data folder: a second `serve` on the same folder refuses to start
+/// (it would write the same files and catalogue), naming the folder; once the first has
+/// stopped, the folder can be used again.
+#[test]
+fn a_second_archiver_on_the_same_data_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut first = Archiver::start_with(data, 9, 0, "");
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_archiver"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("EPICS_CA_ADDR_LIST", "127.0.0.1:9")
+        .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second archiver");
+    assert!(!second.status.success(), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another archiver is already using the data folder"),
+        "{stderr}"
+    );
+    assert!(first.terminate(), "the first archiver stops cleanly");
+    let mut again = Archiver::start_with(data, 9, 0, "");
+    assert!(again.terminate());
+}

@@ -36,8 +36,15 @@ fn stored(sim: &SimBackend, tier: &Tier, pv: &str) -> (Vec<f64>, bool) {
     (values, damaged)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disk_full_in_the_middle_of_a_write_keeps_the_batch_and_writes_it_once() {
+/// An engine writing to a simulated disk every 200 ms, archiving `T:FULL` of an in-process
+/// CA server at every event.
+async fn engine_on_sim() -> (
+    Server,
+    Engine,
+    SimBackend,
+    Tier,
+    Arc<archiver_ca::server::Pv>,
+) {
     let server = Server::start(ServerConfig::loopback()).await.unwrap();
     let client = Client::new(server.client_config().build().unwrap())
         .await
@@ -56,6 +63,38 @@ async fn a_disk_full_in_the_middle_of_a_write_keeps_the_batch_and_writes_it_once
     let engine = Engine::start(client, tier.clone(), cfg, Arc::new(SystemClock));
     let pv = server.add_pv(PvSpec::new("T:FULL", Value::Double(0.0)));
     engine.archive("T:FULL", every_event()).unwrap();
+    (server, engine, sim, tier, pv)
+}
+
+/// A disk still full at shutdown: the engine retries, then says what it could not write
+/// (so the binary reports the loss instead of claiming success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_that_cannot_write_reports_what_is_lost() {
+    let (_server, engine, sim, _tier, pv) = engine_on_sim().await;
+    assert!(
+        wait_for(10, || engine
+            .status("T:FULL")
+            .is_some_and(|s| s.counters.events_written == 1))
+        .await
+    );
+    sim.set_capacity(Some(sim.used_bytes()));
+    let t0 = Timestamp::now().secs + 1;
+    for k in 1..=20u32 {
+        let stamp = Timestamp {
+            secs: t0,
+            nanos: k * 1000,
+        };
+        pv.post(Value::Double(f64::from(k)), stamp, 0, 0).unwrap();
+    }
+    assert!(wait_for(10, || engine.status("T:FULL").unwrap().buffered >= 20).await);
+    let left = engine.shutdown().await;
+    assert_eq!(left.pvs, 1, "{left:?}");
+    assert_eq!(left.samples, 20, "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_full_in_the_middle_of_a_write_keeps_the_batch_and_writes_it_once() {
+    let (_server, engine, sim, tier, pv) = engine_on_sim().await;
     // The initial value is written: the file exists.
     assert!(
         wait_for(10, || engine
@@ -97,7 +136,7 @@ async fn a_disk_full_in_the_middle_of_a_write_keeps_the_batch_and_writes_it_once
     // Space returns: everything is written, in order, once.
     sim.set_capacity(None);
     assert!(wait_for(10, || engine.status("T:FULL").unwrap().buffered == 0).await);
-    engine.shutdown().await;
+    assert_eq!(engine.shutdown().await.samples, 0, "nothing left unwritten");
     let (values, damaged) = stored(&sim, &tier, "T:FULL");
     let mut want = vec![0.0];
     want.extend((1..=50).map(f64::from));

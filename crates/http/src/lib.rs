@@ -132,7 +132,20 @@ pub fn retrieval_router(state: RetrievalState) -> Router {
 /// Every endpoint: management over `appliance`, retrieval over `retrieval`, with the
 /// tracing, body-limit and compression layers.
 pub fn app(appliance: SharedAppliance, retrieval: RetrievalState) -> Router {
-    with_layers(mgmt_router(appliance).merge(retrieval_router(retrieval)))
+    with_layers(
+        mgmt_router(appliance)
+            .merge(retrieval_router(retrieval))
+            .fallback(no_such_endpoint),
+    )
+}
+
+/// Any path no route serves: a 404 that names it, in the JSON of every other error (a
+/// script calling a Java endpoint this appliance does not serve yet learns which).
+async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no such endpoint: {} (this appliance does not serve it)",
+        uri.path()
+    ))
 }
 
 /// Every endpoint over `appliance`: management through it, retrieval through its pipeline

@@ -134,3 +134,21 @@ async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed
     assert_eq!(k, N);
     state.engine().shutdown().await;
 }
+
+/// A path no route serves (a Java endpoint not served yet, a typo) is a JSON 404 naming
+/// it, like every other error, instead of an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_endpoint_is_a_json_404_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _, _) = state(dir.path()).await;
+    for path in ["/mgmt/bpl/noSuchCall", "/retrieval/nothing/here", "/"] {
+        let r = support::get(&app, path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("no such endpoint") && msg.contains(path),
+            "{msg}"
+        );
+    }
+}
