@@ -56,7 +56,6 @@ impl Encoder for CsvResponse {
     }
 
     fn take(&mut self) -> Vec<u8> {
-        let cap = self.out.capacity();
-        std::mem::replace(&mut self.out, Vec::with_capacity(cap))
+        crate::encode::take_keeping_capacity(&mut self.out)
     }
 }

@@ -109,6 +109,14 @@ impl Format {
     }
 }
 
+/// The bytes encoded so far, leaving `out` empty with the same capacity (what every
+/// encoder's [`Encoder::take`] does: the next piece reuses no memory of the last, which the
+/// connection owns now, but is allocated once at its full size).
+pub(crate) fn take_keeping_capacity(out: &mut Vec<u8>) -> Vec<u8> {
+    let cap = out.capacity();
+    std::mem::replace(out, Vec::with_capacity(cap))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

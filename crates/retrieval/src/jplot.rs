@@ -94,7 +94,6 @@ impl Encoder for JplotResponse {
     }
 
     fn take(&mut self) -> Vec<u8> {
-        let cap = self.out.capacity();
-        std::mem::replace(&mut self.out, Vec::with_capacity(cap))
+        crate::encode::take_keeping_capacity(&mut self.out)
     }
 }

@@ -17,6 +17,7 @@ use archiver_pb::{FieldValue, Sample, Value};
 
 use crate::encode::Encoder;
 use crate::plan::StreamDesc;
+use crate::text::{int, list};
 
 /// Writes `s` as a JSON string (quoted, escaped).
 pub fn string(out: &mut Vec<u8>, s: &str) {
@@ -38,22 +39,6 @@ fn f32_val(out: &mut Vec<u8>, x: f32) {
     } else {
         out.extend_from_slice(b"null");
     }
-}
-
-fn int(out: &mut Vec<u8>, x: impl std::fmt::Display) {
-    use std::io::Write;
-    let _ = write!(out, "{x}");
-}
-
-fn list<T: Copy>(out: &mut Vec<u8>, v: &[T], mut each: impl FnMut(&mut Vec<u8>, T)) {
-    out.push(b'[');
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        each(out, *x);
-    }
-    out.push(b']');
 }
 
 /// Writes a sample's value as JSON.
@@ -194,8 +179,7 @@ impl JsonResponse {
     /// Takes the bytes written so far (to send them while the rest is produced); the
     /// response goes on where it was.
     pub fn take(&mut self) -> Vec<u8> {
-        let cap = self.out.capacity();
-        std::mem::replace(&mut self.out, Vec::with_capacity(cap))
+        crate::encode::take_keeping_capacity(&mut self.out)
     }
 
     /// The rest of the body (all of it if nothing was taken).

@@ -150,7 +150,8 @@ pub fn int(out: &mut Vec<u8>, x: impl std::fmt::Display) {
     let _ = write!(out, "{x}");
 }
 
-fn list<T: Copy>(out: &mut Vec<u8>, v: &[T], mut each: impl FnMut(&mut Vec<u8>, T)) {
+/// Writes `[a,b,...]`, each element by `each`.
+pub(crate) fn list<T: Copy>(out: &mut Vec<u8>, v: &[T], mut each: impl FnMut(&mut Vec<u8>, T)) {
     out.push(b'[');
     for (i, x) in v.iter().enumerate() {
         if i > 0 {
