@@ -132,6 +132,20 @@ fn do_not_chunk(p: &BplRequest) -> bool {
     p.get("donotchunk").is_some_and(|v| v != "false")
 }
 
+/// The request for `pv` (one name of the request) with the common parameters: `pp`,
+/// `from`, `to`, `timeranges` (a comma list of ISO-8601 start,end pairs, ascending;
+/// overrides `from`/`to`), `fetchLatestMetadata` (`true`: the engine's metadata now in
+/// the headers; any other value: no, as Java). 400 for bad times or time ranges.
+fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
+    let mut req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
+        .and_then(|r| r.with_time_ranges(p.get("timeranges")))
+        .map_err(|e| api_error(e, pv))?;
+    req.fetch_latest_metadata = p
+        .get("fetchLatestMetadata")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    Ok(req)
+}
+
 async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
     let now = state.clock.now();
@@ -145,8 +159,7 @@ async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiR
         )
         .await;
     }
-    let req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
-        .map_err(|e| api_error(e, pv))?;
+    let req = data_request(p, pv, now)?;
     let label = req.pv.clone();
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {
         r.run(&req, format, sink)
@@ -192,10 +205,7 @@ async fn get_data_for_pvs(
     }
     let reqs = names
         .iter()
-        .map(|pv| {
-            DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
-                .map_err(|e| api_error(e, pv))
-        })
+        .map(|pv| data_request(p, pv, now))
         .collect::<ApiResult<Vec<_>>>()?;
     let label = format!("{} PVs", reqs.len());
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {

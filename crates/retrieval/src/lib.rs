@@ -65,6 +65,7 @@ mod collect;
 pub mod csv;
 mod encode;
 mod error;
+pub mod field;
 pub mod jplot;
 pub mod json;
 pub mod mat;
@@ -79,13 +80,13 @@ pub mod stores;
 pub mod text;
 pub mod txt;
 
-pub use crate::collect::for_each_sample;
+pub use crate::collect::{for_each_line, for_each_sample};
 pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
-pub use crate::merge::MergeDedup;
+pub use crate::merge::{MergeDedup, Origin};
 pub use crate::plan::{
-    DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
-    StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
+    DataRequest, Disconnected, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver,
+    StoreUrlError, StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};

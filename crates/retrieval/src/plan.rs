@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp};
-use archiver_registry::names::{strip_protocol, strip_val_suffix};
+use archiver_registry::names::{split_field, strip_protocol, strip_val_suffix};
 use archiver_registry::{PvTypeInfo, Registry, RegistryError};
 use archiver_storage::Tier;
 
@@ -41,6 +41,16 @@ pub struct DataRequest {
     /// The post-processor asked for (`op_N(PV)`, `op(PV,a,b)` or `pp=`), `None` for the
     /// raw data.
     pub pp: Option<PostProcessorSpec>,
+    /// The time spans to read, ascending and not overlapping: `[from, to]` alone, or
+    /// those of Java's `timeranges` ([`DataRequest::with_time_ranges`]; `from` and `to`
+    /// are then the first start and the last end). Empty means `[from, to]`.
+    pub spans: Vec<(Timestamp, Timestamp)>,
+    /// `fetchLatestMetadata=true`: the live source's metadata now
+    /// ([`LiveSource::latest_metadata`]) over the catalogue's headers (Java merges the
+    /// engine's `getMetadata` into the headers).
+    pub fetch_latest_metadata: bool,
+    /// When the request was made: the year of the chunk that says a PV is disconnected.
+    pub now: Timestamp,
 }
 
 impl DataRequest {
@@ -97,7 +107,74 @@ impl DataRequest {
             from,
             to,
             pp,
+            spans: vec![(from, to)],
+            fetch_latest_metadata: false,
+            now,
         })
+    }
+
+    /// A request for `pv` (normalized by the caller) over `[from, to]`, raw data.
+    pub fn range(pv: impl Into<String>, from: Timestamp, to: Timestamp, now: Timestamp) -> Self {
+        DataRequest {
+            pv: pv.into(),
+            from,
+            to,
+            pp: None,
+            spans: vec![(from, to)],
+            fetch_latest_metadata: false,
+            now,
+        }
+    }
+
+    /// Applies Java's `timeranges` parameter (absent or empty: the request is left as
+    /// it is): a comma list of ISO-8601 instants, an even number of them, read as
+    /// pairs `start,end`, each `start <= end`, each pair starting no earlier than the
+    /// previous one ends. The pairs replace `[from, to]`: `from` becomes the first
+    /// start and `to` the last end (Java `DataRetrievalServlet.parseTimeRanges`).
+    ///
+    /// Errors, [`RetrievalError::BadTimeRanges`] (400): an odd count, a time that does
+    /// not parse (naming it), a reversed pair, overlapping pairs.
+    pub fn with_time_ranges(mut self, text: Option<&str>) -> Result<Self, RetrievalError> {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Ok(self);
+        };
+        let times = text
+            .split(',')
+            .map(|t| {
+                parse_iso8601(t.trim()).map_err(|e| {
+                    RetrievalError::BadTimeRanges(format!("cannot parse time {t:?}: {e}"))
+                })
+            })
+            .collect::<Result<Vec<Timestamp>, _>>()?;
+        if times.len() % 2 != 0 {
+            return Err(RetrievalError::BadTimeRanges(format!(
+                "need an even number of times (start,end pairs); there are {}",
+                times.len()
+            )));
+        }
+        let mut spans: Vec<(Timestamp, Timestamp)> = Vec::with_capacity(times.len() / 2);
+        for pair in times.chunks_exact(2) {
+            let (start, end) = (pair[0], pair[1]);
+            if end < start {
+                return Err(RetrievalError::BadTimeRanges(format!(
+                    "end {end} is before start {start}"
+                )));
+            }
+            if let Some(&(_, prev_end)) = spans.last()
+                && start < prev_end
+            {
+                return Err(RetrievalError::BadTimeRanges(format!(
+                    "start {start} is before the previous end {prev_end}"
+                )));
+            }
+            spans.push((start, end));
+        }
+        if let (Some(first), Some(last)) = (spans.first(), spans.last()) {
+            self.from = first.0;
+            self.to = last.1;
+        }
+        self.spans = spans;
+        Ok(self)
     }
 }
 
@@ -158,6 +235,37 @@ pub struct Plan {
     pub buffer: Vec<Sample>,
     /// Where `desc`'s type and headers came from.
     pub source: TypeSource,
+    /// The time spans to read ([`DataRequest::spans`]); empty: `[desc.from, desc.to]`.
+    pub spans: Vec<(Timestamp, Timestamp)>,
+    /// The archive field the response is made of, for a request of `PV.FIELD` where
+    /// `FIELD` is one of the PV's archive fields ([`crate::field`]); `None` for the PV's
+    /// own values.
+    pub field: Option<String>,
+    /// The PV is disconnected and the request's range reaches into the time since
+    /// ([`LiveSource::disconnected_since`]): the response says so (pbraw: a last chunk
+    /// whose header carries `cnxlostepsecs`).
+    pub disconnected: Option<Disconnected>,
+}
+
+impl Plan {
+    /// The time spans to read: [`Plan::spans`], or `[desc.from, desc.to]`.
+    pub fn read_spans(&self) -> std::borrow::Cow<'_, [(Timestamp, Timestamp)]> {
+        if self.spans.is_empty() {
+            std::borrow::Cow::Owned(vec![(self.desc.from, self.desc.to)])
+        } else {
+            std::borrow::Cow::Borrowed(&self.spans)
+        }
+    }
+}
+
+/// A PV disconnected now, as a response tells it (Java: the engine's header-only chunk
+/// with `cnxlostepsecs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected {
+    /// When the connection was lost (epoch seconds).
+    pub lost_at_secs: i64,
+    /// The year of the chunk that says so (the current year, as Java's).
+    pub year: i32,
 }
 
 /// What the live source (the archiving engine) knows of a PV it holds.
@@ -182,6 +290,21 @@ pub trait LiveSource: Send + Sync {
     /// The samples of `pv` in memory and not yet in a store (being written, then
     /// buffered), oldest first; empty when there are none or `pv` is not held.
     fn buffered(&self, pv: &str) -> Vec<Sample>;
+
+    /// When `pv` lost its connection (epoch seconds), if it is held and disconnected
+    /// now after having been connected (Java sends `cnxlostepsecs` only for a loss time
+    /// that is not 0). `None` by default.
+    fn disconnected_since(&self, pv: &str) -> Option<i64> {
+        let _ = pv;
+        None
+    }
+
+    /// The latest metadata of `pv` as headers, for `fetchLatestMetadata=true` (Java: the
+    /// engine's `getMetadata`: `EGU`, `PREC`, limits, `ENUM_n`, ...). By default the
+    /// headers of [`LiveSource::describe`]; empty when `pv` is not held.
+    fn latest_metadata(&self, pv: &str) -> Vec<FieldValue> {
+        self.describe(pv).map(|d| d.headers).unwrap_or_default()
+    }
 }
 
 /// A live source that holds nothing: retrieval from the stores alone (tools, tests).
@@ -206,6 +329,8 @@ pub struct FixedLive {
     pub held: HashMap<String, LiveDesc>,
     /// What [`LiveSource::buffered`] answers, by PV (none: empty).
     pub buffers: HashMap<String, Vec<Sample>>,
+    /// What [`LiveSource::disconnected_since`] answers, by PV (none: connected).
+    pub disconnected: HashMap<String, i64>,
 }
 
 impl LiveSource for FixedLive {
@@ -215,6 +340,10 @@ impl LiveSource for FixedLive {
 
     fn buffered(&self, pv: &str) -> Vec<Sample> {
         self.buffers.get(pv).cloned().unwrap_or_default()
+    }
+
+    fn disconnected_since(&self, pv: &str) -> Option<i64> {
+        self.disconnected.get(pv).copied()
     }
 }
 
@@ -331,16 +460,7 @@ pub fn plan(
     live: &dyn LiveSource,
 ) -> Result<Plan, RetrievalError> {
     let name = req.pv.as_str();
-    let (real, info) = match catalogue.get_type_info(name).map_err(lookup(name))? {
-        Some(info) => (info.pv_name.clone(), Some(info)),
-        None => match catalogue.resolve_alias(name).map_err(lookup(name))? {
-            Some(real) => {
-                let info = catalogue.get_type_info(&real).map_err(lookup(&real))?;
-                (real, info)
-            }
-            None => (name.to_string(), None),
-        },
-    };
+    let (real, info, field) = resolve(catalogue, name)?;
     let (desc, tiers, source) = match info {
         Some(info) => {
             let mut tiers: Vec<Tier> = Vec::with_capacity(info.data_stores.len());
@@ -362,10 +482,14 @@ pub fn plan(
             if tiers.is_empty() {
                 tiers = stores.default_stores();
             }
+            let (payload_type, element_count) = match field {
+                Some(_) => (crate::field::field_type(info.dbr_type), 1),
+                None => (info.dbr_type, info.element_count.max(1)),
+            };
             let desc = StreamDesc {
                 name: name.to_string(),
-                payload_type: info.dbr_type,
-                element_count: info.element_count.max(1),
+                payload_type,
+                element_count,
                 headers: catalogue_headers(&info),
                 from: req.from,
                 to: req.to,
@@ -399,6 +523,16 @@ pub fn plan(
     if source == TypeSource::Catalogue {
         add_enum_labels(&mut desc, &real, live);
     }
+    if req.fetch_latest_metadata {
+        merge_headers(&mut desc.headers, live.latest_metadata(&real));
+    }
+    let disconnected = live
+        .disconnected_since(&real)
+        .filter(|&lost| lost != 0 && lost <= req.to.secs)
+        .map(|lost_at_secs| Disconnected {
+            lost_at_secs,
+            year: req.now.year(),
+        });
     let buffer = live.buffered(&real);
     Ok(Plan {
         desc,
@@ -406,7 +540,62 @@ pub fn plan(
         stores: tiers,
         buffer,
         source,
+        spans: req.spans.clone(),
+        field,
+        disconnected,
     })
+}
+
+/// Puts `latest` over `headers`: a name already there takes the new value (in place),
+/// a new name is appended; empty values are dropped (Java `mergeFrom` with the engine's
+/// metadata: `putAll`, then empty values not sent).
+fn merge_headers(headers: &mut Vec<FieldValue>, latest: Vec<FieldValue>) {
+    for h in latest {
+        match headers.iter_mut().find(|x| x.name == h.name) {
+            Some(x) => x.val = h.val,
+            None => headers.push(h),
+        }
+    }
+    headers.retain(|h| !h.val.is_empty());
+}
+
+/// Finds the `PVTypeInfo` a retrieval name stands for (Java
+/// `PVNames.determineAppropriatePVTypeInfo`): the real PV name, its type info (`None`
+/// when the catalogue has none: the live source may know the name) and the archive field
+/// to serve. A name without a field: the name, then the name as an alias. `PV.FIELD`: the
+/// PV when `FIELD` is one of its archive fields (served from the field values), then
+/// `PV.FIELD` archived as a PV of its own, then the PV as an alias with that archive
+/// field, then `PV.FIELD` as an alias.
+fn resolve(
+    catalogue: &dyn Registry,
+    name: &str,
+) -> Result<(String, Option<PvTypeInfo>, Option<String>), RetrievalError> {
+    let info_of = |pv: &str| catalogue.get_type_info(pv).map_err(lookup(pv));
+    let alias_of = |pv: &str| catalogue.resolve_alias(pv).map_err(lookup(pv));
+    let archives = |info: &PvTypeInfo, field: &str| info.archive_fields.iter().any(|f| f == field);
+    let (base, field) = split_field(name);
+    if let Some(field) = field.filter(|f| !f.is_empty()) {
+        if let Some(info) = info_of(base)?.filter(|i| archives(i, field)) {
+            return Ok((info.pv_name.clone(), Some(info), Some(field.to_string())));
+        }
+        if let Some(info) = info_of(name)? {
+            return Ok((info.pv_name.clone(), Some(info), None));
+        }
+        if let Some(real) = alias_of(base)?
+            && let Some(info) = info_of(&real)?.filter(|i| archives(i, field))
+        {
+            return Ok((real, Some(info), Some(field.to_string())));
+        }
+    } else if let Some(info) = info_of(name)? {
+        return Ok((info.pv_name.clone(), Some(info), None));
+    }
+    match alias_of(name)? {
+        Some(real) => {
+            let info = info_of(&real)?;
+            Ok((real, info, None))
+        }
+        None => Ok((name.to_string(), None, None)),
+    }
 }
 
 #[cfg(test)]
