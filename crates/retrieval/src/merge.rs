@@ -235,4 +235,104 @@ mod tests {
         assert_eq!(run(10, 20, &[&[1, 2], &[8, 12]]), vec![8, 12]);
         assert_eq!(run(10, 20, &[],), Vec::<i64>::new());
     }
+
+    /// Runs `sources` (each one stream of times) through `push_from`; gives each emitted
+    /// time with its stream.
+    fn run_streams(from: i64, to: i64, sources: &[&[i64]]) -> Vec<(i64, u32)> {
+        let mut m = MergeDedup::new(Timestamp::new(from, 0), Timestamp::new(to, 0));
+        let mut out = Vec::new();
+        let mut emit = |x: &Sample, o: Origin<'_>| -> Result<(), ()> {
+            out.push((x.time.secs, o.stream));
+            Ok(())
+        };
+        for (k, src) in sources.iter().enumerate() {
+            let origin = Origin {
+                stream: k as u32,
+                line: None,
+                year: 0,
+            };
+            for &t in *src {
+                m.push_from(&s(t), origin, &mut emit).ok();
+            }
+        }
+        m.finish_from(&mut emit).ok();
+        out
+    }
+
+    #[test]
+    fn dedup_only_across_stream_boundaries() {
+        // Within a stream nothing is checked (Java emits a file's lines as they are).
+        assert_eq!(
+            run_streams(0, 100, &[&[1, 5, 3, 7]]),
+            vec![(1, 0), (5, 0), (3, 0), (7, 0)]
+        );
+        // At a boundary, samples not newer than the last one are dropped until the
+        // first newer one; then the stream passes unchecked.
+        assert_eq!(
+            run_streams(0, 100, &[&[1, 2, 3], &[2, 3, 4, 3, 5]]),
+            vec![(1, 0), (2, 0), (3, 0), (4, 1), (3, 1), (5, 1)]
+        );
+        // The same through `push` (no stream): every sample checked.
+        assert_eq!(run(0, 100, &[&[1, 5, 3, 7]]), vec![1, 5, 7]);
+        // The sample before `from` keeps its stream; of equal times across streams the
+        // first is kept (a later source's copy is a duplicate), within one the last.
+        assert_eq!(
+            run_streams(10, 20, &[&[5, 8], &[8, 12]]),
+            vec![(8, 0), (12, 1)]
+        );
+        assert_eq!(run_streams(10, 20, &[&[5, 8], &[9]]), vec![(9, 1)]);
+        assert_eq!(run_streams(10, 20, &[&[5, 8, 8]]), vec![(8, 0)]);
+    }
+
+    #[test]
+    fn the_held_sample_keeps_its_stored_line() {
+        let mut m = MergeDedup::new(Timestamp::new(10, 0), Timestamp::new(20, 0));
+        let mut out: Vec<(i64, Option<Vec<u8>>, i32)> = Vec::new();
+        let mut emit = |x: &Sample, o: Origin<'_>| -> Result<(), ()> {
+            out.push((x.time.secs, o.line.map(<[u8]>::to_vec), o.year));
+            Ok(())
+        };
+        let file = |line: &'static [u8]| Origin {
+            stream: 1,
+            line: Some(line),
+            year: 2024,
+        };
+        m.push_from(&s(5), file(b"five"), &mut emit).ok();
+        m.push_from(&s(9), file(b"nine"), &mut emit).ok();
+        m.push_from(&s(15), Origin::MEMORY, &mut emit).ok();
+        m.finish_from(&mut emit).ok();
+        assert_eq!(
+            out,
+            vec![(9, Some(b"nine".to_vec()), 2024), (15, None, 0)]
+        );
+    }
+
+    #[test]
+    fn spans_apply_the_rule_each_with_the_value_in_effect_at_its_start() {
+        let mut m = MergeDedup::new(Timestamp::new(10, 0), Timestamp::new(20, 0));
+        let mut out = Vec::new();
+        let mut emit = |x: &Sample, _: Origin<'_>| -> Result<(), ()> {
+            out.push(x.time.secs);
+            Ok(())
+        };
+        for t in [5, 9, 15, 21] {
+            m.push_from(&s(t), Origin::MEMORY, &mut emit).ok();
+        }
+        // Second span [30, 40]: 25 and 28 are before it, 28 is in effect at 30.
+        m.next_span(Timestamp::new(30, 0), Timestamp::new(40, 0), &mut emit)
+            .ok();
+        for t in [25, 28, 35, 41] {
+            m.push_from(&s(t), Origin::MEMORY, &mut emit).ok();
+        }
+        // Third span [50, 60]: nothing newer than 35 before it, nothing in it.
+        m.next_span(Timestamp::new(50, 0), Timestamp::new(60, 0), &mut emit)
+            .ok();
+        m.push_from(&s(35), Origin::MEMORY, &mut emit).ok();
+        // Fourth span [70, 80]: only a sample before it; emitted at the end.
+        m.next_span(Timestamp::new(70, 0), Timestamp::new(80, 0), &mut emit)
+            .ok();
+        m.push_from(&s(65), Origin::MEMORY, &mut emit).ok();
+        m.finish_from(&mut emit).ok();
+        assert_eq!(out, vec![9, 15, 28, 35, 65]);
+    }
 }

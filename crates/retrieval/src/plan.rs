@@ -876,6 +876,136 @@ mod tests {
         assert!(is_enum_label("ENUM_12") && !is_enum_label("ENUM_") && !is_enum_label("ENUMS"));
     }
 
+    #[test]
+    fn time_ranges_replace_from_and_to_or_are_refused() {
+        let base = |t: Option<&str>| {
+            DataRequest::parse("A", None, None, now()).and_then(|r| r.with_time_ranges(t))
+        };
+        let r = base(None).expect("none");
+        assert_eq!(r.spans, vec![(r.from, r.to)]);
+        assert_eq!(base(Some(" ")).expect("empty").spans.len(), 1);
+        let r = base(Some(
+            "2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,2025-01-01T01:00:00Z,2025-01-02T00:00:00.5Z",
+        ))
+        .expect("two spans");
+        let y = start_of_year(2025);
+        assert_eq!(
+            r.spans,
+            vec![
+                (Timestamp::new(y, 0), Timestamp::new(y + 3600, 0)),
+                (Timestamp::new(y + 3600, 0), Timestamp::new(y + 86_400, 500_000_000)),
+            ]
+        );
+        assert_eq!((r.from, r.to), (r.spans[0].0, r.spans[1].1));
+        for (bad, says) in [
+            ("2025-01-01T00:00:00Z", "even number"),
+            ("2025-01-01T00:00:00Z,soon", "\"soon\""),
+            ("2025-01-02T00:00:00Z,2025-01-01T00:00:00Z", "before start"),
+            (
+                "2025-01-01T00:00:00Z,2025-01-01T02:00:00Z,2025-01-01T01:00:00Z,2025-01-01T03:00:00Z",
+                "previous end",
+            ),
+        ] {
+            let e = base(Some(bad)).expect_err(bad);
+            assert_eq!(e.class(), ErrorClass::BadRequest, "{bad}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+            assert!(e.to_string().contains("timeranges"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_field_of_a_pv_is_served_from_its_archive_fields() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut i = info("A:B", &[]);
+        i.archive_fields = vec!["HIHI".into(), "LOLO".into()];
+        i.dbr_type = PayloadType::WaveformFloat;
+        i.element_count = 4;
+        reg.put_type_info(&i).expect("put");
+        reg.put_type_info(&info("A:B.DESC", &[])).expect("put");
+        reg.add_alias("OLD:B", "A:B").expect("alias");
+        let stores = stores(dir.path());
+        let p = plan(&req("A:B.HIHI"), &reg, &stores, &NoLiveSource).expect("field");
+        assert_eq!(p.pv, "A:B");
+        assert_eq!(p.field.as_deref(), Some("HIHI"));
+        assert_eq!(p.desc.name, "A:B.HIHI");
+        assert_eq!(
+            (p.desc.payload_type, p.desc.element_count),
+            (PayloadType::ScalarFloat, 1)
+        );
+        // A field archived as its own PV.
+        let p = plan(&req("A:B.DESC"), &reg, &stores, &NoLiveSource).expect("own pv");
+        assert_eq!((p.pv.as_str(), p.field.as_deref()), ("A:B.DESC", None));
+        // Through an alias of the PV.
+        let p = plan(&req("OLD:B.LOLO"), &reg, &stores, &NoLiveSource).expect("alias");
+        assert_eq!(
+            (p.pv.as_str(), p.field.as_deref(), p.desc.name.as_str()),
+            ("A:B", Some("LOLO"), "OLD:B.LOLO")
+        );
+        // Not an archive field: unknown.
+        let e = plan(&req("A:B.HIGH"), &reg, &stores, &NoLiveSource).expect_err("no field");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+        // The PV itself.
+        let p = plan(&req("A:B"), &reg, &stores, &NoLiveSource).expect("pv");
+        assert_eq!((p.field, p.desc.element_count), (None, 4));
+    }
+
+    #[test]
+    fn latest_metadata_and_the_connection_come_from_the_live_source() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        reg.put_type_info(&info("A:B", &[])).expect("put");
+        let mut live = FixedLive::default();
+        live.held.insert(
+            "A:B".into(),
+            LiveDesc {
+                payload_type: Some(PayloadType::ScalarFloat),
+                element_count: 1,
+                headers: vec![
+                    FieldValue::new("PREC", "5"),
+                    FieldValue::new("HIHI", "10.0"),
+                    FieldValue::new("EGU", ""),
+                ],
+            },
+        );
+        let lost = now().secs - 95;
+        live.disconnected.insert("A:B".into(), lost);
+        let stores = stores(dir.path());
+        // Without fetchLatestMetadata: the catalogue's headers.
+        let p = plan(&req("A:B"), &reg, &stores, &live).expect("plan");
+        assert_eq!(
+            p.desc.headers,
+            vec![FieldValue::new("EGU", "mm"), FieldValue::new("PREC", "3")]
+        );
+        assert_eq!(
+            p.disconnected,
+            Some(Disconnected {
+                lost_at_secs: lost,
+                year: 2025
+            })
+        );
+        // With it: the live values over the catalogue's, new ones added, empty dropped.
+        let mut r = req("A:B");
+        r.fetch_latest_metadata = true;
+        let p = plan(&r, &reg, &stores, &live).expect("plan");
+        assert_eq!(
+            p.desc.headers,
+            vec![FieldValue::new("PREC", "5"), FieldValue::new("HIHI", "10.0")]
+        );
+        // A range that ends before the loss says nothing of it.
+        let early = DataRequest::parse(
+            "A:B",
+            None,
+            Some(&Timestamp::new(lost - 1, 0).to_string()),
+            now(),
+        )
+        .expect("request");
+        assert_eq!(plan(&early, &reg, &stores, &live).expect("plan").disconnected, None);
+        // A loss time of 0 (never lost) says nothing either.
+        live.disconnected.insert("A:B".into(), 0);
+        assert_eq!(plan(&req("A:B"), &reg, &stores, &live).expect("plan").disconnected, None);
+    }
+
     proptest::proptest! {
         /// Any `pv` parameter is a request or a 400, never a panic; a request's name is
         /// not empty.
