@@ -301,10 +301,7 @@ mod tests {
         m.push_from(&s(9), file(b"nine"), &mut emit).ok();
         m.push_from(&s(15), Origin::MEMORY, &mut emit).ok();
         m.finish_from(&mut emit).ok();
-        assert_eq!(
-            out,
-            vec![(9, Some(b"nine".to_vec()), 2024), (15, None, 0)]
-        );
+        assert_eq!(out, vec![(9, Some(b"nine".to_vec()), 2024), (15, None, 0)]);
     }
 
     #[test]

@@ -893,7 +893,10 @@ mod tests {
             r.spans,
             vec![
                 (Timestamp::new(y, 0), Timestamp::new(y + 3600, 0)),
-                (Timestamp::new(y + 3600, 0), Timestamp::new(y + 86_400, 500_000_000)),
+                (
+                    Timestamp::new(y + 3600, 0),
+                    Timestamp::new(y + 86_400, 500_000_000)
+                ),
             ]
         );
         assert_eq!((r.from, r.to), (r.spans[0].0, r.spans[1].1));
@@ -990,7 +993,10 @@ mod tests {
         let p = plan(&r, &reg, &stores, &live).expect("plan");
         assert_eq!(
             p.desc.headers,
-            vec![FieldValue::new("PREC", "5"), FieldValue::new("HIHI", "10.0")]
+            vec![
+                FieldValue::new("PREC", "5"),
+                FieldValue::new("HIHI", "10.0")
+            ]
         );
         // A range that ends before the loss says nothing of it.
         let early = DataRequest::parse(
@@ -1000,10 +1006,20 @@ mod tests {
             now(),
         )
         .expect("request");
-        assert_eq!(plan(&early, &reg, &stores, &live).expect("plan").disconnected, None);
+        assert_eq!(
+            plan(&early, &reg, &stores, &live)
+                .expect("plan")
+                .disconnected,
+            None
+        );
         // A loss time of 0 (never lost) says nothing either.
         live.disconnected.insert("A:B".into(), 0);
-        assert_eq!(plan(&req("A:B"), &reg, &stores, &live).expect("plan").disconnected, None);
+        assert_eq!(
+            plan(&req("A:B"), &reg, &stores, &live)
+                .expect("plan")
+                .disconnected,
+            None
+        );
     }
 
     proptest::proptest! {

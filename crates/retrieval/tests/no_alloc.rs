@@ -34,8 +34,12 @@ fn verbatim_pbraw_allocates_nothing_per_sample() {
     lts.append("A:B", PayloadType::ScalarDouble, &all[..(N / 2) as usize])
         .unwrap();
     // The MTS overlaps the LTS by 10 samples and spans two days (two files).
-    mts.append("A:B", PayloadType::ScalarDouble, &all[(N / 2 - 10) as usize..])
-        .unwrap();
+    mts.append(
+        "A:B",
+        PayloadType::ScalarDouble,
+        &all[(N / 2 - 10) as usize..],
+    )
+    .unwrap();
     let plan = Plan {
         desc: StreamDesc {
             name: "A:B".into(),
@@ -67,5 +71,9 @@ fn verbatim_pbraw_allocates_nothing_per_sample() {
     assert!(bytes > 15 * N as usize, "{bytes} bytes");
     // Per file (reader buffers, paths), per chunk header, per piece: a few hundred at
     // most; per sample it would be over 100 000.
-    assert!(used < 500, "{used} allocations for {} samples", done.samples);
+    assert!(
+        used < 500,
+        "{used} allocations for {} samples",
+        done.samples
+    );
 }
