@@ -30,10 +30,13 @@ use crate::state::RetrievalState;
 pub use archiver_retrieval::{Format, normalize_name};
 
 /// `GET` / `POST /retrieval/data/getData.json`: `pv` (a name, or a post-processor in the
-/// function syntax `mean_600(PV)` / `mean(PV,600)`), `pp` (a post-processor spec, when
+/// function syntax `mean_600(PV)` / `mean(PV,600)`; `PV.FIELD` serves an archive field
+/// from the values carried on the PV's samples), `pp` (a post-processor spec, when
 /// `pv` is a plain name), `from`, `to` (ISO 8601; absent `to` is now, absent `from` a day
-/// before `to`) in the query string or a form body. An unknown post-processor is a 400
-/// naming it (Java answers the raw data).
+/// before `to`), `timeranges` (start,end pairs replacing `from`/`to`),
+/// `fetchLatestMetadata` (`true`: the engine's metadata now in the headers) in the query
+/// string or a form body. An unknown post-processor is a 400 naming it (Java answers the
+/// raw data).
 pub async fn get_data_json(
     State(state): State<RetrievalState>,
     req: BplRequest,
@@ -53,7 +56,8 @@ pub async fn get_data_raw(
 /// `DataRetrievalServlet` dispatches them:
 ///
 /// * `getData.<ext>`, `<ext>` one of [`Format::ALL`] (`raw json qw jplot csv txt`): one PV
-///   (`pv`, `from`, `to`, `donotchunk`); `pv=ArchApplPingPV` is Java's connectivity check
+///   (`pv`, `pp`, `from`, `to`, `timeranges`, `fetchLatestMetadata`, `donotchunk`: see
+///   [`get_data_json`]); `pv=ArchApplPingPV` is Java's connectivity check
 ///   ([`Retrieval::run_ping`]);
 /// * `getDataForPVs.<ext>`, `<ext>` one of `raw json qw jplot`: every `pv` value (each one
 ///   name, as Java's `getParameterValues`) and the names of a JSON or text body, over one

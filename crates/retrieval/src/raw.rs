@@ -19,6 +19,12 @@
 //!   ([`Encoder::sample_from`] with a line), when it is relative to the chunk's year
 //!   (always, for a file that holds one year as partitions do); the live buffer's and a
 //!   post-processor's samples are encoded. Nothing is allocated per sample.
+//! * Differences from Java's bytes, none of which a client sees: Java writes every
+//!   stream's header eagerly (so a file whose samples are all duplicates, or a store
+//!   without data, leaves a chunk without samples) and writes the first header twice
+//!   (once for the stream, once more with the year of the first event); here a chunk is
+//!   written when it has a sample. Within one stream, samples are not checked against
+//!   each other (as Java); the chunk's type is the stored type of its file.
 //! * A PV without samples still gets its header (for the year of `from`), so that
 //!   clients learn its type; a disconnected PV ends with a chunk without samples whose
 //!   header adds `cnxlostepsecs` ([`Encoder::connection_lost`]), as the Java engine's
