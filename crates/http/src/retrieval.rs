@@ -30,10 +30,13 @@ use crate::state::RetrievalState;
 pub use archiver_retrieval::{Format, normalize_name};
 
 /// `GET` / `POST /retrieval/data/getData.json`: `pv` (a name, or a post-processor in the
-/// function syntax `mean_600(PV)` / `mean(PV,600)`), `pp` (a post-processor spec, when
+/// function syntax `mean_600(PV)` / `mean(PV,600)`; `PV.FIELD` serves an archive field
+/// from the values carried on the PV's samples), `pp` (a post-processor spec, when
 /// `pv` is a plain name), `from`, `to` (ISO 8601; absent `to` is now, absent `from` a day
-/// before `to`) in the query string or a form body. An unknown post-processor is a 400
-/// naming it (Java answers the raw data).
+/// before `to`), `timeranges` (start,end pairs replacing `from`/`to`),
+/// `fetchLatestMetadata` (`true`: the engine's metadata now in the headers) in the query
+/// string or a form body. An unknown post-processor is a 400 naming it (Java answers the
+/// raw data).
 pub async fn get_data_json(
     State(state): State<RetrievalState>,
     req: BplRequest,
@@ -53,7 +56,8 @@ pub async fn get_data_raw(
 /// `DataRetrievalServlet` dispatches them:
 ///
 /// * `getData.<ext>`, `<ext>` one of [`Format::ALL`] (`raw json qw jplot csv txt`): one PV
-///   (`pv`, `from`, `to`, `donotchunk`); `pv=ArchApplPingPV` is Java's connectivity check
+///   (`pv`, `pp`, `from`, `to`, `timeranges`, `fetchLatestMetadata`, `donotchunk`: see
+///   [`get_data_json`]); `pv=ArchApplPingPV` is Java's connectivity check
 ///   ([`Retrieval::run_ping`]);
 /// * `getDataForPVs.<ext>`, `<ext>` one of `raw json qw jplot`: every `pv` value (each one
 ///   name, as Java's `getParameterValues`) and the names of a JSON or text body, over one
@@ -132,6 +136,20 @@ fn do_not_chunk(p: &BplRequest) -> bool {
     p.get("donotchunk").is_some_and(|v| v != "false")
 }
 
+/// The request for `pv` (one name of the request) with the common parameters: `pp`,
+/// `from`, `to`, `timeranges` (a comma list of ISO-8601 start,end pairs, ascending;
+/// overrides `from`/`to`), `fetchLatestMetadata` (`true`: the engine's metadata now in
+/// the headers; any other value: no, as Java). 400 for bad times or time ranges.
+fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
+    let mut req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
+        .and_then(|r| r.with_time_ranges(p.get("timeranges")))
+        .map_err(|e| api_error(e, pv))?;
+    req.fetch_latest_metadata = p
+        .get("fetchLatestMetadata")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    Ok(req)
+}
+
 async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
     let now = state.clock.now();
@@ -145,8 +163,7 @@ async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiR
         )
         .await;
     }
-    let req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
-        .map_err(|e| api_error(e, pv))?;
+    let req = data_request(p, pv, now)?;
     let label = req.pv.clone();
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {
         r.run(&req, format, sink)
@@ -192,10 +209,7 @@ async fn get_data_for_pvs(
     }
     let reqs = names
         .iter()
-        .map(|pv| {
-            DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
-                .map_err(|e| api_error(e, pv))
-        })
+        .map(|pv| data_request(p, pv, now))
         .collect::<ApiResult<Vec<_>>>()?;
     let label = format!("{} PVs", reqs.len());
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {

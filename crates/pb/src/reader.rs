@@ -77,6 +77,9 @@ pub struct PbReader<R> {
     last_error: Option<(u64, DecodeError)>,
     decoder: LineDecoder,
     sample: Sample,
+    /// The range in `buf` of the line [`PbReader::current`] was decoded from (empty
+    /// when the reader moved since).
+    line: std::ops::Range<usize>,
     probe: Vec<u8>,
 }
 
@@ -114,6 +117,7 @@ impl<R: Read + Seek> PbReader<R> {
             last_error: None,
             decoder: LineDecoder::new(crate::PayloadType::ScalarDouble, 1970),
             sample: Sample::new(Timestamp::default(), Value::ScalarDouble(0.0)),
+            line: 0..0,
             probe: Vec::new(),
         };
         let (offset, range) = match reader.next_range()? {
@@ -171,6 +175,7 @@ impl<R: Read + Seek> PbReader<R> {
 
     /// The byte range in `buf` of the next complete line and its file offset.
     fn next_range(&mut self) -> io::Result<Option<(u64, std::ops::Range<usize>)>> {
+        self.line = 0..0;
         loop {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 let line_start = self.start;
@@ -234,14 +239,28 @@ impl<R: Read + Seek> PbReader<R> {
         &self.sample
     }
 
+    /// The escaped bytes (without the newline) of the line that the last
+    /// [`PbReader::next_sample`] decoded into [`PbReader::current`]: the stored sample
+    /// verbatim, for a response that copies it (pbraw). Empty when no sample was read
+    /// since the reader was created or moved (a seek).
+    pub fn current_line(&self) -> &[u8] {
+        &self.buf[self.line.clone()]
+    }
+
     /// The next sample that decodes; lines that do not are skipped and counted.
     pub fn next_sample(&mut self) -> io::Result<Option<&Sample>> {
         loop {
             let Some((offset, range)) = self.next_range()? else {
                 return Ok(None);
             };
-            match self.decoder.decode(&self.buf[range], &mut self.sample) {
-                Ok(()) => return Ok(Some(&self.sample)),
+            match self
+                .decoder
+                .decode(&self.buf[range.clone()], &mut self.sample)
+            {
+                Ok(()) => {
+                    self.line = range;
+                    return Ok(Some(&self.sample));
+                }
                 Err(e) => {
                     self.skipped += 1;
                     self.last_error = Some((offset, e));
@@ -367,6 +386,7 @@ impl<R: Read + Seek> PbReader<R> {
 
     /// Moves the sequential reading position to byte `pos` (a line start).
     fn reposition(&mut self, pos: u64) -> io::Result<()> {
+        self.line = 0..0;
         self.inner.seek(SeekFrom::Start(pos))?;
         self.buf_offset = pos;
         self.start = 0;

@@ -54,3 +54,21 @@ fn sample_built_from_scratch_matches_java_bytes() {
     encode_line(&s, 2014, &mut out, &mut Vec::new()).expect("encode");
     assert_eq!(out, &VECTOR[VECTOR.len() - 23..]);
 }
+
+#[test]
+fn the_current_line_is_the_stored_sample_verbatim() {
+    let mut r = PbReader::new(std::io::Cursor::new(VECTOR)).expect("header");
+    assert!(r.current_line().is_empty(), "nothing read yet");
+    let header_len = r.header_len() as usize;
+    r.next_sample().expect("io").expect("sample");
+    // The escaped bytes between the header's newline and the last newline, 1B 02 kept.
+    assert_eq!(r.current_line(), &VECTOR[header_len..VECTOR.len() - 1]);
+    assert!(r.current_line().windows(2).any(|w| w == [0x1b, 0x02]));
+    assert!(r.next_sample().expect("io").is_none());
+    assert!(r.current_line().is_empty(), "no sample, no line");
+    // A seek forgets the line until the next sample is read.
+    r.seek_to_time(Timestamp::new(0, 0)).expect("seek");
+    assert!(r.current_line().is_empty());
+    r.next_sample().expect("io").expect("sample again");
+    assert_eq!(r.current_line(), &VECTOR[header_len..VECTOR.len() - 1]);
+}

@@ -1,9 +1,9 @@
-//! Reading one PV over a time range from every source, oldest source first.
+//! Reading one PV over a time range (or several) from every source, oldest source first.
 
 use archiver_pb::{Sample, Timestamp};
 use archiver_storage::{StorageError, Tier};
 
-use crate::MergeDedup;
+use crate::merge::{MergeDedup, Origin};
 
 /// Calls `emit` with the samples of `pv` for `[from, to]` under the Java rule (see
 /// [`MergeDedup`]), reading `tiers` in the order given (oldest data first: LTS, MTS, STS)
@@ -18,19 +18,68 @@ pub fn for_each_sample<E: From<StorageError>>(
     buffer: &[Sample],
     mut sink: impl FnMut(&Sample) -> Result<(), E>,
 ) -> Result<u64, E> {
-    let mut merge = MergeDedup::new(from, to);
+    for_each_line(tiers, pv, &[(from, to)], buffer, |s, _| sink(s))
+}
+
+/// [`for_each_sample`] with each sample's [`Origin`] (its source stream, and the stored
+/// line it was decoded from), over one or more time spans (Java's `timeranges`:
+/// ascending, not overlapping; one span is `[from, to]`). Each span is read as Java
+/// reads a request's spans, one after the other: every store (its files from the
+/// last one at or before the span's start), then the live buffer (from its last sample
+/// at or before the span's start to the span's end), through one merge that applies
+/// the rule span by span ([`MergeDedup::next_span`]): the value in effect at each
+/// span's start (unless already sent), then the span's samples; nothing else of the
+/// gaps between spans. Streams are numbered in reading order: one per file of each
+/// store (of each span), then the buffer.
+///
+/// Nothing is allocated per sample: the samples and lines are borrowed from the file
+/// readers. An empty `spans` reads nothing.
+pub fn for_each_line<E: From<StorageError>>(
+    tiers: &[&Tier],
+    pv: &str,
+    spans: &[(Timestamp, Timestamp)],
+    buffer: &[Sample],
+    mut sink: impl FnMut(&Sample, Origin<'_>) -> Result<(), E>,
+) -> Result<u64, E> {
+    let Some(first) = spans.first() else {
+        return Ok(0);
+    };
+    let mut merge = MergeDedup::new(first.0, first.1);
     let mut skipped = 0;
-    for tier in tiers {
-        let mut q = tier.query(pv, from, to)?;
-        while let Some(s) = q.next_sample()? {
-            merge.push(s, &mut sink)?;
+    let mut stream: u32 = 0;
+    for (k, &(from, to)) in spans.iter().enumerate() {
+        if k > 0 {
+            merge.next_span(from, to, &mut sink)?;
         }
-        skipped += q.skipped_lines();
+        for tier in tiers {
+            let mut q = tier.query(pv, from, to)?;
+            let base = stream;
+            while q.next_sample()?.is_some() {
+                let Some(s) = q.current() else { break };
+                let origin = Origin {
+                    stream: base.saturating_add(q.file_number()),
+                    line: Some(q.current_line()),
+                    year: q.header().map_or(0, |h| h.year),
+                };
+                merge.push_from(s, origin, &mut sink)?;
+            }
+            stream = base.saturating_add(q.file_number()).saturating_add(1);
+            skipped += q.skipped_lines();
+        }
+        // The buffer, oldest first: from its last sample at or before `from`.
+        let start = buffer.partition_point(|s| s.time <= from).saturating_sub(1);
+        let end = buffer.partition_point(|s| s.time <= to);
+        let origin = Origin {
+            stream,
+            line: None,
+            year: 0,
+        };
+        for s in buffer.get(start..end).unwrap_or(&[]) {
+            merge.push_from(s, origin, &mut sink)?;
+        }
+        stream = stream.saturating_add(1);
     }
-    for s in buffer {
-        merge.push(s, &mut sink)?;
-    }
-    merge.finish(&mut sink)?;
+    merge.finish_from(&mut sink)?;
     Ok(skipped)
 }
 

@@ -3,6 +3,7 @@
 
 use archiver_pb::Sample;
 
+use crate::merge::Origin;
 use crate::plan::StreamDesc;
 
 /// Writes samples in one response format (Java `MimeResponse`) into an internal buffer
@@ -22,6 +23,26 @@ pub trait Encoder {
 
     /// Appends one sample of the current PV.
     fn sample(&mut self, s: &Sample);
+
+    /// Appends one sample of the current PV read from a source, unchanged (no
+    /// post-processor): `origin` says which source stream it comes from and, for a
+    /// stored sample, the stored line. A format that frames sources or copies stored
+    /// lines (pbraw) uses it; the others write the sample as [`Encoder::sample`] does
+    /// (the default).
+    fn sample_from(&mut self, s: &Sample, origin: Origin<'_>) {
+        let _ = origin;
+        self.sample(s);
+    }
+
+    /// After the last sample of the current PV, before [`Encoder::end_pv`]: the PV is
+    /// disconnected now, since `lost_at_secs` (epoch seconds), and the request's range
+    /// reaches into that time; `year` is the current year. A format that can say so
+    /// does (pbraw: a chunk without samples whose header carries `cnxlostepsecs`, as
+    /// the Java engine answers for a disconnected PV); the others ignore it (the
+    /// default; Java's do too).
+    fn connection_lost(&mut self, lost_at_secs: i64, year: i32) {
+        let _ = (lost_at_secs, year);
+    }
 
     /// Ends the current PV.
     fn end_pv(&mut self);

@@ -48,6 +48,10 @@ pub enum RetrievalError {
         /// What is wrong.
         message: String,
     },
+    /// The `timeranges` parameter is not a comma list of an even number of ISO-8601
+    /// instants, each pair ordered, the pairs ascending without overlap (Java: 400).
+    #[error("parameter 'timeranges': {0}")]
+    BadTimeRanges(String),
     /// `op(PV` without `)` (Java: 400 "Unbalanced paran").
     #[error("unbalanced parenthesis in parameter 'pv': {0:?}")]
     UnbalancedParenthesis(String),
@@ -118,6 +122,7 @@ impl RetrievalError {
             | RetrievalError::UnknownPostProcessor { .. }
             | RetrievalError::BadPostProcessorArgument { .. }
             | RetrievalError::UnbalancedParenthesis(_)
+            | RetrievalError::BadTimeRanges(_)
             | RetrievalError::NotNumeric { .. }
             | RetrievalError::EmptyName(_) => ErrorClass::BadRequest,
             RetrievalError::NotFound { .. } | RetrievalError::NeverConnected { .. } => {

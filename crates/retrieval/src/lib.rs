@@ -27,9 +27,13 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   the PV) plus what to read.
 * [`MergeDedup`] — the Java `MergeDedupConsumer` rule over sources read oldest first (the
   storage tiers, then the live buffer): at most one sample at or before `from` (the
-  latest), then every sample in `(from, to]`, dropping samples not newer than the last one
-  emitted (the overlap between a file and the buffer being written).
-  [`for_each_sample`] applies it to one PV.
+  latest), then every sample in `(from, to]`; at each change of source stream (a
+  partition file, the buffer) samples not newer than the last one emitted are dropped
+  until the first newer one (the overlap ETL or the buffer being written leaves), as
+  Java's; within a stream nothing is checked. [`for_each_line`] applies it to one PV over
+  one or more time spans (Java `timeranges`: [`MergeDedup::next_span`]), giving each
+  sample its [`Origin`] (the source stream, the stored line it was decoded from, borrowed
+  from the file reader); [`for_each_sample`] without origins.
 * [`PostProcessor`] — consumes merged samples in order, emits samples into an
   [`Output`], may change the output type; [`Raw`] is the identity; [`postprocess`] holds
   the Java registry (prefix lookup, `…Sample` no-fill variants, 900 s default), the
@@ -38,8 +42,11 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   400 naming it (the Java appliance silently answers the raw data).
 * [`Encoder`] — one response format ([`Format`]: extension, Java content type, whether
   `getDataForPVs` serves it): [`json::JsonResponse`] (`getData.json` in the Java shape,
-  valid JSON where Java's is not), [`raw::RawResponse`] (pbraw: a `PayloadInfo` line,
-  sample lines, an empty line plus a new header at every year or type change),
+  valid JSON where Java's is not), [`raw::RawResponse`] (pbraw exactly as Java frames
+  it: a `PayloadInfo` first line with the requested name, an empty line and a new header
+  at every source stream, year, type and PV, the stored lines copied verbatim through
+  [`Encoder::sample_from`], a last header with `cnxlostepsecs` for a disconnected PV
+  through [`Encoder::connection_lost`]),
   [`qw::QwResponse`] (the Grafana datasource's `millis`/`val`), [`jplot::JplotResponse`],
   [`csv::CsvResponse`], [`txt::TextResponse`], [`mat::MatResponse`] (MATLAB level 5).
   The text formats write values as Java's `toString` ([`text`]). Every format gives
@@ -47,8 +54,10 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   csv, nothing for txt, the header alone for pbraw, empty columns for mat).
 * [`Producer`] — the one loop: plan → merge → post-processor → encoder → pieces of about
   [`PIECE`] bytes to a [`PieceSink`]; [`PIECES_QUEUED`] is how many a server lets wait.
-  Samples are borrowed from the file readers and encoded into the encoder's buffer: nothing
-  is allocated per sample.
+  Samples are borrowed from the file readers and encoded into the encoder's buffer (or
+  their stored lines copied, for the raw data in pbraw): nothing is allocated per sample.
+  With the identity post-processor ([`PostProcessor::is_identity`]) the samples go to the
+  encoder with their origin.
 * [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;
   [`Retrieval::run`] plans and produces a request in a [`Format`],
   [`Retrieval::run_many`] several PVs (`getDataForPVs`), [`Retrieval::run_ping`] Java's
@@ -56,6 +65,13 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   instant (`getDataAtTime`).
 * Enum labels: the plan adds the live source's `ENUM_0`, `ENUM_1`, ... headers to an enum
   PV (the engine reads them with `DBR_CTRL_ENUM`; [`is_enum_label`]).
+* From the live source the plan also takes, per request: the latest metadata over the
+  catalogue's headers (`fetchLatestMetadata`, [`LiveSource::latest_metadata`]) and
+  whether the PV is disconnected now ([`LiveSource::disconnected_since`] →
+  [`Plan::disconnected`]).
+* `PV.FIELD` ([`field`]): when `FIELD` is one of the PV's archive fields, the plan reads
+  the PV and [`field::FieldValues`] answers the field's values carried on its samples
+  (Java `ExtraFieldsPostProcessor`), before the request's post-processor.
 * [`RetrievalError`] — every failure, with its [`ErrorClass`] (400, 404, 500, or the
   client left).
 */
@@ -65,6 +81,7 @@ mod collect;
 pub mod csv;
 mod encode;
 mod error;
+pub mod field;
 pub mod jplot;
 pub mod json;
 pub mod mat;
@@ -79,13 +96,13 @@ pub mod stores;
 pub mod text;
 pub mod txt;
 
-pub use crate::collect::for_each_sample;
+pub use crate::collect::{for_each_line, for_each_sample};
 pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
-pub use crate::merge::MergeDedup;
+pub use crate::merge::{MergeDedup, Origin};
 pub use crate::plan::{
-    DataRequest, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver, StoreUrlError,
-    StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
+    DataRequest, Disconnected, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver,
+    StoreUrlError, StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};

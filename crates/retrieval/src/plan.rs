@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp};
-use archiver_registry::names::{strip_protocol, strip_val_suffix};
+use archiver_registry::names::{split_field, strip_protocol, strip_val_suffix};
 use archiver_registry::{PvTypeInfo, Registry, RegistryError};
 use archiver_storage::Tier;
 
@@ -41,6 +41,16 @@ pub struct DataRequest {
     /// The post-processor asked for (`op_N(PV)`, `op(PV,a,b)` or `pp=`), `None` for the
     /// raw data.
     pub pp: Option<PostProcessorSpec>,
+    /// The time spans to read, ascending and not overlapping: `[from, to]` alone, or
+    /// those of Java's `timeranges` ([`DataRequest::with_time_ranges`]; `from` and `to`
+    /// are then the first start and the last end). Empty means `[from, to]`.
+    pub spans: Vec<(Timestamp, Timestamp)>,
+    /// `fetchLatestMetadata=true`: the live source's metadata now
+    /// ([`LiveSource::latest_metadata`]) over the catalogue's headers (Java merges the
+    /// engine's `getMetadata` into the headers).
+    pub fetch_latest_metadata: bool,
+    /// When the request was made: the year of the chunk that says a PV is disconnected.
+    pub now: Timestamp,
 }
 
 impl DataRequest {
@@ -97,7 +107,74 @@ impl DataRequest {
             from,
             to,
             pp,
+            spans: vec![(from, to)],
+            fetch_latest_metadata: false,
+            now,
         })
+    }
+
+    /// A request for `pv` (normalized by the caller) over `[from, to]`, raw data.
+    pub fn range(pv: impl Into<String>, from: Timestamp, to: Timestamp, now: Timestamp) -> Self {
+        DataRequest {
+            pv: pv.into(),
+            from,
+            to,
+            pp: None,
+            spans: vec![(from, to)],
+            fetch_latest_metadata: false,
+            now,
+        }
+    }
+
+    /// Applies Java's `timeranges` parameter (absent or empty: the request is left as
+    /// it is): a comma list of ISO-8601 instants, an even number of them, read as
+    /// pairs `start,end`, each `start <= end`, each pair starting no earlier than the
+    /// previous one ends. The pairs replace `[from, to]`: `from` becomes the first
+    /// start and `to` the last end (Java `DataRetrievalServlet.parseTimeRanges`).
+    ///
+    /// Errors, [`RetrievalError::BadTimeRanges`] (400): an odd count, a time that does
+    /// not parse (naming it), a reversed pair, overlapping pairs.
+    pub fn with_time_ranges(mut self, text: Option<&str>) -> Result<Self, RetrievalError> {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Ok(self);
+        };
+        let times = text
+            .split(',')
+            .map(|t| {
+                parse_iso8601(t.trim()).map_err(|e| {
+                    RetrievalError::BadTimeRanges(format!("cannot parse time {t:?}: {e}"))
+                })
+            })
+            .collect::<Result<Vec<Timestamp>, _>>()?;
+        if times.len() % 2 != 0 {
+            return Err(RetrievalError::BadTimeRanges(format!(
+                "need an even number of times (start,end pairs); there are {}",
+                times.len()
+            )));
+        }
+        let mut spans: Vec<(Timestamp, Timestamp)> = Vec::with_capacity(times.len() / 2);
+        for pair in times.chunks_exact(2) {
+            let (start, end) = (pair[0], pair[1]);
+            if end < start {
+                return Err(RetrievalError::BadTimeRanges(format!(
+                    "end {end} is before start {start}"
+                )));
+            }
+            if let Some(&(_, prev_end)) = spans.last()
+                && start < prev_end
+            {
+                return Err(RetrievalError::BadTimeRanges(format!(
+                    "start {start} is before the previous end {prev_end}"
+                )));
+            }
+            spans.push((start, end));
+        }
+        if let (Some(first), Some(last)) = (spans.first(), spans.last()) {
+            self.from = first.0;
+            self.to = last.1;
+        }
+        self.spans = spans;
+        Ok(self)
     }
 }
 
@@ -158,6 +235,37 @@ pub struct Plan {
     pub buffer: Vec<Sample>,
     /// Where `desc`'s type and headers came from.
     pub source: TypeSource,
+    /// The time spans to read ([`DataRequest::spans`]); empty: `[desc.from, desc.to]`.
+    pub spans: Vec<(Timestamp, Timestamp)>,
+    /// The archive field the response is made of, for a request of `PV.FIELD` where
+    /// `FIELD` is one of the PV's archive fields ([`crate::field`]); `None` for the PV's
+    /// own values.
+    pub field: Option<String>,
+    /// The PV is disconnected and the request's range reaches into the time since
+    /// ([`LiveSource::disconnected_since`]): the response says so (pbraw: a last chunk
+    /// whose header carries `cnxlostepsecs`).
+    pub disconnected: Option<Disconnected>,
+}
+
+impl Plan {
+    /// The time spans to read: [`Plan::spans`], or `[desc.from, desc.to]`.
+    pub fn read_spans(&self) -> std::borrow::Cow<'_, [(Timestamp, Timestamp)]> {
+        if self.spans.is_empty() {
+            std::borrow::Cow::Owned(vec![(self.desc.from, self.desc.to)])
+        } else {
+            std::borrow::Cow::Borrowed(&self.spans)
+        }
+    }
+}
+
+/// A PV disconnected now, as a response tells it (Java: the engine's header-only chunk
+/// with `cnxlostepsecs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected {
+    /// When the connection was lost (epoch seconds).
+    pub lost_at_secs: i64,
+    /// The year of the chunk that says so (the current year, as Java's).
+    pub year: i32,
 }
 
 /// What the live source (the archiving engine) knows of a PV it holds.
@@ -182,6 +290,21 @@ pub trait LiveSource: Send + Sync {
     /// The samples of `pv` in memory and not yet in a store (being written, then
     /// buffered), oldest first; empty when there are none or `pv` is not held.
     fn buffered(&self, pv: &str) -> Vec<Sample>;
+
+    /// When `pv` lost its connection (epoch seconds), if it is held and disconnected
+    /// now after having been connected (Java sends `cnxlostepsecs` only for a loss time
+    /// that is not 0). `None` by default.
+    fn disconnected_since(&self, pv: &str) -> Option<i64> {
+        let _ = pv;
+        None
+    }
+
+    /// The latest metadata of `pv` as headers, for `fetchLatestMetadata=true` (Java: the
+    /// engine's `getMetadata`: `EGU`, `PREC`, limits, `ENUM_n`, ...). By default the
+    /// headers of [`LiveSource::describe`]; empty when `pv` is not held.
+    fn latest_metadata(&self, pv: &str) -> Vec<FieldValue> {
+        self.describe(pv).map(|d| d.headers).unwrap_or_default()
+    }
 }
 
 /// A live source that holds nothing: retrieval from the stores alone (tools, tests).
@@ -206,6 +329,8 @@ pub struct FixedLive {
     pub held: HashMap<String, LiveDesc>,
     /// What [`LiveSource::buffered`] answers, by PV (none: empty).
     pub buffers: HashMap<String, Vec<Sample>>,
+    /// What [`LiveSource::disconnected_since`] answers, by PV (none: connected).
+    pub disconnected: HashMap<String, i64>,
 }
 
 impl LiveSource for FixedLive {
@@ -215,6 +340,10 @@ impl LiveSource for FixedLive {
 
     fn buffered(&self, pv: &str) -> Vec<Sample> {
         self.buffers.get(pv).cloned().unwrap_or_default()
+    }
+
+    fn disconnected_since(&self, pv: &str) -> Option<i64> {
+        self.disconnected.get(pv).copied()
     }
 }
 
@@ -331,16 +460,7 @@ pub fn plan(
     live: &dyn LiveSource,
 ) -> Result<Plan, RetrievalError> {
     let name = req.pv.as_str();
-    let (real, info) = match catalogue.get_type_info(name).map_err(lookup(name))? {
-        Some(info) => (info.pv_name.clone(), Some(info)),
-        None => match catalogue.resolve_alias(name).map_err(lookup(name))? {
-            Some(real) => {
-                let info = catalogue.get_type_info(&real).map_err(lookup(&real))?;
-                (real, info)
-            }
-            None => (name.to_string(), None),
-        },
-    };
+    let (real, info, field) = resolve(catalogue, name)?;
     let (desc, tiers, source) = match info {
         Some(info) => {
             let mut tiers: Vec<Tier> = Vec::with_capacity(info.data_stores.len());
@@ -362,10 +482,14 @@ pub fn plan(
             if tiers.is_empty() {
                 tiers = stores.default_stores();
             }
+            let (payload_type, element_count) = match field {
+                Some(_) => (crate::field::field_type(info.dbr_type), 1),
+                None => (info.dbr_type, info.element_count.max(1)),
+            };
             let desc = StreamDesc {
                 name: name.to_string(),
-                payload_type: info.dbr_type,
-                element_count: info.element_count.max(1),
+                payload_type,
+                element_count,
                 headers: catalogue_headers(&info),
                 from: req.from,
                 to: req.to,
@@ -399,6 +523,16 @@ pub fn plan(
     if source == TypeSource::Catalogue {
         add_enum_labels(&mut desc, &real, live);
     }
+    if req.fetch_latest_metadata {
+        merge_headers(&mut desc.headers, live.latest_metadata(&real));
+    }
+    let disconnected = live
+        .disconnected_since(&real)
+        .filter(|&lost| lost != 0 && lost <= req.to.secs)
+        .map(|lost_at_secs| Disconnected {
+            lost_at_secs,
+            year: req.now.year(),
+        });
     let buffer = live.buffered(&real);
     Ok(Plan {
         desc,
@@ -406,7 +540,62 @@ pub fn plan(
         stores: tiers,
         buffer,
         source,
+        spans: req.spans.clone(),
+        field,
+        disconnected,
     })
+}
+
+/// Puts `latest` over `headers`: a name already there takes the new value (in place),
+/// a new name is appended; empty values are dropped (Java `mergeFrom` with the engine's
+/// metadata: `putAll`, then empty values not sent).
+fn merge_headers(headers: &mut Vec<FieldValue>, latest: Vec<FieldValue>) {
+    for h in latest {
+        match headers.iter_mut().find(|x| x.name == h.name) {
+            Some(x) => x.val = h.val,
+            None => headers.push(h),
+        }
+    }
+    headers.retain(|h| !h.val.is_empty());
+}
+
+/// Finds the `PVTypeInfo` a retrieval name stands for (Java
+/// `PVNames.determineAppropriatePVTypeInfo`): the real PV name, its type info (`None`
+/// when the catalogue has none: the live source may know the name) and the archive field
+/// to serve. A name without a field: the name, then the name as an alias. `PV.FIELD`: the
+/// PV when `FIELD` is one of its archive fields (served from the field values), then
+/// `PV.FIELD` archived as a PV of its own, then the PV as an alias with that archive
+/// field, then `PV.FIELD` as an alias.
+fn resolve(
+    catalogue: &dyn Registry,
+    name: &str,
+) -> Result<(String, Option<PvTypeInfo>, Option<String>), RetrievalError> {
+    let info_of = |pv: &str| catalogue.get_type_info(pv).map_err(lookup(pv));
+    let alias_of = |pv: &str| catalogue.resolve_alias(pv).map_err(lookup(pv));
+    let archives = |info: &PvTypeInfo, field: &str| info.archive_fields.iter().any(|f| f == field);
+    let (base, field) = split_field(name);
+    if let Some(field) = field.filter(|f| !f.is_empty()) {
+        if let Some(info) = info_of(base)?.filter(|i| archives(i, field)) {
+            return Ok((info.pv_name.clone(), Some(info), Some(field.to_string())));
+        }
+        if let Some(info) = info_of(name)? {
+            return Ok((info.pv_name.clone(), Some(info), None));
+        }
+        if let Some(real) = alias_of(base)?
+            && let Some(info) = info_of(&real)?.filter(|i| archives(i, field))
+        {
+            return Ok((real, Some(info), Some(field.to_string())));
+        }
+    } else if let Some(info) = info_of(name)? {
+        return Ok((info.pv_name.clone(), Some(info), None));
+    }
+    match alias_of(name)? {
+        Some(real) => {
+            let info = info_of(&real)?;
+            Ok((real, info, None))
+        }
+        None => Ok((name.to_string(), None, None)),
+    }
 }
 
 #[cfg(test)]
@@ -685,6 +874,152 @@ mod tests {
         let p = plan(&req("E:NUM"), &reg, &stores, &NoLiveSource).expect("plan");
         assert_eq!(p.desc.headers.len(), 2);
         assert!(is_enum_label("ENUM_12") && !is_enum_label("ENUM_") && !is_enum_label("ENUMS"));
+    }
+
+    #[test]
+    fn time_ranges_replace_from_and_to_or_are_refused() {
+        let base = |t: Option<&str>| {
+            DataRequest::parse("A", None, None, now()).and_then(|r| r.with_time_ranges(t))
+        };
+        let r = base(None).expect("none");
+        assert_eq!(r.spans, vec![(r.from, r.to)]);
+        assert_eq!(base(Some(" ")).expect("empty").spans.len(), 1);
+        let r = base(Some(
+            "2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,2025-01-01T01:00:00Z,2025-01-02T00:00:00.5Z",
+        ))
+        .expect("two spans");
+        let y = start_of_year(2025);
+        assert_eq!(
+            r.spans,
+            vec![
+                (Timestamp::new(y, 0), Timestamp::new(y + 3600, 0)),
+                (
+                    Timestamp::new(y + 3600, 0),
+                    Timestamp::new(y + 86_400, 500_000_000)
+                ),
+            ]
+        );
+        assert_eq!((r.from, r.to), (r.spans[0].0, r.spans[1].1));
+        for (bad, says) in [
+            ("2025-01-01T00:00:00Z", "even number"),
+            ("2025-01-01T00:00:00Z,soon", "\"soon\""),
+            ("2025-01-02T00:00:00Z,2025-01-01T00:00:00Z", "before start"),
+            (
+                "2025-01-01T00:00:00Z,2025-01-01T02:00:00Z,2025-01-01T01:00:00Z,2025-01-01T03:00:00Z",
+                "previous end",
+            ),
+        ] {
+            let e = base(Some(bad)).expect_err(bad);
+            assert_eq!(e.class(), ErrorClass::BadRequest, "{bad}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+            assert!(e.to_string().contains("timeranges"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_field_of_a_pv_is_served_from_its_archive_fields() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let mut i = info("A:B", &[]);
+        i.archive_fields = vec!["HIHI".into(), "LOLO".into()];
+        i.dbr_type = PayloadType::WaveformFloat;
+        i.element_count = 4;
+        reg.put_type_info(&i).expect("put");
+        reg.put_type_info(&info("A:B.DESC", &[])).expect("put");
+        reg.add_alias("OLD:B", "A:B").expect("alias");
+        let stores = stores(dir.path());
+        let p = plan(&req("A:B.HIHI"), &reg, &stores, &NoLiveSource).expect("field");
+        assert_eq!(p.pv, "A:B");
+        assert_eq!(p.field.as_deref(), Some("HIHI"));
+        assert_eq!(p.desc.name, "A:B.HIHI");
+        assert_eq!(
+            (p.desc.payload_type, p.desc.element_count),
+            (PayloadType::ScalarFloat, 1)
+        );
+        // A field archived as its own PV.
+        let p = plan(&req("A:B.DESC"), &reg, &stores, &NoLiveSource).expect("own pv");
+        assert_eq!((p.pv.as_str(), p.field.as_deref()), ("A:B.DESC", None));
+        // Through an alias of the PV.
+        let p = plan(&req("OLD:B.LOLO"), &reg, &stores, &NoLiveSource).expect("alias");
+        assert_eq!(
+            (p.pv.as_str(), p.field.as_deref(), p.desc.name.as_str()),
+            ("A:B", Some("LOLO"), "OLD:B.LOLO")
+        );
+        // Not an archive field: unknown.
+        let e = plan(&req("A:B.HIGH"), &reg, &stores, &NoLiveSource).expect_err("no field");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+        // The PV itself.
+        let p = plan(&req("A:B"), &reg, &stores, &NoLiveSource).expect("pv");
+        assert_eq!((p.field, p.desc.element_count), (None, 4));
+    }
+
+    #[test]
+    fn latest_metadata_and_the_connection_come_from_the_live_source() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        reg.put_type_info(&info("A:B", &[])).expect("put");
+        let mut live = FixedLive::default();
+        live.held.insert(
+            "A:B".into(),
+            LiveDesc {
+                payload_type: Some(PayloadType::ScalarFloat),
+                element_count: 1,
+                headers: vec![
+                    FieldValue::new("PREC", "5"),
+                    FieldValue::new("HIHI", "10.0"),
+                    FieldValue::new("EGU", ""),
+                ],
+            },
+        );
+        let lost = now().secs - 95;
+        live.disconnected.insert("A:B".into(), lost);
+        let stores = stores(dir.path());
+        // Without fetchLatestMetadata: the catalogue's headers.
+        let p = plan(&req("A:B"), &reg, &stores, &live).expect("plan");
+        assert_eq!(
+            p.desc.headers,
+            vec![FieldValue::new("EGU", "mm"), FieldValue::new("PREC", "3")]
+        );
+        assert_eq!(
+            p.disconnected,
+            Some(Disconnected {
+                lost_at_secs: lost,
+                year: 2025
+            })
+        );
+        // With it: the live values over the catalogue's, new ones added, empty dropped.
+        let mut r = req("A:B");
+        r.fetch_latest_metadata = true;
+        let p = plan(&r, &reg, &stores, &live).expect("plan");
+        assert_eq!(
+            p.desc.headers,
+            vec![
+                FieldValue::new("PREC", "5"),
+                FieldValue::new("HIHI", "10.0")
+            ]
+        );
+        // A range that ends before the loss says nothing of it.
+        let early = DataRequest::parse(
+            "A:B",
+            None,
+            Some(&Timestamp::new(lost - 1, 0).to_string()),
+            now(),
+        )
+        .expect("request");
+        assert_eq!(
+            plan(&early, &reg, &stores, &live)
+                .expect("plan")
+                .disconnected,
+            None
+        );
+        // A loss time of 0 (never lost) says nothing either.
+        live.disconnected.insert("A:B".into(), 0);
+        assert_eq!(
+            plan(&req("A:B"), &reg, &stores, &live)
+                .expect("plan")
+                .disconnected,
+            None
+        );
     }
 
     proptest::proptest! {

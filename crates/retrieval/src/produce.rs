@@ -5,9 +5,10 @@
 use archiver_pb::{PayloadType, Sample};
 use archiver_storage::Tier;
 
-use crate::collect::for_each_sample;
+use crate::collect::for_each_line;
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
+use crate::merge::Origin;
 use crate::plan::{Plan, StreamDesc};
 use crate::postprocess::{Output, PostProcessor};
 
@@ -30,6 +31,27 @@ impl<E: Encoder> PvOutput<'_, E> {
             self.encoder.begin_pv(&self.desc);
         }
     }
+
+    /// A merged sample, unchanged (no post-processor), with its origin.
+    #[inline]
+    fn sample_from(&mut self, s: &Sample, origin: Origin<'_>) -> Result<(), RetrievalError> {
+        if !self.begun {
+            self.begin();
+        }
+        self.encoder.sample_from(s, origin);
+        self.counted()
+    }
+
+    /// Counts the sample just encoded; hands a piece over when one is full.
+    #[inline]
+    fn counted(&mut self) -> Result<(), RetrievalError> {
+        self.produced.samples += 1;
+        if self.encoder.pending() >= self.piece_size {
+            self.sink.piece(self.encoder.take(), false)?;
+            self.produced.pieces += 1;
+        }
+        Ok(())
+    }
 }
 
 impl<E: Encoder> Output for PvOutput<'_, E> {
@@ -39,12 +61,7 @@ impl<E: Encoder> Output for PvOutput<'_, E> {
             self.begin();
         }
         self.encoder.sample(s);
-        self.produced.samples += 1;
-        if self.encoder.pending() >= self.piece_size {
-            self.sink.piece(self.encoder.take(), false)?;
-            self.produced.pieces += 1;
-        }
-        Ok(())
+        self.counted()
     }
 
     fn retype(&mut self, payload_type: PayloadType, element_count: u32) {
@@ -144,11 +161,18 @@ impl<'s, E: Encoder> Producer<'s, E> {
     }
 
     /// Streams the PV of `plan` through `pp`: its stores oldest first, then its live
-    /// buffer, under the Java merge rule ([`crate::MergeDedup`]). Errors: reading a file
-    /// ([`RetrievalError::Storage`]) and whatever the sink or the post-processor returns
-    /// (its `begin_pv` refusing the PV comes before anything is encoded); the pieces
-    /// already handed over stay handed over. The encoder begins the PV at its first
-    /// sample (or at its end), with the type the post-processor says then.
+    /// buffer, under the Java merge rule ([`crate::MergeDedup`]), over the plan's spans
+    /// ([`Plan::read_spans`]). Errors: reading a file ([`RetrievalError::Storage`]) and
+    /// whatever the sink or the post-processor returns (its `begin_pv` refusing the PV
+    /// comes before anything is encoded); the pieces already handed over stay handed
+    /// over. The encoder begins the PV at its first sample (or at its end), with the
+    /// type the post-processor says then.
+    ///
+    /// With the identity ([`PostProcessor::is_identity`]: raw data) the merged samples
+    /// go to [`Encoder::sample_from`] with their origin (source stream, stored line: pbraw
+    /// frames the sources and copies the lines); otherwise through `pp` to
+    /// [`Encoder::sample`]. A disconnected PV ([`Plan::disconnected`]) is told to the
+    /// encoder after its samples ([`Encoder::connection_lost`]).
     pub fn pv<P: PostProcessor + ?Sized>(
         &mut self,
         plan: &Plan,
@@ -165,16 +189,21 @@ impl<'s, E: Encoder> Producer<'s, E> {
             begun: false,
         };
         let tiers: Vec<&Tier> = plan.stores.iter().collect();
-        let skipped = for_each_sample(
-            &tiers,
-            &plan.pv,
-            plan.desc.from,
-            plan.desc.to,
-            &plan.buffer,
-            |s| pp.sample(s, &mut out),
-        )?;
+        let spans = plan.read_spans();
+        let skipped = if pp.is_identity() {
+            for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, origin| {
+                out.sample_from(s, origin)
+            })?
+        } else {
+            for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, _| {
+                pp.sample(s, &mut out)
+            })?
+        };
         pp.end_pv(&mut out)?;
         out.begin();
+        if let Some(d) = plan.disconnected {
+            self.encoder.connection_lost(d.lost_at_secs, d.year);
+        }
         self.encoder.end_pv();
         self.produced.skipped_lines += skipped;
         self.produced.pvs += 1;

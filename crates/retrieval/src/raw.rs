@@ -1,26 +1,72 @@
-//! `getData.raw` (pbraw): PlainPB lines over HTTP, as the Java appliance and its clients
-//! (Phoebus, aapy, the Grafana plugin) frame them.
+//! `getData.raw` (pbraw): PlainPB lines over HTTP, framed as the Java appliance frames
+//! them (`PBRAWResponse`) and its clients (Phoebus, aapy, the Grafana plugin,
+//! `epicsarchiver-retrieval-client`) read them.
 //!
-//! The body starts with a `PayloadInfo` line (type, PV name, year, element count, headers),
-//! then one escaped sample per line. When the year changes, a new PV starts, or the type
-//! of the samples changes (the stores of a PV whose IOC changed its type; Java starts a
-//! chunk per stream for that), an empty line is followed by a new header.
+//! ```text
+//! PayloadInfo(type, pvname, year, elementCount, headers)\n   ← first line, no empty line before
+//! sample\n sample\n ...                                         ← the last one ends in \n
+//! \n PayloadInfo(...)\n sample\n ...                           ← a new chunk
+//! ```
+//!
+//! * Every header carries the PV's name as requested (`pvname`), its type, the year of
+//!   its samples, the element count and the headers of the response (`EGU`, `PREC`,
+//!   `ENUM_n`, ...; empty values never listed).
+//! * A new chunk (an empty line, then a header) starts at every source stream of a PV
+//!   (each partition file of each store, then the live buffer: Java's one stream per
+//!   source), at every UTC year, when the type of the samples changes, and at every PV.
+//!   Post-processed samples come as one stream: chunks at years and type changes only.
+//! * Stored samples are copied verbatim: the escaped line of the file, as it is
+//!   ([`Encoder::sample_from`] with a line), when it is relative to the chunk's year
+//!   (always, for a file that holds one year as partitions do); the live buffer's and a
+//!   post-processor's samples are encoded. Nothing is allocated per sample.
+//! * Differences from Java's bytes, none of which a client sees: Java writes every
+//!   stream's header eagerly (so a file whose samples are all duplicates, or a store
+//!   without data, leaves a chunk without samples) and writes the first header twice
+//!   (once for the stream, once more with the year of the first event); here a chunk is
+//!   written when it has a sample. Within one stream, samples are not checked against
+//!   each other (as Java); the chunk's type is the stored type of its file.
+//! * A PV without samples still gets its header (for the year of `from`), so that
+//!   clients learn its type; a disconnected PV ends with a chunk without samples whose
+//!   header adds `cnxlostepsecs` ([`Encoder::connection_lost`]), as the Java engine's
+//!   answer for a disconnected PV.
 
 use archiver_pb::codec::{encode_header_line, encode_line};
+use archiver_pb::time::start_of_year;
 use archiver_pb::{FieldValue, PayloadInfo, PayloadType, Sample};
 
 use crate::encode::Encoder;
+use crate::merge::Origin;
 use crate::plan::StreamDesc;
+
+/// The stream of samples given without an origin ([`Encoder::sample`]: post-processed).
+const PROCESSED: u32 = u32::MAX - 1;
+
+/// What one chunk holds: samples of one source stream, one year, one type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chunk {
+    stream: u32,
+    year: i32,
+    payload_type: PayloadType,
+}
 
 /// Builds a pbraw body for one or more PVs.
 #[derive(Debug, Default)]
 pub struct RawResponse {
     out: Vec<u8>,
+    /// The header of the current PV (its `year` and `type` set per chunk).
     header: Option<PayloadInfo>,
-    year: Option<i32>,
+    /// The chunk being written, `None` before the PV's first.
+    chunk: Option<Chunk>,
+    /// The UTC year `[year_start, year_end)` (epoch seconds) of the last sample, so that
+    /// most samples need no calendar arithmetic.
+    year: i32,
+    year_start: i64,
+    year_end: i64,
     scratch: Vec<u8>,
     /// Some header has been written (a later one is preceded by an empty line).
     started: bool,
+    /// A header has been written for the current PV.
+    pv_headed: bool,
     /// The year of the header of a PV without samples (the year of `from`), for
     /// [`Encoder::end_pv`].
     year_if_empty: i32,
@@ -45,12 +91,15 @@ impl RawResponse {
             pv_name: pv.to_string(),
             year: 0,
             element_count: Some(element_count),
-            headers,
+            headers: headers.into_iter().filter(|h| !h.val.is_empty()).collect(),
         });
-        self.year = None;
+        self.chunk = None;
+        self.pv_headed = false;
     }
 
-    fn write_header(&mut self, year: i32) {
+    /// Writes the header of a new chunk: an empty line first unless it is the body's
+    /// first line.
+    fn write_header(&mut self, year: i32, payload_type: PayloadType, extra: Option<&FieldValue>) {
         let Some(h) = self.header.as_mut() else {
             return;
         };
@@ -58,36 +107,96 @@ impl RawResponse {
             self.out.push(b'\n');
         }
         self.started = true;
+        self.pv_headed = true;
         h.year = year;
-        encode_header_line(h, &mut self.out);
-        self.year = Some(year);
+        h.payload_type = payload_type;
+        match extra {
+            None => encode_header_line(h, &mut self.out),
+            Some(field) => {
+                let mut with = h.clone();
+                with.headers.retain(|x| x.name != field.name);
+                with.headers.push(field.clone());
+                encode_header_line(&with, &mut self.out);
+            }
+        }
     }
 
-    /// Appends a sample of the current PV (re-heading at a year change, and when the
-    /// sample's type is not the header's, so that the client decodes it as what it is).
+    /// The UTC year of `secs`.
+    #[inline]
+    fn year_of(&mut self, secs: i64) -> i32 {
+        if secs < self.year_start || secs >= self.year_end {
+            self.year = archiver_pb::time::year_of(secs);
+            self.year_start = start_of_year(self.year);
+            self.year_end = start_of_year(self.year.saturating_add(1));
+        }
+        self.year
+    }
+
+    /// Appends a sample of the current PV as one stream (post-processed samples):
+    /// re-headed at a year change, and when the sample's type is not the header's, so
+    /// that the client decodes it as what it is.
     pub fn sample(&mut self, s: &Sample) {
-        let year = s.time.year();
-        let ty = s.value.payload_type();
-        if let Some(h) = self.header.as_mut()
-            && h.payload_type != ty
-        {
-            h.payload_type = ty;
-            self.year = None;
+        self.sample_from(
+            s,
+            Origin {
+                stream: PROCESSED,
+                line: None,
+                year: 0,
+            },
+        );
+    }
+
+    /// Appends a sample of the current PV from the source stream `origin.stream`: a new
+    /// chunk when the stream, the year or the type changes; the stored line copied as it
+    /// is when there is one for the sample's year, else the sample encoded.
+    #[inline]
+    pub fn sample_from(&mut self, s: &Sample, origin: Origin<'_>) {
+        let year = self.year_of(s.time.secs);
+        let chunk = Chunk {
+            stream: origin.stream,
+            year,
+            payload_type: s.value.payload_type(),
+        };
+        if self.chunk != Some(chunk) {
+            self.write_header(year, chunk.payload_type, None);
+            self.chunk = Some(chunk);
         }
-        if self.year != Some(year) {
-            self.write_header(year);
+        match origin.line {
+            Some(line) if origin.year == year => {
+                self.out.extend_from_slice(line);
+                self.out.push(b'\n');
+            }
+            // A sample always fits its own year, so encoding cannot fail.
+            _ => {
+                let _ = encode_line(s, year, &mut self.out, &mut self.scratch);
+            }
         }
-        // A sample always fits its own year, so encoding cannot fail.
-        let _ = encode_line(s, year, &mut self.out, &mut self.scratch);
+    }
+
+    /// After the PV's samples: it is disconnected since `lost_at_secs`; a chunk without
+    /// samples for `year` whose header adds `cnxlostepsecs` (Java's engine answer).
+    pub fn connection_lost(&mut self, lost_at_secs: i64, year: i32) {
+        let Some(ty) = self.header.as_ref().map(|h| h.payload_type) else {
+            return;
+        };
+        let ty = self.chunk.map_or(ty, |c| c.payload_type);
+        let field = FieldValue::new("cnxlostepsecs", lost_at_secs.to_string());
+        self.write_header(year, ty, Some(&field));
+        self.chunk = None;
     }
 
     /// Ends the current PV; a PV without samples still gets its header (for `year`), so
     /// that clients learn its type.
     pub fn end_pv(&mut self, year_if_empty: i32) {
-        if self.year.is_none() {
-            self.write_header(year_if_empty);
+        if !self.pv_headed {
+            let ty = self
+                .header
+                .as_ref()
+                .map_or(PayloadType::ScalarDouble, |h| h.payload_type);
+            self.write_header(year_if_empty, ty, None);
         }
         self.header = None;
+        self.chunk = None;
     }
 
     /// Bytes written and not yet taken.
@@ -122,6 +231,14 @@ impl Encoder for RawResponse {
 
     fn sample(&mut self, s: &Sample) {
         RawResponse::sample(self, s);
+    }
+
+    fn sample_from(&mut self, s: &Sample, origin: Origin<'_>) {
+        RawResponse::sample_from(self, s, origin);
+    }
+
+    fn connection_lost(&mut self, lost_at_secs: i64, year: i32) {
+        RawResponse::connection_lost(self, lost_at_secs, year);
     }
 
     fn end_pv(&mut self) {

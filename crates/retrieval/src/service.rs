@@ -10,6 +10,7 @@ use crate::collect::for_each_sample;
 use crate::csv::CsvResponse;
 use crate::encode::{Encoder, Format};
 use crate::error::RetrievalError;
+use crate::field::FieldValues;
 use crate::jplot::JplotResponse;
 use crate::json::JsonResponse;
 use crate::mat::MatResponse;
@@ -59,6 +60,19 @@ macro_rules! with_encoder {
             }
         }
     };
+}
+
+/// The post-processor of one PV of a request: the request's (`pp`), or the identity for
+/// the raw data; for a `PV.FIELD` plan, the field's values first ([`FieldValues`]).
+fn post_processor(req: &DataRequest, plan: &Plan) -> Box<dyn PostProcessor> {
+    let inner: Box<dyn PostProcessor> = match &req.pp {
+        None => Box::new(Raw),
+        Some(spec) => build(spec),
+    };
+    match &plan.field {
+        Some(field) => Box::new(FieldValues::new(field.clone(), inner)),
+        None => inner,
+    }
 }
 
 /// Everything a retrieval reads: the catalogue (type infos, aliases), the stores its
@@ -112,9 +126,12 @@ impl Retrieval {
         format: Format,
         sink: &mut dyn PieceSink,
     ) -> Result<Produced, RetrievalError> {
-        with_encoder!(format, |enc| match &req.pp {
-            None => self.run_with(req, enc, &mut Raw, sink),
-            Some(spec) => self.run_with(req, enc, build(spec).as_mut(), sink),
+        let plan = self.plan(req)?;
+        let mut pp = post_processor(req, &plan);
+        with_encoder!(format, |enc| {
+            let mut producer = Producer::new(enc, sink);
+            producer.pv(&plan, pp.as_mut())?;
+            producer.finish()
         })
     }
 
@@ -146,10 +163,7 @@ impl Retrieval {
         with_encoder!(format, |enc| {
             let mut producer = Producer::new(enc, sink);
             for (p, r) in plans.iter().zip(reqs) {
-                match &r.pp {
-                    None => producer.pv(p, &mut Raw)?,
-                    Some(spec) => producer.pv(p, build(spec).as_mut())?,
-                }
+                producer.pv(p, post_processor(r, p).as_mut())?;
             }
             producer.finish()
         })
@@ -189,6 +203,9 @@ impl Retrieval {
             stores: Vec::new(),
             buffer,
             source: TypeSource::Live,
+            spans: Vec::new(),
+            field: None,
+            disconnected: None,
         };
         with_encoder!(format, |enc| {
             let mut producer = Producer::new(enc, sink);
@@ -200,20 +217,19 @@ impl Retrieval {
     /// The sample of `pv` in effect at `at` (the latest at or before it, from the stores
     /// and the live buffer; Java `GetDataAtTime`), if it is not older than `oldest`, with
     /// what the response says about the PV. Errors as [`Retrieval::plan`]
-    /// (an unknown PV is [`RetrievalError::NotFound`]).
+    /// (an unknown PV is [`RetrievalError::NotFound`]). A `PV.FIELD` served from archive
+    /// fields has no value here (`None`): the field rides on a few samples only.
     pub fn value_at(
         &self,
         pv: &str,
         at: Timestamp,
         oldest: Timestamp,
     ) -> Result<Option<(Plan, Sample)>, RetrievalError> {
-        let req = DataRequest {
-            pv: crate::plan::normalize_name(pv).to_string(),
-            from: at,
-            to: at,
-            pp: None,
-        };
+        let req = DataRequest::range(crate::plan::normalize_name(pv), at, at, at);
         let plan = self.plan(&req)?;
+        if plan.field.is_some() {
+            return Ok(None);
+        }
         let tiers: Vec<&archiver_storage::Tier> = plan.stores.iter().collect();
         let mut found: Option<Sample> = None;
         for_each_sample(&tiers, &plan.pv, at, at, &plan.buffer, |s| {

@@ -5,14 +5,17 @@
 
 use std::sync::Arc;
 
+use archiver_pb::codec::{encode_header_line, encode_line};
 use archiver_pb::time::start_of_year;
-use archiver_pb::{FieldValue, Granularity, PayloadType, PbReader, Sample, Timestamp, Value};
+use archiver_pb::{
+    FieldValue, Granularity, PayloadInfo, PayloadType, PbReader, Sample, Timestamp, Value,
+};
 use archiver_registry::{PvTypeInfo, Registry, SamplingMethod, SqliteRegistry};
 use archiver_retrieval::json::JsonResponse;
 use archiver_retrieval::raw::RawResponse;
 use archiver_retrieval::{
     DataRequest, Emit, Encoder, FixedLive, Format, LiveDesc, NoLiveSource, PIECE, Plan,
-    PostProcessor, Producer, Raw, Retrieval, RetrievalError, StreamDesc, TypeSource,
+    PostProcessor, Producer, Raw, Retrieval, RetrievalError, StreamDesc, TypeSource, for_each_line,
     for_each_sample, plan,
 };
 use archiver_storage::{DataStores, StorageError, Tier};
@@ -95,21 +98,46 @@ fn json_before(d: &Data, pv: &str, from: Timestamp, to: Timestamp) -> Vec<u8> {
     out
 }
 
-/// Today's `getData.raw` producer before the pipeline.
+/// The `getData.raw` body by Java's framing rule, written directly over the merge
+/// ([`for_each_line`]): a header at the first sample of each source stream and year, an
+/// empty line before every header but the first, stored lines verbatim, buffered samples
+/// encoded, the header alone without samples.
 fn raw_before(d: &Data, pv: &str, from: Timestamp, to: Timestamp) -> Vec<u8> {
+    let header = |year: i32, out: &mut Vec<u8>| {
+        let info = PayloadInfo {
+            payload_type: PayloadType::ScalarDouble,
+            pv_name: pv.to_string(),
+            year,
+            element_count: Some(1),
+            headers: headers(),
+        };
+        encode_header_line(&info, out);
+    };
     let mut out = Vec::new();
-    let mut r = RawResponse::new();
-    r.begin_pv(pv, PayloadType::ScalarDouble, 1, headers());
-    for_each_sample(&[&d.mts, &d.sts], pv, from, to, &d.buffer, |s| {
-        r.sample(s);
-        if r.pending() >= PIECE {
-            out.extend(r.take());
+    let mut chunk: Option<(u32, i32)> = None;
+    for_each_line(&[&d.mts, &d.sts], pv, &[(from, to)], &d.buffer, |s, o| {
+        let year = s.time.year();
+        if chunk != Some((o.stream, year)) {
+            if !out.is_empty() {
+                out.push(b'\n');
+            }
+            header(year, &mut out);
+            chunk = Some((o.stream, year));
+        }
+        match o.line {
+            Some(line) => {
+                assert_eq!(o.year, year, "partitions hold one year");
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            None => encode_line(s, year, &mut out, &mut Vec::new()).unwrap(),
         }
         Ok::<(), StorageError>(())
     })
     .unwrap();
-    r.end_pv(from.year());
-    out.extend(r.finish());
+    if out.is_empty() {
+        header(from.year(), &mut out);
+    }
     out
 }
 
@@ -132,6 +160,9 @@ fn plan_of(d: &Data, pv: &str, from: Timestamp, to: Timestamp) -> Plan {
         stores: vec![d.mts.clone(), d.sts.clone()],
         buffer: d.buffer.clone(),
         source: TypeSource::Catalogue,
+        spans: Vec::new(),
+        field: None,
+        disconnected: None,
     }
 }
 
@@ -158,7 +189,7 @@ fn produce<E: Encoder, P: PostProcessor>(
 }
 
 #[test]
-fn json_and_raw_bodies_are_byte_identical_to_the_handler_before_the_pipeline() {
+fn json_and_raw_bodies_are_byte_identical_to_the_handler_and_the_java_framing() {
     let pv = "T:SET";
     let d = data(pv);
     let ranges = [
@@ -191,8 +222,10 @@ fn json_and_raw_bodies_are_byte_identical_to_the_handler_before_the_pipeline() {
     let n = v[0]["data"].as_array().unwrap().len();
     assert!(n > 3000, "{n} samples");
     assert_eq!(v[0]["meta"]["EGU"], "mm");
+    // Chunks: the MTS's 2024-12-31 file, the STS's 23:00 (2024) and 00:00 (2025) files,
+    // the buffer (its first samples are the STS's last ones: dropped).
     let raw = raw_before(&d, pv, everything().0, everything().1);
-    assert_eq!(raw.windows(2).filter(|w| w == b"\n\n").count(), 1);
+    assert_eq!(raw.windows(2).filter(|w| w == b"\n\n").count(), 3);
 }
 
 #[test]
@@ -307,6 +340,9 @@ fn a_post_processor_changes_the_type_and_count_of_samples() {
         stores: vec![sts],
         buffer: Vec::new(),
         source: TypeSource::Catalogue,
+        spans: Vec::new(),
+        field: None,
+        disconnected: None,
     };
     let (body, _) = produce(&plan, RawResponse::new(), &mut CountPerBin::new(10), PIECE);
     let mut r = PbReader::new(std::io::Cursor::new(&body[..])).unwrap();
@@ -351,6 +387,9 @@ fn pbraw_starts_a_new_chunk_when_the_stored_type_is_not_the_catalogue_type() {
             Value::ScalarDouble(2.5),
         )],
         source: TypeSource::Catalogue,
+        spans: Vec::new(),
+        field: None,
+        disconnected: None,
     };
     let (body, _) = produce(&plan, RawResponse::new(), &mut Raw, PIECE);
     let at = body.windows(2).position(|w| w == b"\n\n").unwrap();

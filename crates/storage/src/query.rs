@@ -23,6 +23,8 @@ pub struct TierQuery {
     path: std::path::PathBuf,
     to: Timestamp,
     skipped: u64,
+    /// Files opened for reading so far (the current one included).
+    files: u32,
 }
 
 impl TierQuery {
@@ -39,6 +41,7 @@ impl TierQuery {
             path: std::path::PathBuf::new(),
             to,
             skipped: 0,
+            files: 0,
         };
         // Partitions that can hold the answer: starting no later than `to`.
         let relevant: Vec<Partition> = partitions
@@ -80,6 +83,7 @@ impl TierQuery {
                 }
             };
         }
+        q.files = u32::from(q.reader.is_some());
         q.pending = relevant.into_iter().skip(first).collect();
         Ok(q)
     }
@@ -102,6 +106,26 @@ impl TierQuery {
         self.skipped + self.reader.as_ref().map_or(0, |r| r.skipped_lines())
     }
 
+    /// The sample the last [`TierQuery::next_sample`] returned (`None` after the end).
+    pub fn current(&self) -> Option<&Sample> {
+        self.reader.as_ref().map(|r| r.current())
+    }
+
+    /// The escaped bytes (no newline) of the stored line that the last
+    /// [`TierQuery::next_sample`] returned: the sample verbatim, as written in its file
+    /// (relative to the year of [`TierQuery::header`]). Empty before the first sample.
+    pub fn current_line(&self) -> &[u8] {
+        self.reader.as_ref().map_or(&[], |r| r.current_line())
+    }
+
+    /// The number of the file the last sample came from: 1 for the first file read,
+    /// then one more at every file (partition) opened. A response that frames its
+    /// sources (pbraw: a chunk per file, as Java's one stream per partition) starts a
+    /// new one when it changes.
+    pub fn file_number(&self) -> u32 {
+        self.files
+    }
+
     /// The next sample, or `None` after the last one at or before `to`.
     pub fn next_sample(&mut self) -> Result<Option<&Sample>, StorageError> {
         loop {
@@ -115,6 +139,7 @@ impl TierQuery {
                         continue;
                     };
                     self.path = p.path;
+                    self.files = self.files.saturating_add(1);
                     self.reader.insert(r)
                 }
             };

@@ -86,6 +86,13 @@ pub trait PostProcessor: Send {
         let _ = emit;
         Ok(())
     }
+
+    /// True for the identity ([`Raw`]): the producer then hands the merged samples to
+    /// the encoder with their origin (source stream, stored line), so that pbraw frames
+    /// the sources and copies the stored lines verbatim. False by default.
+    fn is_identity(&self) -> bool {
+        false
+    }
 }
 
 /// The raw data, unchanged (Java `DefaultRawPostProcessor`).
@@ -95,6 +102,10 @@ pub struct Raw;
 impl PostProcessor for Raw {
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
         emit.sample(s)
+    }
+
+    fn is_identity(&self) -> bool {
+        true
     }
 }
 
