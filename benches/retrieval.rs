@@ -401,7 +401,11 @@ fn main() {
         ensure(&dir, set);
     }
     let server = Server::start(&dir);
-    println!("server pid {}, RSS {} kB idle", server.pid(), status_kb(server.pid(), "VmRSS"));
+    println!(
+        "server pid {}, RSS {} kB idle",
+        server.pid(),
+        status_kb(server.pid(), "VmRSS")
+    );
     let mut rows: Vec<String> = Vec::new();
     for set in &sets {
         let files = files(&dir, set);
@@ -477,7 +481,10 @@ fn main() {
             rows.push(row);
         }
         if set.key == "year" {
-            for (op, bins, max_secs) in [("mean_3600", 8760, f64::INFINITY), ("optimized_1000", 1000, 1.0)] {
+            for (op, bins, max_secs) in [
+                ("mean_3600", 8760, f64::INFINITY),
+                ("optimized_1000", 1000, 1.0),
+            ] {
                 let path = format!(
                     "/retrieval/data/getData.json?pv={}&from={from}&to={to}",
                     enc(&format!("{op}({})", set.pv))
@@ -501,7 +508,11 @@ fn main() {
                     rate / cat_rate,
                     rate / dec_rate,
                     if max_secs.is_finite() {
-                        if g.secs <= max_secs { "met (≤ 1 s)" } else { "missed (≤ 1 s)" }
+                        if g.secs <= max_secs {
+                            "met (≤ 1 s)"
+                        } else {
+                            "missed (≤ 1 s)"
+                        }
                     } else {
                         ""
                     },

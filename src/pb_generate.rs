@@ -89,7 +89,9 @@ fn parse_duration(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{text:?} is not a duration such as 1d, 90m, 3600"))?;
     let secs = n * mult;
     if !(secs.is_finite() && secs > 0.0 && secs <= 100.0 * 366.0 * 86_400.0) {
-        return Err(format!("{text:?}: the duration must be above 0 and at most 100 years"));
+        return Err(format!(
+            "{text:?}: the duration must be above 0 and at most 100 years"
+        ));
     }
     Ok(secs.round() as u64)
 }
@@ -134,8 +136,9 @@ pub fn run(args: &GenerateArgs) -> Result<i32> {
     }
     let count = (args.duration as f64 * args.rate).floor() as u64;
     let start = match &args.start {
-        Some(s) => archiver_time::parse_iso8601(s)
-            .map_err(|e| anyhow::anyhow!("--start {s:?}: {e}"))?,
+        Some(s) => {
+            archiver_time::parse_iso8601(s).map_err(|e| anyhow::anyhow!("--start {s:?}: {e}"))?
+        }
         None => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
