@@ -147,7 +147,7 @@ pub fn run(args: &GenerateArgs) -> Result<i32> {
             Timestamp::new((now - args.duration.min(now)) as i64, 0)
         }
     };
-    let tier = tier(&args.store_url, &args)?;
+    let tier = tier(&args.store_url, args)?;
     let names: Vec<String> = (0..args.pvs)
         .map(|i| format!("{}{i}", args.prefix))
         .collect();
