@@ -150,14 +150,16 @@ fn aapy_reads_a_live_ioc_pv_raw_and_json_with_enum_labels() {
                     .is_some_and(|d| d.len() >= 30)
         })
     });
-    // A closed window: everything in it has arrived, so every read sees the same samples.
+    // A closed window (ending 2 s ago): everything in it has arrived, so every read sees
+    // the same samples.
     std::thread::sleep(Duration::from_millis(1500));
-    let t1 = now() - 1;
+    let t1 = now() - 2;
     let t0 = t1 - 3;
     let labels = ["OK", "WARN", "FAULT", "OFF"];
     for (name, pv) in [("AI", &ai), ("MBBI", &mbbi)] {
         let ours = a.data(pv, &support::iso(t0), &support::iso(t1));
-        assert!(ours.len() >= 20, "{pv}: {} samples in 3 s", ours.len());
+        // 10 Hz for 3 s; fewer only if the IOC fell far behind on a loaded machine.
+        assert!(ours.len() >= 10, "{pv}: {} samples in 3 s", ours.len());
         let got = aapy(&a, pv, t0 as f64, t1 as f64);
         for key in ["raw", "json"] {
             let d = &got[key];
