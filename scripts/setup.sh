@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: a Python virtualenv with a real
 # EPICS IOC (softioc, EPICS base 7) and a real CA client (pyepics), used by the Channel
-# Access integration tests. Idempotent. The venv lives at $ARCHIVER_TEST_VENV
+# Access integration tests, and aapy (a Python archiver client from PyPI, with the protobuf
+# it needs) for the real-client test (tests/aapy_client.rs). Idempotent. The venv lives at $ARCHIVER_TEST_VENV
 # (default /tmp/archiver-test-venv).
 set -euo pipefail
 venv="${ARCHIVER_TEST_VENV:-/tmp/archiver-test-venv}"
@@ -12,4 +13,7 @@ if ! "$venv/bin/python" -c 'import softioc, epics' >/dev/null 2>&1; then
         softioc==4.7.2 epicscorelibs==7.0.10.99.0.2 pvxslibs==1.5.3 epicsdbbuilder==1.5 \
         setuptools_dso==2.12.4 numpy==2.4.6 pyepics==3.5.10
 fi
-"$venv/bin/python" -c 'import softioc, epics; print("test venv ready:", softioc.__version__)'
+if ! "$venv/bin/python" -c 'import aa.pb, aa.js' >/dev/null 2>&1; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check aapy==0.12 protobuf==3.20.3
+fi
+"$venv/bin/python" -c 'import softioc, epics, aa.pb; print("test venv ready:", softioc.__version__)'

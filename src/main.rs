@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod malloc;
 mod pb_cmd;
+mod pb_generate;
 mod serve;
 
 /// An EPICS archiver: archives PVs over Channel Access into the Java appliance's PlainPB
@@ -27,7 +28,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the archiver with a built-in simulated IOC, archiving its PVs.
     Demo(serve::ServeArgs),
-    /// Print or check PlainPB (.pb) files.
+    /// Print or check PlainPB (.pb) files, or generate synthetic ones (`pb generate`).
     Pb(pb_cmd::PbArgs),
     /// Channel Access diagnostics (get, info, monitor) with the archiver's own client.
     #[command(subcommand)]

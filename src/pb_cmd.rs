@@ -7,9 +7,13 @@ use anyhow::{Context, Result, bail};
 use archiver_pb::{FieldValue, LineDecoder, PayloadInfo, PbReader, Sample, Timestamp, Value};
 use serde_json::json;
 
-/// Arguments of `archiver pb`.
+/// Arguments of `archiver pb`: files to print or check, or the `generate` subcommand.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PbArgs {
+    /// `archiver pb generate ...` (a file literally named `generate` is `./generate`).
+    #[command(subcommand)]
+    pub command: Option<PbCommand>,
     /// Print each file as one JSON document instead of text lines.
     #[arg(long, conflicts_with = "check")]
     pub json: bool,
@@ -22,8 +26,18 @@ pub struct PbArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// Subcommands of `archiver pb`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PbCommand {
+    /// Write synthetic data (N PVs × rate × duration) as PlainPB into a data store.
+    Generate(crate::pb_generate::GenerateArgs),
+}
+
 /// Runs `archiver pb`; returns the process exit code.
 pub fn run(args: &PbArgs) -> Result<i32> {
+    if let Some(PbCommand::Generate(g)) = &args.command {
+        return crate::pb_generate::run(g);
+    }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut code = 0;
