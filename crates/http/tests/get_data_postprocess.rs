@@ -204,6 +204,31 @@ async fn bad_post_processors_are_400s_naming_them() {
             );
         }
     }
+    // Bins beyond the limits: refused before any work, naming the spec and the limit
+    // (mean_1 over millennia; optimized with two billion points; .mat of those).
+    let huge = "from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z";
+    for (query, needle) in [
+        (format!("pv=mean_1(NUM:PV)&{huge}"), "mean_1"),
+        (
+            format!("pv=optimized_2147483647(NUM:PV)&{huge}"),
+            "optimized_2147483647",
+        ),
+        (format!("pv=firstSample_1(NUM:PV)&{huge}"), "firstSample_1"),
+    ] {
+        for ext in ["json", "raw", "mat"] {
+            let (status, body) = get(&app, &format!("/retrieval/data/getData.{ext}?{query}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{ext} {query}");
+            let m = message(&body);
+            assert!(m.contains(needle) && m.contains("bins"), "{query}: {m}");
+        }
+    }
+    // Within the limits the same operators answer.
+    let (status, _) = get(
+        &app,
+        &format!("/retrieval/data/getData.json?pv=optimized_1000000(NUM:PV)&{huge}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     // An unknown PV inside the function syntax is still a 404.
     let (status, _) = get(&app, "/retrieval/data/getData.json?pv=mean_60(NO:PV)").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

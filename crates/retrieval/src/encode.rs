@@ -55,6 +55,13 @@ pub trait Encoder {
 
     /// Takes the bytes written so far; the response goes on where it was.
     fn take(&mut self) -> Vec<u8>;
+
+    /// The most samples one response may hold, for an encoder that must build the whole
+    /// answer before sending it (`.mat`); `None` (the default) for streamed formats. The
+    /// producer stops with [`crate::RetrievalError::TooLargeForMat`] past it.
+    fn max_samples(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The response formats served (`getData.<ext>`; Java `DataRetrievalServlet.mimeresponses`).

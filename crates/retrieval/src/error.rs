@@ -48,6 +48,30 @@ pub enum RetrievalError {
         /// What is wrong.
         message: String,
     },
+    /// A binning post-processor would produce more bins than the server allows
+    /// (`postprocess::spec::MAX_BINS`, `MAX_OPTIMIZED_POINTS`).
+    #[error(
+        "post-processor {spec:?} would produce {bins} bins over this range, more than the \
+         {max} allowed; use a larger interval (or fewer points) or a shorter range"
+    )]
+    TooManyBins {
+        /// The spec as sent.
+        spec: String,
+        /// The bins it would produce.
+        bins: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A `.mat` answer (which must be built whole before it is sent) would hold more
+    /// samples than allowed.
+    #[error(
+        "a .mat answer holds at most {max} samples and this one has more; use a shorter range, \
+         a post-processor, or a streamed format (json, csv, raw)"
+    )]
+    TooLargeForMat {
+        /// The limit.
+        max: u64,
+    },
     /// The `timeranges` parameter is not a comma list of an even number of ISO-8601
     /// instants, each pair ordered, the pairs ascending without overlap (Java: 400).
     #[error("parameter 'timeranges': {0}")]
@@ -121,6 +145,8 @@ impl RetrievalError {
             | RetrievalError::PostProcessorUnsupported { .. }
             | RetrievalError::UnknownPostProcessor { .. }
             | RetrievalError::BadPostProcessorArgument { .. }
+            | RetrievalError::TooManyBins { .. }
+            | RetrievalError::TooLargeForMat { .. }
             | RetrievalError::UnbalancedParenthesis(_)
             | RetrievalError::BadTimeRanges(_)
             | RetrievalError::NotNumeric { .. }

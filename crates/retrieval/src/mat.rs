@@ -294,7 +294,16 @@ impl Encoder for MatResponse {
     fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
     }
+
+    fn max_samples(&self) -> Option<u64> {
+        Some(MAX_MAT_SAMPLES)
+    }
 }
+
+/// The most samples a `.mat` answer holds (about 24 bytes each in memory until it is
+/// sent, so at most about 240 MB for a scalar PV): the format states its array sizes
+/// first, so it cannot be streamed like the others.
+pub const MAX_MAT_SAMPLES: u64 = 10_000_000;
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,11 @@ impl<E: Encoder> PvOutput<'_, E> {
     #[inline]
     fn counted(&mut self) -> Result<(), RetrievalError> {
         self.produced.samples += 1;
+        if let Some(max) = self.encoder.max_samples()
+            && self.produced.samples > max
+        {
+            return Err(RetrievalError::TooLargeForMat { max });
+        }
         if self.encoder.pending() >= self.piece_size {
             self.sink.piece(self.encoder.take(), false)?;
             self.produced.pieces += 1;

@@ -64,15 +64,29 @@ macro_rules! with_encoder {
 
 /// The post-processor of one PV of a request: the request's (`pp`), or the identity for
 /// the raw data; for a `PV.FIELD` plan, the field's values first ([`FieldValues`]).
-fn post_processor(req: &DataRequest, plan: &Plan) -> Box<dyn PostProcessor> {
+fn post_processor(
+    req: &DataRequest,
+    plan: &Plan,
+) -> Result<Box<dyn PostProcessor>, RetrievalError> {
     let inner: Box<dyn PostProcessor> = match &req.pp {
         None => Box::new(Raw),
-        Some(spec) => build(spec),
+        Some(spec) => {
+            if let Some((bins, max)) = spec.op.bins(req.from, req.to)
+                && bins > max
+            {
+                return Err(RetrievalError::TooManyBins {
+                    spec: spec.text.clone(),
+                    bins,
+                    max,
+                });
+            }
+            build(spec)
+        }
     };
-    match &plan.field {
+    Ok(match &plan.field {
         Some(field) => Box::new(FieldValues::new(field.clone(), inner)),
         None => inner,
-    }
+    })
 }
 
 /// Everything a retrieval reads: the catalogue (type infos, aliases), the stores its
@@ -127,7 +141,7 @@ impl Retrieval {
         sink: &mut dyn PieceSink,
     ) -> Result<Produced, RetrievalError> {
         let plan = self.plan(req)?;
-        let mut pp = post_processor(req, &plan);
+        let mut pp = post_processor(req, &plan)?;
         with_encoder!(format, |enc| {
             let mut producer = Producer::new(enc, sink);
             producer.pv(&plan, pp.as_mut())?;
@@ -160,10 +174,16 @@ impl Retrieval {
             .iter()
             .map(|r| self.plan(r))
             .collect::<Result<Vec<_>, _>>()?;
+        // Every post-processor is checked (bins within limits) before the first byte.
+        let mut pps = plans
+            .iter()
+            .zip(reqs)
+            .map(|(p, r)| post_processor(r, p))
+            .collect::<Result<Vec<_>, _>>()?;
         with_encoder!(format, |enc| {
             let mut producer = Producer::new(enc, sink);
-            for (p, r) in plans.iter().zip(reqs) {
-                producer.pv(p, post_processor(r, p).as_mut())?;
+            for (p, pp) in plans.iter().zip(pps.iter_mut()) {
+                producer.pv(p, pp.as_mut())?;
             }
             producer.finish()
         })

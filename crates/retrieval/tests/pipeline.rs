@@ -514,3 +514,59 @@ fn a_pv_archived_seconds_ago_is_served_from_the_live_source() {
     let stores = DataStores::from_tiers([Tier::new("STS", dir.path(), Granularity::Hour)]).unwrap();
     assert!(plan(&unknown, &reg, &stores, &NoLiveSource).is_err());
 }
+
+/// An encoder that must hold the whole answer (`.mat`) stops the producer past its limit,
+/// before anything is sent, with an error that says so (a 400 at the HTTP edge).
+#[test]
+fn an_encoder_with_a_sample_limit_stops_the_producer_past_it() {
+    struct Limited(archiver_retrieval::json::JsonResponse, u64);
+    impl Encoder for Limited {
+        fn begin_pv(&mut self, desc: &StreamDesc) {
+            Encoder::begin_pv(&mut self.0, desc)
+        }
+        fn sample(&mut self, s: &Sample) {
+            Encoder::sample(&mut self.0, s)
+        }
+        fn end_pv(&mut self) {
+            Encoder::end_pv(&mut self.0)
+        }
+        fn end(&mut self) {
+            Encoder::end(&mut self.0)
+        }
+        fn pending(&self) -> usize {
+            0 // like .mat: nothing is handed over before the end
+        }
+        fn take(&mut self) -> Vec<u8> {
+            Encoder::take(&mut self.0)
+        }
+        fn max_samples(&self) -> Option<u64> {
+            Some(self.1)
+        }
+    }
+    let d = data("A:B");
+    let (from, to) = everything();
+    let plan = plan_of(&d, "A:B", from, to);
+    let mut pieces = 0;
+    let mut sink = |_: Vec<u8>, _: bool| {
+        pieces += 1;
+        Ok::<(), RetrievalError>(())
+    };
+    let mut p = Producer::new(
+        Limited(archiver_retrieval::json::JsonResponse::new(), 3),
+        &mut sink,
+    );
+    let err = p.pv(&plan, &mut Raw).unwrap_err();
+    assert!(
+        matches!(err, RetrievalError::TooLargeForMat { max: 3 }),
+        "{err}"
+    );
+    assert_eq!(pieces, 0);
+    // With room for every sample it completes.
+    let mut sink = |_: Vec<u8>, _: bool| Ok::<(), RetrievalError>(());
+    let mut p = Producer::new(
+        Limited(archiver_retrieval::json::JsonResponse::new(), 1_000_000),
+        &mut sink,
+    );
+    p.pv(&plan, &mut Raw).unwrap();
+    assert!(p.finish().unwrap().samples > 3);
+}

@@ -128,6 +128,40 @@ pub enum Op {
     },
 }
 
+/// The most bins a binning post-processor may produce for one PV over a request's range
+/// (`(to - from) / interval`): the bins of an interval operator stream out one by one, but a
+/// client asking `mean_1` over centuries would still keep the server busy for hours.
+pub const MAX_BINS: u64 = 10_000_000;
+
+/// The most points `optimized_N` / `optimLastSample_N` may ask for: it holds its bins until
+/// it knows whether the raw samples (at most N) are the answer.
+pub const MAX_OPTIMIZED_POINTS: u64 = 1_000_000;
+
+impl Op {
+    /// The number of bins this operator produces over `[from, to]` and the limit for it,
+    /// or `None` for operators whose output is bounded by their input (`nth`, `ncount`,
+    /// `deadBand`).
+    pub fn bins(
+        &self,
+        from: archiver_time::Timestamp,
+        to: archiver_time::Timestamp,
+    ) -> Option<(u64, u64)> {
+        let span = u64::try_from(to.secs.saturating_sub(from.secs)).unwrap_or(0);
+        let per = |interval: u32| span / u64::from(interval.max(1)) + 2;
+        match *self {
+            Op::Summary { interval, .. }
+            | Op::FirstSample { interval }
+            | Op::LastSample { interval }
+            | Op::FirstFill { interval }
+            | Op::LastFill { interval }
+            | Op::CaPlotBinning { interval }
+            | Op::Flyers { interval, .. } => Some((per(interval), MAX_BINS)),
+            Op::Optimized { points, .. } => Some((u64::from(points), MAX_OPTIMIZED_POINTS)),
+            Op::NCount | Op::Nth { .. } | Op::DeadBand { .. } => None,
+        }
+    }
+}
+
 /// What the registry knows of a key: how its arguments are read.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
