@@ -32,6 +32,10 @@
 #[path = "../crates/ca/benches/common/mod.rs"]
 mod ca_common;
 
+#[path = "common/procfs.rs"]
+mod procfs;
+use procfs::{loadavg, status_kb};
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -94,25 +98,6 @@ fn cpu_secs(pid: u32, tck: f64) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // fields 14 and 15 (1-based) of /proc/pid/stat = 11 and 12 after the command
     (ticks(11) + ticks(12)) / tck
-}
-
-/// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 // ---------------------------------------------------------------------------------------
