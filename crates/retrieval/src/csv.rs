@@ -13,7 +13,7 @@ use archiver_pb::Sample;
 
 use crate::encode::Encoder;
 use crate::plan::StreamDesc;
-use crate::text::{int, java_value};
+use crate::text::{int, value_columns};
 
 /// Builds a `getData.csv` body.
 #[derive(Debug, Default)]
@@ -34,15 +34,7 @@ impl Encoder for CsvResponse {
     fn sample(&mut self, s: &Sample) {
         let o = &mut self.out;
         int(o, s.time.secs);
-        o.push(b',');
-        java_value(o, &s.value);
-        o.push(b',');
-        int(o, s.severity);
-        o.push(b',');
-        int(o, s.status);
-        o.push(b',');
-        int(o, s.time.nanos);
-        o.push(b'\n');
+        value_columns(o, s, b',');
     }
 
     fn end_pv(&mut self) {}

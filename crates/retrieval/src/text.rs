@@ -162,6 +162,21 @@ pub(crate) fn list<T: Copy>(out: &mut Vec<u8>, v: &[T], mut each: impl FnMut(&mu
     out.push(b']');
 }
 
+/// Writes what follows the time in a csv or txt line: value, severity, status and
+/// nanoseconds, each preceded by `sep`, then the newline (Java's `SinglePVCSVResponse` and
+/// `TextResponse` columns).
+pub(crate) fn value_columns(out: &mut Vec<u8>, s: &archiver_pb::Sample, sep: u8) {
+    out.push(sep);
+    java_value(out, &s.value);
+    out.push(sep);
+    int(out, s.severity);
+    out.push(sep);
+    int(out, s.status);
+    out.push(sep);
+    int(out, s.time.nanos);
+    out.push(b'\n');
+}
+
 /// Writes a sample value as Java's `SampleValue.toString` (see the module).
 pub fn java_value(out: &mut Vec<u8>, v: &Value) {
     match v {

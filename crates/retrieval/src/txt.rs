@@ -19,7 +19,7 @@ use archiver_time::UtcDateTime;
 
 use crate::encode::Encoder;
 use crate::plan::StreamDesc;
-use crate::text::{int, java_value};
+use crate::text::{int, value_columns};
 
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
@@ -91,15 +91,7 @@ impl Encoder for TextResponse {
             o.push(b'\n');
         }
         human_time(o, s.time.secs);
-        o.push(b'\t');
-        java_value(o, &s.value);
-        o.push(b'\t');
-        int(o, s.severity);
-        o.push(b'\t');
-        int(o, s.status);
-        o.push(b'\t');
-        int(o, s.time.nanos);
-        o.push(b'\n');
+        value_columns(o, s, b'\t');
     }
 
     fn end_pv(&mut self) {
