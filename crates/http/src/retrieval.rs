@@ -17,7 +17,7 @@
 
 use archiver_pb::Timestamp;
 use archiver_retrieval::{
-    DataRequest, ErrorClass, PIECES_QUEUED, PING_PV, PieceSink, Produced, Retrieval, RetrievalError,
+    DataRequest, ErrorClass, PIECES_QUEUED, PieceSink, Produced, Retrieval, RetrievalError,
 };
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -58,7 +58,7 @@ pub async fn get_data_raw(
 /// * `getData.<ext>`, `<ext>` one of [`Format::ALL`] (`raw json qw jplot csv txt`): one PV
 ///   (`pv`, `pp`, `from`, `to`, `timeranges`, `fetchLatestMetadata`, `donotchunk`: see
 ///   [`get_data_json`]); `pv=ArchApplPingPV` is Java's connectivity check
-///   ([`Retrieval::run_ping`]);
+///   (planned by [`Retrieval::plan`], alone or among other PVs);
 /// * `getDataForPVs.<ext>`, `<ext>` one of `raw json qw jplot`: every `pv` value (each one
 ///   name, as Java's `getParameterValues`) and the names of a JSON or text body, over one
 ///   range; any unknown PV is a 404 for the whole request, as Java's;
@@ -153,16 +153,6 @@ fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataReque
 async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
     let now = state.clock.now();
-    if normalize_name(pv) == PING_PV {
-        return stream(
-            &state,
-            format,
-            do_not_chunk(p),
-            PING_PV.to_string(),
-            move |r, sink| r.run_ping(format, now, sink),
-        )
-        .await;
-    }
     let req = data_request(p, pv, now)?;
     let label = req.pv.clone();
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {
@@ -197,16 +187,6 @@ async fn get_data_for_pvs(
 ) -> ApiResult<Response> {
     let names = multi_names(p)?;
     let now = state.clock.now();
-    if names.iter().any(|n| normalize_name(n) == PING_PV) {
-        return stream(
-            &state,
-            format,
-            do_not_chunk(p),
-            PING_PV.to_string(),
-            move |r, sink| r.run_ping(format, now, sink),
-        )
-        .await;
-    }
     let reqs = names
         .iter()
         .map(|pv| data_request(p, pv, now))
@@ -326,7 +306,8 @@ pub fn period_days(text: &str) -> Option<i64> {
 /// The answer is a JSON object keyed by the names as requested, in request order:
 /// `{"PV": {"secs": 1418019667, "nanos": 601158377, "val": -0.09, "severity": 0,
 /// "status": 0, "meta": {"DBRType": "DBR_SCALAR_DOUBLE", "EGU": "mR/h", "PREC": "2"}}}`
-/// (values as in `getData.json`, waveforms as arrays). A PV that is unknown, or has no
+/// (values as in `getData.json`, waveforms as arrays); `meta` also has `"source":"engine"`
+/// when the value comes from the engine's buffer rather than a store, as in Java. A PV that is unknown, or has no
 /// value in the window, is left out (`{}` when none has one), as Java's.
 pub async fn get_data_at_time(state: RetrievalState, p: &BplRequest) -> ApiResult<Response> {
     let names: Vec<String> = p.names()?.into_iter().map(|e| e.pv).collect();
@@ -388,6 +369,10 @@ fn at_time_body(
         out.extend_from_slice(s.status.to_string().as_bytes());
         out.extend_from_slice(b",\"meta\":{\"DBRType\":");
         string(&mut out, &format!("DBR_{}", s.value.payload_type().name()));
+        // Java marks a value taken from the engine's buffer (not yet in a store).
+        if plan.buffer.iter().any(|b| b.time == s.time) {
+            out.extend_from_slice(b",\"source\":\"engine\"");
+        }
         for h in &plan.desc.headers {
             out.push(b',');
             string(&mut out, &h.name);

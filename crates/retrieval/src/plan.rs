@@ -53,6 +53,11 @@ pub struct DataRequest {
     pub now: Timestamp,
 }
 
+/// How far past `now` a request without `to` reaches (Java `DataRetrievalServlet`:
+/// `end = now + 1 hour`), so that samples stamped slightly ahead by an IOC's clock are
+/// served.
+pub const DEFAULT_TO_AHEAD_SECS: i64 = 3600;
+
 impl DataRequest {
     /// Reads the parameters of `getData` without `pp`: see [`DataRequest::parse_with_pp`].
     pub fn parse(
@@ -66,7 +71,8 @@ impl DataRequest {
 
     /// Reads the parameters of `getData`: `pv` as sent, `pp` (a post-processor spec,
     /// `mean_600`; absent or empty: none), `from` and `to` as ISO-8601 text (absent or
-    /// empty: `to` = `now`, `from` = `to` − 1 day).
+    /// empty: `to` = `now` + 1 hour, `from` = `to` − 1 day, as Java's
+    /// `DataRetrievalServlet`).
     ///
     /// `pv` may use the function syntax, which wins over `pp` as in Java's
     /// `DataRetrievalServlet`: `op_N(PV)` → spec `op_N`, `op(PV,a,b)` → spec `op_a_b`
@@ -97,7 +103,8 @@ impl DataRequest {
             .as_deref()
             .map(PostProcessorSpec::parse)
             .transpose()?;
-        let to = time_param("to", to)?.unwrap_or(now);
+        let to = time_param("to", to)?
+            .unwrap_or(Timestamp::new(now.secs + DEFAULT_TO_AHEAD_SECS, now.nanos));
         let from = time_param("from", from)?.unwrap_or(Timestamp::new(to.secs - 86_400, to.nanos));
         if to < from {
             return Err(RetrievalError::ToBeforeFrom { from, to });
@@ -658,8 +665,8 @@ mod tests {
     fn request_parameters() {
         let r = req("ca://A:B.VAL");
         assert_eq!(r.pv, "A:B");
-        assert_eq!(r.to, now());
-        assert_eq!(r.from, Timestamp::new(now().secs - 86_400, 5));
+        assert_eq!(r.to, Timestamp::new(now().secs + 3600, 5));
+        assert_eq!(r.from, Timestamp::new(now().secs + 3600 - 86_400, 5));
         let r = DataRequest::parse("A", Some(""), Some("2025-01-01T00:00:10Z"), now())
             .expect("empty from is absent");
         assert_eq!(r.to.secs, start_of_year(2025) + 10);

@@ -411,13 +411,17 @@ impl PostProcessorSpec {
 
 /// Splits the function syntax of a `pv` parameter as Java does: `op(PV,a,b)` → the PV
 /// name `PV` and the spec `op_a_b` (`mean_600(PV)` → `PV`, `mean_600`). `None` when
-/// `pv` has no `(`. A `(` without a `)` is a 400 (Java: "Unbalanced paran").
+/// `pv` has no `(`. A `(` without a `)` is a 400 (Java: "Unbalanced paran"); so is a
+/// second `(` (`mean_600(max_60(PV))`: nested post-processors).
 pub fn split_function_syntax(pv: &str) -> Result<Option<(&str, String)>, RetrievalError> {
     if !pv.contains('(') {
         return Ok(None);
     }
     if !pv.contains(')') {
         return Err(RetrievalError::UnbalancedParenthesis(pv.to_string()));
+    }
+    if pv.matches('(').count() > 1 {
+        return Err(RetrievalError::NestedPostProcessor(pv.to_string()));
     }
     // Java `pvName.split("[(,)]")`: trailing empty words are dropped.
     let mut words: Vec<&str> = pv.split(['(', ',', ')']).collect();
@@ -608,6 +612,9 @@ mod tests {
             Some(("", "mean".to_string()))
         );
         let e = split_function_syntax("mean_600(A:B").expect_err("unbalanced");
+        assert_eq!(e.class(), ErrorClass::BadRequest);
+        let e = split_function_syntax("mean_600(max_60(A:B))").expect_err("nested");
+        assert!(matches!(e, RetrievalError::NestedPostProcessor(_)), "{e}");
         assert_eq!(e.class(), ErrorClass::BadRequest);
     }
 }
