@@ -139,7 +139,9 @@ fn do_not_chunk(p: &BplRequest) -> bool {
 /// The request for `pv` (one name of the request) with the common parameters: `pp`,
 /// `from`, `to`, `timeranges` (a comma list of ISO-8601 start,end pairs, ascending;
 /// overrides `from`/`to`), `fetchLatestMetadata` (`true`: the engine's metadata now in
-/// the headers; any other value: no, as Java). 400 for bad times or time ranges.
+/// the headers; any other value: no, as Java), `usereduced` (`true` and no post-processor
+/// asked for: Java's `TwoWeekRaw`, [`PostProcessorSpec::use_reduced`]). 400 for bad times
+/// or time ranges.
 fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
     let mut req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
         .and_then(|r| r.with_time_ranges(p.get("timeranges")))
@@ -147,6 +149,12 @@ fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataReque
     req.fetch_latest_metadata = p
         .get("fetchLatestMetadata")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if req.pp.is_none()
+        && p.get("usereduced")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        req.pp = Some(PostProcessorSpec::use_reduced(now));
+    }
     Ok(req)
 }
 
