@@ -17,7 +17,8 @@
 
 use archiver_pb::Timestamp;
 use archiver_retrieval::{
-    DataRequest, ErrorClass, PIECES_QUEUED, PieceSink, Produced, Retrieval, RetrievalError,
+    DataRequest, ErrorClass, PIECES_QUEUED, PieceSink, PostProcessorSpec, Produced, Retrieval,
+    RetrievalError,
 };
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -140,7 +141,9 @@ fn do_not_chunk(p: &BplRequest) -> bool {
 /// `from`, `to`, `timeranges` (a comma list of ISO-8601 start,end pairs, ascending;
 /// overrides `from`/`to`), `fetchLatestMetadata` (`true`: the engine's metadata now in
 /// the headers; any other value: no, as Java), `usereduced` (`true` and no post-processor
-/// asked for: Java's `TwoWeekRaw`, [`PostProcessorSpec::use_reduced`]). 400 for bad times
+/// asked for: Java's `TwoWeekRaw`, [`PostProcessorSpec::use_reduced`]),
+/// `retiredPVTemplate` (where to look for the files of a PV not in the catalogue,
+/// [`DataRequest::retired_template`]). 400 for bad times
 /// or time ranges.
 fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
     let mut req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
@@ -149,6 +152,11 @@ fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataReque
     req.fetch_latest_metadata = p
         .get("fetchLatestMetadata")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    req.retired_template = p
+        .get("retiredPVTemplate")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     if req.pp.is_none()
         && p.get("usereduced")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))

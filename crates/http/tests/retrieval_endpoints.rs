@@ -709,3 +709,32 @@ async fn archiving_metadata_version_filter_and_ping() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "Pong\n");
 }
+
+#[tokio::test]
+async fn a_retired_pv_is_served_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    // Files of a PV the catalogue does not have (deleted without its data, or taken over).
+    let sts = Tier::new("STS", dir.path().join("sts"), Granularity::Hour);
+    let samples: Vec<Sample> = (0..5)
+        .map(|k| Sample::new(Timestamp::new(T0 + k, 0), Value::ScalarInt(k as i32)))
+        .collect();
+    sts.append("GONE:PV", PayloadType::ScalarInt, &samples)
+        .unwrap();
+    for uri in [
+        format!("/retrieval/data/getData.json?pv=GONE:PV&{RANGE}"),
+        format!("/retrieval/data/getData.json?pv=GONE:PV&retiredPVTemplate=A:DBL&{RANGE}"),
+    ] {
+        let r = get(&app, &uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v[0]["data"].as_array().unwrap().len(), 5, "{uri}");
+        assert_eq!(v[0]["data"][4]["val"], 4, "{uri}");
+    }
+    let r = get(
+        &app,
+        &format!("/retrieval/data/getData.json?pv=NEVER:THERE&{RANGE}"),
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "NEVER:THERE");
+}
