@@ -283,7 +283,8 @@ impl Appliance {
     }
 
     /// Java `modifyMetaFields`: `command` is `add,F1,F2`, `remove,F1` or `clear`, applied
-    /// to the archive fields of the paused `pv`. Returns the new list.
+    /// to the archive fields of the paused `pv`. Returns the new list. An empty list is
+    /// the policy's default fields (as for a new PV): `clear` resets to them.
     ///
     /// # Errors
     ///
@@ -333,6 +334,9 @@ impl Appliance {
             ..old.config.clone()
         };
         self.reconfigure(&old, config, true).await?;
+        // The engine's list: an empty one means the policy's defaults (the engine has
+        // no "no fields" setting), so `clear` gives the defaults back.
+        let fields = self.status_of(pv)?.config.archive_fields;
         let stored = fields.clone();
         self.update_catalogue(pv, move |info| info.archive_fields = stored)
             .await?;
