@@ -593,9 +593,8 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     assert_eq!(s[0]["status"], "Being archived");
     assert_eq!(s[0]["connectionState"], "false");
     assert_eq!(s[0]["dbrType"], "DBR_SCALAR_DOUBLE");
-    assert_eq!(
+    assert!(
         app2.engine().status("SCRIPT:PV001").unwrap().meta.known,
-        true,
         "metadata from the catalogue"
     );
     assert_eq!(h2.status_of("SCRIPT:PV003").await, "Being archived");
