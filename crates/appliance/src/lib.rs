@@ -70,6 +70,7 @@ mod api;
 mod appliance;
 mod error;
 mod live;
+mod manage;
 pub mod policy;
 mod sync;
 
@@ -77,6 +78,7 @@ pub use crate::api::{ApplianceApi, SharedAppliance};
 pub use crate::appliance::{Appliance, ApplianceParts, Archived};
 pub use crate::error::ApplianceError;
 pub use crate::live::EngineLive;
+pub use crate::manage::meta_from_type_info;
 pub use crate::policy::{ArchiveSpec, PeriodError, Policy, SamplingPeriod};
 pub use crate::sync::{CatalogueSync, SYNC_PERIOD, ShutdownReport};
 pub use tokio_util::sync::CancellationToken;
