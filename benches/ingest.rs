@@ -621,12 +621,22 @@ fn generate_history(dir: &Path, pvs: usize) {
     let out = Command::new(env!("CARGO_BIN_EXE_archiver"))
         .args(["pb", "generate", "--pvs", &pvs.to_string(), "--rate", "100"])
         .args(["--duration", &format!("{}s", READ_SAMPLES / 100)])
-        .args(["--start", "2024-01-01T00:00:00Z", "--prefix", READ_PREFIX, "--register"])
+        .args([
+            "--start",
+            "2024-01-01T00:00:00Z",
+            "--prefix",
+            READ_PREFIX,
+            "--register",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One retrieval client: until `stop`, GETs the whole history of its PV (raw for even
@@ -644,7 +654,8 @@ fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> Reade
             st.failures += 1;
             continue;
         };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
         if s.write_all(req.as_bytes()).is_err() {
             st.failures += 1;
             continue;
