@@ -643,7 +643,7 @@ fn generate_history(dir: &Path, pvs: usize) {
 /// `i`, json for odd), reading and dropping the body in 256 KiB reads.
 fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> ReaderStats {
     use std::sync::atomic::Ordering;
-    let ext = if i % 2 == 0 { "raw" } else { "json" };
+    let ext = if i.is_multiple_of(2) { "raw" } else { "json" };
     let path = format!(
         "/retrieval/data/getData.{ext}?pv={READ_PREFIX}{i}&from=2023-12-31T00:00:00Z&to=2024-01-02T00:00:00Z"
     );
