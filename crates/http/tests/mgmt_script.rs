@@ -579,7 +579,9 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     assert_eq!(h.status_of("SCRIPT:PV001").await, "Being archived");
     let r = h.get("/mgmt/bpl/getLostConnectionsReport?limit=1").await;
     assert_eq!(r[0]["currentlyConnected"], "No");
-    assert_eq!(r[0]["lostConnections"], "1");
+    // At least this loss (a loaded machine may have seen an earlier reconnect too).
+    let lost: u32 = r[0]["lostConnections"].as_str().unwrap().parse().unwrap();
+    assert!(lost >= 1, "{r}");
 
     app.shutdown(sync).await.unwrap();
 
