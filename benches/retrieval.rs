@@ -192,7 +192,7 @@ impl Server {
 
     /// The predecessor `epics-archiver` (path `exe`) serving hard-linked copies of the
     /// same files (so that its ETL, held off by a huge `hold` anyway, cannot touch ours),
-    /// its tiers configured like ours; answers when `/mgmt/bpl/getVersion` does.
+    /// its tiers configured like ours; ready when `/health` answers 200.
     fn predecessor(exe: &Path, dir: &Path) -> Server {
         let pred = dir.join("predecessor");
         let _ = std::fs::remove_dir_all(&pred);
@@ -238,7 +238,7 @@ impl Server {
             .unwrap();
         let server = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while status_of(&server, "/mgmt/bpl/getVersion") != Some(200) {
+        while status_of(&server, "/health") != Some(200) {
             assert!(
                 Instant::now() < deadline,
                 "epics-archiver did not answer within 60 s"
