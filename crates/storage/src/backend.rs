@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use archiver_pb::{FileIo, StdFile};
@@ -71,6 +72,14 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
 
     /// Makes the entries of the folder `dir` durable (`fsync` of the folder).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Bytes an unprivileged process may still write on the filesystem holding `dir`
+    /// (`statvfs`: `f_bavail × f_frsize`); `None` if unknown. Not an operation of the
+    /// fault-injecting backend. ETL checks it before a move (Java's free-space check).
+    fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {
+        let _ = dir;
+        Ok(None)
+    }
 }
 
 /// The real filesystem, through `std::fs`.
@@ -122,6 +131,15 @@ impl StorageBackend for FsBackend {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
     }
+
+    fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {
+        // The nearest existing ancestor (a store's folder may not exist yet).
+        let Some(existing) = dir.ancestors().find(|d| d.exists()) else {
+            return Ok(None);
+        };
+        let st = rustix::fs::statvfs(existing).map_err(io::Error::from)?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
 }
 
 /// A storage backend and the per-PV write locks of everything stored through it; cheap to
@@ -131,6 +149,25 @@ impl StorageBackend for FsBackend {
 pub struct Backend {
     io: Arc<dyn StorageBackend>,
     locks: Arc<PvLocks>,
+    counters: Arc<BackendCounters>,
+}
+
+/// Counts of what the tiers of one [`Backend`] repaired, for status and metrics.
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    /// Files whose torn last line (a crash in the middle of a write) was cut when they
+    /// were opened for appending.
+    pub torn_repairs: AtomicU64,
+    /// Bytes cut by those repairs.
+    pub torn_bytes: AtomicU64,
+}
+
+impl BackendCounters {
+    /// Counts one repair of `bytes` bytes.
+    pub fn torn_repair(&self, bytes: u64) {
+        self.torn_repairs.fetch_add(1, Ordering::Relaxed);
+        self.torn_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for Backend {
@@ -145,6 +182,7 @@ impl Backend {
         Backend {
             io: Arc::new(io),
             locks: Arc::new(PvLocks::default()),
+            counters: Arc::new(BackendCounters::default()),
         }
     }
 
@@ -165,5 +203,10 @@ impl Backend {
     /// The per-PV write locks.
     pub fn locks(&self) -> &Arc<PvLocks> {
         &self.locks
+    }
+
+    /// The repair counters of every tier of this backend.
+    pub fn counters(&self) -> &BackendCounters {
+        &self.counters
     }
 }

@@ -474,6 +474,11 @@ impl StorageBackend for SimBackend {
         st.durable.extend(now);
         Ok(())
     }
+
+    fn available_space(&self, _dir: &Path) -> io::Result<Option<u64>> {
+        let st = self.st();
+        Ok(st.capacity.map(|_| st.free()))
+    }
 }
 
 impl SimFile {

@@ -59,7 +59,8 @@ pub struct Partition {
     pub path: PathBuf,
 }
 
-fn add(total: &mut AppendCounts, c: &AppendCounts) {
+/// Adds the counts `c` to `total`.
+pub(crate) fn add(total: &mut AppendCounts, c: &AppendCounts) {
     total.written += c.written;
     total.not_newer += c.not_newer;
     total.other_year += c.other_year;
@@ -178,6 +179,32 @@ impl Tier {
                 source,
             }
         })
+    }
+
+    /// An I/O error of this tier at `path`.
+    pub(crate) fn io_error(&self, path: &Path, source: io::Error) -> StorageError {
+        self.io_err(path, source)
+    }
+
+    /// The time of the first sample of the file at `path`; `None` for a file without a
+    /// header or a sample.
+    pub(crate) fn first_time_in(&self, path: &Path) -> Result<Option<Timestamp>, StorageError> {
+        let Some(mut r) = self.open_reader(path)? else {
+            return Ok(None);
+        };
+        let first = r.next_sample().map_err(|e| self.io_err(path, e))?;
+        Ok(first.map(|s| s.time))
+    }
+
+    /// Removes the partition file `path` of the PV of `lock` (which the caller holds),
+    /// syncing its folder as the policy says; a file already gone is no error.
+    pub fn remove_file_locked(&self, lock: &PvLock, path: &Path) -> Result<(), StorageError> {
+        self.check_lock(lock)?;
+        match self.backend.io().remove_file(path) {
+            Ok(()) => self.sync_folder(path.parent().unwrap_or(Path::new(""))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_err(path, e)),
+        }
     }
 
     fn io_err(&self, path: &Path, source: io::Error) -> StorageError {
@@ -394,6 +421,17 @@ impl Tier {
         };
         let file = self.open_for_append(&path)?;
         let mut w = PbWriter::from_file(file, path.clone(), pv, ty, year).map_err(write_err)?;
+        if w.repaired_bytes() > 0 {
+            // A crash cut the last write: the partial line (never returned by a reader)
+            // is gone now. Logged and counted, as every repair.
+            tracing::warn!(
+                tier = self.name(),
+                file = %path.display(),
+                bytes = w.repaired_bytes(),
+                "cut a torn last line (a write interrupted by a crash) before appending"
+            );
+            self.backend.counters().torn_repair(w.repaired_bytes());
+        }
         let before = w.len();
         let c = append(&mut w).map_err(write_err)?;
         if w.len() > before {
