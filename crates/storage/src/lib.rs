@@ -125,5 +125,5 @@ pub use crate::etl::{Etl, EtlCounts, EtlMode, OutOfSpacePolicy};
 pub use crate::locks::{PvLock, PvLocks};
 pub use crate::query::TierQuery;
 pub use crate::stores::DataStores;
-pub use crate::tier::{Partition, SyncPolicy, Tier};
+pub use crate::tier::{DeleteCounts, DiskUsage, Partition, SyncPolicy, Tier};
 pub use crate::url::{StoreUrl, UrlError, blackhole_name, blackhole_url};

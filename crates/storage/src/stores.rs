@@ -5,8 +5,9 @@
 use crate::backend::Backend;
 use crate::error::StorageError;
 use crate::locks::PvLock;
-use crate::tier::{SyncPolicy, Tier};
+use crate::tier::{DeleteCounts, DiskUsage, SyncPolicy, Tier};
 use crate::url::{StoreUrl, blackhole_name, blackhole_url};
+use archiver_pb::Timestamp;
 
 /// The tiers of this appliance, by name, in configuration order (STS, MTS, LTS...).
 #[derive(Debug, Clone)]
@@ -182,6 +183,31 @@ impl DataStores {
                 tier: "*".to_string(),
                 source,
             })
+    }
+
+    /// Deletes the samples of `pv` with `from ≤ time < to` from every tier, under one hold
+    /// of its write lock (see [`Tier::delete_range_locked`]); stops at the first error
+    /// (what was done stays done; calling again finishes it).
+    pub fn delete_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageError> {
+        let lock = self.lock_pv(pv)?;
+        let mut total = DeleteCounts::default();
+        for tier in &self.tiers {
+            total.add(&tier.delete_range_locked(&lock, from, to)?);
+        }
+        Ok(total)
+    }
+
+    /// Disk use of `pv` in each tier, by name, in order.
+    pub fn disk_usage(&self, pv: &str) -> Result<Vec<(String, DiskUsage)>, StorageError> {
+        self.tiers
+            .iter()
+            .map(|t| Ok((t.name().to_string(), t.disk_usage(pv)?)))
+            .collect()
     }
 
     /// Removes every partition file of `pv` from every tier, under one hold of its write

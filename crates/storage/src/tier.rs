@@ -72,6 +72,35 @@ fn is_root(p: &Path) -> bool {
     p.as_os_str().is_empty() || p.parent().is_none()
 }
 
+/// What [`Tier::delete_range_locked`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteCounts {
+    /// Partition files removed whole.
+    pub files_removed: u64,
+    /// Partition files rewritten without the range.
+    pub files_rewritten: u64,
+    /// Samples deleted.
+    pub samples_deleted: u64,
+}
+
+impl DeleteCounts {
+    /// Adds `o` to this.
+    pub fn add(&mut self, o: &DeleteCounts) {
+        self.files_removed += o.files_removed;
+        self.files_rewritten += o.files_rewritten;
+        self.samples_deleted += o.samples_deleted;
+    }
+}
+
+/// Disk use of a PV in a store (or summed over stores).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Partition files.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// A file written by the current append call and its length before it, to roll back.
 type Written = Vec<(PathBuf, u64)>;
 
@@ -613,6 +642,75 @@ impl Tier {
             Some(e) => Err(e),
             None => Ok(removed),
         }
+    }
+
+    /// Deletes the samples of the PV of `lock` (which the caller holds) with
+    /// `from ≤ time < to` from this tier: a partition the range covers is removed whole;
+    /// one it overlaps is rewritten without those samples by
+    /// [`Tier::replace_partition_locked`] (write a new file, sync, rename over the old,
+    /// sync the folder: a crash leaves the old file or the new one), the kept lines copied
+    /// verbatim; a rewrite that would keep no sample removes the file. The Java appliance
+    /// has no such operation.
+    pub fn delete_range_locked(
+        &self,
+        lock: &PvLock,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageError> {
+        let pv = self.check_lock(lock)?;
+        let mut counts = DeleteCounts::default();
+        if from >= to {
+            return Ok(counts);
+        }
+        for p in self.partitions(pv)? {
+            let (start, end) = (Timestamp::new(p.start, 0), Timestamp::new(p.end, 0));
+            if end <= from || start >= to {
+                continue;
+            }
+            let Some(mut r) = self.open_reader(&p.path)? else {
+                continue;
+            };
+            let io = |e| self.io_err(&p.path, e);
+            let mut kept = Vec::new();
+            archiver_pb::codec::encode_header_line(r.header(), &mut kept);
+            let (mut kept_n, mut gone) = (0u64, 0u64);
+            while let Some(s) = r.next_sample().map_err(io)? {
+                if s.time >= from && s.time < to {
+                    gone += 1;
+                } else {
+                    kept_n += 1;
+                    kept.extend_from_slice(r.current_line());
+                    kept.push(b'\n');
+                }
+            }
+            drop(r);
+            if kept_n == 0 || (from <= start && end <= to) {
+                self.remove_file_locked(lock, &p.path)?;
+                counts.files_removed += 1;
+            } else if gone > 0 {
+                self.replace_partition_locked(lock, p.start, &kept)?;
+                counts.files_rewritten += 1;
+            }
+            counts.samples_deleted += gone;
+        }
+        Ok(counts)
+    }
+
+    /// Files and bytes of `pv` in this tier (one listing of its folder and a length per
+    /// file), for the storage reports.
+    pub fn disk_usage(&self, pv: &str) -> Result<DiskUsage, StorageError> {
+        let mut u = DiskUsage::default();
+        for p in self.partitions(pv)? {
+            match self.backend.io().len(&p.path) {
+                Ok(l) => {
+                    u.files += 1;
+                    u.bytes += l;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io_err(&p.path, e)),
+            }
+        }
+        Ok(u)
     }
 
     /// The partitions of `pv` in this tier, oldest first, from the files in its folder.
