@@ -1,7 +1,8 @@
 //! `archiver serve` and `archiver demo`: wiring of registry, storage, engine, appliance and
 //! HTTP, and the shutdown order of `archiver_appliance` (stop accepting HTTP requests →
-//! cancel the catalogue sync → engine shutdown, every buffer written → final catalogue
-//! sync → exit).
+//! stop ETL (a move under way completes) → cancel the catalogue sync → engine shutdown,
+//! every buffer written → final catalogue sync → consolidation of the stores that ask for
+//! it (`consolidateOnShutdown=true`) → exit).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use archiver_ca::{Client, ClientConfig};
 use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
 use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Backend;
+use archiver_storage::{Backend, Etl};
 use archiver_time::SystemClock;
 use tracing::{info, warn};
 
@@ -36,25 +37,47 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, caught from the moment this is built: built before the address is
+/// printed, so that a signal sent as soon as a caller reads it stops the server cleanly
+/// instead of killing it.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => {
+                    warn!("cannot install signal handlers; use Ctrl-C");
+                    None
                 }
-                return;
-            }
-            _ => warn!("cannot install signal handlers; use Ctrl-C"),
+            };
+            Signals { streams }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// The next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.streams {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Takes the exclusive lock of `data_dir` (the file `archiver.lock` in it), or fails naming
@@ -171,6 +194,15 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let restored = appliance.restore().await?;
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
     let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
+    // ETL over every store, on the Java schedule; stopped before the engine's final write.
+    let etl = Etl::new(
+        appliance.stores().clone(),
+        file.storage.out_of_space_policy()?,
+    );
+    let etl_service = file
+        .storage
+        .etl_enabled()
+        .then(|| appliance.spawn_etl(etl.clone(), CancellationToken::new()));
     if demo {
         let mut specs = Vec::with_capacity(demo_pvs.len());
         for (name, period) in &demo_pvs {
@@ -190,6 +222,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
+    let mut signals = Signals::install();
     println!(
         "archiver {} listening on http://{local} (data in {}, {restored} PVs restored)",
         env!("CARGO_PKG_VERSION"),
@@ -208,17 +241,21 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     }
     info!("listening on {local}");
     // 1. Stop accepting HTTP requests (those under way finish).
-    let server = axum::serve(listener, router).with_graceful_shutdown(async {
-        shutdown_signal().await;
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        signals.recv().await;
         info!("shutting down: flushing every buffer (a second signal exits at once)");
-        tokio::spawn(async {
-            shutdown_signal().await;
+        tokio::spawn(async move {
+            signals.recv().await;
             eprintln!("second signal: exiting without flushing");
             std::process::exit(130);
         });
     });
     server.await.context("HTTP server failed")?;
-    // 2.-4. Cancel the catalogue sync, write every buffer, record the final state.
+    // 2. Stop ETL (a file being moved completes or stays whole in its source).
+    if let Some(service) = etl_service {
+        service.stop().await;
+    }
+    // 3.-5. Cancel the catalogue sync, write every buffer, record the final state.
     let unwritten = match appliance.shutdown(sync).await {
         Ok(report) => report.unwritten,
         Err(e) => {
@@ -226,6 +263,12 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             Unwritten::default()
         }
     };
+    // After the final write: stores that ask for it move whole into the next.
+    match appliance.consolidate_on_shutdown(&etl).await {
+        Ok(c) if c.files_moved > 0 => info!(files = c.files_moved, "consolidated on shutdown"),
+        Ok(_) => {}
+        Err(e) => warn!("consolidation on shutdown failed: {e}"),
+    }
     if unwritten.samples > 0 {
         anyhow::bail!(
             "archiver stopped, but {} samples of {} PVs could not be written to the \

@@ -11,11 +11,14 @@
 use std::sync::Arc;
 
 use archiver_engine::PvStatus;
+use archiver_pb::Timestamp;
+use archiver_storage::{DeleteCounts, EtlCounts};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
 use crate::error::ApplianceError;
 use crate::policy::ArchiveSpec;
+use crate::storage_ops::StorageOpsError;
 
 /// The management operations of an appliance (spec §3, `mgmt/bpl`). Implemented by
 /// [`Appliance`]; tests implement it with fakes.
@@ -48,6 +51,25 @@ pub trait ApplianceApi: Send + Sync + 'static {
 
     /// The names of every PV archived here, sorted.
     fn names(&self) -> Vec<String>;
+
+    /// Moves every file of `pv` down to the store named `store` now
+    /// (`consolidateDataForPV`). The default refuses ([`StorageOpsError::Unsupported`]).
+    async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        let _ = (pv, store);
+        Err(StorageOpsError::Unsupported)
+    }
+
+    /// Deletes the samples of `pv` with `from ≤ time < to` from every store. The default
+    /// refuses ([`StorageOpsError::Unsupported`]).
+    async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        let _ = (pv, from, to);
+        Err(StorageOpsError::Unsupported)
+    }
 }
 
 /// The management API's handle on the appliance.
@@ -85,5 +107,18 @@ impl ApplianceApi for Appliance {
 
     fn names(&self) -> Vec<String> {
         self.engine().names()
+    }
+
+    async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        Appliance::consolidate(self, pv, store).await
+    }
+
+    async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        Appliance::delete_data_range(self, pv, from, to).await
     }
 }

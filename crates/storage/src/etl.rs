@@ -147,7 +147,8 @@ pub struct EtlCounts {
 }
 
 impl EtlCounts {
-    fn add(&mut self, o: &EtlCounts) {
+    /// Adds `o` to this.
+    pub fn add(&mut self, o: &EtlCounts) {
         self.files_moved += o.files_moved;
         self.bytes_moved += o.bytes_moved;
         self.samples_moved += o.samples_moved;
@@ -376,17 +377,22 @@ impl Etl {
     }
 
     /// Runs `stage` for each of `pvs` at `now`; a PV whose run fails is logged, counted in
-    /// [`EtlCounts::errors`], and the others go on.
+    /// [`EtlCounts::errors`], and the others go on. `stop` is asked before each PV; once
+    /// it says true the run ends there.
     pub fn run_stage(
         &self,
         stage: usize,
         pvs: &[String],
         now: Timestamp,
         mode: EtlMode,
+        stop: &dyn Fn() -> bool,
     ) -> EtlCounts {
         let started = std::time::Instant::now();
         let mut total = EtlCounts::default();
         for pv in pvs {
+            if stop() {
+                break;
+            }
             match self.run_pv(stage, pv, now, mode) {
                 Ok(c) => total.add(&c),
                 Err(e) => {

@@ -318,13 +318,16 @@ fn many_pvs_move_each_its_own_files() {
         fill(sts, pv, day, day + 3 * H);
     }
     let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
-    let c = etl.run_stage(0, &pvs, at(day + 2 * H + 60), EtlMode::Scheduled);
+    let c = etl.run_stage(0, &pvs, at(day + 2 * H + 60), EtlMode::Scheduled, &|| false);
     assert_eq!((c.files_moved, c.errors), (600, 0));
     assert_eq!(c.samples_moved, 300 * 12);
     for pv in &pvs {
         assert_eq!(starts(sts, pv), vec![day + 2 * H], "{pv}");
         assert_eq!(read(mts, pv).len(), 12, "{pv}");
     }
+    // A stopped run moves nothing more.
+    let c = etl.run_stage(0, &pvs, at(day + 5 * H), EtlMode::Scheduled, &|| true);
+    assert_eq!(c, Default::default());
     assert_eq!(
         etl.totals()
             .files_moved

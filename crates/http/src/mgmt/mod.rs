@@ -14,6 +14,7 @@ pub mod archive;
 mod javafmt;
 pub mod lifecycle;
 pub mod status;
+pub mod storage;
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
 use archiver_registry::names::{glob_to_regex, is_glob, normalize_channel_name, validate_pv_name};
@@ -47,6 +48,7 @@ pub fn router(appliance: SharedAppliance) -> Router {
             "/mgmt/bpl/getNeverConnectedPVs",
             get(get_never_connected).post(get_never_connected),
         )
+        .merge(storage::routes())
         .with_state(appliance)
 }
 
