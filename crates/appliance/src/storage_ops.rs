@@ -84,10 +84,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StorageOpsError::Task(e.to_string()))?
 }
 
-/// The running ETL service: one task that sleeps until the next stage run is due (by the
-/// appliance's clock, checked at least every second, so a test's `ManualClock` drives
-/// it), then runs every stage due, in order, over every PV of the catalogue and the
-/// engine, on a blocking thread. Stop it with [`EtlService::stop`].
+/// The running ETL service: one task that first runs every stage once (catching up what
+/// fell due while the appliance was down, or what a Java appliance left), then sleeps
+/// until the next stage run is due (by the appliance's clock, checked at least every
+/// second, so a test's `ManualClock` drives it) and runs every stage due, in order, over
+/// every PV of the catalogue and the engine, on a blocking thread. Stop it with
+/// [`EtlService::stop`].
 #[derive(Debug)]
 pub struct EtlService {
     cancel: CancellationToken,
@@ -167,6 +169,13 @@ impl Appliance {
         let run = etl.clone();
         let task = tokio::spawn(async move {
             let clock: Arc<dyn Clock> = app.clock().clone();
+            let all: Vec<usize> = (0..run.stages()).collect();
+            if let Err(e) = app
+                .run_etl(&run, all, clock.now(), EtlMode::Scheduled, &token)
+                .await
+            {
+                warn!("ETL catch-up run failed, retried at the next: {e}");
+            }
             loop {
                 let now = clock.now().secs;
                 let Some(due) = (0..run.stages()).filter_map(|s| run.next_run(s, now)).min() else {
