@@ -82,7 +82,7 @@ impl Signals {
 
 /// Takes the exclusive lock of `data_dir` (the file `archiver.lock` in it), or fails naming
 /// the folder when another process holds it.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     let path = data_dir.join("archiver.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
