@@ -73,6 +73,16 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
     /// Makes the entries of the folder `dir` durable (`fsync` of the folder).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
+    /// A stamp of the entries of the folder `dir`: equal stamps mean no entry was created,
+    /// removed or renamed in between (`NotFound` if absent; `None`: no stamp can be
+    /// trusted now, list the folder). Not an operation of the fault-injecting backend.
+    /// The store's partition index trusts a cached listing of a folder only while its
+    /// stamp is unchanged.
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+        let _ = dir;
+        Ok(None)
+    }
+
     /// Bytes an unprivileged process may still write on the filesystem holding `dir`
     /// (`statvfs`: `f_bavail × f_frsize`); `None` if unknown. Not an operation of the
     /// fault-injecting backend. ETL checks it before a move (Java's free-space check).
@@ -81,6 +91,9 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 }
+
+/// How old a folder's modification time must be for [`FsBackend`] to give it as a stamp.
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The real filesystem, through `std::fs`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -130,6 +143,24 @@ impl StorageBackend for FsBackend {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// The folder's modification time in nanoseconds, when it is more than
+    /// [`SETTLED`] old: filesystems stamp folders with a coarse clock (a few ms), so a
+    /// change made within the same tick as a listing could leave the time unchanged; a
+    /// time that old cannot be repeated by a later change.
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+        let meta = std::fs::metadata(dir)?;
+        let Ok(mtime) = meta.modified() else {
+            return Ok(None);
+        };
+        let settled = std::time::SystemTime::now()
+            .checked_sub(SETTLED)
+            .is_some_and(|t| mtime < t);
+        Ok(settled
+            .then(|| mtime.duration_since(std::time::UNIX_EPOCH).ok())
+            .flatten()
+            .map(|d| d.as_nanos()))
     }
 
     fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {

@@ -112,6 +112,7 @@ assert_eq!(stores.remove_pv_data("A:B")?, 1);
 mod backend;
 mod error;
 pub mod etl;
+mod index;
 pub mod locks;
 mod query;
 mod stores;

@@ -13,6 +13,7 @@ use archiver_pb::{
 
 use crate::backend::{Backend, OpenMode};
 use crate::error::StorageError;
+use crate::index::PartitionIndex;
 use crate::locks::PvLock;
 use crate::query::TierQuery;
 use crate::url::StoreUrl;
@@ -46,6 +47,7 @@ pub struct Tier {
     terminator: char,
     backend: Backend,
     sync: SyncPolicy,
+    index: Arc<PartitionIndex>,
 }
 
 /// One partition file of a PV.
@@ -130,6 +132,7 @@ impl Tier {
             terminator: DEFAULT_TERMINATOR,
             backend,
             sync: SyncPolicy::default(),
+            index: Arc::default(),
         }
     }
 
@@ -155,6 +158,7 @@ impl Tier {
             root: root.into(),
             backend: backend.clone(),
             sync: SyncPolicy::default(),
+            index: Arc::default(),
         }
     }
 
@@ -713,41 +717,43 @@ impl Tier {
         Ok(u)
     }
 
-    /// The partitions of `pv` in this tier, oldest first, from the files in its folder.
-    /// Files whose names do not parse at this granularity are ignored, as in Java.
+    /// The partitions of `pv` in this tier, oldest first, from the files in its folder
+    /// (through the store's partition index: a big folder is listed once while it does not
+    /// change, see `index.rs`). Files whose names do not parse at this granularity are
+    /// ignored, as in Java.
     pub fn partitions(&self, pv: &str) -> Result<Vec<Partition>, StorageError> {
         let key = self.key(pv)?;
         let (dir, prefix) = match key.rfind('/') {
             Some(i) => (self.root.join(&key[..i]), &key[i + 1..]),
             None => (self.root.clone(), key.as_str()),
         };
-        let entries = match self.backend.io().list_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(self.io_err(&dir, source)),
-        };
         let g = self.granularity();
         let mut out = Vec::new();
-        for entry in entries.into_iter().filter(|e| !e.is_dir) {
-            let Some(name) = entry.name.to_str() else {
-                continue;
-            };
-            let Some(partition) = name
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
-            else {
-                continue;
-            };
-            if let Ok(start) = g.parse_partition_name(partition) {
-                out.push(Partition {
-                    start,
-                    end: g.partition_end(start),
-                    path: dir.join(name),
-                });
-            }
-        }
+        self.index
+            .files_with_prefix(self.backend.io(), &dir, prefix, |name| {
+                let Some(partition) = name
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
+                else {
+                    return;
+                };
+                if let Ok(start) = g.parse_partition_name(partition) {
+                    out.push(Partition {
+                        start,
+                        end: g.partition_end(start),
+                        path: dir.join(name),
+                    });
+                }
+            })
+            .map_err(|source| self.io_err(&dir, source))?;
         out.sort_by_key(|p| p.start);
         Ok(out)
+    }
+
+    /// Folders of this store whose listing the partition index holds, and the file names
+    /// in them.
+    pub fn index_size(&self) -> (usize, usize) {
+        self.index.size()
     }
 
     /// Opens a partition file for reading; `None` for a file without a complete header
