@@ -4,6 +4,7 @@
 //! every buffer written → final catalogue sync → consolidation of the stores that ask for
 //! it (`consolidateOnShutdown=true`) → exit).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -191,6 +192,32 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         policy,
         stores,
     });
+    // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
+    let retrieval = RetrievalState::new(appliance.retrieval(), clock);
+    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let mut signals = Signals::install();
+    // HTTP answers at once, while the PVs are restored (with many PVs that takes a while;
+    // a PV not restored yet is answered as not archived). 1. on a signal: stop accepting
+    // HTTP requests (those under way finish).
+    let server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signals.recv().await;
+                info!("shutting down: flushing every buffer (a second signal exits at once)");
+                tokio::spawn(async move {
+                    signals.recv().await;
+                    eprintln!("second signal: exiting without flushing");
+                    std::process::exit(130);
+                });
+            })
+            .into_future(),
+    );
+    info!("HTTP listening on {local}; restoring the PVs of the catalogue");
     let restored = appliance.restore().await?;
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
     let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
@@ -214,15 +241,6 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         }
         appliance.archive_many(specs).await?;
     }
-    // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
-    let retrieval = RetrievalState::new(appliance.retrieval(), clock);
-    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
-
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let local = listener.local_addr()?;
-    let mut signals = Signals::install();
     println!(
         "archiver {} listening on http://{local} (data in {}, {restored} PVs restored)",
         env!("CARGO_PKG_VERSION"),
@@ -240,17 +258,10 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         println!("  (samples are written every write period; recent ones come from memory)");
     }
     info!("listening on {local}");
-    // 1. Stop accepting HTTP requests (those under way finish).
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        signals.recv().await;
-        info!("shutting down: flushing every buffer (a second signal exits at once)");
-        tokio::spawn(async move {
-            signals.recv().await;
-            eprintln!("second signal: exiting without flushing");
-            std::process::exit(130);
-        });
-    });
-    server.await.context("HTTP server failed")?;
+    server
+        .await
+        .context("HTTP server task failed")?
+        .context("HTTP server failed")?;
     // 2. Stop ETL (a file being moved completes or stays whole in its source).
     if let Some(service) = etl_service {
         service.stop().await;

@@ -12,10 +12,16 @@ use std::path::Path;
 use std::process::Command;
 
 use archiver_pb::{Granularity, PbReader, Value};
+use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Tier;
 use support::{Archiver, iso, now_secs, wait_until_every};
 
 const PVS: u32 = 200;
+const STORES: [&str; 3] = [
+    "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
+    "pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY",
+    "pb://localhost?name=LTS&rootFolder=lts&partitionGranularity=PARTITION_YEAR",
+];
 /// One sample every 10 s for 6 hours.
 const PER_PV: usize = 6 * 360;
 
@@ -79,13 +85,21 @@ fn sigkill_during_etl_loses_and_duplicates_nothing_after_a_restart() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // The PVs' dataStores list the three stores (ETL follows each PV's dataStores).
+    let urls: Vec<String> = STORES.iter().map(|u| u.to_string()).collect();
+    {
+        let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
+        let mut infos = reg.all_type_infos().unwrap();
+        for i in &mut infos {
+            i.data_stores = urls.clone();
+        }
+        reg.put_type_infos(&infos).unwrap();
+    }
     let (sts, mts) = (data.join("sts"), data.join("mts"));
     let files = count_pb(&sts);
     assert_eq!(files, PVS as usize * 6);
-    let config = "[storage]\ndata_stores = [\n\
-        \"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR\",\n\
-        \"pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY\",\n\
-        \"pb://localhost?name=LTS&rootFolder=lts&partitionGranularity=PARTITION_YEAR\"]\n";
+    let config = format!("[storage]\ndata_stores = {urls:?}\n");
+    let config = config.as_str();
     let mut first = Archiver::start_with(data, 9, 0, config);
     // Kill it while the move is under way: some STS files gone, some left.
     wait_until_every(

@@ -10,12 +10,14 @@
 //! under way stops after the PV it is moving) before the engine's final write; the
 //! consolidation on shutdown runs after that write, so the last samples move too.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use archiver_pb::Timestamp;
-use archiver_storage::{DeleteCounts, DiskUsage, Etl, EtlCounts, EtlMode, StorageError};
+use archiver_storage::{
+    ChainStore, DeleteCounts, DiskUsage, Etl, EtlCounts, EtlMode, EtlPv, StorageError,
+};
 use archiver_time::Clock;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -114,15 +116,26 @@ impl EtlService {
 }
 
 impl Appliance {
-    /// The PVs ETL looks at: every PV of the catalogue and of the engine, sorted.
-    pub async fn etl_pvs(&self) -> Result<Vec<String>, StorageOpsError> {
+    /// The PVs ETL looks at, sorted: every PV of the catalogue, each with the chain of
+    /// its `dataStores`, and every PV of the engine not catalogued yet (a pending request,
+    /// whose type info will list the configured stores).
+    pub async fn etl_pvs(&self) -> Result<Vec<EtlPv>, StorageOpsError> {
         let registry = self.registry().clone();
-        let mut names: BTreeSet<String> = blocking(move || Ok(registry.all_pv_names()?))
-            .await?
+        let infos = blocking(move || Ok(registry.all_type_infos()?)).await?;
+        let mut pvs: BTreeMap<String, Option<Vec<ChainStore>>> = infos
             .into_iter()
+            .map(|i| {
+                let chain = ChainStore::chain(&i.data_stores);
+                (i.pv_name, Some(chain))
+            })
             .collect();
-        names.extend(self.engine().names());
-        Ok(names.into_iter().collect())
+        for name in self.engine().names() {
+            pvs.entry(name).or_insert(None);
+        }
+        Ok(pvs
+            .into_iter()
+            .map(|(pv, chain)| EtlPv { pv, chain })
+            .collect())
     }
 
     /// Runs every stage of `etl` due at `now` (all of them with `EtlMode::All`) over every
@@ -225,11 +238,11 @@ impl Appliance {
                 known: known.join(", "),
             });
         }
-        self.check_known(pv).await?;
+        let chain = self.check_known(pv).await?;
         // What the engine holds goes to the STS first, so that it moves too.
         self.engine().flush().await;
         let (pv, store, now) = (pv.to_string(), store.to_string(), self.clock().now());
-        blocking(move || Ok(etl.consolidate(&pv, &store, now)?)).await
+        blocking(move || Ok(etl.consolidate(&pv, chain.as_deref(), &store, now)?)).await
     }
 
     /// The consolidation on shutdown: every store whose URL says
@@ -293,14 +306,14 @@ impl Appliance {
         blocking(move || Ok(stores.disk_usage(&pv)?)).await
     }
 
-    async fn check_known(&self, pv: &str) -> Result<(), StorageOpsError> {
-        if self.engine().status(pv).is_some() {
-            return Ok(());
-        }
+    /// The chain of stores of a known PV (`None`: archived, not catalogued yet); an
+    /// unknown PV is [`StorageOpsError::UnknownPv`].
+    async fn check_known(&self, pv: &str) -> Result<Option<Vec<ChainStore>>, StorageOpsError> {
         let registry = self.registry().clone();
         let name = pv.to_string();
         match blocking(move || Ok(registry.get_type_info(&name)?)).await? {
-            Some(_) => Ok(()),
+            Some(info) => Ok(Some(ChainStore::chain(&info.data_stores))),
+            None if self.engine().status(pv).is_some() => Ok(None),
             None => Err(StorageOpsError::UnknownPv(pv.to_string())),
         }
     }

@@ -1,5 +1,7 @@
 //! The writer: every write period, each PV's buffer is moved aside ("in flight", still
-//! visible to retrieval), appended to the short-term store, then released. A failed write
+//! visible to retrieval), appended to the short-term store, then released. The period is
+//! cut into [`SLICES`] slices, each writing a tenth of the PVs, so that many PVs do not
+//! open and append all their files in one burst. A failed write
 //! (an I/O error, a full disk) puts the samples back at the front of the buffer to be
 //! retried; nothing is lost, and since the store's appends are all or nothing, the retry
 //! writes the batch once.
@@ -23,21 +25,33 @@ use crate::linebuf::Chunk;
 use crate::pv::{PvSlot, lock};
 use std::sync::atomic::Ordering::Relaxed;
 
+/// A write period is cut into this many slices; each slice writes the PVs of one bucket
+/// (the PV's id modulo `SLICES`), so every PV is still written once per period, but
+/// 20,000 PVs make ten bursts of 2,000 appends a period instead of one of 20,000 (the
+/// reopen storm of the issue "many PVs without a cliff").
+const SLICES: u64 = 10;
+
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut iv = tokio::time::interval(inner.config.write_period);
+    let slice =
+        (inner.config.write_period / SLICES as u32).max(std::time::Duration::from_millis(1));
+    let mut iv = tokio::time::interval(slice);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     iv.tick().await;
+    let mut k: u64 = 0;
     loop {
         iv.tick().await;
         // Stops when the engine is gone (only this task holds the last reference).
         if Arc::strong_count(&inner) == 1 {
             return;
         }
-        let slots = inner.slots_where(|_| true);
+        let slots = inner.slots_where(|s| s.id % SLICES == k);
         flush(&inner, slots, IfBusy::Skip).await;
-        if let Some(f) = inner.config.after_write {
+        if k == SLICES - 1
+            && let Some(f) = inner.config.after_write
+        {
             let _ = tokio::task::spawn_blocking(f).await;
         }
+        k = (k + 1) % SLICES;
     }
 }
 

@@ -51,6 +51,7 @@ use crate::error::StorageError;
 use crate::locks::PvLock;
 use crate::stores::DataStores;
 use crate::tier::{Partition, SyncPolicy, Tier};
+use crate::url::{StoreUrl, blackhole_name};
 
 /// Java's maximum period of an ETL stage (`PBThreeTierETLPVLookup`: 8 hours).
 pub const MAX_STAGE_PERIOD_SECS: i64 = 8 * 3600;
@@ -205,6 +206,42 @@ pub struct Listed {
     pub first: Option<Timestamp>,
 }
 
+/// One store of a PV's chain (its `PVTypeInfo.dataStores`, in order), for ETL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStore {
+    /// A store, by name (a `pb://` URL's `name`).
+    Named(String),
+    /// A `blackhole://` store: what moves into it is deleted.
+    Blackhole,
+}
+
+impl ChainStore {
+    /// The chain store of a data store URL; `None` for one that does not parse.
+    pub fn from_url(url: &str) -> Option<ChainStore> {
+        if blackhole_name(url).is_some() {
+            return Some(ChainStore::Blackhole);
+        }
+        StoreUrl::parse(url).ok().map(|u| ChainStore::Named(u.name))
+    }
+
+    /// The chain of a PV's `dataStores` URLs (those that do not parse are left out).
+    pub fn chain<S: AsRef<str>>(urls: &[S]) -> Vec<ChainStore> {
+        urls.iter()
+            .filter_map(|u| ChainStore::from_url(u.as_ref()))
+            .collect()
+    }
+}
+
+/// A PV for an ETL run: its name and its chain of stores (`None`: the configured stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtlPv {
+    /// The PV.
+    pub pv: String,
+    /// Its stores in order, from its `dataStores`; `None` for a PV without a type info
+    /// yet (it gets the configured stores).
+    pub chain: Option<Vec<ChainStore>>,
+}
+
 /// The destination of a stage.
 #[derive(Debug, Clone, Copy)]
 enum Dest<'a> {
@@ -346,9 +383,8 @@ impl Etl {
         Ok(out)
     }
 
-    /// Runs `stage` for `pv` at `now`: moves each eligible file (see the module
-    /// documentation). An error ends the PV's run (files already moved stay moved; the
-    /// failed one stays in the source, whole, to be moved by the next run).
+    /// Runs `stage` for `pv` at `now` over the configured chain of stores: see
+    /// [`Etl::run_pv_chain`].
     pub fn run_pv(
         &self,
         stage: usize,
@@ -356,8 +392,67 @@ impl Etl {
         now: Timestamp,
         mode: EtlMode,
     ) -> Result<EtlCounts, StorageError> {
+        self.run_pv_chain(stage, pv, None, now, mode)
+    }
+
+    /// The destination of the source store of `stage` for a PV whose stores are `chain`
+    /// (the configured chain when `None`), and whether the source is the PV's first store;
+    /// `None` when nothing moves (the source is not one of the PV's stores, or its last).
+    fn dest_in_chain(
+        &self,
+        stage: usize,
+        chain: Option<&[ChainStore]>,
+    ) -> Result<Option<(Dest<'_>, bool)>, StorageError> {
+        let Some(chain) = chain else {
+            return Ok(self.dest(stage).map(|d| (d, stage == 0)));
+        };
+        let Some(src) = self.stores.tiers().get(stage) else {
+            return Ok(None);
+        };
+        let Some(pos) = chain
+            .iter()
+            .position(|c| matches!(c, ChainStore::Named(n) if n == src.name()))
+        else {
+            return Ok(None);
+        };
+        Ok(match chain.get(pos + 1) {
+            None => None,
+            Some(ChainStore::Blackhole) => Some((Dest::Blackhole, pos == 0)),
+            Some(ChainStore::Named(n)) => match self.stores.get(n) {
+                Some(t) => Some((Dest::Tier(t), pos == 0)),
+                None if self.stores.blackhole() == Some(n.as_str()) => {
+                    Some((Dest::Blackhole, pos == 0))
+                }
+                None => {
+                    return Err(StorageError::UnknownStore {
+                        name: n.clone(),
+                        url: format!("the dataStores after {}", src.name()),
+                    });
+                }
+            },
+        })
+    }
+
+    /// Runs `stage` (its source is the configured store `stage`) for `pv` at `now`,
+    /// moving each eligible file (see the module documentation) into the store that
+    /// follows the source in `chain`, the PV's stores in order (its `PVTypeInfo.dataStores`,
+    /// Java's per-PV `ETLStages`; `None`: the configured stores). A PV whose stores do not
+    /// include the source, or end with it, has nothing moved: data never goes where its
+    /// `dataStores` would not find it. An error ends the PV's run (files already moved stay
+    /// moved; the failed one stays in the source, whole, to be moved by the next run).
+    pub fn run_pv_chain(
+        &self,
+        stage: usize,
+        pv: &str,
+        chain: Option<&[ChainStore]>,
+        now: Timestamp,
+        mode: EtlMode,
+    ) -> Result<EtlCounts, StorageError> {
         let mut counts = EtlCounts::default();
-        let (Some(src), Some(dest)) = (self.stores.tiers().get(stage), self.dest(stage)) else {
+        let Some(src) = self.stores.tiers().get(stage) else {
+            return Ok(counts);
+        };
+        let Some((dest, first)) = self.dest_in_chain(stage, chain)? else {
             return Ok(counts);
         };
         if src.store_url().etl_out_of_store_if.is_some() {
@@ -367,7 +462,7 @@ impl Etl {
         }
         for listed in self.eligible(stage, pv, now, mode)? {
             let lock = self.stores.lock_pv(pv)?;
-            let go_on = self.move_file(stage, src, dest, &lock, &listed, &mut counts)?;
+            let go_on = self.move_file(first, src, dest, &lock, &listed, &mut counts)?;
             drop(lock);
             if !go_on {
                 break;
@@ -382,7 +477,7 @@ impl Etl {
     pub fn run_stage(
         &self,
         stage: usize,
-        pvs: &[String],
+        pvs: &[EtlPv],
         now: Timestamp,
         mode: EtlMode,
         stop: &dyn Fn() -> bool,
@@ -393,10 +488,10 @@ impl Etl {
             if stop() {
                 break;
             }
-            match self.run_pv(stage, pv, now, mode) {
+            match self.run_pv_chain(stage, &pv.pv, pv.chain.as_deref(), now, mode) {
                 Ok(c) => total.add(&c),
                 Err(e) => {
-                    tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
+                    tracing::warn!(pv = %pv.pv, stage, "ETL stopped for this PV, to be retried: {e}");
                     total.errors += 1;
                 }
             }
@@ -408,23 +503,33 @@ impl Etl {
 
     /// Moves every file of `pv` down to the store named `store` now, the current
     /// partitions included (Java's `consolidateDataForPV`): every stage from the first up
-    /// to the one whose destination is `store`, in order. An unknown store, or the first
-    /// store (nothing moves into it), is [`StorageError::UnknownStore`].
+    /// to the one whose destination is `store`, in order, along `chain` (as
+    /// [`Etl::run_pv_chain`]). An unknown store, or the first store (nothing moves into
+    /// it), is [`StorageError::UnknownStore`].
     pub fn consolidate(
         &self,
         pv: &str,
+        chain: Option<&[ChainStore]>,
         store: &str,
         now: Timestamp,
     ) -> Result<EtlCounts, StorageError> {
-        let last = (0..self.stages())
-            .find(|s| self.stage_names(*s).is_some_and(|(_, d)| d == store))
-            .ok_or_else(|| StorageError::UnknownStore {
-                name: store.to_string(),
-                url: format!("consolidate {pv} into {store}"),
-            })?;
+        let into = |stage: usize| -> bool {
+            match self.dest_in_chain(stage, chain) {
+                Ok(Some((Dest::Tier(t), _))) => t.name() == store,
+                Ok(Some((Dest::Blackhole, _))) => self.stores.blackhole() == Some(store),
+                _ => false,
+            }
+        };
+        let last =
+            (0..self.stages())
+                .find(|s| into(*s))
+                .ok_or_else(|| StorageError::UnknownStore {
+                    name: store.to_string(),
+                    url: format!("consolidate {pv} into {store}"),
+                })?;
         let mut total = EtlCounts::default();
         for stage in 0..=last {
-            total.add(&self.run_pv(stage, pv, now, EtlMode::All)?);
+            total.add(&self.run_pv_chain(stage, pv, chain, now, EtlMode::All)?);
         }
         Ok(total)
     }
@@ -432,7 +537,7 @@ impl Etl {
     /// Moves one file; false ends the PV's run (the file could not move).
     fn move_file(
         &self,
-        stage: usize,
+        first_stage: bool,
         src: &Tier,
         dest: Dest<'_>,
         lock: &PvLock,
@@ -478,7 +583,7 @@ impl Etl {
             .map_err(|e| dest.io_error(dest.root(), e))?;
         if room.is_some_and(|r| r < listed.len.saturating_add(SPACE_MARGIN_BYTES)) {
             let delete = match self.out_of_space {
-                OutOfSpacePolicy::DeleteSrcIfFirstDest => stage == 0,
+                OutOfSpacePolicy::DeleteSrcIfFirstDest => first_stage,
                 OutOfSpacePolicy::DeleteSrc => true,
                 OutOfSpacePolicy::Skip => false,
             };

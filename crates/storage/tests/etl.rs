@@ -6,7 +6,9 @@
 use archiver_pb::time::start_of_year;
 use archiver_pb::{PayloadType, Sample, Timestamp, Value};
 use archiver_storage::testing::SimBackend;
-use archiver_storage::{Backend, DataStores, Etl, EtlMode, OutOfSpacePolicy, Tier};
+use archiver_storage::{
+    Backend, ChainStore, DataStores, Etl, EtlMode, EtlPv, OutOfSpacePolicy, Tier,
+};
 
 const TY: PayloadType = PayloadType::ScalarDouble;
 const PV: &str = "ETL:AI-1";
@@ -318,7 +320,14 @@ fn many_pvs_move_each_its_own_files() {
         fill(sts, pv, day, day + 3 * H);
     }
     let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
-    let c = etl.run_stage(0, &pvs, at(day + 2 * H + 60), EtlMode::Scheduled, &|| false);
+    let all: Vec<EtlPv> = pvs
+        .iter()
+        .map(|pv| EtlPv {
+            pv: pv.clone(),
+            chain: None,
+        })
+        .collect();
+    let c = etl.run_stage(0, &all, at(day + 2 * H + 60), EtlMode::Scheduled, &|| false);
     assert_eq!((c.files_moved, c.errors), (600, 0));
     assert_eq!(c.samples_moved, 300 * 12);
     for pv in &pvs {
@@ -326,7 +335,7 @@ fn many_pvs_move_each_its_own_files() {
         assert_eq!(read(mts, pv).len(), 12, "{pv}");
     }
     // A stopped run moves nothing more.
-    let c = etl.run_stage(0, &pvs, at(day + 5 * H), EtlMode::Scheduled, &|| true);
+    let c = etl.run_stage(0, &all, at(day + 5 * H), EtlMode::Scheduled, &|| true);
     assert_eq!(c, Default::default());
     assert_eq!(
         etl.totals()
@@ -346,7 +355,7 @@ fn consolidation_moves_everything_down_to_the_named_store_now() {
     written.extend(fill(sts, PV, day, day + 90 * 60));
     let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
     let now = at(day + 90 * 60);
-    etl.consolidate(PV, "LTS", now).expect("consolidate");
+    etl.consolidate(PV, None, "LTS", now).expect("consolidate");
     assert!(
         sts.partitions(PV).expect("l").is_empty(),
         "the current hour too"
@@ -355,11 +364,11 @@ fn consolidation_moves_everything_down_to_the_named_store_now() {
     assert_eq!(read(lts, PV), written);
     // Into the MTS only; an unknown or first store is refused by name.
     fill(sts, PV, day + 2 * H, day + 3 * H);
-    etl.consolidate(PV, "MTS", at(day + 2 * H))
+    etl.consolidate(PV, None, "MTS", at(day + 2 * H))
         .expect("consolidate");
     assert_eq!(read(mts, PV).len(), 6);
     for bad in ["NOPE", "STS"] {
-        let e = etl.consolidate(PV, bad, now).expect_err("bad store");
+        let e = etl.consolidate(PV, None, bad, now).expect_err("bad store");
         assert!(e.to_string().contains(bad), "{e}");
     }
 }
@@ -378,4 +387,61 @@ fn empty_files_before_the_current_partition_are_removed() {
         .expect("etl");
     assert_eq!(c.empty_files_removed, 1);
     assert!(sim.read_file(&path).is_none());
+}
+
+#[test]
+fn each_pv_moves_along_its_own_data_stores() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &["blackhole://localhost?name=Trash"]);
+    let (sts, mts, lts) = (&ds.tiers()[0], &ds.tiers()[1], &ds.tiers()[2]);
+    let day = start_of_year(2024) + 20 * D;
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let chain = |urls: &[&str]| ChainStore::chain(urls);
+    let (s_url, l_url) = (
+        url("STS", "PARTITION_HOUR", ""),
+        url("LTS", "PARTITION_YEAR", ""),
+    );
+    // Only the STS: nothing moves (its dataStores would not find the data elsewhere).
+    fill(sts, "ONLY:STS", day, day + 2 * H);
+    let only = chain(&[&s_url]);
+    let c = etl
+        .run_pv_chain(
+            0,
+            "ONLY:STS",
+            Some(&only),
+            at(day + 5 * H),
+            EtlMode::Scheduled,
+        )
+        .expect("etl");
+    assert_eq!(c, Default::default());
+    assert_eq!(starts(sts, "ONLY:STS").len(), 2);
+    // STS then LTS: the STS moves straight into the LTS.
+    fill(sts, "SKIP:MTS", day, day + 2 * H);
+    let skip = chain(&[&s_url, &l_url]);
+    etl.run_pv_chain(
+        0,
+        "SKIP:MTS",
+        Some(&skip),
+        at(day + 5 * H),
+        EtlMode::Scheduled,
+    )
+    .expect("etl");
+    assert!(starts(mts, "SKIP:MTS").is_empty());
+    assert_eq!(read(lts, "SKIP:MTS").len(), 12);
+    // STS then a blackhole: deleted.
+    fill(sts, "GONE", day, day + 2 * H);
+    let gone = chain(&[&s_url, "blackhole://localhost"]);
+    let c = etl
+        .run_pv_chain(0, "GONE", Some(&gone), at(day + 5 * H), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.files_discarded, 2);
+    // Consolidation follows the chain too.
+    fill(sts, "SKIP:MTS", day + 3 * H, day + 4 * H);
+    etl.consolidate("SKIP:MTS", Some(&skip), "LTS", at(day + 3 * H))
+        .expect("consolidate");
+    assert_eq!(read(lts, "SKIP:MTS").len(), 18);
+    assert!(
+        etl.consolidate("SKIP:MTS", Some(&skip), "MTS", at(day))
+            .is_err()
+    );
 }
