@@ -23,6 +23,9 @@
 //! fsync = false                         # true: fdatasync every append (see StorageSection)
 //! etl = true                            # move closed partitions down the stores (ETL)
 //! out_of_space = "DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE"  # Java's policies
+//! max_bytes_per_hour = 50000000         # storage-rate guard per PV (off without it)
+//! [storage.pv_max_bytes_per_hour]       # single PVs' limits
+//! "SR:NOISY:PV" = 1000000000
 //! ```
 //!
 //! # Data stores
@@ -68,6 +71,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use archiver_engine::RateLimit;
 use archiver_pb::Granularity;
 use archiver_storage::{
     Backend, DataStores, OutOfSpacePolicy, StoreUrl, SyncPolicy, Tier, blackhole_name,
@@ -175,9 +179,22 @@ pub struct StorageSection {
     pub etl: Option<bool>,
     /// Java's `OutOfSpaceHandling` name (see the module documentation).
     pub out_of_space: Option<String>,
+    /// The storage-rate guard: the most bytes any PV may write per hour; beyond it,
+    /// samples are dropped and counted (`droppedEventsRateLimit`). Off without it.
+    pub max_bytes_per_hour: Option<u64>,
+    /// Limits of single PVs (PV name → bytes per hour), over `max_bytes_per_hour`.
+    pub pv_max_bytes_per_hour: Option<std::collections::HashMap<String, u64>>,
 }
 
 impl StorageSection {
+    /// The storage-rate guard's limits.
+    pub fn rate_limit(&self) -> RateLimit {
+        RateLimit {
+            default_bytes_per_hour: self.max_bytes_per_hour,
+            per_pv: self.pv_max_bytes_per_hour.clone().unwrap_or_default(),
+        }
+    }
+
     /// True unless `etl = false`.
     pub fn etl_enabled(&self) -> bool {
         self.etl != Some(false)
@@ -348,7 +365,15 @@ mod tests {
             s.out_of_space_policy().unwrap(),
             OutOfSpacePolicy::default()
         );
-        let s = storage("[storage]\netl = false\nout_of_space = \"SKIP_ETL_WHEN_OUT_OF_SPACE\"\n");
+        assert_eq!(s.rate_limit(), RateLimit::default());
+        let s = storage(
+            "[storage]\netl = false\nout_of_space = \"SKIP_ETL_WHEN_OUT_OF_SPACE\"\n\
+             max_bytes_per_hour = 1000\n[storage.pv_max_bytes_per_hour]\n\"A:B\" = 5\n",
+        );
+        assert_eq!(
+            (s.rate_limit().for_pv("A:B"), s.rate_limit().for_pv("C:D")),
+            (Some(5), Some(1000))
+        );
         assert!(!s.etl_enabled());
         assert_eq!(s.out_of_space_policy().unwrap(), OutOfSpacePolicy::Skip);
         let e = storage("[storage]\nout_of_space = \"PANIC\"\n")
