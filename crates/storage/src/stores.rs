@@ -202,6 +202,35 @@ impl DataStores {
         Ok(total)
     }
 
+    /// Files and bytes of every tier, by name, in order: one walk of each tier's folder
+    /// (for the storage reports and metrics; `.pb` files only).
+    pub fn store_usage(&self) -> Result<Vec<(String, DiskUsage)>, StorageError> {
+        let mut out = Vec::new();
+        for tier in &self.tiers {
+            let mut u = DiskUsage::default();
+            let mut stack = vec![tier.root().to_path_buf()];
+            let io = self.backend.io();
+            while let Some(dir) = stack.pop() {
+                let entries = match io.list_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(tier.io_error(&dir, e)),
+                };
+                for e in entries {
+                    let path = dir.join(&e.name);
+                    if e.is_dir {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|x| x == "pb") {
+                        u.files += 1;
+                        u.bytes += io.len(&path).unwrap_or(0);
+                    }
+                }
+            }
+            out.push((tier.name().to_string(), u));
+        }
+        Ok(out)
+    }
+
     /// Disk use of `pv` in each tier, by name, in order.
     pub fn disk_usage(&self, pv: &str) -> Result<Vec<(String, DiskUsage)>, StorageError> {
         self.tiers

@@ -717,6 +717,41 @@ impl Tier {
         Ok(u)
     }
 
+    /// Bytes per sample of `pv` in this tier, measured on its newest partition file with
+    /// samples (bytes after the header over lines); `None` without one. For the storage
+    /// reports (Java's "storage rate" estimates).
+    pub fn bytes_per_sample(&self, pv: &str) -> Result<Option<f64>, StorageError> {
+        for p in self.partitions(pv)?.iter().rev() {
+            let Some(r) = self.open_reader(&p.path)? else {
+                continue;
+            };
+            let header_len = r.header_len();
+            drop(r);
+            let file = self
+                .backend
+                .io()
+                .open(&p.path, OpenMode::Read)
+                .map_err(|e| self.io_err(&p.path, e))?;
+            let len = file.len().map_err(|e| self.io_err(&p.path, e))?;
+            let (mut pos, mut lines) = (header_len, 0u64);
+            let mut buf = vec![0u8; 64 * 1024];
+            while pos < len {
+                let n = file
+                    .read_at(&mut buf, pos)
+                    .map_err(|e| self.io_err(&p.path, e))?;
+                if n == 0 {
+                    break;
+                }
+                lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                pos += n as u64;
+            }
+            if lines > 0 {
+                return Ok(Some((len - header_len) as f64 / lines as f64));
+            }
+        }
+        Ok(None)
+    }
+
     /// The partitions of `pv` in this tier, oldest first, from the files in its folder
     /// (through the store's partition index: a big folder is listed once while it does not
     /// change, see `index.rs`). Files whose names do not parse at this granularity are

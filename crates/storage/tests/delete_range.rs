@@ -155,3 +155,30 @@ fn a_crash_at_any_operation_of_a_deletion_leaves_old_or_new_files_and_a_rerun_fi
     }
     assert!(reached_end);
 }
+
+#[test]
+fn disk_use_per_pv_and_store_and_bytes_per_sample() {
+    let sim = SimBackend::new();
+    let (ds, _, _) = setup(&sim);
+    let per_pv = ds.disk_usage(PV).expect("usage");
+    assert_eq!(per_pv[0].0, "STS");
+    assert_eq!((per_pv[0].1.files, per_pv[1].1.files), (4, 2));
+    let stores = ds.store_usage().expect("stores");
+    // The other PV's four hourly files count in the STS too.
+    assert_eq!(stores[0].1.files, 8);
+    let bytes: u64 = sim
+        .files()
+        .iter()
+        .map(|p| sim.read_file(p).map_or(0, |b| b.len() as u64))
+        .sum();
+    assert_eq!(stores.iter().map(|s| s.1.bytes).sum::<u64>(), bytes);
+    let bps = ds.tiers()[0]
+        .bytes_per_sample(PV)
+        .expect("bps")
+        .expect("some");
+    assert!((10.0..30.0).contains(&bps), "{bps}");
+    assert_eq!(
+        ds.tiers()[0].bytes_per_sample("NONE:PV").expect("bps"),
+        None
+    );
+}
