@@ -11,12 +11,15 @@
 use std::sync::Arc;
 
 use archiver_engine::{PvStatus, SamplingMethod};
+use archiver_pb::Timestamp;
 use archiver_registry::{PvTypeInfo, Registry};
+use archiver_storage::{DeleteCounts, EtlCounts};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
 use crate::error::ApplianceError;
 use crate::policy::{ArchiveSpec, SamplingPeriod};
+use crate::storage_ops::StorageOpsError;
 
 /// What an operation an implementation does not provide answers (the default of the
 /// optional methods of [`ApplianceApi`]).
@@ -125,6 +128,25 @@ pub trait ApplianceApi: Send + Sync + 'static {
     ) -> Result<PvTypeInfo, ApplianceError> {
         Err(unsupported("putPVTypeInfo"))
     }
+
+    /// Moves every file of `pv` down to the store named `store` now
+    /// (`consolidateDataForPV`). The default refuses ([`StorageOpsError::Unsupported`]).
+    async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        let _ = (pv, store);
+        Err(StorageOpsError::Unsupported)
+    }
+
+    /// Deletes the samples of `pv` with `from ≤ time < to` from every store. The default
+    /// refuses ([`StorageOpsError::Unsupported`]).
+    async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        let _ = (pv, from, to);
+        Err(StorageOpsError::Unsupported)
+    }
 }
 
 /// The management API's handle on the appliance.
@@ -209,5 +231,18 @@ impl ApplianceApi for Appliance {
         create_new: bool,
     ) -> Result<PvTypeInfo, ApplianceError> {
         Appliance::put_type_info(self, pv, info, override_existing, create_new).await
+    }
+
+    async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        Appliance::consolidate(self, pv, store).await
+    }
+
+    async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        Appliance::delete_data_range(self, pv, from, to).await
     }
 }

@@ -32,6 +32,8 @@ pub struct Counters {
     pub transient_errors: AtomicU64,
     /// Failed writes to storage (the samples are kept and retried).
     pub write_errors: AtomicU64,
+    /// Samples dropped by the storage-rate guard (over the PV's bytes per hour).
+    pub dropped_rate_limit: AtomicU64,
     /// Epoch seconds of the first event received (0 = none yet).
     pub first_event_secs: AtomicI64,
     /// Epoch seconds (IOC time) of the last event received (0 = none yet).
@@ -75,6 +77,8 @@ pub struct CountersSnapshot {
     pub transient_errors: u64,
     /// See [`Counters::write_errors`].
     pub write_errors: u64,
+    /// See [`Counters::dropped_rate_limit`].
+    pub dropped_rate_limit: u64,
     /// See [`Counters::first_event_secs`].
     pub first_event_secs: i64,
     /// See [`Counters::last_event_secs`].
@@ -140,6 +144,7 @@ impl Counters {
             disconnects: self.disconnects.load(Relaxed),
             transient_errors: self.transient_errors.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
+            dropped_rate_limit: self.dropped_rate_limit.load(Relaxed),
             first_event_secs: self.first_event_secs.load(Relaxed),
             last_event_secs: self.last_event_secs.load(Relaxed),
             last_disconnect_secs: self.last_disconnect_secs.load(Relaxed),

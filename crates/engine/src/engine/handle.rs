@@ -53,6 +53,7 @@ impl Engine {
             clock,
             cmd: cmd_tx,
             next_id: AtomicU64::new(1),
+            rate: Default::default(),
         });
         actor::spawn(inner.clone(), client, cmd_rx);
         tokio::spawn(writer::run(inner.clone()));

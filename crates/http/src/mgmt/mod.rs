@@ -29,6 +29,7 @@ mod javafmt;
 pub mod lifecycle;
 pub mod reports;
 pub mod status;
+pub mod storage;
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
 use archiver_registry::names::{glob_to_regex, is_glob, normalize_channel_name, validate_pv_name};
@@ -234,6 +235,7 @@ pub fn router(appliance: SharedAppliance) -> Router {
             "/mgmt/bpl/getArchivedWaveforms",
             get(reports::archived_waveforms).post(reports::archived_waveforms),
         )
+        .merge(storage::routes())
         .with_state(appliance)
 }
 
