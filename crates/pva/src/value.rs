@@ -20,6 +20,9 @@ use crate::error::DecodeError;
 use crate::types::{FieldDesc, MAX_DEPTH, ScalarType, TypeCache, decode_type_at, encode_type};
 use crate::wire::{Reader, Writer};
 
+/// The content of a variant union: its own type and value, or null.
+pub type AnyValue = Option<(Arc<FieldDesc>, Box<PvValue>)>;
+
 /// A value of a [`FieldDesc`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum PvValue {
@@ -76,7 +79,7 @@ pub enum PvValue {
     /// A union: the selected member's index and value, or none.
     Union(Option<(usize, Box<PvValue>)>),
     /// A variant union: the value's own type and value, or null.
-    Any(Option<(Arc<FieldDesc>, Box<PvValue>)>),
+    Any(AnyValue),
     /// An array of structures (`None` = null element).
     StructureArray(Vec<Option<PvValue>>),
     /// An array of unions (each a [`PvValue::Union`]; `None` = null element).
@@ -560,7 +563,7 @@ fn decode_any(
     r: &mut Reader<'_>,
     cache: &mut TypeCache,
     depth: usize,
-) -> Result<Option<(Arc<FieldDesc>, Box<PvValue>)>, DecodeError> {
+) -> Result<AnyValue, DecodeError> {
     let Some(t) = decode_type_at(r, cache, depth + 1)? else {
         return Ok(None);
     };
@@ -663,7 +666,7 @@ macro_rules! put_num {
 }
 use put_num;
 
-fn encode_any(w: &mut Writer, a: &Option<(Arc<FieldDesc>, Box<PvValue>)>) {
+fn encode_any(w: &mut Writer, a: &AnyValue) {
     match a {
         None => {
             w.put_u8(0xFF);
