@@ -9,11 +9,22 @@
 //!   message, or loops on hostile bytes (proptested).
 #![deny(missing_docs)]
 
+mod client;
+pub mod config;
 pub mod error;
+pub mod event;
+pub mod proto;
 pub mod types;
 pub mod value;
 pub mod wire;
 
+pub use client::{Channel, Client, GetResult};
+pub use config::ClientConfig;
 pub use error::{DecodeError, PvaError};
+pub use event::{
+    ChannelEvent, Event, EventQueue, EventReceiver, MonitorData, Overflow, SubscriptionId,
+    event_queue,
+};
+pub use proto::PvRequest;
 pub use types::{FieldDesc, ScalarType, StructDesc, TypeCache};
 pub use value::{BitSet, Pretty, PvValue};
