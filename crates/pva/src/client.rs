@@ -191,10 +191,7 @@ impl Client {
             changed: Notify::new(),
         });
         lock(&self.inner.channels).insert(cid, shared.clone());
-        let _ = self
-            .inner
-            .search
-            .send(SearchCmd::Add { cid, reset: true });
+        let _ = self.inner.search.send(SearchCmd::Add { cid, reset: true });
         Ok(Channel {
             shared,
             inner: self.inner.clone(),
@@ -395,9 +392,7 @@ struct Pending {
 }
 
 fn backoff(tries: u32, max: Duration) -> Duration {
-    SEARCH_FIRST
-        .saturating_mul(1u32 << tries.min(20))
-        .min(max)
+    SEARCH_FIRST.saturating_mul(1u32 << tries.min(20)).min(max)
 }
 
 async fn search_task(
@@ -666,10 +661,7 @@ impl Conn {
                 };
                 if !status_ok(&st) {
                     warn!(pv = %ch.name, server = %self.server, "server refused the channel: {st:?}");
-                    let _ = self.inner.search.send(SearchCmd::Add {
-                        cid,
-                        reset: false,
-                    });
+                    let _ = self.inner.search.send(SearchCmd::Add { cid, reset: false });
                     return Ok(());
                 }
                 let subs = {
@@ -862,7 +854,10 @@ impl Conn {
 
     async fn flush_batch(&mut self) {
         for (ch, ev) in self.batch.drain(..) {
-            let e = Event { key: ch.key, kind: ev };
+            let e = Event {
+                key: ch.key,
+                kind: ev,
+            };
             if matches!(e.kind, ChannelEvent::Update { .. }) {
                 ch.queue.push_update(e, &ch.dropped).await;
             } else {
@@ -1008,7 +1003,12 @@ async fn run_conn(
                     error: DecodeError::BadSize(need as u64),
                 });
             }
-            buf.resize(need.max(buf.len() + 1).min(cfg.max_message + 8).max(buf.len() + 1), 0);
+            buf.resize(
+                need.max(buf.len() + 1)
+                    .min(cfg.max_message + 8)
+                    .max(buf.len() + 1),
+                0,
+            );
         }
         tokio::select! {
             n = stream.read(&mut buf[end..]) => {

@@ -13,6 +13,7 @@ mod client;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod nt;
 pub mod proto;
 pub mod types;
 pub mod value;

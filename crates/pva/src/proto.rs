@@ -199,13 +199,22 @@ pub fn parse_search_reply(
 /// a null credential (what pvxs sends when no "ca" is offered).
 pub fn validation_reply(auth: &str) -> Vec<u8> {
     let mut w = begin(cmd::CONNECTION_VALIDATION);
-    w.put_u32(0x10000).put_u16(0x7fff).put_u16(0).put_string(auth);
+    w.put_u32(0x10000)
+        .put_u16(0x7fff)
+        .put_u16(0)
+        .put_string(auth);
     if auth == "ca" {
         let cred = FieldDesc::structure(
             "",
             vec![
-                ("user".into(), Arc::new(FieldDesc::Scalar(ScalarType::String))),
-                ("host".into(), Arc::new(FieldDesc::Scalar(ScalarType::String))),
+                (
+                    "user".into(),
+                    Arc::new(FieldDesc::Scalar(ScalarType::String)),
+                ),
+                (
+                    "host".into(),
+                    Arc::new(FieldDesc::Scalar(ScalarType::String)),
+                ),
             ],
         );
         encode_type(&mut w, &cred);
@@ -290,7 +299,10 @@ pub fn op_sub(command: u8, sid: u32, ioid: u32, subcmd: u8) -> Vec<u8> {
 /// A pipelined monitor's acknowledgement of `n` updates.
 pub fn monitor_ack(sid: u32, ioid: u32, n: u32) -> Vec<u8> {
     let mut w = begin(cmd::MONITOR);
-    w.put_u32(sid).put_u32(ioid).put_u8(sub::PIPELINE).put_u32(n);
+    w.put_u32(sid)
+        .put_u32(ioid)
+        .put_u8(sub::PIPELINE)
+        .put_u32(n);
     finish(w)
 }
 
@@ -453,8 +465,15 @@ mod tests {
     #[test]
     fn search_reply_parses_and_falls_back_to_the_source_address() {
         let mut w = Writer::new(true);
-        w.put_bytes(&[1; 12]).put_u32(5).put_bytes(&[0; 16]).put_u16(5075);
-        w.put_string("tcp").put_u8(1).put_u16(2).put_u32(10).put_u32(11);
+        w.put_bytes(&[1; 12])
+            .put_u32(5)
+            .put_bytes(&[0; 16])
+            .put_u16(5075);
+        w.put_string("tcp")
+            .put_u8(1)
+            .put_u16(2)
+            .put_u32(10)
+            .put_u32(11);
         let src: SocketAddr = "127.0.0.1:5076".parse().unwrap();
         let r = parse_search_reply(&w.buf, true, src).unwrap();
         assert_eq!(r.server, "127.0.0.1:5075".parse().unwrap());
@@ -465,8 +484,10 @@ mod tests {
 
     #[test]
     fn pvrequest_builds_the_nested_structure() {
-        let r = PvRequest::parse("field(value,alarm,timeStamp.nanoseconds)record[queueSize=8,pipeline=true]")
-            .unwrap();
+        let r = PvRequest::parse(
+            "field(value,alarm,timeStamp.nanoseconds)record[queueSize=8,pipeline=true]",
+        )
+        .unwrap();
         assert!(r.pipeline);
         assert_eq!(r.queue_size, 8);
         assert!(r.desc.lookup("field.timeStamp.nanoseconds").is_some());
