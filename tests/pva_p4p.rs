@@ -1,6 +1,7 @@
 //! The PVA client against p4p's pvxs server: a custom structure (union, variant union),
 //! partial updates merged into the monitor's value, NTTable, and a pipelined monitor under
 //! back-pressure (server-side squashing, last value delivered, nothing dropped by us).
+#![allow(clippy::unwrap_used)]
 
 mod pva_support;
 

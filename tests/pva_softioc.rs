@@ -1,6 +1,7 @@
 //! The PVA client against a real EPICS IOC (pythonSoftIOC; its records served over
 //! pvAccess by pvxs's QSRV): NTScalar double/int/string, NTScalarArray and NTEnum with
 //! exact values and time stamps, monitors, and a server restart.
+#![allow(clippy::unwrap_used)]
 
 mod pva_support;
 

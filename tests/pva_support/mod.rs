@@ -1,7 +1,7 @@
 //! Shared helpers of the PVA integration tests: a real pvAccess server (an EPICS IOC from
 //! pythonSoftIOC, whose records pvxs's QSRV serves, or a p4p server script) on free
 //! loopback ports, driven over stdin.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};

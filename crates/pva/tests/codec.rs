@@ -1,5 +1,6 @@
 //! pvData codec: round trips of every type in both byte orders, partial updates, and
 //! proptests over arbitrary and mutated bytes (never a panic, bounded work).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! The client against a scripted in-process server: a big-endian server, a type defined
 //! with 0xFD, a segmented update, the overrun bitset counted on the
 //! channel, and a hostile message (closing the connection, no panic, then a reconnect).
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
