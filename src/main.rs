@@ -1,5 +1,5 @@
 //! The `archiver` binary: an EPICS archiver compatible with the Java EPICS Archiver
-//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`.
+//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`.
 
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ mod demo;
 mod malloc;
 mod pb_cmd;
 mod pb_generate;
+mod pva_cmd;
 mod serve;
 
 /// An EPICS archiver: archives PVs over Channel Access into the Java appliance's PlainPB
@@ -33,6 +34,9 @@ enum Command {
     /// Channel Access diagnostics (get, info, monitor) with the archiver's own client.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// pvAccess diagnostics (get, info, monitor) with the archiver's own client.
+    #[command(subcommand)]
+    Pva(pva_cmd::PvaCommand),
 }
 
 fn init_logging() {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         }
         Command::Pb(args) => pb_cmd::run(&args),
         Command::Ca(cmd) => runtime().and_then(|rt| rt.block_on(ca_cmd::run(cmd)).map(|()| 0)),
+        Command::Pva(cmd) => runtime().and_then(|rt| rt.block_on(pva_cmd::run(cmd)).map(|()| 0)),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,
