@@ -18,10 +18,12 @@
 //!   monitors the same PVs of the same IOC for the same duration. (Both at once would
 //!   need 200k updates/s from the IOC, more than it sustains on this 2-core machine.)
 //! * c) time from the bulk archivePV of a) (1000 PVs) to every PV connected and storing.
+//! * r) a) while 4 clients pull 1 M-sample responses (`getData.raw` and `getData.json`
+//!   of generated history) in a loop for the whole window: ingest loss under retrieval.
 //! * d) this project's CA server (`archiver_ca::server`) in a child process (this binary
 //!   re-executed with `INGEST_ROLE=source`) serving N PVs at rising rates, until loss.
 //!
-//! Run: `cargo bench --bench ingest` (env: `ARCHIVER_TEST_PYTHON`, `BENCH_SCENARIOS=abd`,
+//! Run: `cargo bench --bench ingest` (env: `ARCHIVER_TEST_PYTHON`, `BENCH_SCENARIOS=abd` (also `r`),
 //! `BENCH_SECS=30`, `BENCH_FIELDS=HIHI,LOLO` (archive fields instead of the defaults), `BENCH_D_SECS=10`, `BENCH_D_PVS=2000`, `BENCH_D_RATES=50,100,200,400`
 //! (Hz per PV), `BENCH_WRITE_PERIOD=10`, `BENCH_WARM_SECS` = write period + 2,
 //! `BENCH_CONNECT_TIMEOUT=20`, `BENCH_KEEP=1` keeps the data folders, `BENCH_MAX_BUFFER=N`
@@ -600,7 +602,93 @@ struct Row {
     libca: Option<Libca>,
 }
 
+/// What the retrieval clients of scenario r) did during the window.
+#[derive(Debug, Default)]
+struct ReaderStats {
+    responses: u64,
+    samples: u64,
+    bytes: u64,
+    failures: u64,
+}
+
+/// PVs of generated history the retrieval clients of scenario r) read: one per client,
+/// each [`READ_SAMPLES`] samples (100 Hz from 2024-01-01), written and registered (paused)
+/// by `archiver pb generate` before the archiver starts.
+const READ_PREFIX: &str = "RET:";
+const READ_SAMPLES: u64 = 1_000_000;
+
+fn generate_history(dir: &Path, pvs: usize) {
+    let out = Command::new(env!("CARGO_BIN_EXE_archiver"))
+        .args(["pb", "generate", "--pvs", &pvs.to_string(), "--rate", "100"])
+        .args(["--duration", &format!("{}s", READ_SAMPLES / 100)])
+        .args(["--start", "2024-01-01T00:00:00Z", "--prefix", READ_PREFIX, "--register"])
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One retrieval client: until `stop`, GETs the whole history of its PV (raw for even
+/// `i`, json for odd), reading and dropping the body in 256 KiB reads.
+fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> ReaderStats {
+    use std::sync::atomic::Ordering;
+    let ext = if i % 2 == 0 { "raw" } else { "json" };
+    let path = format!(
+        "/retrieval/data/getData.{ext}?pv={READ_PREFIX}{i}&from=2023-12-31T00:00:00Z&to=2024-01-02T00:00:00Z"
+    );
+    let mut st = ReaderStats::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            st.failures += 1;
+            continue;
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        if s.write_all(req.as_bytes()).is_err() {
+            st.failures += 1;
+            continue;
+        }
+        let mut n = 0u64;
+        let mut ok200 = None;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    if ok200.is_none() {
+                        ok200 = Some(buf[..k.min(12)].ends_with(b" 200"));
+                    }
+                    n += k as u64;
+                }
+                Err(_) => {
+                    st.failures += 1;
+                    break;
+                }
+            }
+        }
+        if ok200 == Some(true) {
+            st.responses += 1;
+            st.samples += READ_SAMPLES;
+            st.bytes += n;
+        } else {
+            st.failures += 1;
+        }
+    }
+    st
+}
+
 fn run_scenario(label: &str, src: Source, secs: f64, libca_exe: Option<&Path>, work: &Path) -> Row {
+    run_scenario_with_readers(label, src, secs, libca_exe, work, 0)
+}
+
+fn run_scenario_with_readers(
+    label: &str,
+    src: Source,
+    secs: f64,
+    libca_exe: Option<&Path>,
+    work: &Path,
+    readers: usize,
+) -> Row {
     let write_period: f64 = env_num("BENCH_WRITE_PERIOD", 10.0);
     // Warm-up: past the first write, which creates every PV's partition file (once per
     // PV and partition, i.e. hourly, not steady-state work).
@@ -617,6 +705,9 @@ fn run_scenario(label: &str, src: Source, secs: f64, libca_exe: Option<&Path>, w
         src.proc_.name,
         loadavg()
     );
+    if readers > 0 {
+        generate_history(&dir, readers);
+    }
     let mut arch = start_archiver(&dir, &src, write_period);
     let apid = arch.proc_.pid();
     let names: Vec<String> = (0..src.pvs)
@@ -680,11 +771,39 @@ fn run_scenario(label: &str, src: Source, secs: f64, libca_exe: Option<&Path>, w
     );
     let mut rss_max = 0u64;
     let mut rss_min = u64::MAX;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..readers)
+        .map(|i| {
+            let stop = stop.clone();
+            let port = arch.port;
+            std::thread::spawn(move || read_loop(port, i, &stop))
+        })
+        .collect();
     while i0.elapsed().as_secs_f64() < secs {
         let rss = status_kb(apid, "VmRSS:");
         rss_max = rss_max.max(rss);
         rss_min = rss_min.min(rss);
         std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut read = ReaderStats::default();
+    for c in clients {
+        let r = c.join().unwrap();
+        read.responses += r.responses;
+        read.samples += r.samples;
+        read.bytes += r.bytes;
+        read.failures += r.failures;
+    }
+    if readers > 0 {
+        let t = i0.elapsed().as_secs_f64();
+        eprintln!(
+            "  retrieval during the window: {readers} clients, {} responses of {READ_SAMPLES} \
+             samples, {:.1} M samples/s, {:.0} MB/s, {} failed",
+            read.responses,
+            read.samples as f64 / t / 1e6,
+            read.bytes as f64 / t / 1e6,
+            read.failures
+        );
     }
     eprintln!("  RSS over the window: min {rss_min} kB, max {rss_max} kB");
     let (w1, dt, cpu1, scpu1) = (
@@ -955,6 +1074,16 @@ fn main() {
             secs,
             libca.as_deref(),
             &work,
+        ));
+    }
+    if scenarios.contains('r') {
+        rows.push(run_scenario_with_readers(
+            "r) 1000 x 10 Hz + 4 readers",
+            start_ioc(1000, 10),
+            secs,
+            None,
+            &work,
+            4,
         ));
     }
     if scenarios.contains('b') {

@@ -81,6 +81,10 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
+/// How long requests under way at a shutdown signal may go on before they are cut and the
+/// shutdown goes on (a stuck client must not keep the buffers from being written).
+const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let file = match &args.config {
@@ -207,17 +211,32 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         println!("  (samples are written every write period; recent ones come from memory)");
     }
     info!("listening on {local}");
-    // 1. Stop accepting HTTP requests (those under way finish).
-    let server = axum::serve(listener, router).with_graceful_shutdown(async {
+    // 1. Stop accepting HTTP requests (those under way finish, for at most
+    //    HTTP_DRAIN_DEADLINE: a client that stops reading a large body must not keep the
+    //    buffers from being written).
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let on_signal = signalled.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown_signal().await;
         info!("shutting down: flushing every buffer (a second signal exits at once)");
+        on_signal.notify_one();
         tokio::spawn(async {
             shutdown_signal().await;
             eprintln!("second signal: exiting without flushing");
             std::process::exit(130);
         });
     });
-    server.await.context("HTTP server failed")?;
+    let drain_deadline = async {
+        signalled.notified().await;
+        tokio::time::sleep(HTTP_DRAIN_DEADLINE).await;
+    };
+    tokio::select! {
+        r = server => r.context("HTTP server failed")?,
+        () = drain_deadline => warn!(
+            "HTTP requests still under way {} s after the signal are cut",
+            HTTP_DRAIN_DEADLINE.as_secs()
+        ),
+    }
     // 2.-4. Cancel the catalogue sync, write every buffer, record the final state.
     let unwritten = match appliance.shutdown(sync).await {
         Ok(report) => report.unwritten,

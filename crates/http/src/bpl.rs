@@ -58,7 +58,7 @@ fn limit(p: &BplRequest) -> ApiResult<Limit> {
 }
 
 /// `GET /retrieval/bpl/getMatchingPVs`: the archived PV names and aliases matching `pv` (a
-/// glob: `*` any run, `?` one character; wins over `regex`) or `regex` (the whole name),
+/// glob as Java reads it, [`java_glob_regex`]; wins over `regex`) or `regex` (the whole name),
 /// sorted, at most `limit` (default 500; `-1` all). Answer: a JSON list of names, as the
 /// Phoebus search, the Grafana datasource and web viewers read it.
 pub async fn get_matching_pvs(
@@ -71,13 +71,21 @@ pub async fn get_matching_pvs(
                 "missing parameter 'pv' (a glob such as SIM:*) or 'regex'",
             ));
         }
-        (pv, regex) => NamePattern::from_java_params(pv, regex),
+        (Some(glob), _) => NamePattern::Regex(java_glob_regex(glob)),
+        (None, regex) => NamePattern::from_java_params(None, regex),
     };
     let limit = limit(&p)?;
     let names = blocking(&state, move |r| matching(r.catalogue(), &pattern, limit)).await?;
     let mut body = serde_json::to_vec(&names).map_err(ApiError::internal)?;
     body.push(b'\n');
     Ok(json(body))
+}
+
+/// The regex Java's `GetMatchingPVs` makes of its `pv` glob: `*` → `.*`, `?` → `.`, every
+/// other character as it is (so `A:B[12]` is a character class, as in Java, and `.` any
+/// character).
+fn java_glob_regex(glob: &str) -> String {
+    glob.replace('*', ".*").replace('?', ".")
 }
 
 /// PV names and aliases matching `pattern`, sorted together and cut at `limit` (Java's
@@ -120,7 +128,8 @@ pub async fn search_for_pvs_regex(
 
 /// The type info of `name` as Java's retrieval BPL looks it up: the name (`ca://`,
 /// `pva://`, `.VAL` stripped), else the real name of an alias, else the PV without its
-/// field (`A:B.HIHI` → `A:B`).
+/// field (`A:B.HIHI` → `A:B`) when that field is one of its `archiveFields` (what
+/// `getData` can serve for `A:B.HIHI`).
 fn lookup(
     cat: &dyn Registry,
     name: &str,
@@ -130,13 +139,16 @@ fn lookup(
         return Ok(Some(info));
     }
     match split_field(name) {
-        (base, Some(_)) => cat.get_type_info_for_name(base),
+        (base, Some(field)) => Ok(cat
+            .get_type_info_for_name(base)?
+            .filter(|info| info.archive_fields.iter().any(|f| f == field))),
         _ => Ok(None),
     }
 }
 
 /// `GET /retrieval/bpl/areWeArchivingPV`: `{"status":"true"}` when `pv` (or its real name,
-/// or the PV of `pv.FIELD`) is in the catalogue, else `{"status":"false"}`.
+/// or `pv.FIELD` with FIELD an archive field of the PV) is in the catalogue, else
+/// `{"status":"false"}`.
 pub async fn are_we_archiving_pv(
     State(state): State<RetrievalState>,
     p: BplRequest,

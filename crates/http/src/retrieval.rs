@@ -17,7 +17,8 @@
 
 use archiver_pb::Timestamp;
 use archiver_retrieval::{
-    DataRequest, ErrorClass, PIECES_QUEUED, PING_PV, PieceSink, Produced, Retrieval, RetrievalError,
+    DataRequest, ErrorClass, PIECES_QUEUED, PieceSink, PostProcessorSpec, Produced, Retrieval,
+    RetrievalError,
 };
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -58,7 +59,7 @@ pub async fn get_data_raw(
 /// * `getData.<ext>`, `<ext>` one of [`Format::ALL`] (`raw json qw jplot csv txt`): one PV
 ///   (`pv`, `pp`, `from`, `to`, `timeranges`, `fetchLatestMetadata`, `donotchunk`: see
 ///   [`get_data_json`]); `pv=ArchApplPingPV` is Java's connectivity check
-///   ([`Retrieval::run_ping`]);
+///   (planned by [`Retrieval::plan`], alone or among other PVs);
 /// * `getDataForPVs.<ext>`, `<ext>` one of `raw json qw jplot`: every `pv` value (each one
 ///   name, as Java's `getParameterValues`) and the names of a JSON or text body, over one
 ///   range; any unknown PV is a 404 for the whole request, as Java's;
@@ -139,7 +140,11 @@ fn do_not_chunk(p: &BplRequest) -> bool {
 /// The request for `pv` (one name of the request) with the common parameters: `pp`,
 /// `from`, `to`, `timeranges` (a comma list of ISO-8601 start,end pairs, ascending;
 /// overrides `from`/`to`), `fetchLatestMetadata` (`true`: the engine's metadata now in
-/// the headers; any other value: no, as Java). 400 for bad times or time ranges.
+/// the headers; any other value: no, as Java), `usereduced` (`true` and no post-processor
+/// asked for: Java's `TwoWeekRaw`, [`PostProcessorSpec::use_reduced`]),
+/// `retiredPVTemplate` (where to look for the files of a PV not in the catalogue,
+/// [`DataRequest::retired_template`]). 400 for bad times
+/// or time ranges.
 fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
     let mut req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
         .and_then(|r| r.with_time_ranges(p.get("timeranges")))
@@ -147,22 +152,23 @@ fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataReque
     req.fetch_latest_metadata = p
         .get("fetchLatestMetadata")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    req.retired_template = p
+        .get("retiredPVTemplate")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    if req.pp.is_none()
+        && p.get("usereduced")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        req.pp = Some(PostProcessorSpec::use_reduced(now));
+    }
     Ok(req)
 }
 
 async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiResult<Response> {
     let pv = p.required("pv")?;
     let now = state.clock.now();
-    if normalize_name(pv) == PING_PV {
-        return stream(
-            &state,
-            format,
-            do_not_chunk(p),
-            PING_PV.to_string(),
-            move |r, sink| r.run_ping(format, now, sink),
-        )
-        .await;
-    }
     let req = data_request(p, pv, now)?;
     let label = req.pv.clone();
     stream(&state, format, do_not_chunk(p), label, move |r, sink| {
@@ -197,16 +203,6 @@ async fn get_data_for_pvs(
 ) -> ApiResult<Response> {
     let names = multi_names(p)?;
     let now = state.clock.now();
-    if names.iter().any(|n| normalize_name(n) == PING_PV) {
-        return stream(
-            &state,
-            format,
-            do_not_chunk(p),
-            PING_PV.to_string(),
-            move |r, sink| r.run_ping(format, now, sink),
-        )
-        .await;
-    }
     let reqs = names
         .iter()
         .map(|pv| data_request(p, pv, now))
@@ -326,7 +322,8 @@ pub fn period_days(text: &str) -> Option<i64> {
 /// The answer is a JSON object keyed by the names as requested, in request order:
 /// `{"PV": {"secs": 1418019667, "nanos": 601158377, "val": -0.09, "severity": 0,
 /// "status": 0, "meta": {"DBRType": "DBR_SCALAR_DOUBLE", "EGU": "mR/h", "PREC": "2"}}}`
-/// (values as in `getData.json`, waveforms as arrays). A PV that is unknown, or has no
+/// (values as in `getData.json`, waveforms as arrays); `meta` also has `"source":"engine"`
+/// when the value comes from the engine's buffer rather than a store, as in Java. A PV that is unknown, or has no
 /// value in the window, is left out (`{}` when none has one), as Java's.
 pub async fn get_data_at_time(state: RetrievalState, p: &BplRequest) -> ApiResult<Response> {
     let names: Vec<String> = p.names()?.into_iter().map(|e| e.pv).collect();
@@ -388,6 +385,10 @@ fn at_time_body(
         out.extend_from_slice(s.status.to_string().as_bytes());
         out.extend_from_slice(b",\"meta\":{\"DBRType\":");
         string(&mut out, &format!("DBR_{}", s.value.payload_type().name()));
+        // Java marks a value taken from the engine's buffer (not yet in a store).
+        if plan.buffer.iter().any(|b| b.time == s.time) {
+            out.extend_from_slice(b",\"source\":\"engine\"");
+        }
         for h in &plan.desc.headers {
             out.push(b',');
             string(&mut out, &h.name);

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use archiver_http::{RetrievalState, retrieval_router, with_layers};
@@ -44,6 +45,11 @@ fn info(pv: &str, ty: PayloadType, count: u32, sts: &Tier) -> PvTypeInfo {
 /// waveforms of 3 doubles), the alias `OLD:NAME` of `A:DBL`, and `A:DBL` archiving `HIHI`;
 /// and `N:BIG` (30 000 doubles, for the streaming and `donotchunk` tests).
 fn app(dir: &std::path::Path) -> axum::Router {
+    app_with_buffers(dir, HashMap::new())
+}
+
+/// [`app`] whose live source also holds these unwritten samples (the engine's buffer).
+fn app_with_buffers(dir: &std::path::Path, buffers: HashMap<String, Vec<Sample>>) -> axum::Router {
     let sts = Tier::new("STS", dir.join("sts"), Granularity::Hour);
     let reg = SqliteRegistry::open_in_memory().unwrap();
     let doubles = |n: i64| -> Vec<Sample> {
@@ -97,7 +103,10 @@ fn app(dir: &std::path::Path) -> axum::Router {
     reg.put_type_info(&info("W:WAVE", PayloadType::WaveformDouble, 3, &sts))
         .unwrap();
     reg.add_alias("OLD:NAME", "A:DBL").unwrap();
-    let mut live = FixedLive::default();
+    let mut live = FixedLive {
+        buffers,
+        ..FixedLive::default()
+    };
     live.held.insert(
         "E:ENUM".into(),
         LiveDesc {
@@ -478,12 +487,35 @@ async fn the_ping_pv_answers_ten_samples_in_any_format() {
     assert_eq!(vals[3], Value::ScalarDouble(0.1 * 3.0));
     let r = get(&app, "/retrieval/data/getData.json?pv=ArchApplPingPV").await;
     assert_eq!(r.json()[0]["data"].as_array().unwrap().len(), 10);
+    // Among other PVs, the check is one PV of the answer: the others are still served.
     let r = get(
         &app,
-        "/retrieval/data/getDataForPVs.json?pv=A:DBL&pv=ArchApplPingPV",
+        &format!("/retrieval/data/getDataForPVs.json?pv=A:DBL&pv=ArchApplPingPV&{RANGE}"),
     )
     .await;
-    assert_eq!(r.json()[0]["meta"]["name"], "ArchApplPingPV");
+    assert_eq!(r.status, StatusCode::OK);
+    let all = r.json();
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pv| pv["meta"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A:DBL", "ArchApplPingPV"]);
+    assert!(!all[0]["data"].as_array().unwrap().is_empty());
+    assert_eq!(all[1]["data"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn nested_post_processors_are_a_400_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    let r = get(
+        &app,
+        &format!("/retrieval/data/getData.json?pv=mean_600(max_60(A:DBL))&{RANGE}"),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "nested post-processors");
 }
 
 #[tokio::test]
@@ -529,6 +561,27 @@ async fn get_data_at_time_answers_by_requested_name() {
     assert_eq!(v["OLD:NAME"]["val"], 2.5);
     assert_eq!(v["W:WAVE"]["val"], serde_json::json!([2.0, 0.5, null]));
     assert_eq!(v["E:ENUM"]["meta"]["ENUM_1"], "On");
+    // From a store: no `source`.
+    assert!(v["A:DBL"]["meta"].get("source").is_none());
+
+    // A value still in the engine's buffer says so, as Java's.
+    let dir2 = tempfile::tempdir().unwrap();
+    let buffered = Sample::new(Timestamp::new(T0 + 500, 0), Value::ScalarDouble(99.5));
+    let app2 = app_with_buffers(
+        dir2.path(),
+        HashMap::from([("A:DBL".to_string(), vec![buffered])]),
+    );
+    let at = Timestamp::new(T0 + 600, 0).to_string();
+    let r = post_json(
+        &app2,
+        &format!("/retrieval/data/getDataAtTime?at={at}"),
+        r#"["A:DBL", "B:DBL"]"#,
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["A:DBL"]["val"], 99.5);
+    assert_eq!(v["A:DBL"]["meta"]["source"], "engine");
+    assert!(v["B:DBL"]["meta"].get("source").is_none());
 
     // Long after the last sample, beyond searchPeriod + 31 days: nothing.
     let late = archiver_time::Timestamp::new(T0 + 40 * 86_400, 0).to_string();
@@ -582,6 +635,9 @@ async fn matching_and_search_list_names_and_aliases() {
     assert_eq!(r.json().as_array().unwrap().len(), 6);
     let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=?:DBL").await;
     assert_eq!(r.json().as_array().unwrap().len(), 2);
+    // Java turns only `*` and `?` of the glob into regex; the rest is regex as it is.
+    let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=%5BB-Z%5D:DBL").await;
+    assert_eq!(r.json(), serde_json::json!(["B:DBL"]));
     let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=*&limit=many").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "'limit'");
     let r = get(&app, "/retrieval/bpl/getMatchingPVs").await;
@@ -604,6 +660,8 @@ async fn archiving_metadata_version_filter_and_ping() {
         ("A:DBL", true),
         ("OLD:NAME", true),
         ("A:DBL.HIHI", true),
+        // A field the PV does not archive: nothing to serve for it.
+        ("A:DBL.DESC", false),
         ("ca://A:DBL.VAL", true),
         ("NO:SUCH", false),
     ] {
@@ -650,4 +708,33 @@ async fn archiving_metadata_version_filter_and_ping() {
     let r = get(&app, "/retrieval/ping").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "Pong\n");
+}
+
+#[tokio::test]
+async fn a_retired_pv_is_served_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    // Files of a PV the catalogue does not have (deleted without its data, or taken over).
+    let sts = Tier::new("STS", dir.path().join("sts"), Granularity::Hour);
+    let samples: Vec<Sample> = (0..5)
+        .map(|k| Sample::new(Timestamp::new(T0 + k, 0), Value::ScalarInt(k as i32)))
+        .collect();
+    sts.append("GONE:PV", PayloadType::ScalarInt, &samples)
+        .unwrap();
+    for uri in [
+        format!("/retrieval/data/getData.json?pv=GONE:PV&{RANGE}"),
+        format!("/retrieval/data/getData.json?pv=GONE:PV&retiredPVTemplate=A:DBL&{RANGE}"),
+    ] {
+        let r = get(&app, &uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v[0]["data"].as_array().unwrap().len(), 5, "{uri}");
+        assert_eq!(v[0]["data"][4]["val"], 4, "{uri}");
+    }
+    let r = get(
+        &app,
+        &format!("/retrieval/data/getData.json?pv=NEVER:THERE&{RANGE}"),
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "NEVER:THERE");
 }

@@ -79,6 +79,12 @@ pub enum RetrievalError {
     /// `op(PV` without `)` (Java: 400 "Unbalanced paran").
     #[error("unbalanced parenthesis in parameter 'pv': {0:?}")]
     UnbalancedParenthesis(String),
+    /// `op1(op2(PV))`: one post-processor per PV (Java reads the inner call as a PV name
+    /// and answers 404; the nesting is the mistake, so it is a 400 naming it).
+    #[error(
+        "nested post-processors are not supported in parameter 'pv': {0:?} (use one, e.g. mean_600(PV))"
+    )]
+    NestedPostProcessor(String),
     /// A post-processor that computes with values asked of a PV whose values are not
     /// numbers (strings, pvAccess structures). The Java appliance fails with a server
     /// error; `nth`, `ncount`, `firstSample`, `lastSample`, `firstFill` and `lastFill`
@@ -148,6 +154,7 @@ impl RetrievalError {
             | RetrievalError::TooManyBins { .. }
             | RetrievalError::TooLargeForMat { .. }
             | RetrievalError::UnbalancedParenthesis(_)
+            | RetrievalError::NestedPostProcessor(_)
             | RetrievalError::BadTimeRanges(_)
             | RetrievalError::NotNumeric { .. }
             | RetrievalError::EmptyName(_) => ErrorClass::BadRequest,

@@ -60,8 +60,8 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   encoder with their origin.
 * [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;
   [`Retrieval::run`] plans and produces a request in a [`Format`],
-  [`Retrieval::run_many`] several PVs (`getDataForPVs`), [`Retrieval::run_ping`] Java's
-  connectivity check ([`PING_PV`]), [`Retrieval::value_at`] the sample in effect at an
+  [`Retrieval::run_many`] several PVs (`getDataForPVs`), [`ping_plan`] Java's
+  connectivity check ([`PING_PV`], planned like any PV), [`Retrieval::value_at`] the sample in effect at an
   instant (`getDataAtTime`).
 * Enum labels: the plan adds the live source's `ENUM_0`, `ENUM_1`, ... headers to an enum
   PV (the engine reads them with `DBR_CTRL_ENUM`; [`is_enum_label`]).
@@ -106,4 +106,4 @@ pub use crate::plan::{
 };
 pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
-pub use crate::service::{PING_PV, Retrieval};
+pub use crate::service::{PING_PV, Retrieval, ping_plan};

@@ -51,7 +51,16 @@ pub struct DataRequest {
     pub fetch_latest_metadata: bool,
     /// When the request was made: the year of the chunk that says a PV is disconnected.
     pub now: Timestamp,
+    /// Java's `retiredPVTemplate`: for a PV neither the catalogue nor the live source
+    /// knows (a retired PV with files left), the PV whose `PVTypeInfo`'s `dataStores`
+    /// say where to look; `None`: the default stores.
+    pub retired_template: Option<String>,
 }
+
+/// How far past `now` a request without `to` reaches (Java `DataRetrievalServlet`:
+/// `end = now + 1 hour`), so that samples stamped slightly ahead by an IOC's clock are
+/// served.
+pub const DEFAULT_TO_AHEAD_SECS: i64 = 3600;
 
 impl DataRequest {
     /// Reads the parameters of `getData` without `pp`: see [`DataRequest::parse_with_pp`].
@@ -66,7 +75,8 @@ impl DataRequest {
 
     /// Reads the parameters of `getData`: `pv` as sent, `pp` (a post-processor spec,
     /// `mean_600`; absent or empty: none), `from` and `to` as ISO-8601 text (absent or
-    /// empty: `to` = `now`, `from` = `to` − 1 day).
+    /// empty: `to` = `now` + 1 hour, `from` = `to` − 1 day, as Java's
+    /// `DataRetrievalServlet`).
     ///
     /// `pv` may use the function syntax, which wins over `pp` as in Java's
     /// `DataRetrievalServlet`: `op_N(PV)` → spec `op_N`, `op(PV,a,b)` → spec `op_a_b`
@@ -97,7 +107,8 @@ impl DataRequest {
             .as_deref()
             .map(PostProcessorSpec::parse)
             .transpose()?;
-        let to = time_param("to", to)?.unwrap_or(now);
+        let to = time_param("to", to)?
+            .unwrap_or(Timestamp::new(now.secs + DEFAULT_TO_AHEAD_SECS, now.nanos));
         let from = time_param("from", from)?.unwrap_or(Timestamp::new(to.secs - 86_400, to.nanos));
         if to < from {
             return Err(RetrievalError::ToBeforeFrom { from, to });
@@ -110,6 +121,7 @@ impl DataRequest {
             spans: vec![(from, to)],
             fetch_latest_metadata: false,
             now,
+            retired_template: None,
         })
     }
 
@@ -123,6 +135,7 @@ impl DataRequest {
             spans: vec![(from, to)],
             fetch_latest_metadata: false,
             now,
+            retired_template: None,
         }
     }
 
@@ -218,6 +231,9 @@ pub enum TypeSource {
     Catalogue,
     /// The live source: the PV is not in the catalogue yet.
     Live,
+    /// The PV's own files (the newest partition's header): a retired PV, in neither the
+    /// catalogue nor the live source ([`DataRequest::retired_template`]).
+    Files,
 }
 
 /// Everything needed to stream one PV: produced by [`plan`], consumed by
@@ -496,28 +512,26 @@ pub fn plan(
             };
             (desc, tiers, TypeSource::Catalogue)
         }
-        None => {
-            let found = live
-                .describe(&real)
-                .ok_or_else(|| RetrievalError::NotFound {
-                    pv: name.to_string(),
-                })?;
-            let payload_type =
-                found
-                    .payload_type
-                    .ok_or_else(|| RetrievalError::NeverConnected {
-                        pv: name.to_string(),
-                    })?;
-            let desc = StreamDesc {
-                name: name.to_string(),
-                payload_type,
-                element_count: found.element_count.max(1),
-                headers: found.headers,
-                from: req.from,
-                to: req.to,
-            };
-            (desc, stores.default_stores(), TypeSource::Live)
-        }
+        None => match live.describe(&real) {
+            Some(found) => {
+                let payload_type =
+                    found
+                        .payload_type
+                        .ok_or_else(|| RetrievalError::NeverConnected {
+                            pv: name.to_string(),
+                        })?;
+                let desc = StreamDesc {
+                    name: name.to_string(),
+                    payload_type,
+                    element_count: found.element_count.max(1),
+                    headers: found.headers,
+                    from: req.from,
+                    to: req.to,
+                };
+                (desc, stores.default_stores(), TypeSource::Live)
+            }
+            None => retired(req, &real, catalogue, stores)?,
+        },
     };
     let mut desc = desc;
     if source == TypeSource::Catalogue {
@@ -544,6 +558,63 @@ pub fn plan(
         field,
         disconnected,
     })
+}
+
+/// Plans a PV neither the catalogue nor the live source knows, from its files (Java
+/// `retiredPVTemplate`): the stores are those of the template PV's `PVTypeInfo` when the
+/// request names one the catalogue has, else the default stores; the type, element count
+/// and headers come from the newest partition of the newest store that has one (Java takes
+/// the type from the last event of an ETL destination). [`RetrievalError::NotFound`] when
+/// no store has a file of the PV.
+fn retired(
+    req: &DataRequest,
+    real: &str,
+    catalogue: &dyn Registry,
+    stores: &dyn StoreResolver,
+) -> Result<(StreamDesc, Vec<Tier>, TypeSource), RetrievalError> {
+    let not_found = || RetrievalError::NotFound { pv: req.pv.clone() };
+    let template = match req.retired_template.as_deref() {
+        Some(t) => catalogue
+            .get_type_info(normalize_name(t))
+            .map_err(lookup(t))?,
+        None => None,
+    };
+    let mut tiers: Vec<Tier> = Vec::new();
+    if let Some(info) = &template {
+        for url in info.data_stores.iter().rev() {
+            if let Ok(tier) = stores.resolve(url)
+                && !tiers.iter().any(|t| t.root() == tier.root())
+            {
+                tiers.push(tier);
+            }
+        }
+    }
+    if tiers.is_empty() {
+        tiers = stores.default_stores();
+    }
+    let mut found = None;
+    for tier in tiers.iter().rev() {
+        match tier.latest_payload(real) {
+            Ok(Some(p)) => {
+                found = Some(p);
+                break;
+            }
+            Ok(None) => {}
+            // A name that cannot be a file name here (it escapes the folder): nobody's.
+            Err(archiver_storage::StorageError::BadName { .. }) => return Err(not_found()),
+            Err(e) => return Err(RetrievalError::from(e)),
+        }
+    }
+    let (info, element_count) = found.ok_or_else(not_found)?;
+    let desc = StreamDesc {
+        name: req.pv.clone(),
+        payload_type: info.payload_type,
+        element_count,
+        headers: info.headers,
+        from: req.from,
+        to: req.to,
+    };
+    Ok((desc, tiers, TypeSource::Files))
 }
 
 /// Puts `latest` over `headers`: a name already there takes the new value (in place),
@@ -658,8 +729,8 @@ mod tests {
     fn request_parameters() {
         let r = req("ca://A:B.VAL");
         assert_eq!(r.pv, "A:B");
-        assert_eq!(r.to, now());
-        assert_eq!(r.from, Timestamp::new(now().secs - 86_400, 5));
+        assert_eq!(r.to, Timestamp::new(now().secs + 3600, 5));
+        assert_eq!(r.from, Timestamp::new(now().secs + 3600 - 86_400, 5));
         let r = DataRequest::parse("A", Some(""), Some("2025-01-01T00:00:10Z"), now())
             .expect("empty from is absent");
         assert_eq!(r.to.secs, start_of_year(2025) + 10);
@@ -827,6 +898,49 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::NotFound);
         let e = plan(&req("NO:PV"), &reg, &stores, &live).expect_err("unknown");
         assert_eq!(e.to_string(), "Unable to find typeinfo for pv NO:PV");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+    }
+
+    #[test]
+    fn a_retired_pv_is_planned_from_its_files_in_the_stores_of_its_template() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        let stores = stores(dir.path());
+        // Files of a PV the catalogue no longer has, in the MTS only.
+        let mts = StoreResolver::resolve(
+            &stores,
+            "pb://localhost?name=MTS&rootFolder=/x&partitionGranularity=PARTITION_DAY",
+        )
+        .expect("mts");
+        let wave = Sample::new(now(), Value::VectorDouble(vec![1.0, 2.0, 3.0]));
+        mts.append("GONE:WAVE", PayloadType::WaveformDouble, &[wave])
+            .expect("append");
+        let p = plan(&req("GONE:WAVE"), &reg, &stores, &NoLiveSource).expect("plan");
+        assert_eq!(p.source, TypeSource::Files);
+        assert_eq!(p.desc.payload_type, PayloadType::WaveformDouble);
+        assert_eq!(p.desc.element_count, 3);
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"], "the default stores");
+
+        // retiredPVTemplate: the template's dataStores say where to look.
+        reg.put_type_info(&info(
+            "TPL:LTS",
+            &["pb://localhost?name=LTS&rootFolder=/x&partitionGranularity=PARTITION_YEAR"],
+        ))
+        .expect("put");
+        reg.put_type_info(&info(
+            "TPL:MTS",
+            &["pb://localhost?name=MTS&rootFolder=/x&partitionGranularity=PARTITION_DAY"],
+        ))
+        .expect("put");
+        let mut r = req("GONE:WAVE");
+        r.retired_template = Some("TPL:MTS".into());
+        let p = plan(&r, &reg, &stores, &NoLiveSource).expect("plan");
+        assert_eq!(names(&p), ["MTS"]);
+        r.retired_template = Some("TPL:LTS".into());
+        let e = plan(&r, &reg, &stores, &NoLiveSource).expect_err("not in the LTS");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+        // A name that would escape the store's folder is nobody's.
+        let e = plan(&req("../../etc/passwd"), &reg, &stores, &NoLiveSource).expect_err("bad");
         assert_eq!(e.class(), ErrorClass::NotFound);
     }
 

@@ -89,6 +89,40 @@ fn post_processor(
     })
 }
 
+/// The plan of Java's connectivity check (`pv=ArchApplPingPV`, [`PING_PV`]), alone
+/// or among the PVs of `getDataForPVs`: ten `DBR_SCALAR_DOUBLE` samples
+/// `0.0, 0.1, ... 0.9` named `ArchApplPingPV`, whatever the request's range. Java stamps
+/// all ten with the first second of the current year; here they are one second apart
+/// from it (so that JSON clients see ten distinct samples).
+pub fn ping_plan(now: Timestamp) -> Plan {
+    let start = archiver_time::calendar::start_of_year(now.year());
+    let buffer = (0..10)
+        .map(|i| {
+            Sample::new(
+                Timestamp::new(start + i, 0),
+                Value::ScalarDouble(0.1 * i as f64),
+            )
+        })
+        .collect();
+    Plan {
+        desc: StreamDesc {
+            name: PING_PV.to_string(),
+            payload_type: PayloadType::ScalarDouble,
+            element_count: 1,
+            headers: Vec::new(),
+            from: Timestamp::new(start, 0),
+            to: Timestamp::new(start + 9, 0),
+        },
+        pv: PING_PV.to_string(),
+        stores: Vec::new(),
+        buffer,
+        source: TypeSource::Live,
+        spans: Vec::new(),
+        field: None,
+        disconnected: None,
+    }
+}
+
 /// Everything a retrieval reads: the catalogue (type infos, aliases), the stores its
 /// `dataStores` URLs resolve to, and the live source (the engine's unwritten samples).
 /// Cheap to clone. Every method blocks (catalogue and files); servers call them on a
@@ -120,8 +154,12 @@ impl Retrieval {
         }
     }
 
-    /// Plans `req`: see [`crate::plan()`].
+    /// Plans `req`: see [`crate::plan()`]. The name [`PING_PV`] plans Java's
+    /// connectivity check ([`ping_plan`]) whatever the catalogue holds.
     pub fn plan(&self, req: &DataRequest) -> Result<Plan, RetrievalError> {
+        if req.pv == PING_PV {
+            return Ok(ping_plan(req.now));
+        }
         plan(
             req,
             self.catalogue.as_ref(),
@@ -185,51 +223,6 @@ impl Retrieval {
             for (p, pp) in plans.iter().zip(pps.iter_mut()) {
                 producer.pv(p, pp.as_mut())?;
             }
-            producer.finish()
-        })
-    }
-
-    /// The answer to Java's connectivity check (`pv=ArchApplPingPV`, [`PING_PV`]) in
-    /// `format`: ten `DBR_SCALAR_DOUBLE` samples `0.0, 0.1, ... 0.9` named
-    /// `ArchApplPingPV`. Java stamps all ten with the first second of the current year;
-    /// here they are one second apart from it (so that JSON clients see ten distinct
-    /// samples).
-    pub fn run_ping(
-        &self,
-        format: Format,
-        now: Timestamp,
-        sink: &mut dyn PieceSink,
-    ) -> Result<Produced, RetrievalError> {
-        let start = archiver_time::calendar::start_of_year(now.year());
-        let from = Timestamp::new(start, 0);
-        let buffer = (0..10)
-            .map(|i| {
-                Sample::new(
-                    Timestamp::new(start + i, 0),
-                    Value::ScalarDouble(0.1 * i as f64),
-                )
-            })
-            .collect();
-        let plan = Plan {
-            desc: StreamDesc {
-                name: PING_PV.to_string(),
-                payload_type: PayloadType::ScalarDouble,
-                element_count: 1,
-                headers: Vec::new(),
-                from,
-                to: Timestamp::new(start + 9, 0),
-            },
-            pv: PING_PV.to_string(),
-            stores: Vec::new(),
-            buffer,
-            source: TypeSource::Live,
-            spans: Vec::new(),
-            field: None,
-            disconnected: None,
-        };
-        with_encoder!(format, |enc| {
-            let mut producer = Producer::new(enc, sink);
-            producer.pv(&plan, &mut Raw)?;
             producer.finish()
         })
     }

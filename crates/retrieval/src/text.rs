@@ -10,35 +10,10 @@
 //! * a waveform as `[v0,v1,...]` of the elements' `toString` (Java `VectorValue.toString`);
 //!   a `DBR_WAVEFORM_BYTE` element is a signed byte.
 //!
-//! Nothing here allocates: the shortest digits come from Rust's float formatting (the same
-//! shortest-round-trip rule as Java ≥ 19's `Double.toString`) into a stack buffer.
-
-use std::io::Write;
+//! Nothing here allocates: the shortest digits come from `zmij` (Schubfach, the algorithm of
+//! Java ≥ 19's `Double.toString`) into a stack buffer, integers from `itoa`.
 
 use archiver_pb::Value;
-
-/// A fixed stack buffer that `write!` fills (the digits of one number).
-struct Stack {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl Write for Stack {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let room = self.buf.len() - self.len;
-        let n = b.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-        self.len += n;
-        if n < b.len() {
-            return Err(std::io::Error::other("number longer than 48 bytes"));
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Writes `digits` (shortest significant digits, no leading zeros, at least one) with
 /// decimal exponent `exp` (the value is `0.d1d2... × 10^(exp+1)`, i.e. `d1.d2... × 10^exp`)
@@ -77,41 +52,141 @@ fn java_layout(out: &mut Vec<u8>, negative: bool, digits: &[u8], exp: i32) {
             out.push(b'0');
         }
         out.push(b'E');
-        let _ = write!(out, "{exp}");
+        int(out, exp);
     }
 }
 
-/// Splits Rust's `{:e}` text (`1.2345e3`, `5e-324`) of a positive finite number into its
-/// digits (into `digits`) and exponent.
-fn split_sci(text: &[u8], digits: &mut [u8; 48]) -> (usize, i32) {
-    let mut n = 0;
-    let mut exp = 0i32;
+/// Reads the shortest round-trip text of a positive finite number (`zmij`'s, in either of
+/// its layouts: `123.45`, `0.001234`, `1e-7`, `1.5e+20`) into its significant digits (no
+/// leading or trailing zeros, at least one; into `digits`) and decimal exponent (the value
+/// is `d1.d2d3... × 10^exp`).
+fn digits_exp(text: &[u8], digits: &mut [u8; 48]) -> (usize, i32) {
+    let mut n = 0usize;
+    let mut int_digits: i32 = 0;
+    let mut seen_point = false;
     let mut i = 0;
-    while i < text.len() && text[i] != b'e' {
-        if text[i].is_ascii_digit() {
-            digits[n] = text[i];
-            n += 1;
+    while i < text.len() && text[i] != b'e' && text[i] != b'E' {
+        match text[i] {
+            b'.' => seen_point = true,
+            c if c.is_ascii_digit() => {
+                if n == 0 && c == b'0' {
+                    // A leading zero: before the point it is not a digit of the value,
+                    // after it, it shifts the value one place down.
+                    if seen_point {
+                        int_digits -= 1;
+                    }
+                } else if n < digits.len() {
+                    digits[n] = c;
+                    n += 1;
+                    if !seen_point {
+                        int_digits += 1;
+                    }
+                }
+            }
+            _ => {}
         }
         i += 1;
     }
-    if i + 1 < text.len() {
-        let (neg, start) = if text[i + 1] == b'-' {
-            (true, i + 2)
-        } else {
-            (false, i + 1)
+    let mut exp: i32 = 0;
+    if i < text.len() {
+        let (neg, mut j) = match text.get(i + 1) {
+            Some(b'-') => (true, i + 2),
+            Some(b'+') => (false, i + 2),
+            _ => (false, i + 1),
         };
-        for &c in &text[start..] {
-            exp = exp * 10 + i32::from(c - b'0');
+        while j < text.len() && text[j].is_ascii_digit() {
+            exp = exp
+                .saturating_mul(10)
+                .saturating_add(i32::from(text[j] - b'0'));
+            j += 1;
         }
         if neg {
             exp = -exp;
         }
     }
-    (n, exp)
+    while n > 1 && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    if n == 0 {
+        digits[0] = b'0';
+        n = 1;
+    }
+    (n, int_digits - 1 + exp)
+}
+
+/// `x × 10^k` for `x = m × 2^e`, when it is an integer below 2^100 (`None` otherwise):
+/// exact, for deciding whether a number lies exactly halfway between two decimals.
+fn scaled_integer(m: u64, e: i32, k: i32) -> Option<u128> {
+    const LIMIT: u128 = 1 << 100;
+    // m × 5^k (k ≥ 0) or m / 5^-k (k < 0, m must be a multiple).
+    let odd_part: u128 = if k >= 0 {
+        // Beyond 5^32 the product cannot be below the limit (m ≥ 1).
+        if k > 32 {
+            return None;
+        }
+        u128::from(m) * 5u128.pow(k.unsigned_abs())
+    } else {
+        let j = k.unsigned_abs();
+        // m < 2^64 < 5^28: no multiple of a larger power.
+        if j > 27 {
+            return None;
+        }
+        let p = 5u128.pow(j);
+        let m = u128::from(m);
+        if m % p != 0 {
+            return None;
+        }
+        m / p
+    };
+    // × 2^(e + k)
+    let shift = e.saturating_add(k);
+    if shift >= 0 {
+        let s = shift.unsigned_abs();
+        if s >= 100 || odd_part >= LIMIT >> s {
+            return None;
+        }
+        Some(odd_part << s)
+    } else {
+        let s = shift.unsigned_abs();
+        if s >= 128 || odd_part & ((1u128 << s) - 1) != 0 {
+            return None;
+        }
+        Some(odd_part >> s)
+    }
+}
+
+/// Java's tie rule for the shortest digits (`Double.toString` since Java 19: "if both are
+/// equally close, the one whose least significant digit is even"), which zmij does not
+/// apply: when `x = m × 2^e` lies exactly halfway between two `n`-digit decimals next to
+/// the `digits[..n]` × 10^`exp` zmij chose, puts the even one in `digits` (and returns the
+/// new digit count and exponent). Exact integer arithmetic; nothing allocated.
+fn even_on_tie(m: u64, e: i32, digits: &mut [u8; 48], n: usize, exp: i32) -> (usize, i32) {
+    // x × 10^(n - exp) has n + 1 digits: the n digits and a fraction digit.
+    let Ok(len) = i32::try_from(n) else {
+        return (n, exp);
+    };
+    let Some(scaled) = scaled_integer(m, e, len - exp) else {
+        return (n, exp);
+    };
+    if scaled % 10 != 5 {
+        return (n, exp);
+    }
+    let low = scaled / 10;
+    let even = if low % 2 == 0 { low } else { low + 1 };
+    let mut buf = itoa::Buffer::new();
+    let text = buf.format(even).as_bytes();
+    // `low + 1` may carry into one more digit (99…9 + 1): one place higher.
+    let exp = exp + (text.len() as i32 - len);
+    let mut k = text.len().min(digits.len());
+    digits[..k].copy_from_slice(&text[..k]);
+    while k > 1 && digits[k - 1] == b'0' {
+        k -= 1;
+    }
+    (k, exp)
 }
 
 macro_rules! java_float {
-    ($name:ident, $t:ty) => {
+    ($name:ident, $t:ty, $bits:ty, $mant_bits:expr, $bias:expr) => {
         /// Writes `x` as Java's `toString` of the same type does (see the module).
         pub fn $name(out: &mut Vec<u8>, x: $t) {
             if x.is_nan() {
@@ -130,24 +205,32 @@ macro_rules! java_float {
                 });
                 return;
             }
-            let mut s = Stack {
-                buf: [0; 48],
-                len: 0,
-            };
-            let _ = write!(s, "{:e}", x.abs());
+            let mut buf = zmij::Buffer::new();
+            let text = buf.format_finite(x.abs());
             let mut digits = [0u8; 48];
-            let (n, exp) = split_sci(&s.buf[..s.len], &mut digits);
-            java_layout(out, x.is_sign_negative(), &digits[..n.max(1)], exp);
+            let (n, exp) = digits_exp(text.as_bytes(), &mut digits);
+            // x = m × 2^e exactly.
+            let bits: $bits = x.abs().to_bits();
+            let frac = bits & ((1 << $mant_bits) - 1);
+            let biased = (bits >> $mant_bits) as i32;
+            let (m, e) = if biased == 0 {
+                (frac, 1 - $bias - $mant_bits)
+            } else {
+                (frac | (1 << $mant_bits), biased - $bias - $mant_bits)
+            };
+            let (n, exp) = even_on_tie(u64::from(m), e, &mut digits, n, exp);
+            java_layout(out, x.is_sign_negative(), &digits[..n], exp);
         }
     };
 }
 
-java_float!(java_f64, f64);
-java_float!(java_f32, f32);
+java_float!(java_f64, f64, u64, 52, 1023);
+java_float!(java_f32, f32, u32, 23, 127);
 
-/// Writes an integer in decimal.
-pub fn int(out: &mut Vec<u8>, x: impl std::fmt::Display) {
-    let _ = write!(out, "{x}");
+/// Writes an integer in decimal (`itoa`: no `core::fmt` machinery per number).
+#[inline]
+pub fn int<T: itoa::Integer>(out: &mut Vec<u8>, x: T) {
+    out.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
 }
 
 /// Writes `[a,b,...]`, each element by `each`.
@@ -181,10 +264,10 @@ pub(crate) fn value_columns(out: &mut Vec<u8>, s: &archiver_pb::Sample, sep: u8)
 pub fn java_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::ScalarString(s) => out.extend_from_slice(s.as_bytes()),
-        Value::ScalarShort(x) | Value::ScalarEnum(x) => int(out, x),
+        Value::ScalarShort(x) | Value::ScalarEnum(x) => int(out, *x),
         Value::ScalarFloat(x) => java_f32(out, *x),
-        Value::ScalarByte(x) => int(out, x),
-        Value::ScalarInt(x) => int(out, x),
+        Value::ScalarByte(x) => int(out, *x),
+        Value::ScalarInt(x) => int(out, *x),
         Value::ScalarDouble(x) => java_f64(out, *x),
         Value::VectorString(v) => {
             out.push(b'[');
@@ -232,6 +315,63 @@ pub fn as_f64(v: &Value) -> f64 {
 mod tests {
     use super::*;
 
+    use std::io::Write;
+
+    /// A fixed stack buffer that `write!` fills (the digits of one number).
+    struct Stack {
+        buf: [u8; 48],
+        len: usize,
+    }
+
+    impl Write for Stack {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let room = self.buf.len() - self.len;
+            let n = b.len().min(room);
+            self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+            self.len += n;
+            if n < b.len() {
+                return Err(std::io::Error::other("number longer than 48 bytes"));
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The digits and exponent of Rust's `{:e}` text (the formatter used before `zmij`).
+    fn reference_f64(x: f64) -> String {
+        let mut s = Stack {
+            buf: [0; 48],
+            len: 0,
+        };
+        let _ = write!(s, "{:e}", x.abs());
+        let mut digits = [0u8; 48];
+        let (n, exp) = digits_exp(&s.buf[..s.len], &mut digits);
+        let mut out = Vec::new();
+        java_layout(&mut out, x.is_sign_negative(), &digits[..n], exp);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// Any finite double: the same text as from Rust's own shortest digits, and it
+        /// reads back to the same value.
+        #[test]
+        fn any_double_prints_its_shortest_digits(bits in proptest::prelude::any::<u64>()) {
+            let x = f64::from_bits(bits);
+            proptest::prop_assume!(x.is_finite() && x != 0.0);
+            let text = d(x);
+            let reference = reference_f64(x);
+            // As short as Rust's shortest digits (they differ only on exact ties).
+            let len = |t: &str| digits_exp(t.as_bytes(), &mut [0u8; 48]).0;
+            proptest::prop_assert_eq!(len(&text), len(&reference), "{} vs {}", text, reference);
+            let back: f64 = text.replace('E', "e").parse().expect("number");
+            proptest::prop_assert_eq!(back.to_bits(), x.to_bits());
+        }
+    }
+
     fn d(x: f64) -> String {
         let mut out = Vec::new();
         java_f64(&mut out, x);
@@ -268,6 +408,16 @@ mod tests {
             (f64::NEG_INFINITY, "-Infinity"),
             (123.456, "123.456"),
             (-1.5e-3, "-0.0015"),
+            // Exactly halfway between two 17-digit decimals: Java takes the even last
+            // digit (checked against Python's repr, which follows the same rule).
+            (
+                f64::from_bits(4_822_771_797_695_314_020),
+                "2.6324362613293112E14",
+            ),
+            (
+                f64::from_bits(14_044_237_006_829_053_204),
+                "-2.0365525985053662E14",
+            ),
         ];
         for (x, want) in cases {
             if *x == 5e-324 {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use archiver_pb::path::{DEFAULT_SEPARATORS, DEFAULT_TERMINATOR, PB_EXTENSION, chunk_key_with};
 use archiver_pb::{
-    AppendCounts, FileCursor, FileIo, Granularity, LineDecoder, PayloadType, PbReader, PbWriter,
-    ReadError, Sample, Timestamp,
+    AppendCounts, FileCursor, FileIo, Granularity, LineDecoder, PayloadInfo, PayloadType, PbReader,
+    PbWriter, ReadError, Sample, Timestamp,
 };
 
 use crate::backend::{Backend, OpenMode};
@@ -647,6 +647,30 @@ impl Tier {
             {
                 return Ok(Some(s.time));
             }
+        }
+        Ok(None)
+    }
+
+    /// What the newest partition of `pv` here says of its samples: its file header and
+    /// the element count of its last sample (1 when it has none). For a PV with files but
+    /// no `PVTypeInfo` (a retired PV, Java `retiredPVTemplate`). `None` when `pv` has no
+    /// partition with a header here.
+    pub fn latest_payload(&self, pv: &str) -> Result<Option<(PayloadInfo, u32)>, StorageError> {
+        let far = Timestamp::new(i64::MAX / 4, 0);
+        for p in self.partitions(pv)?.iter().rev() {
+            let Some(mut r) = self.open_reader(&p.path)? else {
+                continue;
+            };
+            let io = |source| self.io_err(&p.path, source);
+            let mut count = 1;
+            if r.seek_to_last_at_or_before(far).map_err(io)?
+                && let Some(s) = r.next_sample().map_err(io)?
+            {
+                count = u32::try_from(s.value.element_count())
+                    .unwrap_or(u32::MAX)
+                    .max(1);
+            }
+            return Ok(Some((r.header().clone(), count)));
         }
         Ok(None)
     }

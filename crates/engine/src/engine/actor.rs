@@ -439,7 +439,6 @@ impl Actor {
             }
             return;
         }
-        let slot = rt.slot.clone();
         match kind {
             ChannelEvent::Connected {
                 native,
@@ -448,6 +447,7 @@ impl Actor {
                 ..
             } => self.on_connected(id, native, count, server, now),
             ChannelEvent::Disconnected { at } => {
+                let slot = &rt.slot;
                 {
                     let mut st = lock(&slot.state);
                     st.conn.connected = false;
@@ -462,64 +462,62 @@ impl Actor {
             }
             ChannelEvent::AccessRights(_) => {}
             ChannelEvent::SubscriptionError { .. } => {
-                Counters::inc(&slot.counters.transient_errors);
+                Counters::inc(&rt.slot.counters.transient_errors);
             }
             ChannelEvent::Value { data, .. } => {
-                let c = &slot.counters;
-                Counters::inc(&c.events_received);
-                let ts = data.stamp.map(to_pb_time).unwrap_or(now);
-                let _ = c
-                    .first_event_secs
-                    .compare_exchange(0, ts.secs, Relaxed, Relaxed);
-                c.last_event_secs.store(ts.secs, Relaxed);
-                let ty = match rt.archived_type {
-                    Some(ty) => ty,
-                    None => {
-                        // The connect event was lost or is late: the channel knows.
-                        let Some(info) = rt.channel.as_ref().and_then(|ch| ch.info()) else {
-                            Counters::inc(&c.dropped_no_type);
-                            return;
-                        };
+                if rt.archived_type.is_none() {
+                    // The connect event was lost or is late: the channel knows.
+                    if let Some(info) = rt.channel.as_ref().and_then(|ch| ch.info()) {
                         self.on_connected(id, info.native, info.count, info.server, now);
-                        let Some(rt2) = self.pvs.get_mut(&id) else {
-                            return;
-                        };
-                        rt = rt2;
-                        match rt.archived_type {
-                            Some(ty) => ty,
-                            None => {
-                                Counters::inc(&slot.counters.dropped_no_type);
-                                return;
-                            }
-                        }
                     }
-                };
-                let Some(value) = to_pb_value(&data.value, ty) else {
-                    Counters::inc(&c.dropped_type_change);
-                    return;
-                };
-                match rt.filter.check(ts, now) {
-                    Verdict::Accept => {}
-                    Verdict::Same => {
-                        Counters::inc(&c.repeated_timestamp);
+                    let Some(rt2) = self.pvs.get_mut(&id) else {
                         return;
-                    }
-                    _ => {
-                        Counters::inc(&c.dropped_timestamp);
-                        return;
-                    }
+                    };
+                    rt = rt2;
                 }
-                let mut s = Sample::new(ts, value);
-                s.severity = i32::from(data.severity);
-                s.status = i32::from(data.status);
-                let out = &mut self.out;
-                rt.sampler.offer(s, &mut |s| out.push(s));
-                Self::store_all(rt, out, now);
-                if rt.sampler.has_pending() {
+                if Self::on_value(rt, &mut self.out, &data, now) {
                     self.with_pending.insert(id);
                 }
             }
         }
+    }
+
+    /// Samples, filters and buffers one value of a PV's own channel; true when the sampler
+    /// holds a sample back (the tick must flush it). Borrows the runtime rather than
+    /// cloning its slot's `Arc`: this runs once per event.
+    fn on_value(rt: &mut Runtime, out: &mut Vec<Sample>, data: &Dbr, now: Timestamp) -> bool {
+        let c = &rt.slot.counters;
+        Counters::inc(&c.events_received);
+        let ts = data.stamp.map(to_pb_time).unwrap_or(now);
+        let _ = c
+            .first_event_secs
+            .compare_exchange(0, ts.secs, Relaxed, Relaxed);
+        c.last_event_secs.store(ts.secs, Relaxed);
+        let Some(ty) = rt.archived_type else {
+            Counters::inc(&c.dropped_no_type);
+            return false;
+        };
+        let Some(value) = to_pb_value(&data.value, ty) else {
+            Counters::inc(&c.dropped_type_change);
+            return false;
+        };
+        match rt.filter.check(ts, now) {
+            Verdict::Accept => {}
+            Verdict::Same => {
+                Counters::inc(&c.repeated_timestamp);
+                return false;
+            }
+            _ => {
+                Counters::inc(&c.dropped_timestamp);
+                return false;
+            }
+        }
+        let mut s = Sample::new(ts, value);
+        s.severity = i32::from(data.severity);
+        s.status = i32::from(data.status);
+        rt.sampler.offer(s, &mut |s| out.push(s));
+        Self::store_all(rt, out, now);
+        rt.sampler.has_pending()
     }
 
     /// Annotates and buffers the samples the sampler released.

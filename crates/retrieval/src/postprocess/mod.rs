@@ -128,6 +128,7 @@ pub fn build(spec: &PostProcessorSpec) -> Box<dyn PostProcessor> {
             }
         }
         Op::FirstSample { interval } => Box::new(select::FirstSample::new(interval)),
+        Op::TwoWeek { cutoff } => Box::new(select::TwoWeek::new(cutoff)),
         Op::LastSample { interval } => Box::new(select::PerBin::new(interval, true, false)),
         Op::FirstFill { interval } => Box::new(select::PerBin::new(interval, false, true)),
         Op::LastFill { interval } => Box::new(select::PerBin::new(interval, true, true)),

@@ -81,6 +81,57 @@ impl PostProcessor for FirstSample {
     }
 }
 
+/// Java `TwoWeekRaw` (identity `twoweek`), what `usereduced=true` applies when no
+/// post-processor is asked for: `firstSample` with the default interval for the part of
+/// the range before `cutoff` (two weeks before the request), the raw samples from
+/// `cutoff` on. Java splits the range into two spans with a processor each; here one
+/// processor switches at the first sample at or after `cutoff`.
+#[derive(Debug)]
+pub(super) struct TwoWeek {
+    cutoff: Timestamp,
+    sparse: FirstSample,
+    /// The raw part has begun: the sparse part was ended.
+    raw: bool,
+}
+
+impl TwoWeek {
+    pub(super) fn new(cutoff: Timestamp) -> Self {
+        TwoWeek {
+            cutoff,
+            sparse: FirstSample::new(super::spec::DEFAULT_INTERVAL),
+            raw: false,
+        }
+    }
+}
+
+impl PostProcessor for TwoWeek {
+    fn begin_pv(&mut self, desc: &mut StreamDesc) -> Result<(), RetrievalError> {
+        // The sparse span ends at the cutoff; the request's range is left as it is.
+        let mut sparse_span = desc.clone();
+        sparse_span.to = sparse_span.to.min(self.cutoff);
+        self.sparse.begin_pv(&mut sparse_span)
+    }
+
+    fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        if s.time < self.cutoff {
+            return self.sparse.sample(s, emit);
+        }
+        if !self.raw {
+            self.raw = true;
+            self.sparse.end_pv(emit)?;
+        }
+        emit.sample(s)
+    }
+
+    fn end_pv(&mut self, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        if self.raw {
+            Ok(())
+        } else {
+            self.sparse.end_pv(emit)
+        }
+    }
+}
+
 /// `lastSample_I` (the last sample of each bin with its own timestamp, empty bins
 /// omitted), `firstFill_I` and `lastFill_I` (the first or last sample of each bin at the
 /// bin centre with 0 nanoseconds, empty bins after the first repeating the previous one up

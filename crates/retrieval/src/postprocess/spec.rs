@@ -10,6 +10,10 @@ use crate::error::RetrievalError;
 /// (`PostProcessors.DEFAULT_SUMMARIZING_INTERVAL`), also `nth`'s default `n`.
 pub const DEFAULT_INTERVAL: u32 = 900;
 
+/// Where `usereduced` switches from sparse to raw data: two weeks (Java `TwoWeekRaw`,
+/// `2 * 7 * PARTITION_DAY`).
+pub const TWO_WEEKS_SECS: i64 = 14 * 86_400;
+
 /// The default number of points of `optimized` and `optimLastSample`.
 pub const DEFAULT_POINTS: u32 = 1000;
 
@@ -112,6 +116,13 @@ pub enum Op {
         /// Bin width, seconds.
         interval: u32,
     },
+    /// Java `TwoWeekRaw` (`twoweek`, internal: not in the registry, applied by
+    /// `usereduced=true`): `firstSample` with the default interval before `cutoff`, raw
+    /// samples from it on.
+    TwoWeek {
+        /// Where the raw data begin (two weeks before the request).
+        cutoff: archiver_time::Timestamp,
+    },
     /// `deadBand_ADEL`.
     DeadBand {
         /// The dead band (`ADEL`).
@@ -156,6 +167,7 @@ impl Op {
             | Op::LastFill { interval }
             | Op::CaPlotBinning { interval }
             | Op::Flyers { interval, .. } => Some((per(interval), MAX_BINS)),
+            Op::TwoWeek { .. } => Some((per(DEFAULT_INTERVAL), MAX_BINS)),
             Op::Optimized { points, .. } => Some((u64::from(points), MAX_OPTIMIZED_POINTS)),
             Op::NCount | Op::Nth { .. } | Op::DeadBand { .. } => None,
         }
@@ -394,12 +406,25 @@ impl PostProcessorSpec {
         })
     }
 
+    /// Java's `usereduced=true` without a post-processor: `TwoWeekRaw` (the
+    /// `DefaultUseReducedPostProcessor` of the shipped installation properties) for a
+    /// request made at `now`: `firstSample` before two weeks ago, raw after.
+    pub fn use_reduced(now: archiver_time::Timestamp) -> Self {
+        PostProcessorSpec {
+            text: "twoweek".to_string(),
+            op: Op::TwoWeek {
+                cutoff: archiver_time::Timestamp::new(now.secs - TWO_WEEKS_SECS, now.nanos),
+            },
+        }
+    }
+
     /// True when the operator reads sample values as numbers (everything but
     /// `firstSample`, `lastSample`, `firstFill`, `lastFill`, `nth` and `ncount`).
     pub fn needs_numbers(&self) -> bool {
         !matches!(
             self.op,
             Op::FirstSample { .. }
+                | Op::TwoWeek { .. }
                 | Op::LastSample { .. }
                 | Op::FirstFill { .. }
                 | Op::LastFill { .. }
@@ -411,13 +436,17 @@ impl PostProcessorSpec {
 
 /// Splits the function syntax of a `pv` parameter as Java does: `op(PV,a,b)` → the PV
 /// name `PV` and the spec `op_a_b` (`mean_600(PV)` → `PV`, `mean_600`). `None` when
-/// `pv` has no `(`. A `(` without a `)` is a 400 (Java: "Unbalanced paran").
+/// `pv` has no `(`. A `(` without a `)` is a 400 (Java: "Unbalanced paran"); so is a
+/// second `(` (`mean_600(max_60(PV))`: nested post-processors).
 pub fn split_function_syntax(pv: &str) -> Result<Option<(&str, String)>, RetrievalError> {
     if !pv.contains('(') {
         return Ok(None);
     }
     if !pv.contains(')') {
         return Err(RetrievalError::UnbalancedParenthesis(pv.to_string()));
+    }
+    if pv.matches('(').count() > 1 {
+        return Err(RetrievalError::NestedPostProcessor(pv.to_string()));
     }
     // Java `pvName.split("[(,)]")`: trailing empty words are dropped.
     let mut words: Vec<&str> = pv.split(['(', ',', ')']).collect();
@@ -608,6 +637,9 @@ mod tests {
             Some(("", "mean".to_string()))
         );
         let e = split_function_syntax("mean_600(A:B").expect_err("unbalanced");
+        assert_eq!(e.class(), ErrorClass::BadRequest);
+        let e = split_function_syntax("mean_600(max_60(A:B))").expect_err("nested");
+        assert!(matches!(e, RetrievalError::NestedPostProcessor(_)), "{e}");
         assert_eq!(e.class(), ErrorClass::BadRequest);
     }
 }

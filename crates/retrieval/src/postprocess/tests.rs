@@ -48,8 +48,18 @@ fn run_typed(
     to: Timestamp,
     samples: &[Sample],
 ) -> Result<(PayloadType, u32, Vec<Sample>), RetrievalError> {
-    let spec = PostProcessorSpec::parse(spec)?;
-    let mut pp = build(&spec);
+    run_spec(&PostProcessorSpec::parse(spec)?, t, from, to, samples)
+}
+
+/// [`run_typed`] with a spec already built.
+fn run_spec(
+    spec: &PostProcessorSpec,
+    t: PayloadType,
+    from: Timestamp,
+    to: Timestamp,
+    samples: &[Sample],
+) -> Result<(PayloadType, u32, Vec<Sample>), RetrievalError> {
+    let mut pp = build(spec);
     let mut d = desc(t, from, to);
     pp.begin_pv(&mut d)?;
     let mut got = Got::default();
@@ -595,4 +605,54 @@ fn bins_stream() {
     }
     pp.end_pv(&mut got).unwrap();
     assert_eq!(got.samples.len(), 24);
+}
+
+#[test]
+fn use_reduced_is_first_sample_before_two_weeks_ago_and_raw_after() {
+    // One sample every 100 s over three weeks; the request is made at the end.
+    let t0 = start_of_year(2024);
+    let end = t0 + 21 * 86_400;
+    let samples: Vec<Sample> = (0..21 * 864).map(|k| d(t0 + k * 100, k as f64)).collect();
+    let now = Timestamp::new(end, 0);
+    let spec = PostProcessorSpec::use_reduced(now);
+    let (t, _, got) = run_spec(
+        &spec,
+        PayloadType::ScalarDouble,
+        Timestamp::new(t0, 0),
+        now,
+        &samples,
+    )
+    .expect("twoweek");
+    assert_eq!(t, PayloadType::ScalarDouble);
+    let cutoff = end - 14 * 86_400;
+    let (sparse, raw): (Vec<&Sample>, Vec<&Sample>) =
+        got.iter().partition(|s| s.time.secs < cutoff);
+    // Before the cutoff: the first sample of each 900 s bin (7 days = 672 bins), as they are.
+    assert_eq!(sparse.len(), 7 * 96);
+    assert!(sparse.iter().all(|s| (s.time.secs - t0) % 900 == 0));
+    // From the cutoff on: every sample.
+    let expected_raw = samples.iter().filter(|s| s.time.secs >= cutoff).count();
+    assert_eq!(raw.len(), expected_raw);
+    assert!(got.windows(2).all(|w| w[0].time < w[1].time));
+    // Entirely older than two weeks: all sparse; entirely newer: all raw.
+    let old = run_spec(
+        &spec,
+        PayloadType::ScalarDouble,
+        Timestamp::new(t0, 0),
+        Timestamp::new(t0 + 86_400, 0),
+        &samples,
+    )
+    .expect("old")
+    .2;
+    assert_eq!(old.len(), 96 + 1);
+    let recent = run_spec(
+        &spec,
+        PayloadType::ScalarDouble,
+        Timestamp::new(end - 86_400, 0),
+        now,
+        &samples,
+    )
+    .expect("recent")
+    .2;
+    assert_eq!(recent.len(), 864);
 }
