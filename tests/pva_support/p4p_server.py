@@ -5,17 +5,17 @@
 Serves
   PREFIX:STRUCT  custom structure "test:point_t" {value{x,y: double; label: string;
                  u: union{i: int, s: string}; any: any}, alarm, timeStamp}
-  PREFIX:TABLE   NTTable with columns pos (double[]) and name (string[])
+  PREFIX:TABLE   NTTable with columns pos (double[]) and name (string[]), stamped now
 Prints "READY". Stdin lines (each answered "DONE n"):
   x VALUE SECONDS NANOS   post value.x and timeStamp only (a partial update)
-  y VALUE                 post value.y only
+  y VALUE [SECONDS]       post value.y only (and the time stamp when given)
   u_s TEXT                post value.u = string member
   any_i VALUE             post value.any = an int
   table POS,... NAME,...  post a new table
   burst N                 post value.x = 1..N as fast as possible (for overruns)
 """
 import sys
-import threading
+import time
 
 from p4p import Type, Value
 from p4p.nt import NTTable
@@ -44,7 +44,13 @@ init = Value(point_t, {
 struct_pv = SharedPV(initial=init)
 
 table_t = NTTable([("pos", "d"), ("name", "s")])
-table_pv = SharedPV(nt=table_t, initial=table_t.wrap([
+def table(rows):
+    v = table_t.wrap(rows)
+    v["timeStamp.secondsPastEpoch"] = int(time.time())
+    return v
+
+
+table_pv = SharedPV(nt=table_t, initial=table([
     {"pos": 0.5, "name": "a"},
     {"pos": 1.5, "name": "b"},
 ]))
@@ -79,7 +85,10 @@ for line in sys.stdin:
         post({"value.x": float(p[1]), "timeStamp.secondsPastEpoch": int(p[2]),
               "timeStamp.nanoseconds": int(p[3])})
     elif p[0] == "y":
-        post({"value.y": float(p[1])})
+        f = {"value.y": float(p[1])}
+        if len(p) > 2:
+            f.update({"timeStamp.secondsPastEpoch": int(p[2]), "timeStamp.nanoseconds": 0})
+        post(f)
     elif p[0] == "u_s":
         post({"value.u": ("s", p[1])})
     elif p[0] == "any_i":
@@ -87,7 +96,7 @@ for line in sys.stdin:
     elif p[0] == "table":
         pos = [float(x) for x in p[1].split(",")]
         names = p[2].split(",")
-        table_pv.post(table_t.wrap([{"pos": a, "name": b} for a, b in zip(pos, names)]))
+        table_pv.post(table([{"pos": a, "name": b} for a, b in zip(pos, names)]))
     elif p[0] == "burst":
         for i in range(1, int(p[1]) + 1):
             post({"value.x": float(i)})

@@ -124,6 +124,18 @@ impl Client {
     ///
     /// Errors: the UDP socket cannot be bound.
     pub async fn new(cfg: ClientConfig) -> Result<Client, PvaError> {
+        Self::start(cfg)
+    }
+
+    /// As [`Client::new`], from synchronous code running inside a tokio runtime.
+    ///
+    /// Errors: the UDP socket cannot be bound; no runtime.
+    pub fn start(cfg: ClientConfig) -> Result<Client, PvaError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(PvaError::InvalidArgument(
+                "the PVA client needs a tokio runtime".into(),
+            ));
+        }
         let sock = socket2::Socket::new(
             socket2::Domain::IPV4,
             socket2::Type::DGRAM,

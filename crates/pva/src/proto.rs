@@ -329,6 +329,17 @@ pub struct PvRequest {
 }
 
 impl PvRequest {
+    /// The request for the whole structure (`field()`; what the Java appliance monitors).
+    pub fn all() -> PvRequest {
+        let desc = FieldDesc::structure("", Vec::new());
+        PvRequest {
+            value: PvValue::Structure(Vec::new()),
+            desc,
+            pipeline: false,
+            queue_size: 4,
+        }
+    }
+
     /// Parses the request syntax above.
     ///
     /// Errors: unbalanced brackets, empty field names, a bad `queueSize`.
@@ -502,7 +513,7 @@ mod tests {
         let mut v = PvValue::default_for(&d);
         decode_value(&mut rd, &mut c, &d, &mut v).unwrap();
         assert_eq!(v, r.value);
-        assert_eq!(PvRequest::parse("").unwrap().desc.bits(), 1);
+        assert_eq!(PvRequest::parse("").unwrap(), PvRequest::all());
         assert!(PvRequest::parse("field(value").is_err());
         assert!(PvRequest::parse("record[queueSize=0]").is_err());
         assert!(PvRequest::parse("bogus").is_err());

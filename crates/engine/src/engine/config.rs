@@ -40,6 +40,9 @@ pub struct EngineConfig {
     /// Called (on a blocking thread) after each write period's flush; the binary trims
     /// the C heap there, when the period's buffers have just been released.
     pub after_write: Option<fn()>,
+    /// The pvAccess client of `pva://` PVs; `None`: from the `EPICS_PVA_*` environment
+    /// (read when the first `pva://` PV starts).
+    pub pva: Option<archiver_pva::ClientConfig>,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +64,7 @@ impl Default for EngineConfig {
             queue_capacity: 1 << 16,
             tick: Duration::from_millis(200),
             after_write: None,
+            pva: None,
         }
     }
 }
