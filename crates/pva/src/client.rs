@@ -980,7 +980,7 @@ async fn run_conn(
     };
     let _ = stream.set_nodelay(true);
     let echo_every = (cfg.conn_tmo * 3 / 8).clamp(Duration::from_secs(1), Duration::from_secs(15));
-    let mut echo = tokio::time::interval(echo_every);
+    let mut echo = tokio::time::interval_at(tokio::time::Instant::now() + echo_every, echo_every);
     echo.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_rx = Instant::now();
     let mut buf: Vec<u8> = vec![0; 64 * 1024];

@@ -243,3 +243,72 @@ impl EventReceiver {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(key: u64) -> Event {
+        let desc = Arc::new(FieldDesc::structure("", vec![]));
+        Event {
+            key,
+            kind: ChannelEvent::Update {
+                sub: SubscriptionId(1),
+                data: Arc::new(MonitorData {
+                    desc,
+                    value: PvValue::Structure(vec![]),
+                    changed: BitSet::new(),
+                    overrun: BitSet::new(),
+                }),
+            },
+        }
+    }
+
+    fn state(key: u64) -> Event {
+        Event {
+            key,
+            kind: ChannelEvent::Disconnected {
+                at: SystemTime::UNIX_EPOCH,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn drop_newest_counts_and_state_events_are_never_dropped() {
+        let (q, rx) = event_queue(2, Overflow::DropNewest);
+        let dropped = AtomicU64::new(0);
+        for k in 0..5 {
+            q.push_update(update(k), &dropped).await;
+        }
+        q.push_state(state(9));
+        assert_eq!(dropped.load(Ordering::Relaxed), 3);
+        let mut out = Vec::new();
+        assert_eq!(rx.try_recv_many(&mut out, 100), 3);
+        assert_eq!(out.iter().map(|e| e.key).collect::<Vec<_>>(), vec![0, 1, 9]);
+        // room again after taking
+        q.push_update(update(7), &dropped).await;
+        assert_eq!(rx.len(), 1);
+        drop(q);
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_none(), "ends when every sender is gone");
+    }
+
+    #[tokio::test]
+    async fn backpressure_waits_for_room() {
+        let (q, rx) = event_queue(1, Overflow::Backpressure);
+        let dropped = Arc::new(AtomicU64::new(0));
+        q.push_update(update(1), &dropped).await;
+        let q2 = q.clone();
+        let d2 = dropped.clone();
+        let pusher = tokio::spawn(async move { q2.push_update(update(2), &d2).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !pusher.is_finished(),
+            "a full queue must make the sender wait"
+        );
+        assert_eq!(rx.recv().await.map(|e| e.key), Some(1));
+        pusher.await.unwrap();
+        assert_eq!(rx.recv().await.map(|e| e.key), Some(2));
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
+}

@@ -260,3 +260,44 @@ async fn big_endian_server_segments_overruns_and_a_hostile_message() {
     );
     drop(s);
 }
+
+#[tokio::test]
+async fn a_silent_server_is_dropped_after_the_connection_timeout() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let udp_addr: SocketAddr = udp.local_addr().unwrap();
+    tokio::spawn(search_responder(udp, tcp_port));
+    let cfg = ClientConfig {
+        addr_list: vec![udp_addr],
+        auto_addr_list: false,
+        conn_tmo: Duration::from_secs(2),
+        ..ClientConfig::default()
+    };
+    let client = Client::new(cfg).await.unwrap();
+    let (ch, rx) = client.channel("MOCK:PV").unwrap();
+    ch.subscribe(PvRequest::parse("field(value)").unwrap());
+    let (mut s, _) = tcp.accept().await.unwrap();
+    serve_until_monitor(&mut s).await;
+    assert!(matches!(next(&rx).await, ChannelEvent::Connected { .. }));
+    // the server now reads (echo requests, every 1 s) but never answers: dead after 2-3 s
+    let t = std::time::Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut sink = vec![0u8; 1024];
+        let mut echoes = 0;
+        while let Ok(n) = s.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+            echoes += 1;
+        }
+        echoes
+    });
+    assert!(matches!(next(&rx).await, ChannelEvent::Disconnected { .. }));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(reader.await.unwrap() >= 1, "no echo request was sent");
+}
