@@ -2,7 +2,8 @@
 # Installs what the tests need beyond the Rust toolchain: a Python virtualenv with a real
 # EPICS IOC (softioc, EPICS base 7) and a real CA client (pyepics), used by the Channel
 # Access integration tests, and aapy (a Python archiver client from PyPI, with the protobuf
-# it needs) for the real-client test (tests/aapy_client.rs). Idempotent. The venv lives at $ARCHIVER_TEST_VENV
+# it needs) for the real-client test (tests/aapy_client.rs), and p4p (pvAccess server and
+# client on pvxs) for the PVA tests (tests/pva_*.rs). Idempotent. The venv lives at $ARCHIVER_TEST_VENV
 # (default /tmp/archiver-test-venv).
 set -euo pipefail
 venv="${ARCHIVER_TEST_VENV:-/tmp/archiver-test-venv}"
@@ -16,4 +17,9 @@ fi
 if ! "$venv/bin/python" -c 'import aa.pb, aa.js' >/dev/null 2>&1; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check aapy==0.12 protobuf==3.20.3
 fi
-"$venv/bin/python" -c 'import softioc, epics, aa.pb; print("test venv ready:", softioc.__version__)'
+if ! "$venv/bin/python" -c 'import p4p' >/dev/null 2>&1; then
+    # p4p (pvxs-based): the PVA server of the custom-structure/NTTable tests and the
+    # reference client of the PVA benchmark
+    "$venv/bin/pip" install --quiet --disable-pip-version-check p4p==4.3.0
+fi
+"$venv/bin/python" -c 'import softioc, epics, aa.pb, p4p; print("test venv ready:", softioc.__version__)'

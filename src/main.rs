@@ -1,5 +1,5 @@
 //! The `archiver` binary: an EPICS archiver compatible with the Java EPICS Archiver
-//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `import`.
+//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`, `import`.
 
 use std::process::ExitCode;
 
@@ -12,6 +12,7 @@ mod import_cmd;
 mod malloc;
 mod pb_cmd;
 mod pb_generate;
+mod pva_cmd;
 mod serve;
 
 /// An EPICS archiver: archives PVs over Channel Access into the Java appliance's PlainPB
@@ -37,6 +38,9 @@ enum Command {
     /// Take over a Java appliance's PVs: import PVTypeInfo JSON (exportConfig or a folder
     /// of documents) and, with --retired, PVs that have files but no PVTypeInfo.
     Import(import_cmd::ImportArgs),
+    /// pvAccess diagnostics (get, info, monitor) with the archiver's own client.
+    #[command(subcommand)]
+    Pva(pva_cmd::PvaCommand),
 }
 
 fn init_logging() {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Pb(args) => pb_cmd::run(&args),
         Command::Ca(cmd) => runtime().and_then(|rt| rt.block_on(ca_cmd::run(cmd)).map(|()| 0)),
         Command::Import(args) => import_cmd::run(&args).map(|()| 0),
+        Command::Pva(cmd) => runtime().and_then(|rt| rt.block_on(pva_cmd::run(cmd)).map(|()| 0)),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

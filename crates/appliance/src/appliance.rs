@@ -78,6 +78,19 @@ fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
     })
 }
 
+/// What selects pvAccess in a PV name given to the engine (Java: `pva://`).
+const PVA_PREFIX: &str = "pva://";
+
+/// The name the engine is given for a stored PV: `pva://NAME` when it is archived over
+/// pvAccess (`usePVAccess`), else NAME.
+fn engine_name(pv: &str, pva: bool) -> String {
+    if pva {
+        format!("{PVA_PREFIX}{pv}")
+    } else {
+        pv.to_string()
+    }
+}
+
 /// Why a stored value was replaced by the policy's, for the log.
 type Repair = String;
 
@@ -196,16 +209,22 @@ impl Appliance {
         for spec in specs {
             let cfg = self.parts.policy.pv_config(&spec);
             let outcome = self.parts.engine.archive(&spec.pv, cfg.clone())?;
+            // `pva://NAME`: archived over pvAccess, known as NAME (Java strips the prefix)
+            let (pva, name) = match spec.pv.strip_prefix(PVA_PREFIX) {
+                Some(n) => (true, n.to_string()),
+                None => (false, spec.pv),
+            };
             if outcome == ArchiveOutcome::Submitted {
+                let mut user_params = request_params(&cfg, false);
+                if pva {
+                    user_params["usePVAccess"] = json!(true);
+                }
                 requests.push(ArchiveRequest {
-                    pv_name: spec.pv.clone(),
-                    user_params: request_params(&cfg, false),
+                    pv_name: name.clone(),
+                    user_params,
                 });
             }
-            results.push(Archived {
-                pv: spec.pv,
-                outcome,
-            });
+            results.push(Archived { pv: name, outcome });
         }
         if !requests.is_empty() {
             let reg = self.parts.registry.clone();
@@ -343,7 +362,7 @@ impl Appliance {
             };
             let last = last_times.get(&info.pv_name).copied();
             match self.parts.engine.restore(
-                &info.pv_name,
+                &engine_name(&info.pv_name, info.use_pv_access == Some(true)),
                 cfg,
                 Some(info.dbr_type),
                 info.paused,
@@ -367,17 +386,24 @@ impl Appliance {
                     "stored archive request: {}; restored with the policy's defaults",
                     repairs.join("; ")
                 );
+                let mut user_params = request_params(&cfg, paused);
+                if let Some(p) = req.user_params.get("usePVAccess") {
+                    user_params["usePVAccess"] = p.clone();
+                }
                 fixed_requests.push(ArchiveRequest {
                     pv_name: req.pv_name.clone(),
-                    user_params: request_params(&cfg, paused),
+                    user_params,
                 });
             }
             let last = last_times.get(&req.pv_name).copied();
-            match self
-                .parts
-                .engine
-                .restore(&req.pv_name, cfg, None, paused, last)
-            {
+            let pva = req.user_params.get("usePVAccess") == Some(&json!(true));
+            match self.parts.engine.restore(
+                &engine_name(&req.pv_name, pva),
+                cfg,
+                None,
+                paused,
+                last,
+            ) {
                 Ok(_) => n += 1,
                 Err(e) => warn!(pv = %req.pv_name, "cannot restore request: {e}"),
             }
@@ -487,6 +513,11 @@ impl Appliance {
         let stores = self.parts.policy.data_stores.clone();
         let identity = self.parts.identity.to_string();
         let names: Vec<String> = todo.iter().map(|s| s.name.clone()).collect();
+        let pva: HashSet<String> = names
+            .iter()
+            .filter(|n| self.parts.engine.uses_pva(n))
+            .cloned()
+            .collect();
         blocking(move || {
             let mut infos = Vec::with_capacity(todo.len());
             for s in &todo {
@@ -510,6 +541,7 @@ impl Appliance {
                     },
                 };
                 info.appliance_identity = Some(identity.clone());
+                info.use_pv_access = Some(pva.contains(&s.name));
                 info.archive_fields = s.config.archive_fields.clone();
                 info.paused = s.state == PvState::Paused;
                 info.set_units(s.meta.egu.clone());

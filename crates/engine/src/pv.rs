@@ -87,11 +87,62 @@ pub(crate) struct SlotState {
     pub auto_fields: bool,
 }
 
+/// What a `pva://` PV monitors: its pvAccess channel and, for a field PV
+/// (`pva://NAME#a/b`), the member archived (`a.b`). See [`PvaTarget::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PvaTarget {
+    /// The pvAccess channel name.
+    pub channel: String,
+    /// The dotted member path of a field PV (`value.x`), `None` for the whole PV.
+    pub field: Option<String>,
+}
+
+/// The prefix that selects pvAccess (Java: `pva://`).
+pub(crate) const PVA_PREFIX: &str = "pva://";
+
+impl PvaTarget {
+    /// Splits a requested name: `pva://NAME` archives channel NAME over pvAccess;
+    /// `pva://NAME#a/b` (beyond Java) archives member `a.b` of NAME's structure as a PV of
+    /// its own (`/` separates the levels, since a dot would read as a CA archive field,
+    /// and `#` and `/` are PV-name characters Java accepts). Returns the name the PV is
+    /// stored under (without `pva://`) and the target; a name without the prefix is CA.
+    ///
+    /// Errors: an empty channel or an empty member level (the message names the problem).
+    pub fn parse(name: &str) -> Result<(&str, Option<PvaTarget>), String> {
+        let Some(rest) = name.strip_prefix(PVA_PREFIX) else {
+            return Ok((name, None));
+        };
+        let (channel, field) = match rest.split_once('#') {
+            Some((c, f)) => {
+                if f.split('/').any(|p| p.is_empty() || p.contains('.')) {
+                    return Err(format!(
+                        "{name}: a field path after '#' needs non-empty members separated by '/'"
+                    ));
+                }
+                (c, Some(f.replace('/', ".")))
+            }
+            None => (rest, None),
+        };
+        if channel.is_empty() {
+            return Err(format!("{name}: no channel name after {PVA_PREFIX}"));
+        }
+        Ok((
+            rest,
+            Some(PvaTarget {
+                channel: channel.to_string(),
+                field,
+            }),
+        ))
+    }
+}
+
 /// One PV's shared state.
 #[derive(Debug)]
 pub(crate) struct PvSlot {
     pub name: Arc<str>,
     pub id: u64,
+    /// Set for a PV archived over pvAccess.
+    pub pva: Option<PvaTarget>,
     pub counters: Counters,
     pub state: Mutex<SlotState>,
 }
@@ -229,6 +280,7 @@ impl PvSlot {
         PvSlot {
             name: Arc::from(name),
             id: 1,
+            pva: None,
             counters: Counters::default(),
             state: Mutex::new(SlotState {
                 config: PvConfig {

@@ -41,6 +41,8 @@ use crate::sampler::Sampler;
 
 use super::Inner;
 use super::annotate::Annotator;
+
+mod pva;
 use super::fields::{
     MAX_FIELD_INDEX, RUNTIME_FIELDS, extra_fields, field_channel, field_text, is_runtime, key,
     read_rtyp, rtyp_channel, split_key,
@@ -93,22 +95,27 @@ pub(super) fn spawn(inner: Arc<Inner>, client: Client, cmds: mpsc::UnboundedRece
         archiver_ca::Overflow::Backpressure,
     );
     let (feedback_tx, feedback_rx) = mpsc::channel(FEEDBACK_CAPACITY);
+    let (pva, pva_events) =
+        pva::PvaSide::new(inner.config.pva.clone(), inner.config.queue_capacity);
     let actor = Actor {
         inner,
         client,
+        pva,
         queue,
         feedback: feedback_tx,
         pvs: HashMap::new(),
         with_pending: HashSet::new(),
         out: Vec::new(),
     };
-    tokio::spawn(actor.run(events, cmds, feedback_rx));
+    tokio::spawn(actor.run(events, pva_events, cmds, feedback_rx));
 }
 
 /// Per-PV state owned by the actor.
 struct Runtime {
     slot: Arc<PvSlot>,
     channel: Option<Arc<Channel>>,
+    /// The pvAccess channel of a `pva://` PV (then `channel` stays `None`).
+    pva: Option<pva::PvaChannel>,
     /// The channel of each field, in the order of the annotator's fields (field index
     /// `i + 1` on the event queue); `None` where it could not be created.
     field_channels: Vec<Option<Channel>>,
@@ -139,6 +146,8 @@ impl Runtime {
 struct Actor {
     inner: Arc<Inner>,
     client: Client,
+    /// The pvAccess client (made at the first `pva://` PV) and its event queue.
+    pva: pva::PvaSide,
     queue: EventQueue,
     feedback: mpsc::Sender<Feedback>,
     /// Boxed: the table then holds pointers, and its spare capacity (up to half of it
@@ -152,10 +161,12 @@ impl Actor {
     async fn run(
         mut self,
         events: EventReceiver,
+        pva_events: archiver_pva::EventReceiver,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
         mut feedback: mpsc::Receiver<Feedback>,
     ) {
         let mut batch = Vec::with_capacity(EVENT_BATCH);
+        let mut pva_batch = Vec::new();
         let mut tick = tokio::time::interval(self.inner.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -167,6 +178,13 @@ impl Actor {
                     let now = self.inner.clock.now();
                     for ev in batch.drain(..) {
                         self.on_event(ev.key, ev.kind, now);
+                    }
+                }
+                // The actor holds a sender of this queue too: 0 never comes while it runs.
+                n = pva_events.recv_many(&mut pva_batch, EVENT_BATCH) => {
+                    let now = self.inner.clock.now();
+                    for ev in pva_batch.drain(..n) {
+                        self.on_pva_event(ev.key, ev.kind, now);
                     }
                 }
                 cmd = cmds.recv() => {
@@ -273,6 +291,7 @@ impl Actor {
             Box::new(Runtime {
                 slot: slot.clone(),
                 channel: None,
+                pva: None,
                 field_channels: Vec::new(),
                 filter: TimestampFilter::new(self.inner.config.drift_secs),
                 sampler: Sampler::new(config.method, config.period),
@@ -286,6 +305,11 @@ impl Actor {
         }
         rt.annotator.start(startup);
         rt.archived_type = ty;
+        if let Some(target) = &slot.pva {
+            // pvAccess: one monitor of the whole structure; no archive fields
+            rt.pva = self.pva.channel(target, &slot, key(id, 0));
+            return;
+        }
         match self
             .client
             .create_channel(&slot.name, &self.queue, key(id, 0))
@@ -325,6 +349,7 @@ impl Actor {
         Self::store_all(rt, out, now);
         self.with_pending.remove(&id);
         rt.channel = None;
+        rt.pva = None;
         for f in &mut rt.field_channels {
             *f = None;
         }
@@ -355,28 +380,27 @@ impl Actor {
         });
     }
 
-    /// A channel connected (or its first value arrived before the connect event).
-    fn on_connected(
+    /// Records a connect of PV `id` (type `ty` when the connect tells it: CA; a PVA type
+    /// is known at the first update) in its slot and annotator; `Some(true)` when the
+    /// record type must be read now, `None` for an unknown PV.
+    fn mark_connected(
         &mut self,
         id: u64,
-        native: archiver_ca::DbfType,
+        ty: Option<PayloadType>,
         count: u32,
         server: std::net::SocketAddr,
         now: Timestamp,
-    ) {
-        let Some(rt) = self.pvs.get_mut(&id) else {
-            return;
-        };
+    ) -> Option<bool> {
+        let rt = self.pvs.get_mut(&id)?;
         let slot = rt.slot.clone();
-        let ty = archived_type(native, count);
         let read_rtyp_now = {
             let mut st = lock(&slot.state);
-            match st.archived_type {
-                None => st.archived_type = Some(ty),
-                Some(t) if t != ty => {
+            match (st.archived_type, ty) {
+                (None, ty) => st.archived_type = ty,
+                (Some(t), Some(ty)) if t != ty => {
                     warn!(pv = %slot.name, "type changed from {t} to {ty}: events are dropped and counted");
                 }
-                Some(_) => {}
+                _ => {}
             }
             rt.archived_type = st.archived_type;
             if st.state == PvState::NeverConnected {
@@ -398,6 +422,28 @@ impl Actor {
             rt.rtyp_checked |= due;
             due
         };
+        rt.filter.on_connect();
+        Some(read_rtyp_now)
+    }
+
+    /// A channel connected (or its first value arrived before the connect event).
+    fn on_connected(
+        &mut self,
+        id: u64,
+        native: archiver_ca::DbfType,
+        count: u32,
+        server: std::net::SocketAddr,
+        now: Timestamp,
+    ) {
+        let Some(read_rtyp_now) =
+            self.mark_connected(id, Some(archived_type(native, count)), count, server, now)
+        else {
+            return;
+        };
+        let Some(rt) = self.pvs.get_mut(&id) else {
+            return;
+        };
+        let slot = rt.slot.clone();
         if read_rtyp_now {
             // Read PV.RTYP on a channel of the shared queue (its events are ignored: no
             // field has that index), to add the policy's fields for the record type.
@@ -410,7 +456,6 @@ impl Actor {
                 });
             }
         }
-        rt.filter.on_connect();
         if let Some(ch) = rt.channel.clone() {
             let tx = self.feedback.clone();
             tokio::spawn(async move {
@@ -446,20 +491,7 @@ impl Actor {
                 server,
                 ..
             } => self.on_connected(id, native, count, server, now),
-            ChannelEvent::Disconnected { at } => {
-                let slot = &rt.slot;
-                {
-                    let mut st = lock(&slot.state);
-                    st.conn.connected = false;
-                    st.conn.lost_at_secs = at.secs;
-                }
-                Counters::inc(&slot.counters.disconnects);
-                slot.counters.last_disconnect_secs.store(at.secs, Relaxed);
-                let out = &mut self.out;
-                rt.sampler.flush(&mut |s| out.push(s));
-                Self::store_all(rt, out, now);
-                self.with_pending.remove(&id);
-            }
+            ChannelEvent::Disconnected { at } => self.on_disconnected(id, at.secs, now),
             ChannelEvent::AccessRights(_) => {}
             ChannelEvent::SubscriptionError { .. } => {
                 Counters::inc(&rt.slot.counters.transient_errors);
@@ -482,13 +514,50 @@ impl Actor {
         }
     }
 
+    /// PV `id` lost its server at `at_secs`: counted, and what the sampler holds is stored.
+    fn on_disconnected(&mut self, id: u64, at_secs: i64, now: Timestamp) {
+        let Some(rt) = self.pvs.get_mut(&id) else {
+            return;
+        };
+        let slot = &rt.slot;
+        {
+            let mut st = lock(&slot.state);
+            st.conn.connected = false;
+            st.conn.lost_at_secs = at_secs;
+        }
+        Counters::inc(&slot.counters.disconnects);
+        slot.counters.last_disconnect_secs.store(at_secs, Relaxed);
+        let out = &mut self.out;
+        rt.sampler.flush(&mut |s| out.push(s));
+        Self::store_all(rt, out, now);
+        self.with_pending.remove(&id);
+    }
+
     /// Samples, filters and buffers one value of a PV's own channel; true when the sampler
     /// holds a sample back (the tick must flush it). Borrows the runtime rather than
     /// cloning its slot's `Arc`: this runs once per event.
     fn on_value(rt: &mut Runtime, out: &mut Vec<Sample>, data: &Dbr, now: Timestamp) -> bool {
+        let ts = data.stamp.map(to_pb_time).unwrap_or(now);
+        let alarm = (i32::from(data.severity), i32::from(data.status));
+        Self::offer(rt, out, ts, alarm, now, None, |ty| {
+            to_pb_value(&data.value, ty)
+        })
+    }
+
+    /// [`Actor::on_value`] for any protocol: counts the event, converts it with `convert`
+    /// (`None`: a type change), filters its time stamp `ts`, samples and buffers it with
+    /// its `(severity, status)`; true when the sampler holds a sample back.
+    fn offer(
+        rt: &mut Runtime,
+        out: &mut Vec<Sample>,
+        ts: Timestamp,
+        (severity, status): (i32, i32),
+        now: Timestamp,
+        user_tag: Option<u32>,
+        convert: impl FnOnce(PayloadType) -> Option<archiver_pb::Value>,
+    ) -> bool {
         let c = &rt.slot.counters;
         Counters::inc(&c.events_received);
-        let ts = data.stamp.map(to_pb_time).unwrap_or(now);
         let _ = c
             .first_event_secs
             .compare_exchange(0, ts.secs, Relaxed, Relaxed);
@@ -497,7 +566,7 @@ impl Actor {
             Counters::inc(&c.dropped_no_type);
             return false;
         };
-        let Some(value) = to_pb_value(&data.value, ty) else {
+        let Some(value) = convert(ty) else {
             Counters::inc(&c.dropped_type_change);
             return false;
         };
@@ -513,8 +582,9 @@ impl Actor {
             }
         }
         let mut s = Sample::new(ts, value);
-        s.severity = i32::from(data.severity);
-        s.status = i32::from(data.status);
+        s.severity = severity;
+        s.status = status;
+        s.user_tag = user_tag;
         rt.sampler.offer(s, &mut |s| out.push(s));
         Self::store_all(rt, out, now);
         rt.sampler.has_pending()

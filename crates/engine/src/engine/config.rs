@@ -44,6 +44,9 @@ pub struct EngineConfig {
     /// short-term store per hour; beyond it, samples are dropped and counted
     /// (`Counters::dropped_rate_limit`).
     pub rate_limit: crate::writer::RateLimit,
+    /// The pvAccess client of `pva://` PVs; `None`: from the `EPICS_PVA_*` environment
+    /// (read when the first `pva://` PV starts).
+    pub pva: Option<archiver_pva::ClientConfig>,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             queue_capacity: 1 << 16,
             tick: Duration::from_millis(200),
             after_write: None,
+            pva: None,
         }
     }
 }

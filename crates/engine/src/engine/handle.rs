@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counters;
 use crate::error::EngineError;
-use crate::pv::{BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, SlotState, lock};
+use crate::pv::{
+    BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, PvaTarget, SlotState, lock,
+};
 use crate::writer;
 use crate::writer::Unwritten;
 use archiver_time::Clock;
@@ -70,6 +72,8 @@ impl Engine {
     }
 
     /// Starts archiving `pv` (returns at once; the channel connects in the background).
+    /// `pva://NAME` archives NAME over pvAccess and `pva://NAME#a/b` its member `a.b`
+    /// (see [`Engine::uses_pva`]); the PV is stored under the name without `pva://`.
     ///
     /// Errors: [`EngineError::BadName`] for a name that has no chunk key,
     /// [`EngineError::BadPeriod`] for a negative, NaN or infinite period,
@@ -101,6 +105,7 @@ impl Engine {
         paused: bool,
         last_stored: Option<Timestamp>,
     ) -> Result<ArchiveOutcome, EngineError> {
+        let (pv, pva) = PvaTarget::parse(pv).map_err(EngineError::BadName)?;
         archiver_pb::path::chunk_key(pv).map_err(|e| EngineError::BadName(e.to_string()))?;
         if !config.period.is_finite() || config.period < 0.0 {
             return Err(EngineError::BadPeriod(config.period));
@@ -125,6 +130,7 @@ impl Engine {
         let slot = Arc::new(PvSlot {
             name: Arc::from(pv),
             id,
+            pva,
             counters,
             state: std::sync::Mutex::new(SlotState {
                 config,
@@ -156,6 +162,12 @@ impl Engine {
             })?;
         }
         Ok(ArchiveOutcome::Submitted)
+    }
+
+    /// True when `pv` (a stored name, without `pva://`) is archived over pvAccess (Java's
+    /// `PVTypeInfo.usePVAccess`).
+    pub fn uses_pva(&self, pv: &str) -> bool {
+        self.slot(pv).is_some_and(|s| s.pva.is_some())
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), EngineError> {

@@ -69,7 +69,13 @@ pub async fn archive_pv(
     let default_method = req.get("samplingmethod").map(parse_method).transpose()?;
     let mut specs = Vec::with_capacity(entries.len());
     for e in &entries {
-        let pv = normalize(&e.pv)?;
+        let pv = normalize(&e.pv).map(|n| {
+            if e.pv.trim().starts_with("pva://") {
+                format!("pva://{n}")
+            } else {
+                n
+            }
+        })?;
         let period = match e.fields.get("samplingperiod") {
             Some(t) => Some(parse_period(t).map_err(|err| with_pv(err, &pv))?),
             None => default_period,

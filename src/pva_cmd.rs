@@ -1,0 +1,334 @@
+//! `archiver pva`: pvAccess diagnostics for operators (like `pvget`, `pvinfo`,
+//! `pvmonitor`), using the archiver's own PVA client and the EPICS_PVA_* environment.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use archiver_pva::nt;
+use archiver_pva::value::lookup;
+use archiver_pva::{
+    ChannelEvent, Client, ClientConfig, FieldDesc, Overflow, Pretty, PvRequest, PvValue,
+    event_queue,
+};
+use archiver_time::Precision;
+
+/// pvAccess diagnostics.
+#[derive(Debug, clap::Subcommand)]
+pub enum PvaCommand {
+    /// Read PVs once. Normative types print as `NAME TIME VALUE SEVERITY STATUS`; other
+    /// structures (or `-v`) print the whole value, one member per line.
+    Get {
+        /// PV names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Seconds to wait for the server.
+        #[arg(short = 'w', long = "wait", default_value_t = 5.0)]
+        wait: f64,
+        /// pvRequest, e.g. `field(value,alarm)` (default: the whole structure).
+        #[arg(short = 'r', long = "request", default_value = "")]
+        request: String,
+        /// Print the whole structure.
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
+    },
+    /// Show a PV's server and type (GET_FIELD).
+    Info {
+        /// PV name.
+        name: String,
+        /// Seconds to wait for the server.
+        #[arg(short = 'w', long = "wait", default_value_t = 5.0)]
+        wait: f64,
+    },
+    /// Print updates and connection changes until interrupted.
+    Monitor {
+        /// PV names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Seconds after which unanswered searches are reported (searching continues).
+        #[arg(short = 'w', long = "wait", default_value_t = 5.0)]
+        wait: f64,
+        /// pvRequest.
+        #[arg(
+            short = 'r',
+            long = "request",
+            default_value = "field(value,alarm,timeStamp)"
+        )]
+        request: String,
+        /// Print the whole structure of each update.
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
+    },
+}
+
+/// Runs a `pva` subcommand.
+pub async fn run(cmd: PvaCommand) -> Result<()> {
+    let cfg = ClientConfig::from_env().context("reading the EPICS_PVA_* environment")?;
+    let client = Client::new(cfg).await.context("starting the PVA client")?;
+    match cmd {
+        PvaCommand::Get {
+            names,
+            wait,
+            request,
+            verbose,
+        } => get(&client, &names, secs(wait), &request, verbose).await,
+        PvaCommand::Info { name, wait } => info(&client, &name, secs(wait)).await,
+        PvaCommand::Monitor {
+            names,
+            wait,
+            request,
+            verbose,
+        } => monitor(&client, &names, secs(wait), &request, verbose).await,
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.01, 3600.0)
+    } else {
+        5.0
+    })
+}
+
+async fn get(
+    client: &Client,
+    names: &[String],
+    wait: Duration,
+    request: &str,
+    verbose: bool,
+) -> Result<()> {
+    let req = PvRequest::parse(request)?;
+    let chans = names
+        .iter()
+        .map(|n| client.channel(n).map(|c| c.0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = 0;
+    for ch in &chans {
+        match ch.get(req.clone(), wait).await {
+            Ok((d, v)) => print!("{}", format_update(ch.name(), &d, &v, verbose)),
+            Err(e) => {
+                eprintln!("{}: {e}", ch.name());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} PVs could not be read", names.len());
+    }
+    Ok(())
+}
+
+async fn info(client: &Client, name: &str, wait: Duration) -> Result<()> {
+    let (ch, _rx) = client.channel(name)?;
+    let t = ch.get_field(wait).await?;
+    println!("name:   {name}");
+    if let Some(s) = ch.server() {
+        println!("server: {s}");
+    }
+    println!("type:");
+    print!("{t}");
+    Ok(())
+}
+
+async fn monitor(
+    client: &Client,
+    names: &[String],
+    wait: Duration,
+    request: &str,
+    verbose: bool,
+) -> Result<()> {
+    let req = PvRequest::parse(request)?;
+    let (q, rx) = event_queue(100_000, Overflow::DropNewest);
+    let mut chans = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let ch = client.create_channel(n, i as u64, &q)?;
+        ch.subscribe(req.clone());
+        chans.push(ch);
+    }
+    drop(q);
+    let not_found = async {
+        tokio::time::sleep(wait).await;
+        for ch in &chans {
+            if ch.server().is_none() {
+                eprintln!(
+                    "{}: no server answered within {:.1} s (searched: {}); still searching",
+                    ch.name(),
+                    wait.as_secs_f64(),
+                    client.searched()
+                );
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::pin!(not_found);
+    let mut buf = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut not_found => {}
+            n = rx.recv_many(&mut buf, 1024) => {
+                if n == 0 {
+                    break;
+                }
+                for ev in buf.drain(..) {
+                    let Some(name) = names.get(ev.key as usize) else { continue };
+                    match ev.kind {
+                        ChannelEvent::Update { data, .. } => {
+                            print!("{}", format_update(name, &data.desc, &data.value, verbose));
+                            if data.overrun.any() {
+                                println!("{name} *** overrun: the server dropped updates before this one");
+                            }
+                        }
+                        ChannelEvent::Connected { server, .. } => println!("{name} *** connected to {server}"),
+                        ChannelEvent::Disconnected { at } => {
+                            let t = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                            println!("{name} *** disconnected at {}", format_time(t.as_secs() as i64, t.subsec_nanos()));
+                        }
+                        ChannelEvent::SubscriptionError { message, .. } => println!("{name} *** monitor error: {message}"),
+                    }
+                }
+            }
+        }
+    }
+    let dropped: u64 = chans.iter().map(|c| c.dropped()).sum();
+    let overruns: u64 = chans.iter().map(|c| c.overruns()).sum();
+    if dropped > 0 || overruns > 0 {
+        eprintln!("{dropped} updates dropped (output too slow), {overruns} overrun by the server");
+    }
+    Ok(())
+}
+
+/// pvData alarm severities (`alarm_t.severity`).
+const SEVERITIES: [&str; 4] = ["NO_ALARM", "MINOR", "MAJOR", "INVALID"];
+/// pvData alarm status (`alarm_t.status`, pvData `AlarmStatus`).
+const STATUSES: [&str; 8] = [
+    "NO_STATUS",
+    "DEVICE",
+    "DRIVER",
+    "RECORD",
+    "DB",
+    "CONF",
+    "UNDEFINED",
+    "CLIENT",
+];
+
+/// One line `NAME TIME VALUE SEVERITY STATUS [message]` for a value with a `value`
+/// member; the whole tree (after the name) otherwise or when `verbose`.
+fn format_update(name: &str, d: &FieldDesc, v: &PvValue, verbose: bool) -> String {
+    let Some((vd, vv)) = lookup(d, v, "value").filter(|_| !verbose) else {
+        return format!("{name}\n{}", Pretty { desc: d, value: v });
+    };
+    let time = nt::time_stamp(d, v)
+        .map(|t| format_time(t.seconds, t.nanos.max(0) as u32))
+        .unwrap_or_else(|| "-".into());
+    let value = format_value(vd, vv);
+    let alarm = nt::alarm(d, v)
+        .map(|a| {
+            let sev = usize::try_from(a.severity)
+                .ok()
+                .and_then(|i| SEVERITIES.get(i))
+                .unwrap_or(&"UNKNOWN");
+            let st = usize::try_from(a.status)
+                .ok()
+                .and_then(|i| STATUSES.get(i))
+                .unwrap_or(&"UNKNOWN");
+            if a.message.is_empty() {
+                format!(" {sev} {st}")
+            } else {
+                format!(" {sev} {st} {}", a.message)
+            }
+        })
+        .unwrap_or_default();
+    format!("{name:<30} {time} {value}{alarm}\n")
+}
+
+fn format_value(d: &FieldDesc, v: &PvValue) -> String {
+    if nt::is_enum(d)
+        && let Some((i, choices)) = nt::enum_value(d, v)
+    {
+        return usize::try_from(i)
+            .ok()
+            .and_then(|i| choices.get(i))
+            .cloned()
+            .unwrap_or_else(|| i.to_string());
+    }
+    let s = Pretty { desc: d, value: v }.to_string();
+    // a scalar or array prints as "TYPE  VALUE": keep the value
+    let text = s
+        .trim_end()
+        .split_once(' ')
+        .map(|x| x.1)
+        .unwrap_or(&s)
+        .trim();
+    match v {
+        PvValue::StringArray(a) => format!("{text} ({} elements)", a.len()),
+        _ if matches!(d, FieldDesc::ScalarArray(_)) => {
+            let n = text.matches(',').count() + usize::from(text.len() > 2);
+            format!("{text} ({n} elements)")
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// ISO 8601 UTC with nanoseconds (the project's one formatter, `archiver_time`).
+fn format_time(secs: i64, nanos: u32) -> String {
+    archiver_time::Timestamp::new(secs, nanos)
+        .iso(Precision::Nanos)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archiver_pva::ScalarType;
+    use std::sync::Arc;
+
+    #[test]
+    fn nt_line_and_enum_and_arrays() {
+        let alarm = FieldDesc::structure(
+            "alarm_t",
+            vec![
+                (
+                    "severity".into(),
+                    Arc::new(FieldDesc::Scalar(ScalarType::I32)),
+                ),
+                (
+                    "status".into(),
+                    Arc::new(FieldDesc::Scalar(ScalarType::I32)),
+                ),
+                (
+                    "message".into(),
+                    Arc::new(FieldDesc::Scalar(ScalarType::String)),
+                ),
+            ],
+        );
+        let d = FieldDesc::structure(
+            "epics:nt/NTScalarArray:1.0",
+            vec![
+                (
+                    "value".into(),
+                    Arc::new(FieldDesc::ScalarArray(ScalarType::F64)),
+                ),
+                ("alarm".into(), Arc::new(alarm)),
+            ],
+        );
+        let v = PvValue::Structure(vec![
+            PvValue::F64Array(vec![1.0, 2.5]),
+            PvValue::Structure(vec![
+                PvValue::I32(2),
+                PvValue::I32(3),
+                PvValue::String("HIHI".into()),
+            ]),
+        ]);
+        let s = format_update("X", &d, &v, false);
+        assert!(
+            s.contains("[1.0, 2.5] (2 elements) MAJOR RECORD HIHI"),
+            "{s}"
+        );
+        let s = format_update("X", &d, &v, true);
+        assert!(s.contains("double[] value [1.0, 2.5]"), "{s}");
+        assert_eq!(
+            format_time(1_704_067_200, 5),
+            "2024-01-01T00:00:00.000000005Z"
+        );
+    }
+}
