@@ -43,6 +43,9 @@ impl ApplianceApi for Fake {
     fn status(&self, _: &str) -> Option<PvStatus> {
         None
     }
+    fn catalogue(&self) -> Arc<dyn archiver_registry::Registry> {
+        Arc::new(archiver_registry::SqliteRegistry::open_in_memory().unwrap())
+    }
     fn all_status(&self) -> Vec<PvStatus> {
         Vec::new()
     }
