@@ -18,6 +18,8 @@ const CONFIG: &str = r#"
 write_period_secs = 1
 
 [storage]
+# This test counts the files it wrote; ETL (tested on its own) would merge them meanwhile.
+etl = false
 data_stores = [
   "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
   "pb://localhost?name=MTS&rootFolder=tiers/mts&partitionGranularity=PARTITION_DAY",
