@@ -231,10 +231,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
     let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
     // ETL over every store, on the Java schedule; stopped before the engine's final write.
-    let etl = Etl::new(
-        appliance.stores().clone(),
-        file.storage.out_of_space_policy()?,
-    );
+    let etl = appliance.new_etl(file.storage.out_of_space_policy()?);
     let etl_service = file
         .storage
         .etl_enabled()

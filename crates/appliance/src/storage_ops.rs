@@ -224,11 +224,18 @@ impl Appliance {
         EtlService { cancel, task, etl }
     }
 
+    /// An ETL over this appliance's stores with `out_of_space`, writing the reductions a
+    /// store caches (`pp=`) with the retrieval's post-processors.
+    pub fn new_etl(&self, out_of_space: OutOfSpacePolicy) -> Etl {
+        Etl::new(self.stores().clone(), out_of_space)
+            .with_reducer(std::sync::Arc::new(archiver_retrieval::PostProcessorReducer))
+    }
+
     /// Moves every file of `pv` down to the store `store` now, the current partitions
     /// included (Java's `consolidateDataForPV`; here the PV need not be paused: each file
     /// moves under the PV's write lock, and the engine's next write starts a new file).
     pub async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
-        let etl = Etl::new(self.stores().clone(), Default::default());
+        let etl = self.new_etl(Default::default());
         let known: Vec<String> = (0..etl.stages())
             .filter_map(|s| etl.stage_names(s).map(|(_, d)| d.to_string()))
             .collect();

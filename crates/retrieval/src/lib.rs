@@ -90,6 +90,7 @@ mod pipeline;
 mod plan;
 pub mod postprocess;
 mod produce;
+pub mod reduce;
 pub mod qw;
 pub mod raw;
 mod service;
@@ -102,9 +103,11 @@ pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::{MergeDedup, Origin};
 pub use crate::plan::{
-    DataRequest, Disconnected, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan, StoreResolver,
+    CachedReduction, DataRequest, Disconnected, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan,
+    StoreResolver,
     StoreUrlError, StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
 };
 pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};
+pub use crate::reduce::PostProcessorReducer;
 pub use crate::service::{PING_PV, Retrieval, ping_plan};

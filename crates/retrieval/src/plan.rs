@@ -261,6 +261,28 @@ pub struct Plan {
     /// ([`LiveSource::disconnected_since`]): the response says so (pbraw: a last chunk
     /// whose header carries `cnxlostepsecs`).
     pub disconnected: Option<Disconnected>,
+    /// Reductions cached by ETL for the request's post-processor (a store's `pp=`):
+    /// read as they are instead of computing them; `None`: none applies.
+    pub cached: Option<CachedReduction>,
+}
+
+/// The stores whose cached reduction of the requested post-processor (Java
+/// `PlainStoragePlugin`: `pp=` files written by ETL) answers the older part of a request:
+/// their `<key><partition>.<post-processor>` files up to `until` are sent as they are;
+/// the rest of the request (at and after `until`, from the other stores and the live
+/// buffer) goes through the post-processor. A store is used only when it has such files
+/// for the PV (else Java, and this, compute at request time).
+#[derive(Debug, Clone)]
+pub struct CachedReduction {
+    /// The reduced views of those stores ([`Tier::reduced`]), oldest data first.
+    pub tiers: Vec<Tier>,
+    /// The end of their newest cached partition: where the computed part begins.
+    pub until: Timestamp,
+    /// The type and element count of the cached samples (of the newest cached file):
+    /// the type the response declares.
+    pub payload_type: PayloadType,
+    /// See `payload_type`.
+    pub element_count: u32,
 }
 
 impl Plan {
@@ -548,6 +570,10 @@ pub fn plan(
             year: req.now.year(),
         });
     let buffer = live.buffered(&real);
+    let (tiers, cached) = match (&req.pp, &field) {
+        (Some(spec), None) => split_cached(tiers, &real, &spec.text, req.from, req.to)?,
+        _ => (tiers, None),
+    };
     Ok(Plan {
         desc,
         pv: real,
@@ -557,7 +583,76 @@ pub fn plan(
         spans: req.spans.clone(),
         field,
         disconnected,
+        cached,
     })
+}
+
+/// Takes out of `tiers` (oldest data first) the oldest ones whose cached reduction
+/// `post_processor` answers for `pv` over `[from, to]`, as a [`CachedReduction`]: a store
+/// qualifies when its URL lists the post-processor in `pp=` and every partition of the PV
+/// it holds in the range has its reduction (a reduction missing for some partition, a
+/// `pp=` added after those were moved, say, means computing at request time, as when none
+/// exists). Only a run of qualifying stores from the oldest counts, so that the computed
+/// part (from [`CachedReduction::until`] on) never skips older data of another store.
+fn split_cached(
+    tiers: Vec<Tier>,
+    pv: &str,
+    post_processor: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<(Vec<Tier>, Option<CachedReduction>), RetrievalError> {
+    let caches = |t: &Tier| t.cached_post_processors().iter().any(|p| p == post_processor);
+    if !tiers.first().is_some_and(caches) {
+        return Ok((tiers, None));
+    }
+    let in_range = |p: &archiver_storage::Partition| p.start <= to.secs && p.end > from.secs;
+    let mut cached = Vec::new();
+    let mut until = None;
+    let mut taken = 0;
+    for tier in &tiers {
+        if !caches(tier) {
+            break;
+        }
+        let view = tier.reduced(post_processor);
+        let reduced: Vec<archiver_storage::Partition> =
+            view.partitions(pv)?.into_iter().filter(in_range).collect();
+        let raw = tier.partitions(pv)?;
+        if reduced.is_empty()
+            || raw
+                .iter()
+                .filter(|p| in_range(p))
+                .any(|p| !reduced.iter().any(|r| r.start == p.start))
+        {
+            break;
+        }
+        let end = reduced.iter().map(|p| p.end).max();
+        until = until.max(end);
+        cached.push(view);
+        taken += 1;
+    }
+    let Some(end) = until else {
+        return Ok((tiers, None));
+    };
+    let mut shape = None;
+    for view in cached.iter().rev() {
+        if let Some((info, count)) = view.latest_payload(pv)? {
+            shape = Some((info.payload_type, count));
+            break;
+        }
+    }
+    let Some((payload_type, element_count)) = shape else {
+        return Ok((tiers, None));
+    };
+    let rest = tiers.into_iter().skip(taken).collect();
+    Ok((
+        rest,
+        Some(CachedReduction {
+            tiers: cached,
+            until: Timestamp::new(end, 0),
+            payload_type,
+            element_count,
+        }),
+    ))
 }
 
 /// Plans a PV neither the catalogue nor the live source knows, from its files (Java

@@ -2,7 +2,7 @@
 //! buffer → merge/dedup → post-processor → encoder → pieces of bounded size handed to a
 //! [`PieceSink`] (in a server, a short queue to the connection).
 
-use archiver_pb::{PayloadType, Sample};
+use archiver_pb::{PayloadType, Sample, Timestamp};
 use archiver_storage::Tier;
 
 use crate::collect::for_each_line;
@@ -76,6 +76,29 @@ impl<E: Encoder> Output for PvOutput<'_, E> {
             self.desc.element_count = element_count;
         }
     }
+}
+
+/// The parts of `spans` at or after `from` and before `before` (either bound absent: none).
+fn clip(
+    spans: &[(Timestamp, Timestamp)],
+    from: Option<Timestamp>,
+    before: Option<Timestamp>,
+) -> Vec<(Timestamp, Timestamp)> {
+    let last_before = before.map(|b| {
+        if b.nanos > 0 {
+            Timestamp::new(b.secs, b.nanos - 1)
+        } else {
+            Timestamp::new(b.secs - 1, 999_999_999)
+        }
+    });
+    spans
+        .iter()
+        .filter_map(|&(a, b)| {
+            let a = from.map_or(a, |f| a.max(f));
+            let b = last_before.map_or(b, |l| b.min(l));
+            (a <= b).then_some((a, b))
+        })
+        .collect()
 }
 
 /// Bytes of response produced before they are handed to the sink.
@@ -196,10 +219,24 @@ impl<'s, E: Encoder> Producer<'s, E> {
         };
         let tiers: Vec<&Tier> = plan.stores.iter().collect();
         let spans = plan.read_spans();
+        let mut skipped = 0;
+        let spans: std::borrow::Cow<'_, [(Timestamp, Timestamp)]> = match &plan.cached {
+            None => spans,
+            Some(cached) => {
+                // The older part from the stores' cached reductions, as they are.
+                let before = clip(&spans, None, Some(cached.until));
+                let reduced: Vec<&Tier> = cached.tiers.iter().collect();
+                out.retype(cached.payload_type, cached.element_count);
+                skipped += for_each_line(&reduced, &plan.pv, &before, &[], |s, _| out.sample(s))?;
+                std::borrow::Cow::Owned(clip(&spans, Some(cached.until), None))
+            }
+        };
         // Numeric scalars (copied without allocating) are read on a second thread.
         let t = plan.desc.payload_type;
         let pipelined = t.is_scalar() && t != PayloadType::ScalarString && plan.field.is_none();
-        let skipped = if pipelined {
+        skipped += if spans.is_empty() {
+            0
+        } else if pipelined {
             let identity = pp.is_identity();
             for_each_line_pipelined(&tiers, &plan.pv, &spans, &plan.buffer, identity, |s, o| {
                 if identity {

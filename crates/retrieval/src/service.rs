@@ -120,6 +120,7 @@ pub fn ping_plan(now: Timestamp) -> Plan {
         spans: Vec::new(),
         field: None,
         disconnected: None,
+        cached: None,
     }
 }
 

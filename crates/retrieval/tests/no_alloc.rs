@@ -56,6 +56,7 @@ fn verbatim_pbraw_allocates_nothing_per_sample() {
         spans: Vec::new(),
         field: None,
         disconnected: None,
+        cached: None,
     };
     let mut bytes = 0usize;
     let mut sink = |b: Vec<u8>, _| {

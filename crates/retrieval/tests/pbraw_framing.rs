@@ -129,6 +129,7 @@ fn plan(f: &Fixture, name: &str, from: i64, to: i64) -> Plan {
         spans: Vec::new(),
         field: None,
         disconnected: None,
+        cached: None,
     }
 }
 

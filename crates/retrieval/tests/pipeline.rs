@@ -163,6 +163,7 @@ fn plan_of(d: &Data, pv: &str, from: Timestamp, to: Timestamp) -> Plan {
         spans: Vec::new(),
         field: None,
         disconnected: None,
+        cached: None,
     }
 }
 
@@ -343,6 +344,7 @@ fn a_post_processor_changes_the_type_and_count_of_samples() {
         spans: Vec::new(),
         field: None,
         disconnected: None,
+        cached: None,
     };
     let (body, _) = produce(&plan, RawResponse::new(), &mut CountPerBin::new(10), PIECE);
     let mut r = PbReader::new(std::io::Cursor::new(&body[..])).unwrap();
@@ -390,6 +392,7 @@ fn pbraw_starts_a_new_chunk_when_the_stored_type_is_not_the_catalogue_type() {
         spans: Vec::new(),
         field: None,
         disconnected: None,
+        cached: None,
     };
     let (body, _) = produce(&plan, RawResponse::new(), &mut Raw, PIECE);
     let at = body.windows(2).position(|w| w == b"\n\n").unwrap();

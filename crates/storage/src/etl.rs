@@ -27,7 +27,12 @@
 //!      line's time) to the destination, which **skips every sample not newer than its
 //!      last** (so a re-run after a crash appends nothing twice), and the destination files
 //!      are synced;
-//!   4. the source is deleted only if its length is still the one listed.
+//!   4. for a destination that caches post-processors (its URL's `pp=`, Java's
+//!      `PlainStoragePlugin` reductions) and an ETL given a [`Reducer`], each reduction of
+//!      the file's samples is appended to `<key><partition>.<post-processor>` in the
+//!      destination (skipping, as above, what it already has: a re-run writes nothing
+//!      twice; a failed reduction is logged and counted, the move goes on);
+//!   5. the source is deleted only if its length is still the one listed.
 //!
 //!   A crash between 3 and 4 leaves the samples in both stores: the next run moves the
 //!   file again and the destination refuses them all (retrieval's merge hides the
@@ -44,7 +49,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use archiver_pb::{AppendCounts, Granularity, Timestamp};
+use archiver_pb::{AppendCounts, Granularity, PayloadType, Sample, Timestamp};
 
 use crate::backend::OpenMode;
 use crate::error::StorageError;
@@ -145,6 +150,10 @@ pub struct EtlCounts {
     pub empty_files_removed: u64,
     /// PVs whose run failed (the error is logged; the file stays to be moved again).
     pub errors: u64,
+    /// Cached reductions written (one per moved file and `pp=` of its destination).
+    pub reductions_written: u64,
+    /// Cached reductions that failed (logged; retrieval computes those at request time).
+    pub reductions_failed: u64,
 }
 
 impl EtlCounts {
@@ -160,7 +169,27 @@ impl EtlCounts {
         self.files_changed += o.files_changed;
         self.empty_files_removed += o.empty_files_removed;
         self.errors += o.errors;
+        self.reductions_written += o.reductions_written;
+        self.reductions_failed += o.reductions_failed;
     }
+}
+
+/// Computes a post-processor's reduction of one partition's samples for a destination
+/// store that caches it (`pp=`). Implemented where the post-processors live (the
+/// retrieval crate; the appliance wires it in with [`Etl::with_reducer`]): storage only
+/// stores the result.
+pub trait Reducer: Send + Sync + std::fmt::Debug {
+    /// The samples `post_processor` (a `pp=` value such as `mean_3600`) makes of `input`
+    /// (one partition's samples of type `payload_type`, oldest first) over `[from, to]`,
+    /// and their type. An error (a message) skips that reduction.
+    fn reduce(
+        &self,
+        post_processor: &str,
+        payload_type: PayloadType,
+        input: &[Sample],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(PayloadType, Vec<Sample>), String>;
 }
 
 /// Running totals of an [`Etl`] since it was built, for status and metrics.
@@ -255,6 +284,7 @@ pub struct Etl {
     stores: DataStores,
     out_of_space: OutOfSpacePolicy,
     totals: Arc<EtlTotals>,
+    reducer: Option<Arc<dyn Reducer>>,
 }
 
 impl Etl {
@@ -264,7 +294,15 @@ impl Etl {
             stores,
             out_of_space,
             totals: Arc::default(),
+            reducer: None,
         }
+    }
+
+    /// This ETL computing the reductions destination stores cache (`pp=`) with `reducer`;
+    /// without one, no reduction is written (retrieval then computes them).
+    pub fn with_reducer(mut self, reducer: Arc<dyn Reducer>) -> Self {
+        self.reducer = Some(reducer);
+        self
     }
 
     /// The stores.
@@ -611,6 +649,11 @@ impl Etl {
         let c = copy_lines(src, &durable, lock, path, listed.len)?;
         counts.samples_moved += c.written;
         counts.samples_skipped += c.not_newer;
+        if let Some(reducer) = &self.reducer
+            && !durable.cached_post_processors().is_empty()
+        {
+            write_reductions(reducer.as_ref(), src, &durable, lock, listed, counts)?;
+        }
         match unchanged()? {
             Some(true) => {
                 src.remove_file_locked(lock, path)?;
@@ -625,6 +668,48 @@ impl Etl {
             }
         }
     }
+}
+
+/// Appends to `dest`'s cached reductions (each of its `pp=`) what `reducer` makes of the
+/// samples of the source file of `listed` (its partition's range). A reduction that fails
+/// is logged and counted; reading the source failing is an error (the move stops, the
+/// source stays).
+fn write_reductions(
+    reducer: &dyn Reducer,
+    src: &Tier,
+    dest: &Tier,
+    lock: &PvLock,
+    listed: &Listed,
+    counts: &mut EtlCounts,
+) -> Result<(), StorageError> {
+    let path = &listed.partition.path;
+    let Some(mut reader) = src.open_reader(path)? else {
+        return Ok(());
+    };
+    let payload_type = reader.header().payload_type;
+    let mut input = Vec::new();
+    while let Some(s) = reader.next_sample().map_err(|e| src.io_error(path, e))? {
+        input.push(s.clone());
+    }
+    let from = Timestamp::new(listed.partition.start, 0);
+    let to = Timestamp::new(listed.partition.end - 1, 999_999_999);
+    for pp in dest.cached_post_processors() {
+        let reduced = reducer
+            .reduce(pp, payload_type, &input, from, to)
+            .and_then(|(ty, out)| {
+                dest.reduced(pp)
+                    .append_locked(lock, ty, &out)
+                    .map_err(|e| e.to_string())
+            });
+        match reduced {
+            Ok(_) => counts.reductions_written += 1,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), post_processor = %pp, "cached reduction not written: {e}");
+                counts.reductions_failed += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Copies the lines of the source file `path` (its first `len` bytes) to `dest`, in

@@ -48,6 +48,9 @@ pub struct Tier {
     backend: Backend,
     sync: SyncPolicy,
     index: Arc<PartitionIndex>,
+    /// The file name extension of this view's partitions: `.pb` for the samples, or
+    /// `.<post-processor>` for the reductions ETL caches ([`Tier::reduced`]).
+    extension: Arc<str>,
 }
 
 /// One partition file of a PV.
@@ -133,6 +136,7 @@ impl Tier {
             backend,
             sync: SyncPolicy::default(),
             index: Arc::default(),
+            extension: PB_EXTENSION.into(),
         }
     }
 
@@ -159,7 +163,24 @@ impl Tier {
             backend: backend.clone(),
             sync: SyncPolicy::default(),
             index: Arc::default(),
+            extension: PB_EXTENSION.into(),
         }
+    }
+
+    /// The same store's cached reduction `post_processor` (a `pp=` of its URL, e.g.
+    /// `mean_3600`): partitions named `<key><partition>.mean_3600` instead of `.pb`, in
+    /// PlainPB, beside the samples (Java `PlainStoragePlugin`: ETL writes them, retrieval
+    /// reads them for a request of exactly that post-processor). Same folder, index, locks
+    /// and backend as this tier.
+    pub fn reduced(&self, post_processor: &str) -> Tier {
+        let mut t = self.clone();
+        t.extension = format!(".{post_processor}").into();
+        t
+    }
+
+    /// The post-processors whose results this store caches (its URL's `pp=`, in order).
+    pub fn cached_post_processors(&self) -> &[String] {
+        &self.url.post_processors
     }
 
     /// This tier with `policy` for its appends.
@@ -252,7 +273,7 @@ impl Tier {
     pub fn file_for(&self, pv: &str, secs: i64) -> Result<PathBuf, StorageError> {
         let mut key = self.key(pv)?;
         key.push_str(&self.granularity().partition_name(secs));
-        key.push_str(PB_EXTENSION);
+        key.push_str(&self.extension);
         Ok(self.root.join(key))
     }
 
@@ -626,7 +647,13 @@ impl Tier {
         let io = self.backend.io();
         let mut removed = 0;
         let mut first_err = None;
-        let parts = self.partitions(pv)?;
+        let mut parts = self.partitions(pv)?;
+        // The reductions cached beside the samples go with them.
+        if self.extension.as_ref() == PB_EXTENSION {
+            for pp in self.cached_post_processors() {
+                parts.extend(self.reduced(pp).partitions(pv)?);
+            }
+        }
         for p in &parts {
             match io.remove_file(&p.path) {
                 Ok(()) => removed += 1,
@@ -768,7 +795,7 @@ impl Tier {
             .files_with_prefix(self.backend.io(), &dir, prefix, |name| {
                 let Some(partition) = name
                     .strip_prefix(prefix)
-                    .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
+                    .and_then(|rest| rest.strip_suffix(&*self.extension))
                 else {
                     return;
                 };

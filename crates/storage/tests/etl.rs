@@ -445,3 +445,60 @@ fn each_pv_moves_along_its_own_data_stores() {
             .is_err()
     );
 }
+
+/// A toy reduction: every third sample (`every3`), or a failure (`bad`).
+#[derive(Debug)]
+struct EveryThird;
+
+impl archiver_storage::Reducer for EveryThird {
+    fn reduce(
+        &self,
+        post_processor: &str,
+        payload_type: PayloadType,
+        input: &[Sample],
+        _from: Timestamp,
+        _to: Timestamp,
+    ) -> Result<(PayloadType, Vec<Sample>), String> {
+        match post_processor {
+            "every3" => Ok((payload_type, input.iter().step_by(3).cloned().collect())),
+            other => Err(format!("no {other}")),
+        }
+    }
+}
+
+#[test]
+fn a_store_caching_post_processors_gets_their_reductions_as_files_move_in() {
+    let sim = SimBackend::new();
+    let ds = DataStores::from_urls(
+        [
+            url("STS", "PARTITION_HOUR", ""),
+            url("MTS", "PARTITION_DAY", "&pp=every3&pp=bad"),
+        ],
+        Backend::new(sim.clone()),
+    )
+    .expect("stores");
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let day = start_of_year(2024) + 40 * D;
+    let written = fill(sts, PV, day, day + 3 * H + 1800);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default())
+        .with_reducer(std::sync::Arc::new(EveryThird));
+    let now = at(day + 3 * H + 1800);
+    let c = etl.run_pv(0, PV, now, EtlMode::Scheduled).expect("etl");
+    assert_eq!(c.files_moved, 3);
+    assert_eq!((c.reductions_written, c.reductions_failed), (3, 3));
+    // Each moved hour reduced on its own (6 samples an hour: the 1st and 4th).
+    let reduced = read(&mts.reduced("every3"), PV);
+    let expected: Vec<Sample> = written[..18]
+        .chunks(6)
+        .flat_map(|hour| hour.iter().step_by(3).cloned())
+        .collect();
+    assert_eq!(reduced, expected);
+    assert_eq!(starts(&mts.reduced("every3"), PV), vec![day]);
+    assert!(starts(&mts.reduced("bad"), PV).is_empty());
+    // The samples themselves are untouched by the cache beside them.
+    assert_eq!(read(mts, PV), written[..18].to_vec());
+    // Deleting the PV's data removes its cached reductions too.
+    mts.remove_pv_data(PV).expect("remove");
+    assert!(starts(&mts.reduced("every3"), PV).is_empty());
+    assert!(starts(mts, PV).is_empty());
+}
