@@ -18,7 +18,7 @@ use archiver_ca::{Client, ClientConfig};
 use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
 use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::{Backend, Etl};
+use archiver_storage::Backend;
 use archiver_time::SystemClock;
 use tracing::{info, warn};
 

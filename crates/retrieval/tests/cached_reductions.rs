@@ -89,7 +89,10 @@ fn a_cached_reduction_answers_as_the_computed_one_would() {
     assert_eq!(c.reductions_written, 60);
 
     let from = Timestamp::new(d0 - 600, 0);
-    let to = Timestamp::new(d0 + 5 * 43_200, 0);
+    // To the last sample: with `to` in a later, empty bin, the computed answer would fill
+    // that bin (mean_ fills up to `to`), the cached one not (it sends what ETL wrote, as
+    // Java sends its cached streams unwrapped).
+    let to = Timestamp::new(d0 + 5 * 43_200 - 1, 0);
     let req = DataRequest::parse_with_pp(PV, Some("mean_3600"), None, None, now)
         .unwrap()
         .with_time_ranges(None)
