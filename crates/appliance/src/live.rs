@@ -4,7 +4,7 @@
 //! connects them ([`crate::Appliance::live_source`], [`crate::Appliance::retrieval`]).
 
 use archiver_engine::{Engine, PvState};
-use archiver_pb::{FieldValue, Sample};
+use archiver_pb::{FieldValue, PayloadType, Sample};
 use archiver_registry::javanum::format_f64;
 use archiver_retrieval::{LiveDesc, LiveSource};
 
@@ -76,8 +76,22 @@ impl LiveSource for EngineLive {
         let names = [
             "HOPR", "LOPR", "HIHI", "HIGH", "LOW", "LOLO", "DRVH", "DRVL",
         ];
+        // Strings and enums have no control limits (Java reads none for them), and a limit
+        // never read (NaN, from a catalogue entry of a PV not connected yet) is not sent.
+        let has_limits = !matches!(
+            status.archived_type,
+            Some(
+                PayloadType::ScalarString
+                    | PayloadType::WaveformString
+                    | PayloadType::ScalarEnum
+                    | PayloadType::WaveformEnum
+                    | PayloadType::V4GenericBytes
+            )
+        );
         for (name, v) in names.iter().zip(status.meta.limits) {
-            headers.push(FieldValue::new(*name, format_f64(v)));
+            if has_limits && v.is_finite() {
+                headers.push(FieldValue::new(*name, format_f64(v)));
+            }
         }
         for (i, label) in status.meta.labels.iter().enumerate() {
             if !label.is_empty() {

@@ -227,8 +227,9 @@ impl Appliance {
     /// An ETL over this appliance's stores with `out_of_space`, writing the reductions a
     /// store caches (`pp=`) with the retrieval's post-processors.
     pub fn new_etl(&self, out_of_space: archiver_storage::OutOfSpacePolicy) -> Etl {
-        Etl::new(self.stores().clone(), out_of_space)
-            .with_reducer(std::sync::Arc::new(archiver_retrieval::PostProcessorReducer))
+        Etl::new(self.stores().clone(), out_of_space).with_reducer(std::sync::Arc::new(
+            archiver_retrieval::PostProcessorReducer,
+        ))
     }
 
     /// Moves every file of `pv` down to the store `store` now, the current partitions

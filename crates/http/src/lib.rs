@@ -156,12 +156,18 @@ pub fn router(appliance: Appliance) -> Router {
     app(Arc::new(appliance), retrieval)
 }
 
-/// Whether a response is JSON (the compressed kind).
-fn is_json(_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"))
+/// Marks a response asked for whole (Java's `donotchunk`): sent with its length, so not
+/// compressed (the compression layer would stream it in chunks).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WholeBody;
+
+/// Whether a response is JSON (the compressed kind) and not asked for whole.
+fn is_json(_: StatusCode, _: Version, headers: &HeaderMap, extensions: &Extensions) -> bool {
+    extensions.get::<WholeBody>().is_none()
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json"))
 }
 
 /// The 413 of the body limit layer (plain text) as an [`ApiError`] naming the limit.

@@ -177,16 +177,19 @@ async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiR
     .await
 }
 
-/// The PV names of `getDataForPVs`: each `pv` value as it is (a name may hold a comma
-/// inside a post-processor's arguments), then the names of a JSON or text body.
+/// The PV names of `getDataForPVs`: each `pv` value (a comma list, as the form body
+/// `pv=A,B` of the other calls, unless it holds a post-processor's arguments
+/// `op(PV,a,b)`), then the names of a JSON or text body.
 fn multi_names(p: &BplRequest) -> ApiResult<Vec<String>> {
-    let mut names: Vec<String> = p
-        .params()
-        .all("pv")
-        .iter()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for v in p.params().all("pv") {
+        if v.contains('(') {
+            names.push(v.trim().to_string());
+        } else {
+            names.extend(v.split(',').map(|n| n.trim().to_string()));
+        }
+    }
+    names.retain(|v| !v.is_empty());
     names.extend(p.body_names().iter().map(|e| e.pv.clone()));
     if names.is_empty() {
         return Err(ApiError::bad(
@@ -277,7 +280,12 @@ where
             return Err(ApiError::internal(format!("reading {label} stopped")));
         }
     };
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    let mut response = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if whole {
+        // Not compressed either: gzip would stream it in chunks again.
+        response.extensions_mut().insert(crate::WholeBody);
+    }
+    Ok(response)
 }
 
 /// Days in a Java `java.time.Period` text (`P1D`, `P2W`, `P1Y2M3D`, `-P1D`), counting a

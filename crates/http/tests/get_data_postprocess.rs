@@ -213,7 +213,7 @@ async fn bad_post_processors_are_400s_naming_them() {
             format!("pv=optimized_2147483647(NUM:PV)&{huge}"),
             "optimized_2147483647",
         ),
-        (format!("pv=firstSample_1(NUM:PV)&{huge}"), "firstSample_1"),
+        (format!("pv=firstFill_1(NUM:PV)&{huge}"), "firstFill_1"),
     ] {
         for ext in ["json", "raw", "mat"] {
             let (status, body) = get(&app, &format!("/retrieval/data/getData.{ext}?{query}")).await;
@@ -221,6 +221,16 @@ async fn bad_post_processors_are_400s_naming_them() {
             let m = message(&body);
             assert!(m.contains(needle) && m.contains("bins"), "{query}: {m}");
         }
+    }
+    // Operators that leave empty bins out answer whatever the range: their output is
+    // bounded by the data.
+    for op in ["meanSample_1", "firstSample_1", "lastSample_1"] {
+        let (status, body) = get(
+            &app,
+            &format!("/retrieval/data/getData.json?pv={op}(NUM:PV)&{huge}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{op}: {body:?}");
     }
     // Within the limits the same operators answer.
     let (status, _) = get(

@@ -407,6 +407,18 @@ async fn get_data_for_pvs_streams_each_pv_in_order() {
     assert_eq!(names, ["A:DBL", "OLD:NAME", "E:ENUM"]);
     assert_eq!(v[1]["data"].as_array().unwrap().len(), 100);
 
+    // A form body `pv=A,B`, as the other calls take it.
+    let r = send(
+        &app,
+        Request::post(format!("/retrieval/data/getDataForPVs.json?{RANGE}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("pv=A:DBL,B:DBL"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+
     // POST with a JSON list, in raw: one header per PV after an empty line.
     let r = post_json(
         &app,
@@ -535,6 +547,30 @@ async fn donotchunk_sends_the_body_whole_with_its_length() {
     assert_eq!(len, r.body.len());
     assert_eq!(r.body, streamed);
     assert_eq!(r.json()[0]["data"].as_array().unwrap().len(), 30_000);
+    // Also for a client that accepts gzip (Python requests does): whole, not compressed.
+    let r = send(
+        &app,
+        Request::get(format!("{uri}&donotchunk=true"))
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(r.headers.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(r.body, streamed);
+    let r = send(
+        &app,
+        Request::get(uri.clone())
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.headers[header::CONTENT_ENCODING],
+        "gzip",
+        "streamed: compressed"
+    );
 }
 
 #[tokio::test]

@@ -90,9 +90,9 @@ mod pipeline;
 mod plan;
 pub mod postprocess;
 mod produce;
-pub mod reduce;
 pub mod qw;
 pub mod raw;
+pub mod reduce;
 mod service;
 pub mod stores;
 pub mod text;
@@ -103,9 +103,9 @@ pub use crate::encode::{Encoder, Format};
 pub use crate::error::{ErrorClass, RetrievalError};
 pub use crate::merge::{MergeDedup, Origin};
 pub use crate::plan::{
-    CachedReduction, DataRequest, Disconnected, FixedLive, LiveDesc, LiveSource, NoLiveSource, Plan,
-    StoreResolver,
-    StoreUrlError, StreamDesc, TypeSource, is_enum_label, normalize_name, plan,
+    CachedReduction, DataRequest, Disconnected, FixedLive, LiveDesc, LiveSource, NoLiveSource,
+    Plan, StoreResolver, StoreUrlError, StreamDesc, TypeSource, is_enum_label, normalize_name,
+    plan,
 };
 pub use crate::postprocess::{Emit, Output, PostProcessor, PostProcessorSpec, Raw};
 pub use crate::produce::{PIECE, PIECES_QUEUED, PieceSink, Produced, Producer};

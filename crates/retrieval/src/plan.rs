@@ -601,7 +601,11 @@ fn split_cached(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<(Vec<Tier>, Option<CachedReduction>), RetrievalError> {
-    let caches = |t: &Tier| t.cached_post_processors().iter().any(|p| p == post_processor);
+    let caches = |t: &Tier| {
+        t.cached_post_processors()
+            .iter()
+            .any(|p| p == post_processor)
+    };
     if !tiers.first().is_some_and(caches) {
         return Ok((tiers, None));
     }

@@ -45,9 +45,9 @@ impl Reducer for PostProcessorReducer {
     ) -> Result<(PayloadType, Vec<Sample>), String> {
         let spec = PostProcessorSpec::parse(post_processor).map_err(|e| e.to_string())?;
         let mut pp = build(&spec);
-        let element_count = input
-            .first()
-            .map_or(1, |s| u32::try_from(s.value.element_count()).unwrap_or(u32::MAX));
+        let element_count = input.first().map_or(1, |s| {
+            u32::try_from(s.value.element_count()).unwrap_or(u32::MAX)
+        });
         let mut desc = StreamDesc {
             name: String::new(),
             payload_type,

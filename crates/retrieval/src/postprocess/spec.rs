@@ -151,7 +151,7 @@ pub const MAX_OPTIMIZED_POINTS: u64 = 1_000_000;
 impl Op {
     /// The number of bins this operator produces over `[from, to]` and the limit for it,
     /// or `None` for operators whose output is bounded by their input (`nth`, `ncount`,
-    /// `deadBand`).
+    /// `deadBand`, the no-fill `…Sample` variants, `firstSample`, `lastSample`, flyers).
     pub fn bins(
         &self,
         from: archiver_time::Timestamp,
@@ -160,16 +160,26 @@ impl Op {
         let span = u64::try_from(to.secs.saturating_sub(from.secs)).unwrap_or(0);
         let per = |interval: u32| span / u64::from(interval.max(1)) + 2;
         match *self {
-            Op::Summary { interval, .. }
-            | Op::FirstSample { interval }
-            | Op::LastSample { interval }
+            // Operators that fill empty bins: their output grows with the range.
+            Op::Summary {
+                interval,
+                fill: true,
+                ..
+            }
             | Op::FirstFill { interval }
             | Op::LastFill { interval }
-            | Op::CaPlotBinning { interval }
-            | Op::Flyers { interval, .. } => Some((per(interval), MAX_BINS)),
-            Op::TwoWeek { .. } => Some((per(DEFAULT_INTERVAL), MAX_BINS)),
+            | Op::CaPlotBinning { interval } => Some((per(interval), MAX_BINS)),
             Op::Optimized { points, .. } => Some((u64::from(points), MAX_OPTIMIZED_POINTS)),
-            Op::NCount | Op::Nth { .. } | Op::DeadBand { .. } => None,
+            // At most one output per input sample (empty bins are left out): bounded by
+            // the data, not the range.
+            Op::Summary { fill: false, .. }
+            | Op::FirstSample { .. }
+            | Op::LastSample { .. }
+            | Op::Flyers { .. }
+            | Op::TwoWeek { .. }
+            | Op::NCount
+            | Op::Nth { .. }
+            | Op::DeadBand { .. } => None,
         }
     }
 }
@@ -448,6 +458,9 @@ pub fn split_function_syntax(pv: &str) -> Result<Option<(&str, String)>, Retriev
     if pv.matches('(').count() > 1 {
         return Err(RetrievalError::NestedPostProcessor(pv.to_string()));
     }
+    if pv.matches(')').count() > 1 {
+        return Err(RetrievalError::UnbalancedParenthesis(pv.to_string()));
+    }
     // Java `pvName.split("[(,)]")`: trailing empty words are dropped.
     let mut words: Vec<&str> = pv.split(['(', ',', ')']).collect();
     while words.last().is_some_and(|w| w.is_empty()) {
@@ -638,6 +651,8 @@ mod tests {
         );
         let e = split_function_syntax("mean_600(A:B").expect_err("unbalanced");
         assert_eq!(e.class(), ErrorClass::BadRequest);
+        let e = split_function_syntax("mean_600(A:B))").expect_err("one ) too many");
+        assert!(matches!(e, RetrievalError::UnbalancedParenthesis(_)), "{e}");
         let e = split_function_syntax("mean_600(max_60(A:B))").expect_err("nested");
         assert!(matches!(e, RetrievalError::NestedPostProcessor(_)), "{e}");
         assert_eq!(e.class(), ErrorClass::BadRequest);
