@@ -5,7 +5,10 @@
 //!
 //! * **Stages.** Stage `i` moves store `i` into store `i + 1` of [`DataStores`]; the last
 //!   tier moves into the blackhole store if one is configured (its data is then deleted:
-//!   retention). A stage runs every [`Etl::stage_period`] seconds (the source's
+//!   retention). A PV moves along its own `dataStores` ([`Etl::run_pv_chain`], Java's
+//!   per-PV `ETLStages`): into the store that follows the source in its list, never into
+//!   a store it does not list; a configured blackhole applies to every PV whose list ends
+//!   with the last configured store. A stage runs every [`Etl::stage_period`] seconds (the source's
 //!   granularity, at most 8 h, raised to the period of any earlier stage), at
 //!   `k · period + 5 min` ([`Etl::next_run`]): STS hourly at hh:05, MTS every 8 h.
 //! * **What moves** ([`Etl::eligible`]): never the current partition (a file moves once its
@@ -418,6 +421,11 @@ impl Etl {
             return Ok(None);
         };
         Ok(match chain.get(pos + 1) {
+            // The PV's last store: a configured blackhole after the last configured store
+            // still applies (retention is the appliance's, whatever the PV's list says).
+            None if stage + 1 == self.stores.tiers().len() && self.stores.blackhole().is_some() => {
+                Some((Dest::Blackhole, pos == 0))
+            }
             None => None,
             Some(ChainStore::Blackhole) => Some((Dest::Blackhole, pos == 0)),
             Some(ChainStore::Named(n)) => match self.stores.get(n) {

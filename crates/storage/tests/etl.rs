@@ -435,6 +435,14 @@ fn each_pv_moves_along_its_own_data_stores() {
         .run_pv_chain(0, "GONE", Some(&gone), at(day + 5 * H), EtlMode::Scheduled)
         .expect("etl");
     assert_eq!(c.files_discarded, 2);
+    // A PV whose list ends with the last configured store still meets the configured
+    // blackhole (retention).
+    let lts_only = chain(&[&l_url]);
+    fill(lts, "OLD", start_of_year(2020), start_of_year(2020) + D);
+    let c = etl
+        .run_pv_chain(2, "OLD", Some(&lts_only), at(day), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.files_discarded, 1);
     // Consolidation follows the chain too.
     fill(sts, "SKIP:MTS", day + 3 * H, day + 4 * H);
     etl.consolidate("SKIP:MTS", Some(&skip), "LTS", at(day + 3 * H))
