@@ -18,6 +18,8 @@ const CONFIG: &str = r#"
 write_period_secs = 1
 
 [storage]
+# The files counted below must stay where they are: no ETL (tests/etl_*.rs cover it).
+etl = false
 data_stores = [
   "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
   "pb://localhost?name=MTS&rootFolder=tiers/mts&partitionGranularity=PARTITION_DAY",
