@@ -18,7 +18,7 @@ const CONFIG: &str = r#"
 write_period_secs = 1
 
 [storage]
-# This test counts the files it wrote; ETL (tested on its own) would merge them meanwhile.
+# The files counted below must stay where they are: no ETL (tests/etl_*.rs cover it).
 etl = false
 data_stores = [
   "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",

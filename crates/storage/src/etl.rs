@@ -5,7 +5,10 @@
 //!
 //! * **Stages.** Stage `i` moves store `i` into store `i + 1` of [`DataStores`]; the last
 //!   tier moves into the blackhole store if one is configured (its data is then deleted:
-//!   retention). A stage runs every [`Etl::stage_period`] seconds (the source's
+//!   retention). A PV moves along its own `dataStores` ([`Etl::run_pv_chain`], Java's
+//!   per-PV `ETLStages`): into the store that follows the source in its list, never into
+//!   a store it does not list; a configured blackhole applies to every PV whose list ends
+//!   with the last configured store. A stage runs every [`Etl::stage_period`] seconds (the source's
 //!   granularity, at most 8 h, raised to the period of any earlier stage), at
 //!   `k · period + 5 min` ([`Etl::next_run`]): STS hourly at hh:05, MTS every 8 h.
 //! * **What moves** ([`Etl::eligible`]): never the current partition (a file moves once its
@@ -44,7 +47,7 @@
 //! * **Empty files** (no header, or no sample) before the current partition are deleted.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -55,7 +58,7 @@ use crate::backend::OpenMode;
 use crate::error::StorageError;
 use crate::locks::PvLock;
 use crate::stores::DataStores;
-use crate::tier::{Partition, SyncPolicy, Tier};
+use crate::tier::{Partition, Tier};
 use crate::url::{StoreUrl, blackhole_name};
 
 /// Java's maximum period of an ETL stage (`PBThreeTierETLPVLookup`: 8 hours).
@@ -64,6 +67,8 @@ pub const MAX_STAGE_PERIOD_SECS: i64 = 8 * 3600;
 pub const STAGE_OFFSET_SECS: i64 = 5 * 60;
 /// Free space a move must leave on the destination beyond the file's size (Java: 1 MiB).
 pub const SPACE_MARGIN_BYTES: u64 = 1 << 20;
+/// PVs per batch of a stage run (their destination files and folders are synced together).
+pub const BATCH_PVS: usize = 512;
 /// The most bytes copied per append call.
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -454,6 +459,11 @@ impl Etl {
             return Ok(None);
         };
         Ok(match chain.get(pos + 1) {
+            // The PV's last store: a configured blackhole after the last configured store
+            // still applies (retention is the appliance's, whatever the PV's list says).
+            None if stage + 1 == self.stores.tiers().len() && self.stores.blackhole().is_some() => {
+                Some((Dest::Blackhole, pos == 0))
+            }
             None => None,
             Some(ChainStore::Blackhole) => Some((Dest::Blackhole, pos == 0)),
             Some(ChainStore::Named(n)) => match self.stores.get(n) {
@@ -486,32 +496,20 @@ impl Etl {
         now: Timestamp,
         mode: EtlMode,
     ) -> Result<EtlCounts, StorageError> {
-        let mut counts = EtlCounts::default();
-        let Some(src) = self.stores.tiers().get(stage) else {
-            return Ok(counts);
-        };
-        let Some((dest, first)) = self.dest_in_chain(stage, chain)? else {
-            return Ok(counts);
-        };
-        if src.store_url().etl_out_of_store_if.is_some() {
-            // Named flags are not kept by this appliance: such a store accumulates, as
-            // Java's does while its flag is false.
-            return Ok(counts);
+        let one = [EtlPv {
+            pv: pv.to_string(),
+            chain: chain.map(<[ChainStore]>::to_vec),
+        }];
+        let (counts, mut errors) = self.run_batch(stage, &one, now, mode);
+        match errors.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(counts),
         }
-        for listed in self.eligible(stage, pv, now, mode)? {
-            let lock = self.stores.lock_pv(pv)?;
-            let go_on = self.move_file(first, src, dest, &lock, &listed, &mut counts)?;
-            drop(lock);
-            if !go_on {
-                break;
-            }
-        }
-        Ok(counts)
     }
 
-    /// Runs `stage` for each of `pvs` at `now`; a PV whose run fails is logged, counted in
-    /// [`EtlCounts::errors`], and the others go on. `stop` is asked before each PV; once
-    /// it says true the run ends there.
+    /// Runs `stage` for each of `pvs` at `now`, in batches of [`BATCH_PVS`]; a PV whose
+    /// run fails is logged, counted in [`EtlCounts::errors`], and the others go on. `stop`
+    /// is asked before each batch; once it says true the run ends there.
     pub fn run_stage(
         &self,
         stage: usize,
@@ -522,21 +520,137 @@ impl Etl {
     ) -> EtlCounts {
         let started = std::time::Instant::now();
         let mut total = EtlCounts::default();
-        for pv in pvs {
+        for batch in pvs.chunks(BATCH_PVS) {
             if stop() {
                 break;
             }
-            match self.run_pv_chain(stage, &pv.pv, pv.chain.as_deref(), now, mode) {
-                Ok(c) => total.add(&c),
-                Err(e) => {
-                    tracing::warn!(pv = %pv.pv, stage, "ETL stopped for this PV, to be retried: {e}");
-                    total.errors += 1;
-                }
+            let (c, errors) = self.run_batch(stage, batch, now, mode);
+            total.add(&c);
+            for (pv, e) in errors {
+                tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.totals.add(&total, micros);
         total
+    }
+
+    /// One batch of PVs: (1) each PV's eligible files are copied to their destinations
+    /// (each under the PV's lock, in order, the PV stopping at its first file that cannot
+    /// move); (2) every destination file written and its folders are synced, once each;
+    /// (3) each copied source is deleted if unchanged (under the PV's lock; a PV stops at
+    /// its first changed file). A failure in (2) deletes nothing: the next run copies the
+    /// files again and the destinations skip what they have. Returns the counts and each
+    /// failed PV's error (counted in [`EtlCounts::errors`]).
+    fn run_batch(
+        &self,
+        stage: usize,
+        pvs: &[EtlPv],
+        now: Timestamp,
+        mode: EtlMode,
+    ) -> (EtlCounts, Vec<(String, StorageError)>) {
+        let mut counts = EtlCounts::default();
+        let mut errors = Vec::new();
+        let Some(src) = self.stores.tiers().get(stage) else {
+            return (counts, errors);
+        };
+        if src.store_url().etl_out_of_store_if.is_some() {
+            // Named flags are not kept by this appliance: such a store accumulates, as
+            // Java's does while its flag is false.
+            return (counts, errors);
+        }
+        // (1) Copy.
+        let mut pending: Vec<(usize, Listed)> = Vec::new(); // (index in pvs, source file)
+        let mut touched: Vec<(&Tier, Vec<PathBuf>)> = Vec::new();
+        for (i, pv) in pvs.iter().enumerate() {
+            let r = (|| -> Result<(), StorageError> {
+                let Some((dest, first)) = self.dest_in_chain(stage, pv.chain.as_deref())? else {
+                    return Ok(());
+                };
+                let mut files = Vec::new();
+                for listed in self.eligible(stage, &pv.pv, now, mode)? {
+                    let lock = self.stores.lock_pv(&pv.pv)?;
+                    let step =
+                        self.copy_file(first, src, dest, &lock, &listed, &mut files, &mut counts)?;
+                    drop(lock);
+                    match step {
+                        Step::Done => {}
+                        Step::Copied => pending.push((i, listed)),
+                        Step::Stop => break,
+                    }
+                }
+                if let (Dest::Tier(t), false) = (dest, files.is_empty()) {
+                    match touched.iter_mut().find(|(d, _)| d.name() == t.name()) {
+                        Some((_, v)) => v.extend(files),
+                        None => touched.push((t, files)),
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                counts.errors += 1;
+                errors.push((pv.pv.clone(), e));
+            }
+        }
+        if pending.is_empty() {
+            return (counts, errors);
+        }
+        // (2) Make the copies durable, together.
+        for (dest, files) in &touched {
+            if let Err(e) = dest.sync_touched(files) {
+                let mut failed: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
+                failed.dedup();
+                for i in failed {
+                    counts.errors += 1;
+                    errors.push((
+                        pvs[i].pv.clone(),
+                        StorageError::Io {
+                            tier: dest.name().to_string(),
+                            path: dest.root().to_path_buf(),
+                            source: io::Error::other(e.to_string()),
+                        },
+                    ));
+                }
+                return (counts, errors);
+            }
+        }
+        // (3) Delete the sources that did not change.
+        let mut stopped = Vec::new();
+        for (i, listed) in pending {
+            if stopped.contains(&i) {
+                continue;
+            }
+            let pv = &pvs[i].pv;
+            let r = (|| -> Result<bool, StorageError> {
+                let lock = self.stores.lock_pv(pv)?;
+                let path = &listed.partition.path;
+                match src.backend().io().len(path) {
+                    Ok(l) if l == listed.len => {
+                        src.remove_file_locked(&lock, path)?;
+                        counts.files_moved += 1;
+                        counts.bytes_moved += listed.len;
+                        Ok(true)
+                    }
+                    Ok(_) => {
+                        tracing::warn!(file = %path.display(), "changed while being moved; ETL moves it again next run");
+                        counts.files_changed += 1;
+                        Ok(false)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+                    Err(e) => Err(src.io_error(path, e)),
+                }
+            })();
+            match r {
+                Ok(true) => {}
+                Ok(false) => stopped.push(i),
+                Err(e) => {
+                    stopped.push(i);
+                    counts.errors += 1;
+                    errors.push((pv.clone(), e));
+                }
+            }
+        }
+        (counts, errors)
     }
 
     /// Moves every file of `pv` down to the store named `store` now, the current
@@ -572,44 +686,43 @@ impl Etl {
         Ok(total)
     }
 
-    /// Moves one file; false ends the PV's run (the file could not move).
-    fn move_file(
+    /// Handles one source file in step (1) of a batch: an empty one or one going to the
+    /// blackhole is deleted (`Done`), one the destination has no room for is handled by
+    /// the out-of-space policy (`Done` when deleted, `Stop` when kept), a changed one stops
+    /// the PV, and any other is copied (`Copied`, its destination files added to
+    /// `touched`).
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file(
         &self,
         first_stage: bool,
         src: &Tier,
         dest: Dest<'_>,
         lock: &PvLock,
         listed: &Listed,
+        touched: &mut Vec<PathBuf>,
         counts: &mut EtlCounts,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Step, StorageError> {
         let path = &listed.partition.path;
-        let io = src.backend().io();
-        let unchanged = || -> Result<Option<bool>, StorageError> {
-            match io.len(path) {
-                Ok(l) => Ok(Some(l == listed.len)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(src.io_error(path, e)),
-            }
-        };
-        match unchanged()? {
-            None => return Ok(true), // gone (moved by another run, deleted)
-            Some(false) => {
+        match src.backend().io().len(path) {
+            Ok(l) if l == listed.len => {}
+            Ok(_) => {
                 tracing::warn!(file = %path.display(), "changed since listed; ETL moves it next run");
                 counts.files_changed += 1;
-                return Ok(false);
+                return Ok(Step::Stop);
             }
-            Some(true) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Step::Done),
+            Err(e) => return Err(src.io_error(path, e)),
         }
         if listed.first.is_none() {
             src.remove_file_locked(lock, path)?;
             counts.empty_files_removed += 1;
-            return Ok(true);
+            return Ok(Step::Done);
         }
         let dest = match dest {
             Dest::Blackhole => {
                 src.remove_file_locked(lock, path)?;
                 counts.files_discarded += 1;
-                return Ok(true);
+                return Ok(Step::Done);
             }
             Dest::Tier(t) => t,
         };
@@ -634,7 +747,7 @@ impl Etl {
                 );
                 src.remove_file_locked(lock, path)?;
                 counts.files_dropped_out_of_space += 1;
-                return Ok(true);
+                return Ok(Step::Done);
             }
             tracing::warn!(
                 file = %path.display(),
@@ -642,31 +755,17 @@ impl Etl {
                 "destination out of space: the file stays until there is room"
             );
             counts.files_skipped_out_of_space += 1;
-            return Ok(false);
+            return Ok(Step::Stop);
         }
-        // Copy, then sync the destination whatever its policy: the source is deleted next.
-        let durable = dest.clone().with_sync_policy(SyncPolicy::EachWrite);
-        let c = copy_lines(src, &durable, lock, path, listed.len)?;
+        let c = copy_lines(src, dest, lock, path, listed.len, touched)?;
         counts.samples_moved += c.written;
         counts.samples_skipped += c.not_newer;
         if let Some(reducer) = &self.reducer
-            && !durable.cached_post_processors().is_empty()
+            && !dest.cached_post_processors().is_empty()
         {
-            write_reductions(reducer.as_ref(), src, &durable, lock, listed, counts)?;
+            write_reductions(reducer.as_ref(), src, dest, lock, listed, counts)?;
         }
-        match unchanged()? {
-            Some(true) => {
-                src.remove_file_locked(lock, path)?;
-                counts.files_moved += 1;
-                counts.bytes_moved += listed.len;
-                Ok(true)
-            }
-            None => Ok(true),
-            Some(false) => {
-                counts.files_changed += 1;
-                Ok(false)
-            }
-        }
+        Ok(Step::Copied)
     }
 }
 
@@ -712,6 +811,16 @@ fn write_reductions(
     Ok(())
 }
 
+/// What step (1) of a batch did with a file.
+enum Step {
+    /// Handled whole (deleted, or gone).
+    Done,
+    /// Copied: to be deleted after the destinations are synced.
+    Copied,
+    /// Not moved: the PV's run ends here.
+    Stop,
+}
+
 /// Copies the lines of the source file `path` (its first `len` bytes) to `dest`, in
 /// pieces of at most [`COPY_CHUNK`] ending at a line end; a torn last line is left out.
 fn copy_lines(
@@ -720,6 +829,7 @@ fn copy_lines(
     lock: &PvLock,
     path: &Path,
     len: u64,
+    touched: &mut Vec<PathBuf>,
 ) -> Result<AppendCounts, StorageError> {
     let mut total = AppendCounts::default();
     let Some(reader) = src.open_reader(path)? else {
@@ -754,8 +864,13 @@ fn copy_lines(
         let filled = carry + n;
         let cut = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1);
         if cut > 0 {
-            let c =
-                dest.append_lines_locked(lock, header.payload_type, header.year, &buf[..cut])?;
+            let c = dest.append_lines_touching(
+                lock,
+                header.payload_type,
+                header.year,
+                &buf[..cut],
+                touched,
+            )?;
             crate::tier::add(&mut total, &c);
         }
         buf.copy_within(cut..filled, 0);

@@ -386,10 +386,59 @@ impl Tier {
         year: i32,
         lines: &[u8],
     ) -> Result<AppendCounts, StorageError> {
+        self.append_lines_touching(lock, ty, year, lines, &mut Vec::new())
+    }
+
+    /// [`Tier::append_lines_locked`] that also adds to `touched` each file it wrote to
+    /// (on success), so that the caller can make them durable later, together
+    /// ([`Tier::sync_touched`]).
+    pub(crate) fn append_lines_touching(
+        &self,
+        lock: &PvLock,
+        ty: PayloadType,
+        year: i32,
+        lines: &[u8],
+        touched: &mut Vec<PathBuf>,
+    ) -> Result<AppendCounts, StorageError> {
         let pv = self.check_lock(lock)?;
         let mut written = Written::new();
-        self.append_lines_runs(pv, ty, year, lines, &mut written)
-            .inspect_err(|_| self.roll_back(&written))
+        let c = self
+            .append_lines_runs(pv, ty, year, lines, &mut written)
+            .inspect_err(|_| self.roll_back(&written))?;
+        touched.extend(written.into_iter().map(|(p, _)| p));
+        Ok(c)
+    }
+
+    /// Makes the files `touched` durable, and their folders' entries up to (and the entry
+    /// of) this tier's root: `fdatasync` of each file, `fsync` of each folder, each once.
+    pub(crate) fn sync_touched(&self, touched: &[PathBuf]) -> Result<(), StorageError> {
+        let io = self.backend.io();
+        let files: std::collections::BTreeSet<&PathBuf> = touched.iter().collect();
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in files {
+            let mut file = io
+                .open(f, OpenMode::Append)
+                .map_err(|e| self.io_err(f, e))?;
+            file.sync_data().map_err(|e| self.io_err(f, e))?;
+            for d in f.ancestors().skip(1) {
+                dirs.insert(d.to_path_buf());
+                if d == self.root || !d.starts_with(&self.root) {
+                    break;
+                }
+            }
+            if let Some(above) = self.root.parent() {
+                dirs.insert(above.to_path_buf());
+            }
+        }
+        for d in dirs {
+            let d = if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            };
+            io.sync_dir(&d).map_err(|e| self.io_err(&d, e))?;
+        }
+        Ok(())
     }
 
     fn append_lines_runs(

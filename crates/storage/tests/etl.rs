@@ -435,6 +435,14 @@ fn each_pv_moves_along_its_own_data_stores() {
         .run_pv_chain(0, "GONE", Some(&gone), at(day + 5 * H), EtlMode::Scheduled)
         .expect("etl");
     assert_eq!(c.files_discarded, 2);
+    // A PV whose list ends with the last configured store still meets the configured
+    // blackhole (retention).
+    let lts_only = chain(&[&l_url]);
+    fill(lts, "OLD", start_of_year(2020), start_of_year(2020) + D);
+    let c = etl
+        .run_pv_chain(2, "OLD", Some(&lts_only), at(day), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.files_discarded, 1);
     // Consolidation follows the chain too.
     fill(sts, "SKIP:MTS", day + 3 * H, day + 4 * H);
     etl.consolidate("SKIP:MTS", Some(&skip), "LTS", at(day + 3 * H))
@@ -501,4 +509,45 @@ fn a_store_caching_post_processors_gets_their_reductions_as_files_move_in() {
     mts.remove_pv_data(PV).expect("remove");
     assert!(starts(&mts.reduced("every3"), PV).is_empty());
     assert!(starts(mts, PV).is_empty());
+}
+
+#[test]
+fn a_simulated_year_keeps_few_files_per_pv_in_every_store() {
+    // One PV, a sample every 10 minutes for a year (2023), each stage run on its Java
+    // schedule (STS at hh:05, MTS every 8 h at +5 min): at every moment the STS holds at
+    // most the current and the previous hour, the MTS at most hold + current days, and the
+    // LTS one file per year; nothing is lost on the way.
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts, lts) = (&ds.tiers()[0], &ds.tiers()[1], &ds.tiers()[2]);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let y0 = start_of_year(2023);
+    let (mut max_sts, mut max_mts, mut written) = (0, 0, 0usize);
+    for h in 0..365 * 24 {
+        let t = y0 + h * H;
+        written += fill(sts, PV, t, t + H).len();
+        max_sts = max_sts.max(starts(sts, PV).len());
+        // The runs of the hour that follows.
+        let next = t + H;
+        etl.run_pv(0, PV, at(next + 300), EtlMode::Scheduled)
+            .expect("stage 0");
+        if next % (8 * H) == 0 {
+            etl.run_pv(1, PV, at(next + 300), EtlMode::Scheduled)
+                .expect("stage 1");
+        }
+        max_mts = max_mts.max(starts(mts, PV).len());
+    }
+    eprintln!("files per PV after a simulated year: STS ≤ {max_sts}, MTS ≤ {max_mts}, LTS 1");
+    // (Before each run; in service the current hour's file is there too.)
+    assert_eq!(max_sts, 1, "the closed hour moves at hh:05");
+    assert!(
+        max_mts <= 3,
+        "MTS hold=2 gather=1: {max_mts} day files at most"
+    );
+    assert_eq!(starts(lts, PV), vec![y0]);
+    let mut all = read(lts, PV);
+    all.extend(read(mts, PV));
+    all.extend(read(sts, PV));
+    assert_eq!(all.len(), written);
+    assert!(all.windows(2).all(|w| w[0].time < w[1].time));
 }
