@@ -14,6 +14,8 @@
 //!   update after each connect, and the metadata again whenever those members change.
 //! * `timeStamp` (Unix seconds + nanoseconds) is the sample time, `alarm` its severity and
 //!   status; a V4_GENERIC_BYTES sample also carries `timeStamp.userTag` (Java does).
+//! * An update whose overrun bitset is not empty (the server squashed updates before it)
+//!   counts one in `dropped_by_client`, as a CA update the client dropped does.
 
 use std::time::UNIX_EPOCH;
 
@@ -223,6 +225,11 @@ impl Actor {
             return false;
         };
         let (desc, value) = (&*data.desc, &data.value);
+        if data.overrun.any() {
+            // the server squashed updates before this one: lost, counted as the CA
+            // client's drops are
+            Counters::inc(&rt.slot.counters.dropped_by_client);
+        }
         let field = target.field.as_deref();
         let path = field.unwrap_or("value");
         let first = rt
