@@ -20,7 +20,9 @@
 //! samples/s at the files' bytes per sample: the speed of the disk cache and the memory,
 //! the ceiling of any server), and decoding them with `archiver_pb::PbReader` (the
 //! decoder of `archiver pb`) without any HTTP or encoding.
-//! The predecessor `epics-archiver` (crates.io) is not run: see BENCHMARKS.md.
+//! With `BENCH_PREDECESSOR=/path/to/epics-archiver` (the predecessor, `cargo install
+//! epics-archiver --version 0.4.2 --locked`), the same requests also go to it, serving
+//! hard-linked copies of the same files, and each row says how many times faster ours is.
 //!
 //! Run: `cargo bench --bench retrieval` (env: `BENCH_REPEAT=2` best of N for each
 //! measurement, `BENCH_ONLY=day` or `year` for one data set, `BENCH_DATA=DIR` to keep the
@@ -188,9 +190,76 @@ impl Server {
         Server { child, port }
     }
 
+    /// The predecessor `epics-archiver` (path `exe`) serving hard-linked copies of the
+    /// same files (so that its ETL, held off by a huge `hold` anyway, cannot touch ours),
+    /// its tiers configured like ours; ready when `/health` answers 200.
+    fn predecessor(exe: &Path, dir: &Path) -> Server {
+        let pred = dir.join("predecessor");
+        let _ = std::fs::remove_dir_all(&pred);
+        std::fs::create_dir_all(&pred).unwrap();
+        for tier in ["sts", "lts"] {
+            let st = Command::new("cp")
+                .arg("-al")
+                .arg(dir.join(tier))
+                .arg(pred.join(tier))
+                .status()
+                .unwrap();
+            assert!(st.success(), "cp -al {tier}");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let tier = |name: &str, g: &str| {
+            format!(
+                "[storage.{name}]\nroot_folder = \"{}\"\npartition_granularity = \"{g}\"\nhold = 1000000\ngather = 1\n",
+                pred.join(name).display()
+            )
+        };
+        std::fs::write(
+            pred.join("archiver.toml"),
+            format!(
+                "listen_addr = \"127.0.0.1\"\nlisten_port = {port}\n[storage]\n{}{}{}[engine]\nwrite_period_secs = 10\n",
+                tier("sts", "hour"),
+                tier("mts", "day"),
+                tier("lts", "year")
+            ),
+        )
+        .unwrap();
+        let child = Command::new(exe)
+            .current_dir(&pred)
+            .env("EPICS_CA_ADDR_LIST", "127.0.0.1:9")
+            .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while status_of(&server, "/health") != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "epics-archiver did not answer within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// The status code of a GET of `path`, `None` when the server does not answer.
+fn status_of(server: &Server, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 impl Drop for Server {
@@ -304,6 +373,46 @@ fn get(server: &Server, path: &str, count: Count) -> Got {
     }
 }
 
+/// The same request to the predecessor, as a row with our rate / its rate; "not served"
+/// when it answers something else than 200 (an endpoint or operator it lacks) or a
+/// different number of samples than ours (`expected`).
+fn predecessor_row(
+    p: &Server,
+    set: &DataSet,
+    what: &str,
+    path: &str,
+    count: Count,
+    our_rate: f64,
+    expected: u64,
+) -> String {
+    let repeat: usize = env_num("BENCH_REPEAT", 2);
+    let code = status_of(p, path);
+    if code != Some(200) {
+        return format!(
+            "| {} | predecessor `epics-archiver`: {what} | | | | | | | not served ({}) |",
+            set.pv,
+            code.map_or("no answer".to_string(), |c| format!("HTTP {c}"))
+        );
+    }
+    let g = best_of(repeat, || get(p, path, count));
+    let rate = set.samples as f64 / g.secs;
+    let note = if g.samples == expected {
+        format!("ours {:.2}× faster", our_rate / rate)
+    } else {
+        format!("{} samples (ours {expected}): not comparable", g.samples)
+    };
+    format!(
+        "| {} | predecessor `epics-archiver`: {what} | {} | {:.3} | {:.1} M | {:.0} MB/s | {:.0} → {:.0} | | {note} |",
+        set.pv,
+        g.samples,
+        g.secs,
+        rate / 1e6,
+        g.bytes as f64 / g.secs / 1e6,
+        g.rss_before_kb as f64 / 1024.0,
+        g.rss_max_kb as f64 / 1024.0,
+    )
+}
+
 fn best_of(n: usize, mut f: impl FnMut() -> Got) -> Got {
     let mut best: Option<Got> = None;
     for _ in 0..n.max(1) {
@@ -392,6 +501,8 @@ fn main() {
         server.pid(),
         status_kb(server.pid(), "VmRSS")
     );
+    let predecessor =
+        std::env::var_os("BENCH_PREDECESSOR").map(|exe| Server::predecessor(Path::new(&exe), &dir));
     let mut rows: Vec<String> = Vec::new();
     for set in &sets {
         let files = files(&dir, set);
@@ -465,6 +576,19 @@ fn main() {
             );
             println!("{row}");
             rows.push(row);
+            if let Some(p) = &predecessor {
+                let row = predecessor_row(
+                    p,
+                    set,
+                    &format!("getData.{ext}"),
+                    &path,
+                    count,
+                    rate,
+                    set.samples,
+                );
+                println!("{row}");
+                rows.push(row);
+            }
         }
         if set.key == "year" {
             for (op, bins, max_secs) in [
@@ -505,6 +629,19 @@ fn main() {
                 );
                 println!("{row}");
                 rows.push(row);
+                if let Some(p) = &predecessor {
+                    let row = predecessor_row(
+                        p,
+                        set,
+                        &format!("getData.json `{op}`"),
+                        &path,
+                        Count::Braces,
+                        rate,
+                        g.samples,
+                    );
+                    println!("{row}");
+                    rows.push(row);
+                }
             }
         }
     }

@@ -136,10 +136,15 @@ async fn monitor(client: &Client, names: &[String], wait: Duration) -> Result<()
         std::future::pending::<()>().await;
     };
     tokio::pin!(not_found);
+    // One listener for the whole run: a listener made anew at each turn of the loop
+    // misses a SIGINT that arrives while a batch is being printed (the monitor then
+    // never stopped; found as a flaky test).
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     let mut buf = Vec::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupted => break,
             _ = &mut not_found => {}
             n = rx.recv_many(&mut buf, 1024) => {
                 if n == 0 {

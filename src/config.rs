@@ -21,6 +21,11 @@
 //!   "pb://localhost?name=LTS&rootFolder=/archive/lts&partitionGranularity=PARTITION_YEAR",
 //! ]
 //! fsync = false                         # true: fdatasync every append (see StorageSection)
+//! etl = true                            # move closed partitions down the stores (ETL)
+//! out_of_space = "DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE"  # Java's policies
+//! max_bytes_per_hour = 50000000         # storage-rate guard per PV (off without it)
+//! [storage.pv_max_bytes_per_hour]       # single PVs' limits
+//! "SR:NOISY:PV" = 1000000000
 //! ```
 //!
 //! # Data stores
@@ -44,16 +49,33 @@
 //!   host) is read from every configured store, and the URL is logged once.
 //! * `deletePV` with `deleteData=true` removes the PV's files from every store.
 //!
-//! Without `data_stores`, the one store is `pb://localhost?name=STS&rootFolder=<data_dir>/sts&
-//! partitionGranularity=<sts_granularity>` (`PARTITION_HOUR` by default), as before the key
-//! existed. `sts_granularity` only applies to that default; giving both keys is an error.
+//! * A last `blackhole://localhost?name=...` store receives what ETL moves out of the last
+//!   `pb://` store and deletes it (retention, as Java's `BlackholeStoragePlugin`).
+//!
+//! Without `data_stores`, the stores are Java's three defaults under `data_dir`:
+//! `STS` (`<data_dir>/sts`, `<sts_granularity>`, `PARTITION_HOUR` by default), `MTS`
+//! (`<data_dir>/mts`, `PARTITION_DAY`, `hold=2&gather=1`) and `LTS` (`<data_dir>/lts`,
+//! `PARTITION_YEAR`). `sts_granularity` only applies to that default; giving both keys is
+//! an error.
+//!
+//! # ETL
+//!
+//! With `etl = true` (the default), closed partitions move from each store into the next
+//! with the Java rules (`archiver_storage::etl`): STS at hh:05 every hour, later stores
+//! every 8 h (their granularity, at most 8 h), `hold`/`gather` from each source's URL.
+//! `out_of_space` is Java's `OutOfSpaceHandling`: `DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_
+//! OUT_OF_SPACE` (default; the STS drops what the MTS has no room for),
+//! `DELETE_SRC_STREAMS_WHEN_OUT_OF_SPACE`, `SKIP_ETL_WHEN_OUT_OF_SPACE`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use archiver_engine::RateLimit;
 use archiver_pb::Granularity;
-use archiver_storage::{Backend, DataStores, StoreUrl, SyncPolicy, Tier};
+use archiver_storage::{
+    Backend, DataStores, OutOfSpacePolicy, StoreUrl, SyncPolicy, Tier, blackhole_name,
+};
 use serde::Deserialize;
 
 /// The file's contents.
@@ -153,9 +175,40 @@ pub struct StorageSection {
     /// 40–50× the cost of the append, BENCHMARKS.md); default `false`, the Java
     /// appliance's behaviour (`SyncPolicy::OsWriteback`).
     pub fsync: Option<bool>,
+    /// `false` turns ETL off (default `true`; see the module documentation).
+    pub etl: Option<bool>,
+    /// Java's `OutOfSpaceHandling` name (see the module documentation).
+    pub out_of_space: Option<String>,
+    /// The storage-rate guard: the most bytes any PV may write per hour; beyond it,
+    /// samples are dropped and counted (`droppedEventsRateLimit`). Off without it.
+    pub max_bytes_per_hour: Option<u64>,
+    /// Limits of single PVs (PV name → bytes per hour), over `max_bytes_per_hour`.
+    pub pv_max_bytes_per_hour: Option<std::collections::HashMap<String, u64>>,
 }
 
 impl StorageSection {
+    /// The storage-rate guard's limits.
+    pub fn rate_limit(&self) -> RateLimit {
+        RateLimit {
+            default_bytes_per_hour: self.max_bytes_per_hour,
+            per_pv: self.pv_max_bytes_per_hour.clone().unwrap_or_default(),
+        }
+    }
+
+    /// True unless `etl = false`.
+    pub fn etl_enabled(&self) -> bool {
+        self.etl != Some(false)
+    }
+
+    /// The out-of-space policy (Java's default without the key); a bad name is an error
+    /// naming it and the three accepted.
+    pub fn out_of_space_policy(&self) -> Result<OutOfSpacePolicy> {
+        match &self.out_of_space {
+            None => Ok(OutOfSpacePolicy::default()),
+            Some(s) => s.parse().context("storage.out_of_space"),
+        }
+    }
+
     /// The configured data stores over `backend`, relative root folders taken under
     /// `data_dir` (see the module documentation). Errors name the bad URL or key.
     pub fn data_stores(&self, data_dir: &Path, backend: Backend) -> Result<DataStores> {
@@ -182,6 +235,19 @@ impl StorageSection {
             };
             let sts = Tier::new("STS", data_dir.join("sts"), granularity);
             stores.add(sts)?;
+            let mut mts = StoreUrl::new(
+                "MTS",
+                data_dir.join("mts").display().to_string(),
+                Granularity::Day,
+            );
+            (mts.hold, mts.gather) = (2, 1);
+            stores.add(Tier::from_store_url(
+                mts,
+                data_dir.join("mts"),
+                stores.backend(),
+            ))?;
+            let lts = Tier::new("LTS", data_dir.join("lts"), Granularity::Year);
+            stores.add(lts)?;
             return Ok(stores);
         };
         anyhow::ensure!(
@@ -196,6 +262,10 @@ impl StorageSection {
         );
         for text in urls {
             let bad = || format!("storage.data_stores: {text:?}");
+            if let Some(name) = blackhole_name(text) {
+                stores.set_blackhole(name).with_context(bad)?;
+                continue;
+            }
             let mut url = StoreUrl::parse(text).with_context(bad)?;
             let expanded = url.expand_root_folder_from_env().with_context(bad)?;
             let root = data_dir.join(&expanded); // an absolute one replaces data_dir
@@ -278,6 +348,52 @@ mod tests {
     }
 
     #[test]
+    fn a_blackhole_store_and_the_etl_keys() {
+        let dir = Path::new("/d");
+        let s = storage(
+            "[storage]\ndata_stores = [\n\
+             \"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR\",\n\
+             \"blackhole://localhost?name=Gone\"]\n",
+        );
+        let stores = s.data_stores(dir, Backend::fs()).unwrap();
+        assert_eq!(
+            (names(&stores), stores.blackhole()),
+            (vec!["STS"], Some("Gone"))
+        );
+        assert!(s.etl_enabled());
+        assert_eq!(
+            s.out_of_space_policy().unwrap(),
+            OutOfSpacePolicy::default()
+        );
+        assert_eq!(s.rate_limit(), RateLimit::default());
+        let s = storage(
+            "[storage]\netl = false\nout_of_space = \"SKIP_ETL_WHEN_OUT_OF_SPACE\"\n\
+             max_bytes_per_hour = 1000\n[storage.pv_max_bytes_per_hour]\n\"A:B\" = 5\n",
+        );
+        assert_eq!(
+            (s.rate_limit().for_pv("A:B"), s.rate_limit().for_pv("C:D")),
+            (Some(5), Some(1000))
+        );
+        assert!(!s.etl_enabled());
+        assert_eq!(s.out_of_space_policy().unwrap(), OutOfSpacePolicy::Skip);
+        let e = storage("[storage]\nout_of_space = \"PANIC\"\n")
+            .out_of_space_policy()
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("SKIP_ETL_WHEN_OUT_OF_SPACE"),
+            "{e:#}"
+        );
+        // Nothing after the blackhole.
+        let e = storage(
+            "[storage]\ndata_stores = [\"blackhole://localhost\", \
+             \"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR\"]\n",
+        )
+        .data_stores(dir, Backend::fs())
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("blackhole"), "{e:#}");
+    }
+
+    #[test]
     fn fsync_makes_every_store_sync_each_write() {
         let dir = Path::new("/d");
         let text = "[storage]\nfsync = true\ndata_stores = [\n\
@@ -296,10 +412,17 @@ mod tests {
     }
 
     #[test]
-    fn without_data_stores_the_one_store_is_the_sts_under_the_data_dir() {
+    fn without_data_stores_the_stores_are_javas_sts_mts_lts_under_the_data_dir() {
         let dir = Path::new("/var/lib/arch");
         let s = storage("").data_stores(dir, Backend::fs()).unwrap();
-        assert_eq!(names(&s), ["STS"]);
+        assert_eq!(names(&s), ["STS", "MTS", "LTS"]);
+        assert_eq!(
+            s.urls()[1..],
+            [
+                "pb://localhost?name=MTS&rootFolder=/var/lib/arch/mts&partitionGranularity=PARTITION_DAY&hold=2&gather=1",
+                "pb://localhost?name=LTS&rootFolder=/var/lib/arch/lts&partitionGranularity=PARTITION_YEAR",
+            ]
+        );
         let sts = &s.tiers()[0];
         assert_eq!(sts.root(), dir.join("sts"));
         assert_eq!(sts.granularity(), Granularity::Hour);

@@ -1,5 +1,5 @@
 //! The `archiver` binary: an EPICS archiver compatible with the Java EPICS Archiver
-//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`.
+//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`, `import`.
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod ca_cmd;
 mod config;
 mod demo;
+mod import_cmd;
 mod malloc;
 mod pb_cmd;
 mod pb_generate;
@@ -34,6 +35,9 @@ enum Command {
     /// Channel Access diagnostics (get, info, monitor) with the archiver's own client.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// Take over a Java appliance's PVs: import PVTypeInfo JSON (exportConfig or a folder
+    /// of documents) and, with --retired, PVs that have files but no PVTypeInfo.
+    Import(import_cmd::ImportArgs),
     /// pvAccess diagnostics (get, info, monitor) with the archiver's own client.
     #[command(subcommand)]
     Pva(pva_cmd::PvaCommand),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         }
         Command::Pb(args) => pb_cmd::run(&args),
         Command::Ca(cmd) => runtime().and_then(|rt| rt.block_on(ca_cmd::run(cmd)).map(|()| 0)),
+        Command::Import(args) => import_cmd::run(&args).map(|()| 0),
         Command::Pva(cmd) => runtime().and_then(|rt| rt.block_on(pva_cmd::run(cmd)).map(|()| 0)),
     };
     match result {

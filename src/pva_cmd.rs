@@ -160,10 +160,14 @@ async fn monitor(
         std::future::pending::<()>().await;
     };
     tokio::pin!(not_found);
+    // One SIGINT listener for the whole run (see `ca_cmd`: one made per turn misses a
+    // signal that arrives while printing).
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     let mut buf = Vec::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupted => break,
             _ = &mut not_found => {}
             n = rx.recv_many(&mut buf, 1024) => {
                 if n == 0 {

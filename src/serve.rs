@@ -1,8 +1,10 @@
 //! `archiver serve` and `archiver demo`: wiring of registry, storage, engine, appliance and
 //! HTTP, and the shutdown order of `archiver_appliance` (stop accepting HTTP requests →
-//! cancel the catalogue sync → engine shutdown, every buffer written → final catalogue
-//! sync → exit).
+//! stop ETL (a move under way completes) → cancel the catalogue sync → engine shutdown,
+//! every buffer written → final catalogue sync → consolidation of the stores that ask for
+//! it (`consolidateOnShutdown=true`) → exit).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use archiver_ca::{Client, ClientConfig};
 use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
 use archiver_http::RetrievalState;
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Backend;
+use archiver_storage::{Backend, Etl};
 use archiver_time::SystemClock;
 use tracing::{info, warn};
 
@@ -36,30 +38,52 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, caught from the moment this is built: built before the address is
+/// printed, so that a signal sent as soon as a caller reads it stops the server cleanly
+/// instead of killing it.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => {
+                    warn!("cannot install signal handlers; use Ctrl-C");
+                    None
                 }
-                return;
-            }
-            _ => warn!("cannot install signal handlers; use Ctrl-C"),
+            };
+            Signals { streams }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// The next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.streams {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Takes the exclusive lock of `data_dir` (the file `archiver.lock` in it), or fails naming
 /// the folder when another process holds it.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     let path = data_dir.join("archiver.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -146,6 +170,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     if let Some(m) = file.engine.max_buffer_samples {
         engine_cfg.max_buffer_samples = m;
     }
+    engine_cfg.rate_limit = file.storage.rate_limit();
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
 
@@ -172,9 +197,48 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         policy,
         stores,
     });
+    // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
+    let retrieval = RetrievalState::new(appliance.retrieval(), clock);
+    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let mut signals = Signals::install();
+    // HTTP answers at once, while the PVs are restored (with many PVs that takes a while;
+    // a PV not restored yet is answered as not archived). 1. on a signal: stop accepting
+    // HTTP requests (those under way finish, for at most HTTP_DRAIN_DEADLINE: a client
+    // that stops reading a large body must not keep the buffers from being written).
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let on_signal = signalled.clone();
+    let mut server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signals.recv().await;
+                info!("shutting down: flushing every buffer (a second signal exits at once)");
+                on_signal.notify_one();
+                tokio::spawn(async move {
+                    signals.recv().await;
+                    eprintln!("second signal: exiting without flushing");
+                    std::process::exit(130);
+                });
+            })
+            .into_future(),
+    );
+    info!("HTTP listening on {local}; restoring the PVs of the catalogue");
     let restored = appliance.restore().await?;
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
     let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
+    // ETL over every store, on the Java schedule; stopped before the engine's final write.
+    let etl = Etl::new(
+        appliance.stores().clone(),
+        file.storage.out_of_space_policy()?,
+    );
+    let etl_service = file
+        .storage
+        .etl_enabled()
+        .then(|| appliance.spawn_etl(etl.clone(), CancellationToken::new()));
     if demo {
         let mut specs = Vec::with_capacity(demo_pvs.len());
         for (name, period) in &demo_pvs {
@@ -186,14 +250,6 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         }
         appliance.archive_many(specs).await?;
     }
-    // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
-    let retrieval = RetrievalState::new(appliance.retrieval(), clock);
-    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
-
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let local = listener.local_addr()?;
     println!(
         "archiver {} listening on http://{local} (data in {}, {restored} PVs restored)",
         env!("CARGO_PKG_VERSION"),
@@ -211,33 +267,25 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         println!("  (samples are written every write period; recent ones come from memory)");
     }
     info!("listening on {local}");
-    // 1. Stop accepting HTTP requests (those under way finish, for at most
-    //    HTTP_DRAIN_DEADLINE: a client that stops reading a large body must not keep the
-    //    buffers from being written).
-    let signalled = Arc::new(tokio::sync::Notify::new());
-    let on_signal = signalled.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        info!("shutting down: flushing every buffer (a second signal exits at once)");
-        on_signal.notify_one();
-        tokio::spawn(async {
-            shutdown_signal().await;
-            eprintln!("second signal: exiting without flushing");
-            std::process::exit(130);
-        });
-    });
     let drain_deadline = async {
         signalled.notified().await;
         tokio::time::sleep(HTTP_DRAIN_DEADLINE).await;
     };
     tokio::select! {
-        r = server => r.context("HTTP server failed")?,
-        () = drain_deadline => warn!(
-            "HTTP requests still under way {} s after the signal are cut",
-            HTTP_DRAIN_DEADLINE.as_secs()
-        ),
+        r = &mut server => r.context("HTTP server task failed")?.context("HTTP server failed")?,
+        () = drain_deadline => {
+            warn!(
+                "HTTP requests still under way {} s after the signal are cut",
+                HTTP_DRAIN_DEADLINE.as_secs()
+            );
+            server.abort();
+        }
     }
-    // 2.-4. Cancel the catalogue sync, write every buffer, record the final state.
+    // 2. Stop ETL (a file being moved completes or stays whole in its source).
+    if let Some(service) = etl_service {
+        service.stop().await;
+    }
+    // 3.-5. Cancel the catalogue sync, write every buffer, record the final state.
     let unwritten = match appliance.shutdown(sync).await {
         Ok(report) => report.unwritten,
         Err(e) => {
@@ -245,6 +293,12 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             Unwritten::default()
         }
     };
+    // After the final write: stores that ask for it move whole into the next.
+    match appliance.consolidate_on_shutdown(&etl).await {
+        Ok(c) if c.files_moved > 0 => info!(files = c.files_moved, "consolidated on shutdown"),
+        Ok(_) => {}
+        Err(e) => warn!("consolidation on shutdown failed: {e}"),
+    }
     if unwritten.samples > 0 {
         anyhow::bail!(
             "archiver stopped, but {} samples of {} PVs could not be written to the \

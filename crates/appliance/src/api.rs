@@ -10,12 +10,22 @@
 
 use std::sync::Arc;
 
-use archiver_engine::PvStatus;
+use archiver_engine::{PvStatus, SamplingMethod};
+use archiver_pb::Timestamp;
+use archiver_registry::{PvTypeInfo, Registry};
+use archiver_storage::{DeleteCounts, EtlCounts};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
 use crate::error::ApplianceError;
-use crate::policy::ArchiveSpec;
+use crate::policy::{ArchiveSpec, SamplingPeriod};
+use crate::storage_ops::StorageOpsError;
+
+/// What an operation an implementation does not provide answers (the default of the
+/// optional methods of [`ApplianceApi`]).
+fn unsupported(what: &'static str) -> ApplianceError {
+    ApplianceError::BadRequest(format!("{what} is not supported by this appliance"))
+}
 
 /// The management operations of an appliance (spec §3, `mgmt/bpl`). Implemented by
 /// [`Appliance`]; tests implement it with fakes.
@@ -48,6 +58,95 @@ pub trait ApplianceApi: Send + Sync + 'static {
 
     /// The names of every PV archived here, sorted.
     fn names(&self) -> Vec<String>;
+
+    /// The PV catalogue (type infos, aliases, named flags). Its methods block: call them
+    /// on a blocking thread.
+    fn catalogue(&self) -> Arc<dyn Registry>;
+
+    /// The server's clock, in epoch seconds (reports compute rates and ages from it).
+    fn now_secs(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    /// The policies a request may name (`getPolicyList`): name and description.
+    fn policy_list(&self) -> Vec<(String, String)> {
+        vec![(
+            "default".to_string(),
+            "The Java appliance's default policy: MONITOR at 1 s, every configured store"
+                .to_string(),
+        )]
+    }
+
+    /// The policy configuration as text (`getPolicyText`).
+    fn policy_text(&self) -> String {
+        String::new()
+    }
+
+    /// `changeArchivalParameters` (see [`Appliance::change_parameters`]).
+    async fn change_parameters(
+        &self,
+        _pv: &str,
+        _method: Option<SamplingMethod>,
+        _period: SamplingPeriod,
+    ) -> Result<String, ApplianceError> {
+        Err(unsupported("changeArchivalParameters"))
+    }
+
+    /// `abortArchivingPV` (see [`Appliance::abort`]).
+    async fn abort(&self, _pv: &str) -> Result<bool, ApplianceError> {
+        Err(unsupported("abortArchivingPV"))
+    }
+
+    /// `renamePV` (see [`Appliance::rename`]).
+    async fn rename(&self, _pv: &str, _new_name: &str) -> Result<String, ApplianceError> {
+        Err(unsupported("renamePV"))
+    }
+
+    /// `appendAndAliasPV` (see [`Appliance::append_and_alias`]).
+    async fn append_and_alias(&self, _older: &str, _newer: &str) -> Result<String, ApplianceError> {
+        Err(unsupported("appendAndAliasPV"))
+    }
+
+    /// `modifyMetaFields` (see [`Appliance::modify_archive_fields`]).
+    async fn modify_archive_fields(
+        &self,
+        _pv: &str,
+        _command: &str,
+    ) -> Result<Vec<String>, ApplianceError> {
+        Err(unsupported("modifyMetaFields"))
+    }
+
+    /// `putPVTypeInfo` (see [`Appliance::put_type_info`]).
+    async fn put_type_info(
+        &self,
+        _pv: &str,
+        _info: PvTypeInfo,
+        _override_existing: bool,
+        _create_new: bool,
+    ) -> Result<PvTypeInfo, ApplianceError> {
+        Err(unsupported("putPVTypeInfo"))
+    }
+
+    /// Moves every file of `pv` down to the store named `store` now
+    /// (`consolidateDataForPV`). The default refuses ([`StorageOpsError::Unsupported`]).
+    async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        let _ = (pv, store);
+        Err(StorageOpsError::Unsupported)
+    }
+
+    /// Deletes the samples of `pv` with `from ≤ time < to` from every store. The default
+    /// refuses ([`StorageOpsError::Unsupported`]).
+    async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        let _ = (pv, from, to);
+        Err(StorageOpsError::Unsupported)
+    }
 }
 
 /// The management API's handle on the appliance.
@@ -85,5 +184,65 @@ impl ApplianceApi for Appliance {
 
     fn names(&self) -> Vec<String> {
         self.engine().names()
+    }
+
+    fn catalogue(&self) -> Arc<dyn Registry> {
+        self.registry().clone()
+    }
+
+    fn now_secs(&self) -> i64 {
+        self.clock().now().secs
+    }
+
+    async fn change_parameters(
+        &self,
+        pv: &str,
+        method: Option<SamplingMethod>,
+        period: SamplingPeriod,
+    ) -> Result<String, ApplianceError> {
+        Appliance::change_parameters(self, pv, method, period).await
+    }
+
+    async fn abort(&self, pv: &str) -> Result<bool, ApplianceError> {
+        Appliance::abort(self, pv).await
+    }
+
+    async fn rename(&self, pv: &str, new_name: &str) -> Result<String, ApplianceError> {
+        Appliance::rename(self, pv, new_name).await
+    }
+
+    async fn append_and_alias(&self, older: &str, newer: &str) -> Result<String, ApplianceError> {
+        Appliance::append_and_alias(self, older, newer).await
+    }
+
+    async fn modify_archive_fields(
+        &self,
+        pv: &str,
+        command: &str,
+    ) -> Result<Vec<String>, ApplianceError> {
+        Appliance::modify_archive_fields(self, pv, command).await
+    }
+
+    async fn put_type_info(
+        &self,
+        pv: &str,
+        info: PvTypeInfo,
+        override_existing: bool,
+        create_new: bool,
+    ) -> Result<PvTypeInfo, ApplianceError> {
+        Appliance::put_type_info(self, pv, info, override_existing, create_new).await
+    }
+
+    async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        Appliance::consolidate(self, pv, store).await
+    }
+
+    async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        Appliance::delete_data_range(self, pv, from, to).await
     }
 }

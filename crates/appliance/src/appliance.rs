@@ -96,7 +96,7 @@ type Repair = String;
 
 /// The time of the newest sample of `pv` over every store (a store whose files cannot be
 /// read is logged and skipped).
-fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
+pub(crate) fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
     stores
         .tiers()
         .iter()
@@ -368,7 +368,13 @@ impl Appliance {
                 info.paused,
                 last,
             ) {
-                Ok(_) => n += 1,
+                Ok(_) => {
+                    // Until the IOC answers, the metadata is what was archived.
+                    self.parts
+                        .engine
+                        .seed_meta(&info.pv_name, crate::manage::meta_from_type_info(info));
+                    n += 1;
+                }
                 Err(e) => warn!(pv = %info.pv_name, "cannot restore: {e}"),
             }
         }

@@ -17,6 +17,19 @@ pub enum ApplianceError {
     /// A sampling period is out of range.
     #[error(transparent)]
     Period(#[from] PeriodError),
+    /// The PV is neither archived nor requested here.
+    #[error("PV {0} is not being archived")]
+    UnknownPv(String),
+    /// Refused because of the PV's state, with the Java appliance's message (answered as
+    /// `{"validation": "..."}`, as Java does).
+    #[error("{0}")]
+    Validation(String),
+    /// The request itself is wrong (a bad command, a type info of another PV...).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Reading or writing a data store failed.
+    #[error("storage: {0}")]
+    Storage(String),
     /// A blocking task (catalogue or file work) panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),

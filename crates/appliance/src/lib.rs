@@ -32,14 +32,17 @@ The binary (`src/serve.rs`) stops in this order, so that nothing received is los
 catalogue ends up describing what is on disk:
 
 1. **Stop accepting HTTP requests** (axum's graceful shutdown lets requests under way
-   finish): no new archive, pause or delete can start behind the steps below.
+   finish): no new archive, pause or delete can start behind the steps below. Then
+   **stop ETL** ([`EtlService::stop`]: a file being moved completes or stays whole in
+   its source).
 2. **Cancel the catalogue sync** and wait for its task ([`CatalogueSync::stop`]); a round
    under way finishes first, so no sync races the final one.
 3. **Shut the engine down**: held-back samples are committed, every channel closed, every
    buffer written to the short-term store (`Engine::shutdown`).
 4. **Final catalogue sync**: every PV's final state (paused flags, metadata, PVs that
    connected since the last round) is written.
-5. **Exit.**
+5. **Consolidate on shutdown** the stores that ask for it
+   ([`Appliance::consolidate_on_shutdown`], after the final write), then **exit.**
 
 Steps 2–4 are [`Appliance::shutdown`].
 
@@ -70,15 +73,22 @@ mod api;
 mod appliance;
 mod error;
 mod live;
+mod manage;
 pub mod policy;
+mod storage_ops;
 mod sync;
 
 pub use crate::api::{ApplianceApi, SharedAppliance};
 pub use crate::appliance::{Appliance, ApplianceParts, Archived};
 pub use crate::error::ApplianceError;
 pub use crate::live::EngineLive;
+pub use crate::manage::meta_from_type_info;
 pub use crate::policy::{ArchiveSpec, PeriodError, Policy, SamplingPeriod};
+pub use crate::storage_ops::{EtlService, StorageOpsError};
 pub use crate::sync::{CatalogueSync, SYNC_PERIOD, ShutdownReport};
+/// The storage results of [`ApplianceApi`]'s storage operations, re-exported so that the
+/// HTTP crate needs no storage of its own.
+pub use archiver_storage::{DeleteCounts, EtlCounts};
 pub use tokio_util::sync::CancellationToken;
 
 /// The engine's types that are part of this crate's API (a PV's status and settings in

@@ -33,12 +33,20 @@ pub struct Counters {
     pub transient_errors: AtomicU64,
     /// Failed writes to storage (the samples are kept and retried).
     pub write_errors: AtomicU64,
+    /// Samples dropped by the storage-rate guard (over the PV's bytes per hour).
+    pub dropped_rate_limit: AtomicU64,
     /// Epoch seconds of the first event received (0 = none yet).
     pub first_event_secs: AtomicI64,
     /// Epoch seconds (IOC time) of the last event received (0 = none yet).
     pub last_event_secs: AtomicI64,
     /// Epoch seconds of the last disconnect (0 = never).
     pub last_disconnect_secs: AtomicI64,
+    /// Bytes of the encoded PlainPB lines put into the buffer (what the stores will hold):
+    /// the storage rate of the reports.
+    pub bytes_stored: AtomicU64,
+    /// Epoch seconds (server clock) when the engine got the PV: its archive request, or
+    /// the restore at start-up (Java `connectionRequestMadeEpochSeconds`).
+    pub added_secs: AtomicI64,
 }
 
 /// A copy of the counters at one moment.
@@ -70,12 +78,49 @@ pub struct CountersSnapshot {
     pub transient_errors: u64,
     /// See [`Counters::write_errors`].
     pub write_errors: u64,
+    /// See [`Counters::dropped_rate_limit`].
+    pub dropped_rate_limit: u64,
     /// See [`Counters::first_event_secs`].
     pub first_event_secs: i64,
     /// See [`Counters::last_event_secs`].
     pub last_event_secs: i64,
     /// See [`Counters::last_disconnect_secs`].
     pub last_disconnect_secs: i64,
+    /// See [`Counters::bytes_stored`].
+    pub bytes_stored: u64,
+    /// See [`Counters::added_secs`].
+    pub added_secs: i64,
+}
+
+impl CountersSnapshot {
+    /// Events lost for any reason the Java appliance counts (Java "How many events lost
+    /// totally so far?": wrong time stamp, buffer overflow, type change), plus the events
+    /// the client dropped and those that arrived before the type was known.
+    pub fn events_lost(&self) -> u64 {
+        self.dropped_timestamp
+            + self.dropped_buffer_overflow
+            + self.dropped_type_change
+            + self.dropped_by_client
+            + self.dropped_no_type
+    }
+
+    /// Events received per second over `elapsed_secs` (0 when no time has passed).
+    pub fn event_rate(&self, elapsed_secs: i64) -> f64 {
+        if elapsed_secs <= 0 {
+            0.0
+        } else {
+            self.events_received as f64 / elapsed_secs as f64
+        }
+    }
+
+    /// Bytes stored per second over `elapsed_secs` (0 when no time has passed).
+    pub fn storage_rate(&self, elapsed_secs: i64) -> f64 {
+        if elapsed_secs <= 0 {
+            0.0
+        } else {
+            self.bytes_stored as f64 / elapsed_secs as f64
+        }
+    }
 }
 
 impl Counters {
@@ -100,9 +145,12 @@ impl Counters {
             disconnects: self.disconnects.load(Relaxed),
             transient_errors: self.transient_errors.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
+            dropped_rate_limit: self.dropped_rate_limit.load(Relaxed),
             first_event_secs: self.first_event_secs.load(Relaxed),
             last_event_secs: self.last_event_secs.load(Relaxed),
             last_disconnect_secs: self.last_disconnect_secs.load(Relaxed),
+            bytes_stored: self.bytes_stored.load(Relaxed),
+            added_secs: self.added_secs.load(Relaxed),
         }
     }
 }

@@ -40,4 +40,4 @@ pub use crate::error::EngineError;
 pub use crate::filter::TimestampFilter;
 pub use crate::pv::{BufferSnapshot, ConnState, PvConfig, PvMeta, PvState, PvStatus};
 pub use crate::sampler::{Sampler, SamplingMethod};
-pub use crate::writer::Unwritten;
+pub use crate::writer::{RateLimit, Unwritten};

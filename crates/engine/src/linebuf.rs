@@ -60,6 +60,9 @@ pub(crate) struct LineBuffer {
     /// (plus an eighth): a PV's rate is mostly steady, and growing by doubling would both
     /// copy the lines at each step and hold up to twice their size.
     size_hint: usize,
+    /// Bytes of the line the last successful [`LineBuffer::push`] encoded (escaped, with
+    /// its newline): what the PV's storage counter adds.
+    last_line_len: usize,
 }
 
 /// The largest chunk allocated up front from [`LineBuffer::size_hint`]; beyond it the
@@ -75,6 +78,11 @@ impl LineBuffer {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Bytes of the line the last successful push encoded.
+    pub fn last_line_len(&self) -> usize {
+        self.last_line_len
     }
 
     /// Time of the newest sample held.
@@ -98,7 +106,9 @@ impl LineBuffer {
         let Some(chunk) = self.chunks.back_mut() else {
             return Err(());
         };
+        let before = chunk.bytes.len();
         encode_line(s, year, &mut chunk.bytes, &mut self.scratch).map_err(|_| ())?;
+        self.last_line_len = chunk.bytes.len().saturating_sub(before);
         chunk.lines += 1;
         self.len += 1;
         self.last = Some(s.time);

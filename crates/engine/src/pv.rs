@@ -203,6 +203,10 @@ impl PvSlot {
                     Counters::inc(&self.counters.dropped_buffer_overflow);
                 }
                 Counters::inc(&self.counters.events_stored);
+                self.counters.bytes_stored.fetch_add(
+                    st.buffer.last_line_len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             // Only a time the filter let through with bad nanoseconds; counted as such.
             Err(()) => Counters::inc(&self.counters.dropped_timestamp),

@@ -1,5 +1,7 @@
 //! The writer: every write period, each PV's buffer is moved aside ("in flight", still
-//! visible to retrieval), appended to the short-term store, then released. A failed write
+//! visible to retrieval), appended to the short-term store, then released. The period is
+//! cut into [`SLICES`] slices, each writing a tenth of the PVs, so that many PVs do not
+//! open and append all their files in one burst. A failed write
 //! (an I/O error, a full disk) puts the samples back at the front of the buffer to be
 //! retried; nothing is lost, and since the store's appends are all or nothing, the retry
 //! writes the batch once.
@@ -11,7 +13,8 @@
 //! whose lock is held is skipped and written at the next period, so one busy PV never
 //! stalls the others. Explicit flushes (pause, delete, `Engine::flush`, shutdown) wait.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tracing::warn;
 
@@ -23,21 +26,75 @@ use crate::linebuf::Chunk;
 use crate::pv::{PvSlot, lock};
 use std::sync::atomic::Ordering::Relaxed;
 
+/// A write period is cut into this many slices; each slice writes the PVs of one bucket
+/// (the PV's id modulo `SLICES`), so every PV is still written once per period, but
+/// 20,000 PVs make ten bursts of 2,000 appends a period instead of one of 20,000 (the
+/// reopen storm of the issue "many PVs without a cliff").
+const SLICES: u64 = 10;
+
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut iv = tokio::time::interval(inner.config.write_period);
+    let slice =
+        (inner.config.write_period / SLICES as u32).max(std::time::Duration::from_millis(1));
+    let mut iv = tokio::time::interval(slice);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     iv.tick().await;
+    let mut k: u64 = 0;
     loop {
         iv.tick().await;
         // Stops when the engine is gone (only this task holds the last reference).
         if Arc::strong_count(&inner) == 1 {
             return;
         }
-        let slots = inner.slots_where(|_| true);
+        let slots = inner.slots_where(|s| s.id % SLICES == k);
         flush(&inner, slots, IfBusy::Skip).await;
-        if let Some(f) = inner.config.after_write {
+        if k == SLICES - 1
+            && let Some(f) = inner.config.after_write
+        {
             let _ = tokio::task::spawn_blocking(f).await;
         }
+        k = (k + 1) % SLICES;
+    }
+}
+
+/// The storage-rate guard's limits (the Java appliance only reports rates; here a PV that
+/// writes more than its limit in a wall-clock hour has the excess dropped and counted,
+/// instead of filling the disk). Off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Bytes per hour for every PV without its own limit; `None`: no limit.
+    pub default_bytes_per_hour: Option<u64>,
+    /// Bytes per hour of single PVs (over the default).
+    pub per_pv: HashMap<String, u64>,
+}
+
+impl RateLimit {
+    /// The limit of `pv`, if any.
+    pub fn for_pv(&self, pv: &str) -> Option<u64> {
+        self.per_pv.get(pv).copied().or(self.default_bytes_per_hour)
+    }
+}
+
+/// Bytes each PV (by id) wrote in the current hour: (hour number, bytes).
+#[derive(Debug, Default)]
+pub(crate) struct RateState(Mutex<HashMap<u64, (i64, u64)>>);
+
+impl RateState {
+    /// How many of `lines` (whole lines, from the start) PV `id` may write now under
+    /// `limit` bytes per hour; counts them as written.
+    fn admit(&self, id: u64, hour: i64, limit: u64, lines: &[u8]) -> usize {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let used = map.entry(id).or_insert((hour, 0));
+        if used.0 != hour {
+            *used = (hour, 0);
+        }
+        let room = usize::try_from(limit.saturating_sub(used.1)).unwrap_or(usize::MAX);
+        let take = if lines.len() <= room {
+            lines.len()
+        } else {
+            memchr::memrchr(b'\n', &lines[..room]).map_or(0, |i| i + 1)
+        };
+        used.1 += take as u64;
+        take
     }
 }
 
@@ -82,7 +139,7 @@ async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) -> 
     tokio::task::spawn_blocking(move || {
         let mut left = Unwritten::default();
         for slot in slots {
-            left.add(flush_slot(&inner.sts, &slot, if_busy));
+            left.add(flush_slot_guarded(&inner, &slot, if_busy));
         }
         left
     })
@@ -91,8 +148,30 @@ async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) -> 
     .unwrap_or(Unwritten { samples: 0, pvs: n })
 }
 
+fn flush_slot_guarded(inner: &Inner, slot: &PvSlot, if_busy: IfBusy) -> u64 {
+    match inner.config.rate_limit.for_pv(&slot.name) {
+        None => flush_slot(&inner.sts, slot, if_busy, None),
+        Some(limit) => {
+            let hour = inner.clock.now().secs.div_euclid(3600);
+            let guard = Guard {
+                state: &inner.rate,
+                hour,
+                limit,
+            };
+            flush_slot(&inner.sts, slot, if_busy, Some(guard))
+        }
+    }
+}
+
+/// The storage-rate guard of one flush.
+struct Guard<'a> {
+    state: &'a RateState,
+    hour: i64,
+    limit: u64,
+}
+
 /// Writes one PV's buffer; returns how many samples a failed write kept in memory.
-fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) -> u64 {
+fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_>>) -> u64 {
     {
         let st = lock(&slot.state);
         if st.archived_type.is_none() || st.buffer.is_empty() {
@@ -129,7 +208,19 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy) -> u64 {
     // Chunk by chunk (one year each); a failure keeps that chunk and the later ones.
     let mut failed_at = None;
     for (i, chunk) in batch.iter().enumerate() {
-        match sts.append_lines_locked(&pv_lock, ty, chunk.year, chunk.lines_bytes()) {
+        let mut lines = chunk.lines_bytes();
+        if let Some(g) = &guard {
+            let take = g.state.admit(slot.id, g.hour, g.limit, lines);
+            if take < lines.len() {
+                let dropped = memchr::memchr_iter(b'\n', &lines[take..]).count() as u64;
+                slot.counters.dropped_rate_limit.fetch_add(dropped, Relaxed);
+                lines = &lines[..take];
+            }
+            if lines.is_empty() {
+                continue;
+            }
+        }
+        match sts.append_lines_locked(&pv_lock, ty, chunk.year, lines) {
             Ok(c) => {
                 slot.counters.events_written.fetch_add(c.written, Relaxed);
                 slot.counters
@@ -185,7 +276,7 @@ mod tests {
                 let (sts, slot, done) = (sts.clone(), slot.clone(), done.clone());
                 std::thread::spawn(move || {
                     while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                        flush_slot(&sts, &slot, if_busy);
+                        flush_slot(&sts, &slot, if_busy, None);
                     }
                 })
             })
@@ -200,7 +291,7 @@ mod tests {
         for f in flushers {
             f.join().expect("flusher");
         }
-        flush_slot(&sts, &slot, IfBusy::Wait);
+        flush_slot(&sts, &slot, IfBusy::Wait, None);
         let mut values = Vec::new();
         for p in sts.partitions("T:FLUSH").expect("partitions") {
             let mut r = PbReader::open(&p.path).expect("open");
@@ -214,5 +305,61 @@ mod tests {
         assert!(values.iter().copied().eq(0..N), "in order");
         assert_eq!(slot.counters.refused_by_writer.load(Relaxed), 0);
         assert_eq!(slot.counters.write_errors.load(Relaxed), 0);
+    }
+
+    /// The storage-rate guard writes whole lines up to the PV's bytes for the hour, drops
+    /// and counts the rest, and starts afresh the next hour; without a limit nothing is
+    /// dropped.
+    #[test]
+    fn the_rate_guard_writes_up_to_the_limit_per_hour_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sts = Tier::new("STS", dir.path(), Granularity::Hour);
+        let slot = PvSlot::for_test("T:RATE", 1 << 20);
+        let state = RateState::default();
+        let push = |from: i64, n: i64| {
+            for k in from..from + n {
+                slot.push(&Sample::new(
+                    Timestamp::new(1_700_000_000 + k, 0),
+                    Value::ScalarDouble(k as f64),
+                ));
+            }
+        };
+        let stored = || {
+            let mut n = 0;
+            for p in sts.partitions("T:RATE").expect("partitions") {
+                let mut r = PbReader::open(&p.path).expect("open");
+                while r.next_sample().expect("read").is_some() {
+                    n += 1;
+                }
+            }
+            n
+        };
+        // A scalar double line is about 15 bytes: 100 lines are well over 400 bytes.
+        push(0, 100);
+        let guard = |hour| Guard {
+            state: &state,
+            hour,
+            limit: 400,
+        };
+        assert_eq!(flush_slot(&sts, &slot, IfBusy::Wait, Some(guard(1))), 0);
+        let (kept, dropped) = (stored(), slot.counters.dropped_rate_limit.load(Relaxed));
+        assert!(kept > 10 && kept < 40, "{kept}");
+        assert_eq!(kept + dropped, 100, "every sample written or counted");
+        // The same hour: everything dropped.
+        push(100, 10);
+        flush_slot(&sts, &slot, IfBusy::Wait, Some(guard(1)));
+        assert_eq!(stored(), kept);
+        assert_eq!(slot.counters.dropped_rate_limit.load(Relaxed), dropped + 10);
+        // The next hour: room again.
+        push(110, 10);
+        flush_slot(&sts, &slot, IfBusy::Wait, Some(guard(2)));
+        assert_eq!(stored(), kept + 10);
+        // No limit: nothing dropped.
+        let limits = RateLimit {
+            default_bytes_per_hour: None,
+            per_pv: HashMap::from([("T:OTHER".to_string(), 5)]),
+        };
+        assert_eq!(limits.for_pv("T:RATE"), None);
+        assert_eq!(limits.for_pv("T:OTHER"), Some(5));
     }
 }

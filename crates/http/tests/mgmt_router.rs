@@ -131,6 +131,10 @@ impl ApplianceApi for Fake {
     fn names(&self) -> Vec<String> {
         self.pvs.lock().unwrap().keys().cloned().collect()
     }
+
+    fn catalogue(&self) -> Arc<dyn archiver_registry::Registry> {
+        Arc::new(archiver_registry::SqliteRegistry::open_in_memory().unwrap())
+    }
 }
 
 fn app(fake: &Arc<Fake>) -> Router {
@@ -641,8 +645,11 @@ async fn lifecycle_answers_have_the_java_shapes() {
         json!([{"pvName": "P:1", "status": "ok"}, {"pvName": "P:2", "status": "ok"}])
     );
     let r = get(&fake, "/mgmt/bpl/deletePV?pv=P:1").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.message().contains("must be paused"), "{}", r.message());
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"validation": "We will not stop archiving PV P:1 if it is not paused. Please pause recording first."})
+    );
     get(&fake, "/mgmt/bpl/pauseArchivingPV?pv=P:1").await;
     let r = post(&fake, "/mgmt/bpl/deletePV", FORM, "pv=P:1&deleteData=true").await;
     assert_eq!(
@@ -666,8 +673,10 @@ async fn never_connected_and_all_pvs() {
     assert_eq!(
         r.json(),
         json!([
-            {"pvName": "N:1", "currentState": "Initial sampling", "appliance": "fake0"},
-            {"pvName": "N:2", "currentState": "Initial sampling", "appliance": "fake0"}
+            {"pvName": "N:1", "requestTime": "Never", "startOfWorkflow": "Never",
+             "currentState": "METAINFO_REQUESTED", "appliance": "fake0"},
+            {"pvName": "N:2", "requestTime": "Never", "startOfWorkflow": "Never",
+             "currentState": "METAINFO_REQUESTED", "appliance": "fake0"}
         ])
     );
     let r = get(&fake, "/mgmt/bpl/getAllPVs?regex=N.*&limit=1").await;

@@ -533,10 +533,121 @@ fn reset_value(value: &mut Value, t: PayloadType) {
     }
 }
 
+/// The varint at `bytes[pos..]` and the position after it; `None` when it is cut or
+/// longer than 5 bytes (the fast path's fields are below 2^32).
+#[inline(always)]
+fn small_varint(bytes: &[u8], mut pos: usize) -> Option<(u32, usize)> {
+    let mut v: u32 = 0;
+    for shift in [0u32, 7, 14, 21, 28] {
+        let b = *bytes.get(pos)?;
+        pos += 1;
+        v |= u32::from(b & 0x7F).checked_shl(shift)?;
+        if b < 0x80 {
+            return Some((v, pos));
+        }
+    }
+    None
+}
+
+/// The common layout of a numeric scalar sample, read without the general field loop:
+/// `secondsintoyear` (field 1), `nano` (2), `val` (3) with the type's wire type, then
+/// optionally `severity` (4) and `status` (5), nothing else, in that order (the order in
+/// which the Java appliance and this crate's writer write them). Anything else (other
+/// fields, another order, a bad value) is `None`: the general decoder reads it and reports
+/// the error. This is the retrieval hot path: every stored sample of a scalar PV goes
+/// through it.
+#[inline]
+fn decode_scalar_fast(
+    bytes: &[u8],
+    t: PayloadType,
+    year_start: i64,
+    sample: &mut Sample,
+) -> Option<()> {
+    if bytes.first() != Some(&0x08) {
+        return None;
+    }
+    let (secs, p) = small_varint(bytes, 1)?;
+    if bytes.get(p) != Some(&0x10) {
+        return None;
+    }
+    let (nanos, mut p) = small_varint(bytes, p + 1)?;
+    if nanos >= NANOS_PER_SEC {
+        return None;
+    }
+    let value = match t {
+        PayloadType::ScalarDouble => {
+            if bytes.get(p) != Some(&0x19) {
+                return None;
+            }
+            let v = f64::from_le_bytes(bytes.get(p + 1..p + 9)?.try_into().ok()?);
+            p += 9;
+            Value::ScalarDouble(v)
+        }
+        PayloadType::ScalarFloat | PayloadType::ScalarInt => {
+            if bytes.get(p) != Some(&0x1D) {
+                return None;
+            }
+            let raw: [u8; 4] = bytes.get(p + 1..p + 5)?.try_into().ok()?;
+            p += 5;
+            if t == PayloadType::ScalarFloat {
+                Value::ScalarFloat(f32::from_le_bytes(raw))
+            } else {
+                Value::ScalarInt(i32::from_le_bytes(raw))
+            }
+        }
+        PayloadType::ScalarShort | PayloadType::ScalarEnum => {
+            if bytes.get(p) != Some(&0x18) {
+                return None;
+            }
+            let (z, q) = small_varint(bytes, p + 1)?;
+            p = q;
+            let x = unzigzag32(u64::from(z)) as i16;
+            if t == PayloadType::ScalarShort {
+                Value::ScalarShort(x)
+            } else {
+                Value::ScalarEnum(x)
+            }
+        }
+        _ => return None,
+    };
+    let (mut severity, mut status) = (0u32, 0u32);
+    if bytes.get(p) == Some(&0x20) {
+        (severity, p) = small_varint(bytes, p + 1)?;
+    }
+    if bytes.get(p) == Some(&0x28) {
+        (status, p) = small_varint(bytes, p + 1)?;
+    }
+    if p != bytes.len() {
+        return None;
+    }
+    sample.time = Timestamp::new(year_start + i64::from(secs), nanos);
+    sample.value = value;
+    sample.severity = severity as i32;
+    sample.status = status as i32;
+    sample.repeat_count = None;
+    sample.field_values.clear();
+    sample.field_actual_change = None;
+    sample.user_tag = None;
+    Some(())
+}
+
 /// Decodes protobuf bytes (already unescaped) of a sample of type `t` in a file whose year
 /// starts at `year_start` (epoch seconds) into `sample`, reusing its allocations: scalar
 /// samples decode without allocating.
 pub fn decode_sample_into(
+    bytes: &[u8],
+    t: PayloadType,
+    year_start: i64,
+    sample: &mut Sample,
+) -> Result<(), DecodeError> {
+    if decode_scalar_fast(bytes, t, year_start, sample).is_some() {
+        return Ok(());
+    }
+    decode_sample_general(bytes, t, year_start, sample)
+}
+
+/// [`decode_sample_into`] by the general field loop (any field order, every field).
+fn decode_sample_general(
     bytes: &[u8],
     t: PayloadType,
     year_start: i64,
@@ -801,5 +912,70 @@ mod tests {
         let bytes = [0x08, 1, 0x10, 1, 0x18, 2, 0x18, 3];
         decode_sample_into(&bytes, PayloadType::WaveformShort, 0, &mut s).unwrap();
         assert_eq!(s.value, Value::VectorShort(vec![1, -2]));
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SCALARS: [PayloadType; 5] = [
+        PayloadType::ScalarDouble,
+        PayloadType::ScalarFloat,
+        PayloadType::ScalarInt,
+        PayloadType::ScalarShort,
+        PayloadType::ScalarEnum,
+    ];
+
+    fn value_of(t: PayloadType, x: i64) -> Value {
+        match t {
+            PayloadType::ScalarDouble => Value::ScalarDouble(x as f64 / 7.0),
+            PayloadType::ScalarFloat => Value::ScalarFloat(x as f32 / 3.0),
+            PayloadType::ScalarInt => Value::ScalarInt(x as i32),
+            PayloadType::ScalarShort => Value::ScalarShort(x as i16),
+            _ => Value::ScalarEnum(x as i16),
+        }
+    }
+
+    proptest! {
+        /// Whatever the bytes, when the fast path accepts a line the general decoder gives
+        /// the same sample.
+        #[test]
+        fn fast_path_agrees_with_the_general_decoder_on_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40),
+            k in 0usize..5,
+        ) {
+            let t = SCALARS[k];
+            let mut fast = Sample::new(Timestamp::new(0, 0), Value::zero(t));
+            if decode_scalar_fast(&bytes, t, 1_000, &mut fast).is_some() {
+                let mut general = Sample::new(Timestamp::new(0, 0), Value::zero(t));
+                decode_sample_general(&bytes, t, 1_000, &mut general).expect("general");
+                prop_assert_eq!(fast, general);
+            }
+        }
+
+        /// Encoded samples (with and without alarm fields) take the fast path and decode
+        /// to what was encoded.
+        #[test]
+        fn encoded_scalars_take_the_fast_path(
+            secs in 0i64..31_622_400,
+            nanos in 0u32..1_000_000_000,
+            x in any::<i64>(),
+            severity in 0i32..4,
+            status in 0i32..22,
+            k in 0usize..5,
+        ) {
+            let t = SCALARS[k];
+            let year_start = archiver_time::calendar::start_of_year(2024);
+            let mut s = Sample::new(Timestamp::new(year_start + secs, nanos), value_of(t, x));
+            s.severity = severity;
+            s.status = status;
+            let mut bytes = Vec::new();
+            encode_sample(&s, 2024, &mut bytes).expect("encode");
+            let mut got = Sample::new(Timestamp::new(0, 0), Value::zero(t));
+            prop_assert!(decode_scalar_fast(&bytes, t, year_start, &mut got).is_some());
+            prop_assert_eq!(got, s);
+        }
     }
 }

@@ -69,5 +69,5 @@ pub use crate::pattern::{Limit, NameMatcher, NamePattern};
 pub use crate::pvtypeinfo::{
     CtrlLimits, DEFAULT_APPLIANCE_IDENTITY, PvTypeInfo, SamplingMethod, UnknownSamplingMethod,
 };
-pub use crate::registry::{Alias, ArchiveRequest, Registry, RegistryCounts};
+pub use crate::registry::{Alias, ArchiveRequest, PvTimes, Registry, RegistryCounts};
 pub use crate::sqlite::SqliteRegistry;

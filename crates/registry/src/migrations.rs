@@ -18,6 +18,9 @@
 //!    PVs and loading one appliance's PVs do not parse every row: `paused` and
 //!    `applianceIdentity`, filled from the existing JSON (rows whose JSON is corrupt get
 //!    `paused = 0` and no appliance; reading them still reports the corruption).
+//! 3. `NamedFlags(name, value, last_modified)`: the Java appliance's named flags
+//!    (`getNamedFlag`/`setNamedFlag`), booleans that gate ETL and retrieval; Java keeps
+//!    them in memory only, here they survive a restart.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -70,6 +73,17 @@ const MIGRATIONS: &[Migration] = &[
                     END;
             CREATE INDEX PVTypeInfo_paused ON PVTypeInfo(pvName) WHERE paused = 1;
             CREATE INDEX PVTypeInfo_appliance ON PVTypeInfo(applianceIdentity, pvName);
+        ",
+    },
+    Migration {
+        version: 3,
+        description: "NamedFlags table",
+        sql: "
+            CREATE TABLE NamedFlags (
+                name TEXT NOT NULL PRIMARY KEY,
+                value INTEGER NOT NULL,
+                last_modified TEXT NOT NULL
+            );
         ",
     },
 ];
@@ -161,7 +175,7 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version as usize, i + 1, "{}", m.description);
         }
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
     }
 
     #[test]
@@ -207,7 +221,7 @@ mod tests {
             )
             .unwrap();
         }
-        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        assert_eq!(migrate_to(&mut conn, 2).unwrap(), 1);
         let mut stmt = conn
             .prepare("SELECT pvName, paused, applianceIdentity FROM PVTypeInfo ORDER BY pvName")
             .unwrap();

@@ -42,6 +42,20 @@ pub struct ArchiveRequest {
     pub user_params: Value,
 }
 
+/// The times and paused flag of one type info: what the catalogue reports (recently
+/// added, recently modified, paused PVs) read, without decoding whole type infos.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvTimes {
+    /// The PV name.
+    pub pv_name: String,
+    /// `creationTime`, if recorded.
+    pub creation_time: Option<archiver_pb::Timestamp>,
+    /// `modificationTime`, if recorded.
+    pub modification_time: Option<archiver_pb::Timestamp>,
+    /// `paused`.
+    pub paused: bool,
+}
+
 /// How much the catalogue holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RegistryCounts {
@@ -140,6 +154,31 @@ pub trait Registry: Send + Sync {
 
     /// Every pending request, sorted by PV name.
     fn archive_requests(&self) -> Result<Vec<ArchiveRequest>, RegistryError>;
+
+    /// The creation and modification times and the paused flag of every type info,
+    /// sorted by name. The default decodes every type info; a backend can read the three
+    /// keys alone.
+    fn all_pv_times(&self) -> Result<Vec<PvTimes>, RegistryError> {
+        Ok(self
+            .all_type_infos()?
+            .into_iter()
+            .map(|i| PvTimes {
+                pv_name: i.pv_name,
+                creation_time: i.creation_time,
+                modification_time: i.modification_time,
+                paused: i.paused,
+            })
+            .collect())
+    }
+
+    /// The named flag `name` (Java `getNamedFlag`): false when it was never set.
+    fn get_named_flag(&self, name: &str) -> Result<bool, RegistryError>;
+
+    /// Sets the named flag `name` to `value` (Java `setNamedFlag`).
+    fn set_named_flag(&self, name: &str, value: bool) -> Result<(), RegistryError>;
+
+    /// Every named flag ever set and its value, sorted by name (Java `getAllNamedFlags`).
+    fn all_named_flags(&self) -> Result<Vec<(String, bool)>, RegistryError>;
 
     /// How many PVs, paused PVs, aliases and pending requests the catalogue holds.
     fn counts(&self) -> Result<RegistryCounts, RegistryError>;

@@ -26,7 +26,7 @@ use crate::error::RegistryError;
 use crate::migrations::{self, SQL_NOW};
 use crate::pattern::{Limit, NamePattern};
 use crate::pvtypeinfo::PvTypeInfo;
-use crate::registry::{Alias, ArchiveRequest, Registry, RegistryCounts};
+use crate::registry::{Alias, ArchiveRequest, PvTimes, Registry, RegistryCounts};
 
 /// The file name of the catalogue inside the data folder.
 pub const REGISTRY_FILE_NAME: &str = "registry.sqlite";
@@ -534,6 +534,74 @@ impl Registry for SqliteRegistry {
             .collect()
     }
 
+    fn all_pv_times(&self) -> Result<Vec<PvTimes>, RegistryError> {
+        let db = |e: rusqlite::Error| RegistryError::backend("all_pv_times", None, e);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT pvName,
+                        CASE WHEN json_valid(typeInfoJSON)
+                             THEN json_extract(typeInfoJSON, '$.creationTime') END,
+                        CASE WHEN json_valid(typeInfoJSON)
+                             THEN json_extract(typeInfoJSON, '$.modificationTime') END,
+                        paused
+                 FROM PVTypeInfo ORDER BY pvName",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let time = |i: usize| -> rusqlite::Result<Option<archiver_pb::Timestamp>> {
+                    Ok(r.get::<_, Option<String>>(i)?
+                        .as_deref()
+                        .and_then(crate::instant::parse_iso))
+                };
+                Ok(PvTimes {
+                    pv_name: r.get(0)?,
+                    creation_time: time(1)?,
+                    modification_time: time(2)?,
+                    paused: r.get::<_, i64>(3)? != 0,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    fn get_named_flag(&self, name: &str) -> Result<bool, RegistryError> {
+        let conn = self.lock();
+        let v: Option<i64> = conn
+            .prepare_cached("SELECT value FROM NamedFlags WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+            .map_err(|e| RegistryError::backend("get_named_flag", Some(name), e))?;
+        Ok(v.is_some_and(|v| v != 0))
+    }
+
+    fn set_named_flag(&self, name: &str, value: bool) -> Result<(), RegistryError> {
+        let conn = self.lock();
+        conn.execute(
+            &format!(
+                "INSERT INTO NamedFlags (name, value, last_modified) VALUES (?1, ?2, {SQL_NOW}) \
+                 ON CONFLICT(name) DO UPDATE SET value = ?2, last_modified = {SQL_NOW}"
+            ),
+            (name, i64::from(value)),
+        )
+        .map_err(|e| RegistryError::backend("set_named_flag", Some(name), e))?;
+        Ok(())
+    }
+
+    fn all_named_flags(&self) -> Result<Vec<(String, bool)>, RegistryError> {
+        let db = |e: rusqlite::Error| RegistryError::backend("all_named_flags", None, e);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT name, value FROM NamedFlags ORDER BY name")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+            })
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
     fn counts(&self) -> Result<RegistryCounts, RegistryError> {
         let conn = self.lock();
         conn.query_row(
@@ -1001,6 +1069,50 @@ mod tests {
             r.archive_requests(),
             Err(RegistryError::CorruptArchiveRequest { .. })
         ));
+    }
+
+    #[test]
+    fn pv_times_are_read_from_the_json_in_name_order() {
+        let r = mem();
+        let mut a = info("T:B");
+        a.creation_time = Some(Timestamp::new(1_700_000_000, 0));
+        a.modification_time = Some(Timestamp::new(1_700_000_100, 0));
+        a.paused = true;
+        let mut b = info("T:A");
+        b.creation_time = None;
+        b.modification_time = None;
+        r.put_type_infos(&[a, b]).unwrap();
+        let t = r.all_pv_times().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].pv_name, "T:A");
+        assert_eq!(t[0].creation_time, None);
+        assert!(!t[0].paused);
+        assert_eq!(t[1].creation_time, Some(Timestamp::new(1_700_000_000, 0)));
+        assert_eq!(
+            t[1].modification_time,
+            Some(Timestamp::new(1_700_000_100, 0))
+        );
+        assert!(t[1].paused);
+    }
+
+    #[test]
+    fn named_flags_default_to_false_and_are_listed_sorted() {
+        let r = mem();
+        assert!(!r.get_named_flag("SKIP_MTS_FOR_ETL").unwrap());
+        r.set_named_flag("SKIP_MTS_FOR_ETL", true).unwrap();
+        r.set_named_flag("A", false).unwrap();
+        assert!(r.get_named_flag("SKIP_MTS_FOR_ETL").unwrap());
+        r.set_named_flag("SKIP_MTS_FOR_ETL", false).unwrap();
+        assert!(!r.get_named_flag("SKIP_MTS_FOR_ETL").unwrap());
+        r.set_named_flag("B", true).unwrap();
+        assert_eq!(
+            r.all_named_flags().unwrap(),
+            [
+                ("A".to_string(), false),
+                ("B".to_string(), true),
+                ("SKIP_MTS_FOR_ETL".to_string(), false)
+            ]
+        );
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub mod jplot;
 pub mod json;
 pub mod mat;
 mod merge;
+mod pipeline;
 mod plan;
 pub mod postprocess;
 mod produce;

@@ -9,6 +9,7 @@ use crate::collect::for_each_line;
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
 use crate::merge::Origin;
+use crate::pipeline::for_each_line_pipelined;
 use crate::plan::{Plan, StreamDesc};
 use crate::postprocess::{Output, PostProcessor};
 
@@ -195,7 +196,19 @@ impl<'s, E: Encoder> Producer<'s, E> {
         };
         let tiers: Vec<&Tier> = plan.stores.iter().collect();
         let spans = plan.read_spans();
-        let skipped = if pp.is_identity() {
+        // Numeric scalars (copied without allocating) are read on a second thread.
+        let t = plan.desc.payload_type;
+        let pipelined = t.is_scalar() && t != PayloadType::ScalarString && plan.field.is_none();
+        let skipped = if pipelined {
+            let identity = pp.is_identity();
+            for_each_line_pipelined(&tiers, &plan.pv, &spans, &plan.buffer, identity, |s, o| {
+                if identity {
+                    out.sample_from(s, o)
+                } else {
+                    pp.sample(s, &mut out)
+                }
+            })?
+        } else if pp.is_identity() {
             for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, origin| {
                 out.sample_from(s, origin)
             })?

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use archiver_pb::{FileIo, StdFile};
@@ -71,7 +72,28 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
 
     /// Makes the entries of the folder `dir` durable (`fsync` of the folder).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// A stamp of the entries of the folder `dir`: equal stamps mean no entry was created,
+    /// removed or renamed in between (`NotFound` if absent; `None`: no stamp can be
+    /// trusted now, list the folder). Not an operation of the fault-injecting backend.
+    /// The store's partition index trusts a cached listing of a folder only while its
+    /// stamp is unchanged.
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+        let _ = dir;
+        Ok(None)
+    }
+
+    /// Bytes an unprivileged process may still write on the filesystem holding `dir`
+    /// (`statvfs`: `f_bavail × f_frsize`); `None` if unknown. Not an operation of the
+    /// fault-injecting backend. ETL checks it before a move (Java's free-space check).
+    fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {
+        let _ = dir;
+        Ok(None)
+    }
 }
+
+/// How old a folder's modification time must be for [`FsBackend`] to give it as a stamp.
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The real filesystem, through `std::fs`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,6 +144,33 @@ impl StorageBackend for FsBackend {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
     }
+
+    /// The folder's modification time in nanoseconds, when it is more than
+    /// [`SETTLED`] old: filesystems stamp folders with a coarse clock (a few ms), so a
+    /// change made within the same tick as a listing could leave the time unchanged; a
+    /// time that old cannot be repeated by a later change.
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+        let meta = std::fs::metadata(dir)?;
+        let Ok(mtime) = meta.modified() else {
+            return Ok(None);
+        };
+        let settled = std::time::SystemTime::now()
+            .checked_sub(SETTLED)
+            .is_some_and(|t| mtime < t);
+        Ok(settled
+            .then(|| mtime.duration_since(std::time::UNIX_EPOCH).ok())
+            .flatten()
+            .map(|d| d.as_nanos()))
+    }
+
+    fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {
+        // The nearest existing ancestor (a store's folder may not exist yet).
+        let Some(existing) = dir.ancestors().find(|d| d.exists()) else {
+            return Ok(None);
+        };
+        let st = rustix::fs::statvfs(existing).map_err(io::Error::from)?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
 }
 
 /// A storage backend and the per-PV write locks of everything stored through it; cheap to
@@ -131,6 +180,25 @@ impl StorageBackend for FsBackend {
 pub struct Backend {
     io: Arc<dyn StorageBackend>,
     locks: Arc<PvLocks>,
+    counters: Arc<BackendCounters>,
+}
+
+/// Counts of what the tiers of one [`Backend`] repaired, for status and metrics.
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    /// Files whose torn last line (a crash in the middle of a write) was cut when they
+    /// were opened for appending.
+    pub torn_repairs: AtomicU64,
+    /// Bytes cut by those repairs.
+    pub torn_bytes: AtomicU64,
+}
+
+impl BackendCounters {
+    /// Counts one repair of `bytes` bytes.
+    pub fn torn_repair(&self, bytes: u64) {
+        self.torn_repairs.fetch_add(1, Ordering::Relaxed);
+        self.torn_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for Backend {
@@ -145,6 +213,7 @@ impl Backend {
         Backend {
             io: Arc::new(io),
             locks: Arc::new(PvLocks::default()),
+            counters: Arc::new(BackendCounters::default()),
         }
     }
 
@@ -165,5 +234,10 @@ impl Backend {
     /// The per-PV write locks.
     pub fn locks(&self) -> &Arc<PvLocks> {
         &self.locks
+    }
+
+    /// The repair counters of every tier of this backend.
+    pub fn counters(&self) -> &BackendCounters {
+        &self.counters
     }
 }

@@ -73,6 +73,17 @@ pub enum StorageError {
         /// Its root folder.
         second_root: String,
     },
+    /// A data store configured after the blackhole store (which must be last: nothing
+    /// moves out of it).
+    #[error(
+        "data store {store:?} comes after the blackhole store {blackhole:?}, which must be last"
+    )]
+    AfterBlackhole {
+        /// The blackhole store.
+        blackhole: String,
+        /// The store after it.
+        store: String,
+    },
     /// A PV's `dataStores` names a store that is not configured.
     #[error("data store {name:?} (from {url:?}) is not configured on this appliance")]
     UnknownStore {

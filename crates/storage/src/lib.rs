@@ -111,6 +111,8 @@ assert_eq!(stores.remove_pv_data("A:B")?, 1);
 
 mod backend;
 mod error;
+pub mod etl;
+mod index;
 pub mod locks;
 mod query;
 mod stores;
@@ -118,10 +120,11 @@ pub mod testing;
 mod tier;
 mod url;
 
-pub use crate::backend::{Backend, DirEntry, FsBackend, OpenMode, StorageBackend};
+pub use crate::backend::{Backend, BackendCounters, DirEntry, FsBackend, OpenMode, StorageBackend};
 pub use crate::error::StorageError;
+pub use crate::etl::{ChainStore, Etl, EtlCounts, EtlMode, EtlPv, OutOfSpacePolicy};
 pub use crate::locks::{PvLock, PvLocks};
 pub use crate::query::TierQuery;
 pub use crate::stores::DataStores;
-pub use crate::tier::{Partition, SyncPolicy, Tier};
-pub use crate::url::{StoreUrl, UrlError};
+pub use crate::tier::{DeleteCounts, DiskUsage, Partition, SyncPolicy, Tier};
+pub use crate::url::{StoreUrl, UrlError, blackhole_name, blackhole_url};

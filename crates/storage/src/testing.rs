@@ -102,6 +102,8 @@ struct State {
     crashed: bool,
     capacity: Option<u64>,
     log: Vec<String>,
+    /// Bumped by every change of a folder's entries (anywhere): the folder stamp.
+    changes: u64,
 }
 
 /// The in-memory filesystem (see the module documentation). Clones share it.
@@ -254,6 +256,7 @@ impl SimBackend {
         let mut st = self.st();
         for dir in path.ancestors().skip(1).filter(|d| !is_root(d)) {
             st.live.insert(dir.to_path_buf(), Node::Dir);
+            st.changes += 1;
             st.durable.insert(dir.to_path_buf(), Node::Dir);
         }
         let i = st.next_inode;
@@ -267,6 +270,7 @@ impl SimBackend {
         );
         st.live.insert(path.to_path_buf(), Node::File(i));
         st.durable.insert(path.to_path_buf(), Node::File(i));
+        st.changes += 1;
     }
 
     /// The paths of all files, sorted (not an operation).
@@ -358,6 +362,7 @@ impl StorageBackend for SimBackend {
                 st.next_inode += 1;
                 st.inodes.insert(i, Inode::default());
                 st.live.insert(path.to_path_buf(), Node::File(i));
+                st.changes += 1;
                 i
             }
         };
@@ -400,6 +405,7 @@ impl StorageBackend for SimBackend {
         }
         st.live.remove(from);
         st.live.insert(to.to_path_buf(), Node::File(i));
+        st.changes += 1;
         Ok(())
     }
 
@@ -410,6 +416,7 @@ impl StorageBackend for SimBackend {
         }
         st.file(path)?;
         st.live.remove(path);
+        st.changes += 1;
         Ok(())
     }
 
@@ -452,6 +459,7 @@ impl StorageBackend for SimBackend {
             ));
         }
         st.live.insert(dir.to_path_buf(), Node::Dir);
+        st.changes += 1;
         Ok(())
     }
 
@@ -473,6 +481,22 @@ impl StorageBackend for SimBackend {
             .collect();
         st.durable.extend(now);
         Ok(())
+    }
+
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+        let st = self.st();
+        if !st.dir_exists(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} not found", dir.display()),
+            ));
+        }
+        Ok(Some(u128::from(st.changes)))
+    }
+
+    fn available_space(&self, _dir: &Path) -> io::Result<Option<u64>> {
+        let st = self.st();
+        Ok(st.capacity.map(|_| st.free()))
     }
 }
 

@@ -13,6 +13,7 @@ use archiver_pb::{
 
 use crate::backend::{Backend, OpenMode};
 use crate::error::StorageError;
+use crate::index::PartitionIndex;
 use crate::locks::PvLock;
 use crate::query::TierQuery;
 use crate::url::StoreUrl;
@@ -46,6 +47,7 @@ pub struct Tier {
     terminator: char,
     backend: Backend,
     sync: SyncPolicy,
+    index: Arc<PartitionIndex>,
 }
 
 /// One partition file of a PV.
@@ -59,7 +61,8 @@ pub struct Partition {
     pub path: PathBuf,
 }
 
-fn add(total: &mut AppendCounts, c: &AppendCounts) {
+/// Adds the counts `c` to `total`.
+pub(crate) fn add(total: &mut AppendCounts, c: &AppendCounts) {
     total.written += c.written;
     total.not_newer += c.not_newer;
     total.other_year += c.other_year;
@@ -69,6 +72,35 @@ fn add(total: &mut AppendCounts, c: &AppendCounts) {
 
 fn is_root(p: &Path) -> bool {
     p.as_os_str().is_empty() || p.parent().is_none()
+}
+
+/// What [`Tier::delete_range_locked`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteCounts {
+    /// Partition files removed whole.
+    pub files_removed: u64,
+    /// Partition files rewritten without the range.
+    pub files_rewritten: u64,
+    /// Samples deleted.
+    pub samples_deleted: u64,
+}
+
+impl DeleteCounts {
+    /// Adds `o` to this.
+    pub fn add(&mut self, o: &DeleteCounts) {
+        self.files_removed += o.files_removed;
+        self.files_rewritten += o.files_rewritten;
+        self.samples_deleted += o.samples_deleted;
+    }
+}
+
+/// Disk use of a PV in a store (or summed over stores).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Partition files.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// A file written by the current append call and its length before it, to roll back.
@@ -100,6 +132,7 @@ impl Tier {
             terminator: DEFAULT_TERMINATOR,
             backend,
             sync: SyncPolicy::default(),
+            index: Arc::default(),
         }
     }
 
@@ -125,6 +158,7 @@ impl Tier {
             root: root.into(),
             backend: backend.clone(),
             sync: SyncPolicy::default(),
+            index: Arc::default(),
         }
     }
 
@@ -178,6 +212,32 @@ impl Tier {
                 source,
             }
         })
+    }
+
+    /// An I/O error of this tier at `path`.
+    pub(crate) fn io_error(&self, path: &Path, source: io::Error) -> StorageError {
+        self.io_err(path, source)
+    }
+
+    /// The time of the first sample of the file at `path`; `None` for a file without a
+    /// header or a sample.
+    pub(crate) fn first_time_in(&self, path: &Path) -> Result<Option<Timestamp>, StorageError> {
+        let Some(mut r) = self.open_reader(path)? else {
+            return Ok(None);
+        };
+        let first = r.next_sample().map_err(|e| self.io_err(path, e))?;
+        Ok(first.map(|s| s.time))
+    }
+
+    /// Removes the partition file `path` of the PV of `lock` (which the caller holds),
+    /// syncing its folder as the policy says; a file already gone is no error.
+    pub fn remove_file_locked(&self, lock: &PvLock, path: &Path) -> Result<(), StorageError> {
+        self.check_lock(lock)?;
+        match self.backend.io().remove_file(path) {
+            Ok(()) => self.sync_folder(path.parent().unwrap_or(Path::new(""))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_err(path, e)),
+        }
     }
 
     fn io_err(&self, path: &Path, source: io::Error) -> StorageError {
@@ -394,6 +454,17 @@ impl Tier {
         };
         let file = self.open_for_append(&path)?;
         let mut w = PbWriter::from_file(file, path.clone(), pv, ty, year).map_err(write_err)?;
+        if w.repaired_bytes() > 0 {
+            // A crash cut the last write: the partial line (never returned by a reader)
+            // is gone now. Logged and counted, as every repair.
+            tracing::warn!(
+                tier = self.name(),
+                file = %path.display(),
+                bytes = w.repaired_bytes(),
+                "cut a torn last line (a write interrupted by a crash) before appending"
+            );
+            self.backend.counters().torn_repair(w.repaired_bytes());
+        }
         let before = w.len();
         let c = append(&mut w).map_err(write_err)?;
         if w.len() > before {
@@ -577,41 +648,147 @@ impl Tier {
         }
     }
 
-    /// The partitions of `pv` in this tier, oldest first, from the files in its folder.
-    /// Files whose names do not parse at this granularity are ignored, as in Java.
+    /// Deletes the samples of the PV of `lock` (which the caller holds) with
+    /// `from ≤ time < to` from this tier: a partition the range covers is removed whole;
+    /// one it overlaps is rewritten without those samples by
+    /// [`Tier::replace_partition_locked`] (write a new file, sync, rename over the old,
+    /// sync the folder: a crash leaves the old file or the new one), the kept lines copied
+    /// verbatim; a rewrite that would keep no sample removes the file. The Java appliance
+    /// has no such operation.
+    pub fn delete_range_locked(
+        &self,
+        lock: &PvLock,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageError> {
+        let pv = self.check_lock(lock)?;
+        let mut counts = DeleteCounts::default();
+        if from >= to {
+            return Ok(counts);
+        }
+        for p in self.partitions(pv)? {
+            let (start, end) = (Timestamp::new(p.start, 0), Timestamp::new(p.end, 0));
+            if end <= from || start >= to {
+                continue;
+            }
+            let Some(mut r) = self.open_reader(&p.path)? else {
+                continue;
+            };
+            let io = |e| self.io_err(&p.path, e);
+            let mut kept = Vec::new();
+            archiver_pb::codec::encode_header_line(r.header(), &mut kept);
+            let (mut kept_n, mut gone) = (0u64, 0u64);
+            while let Some(s) = r.next_sample().map_err(io)? {
+                if s.time >= from && s.time < to {
+                    gone += 1;
+                } else {
+                    kept_n += 1;
+                    kept.extend_from_slice(r.current_line());
+                    kept.push(b'\n');
+                }
+            }
+            drop(r);
+            if kept_n == 0 || (from <= start && end <= to) {
+                self.remove_file_locked(lock, &p.path)?;
+                counts.files_removed += 1;
+            } else if gone > 0 {
+                self.replace_partition_locked(lock, p.start, &kept)?;
+                counts.files_rewritten += 1;
+            }
+            counts.samples_deleted += gone;
+        }
+        Ok(counts)
+    }
+
+    /// Files and bytes of `pv` in this tier (one listing of its folder and a length per
+    /// file), for the storage reports.
+    pub fn disk_usage(&self, pv: &str) -> Result<DiskUsage, StorageError> {
+        let mut u = DiskUsage::default();
+        for p in self.partitions(pv)? {
+            match self.backend.io().len(&p.path) {
+                Ok(l) => {
+                    u.files += 1;
+                    u.bytes += l;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io_err(&p.path, e)),
+            }
+        }
+        Ok(u)
+    }
+
+    /// Bytes per sample of `pv` in this tier, measured on its newest partition file with
+    /// samples (bytes after the header over lines); `None` without one. For the storage
+    /// reports (Java's "storage rate" estimates).
+    pub fn bytes_per_sample(&self, pv: &str) -> Result<Option<f64>, StorageError> {
+        for p in self.partitions(pv)?.iter().rev() {
+            let Some(r) = self.open_reader(&p.path)? else {
+                continue;
+            };
+            let header_len = r.header_len();
+            drop(r);
+            let file = self
+                .backend
+                .io()
+                .open(&p.path, OpenMode::Read)
+                .map_err(|e| self.io_err(&p.path, e))?;
+            let len = file.len().map_err(|e| self.io_err(&p.path, e))?;
+            let (mut pos, mut lines) = (header_len, 0u64);
+            let mut buf = vec![0u8; 64 * 1024];
+            while pos < len {
+                let n = file
+                    .read_at(&mut buf, pos)
+                    .map_err(|e| self.io_err(&p.path, e))?;
+                if n == 0 {
+                    break;
+                }
+                lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+                pos += n as u64;
+            }
+            if lines > 0 {
+                return Ok(Some((len - header_len) as f64 / lines as f64));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The partitions of `pv` in this tier, oldest first, from the files in its folder
+    /// (through the store's partition index: a big folder is listed once while it does not
+    /// change, see `index.rs`). Files whose names do not parse at this granularity are
+    /// ignored, as in Java.
     pub fn partitions(&self, pv: &str) -> Result<Vec<Partition>, StorageError> {
         let key = self.key(pv)?;
         let (dir, prefix) = match key.rfind('/') {
             Some(i) => (self.root.join(&key[..i]), &key[i + 1..]),
             None => (self.root.clone(), key.as_str()),
         };
-        let entries = match self.backend.io().list_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(self.io_err(&dir, source)),
-        };
         let g = self.granularity();
         let mut out = Vec::new();
-        for entry in entries.into_iter().filter(|e| !e.is_dir) {
-            let Some(name) = entry.name.to_str() else {
-                continue;
-            };
-            let Some(partition) = name
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
-            else {
-                continue;
-            };
-            if let Ok(start) = g.parse_partition_name(partition) {
-                out.push(Partition {
-                    start,
-                    end: g.partition_end(start),
-                    path: dir.join(name),
-                });
-            }
-        }
+        self.index
+            .files_with_prefix(self.backend.io(), &dir, prefix, |name| {
+                let Some(partition) = name
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(PB_EXTENSION))
+                else {
+                    return;
+                };
+                if let Ok(start) = g.parse_partition_name(partition) {
+                    out.push(Partition {
+                        start,
+                        end: g.partition_end(start),
+                        path: dir.join(name),
+                    });
+                }
+            })
+            .map_err(|source| self.io_err(&dir, source))?;
         out.sort_by_key(|p| p.start);
         Ok(out)
+    }
+
+    /// Folders of this store whose listing the partition index holds, and the file names
+    /// in them.
+    pub fn index_size(&self) -> (usize, usize) {
+        self.index.size()
     }
 
     /// Opens a partition file for reading; `None` for a file without a complete header

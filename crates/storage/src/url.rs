@@ -21,8 +21,10 @@
 //! Values are form-decoded (`%XX`, and `+` is a space, as Java's `URLDecoder`), so the
 //! percent-encoded `rootFolder` of Java's `getURLRepresentation` reads back as written.
 //! Unknown parameters are kept, in order, and written back (Java ignores them). Only the
-//! `pb` scheme is supported; `parquet://`, `pbraw://`, `blackhole://`, `merge://` and
-//! `rtree://` are refused by name.
+//! `pb` scheme is a [`StoreUrl`]; `blackhole://localhost?name=...` (an ETL destination that
+//! discards, for retention) is read by [`blackhole_name`] and configured through
+//! [`DataStores`](crate::DataStores); `parquet://`, `pbraw://`, `merge://` and `rtree://`
+//! are refused by name.
 //!
 //! **Environment variables.** Java's default policies write `rootFolder=${ARCHAPPL_SHORT_TERM_FOLDER}`
 //! and expand it from the environment (or a system property) when the plugin is built.
@@ -183,6 +185,36 @@ fn required(v: Option<String>, param: &'static str) -> Result<String, UrlError> 
         Some(s) if s.is_empty() => Err(UrlError::Empty(param)),
         Some(s) => Ok(s),
     }
+}
+
+/// The name of a `blackhole://` data store URL (Java's `BlackholeStoragePlugin`, an ETL
+/// destination that discards what it is given: retention, "keep 5 years"), `None` for a URL
+/// of any other scheme. The name is the `name` parameter, `blackhole` without one.
+///
+/// ```
+/// use archiver_storage::blackhole_name;
+/// assert_eq!(blackhole_name("blackhole://localhost?name=Trash"), Some("Trash".to_string()));
+/// assert_eq!(blackhole_name("blackhole://localhost"), Some("blackhole".to_string()));
+/// assert_eq!(blackhole_name("pb://localhost?name=STS"), None);
+/// ```
+pub fn blackhole_name(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("blackhole") {
+        return None;
+    }
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let name = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k == "name" && !v.is_empty())
+        .map_or_else(|| "blackhole".to_string(), |(_, v)| v.into_owned());
+    Some(name)
+}
+
+/// The URL of the blackhole store `name`, as [`blackhole_name`] reads it back.
+pub fn blackhole_url(name: &str) -> String {
+    format!(
+        "blackhole://localhost?name={}",
+        utf8_percent_encode(name, VALUE)
+    )
 }
 
 impl StoreUrl {

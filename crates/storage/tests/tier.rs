@@ -177,3 +177,25 @@ fn encoded_lines_split_into_partitions_like_samples() {
         .expect("append");
     assert_eq!((c.written, c.not_newer), (0, 18));
 }
+
+#[test]
+fn a_torn_last_line_is_cut_on_the_next_append_and_counted() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sim = archiver_storage::testing::SimBackend::new();
+    let backend = archiver_storage::Backend::new(sim.clone());
+    let tier = Tier::with_backend("STS", "/sts", Granularity::Hour, backend.clone());
+    tier.append(PV, PayloadType::ScalarDouble, &[s(10)])
+        .expect("append");
+    let path = tier.file_for(PV, t(10).secs).expect("path");
+    let mut bytes = sim.read_file(&path).expect("file");
+    bytes.extend_from_slice(b"\x08\x01\x10"); // a crash in the middle of a line
+    sim.put_file(&path, &bytes);
+    tier.append(PV, PayloadType::ScalarDouble, &[s(20)])
+        .expect("append");
+    let c = backend.counters();
+    assert_eq!(
+        (c.torn_repairs.load(Relaxed), c.torn_bytes.load(Relaxed)),
+        (1, 3)
+    );
+    assert_eq!(collect(&tier, t(0), t(100)), vec![t(10), t(20)]);
+}

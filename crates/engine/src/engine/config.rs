@@ -40,6 +40,10 @@ pub struct EngineConfig {
     /// Called (on a blocking thread) after each write period's flush; the binary trims
     /// the C heap there, when the period's buffers have just been released.
     pub after_write: Option<fn()>,
+    /// The storage-rate guard (off by default): the most bytes a PV may write to the
+    /// short-term store per hour; beyond it, samples are dropped and counted
+    /// (`Counters::dropped_rate_limit`).
+    pub rate_limit: crate::writer::RateLimit,
     /// The pvAccess client of `pva://` PVs; `None`: from the `EPICS_PVA_*` environment
     /// (read when the first `pva://` PV starts).
     pub pva: Option<archiver_pva::ClientConfig>,
@@ -61,6 +65,7 @@ impl Default for EngineConfig {
                 })
                 .collect(),
             max_buffer_samples: 100_000,
+            rate_limit: Default::default(),
             queue_capacity: 1 << 16,
             tick: Duration::from_millis(200),
             after_write: None,

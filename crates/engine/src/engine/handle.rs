@@ -55,6 +55,7 @@ impl Engine {
             clock,
             cmd: cmd_tx,
             next_id: AtomicU64::new(1),
+            rate: Default::default(),
         });
         actor::spawn(inner.clone(), client, cmd_rx);
         tokio::spawn(writer::run(inner.clone()));
@@ -122,15 +123,23 @@ impl Engine {
         }
         let id = self.inner.next_id.fetch_add(1, Relaxed);
         let capacity = buffer_capacity(&self.inner.config, &config);
+        let counters = Counters::default();
+        counters
+            .added_secs
+            .store(self.inner.clock.now().secs, Relaxed);
         let slot = Arc::new(PvSlot {
             name: Arc::from(pv),
             id,
             pva,
-            counters: Counters::default(),
+            counters,
             state: std::sync::Mutex::new(SlotState {
                 config,
+                // A PV restored with its archived type was archived before this start:
+                // it is being archived, its connection not (yet) back, as in Java.
                 state: if paused {
                     PvState::Paused
+                } else if archived_type.is_some() {
+                    PvState::Archiving
                 } else {
                     PvState::NeverConnected
                 },
@@ -194,7 +203,7 @@ impl Engine {
             if st.state != PvState::Paused {
                 return Err(EngineError::NotPaused(pv.to_string()));
             }
-            st.state = if st.conn.first_established_secs == 0 {
+            st.state = if st.conn.first_established_secs == 0 && st.archived_type.is_none() {
                 PvState::NeverConnected
             } else {
                 PvState::Archiving
@@ -227,6 +236,20 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .remove(pv);
         Ok(())
+    }
+
+    /// Sets the display metadata of `pv` (EGU, PREC, limits) from the catalogue, unless the
+    /// engine has read it from the IOC already: after a restart, a PV whose IOC is not
+    /// back shows what was archived. False if the engine does not hold `pv`.
+    pub fn seed_meta(&self, pv: &str, meta: PvMeta) -> bool {
+        let Some(slot) = self.slot(pv) else {
+            return false;
+        };
+        let mut st = lock(&slot.state);
+        if !st.meta.known {
+            st.meta = meta;
+        }
+        true
     }
 
     /// The status of `pv`, if the engine has it.

@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     cmd: mpsc::UnboundedSender<actor::Cmd>,
     /// The next PV id (ids key the CA channels; never reused).
     next_id: AtomicU64,
+    /// What each PV wrote in the current hour, for the storage-rate guard.
+    pub rate: crate::writer::RateState,
 }
 
 impl Inner {

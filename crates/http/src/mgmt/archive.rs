@@ -23,11 +23,11 @@ pub struct ArchiveReply {
 
 /// A sampling period parameter: checked by the appliance's policy (0, or 1 ms to 365
 /// days); the 400 names the value and the range.
-fn parse_period(text: &str) -> ApiResult<SamplingPeriod> {
+pub(super) fn parse_period(text: &str) -> ApiResult<SamplingPeriod> {
     SamplingPeriod::parse(text).map_err(|e| ApiError::bad(e.to_string()))
 }
 
-fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
+pub(super) fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
     SamplingMethod::parse(text.trim()).ok_or_else(|| {
         ApiError::bad(format!(
             "samplingmethod must be MONITOR or SCAN, not {text:?}"

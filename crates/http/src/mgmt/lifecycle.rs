@@ -2,12 +2,16 @@
 //! Java response shapes.
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
-use archiver_registry::names::{is_glob, normalize_channel_name};
+use archiver_registry::names::is_glob;
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::json;
 
-use super::{api_error, expand};
+use super::archive::{parse_method, parse_period};
+use super::catalogue::real_name;
+use super::{api_error, expand, normalize, validation};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::BplRequest;
 
@@ -119,14 +123,11 @@ pub struct DeleteReply {
     desc: String,
 }
 
-/// `deletePV` (GET, POST): `pv`, `deleteData` (default false). The PV must be paused.
-pub async fn delete_pv(
-    State(app): State<SharedAppliance>,
-    req: BplRequest,
-) -> ApiResult<Json<DeleteReply>> {
-    let pv = normalize_channel_name(req.required("pv")?.trim())
-        .name
-        .to_string();
+/// `deletePV` (GET, POST): `pv` (an alias is resolved), `deleteData` (default false).
+/// The PV must be paused: otherwise Java's `{"validation": "We will not stop archiving PV
+/// X if it is not paused. Please pause recording first."}` (status 200).
+pub async fn delete_pv(State(app): State<SharedAppliance>, req: BplRequest) -> ApiResult<Response> {
+    let pv = real_name(&app, req.required("pv")?).await?;
     let delete_data = req.flag("deleteData", false)?;
     match app.delete(&pv, delete_data).await {
         Ok(files) => Ok(Json(DeleteReply {
@@ -137,10 +138,98 @@ pub async fn delete_pv(
             },
             pv_name: pv,
             status: "ok",
-        })),
-        Err(ApplianceError::Engine(EngineError::NotPaused(_))) => Err(ApiError::bad(format!(
-            "PV {pv} must be paused before it is deleted (call pauseArchivingPV first)"
-        ))),
+        })
+        .into_response()),
+        Err(ApplianceError::Engine(EngineError::NotPaused(_))) => Ok(Json(json!({
+            "validation": format!(
+                "We will not stop archiving PV {pv} if it is not paused. Please pause recording first."
+            )
+        }))
+        .into_response()),
         Err(e) => Err(api_error(e)),
     }
+}
+
+/// The answer to an appliance call: `ok` as JSON, a refusal Java answers with
+/// `{"validation": …}` (status 200) as that, any other error as [`api_error`].
+fn answer<T: Serialize>(r: Result<T, ApplianceError>) -> ApiResult<Response> {
+    match r {
+        Ok(v) => Ok(Json(v).into_response()),
+        Err(e) => validation(e),
+    }
+}
+
+fn status_desc(desc: String) -> serde_json::Value {
+    json!({"status": "ok", "desc": desc})
+}
+
+/// `changeArchivalParameters` (GET, POST): `pv`, `samplingperiod` (required, checked as
+/// `archivePV`'s), `samplingmethod` (`MONITOR`/`SCAN`, optional). `{"status":"ok",
+/// "desc": …}`; the engine channel is recreated with the new parameters (as Java's
+/// engine does), a paused PV stays paused.
+pub async fn change_archival_parameters(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let pv = real_name(&app, req.required("pv")?).await?;
+    let period = parse_period(req.required("samplingperiod")?)?;
+    let method = req.get("samplingmethod").map(parse_method).transpose()?;
+    answer(
+        app.change_parameters(&pv, method, period)
+            .await
+            .map(status_desc),
+    )
+}
+
+/// `abortArchivingPV` (GET, POST): `pv`. `{"status": "ok"|"no", "desc": "Aborted request
+/// for archiving PV X"}`: `ok` when the PV was still waiting to connect and its request
+/// is gone, `no` when there was nothing to abort (Java).
+pub async fn abort_archiving_pv(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let pv = normalize(req.required("pv")?)?;
+    let aborted = app.abort(&pv).await.map_err(api_error)?;
+    Ok(Json(json!({
+        "status": if aborted { "ok" } else { "no" },
+        "desc": format!("Aborted request for archiving PV {pv}"),
+    }))
+    .into_response())
+}
+
+/// `renamePV` (GET, POST): `pv` (paused), `newname`. Copies the PV's type info and data
+/// to the new name (Java); `{"status":"ok","desc":"Successfully renamed PV X to Y"}` or
+/// Java's `{"validation": …}`.
+pub async fn rename_pv(State(app): State<SharedAppliance>, req: BplRequest) -> ApiResult<Response> {
+    let pv = real_name(&app, req.required("pv")?).await?;
+    let new_name = normalize(req.required("newname")?)?;
+    answer(app.rename(&pv, &new_name).await.map(status_desc))
+}
+
+/// `appendAndAliasPV` (GET, POST): `olderpv` (paused), `newerpv`, `storage` (accepted;
+/// every store is appended). The older PV's samples are appended to the newer one's, the
+/// older PV deleted and made an alias of the newer.
+pub async fn append_and_alias_pv(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let older = normalize(req.required("olderpv")?)?;
+    let newer = real_name(&app, req.required("newerpv")?).await?;
+    answer(app.append_and_alias(&older, &newer).await.map(status_desc))
+}
+
+/// `modifyMetaFields` (GET, POST): `pv` (paused), `command` (`add,ADEL,MDEL`,
+/// `remove,ADEL`, `clear`). `{"pvName": …, "fields": "<the archive fields, comma
+/// separated>"}`.
+pub async fn modify_meta_fields(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let pv = real_name(&app, req.required("pv")?).await?;
+    let command = req.required("command")?.to_string();
+    answer(
+        app.modify_archive_fields(&pv, &command)
+            .await
+            .map(|f| json!({"pvName": pv, "fields": f.join(",")})),
+    )
 }

@@ -3,27 +3,45 @@
 //!
 //! * [`archive`] — `archivePV`;
 //! * [`status`] — `getPVStatus`, `getAllPVs`, `getNeverConnectedPVs`;
-//! * [`lifecycle`] — `pauseArchivingPV`, `resumeArchivingPV`, `deletePV`.
+//! * [`lifecycle`] — `pauseArchivingPV`, `resumeArchivingPV`, `deletePV`,
+//!   `changeArchivalParameters`, `abortArchivingPV`, `renamePV`, `appendAndAliasPV`,
+//!   `modifyMetaFields`;
+//! * [`catalogue`] — `getPVTypeInfo`, `putPVTypeInfo`, `getTypeInfoKeys`, aliases,
+//!   `getStoresForPV`, named flags, `archivedPVs`/`unarchivedPVs`/`archivedPVsNotInList`,
+//!   `getAllExpandedPVNames`, `exportConfig`/`importConfig`;
+//! * [`admin`] — `getApplianceInfo`, `getAppliancesInCluster`, `getVersions`,
+//!   `getPolicyList`, `getPolicyText`, `getApplianceMetrics`, `getPVDetails`;
+//! * [`reports`] — the reports (`getEventRateReport`, `getSilentPVsReport`...).
+//!
+//! A refusal Java answers with `{"validation": "..."}` (a PV that must be paused first, a
+//! name that exists) is answered so, with status 200, as Java does; an unknown PV is a
+//! 404, bad input a 400 naming it.
 //!
 //! Every handler reads its request through [`BplRequest`](crate::extract::BplRequest)
 //! (query, form, JSON or text body; GET and POST, as Java's `BPLServlet`) and talks to
 //! the appliance through [`SharedAppliance`] (`Arc<dyn ApplianceApi>`), so tests can
 //! drive the router with a fake.
 
+pub mod admin;
 pub mod archive;
+pub mod catalogue;
 mod javafmt;
 pub mod lifecycle;
+pub mod reports;
 pub mod status;
+pub mod storage;
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
 use archiver_registry::names::{glob_to_regex, is_glob, normalize_channel_name, validate_pv_name};
+use archiver_registry::{Registry, RegistryError};
 use axum::Router;
-use axum::routing::get;
+use axum::response::Response;
+use axum::routing::{get, post};
 
 pub use self::archive::archive_pv;
 pub use self::javafmt::{JavaTime, java_time};
 pub use self::lifecycle::{delete_pv, pause_pv, resume_pv};
-pub use self::status::{StatusJson, get_all_pvs, get_never_connected, get_pv_status, status_json};
+pub use self::status::{StatusJson, get_all_pvs, get_pv_status, status_json};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::NameEntry;
 
@@ -44,10 +62,212 @@ pub fn router(appliance: SharedAppliance) -> Router {
         )
         .route("/mgmt/bpl/deletePV", get(delete_pv).post(delete_pv))
         .route(
-            "/mgmt/bpl/getNeverConnectedPVs",
-            get(get_never_connected).post(get_never_connected),
+            "/mgmt/bpl/changeArchivalParameters",
+            get(lifecycle::change_archival_parameters).post(lifecycle::change_archival_parameters),
         )
+        .route(
+            "/mgmt/bpl/abortArchivingPV",
+            get(lifecycle::abort_archiving_pv).post(lifecycle::abort_archiving_pv),
+        )
+        .route(
+            "/mgmt/bpl/renamePV",
+            get(lifecycle::rename_pv).post(lifecycle::rename_pv),
+        )
+        .route(
+            "/mgmt/bpl/appendAndAliasPV",
+            get(lifecycle::append_and_alias_pv).post(lifecycle::append_and_alias_pv),
+        )
+        .route(
+            "/mgmt/bpl/modifyMetaFields",
+            get(lifecycle::modify_meta_fields).post(lifecycle::modify_meta_fields),
+        )
+        .route(
+            "/mgmt/bpl/getPVTypeInfo",
+            get(catalogue::get_pv_type_info).post(catalogue::get_pv_type_info),
+        )
+        .route("/mgmt/bpl/putPVTypeInfo", post(catalogue::put_pv_type_info))
+        .route(
+            "/mgmt/bpl/getTypeInfoKeys",
+            get(catalogue::get_type_info_keys).post(catalogue::get_type_info_keys),
+        )
+        .route(
+            "/mgmt/bpl/addAlias",
+            get(catalogue::add_alias).post(catalogue::add_alias),
+        )
+        .route(
+            "/mgmt/bpl/removeAlias",
+            get(catalogue::remove_alias).post(catalogue::remove_alias),
+        )
+        .route(
+            "/mgmt/bpl/getAllAliases",
+            get(catalogue::get_all_aliases).post(catalogue::get_all_aliases),
+        )
+        .route(
+            "/mgmt/bpl/getStoresForPV",
+            get(catalogue::get_stores_for_pv).post(catalogue::get_stores_for_pv),
+        )
+        .route(
+            "/mgmt/bpl/getNamedFlag",
+            get(catalogue::get_named_flag).post(catalogue::get_named_flag),
+        )
+        .route(
+            "/mgmt/bpl/setNamedFlag",
+            get(catalogue::set_named_flag).post(catalogue::set_named_flag),
+        )
+        .route(
+            "/mgmt/bpl/getAllNamedFlags",
+            get(catalogue::get_all_named_flags).post(catalogue::get_all_named_flags),
+        )
+        .route(
+            "/mgmt/bpl/archivedPVs",
+            get(catalogue::archived_pvs).post(catalogue::archived_pvs),
+        )
+        .route(
+            "/mgmt/bpl/unarchivedPVs",
+            get(catalogue::unarchived_pvs).post(catalogue::unarchived_pvs),
+        )
+        .route(
+            "/mgmt/bpl/archivedPVsNotInList",
+            get(catalogue::archived_pvs_not_in_list).post(catalogue::archived_pvs_not_in_list),
+        )
+        .route(
+            "/mgmt/bpl/getAllExpandedPVNames",
+            get(catalogue::get_all_expanded_pv_names).post(catalogue::get_all_expanded_pv_names),
+        )
+        .route(
+            "/mgmt/bpl/exportConfig",
+            get(catalogue::export_config).post(catalogue::export_config),
+        )
+        .route("/mgmt/bpl/importConfig", post(catalogue::import_config))
+        .route(
+            "/mgmt/bpl/getApplianceInfo",
+            get(admin::get_appliance_info).post(admin::get_appliance_info),
+        )
+        .route(
+            "/mgmt/bpl/getAppliancesInCluster",
+            get(admin::get_appliances_in_cluster).post(admin::get_appliances_in_cluster),
+        )
+        .route(
+            "/mgmt/bpl/getVersions",
+            get(admin::get_versions).post(admin::get_versions),
+        )
+        .route(
+            "/mgmt/bpl/getPolicyList",
+            get(admin::get_policy_list).post(admin::get_policy_list),
+        )
+        .route(
+            "/mgmt/bpl/getPolicyText",
+            get(admin::get_policy_text).post(admin::get_policy_text),
+        )
+        .route(
+            "/mgmt/bpl/getApplianceMetrics",
+            get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
+        )
+        .route(
+            "/mgmt/bpl/getApplianceMetricsForAppliance",
+            get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
+        )
+        .route(
+            "/mgmt/bpl/getInstanceMetrics",
+            get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
+        )
+        .route(
+            "/mgmt/bpl/getPVDetails",
+            get(admin::get_pv_details).post(admin::get_pv_details),
+        )
+        .route(
+            "/mgmt/bpl/getNeverConnectedPVs",
+            get(reports::never_connected).post(reports::never_connected),
+        )
+        .route(
+            "/mgmt/bpl/getCurrentlyDisconnectedPVs",
+            get(reports::currently_disconnected).post(reports::currently_disconnected),
+        )
+        .route(
+            "/mgmt/bpl/getEventRateReport",
+            get(reports::event_rate).post(reports::event_rate),
+        )
+        .route(
+            "/mgmt/bpl/getStorageRateReport",
+            get(reports::storage_rate).post(reports::storage_rate),
+        )
+        .route(
+            "/mgmt/bpl/getPVsByStorageConsumed",
+            get(reports::storage_consumed).post(reports::storage_consumed),
+        )
+        .route(
+            "/mgmt/bpl/getRecentlyAddedPVs",
+            get(reports::recently_added).post(reports::recently_added),
+        )
+        .route(
+            "/mgmt/bpl/getRecentlyModifiedPVs",
+            get(reports::recently_modified).post(reports::recently_modified),
+        )
+        .route(
+            "/mgmt/bpl/getLostConnectionsReport",
+            get(reports::lost_connections).post(reports::lost_connections),
+        )
+        .route(
+            "/mgmt/bpl/getSilentPVsReport",
+            get(reports::silent_pvs).post(reports::silent_pvs),
+        )
+        .route(
+            "/mgmt/bpl/getPVsByDroppedEventsTimestamp",
+            get(reports::dropped_timestamp).post(reports::dropped_timestamp),
+        )
+        .route(
+            "/mgmt/bpl/getPVsByDroppedEventsBuffer",
+            get(reports::dropped_buffer).post(reports::dropped_buffer),
+        )
+        .route(
+            "/mgmt/bpl/getPVsByDroppedEventsTypeChange",
+            get(reports::dropped_type_change).post(reports::dropped_type_change),
+        )
+        .route(
+            "/mgmt/bpl/getSlowChangingPVsWithDroppedEvents",
+            get(reports::slow_changing_dropped).post(reports::slow_changing_dropped),
+        )
+        .route(
+            "/mgmt/bpl/getPausedPVsReport",
+            get(reports::paused_pvs).post(reports::paused_pvs),
+        )
+        .route(
+            "/mgmt/bpl/getArchivedWaveforms",
+            get(reports::archived_waveforms).post(reports::archived_waveforms),
+        )
+        .merge(storage::routes())
         .with_state(appliance)
+}
+
+/// Runs `f` over the appliance's catalogue on a blocking thread; a refusal of the
+/// catalogue (a bad name or pattern, an alias rule) is a 400 naming it, anything else a
+/// 500.
+pub(crate) async fn catalogue_call<T: Send + 'static>(
+    app: &SharedAppliance,
+    f: impl FnOnce(&dyn Registry) -> Result<T, RegistryError> + Send + 'static,
+) -> ApiResult<T> {
+    let reg = app.catalogue();
+    tokio::task::spawn_blocking(move || f(reg.as_ref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            RegistryError::Backend { .. }
+            | RegistryError::CorruptTypeInfo { .. }
+            | RegistryError::CorruptArchiveRequest { .. }
+            | RegistryError::SchemaTooNew { .. }
+            | RegistryError::Migration { .. }
+            | RegistryError::Io { .. } => ApiError::internal(e),
+            client => ApiError::bad(client.to_string()),
+        })
+}
+
+/// An appliance error as Java answers it: a refusal because of the PV's state is
+/// `{"validation": "<message>"}` with status 200; anything else as [`api_error`].
+fn validation(e: ApplianceError) -> ApiResult<Response> {
+    match e {
+        ApplianceError::Validation(m) => Ok(catalogue::validation_json(m)),
+        other => Err(api_error(other)),
+    }
 }
 
 /// A PV name as stored: `.VAL` and `ca://` stripped, checked against Java's characters.
@@ -73,6 +293,12 @@ fn api_error(e: ApplianceError) -> ApiError {
             | EngineError::NotPaused(_)),
         ) => ApiError::bad(e.to_string()),
         ApplianceError::Period(e) => ApiError::bad(e.to_string()),
+        ApplianceError::UnknownPv(pv) => {
+            ApiError::not_found(format!("PV {pv} is not being archived"))
+        }
+        e @ (ApplianceError::BadRequest(_) | ApplianceError::Validation(_)) => {
+            ApiError::bad(e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }

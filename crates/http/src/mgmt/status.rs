@@ -1,4 +1,4 @@
-//! The status family: `getPVStatus`, `getAllPVs`, `getNeverConnectedPVs`, with the Java
+//! The status family: `getPVStatus`, `getAllPVs`, with the Java
 //! response shapes (values are JSON strings, as the Java appliance writes them).
 
 use archiver_appliance::{PvState, PvStatus, SamplingMethod, SharedAppliance};
@@ -171,32 +171,6 @@ pub async fn get_all_pvs(
         names.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
     Ok(Json(names))
-}
-
-/// One PV of `getNeverConnectedPVs`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NeverConnected {
-    pv_name: String,
-    current_state: &'static str,
-    appliance: String,
-}
-
-/// `getNeverConnectedPVs` (GET, POST): PVs requested but never connected (they keep
-/// being searched for, with back-off), sorted by name.
-pub async fn get_never_connected(State(app): State<SharedAppliance>) -> Json<Vec<NeverConnected>> {
-    let mut v: Vec<NeverConnected> = app
-        .all_status()
-        .into_iter()
-        .filter(|s| s.state == PvState::NeverConnected)
-        .map(|s| NeverConnected {
-            pv_name: s.name,
-            current_state: "Initial sampling",
-            appliance: app.identity().to_string(),
-        })
-        .collect();
-    v.sort_by(|a, b| a.pv_name.cmp(&b.pv_name));
-    Json(v)
 }
 
 #[cfg(test)]

@@ -1,0 +1,320 @@
+//! The appliance's storage operations: the ETL service ([`EtlService`], moving closed
+//! partitions down the stores on the Java schedule), consolidation of a PV into a named
+//! store (`consolidateDataForPV`), consolidation on shutdown for stores that ask for it
+//! (`consolidateOnShutdown=true`, the RAM-disk STS setup), deleting a PV's data in a time
+//! range, and disk use per PV. The work itself is `archiver_storage` (`Etl`,
+//! `DataStores::delete_range`); here it is scheduled on blocking threads, stopped by a
+//! `CancellationToken`, and checked against the catalogue.
+//!
+//! **Shutdown order** (see the crate documentation): the ETL service is stopped (a run
+//! under way stops after the PV it is moving) before the engine's final write; the
+//! consolidation on shutdown runs after that write, so the last samples move too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use archiver_pb::Timestamp;
+use archiver_storage::{
+    ChainStore, DeleteCounts, DiskUsage, Etl, EtlCounts, EtlMode, EtlPv, StorageError,
+};
+use archiver_time::Clock;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::appliance::Appliance;
+
+/// Why a storage operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageOpsError {
+    /// The named store is not configured, or nothing moves into it.
+    #[error(
+        "{store:?} is not a store data can be consolidated into (the stores after the first: {known})"
+    )]
+    UnknownStore {
+        /// The name given.
+        store: String,
+        /// The accepted names, comma separated.
+        known: String,
+    },
+    /// The PV is not archived here and has no data.
+    #[error("PV {0} is not archived here and has no data")]
+    UnknownPv(String),
+    /// `from` is not before `to`.
+    #[error("the range is empty: from {from} is not before to {to}")]
+    EmptyRange {
+        /// `from`, ISO 8601.
+        from: String,
+        /// `to`, ISO 8601.
+        to: String,
+    },
+    /// A storage operation failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The catalogue failed.
+    #[error(transparent)]
+    Registry(#[from] archiver_registry::RegistryError),
+    /// The appliance does not offer the operation (a test fake).
+    #[error("not supported by this appliance")]
+    Unsupported,
+    /// A blocking task panicked.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl StorageOpsError {
+    /// True for a refusal of the request (HTTP 400).
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            StorageOpsError::UnknownStore { .. } | StorageOpsError::EmptyRange { .. }
+        )
+    }
+
+    /// True for an unknown PV (HTTP 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageOpsError::UnknownPv(_))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageOpsError> + Send + 'static,
+) -> Result<T, StorageOpsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageOpsError::Task(e.to_string()))?
+}
+
+/// The running ETL service: one task that first runs every stage once (catching up what
+/// fell due while the appliance was down, or what a Java appliance left), then sleeps
+/// until the next stage run is due (by the appliance's clock, checked at least every
+/// second, so a test's `ManualClock` drives it) and runs every stage due, in order, over
+/// every PV of the catalogue and the engine, on a blocking thread. Stop it with
+/// [`EtlService::stop`].
+#[derive(Debug)]
+pub struct EtlService {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    etl: Etl,
+}
+
+impl EtlService {
+    /// The ETL it runs (its totals: files, bytes and samples moved, errors).
+    pub fn etl(&self) -> &Etl {
+        &self.etl
+    }
+
+    /// Stops the service and waits for it: a run under way stops after the PV it is
+    /// moving (that PV's move completes or is left whole for the next run).
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            warn!("the ETL task ended badly: {e}");
+        }
+    }
+}
+
+impl Appliance {
+    /// The PVs ETL looks at, sorted: every PV of the catalogue, each with the chain of
+    /// its `dataStores`, and every PV of the engine not catalogued yet (a pending request,
+    /// whose type info will list the configured stores).
+    pub async fn etl_pvs(&self) -> Result<Vec<EtlPv>, StorageOpsError> {
+        let registry = self.registry().clone();
+        let infos = blocking(move || Ok(registry.all_type_infos()?)).await?;
+        let mut pvs: BTreeMap<String, Option<Vec<ChainStore>>> = infos
+            .into_iter()
+            .map(|i| {
+                let chain = ChainStore::chain(&i.data_stores);
+                (i.pv_name, Some(chain))
+            })
+            .collect();
+        for name in self.engine().names() {
+            pvs.entry(name).or_insert(None);
+        }
+        Ok(pvs
+            .into_iter()
+            .map(|(pv, chain)| EtlPv { pv, chain })
+            .collect())
+    }
+
+    /// Runs every stage of `etl` due at `now` (all of them with `EtlMode::All`) over every
+    /// PV, in order, on a blocking thread; stops between PVs once `cancel` is cancelled.
+    pub async fn run_etl(
+        &self,
+        etl: &Etl,
+        stages: Vec<usize>,
+        now: Timestamp,
+        mode: EtlMode,
+        cancel: &CancellationToken,
+    ) -> Result<EtlCounts, StorageOpsError> {
+        let pvs = self.etl_pvs().await?;
+        let etl = etl.clone();
+        let cancel = cancel.clone();
+        blocking(move || {
+            let mut total = EtlCounts::default();
+            for stage in stages {
+                let c = etl.run_stage(stage, &pvs, now, mode, &|| cancel.is_cancelled());
+                if c.files_moved + c.errors + c.files_dropped_out_of_space > 0 {
+                    let (src, dest) = etl.stage_names(stage).unwrap_or(("?", "?"));
+                    info!(
+                        src,
+                        dest,
+                        files = c.files_moved,
+                        bytes = c.bytes_moved,
+                        samples = c.samples_moved,
+                        errors = c.errors,
+                        dropped_out_of_space = c.files_dropped_out_of_space,
+                        "ETL run"
+                    );
+                }
+                total.add(&c);
+            }
+            Ok(total)
+        })
+        .await
+    }
+
+    /// Starts the ETL service over `etl` (see [`EtlService`]); `cancel` stops it.
+    pub fn spawn_etl(&self, etl: Etl, cancel: CancellationToken) -> EtlService {
+        let app = self.clone();
+        let token = cancel.clone();
+        let run = etl.clone();
+        let task = tokio::spawn(async move {
+            let clock: Arc<dyn Clock> = app.clock().clone();
+            let all: Vec<usize> = (0..run.stages()).collect();
+            if let Err(e) = app
+                .run_etl(&run, all, clock.now(), EtlMode::Scheduled, &token)
+                .await
+            {
+                warn!("ETL catch-up run failed, retried at the next: {e}");
+            }
+            loop {
+                let now = clock.now().secs;
+                let Some(due) = (0..run.stages()).filter_map(|s| run.next_run(s, now)).min() else {
+                    return; // one store: nothing to move
+                };
+                // Sleep by the clock, a second at a time at most.
+                loop {
+                    let left = due - clock.now().secs;
+                    if left <= 0 {
+                        break;
+                    }
+                    let step = Duration::from_secs(u64::try_from(left.min(1)).unwrap_or(1));
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(step) => {}
+                    }
+                }
+                let stages: Vec<usize> = (0..run.stages())
+                    .filter(|s| run.next_run(*s, now) == Some(due))
+                    .collect();
+                let at = Timestamp::new(due, 0);
+                if let Err(e) = app
+                    .run_etl(&run, stages, at, EtlMode::Scheduled, &token)
+                    .await
+                {
+                    warn!("ETL run failed, retried at the next: {e}");
+                }
+                if token.is_cancelled() {
+                    return;
+                }
+            }
+        });
+        EtlService { cancel, task, etl }
+    }
+
+    /// Moves every file of `pv` down to the store `store` now, the current partitions
+    /// included (Java's `consolidateDataForPV`; here the PV need not be paused: each file
+    /// moves under the PV's write lock, and the engine's next write starts a new file).
+    pub async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
+        let etl = Etl::new(self.stores().clone(), Default::default());
+        let known: Vec<String> = (0..etl.stages())
+            .filter_map(|s| etl.stage_names(s).map(|(_, d)| d.to_string()))
+            .collect();
+        if !known.iter().any(|k| k == store) {
+            return Err(StorageOpsError::UnknownStore {
+                store: store.to_string(),
+                known: known.join(", "),
+            });
+        }
+        let chain = self.check_known(pv).await?;
+        // What the engine holds goes to the STS first, so that it moves too.
+        self.engine().flush().await;
+        let (pv, store, now) = (pv.to_string(), store.to_string(), self.clock().now());
+        blocking(move || Ok(etl.consolidate(&pv, chain.as_deref(), &store, now)?)).await
+    }
+
+    /// The consolidation on shutdown: every store whose URL says
+    /// `consolidateOnShutdown=true` is moved whole into the next, for every PV. Run after
+    /// the engine's final write.
+    pub async fn consolidate_on_shutdown(&self, etl: &Etl) -> Result<EtlCounts, StorageOpsError> {
+        let stages: Vec<usize> = (0..etl.stages())
+            .filter(|s| {
+                self.stores().tiers()[*s]
+                    .store_url()
+                    .consolidate_on_shutdown
+            })
+            .collect();
+        if stages.is_empty() {
+            return Ok(EtlCounts::default());
+        }
+        let never = CancellationToken::new();
+        let now = self.clock().now();
+        self.run_etl(etl, stages, now, EtlMode::All, &never).await
+    }
+
+    /// Deletes the samples of `pv` with `from ≤ time < to` from every store (buffered
+    /// samples are written first, so they are deleted too); see
+    /// `archiver_storage::DataStores::delete_range`.
+    pub async fn delete_data_range(
+        &self,
+        pv: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<DeleteCounts, StorageOpsError> {
+        if from >= to {
+            return Err(StorageOpsError::EmptyRange {
+                from: from.iso(archiver_time::Precision::Nanos).to_string(),
+                to: to.iso(archiver_time::Precision::Nanos).to_string(),
+            });
+        }
+        let archived = self.check_known(pv).await.is_ok();
+        if archived {
+            self.engine().flush().await;
+        }
+        let stores = self.stores().clone();
+        let name = pv.to_string();
+        let c = blocking(move || Ok(stores.delete_range(&name, from, to)?)).await?;
+        if !archived && c == DeleteCounts::default() {
+            return Err(StorageOpsError::UnknownPv(pv.to_string()));
+        }
+        info!(
+            pv,
+            removed = c.files_removed,
+            rewritten = c.files_rewritten,
+            samples = c.samples_deleted,
+            "deleted data in a range"
+        );
+        Ok(c)
+    }
+
+    /// Disk use of `pv` in each store, by store name.
+    pub async fn disk_usage(&self, pv: &str) -> Result<Vec<(String, DiskUsage)>, StorageOpsError> {
+        let stores = self.stores().clone();
+        let pv = pv.to_string();
+        blocking(move || Ok(stores.disk_usage(&pv)?)).await
+    }
+
+    /// The chain of stores of a known PV (`None`: archived, not catalogued yet); an
+    /// unknown PV is [`StorageOpsError::UnknownPv`].
+    async fn check_known(&self, pv: &str) -> Result<Option<Vec<ChainStore>>, StorageOpsError> {
+        let registry = self.registry().clone();
+        let name = pv.to_string();
+        match blocking(move || Ok(registry.get_type_info(&name)?)).await? {
+            Some(info) => Ok(Some(ChainStore::chain(&info.data_stores))),
+            None if self.engine().status(pv).is_some() => Ok(None),
+            None => Err(StorageOpsError::UnknownPv(pv.to_string())),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Times every management report, `getPVStatus` of every PV and a bulk `archivePV`
+//! through the real router over a real appliance holding many PVs (default 100 000; `N`
+//! in the environment). The PVs are restored from a catalogue of as many type infos,
+//! with counters set as a live engine's would be; the engine's CA client searches a
+//! closed port, so every PV is "Being archived" and disconnected, as after a restart
+//! whose IOCs are not back (its counters are zero: the reports still copy, filter and
+//! sort every PV's status). Prints one line per call: milliseconds and response bytes.
+//!
+//! `cargo bench -p archiver-http --bench mgmt_reports` (release profile).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use archiver_pb::{Granularity, PayloadType, Timestamp};
+use archiver_registry::{PvTypeInfo, Registry, SamplingMethod, SqliteRegistry};
+use archiver_storage::{DataStores, Tier};
+use axum::body::Body;
+use axum::http::{Request, header};
+
+const REPORTS: [&str; 19] = [
+    "getNeverConnectedPVs",
+    "getCurrentlyDisconnectedPVs",
+    "getEventRateReport?limit=1000",
+    "getStorageRateReport?limit=1000",
+    "getRecentlyAddedPVs?limit=1000",
+    "getRecentlyModifiedPVs?limit=1000",
+    "getLostConnectionsReport?limit=1000",
+    "getSilentPVsReport?limit=1000",
+    "getPVsByDroppedEventsTimestamp?limit=1000",
+    "getPVsByDroppedEventsBuffer?limit=1000",
+    "getPVsByDroppedEventsTypeChange?limit=1000",
+    "getSlowChangingPVsWithDroppedEvents?limit=1000",
+    "getPausedPVsReport",
+    "getArchivedWaveforms",
+    "getPVsByStorageConsumed?limit=1000",
+    "getApplianceMetrics",
+    "getAllPVs?limit=-1",
+    "getTypeInfoKeys",
+    "getPVStatus?pv=BENCH:*",
+];
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let sts = Tier::new("STS", dir.path().join("sts"), Granularity::Hour);
+    let stores = DataStores::from_tiers([sts.clone()]).unwrap();
+    let t0 = Instant::now();
+    let now = Timestamp::new(1_760_000_000, 0);
+    let infos: Vec<PvTypeInfo> = (0..n)
+        .map(|i| {
+            let ty = if i % 100 == 0 {
+                PayloadType::WaveformDouble
+            } else {
+                PayloadType::ScalarDouble
+            };
+            let mut info = PvTypeInfo::new_for_archiving(
+                &format!("BENCH:{i:07}"),
+                ty,
+                if i % 100 == 0 { 1024 } else { 1 },
+                SamplingMethod::Monitor,
+                1.0,
+                vec![sts.url()],
+                Timestamp::new(now.secs - i as i64, 0),
+            )
+            .unwrap();
+            info.paused = i % 50 == 0;
+            info
+        })
+        .collect();
+    registry.put_type_infos(&infos).unwrap();
+    let app = support::appliance(stores, registry.clone()).await;
+    app.restore().await.unwrap();
+    println!("setup: {n} PVs in {:.1} s", t0.elapsed().as_secs_f64());
+
+    let router = archiver_http::router(app.clone());
+    let call = |uri: String, body: Option<String>| {
+        let router = router.clone();
+        async move {
+            use tower::ServiceExt;
+            let req = match body {
+                None => Request::get(&uri).body(Body::empty()).unwrap(),
+                Some(b) => Request::post(&uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(b))
+                    .unwrap(),
+            };
+            let t = Instant::now();
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (t.elapsed().as_secs_f64() * 1e3, status, bytes.len())
+        }
+    };
+    for r in REPORTS {
+        // Best of three.
+        let mut best = f64::MAX;
+        let mut size = 0;
+        for _ in 0..3 {
+            let (ms, status, len) = call(format!("/mgmt/bpl/{r}"), None).await;
+            assert!(status.is_success(), "{r}: {status}");
+            best = best.min(ms);
+            size = len;
+        }
+        println!("{r:<48} {best:>9.1} ms {size:>12} bytes");
+    }
+    // Bulk archivePV of 10 000 new PVs as one JSON body (ChannelFinder's form).
+    let body: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| serde_json::json!({"pv": format!("BULK:{i:05}"), "samplingPeriod": "1.0"}))
+        .collect();
+    let body = serde_json::to_string(&body).unwrap();
+    let (ms, status, len) = call("/mgmt/bpl/archivePV".into(), Some(body)).await;
+    assert!(status.is_success());
+    println!(
+        "{:<48} {ms:>9.1} ms {len:>12} bytes",
+        "archivePV (10 000 PVs, JSON body)"
+    );
+}

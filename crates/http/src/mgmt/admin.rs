@@ -1,0 +1,474 @@
+//! The appliance family: `getApplianceInfo`, `getAppliancesInCluster`, `getVersions`,
+//! `getPolicyList`, `getPolicyText`, `getApplianceMetrics`, `getPVDetails`, with the
+//! Java shapes (Java `GetApplianceInfo`, `GetVersions`, `ApplianceMetrics`, the mgmt and
+//! engine `PVDetails` with their labels, literally).
+//!
+//! The URLs of `getApplianceInfo` are built from the request's `Host` (one listener
+//! serves every Java webapp's path here), so they are the ones the client can reach.
+
+use archiver_appliance::{PvState, SharedAppliance};
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Map, Value, json};
+
+use super::catalogue::real_name;
+use super::catalogue_call as catalogue;
+use super::javafmt::java_time;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::BplRequest;
+
+/// This server's version in the form the Java appliance writes it (`version.txt`:
+/// `Archiver Appliance Version <v>`); ChannelFinder splits `mgmt_version` on that prefix.
+pub fn mgmt_version() -> String {
+    format!("Archiver Appliance Version {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The appliance info object (Java `ApplianceInfo`), URLs on `host`.
+fn appliance_info(identity: &str, host: &str) -> Value {
+    let base = format!("http://{host}");
+    json!({
+        "identity": identity,
+        "mgmtURL": format!("{base}/mgmt/bpl"),
+        "engineURL": format!("{base}/engine/bpl"),
+        "etlURL": format!("{base}/etl/bpl"),
+        "retrievalURL": format!("{base}/retrieval/bpl"),
+        "dataRetrievalURL": format!("{base}/retrieval"),
+        "clusterInetPort": host,
+        "version": mgmt_version(),
+    })
+}
+
+fn host(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost:17665")
+        .to_string()
+}
+
+/// `getApplianceInfo`: `id` (optional; only this appliance's is known: another is a 404).
+pub async fn get_appliance_info(
+    State(app): State<SharedAppliance>,
+    headers: HeaderMap,
+    req: BplRequest,
+) -> ApiResult<Json<Value>> {
+    if let Some(id) = req
+        .get("id")
+        .filter(|i| !i.is_empty() && *i != app.identity())
+    {
+        return Err(ApiError::not_found(format!(
+            "Cannot find appliance info for {id}"
+        )));
+    }
+    Ok(Json(appliance_info(app.identity(), &host(&headers))))
+}
+
+/// `getAppliancesInCluster`: a list holding this appliance's info.
+pub async fn get_appliances_in_cluster(
+    State(app): State<SharedAppliance>,
+    headers: HeaderMap,
+) -> Json<Vec<Value>> {
+    Json(vec![appliance_info(app.identity(), &host(&headers))])
+}
+
+/// `getVersions`: `{"mgmt_version": "Archiver Appliance Version <v>", "engine_version",
+/// "etl_version", "retrieval_version"}` (one binary: every component has the same
+/// version, so `components_with_different_versions` never appears).
+pub async fn get_versions() -> Json<Value> {
+    let v = mgmt_version();
+    Json(json!({
+        "mgmt_version": v,
+        "engine_version": v,
+        "etl_version": v,
+        "retrieval_version": v,
+    }))
+}
+
+/// `getPolicyList`: `{"<policy name>": "<description>"}` (ChannelFinder reads the keys).
+pub async fn get_policy_list(State(app): State<SharedAppliance>) -> Json<Map<String, Value>> {
+    Json(
+        app.policy_list()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+/// `getPolicyText`: the policy configuration, `text/plain`.
+pub async fn get_policy_text(State(app): State<SharedAppliance>) -> String {
+    app.policy_text()
+}
+
+/// `getApplianceMetrics`: one object with this appliance's figures, values as strings
+/// (Java `ApplianceMetrics`: `instance`, `status`, `pvCount`, `connectedPVCount`,
+/// `disconnectedPVCount`, `pausedPVCount`, `eventRate`, `dataRateGBPerDay`...).
+pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<Vec<Value>> {
+    let now = app.now_secs();
+    let (mut total, mut connected, mut paused, mut never) = (0u64, 0u64, 0u64, 0u64);
+    let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
+    for s in app.all_status() {
+        total += 1;
+        match s.state {
+            PvState::Paused => paused += 1,
+            PvState::NeverConnected => never += 1,
+            PvState::Archiving if s.conn.connected => connected += 1,
+            PvState::Archiving => {}
+        }
+        let since = now - s.counters.added_secs;
+        rate += s.counters.event_rate(since);
+        bytes_rate += s.counters.storage_rate(since);
+    }
+    let disconnected = total - connected - paused - never;
+    Json(vec![json!({
+        "instance": app.identity(),
+        "status": "Working",
+        "pvCount": total.to_string(),
+        "connectedPVCount": connected.to_string(),
+        "disconnectedPVCount": disconnected.to_string(),
+        "neverConnectedPVCount": never.to_string(),
+        "pausedPVCount": paused.to_string(),
+        "eventRate": format!("{rate:.2}"),
+        "dataRate": format!("{bytes_rate:.2}"),
+        "dataRateGBPerDay": format!("{:.2}", bytes_rate * 86_400.0 / f64::from(1u32 << 30)),
+        "dataRateGBPerYear": format!("{:.2}", bytes_rate * 86_400.0 * 365.0 / f64::from(1u32 << 30)),
+    })])
+}
+
+fn detail(out: &mut Vec<Value>, source: &str, name: &str, value: impl Into<String>) {
+    out.push(json!({"name": name, "value": value.into(), "source": source}));
+}
+
+fn yes_no(b: bool, yes: &str, no: &str) -> String {
+    if b { yes } else { no }.to_string()
+}
+
+/// Java's two-digit grouping (`###,###.##`).
+fn two_digits(x: f64) -> String {
+    let s = format!("{x:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    if frac.is_empty() {
+        grouped
+    } else {
+        format!("{grouped}.{frac}")
+    }
+}
+
+/// `getPVDetails`: `pv`; a list of `{"name", "value", "source"}` with the Java labels,
+/// literally: the catalogue's part (`source` `mgmt`) then the engine's (`pv`).
+pub async fn get_pv_details(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<Value>>> {
+    let asked = req.required("pv")?.to_string();
+    let pv = real_name(&app, &asked).await?;
+    let name = pv.clone();
+    let (info, aliases) = catalogue(&app, move |r| {
+        Ok((r.get_type_info(&name)?, r.aliases_of(&name)?))
+    })
+    .await?;
+    let status = app.status(&pv);
+    if info.is_none() && status.is_none() {
+        return Err(ApiError::not_found(format!(
+            "PV {asked} is not being archived"
+        )));
+    }
+    let mut out = Vec::new();
+    let m = "mgmt";
+    detail(&mut out, m, "PV Name", asked.clone());
+    if pv != asked {
+        detail(&mut out, m, "Alias for ", pv.clone());
+    }
+    if !aliases.is_empty() {
+        detail(&mut out, m, "Aliases mapped to this PV ", aliases.join(","));
+    }
+    detail(&mut out, m, "Instance archiving PV", app.identity());
+    if let Some(t) = &info {
+        let secs = |t: Option<archiver_pb::Timestamp>| t.map_or(0, |t| t.secs);
+        detail(
+            &mut out,
+            m,
+            "Archival params creation time:",
+            java_time(secs(t.creation_time)),
+        );
+        detail(
+            &mut out,
+            m,
+            "Archival params modification time:",
+            java_time(secs(t.modification_time)),
+        );
+        detail(
+            &mut out,
+            m,
+            "Archiver DBR type (from typeinfo):",
+            format!("DBR_{}", t.dbr_type),
+        );
+        detail(
+            &mut out,
+            m,
+            "Is this a scalar:",
+            yes_no(t.scalar, "Yes", "No"),
+        );
+        detail(
+            &mut out,
+            m,
+            "Number of elements:",
+            t.element_count.to_string(),
+        );
+        detail(&mut out, m, "Precision:", format!("{:?}", t.precision));
+        detail(&mut out, m, "Units:", t.units.clone().unwrap_or_default());
+        detail(
+            &mut out,
+            m,
+            "Is this PV paused:",
+            yes_no(t.paused, "Yes", "No"),
+        );
+        detail(
+            &mut out,
+            m,
+            "Sampling method:",
+            t.sampling_method.to_string(),
+        );
+        detail(
+            &mut out,
+            m,
+            "Sampling period:",
+            format!("{:?}", t.sampling_period),
+        );
+        detail(
+            &mut out,
+            m,
+            "Are we using PVAccess?",
+            yes_no(t.uses_pv_access(), "Yes", "No"),
+        );
+        for (k, v) in &t.extra_fields {
+            detail(&mut out, m, &format!("Extra info - {k}:"), v.clone());
+        }
+        if !t.archive_fields.is_empty() {
+            detail(&mut out, m, "Archive Fields", t.archive_fields.join(","));
+        }
+    }
+    let Some(s) = status else {
+        return Ok(Json(out));
+    };
+    let p = "pv";
+    let c = &s.counters;
+    let now = app.now_secs();
+    detail(&mut out, p, "Channel Name", s.name.clone());
+    detail(
+        &mut out,
+        p,
+        "Host name",
+        s.conn
+            .server
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+    );
+    detail(&mut out, p, "Controlling PV", "");
+    detail(
+        &mut out,
+        p,
+        "Is engine currently archiving this?",
+        yes_no(s.state != PvState::Paused, "yes", "no"),
+    );
+    let ty = s
+        .archived_type
+        .map_or_else(|| "Unkown".to_string(), |t| format!("DBR_{t}"));
+    detail(&mut out, p, "Archiver DBR type (initial)", ty.clone());
+    detail(&mut out, p, "Archiver DBR type (from CA)", ty);
+    detail(
+        &mut out,
+        p,
+        "Number of elements per event (from CA)",
+        s.conn.element_count.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "Is engine using monitors?",
+        yes_no(
+            s.config.method == archiver_appliance::SamplingMethod::Monitor,
+            "yes",
+            "no",
+        ),
+    );
+    detail(
+        &mut out,
+        p,
+        "What's the engine's sampling period?",
+        format!("{:?}", s.config.period as f32),
+    );
+    detail(
+        &mut out,
+        p,
+        "The SCAN period (ms) after applying the jitter factor",
+        ((s.config.period * 0.95 * 1000.0) as i64).to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "Is this PV currently connected?",
+        yes_no(s.conn.connected, "yes", "no"),
+    );
+    detail(
+        &mut out,
+        p,
+        "Connection state at last connection changed event",
+        s.conn.connected.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "When did we receive the last event?",
+        java_time(c.last_event_secs),
+    );
+    detail(
+        &mut out,
+        p,
+        "What did we last push the data to the short term store?",
+        java_time(0),
+    );
+    detail(
+        &mut out,
+        p,
+        "When did we request CA to make a connection to this PV?",
+        java_time(c.added_secs),
+    );
+    detail(
+        &mut out,
+        p,
+        "When did we first establish a connection to this PV?",
+        java_time(s.conn.first_established_secs),
+    );
+    detail(
+        &mut out,
+        p,
+        "When did we last lose and reestablish a connection to this PV?",
+        java_time(s.conn.last_reestablished_secs),
+    );
+    detail(
+        &mut out,
+        p,
+        "When did we last lose a connection to this PV?",
+        java_time(s.conn.lost_at_secs),
+    );
+    detail(
+        &mut out,
+        p,
+        "How many times have we lost and regained the connection to this PV?",
+        s.conn.loss_regain_count.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "How many events so far?",
+        c.events_received.to_string(),
+    );
+    detail(&mut out, p, "How many raw scan events so far?", "0");
+    detail(
+        &mut out,
+        p,
+        "How many events lost because the timestamp is in the far future or past so far?",
+        c.dropped_timestamp.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "Instant of last event from the IOC - correct or not.",
+        if c.last_event_secs == 0 {
+            "N/A".to_string()
+        } else {
+            java_time(c.last_event_secs)
+        },
+    );
+    detail(
+        &mut out,
+        p,
+        "How many events lost because the sample buffer is full so far?",
+        c.dropped_buffer_overflow.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "How many events lost because the DBR_Type of the PV has changed from what it used to be?",
+        c.dropped_type_change.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "How many events lost totally so far?",
+        (c.dropped_timestamp + c.dropped_buffer_overflow + c.dropped_type_change).to_string(),
+    );
+    if c.bytes_stored > 0 && c.events_stored > 0 {
+        detail(
+            &mut out,
+            p,
+            "Average bytes per event",
+            two_digits(c.bytes_stored as f64 / c.events_stored as f64),
+        );
+    }
+    let since = now - c.added_secs;
+    let rate = c.event_rate(since);
+    let bytes = c.storage_rate(since);
+    let or_not_enough = |x: f64, scaled: f64| {
+        if x <= 0.0 {
+            "Not enough info".to_string()
+        } else {
+            two_digits(scaled)
+        }
+    };
+    detail(
+        &mut out,
+        p,
+        "Estimated event rate (events/sec)",
+        or_not_enough(rate, rate),
+    );
+    detail(
+        &mut out,
+        p,
+        "Estimated storage rate (KB/hour)",
+        or_not_enough(bytes, bytes * 3600.0 / 1024.0),
+    );
+    detail(
+        &mut out,
+        p,
+        "Estimated storage rate (MB/day)",
+        or_not_enough(bytes, bytes * 86_400.0 / (1024.0 * 1024.0)),
+    );
+    detail(
+        &mut out,
+        p,
+        "Estimated storage rate (GB/year)",
+        or_not_enough(bytes, bytes * 86_400.0 * 365.0 / (1024.0 * 1024.0 * 1024.0)),
+    );
+    Ok(Json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_two_digit_format() {
+        assert_eq!(two_digits(1234567.891), "1,234,567.89");
+        assert_eq!(two_digits(12.5), "12.5");
+        assert_eq!(two_digits(100.0), "100");
+        assert_eq!(two_digits(0.004), "0");
+    }
+
+    #[test]
+    fn channelfinder_reads_the_version_after_the_prefix() {
+        let v = mgmt_version();
+        let parts: Vec<&str> = v.split("Archiver Appliance Version ").collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1], env!("CARGO_PKG_VERSION"));
+    }
+}

@@ -1,0 +1,323 @@
+//! The catalogue family: `getPVTypeInfo`, `putPVTypeInfo`, `getTypeInfoKeys`,
+//! `addAlias`, `removeAlias`, `getAllAliases`, `getStoresForPV`, the named flags,
+//! `archivedPVs`, `unarchivedPVs`, `archivedPVsNotInList`, `getAllExpandedPVNames`,
+//! `exportConfig` and `importConfig`, with the Java response shapes (Java
+//! `GetPVTypeInfo`, `PutPVTypeInfo`, `AddAliasAction`, `NamedFlags*`, `ArchivedPVsAction`,
+//! `UnarchivedPVsAction`, `ArchivedPVsNotInListAction`, `ExportConfig`, `ImportConfig`).
+
+use std::collections::HashSet;
+
+use archiver_appliance::SharedAppliance;
+use archiver_registry::{PvTypeInfo, RegistryError};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{api_error, catalogue_call as catalogue, normalize, validation};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::BplRequest;
+use crate::params::Params;
+
+/// The real name of `name` (an alias resolved), `.VAL` and `ca://` stripped.
+pub(super) async fn real_name(app: &SharedAppliance, name: &str) -> ApiResult<String> {
+    let pv = normalize(name)?;
+    catalogue(app, move |r| r.resolve_name(&pv)).await
+}
+
+/// The type info of `pv` (or of the PV it aliases), or a 404 naming it.
+async fn type_info(app: &SharedAppliance, pv: &str) -> ApiResult<PvTypeInfo> {
+    let name = normalize(pv)?;
+    let shown = pv.to_string();
+    catalogue(app, move |r| r.get_type_info_for_name(&name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Unable to find typeinfo for pv {shown}")))
+}
+
+/// `getPVTypeInfo` (GET, POST): `pv` (an alias is resolved); the Java `PVTypeInfo` JSON.
+pub async fn get_pv_type_info(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Value>> {
+    let info = type_info(&app, req.required("pv")?).await?;
+    Ok(Json(info.to_json_value()))
+}
+
+/// `putPVTypeInfo` (POST): `pv`, `override`, `createnew` as parameters, the `PVTypeInfo`
+/// JSON as the body. A new PV needs `createnew=true` and is forced paused; an existing one
+/// needs `override=true`. Answers the stored type info.
+pub async fn put_pv_type_info(
+    State(app): State<SharedAppliance>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let params = Params::parse(query.as_deref());
+    let pv = normalize(params.required("pv")?)?;
+    let override_existing = params.flag("override", false)?;
+    let create_new = params.flag("createnew", false)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad(format!("request body is not UTF-8: {e}")))?;
+    let info = PvTypeInfo::from_json_str(text)
+        .map_err(|e| ApiError::bad(format!("the body is not a PVTypeInfo: {e}")))?;
+    match app
+        .put_type_info(&pv, info, override_existing, create_new)
+        .await
+    {
+        Ok(info) => Ok(Json(info.to_json_value()).into_response()),
+        Err(e) => validation(e),
+    }
+}
+
+/// `getTypeInfoKeys`: every PV name with a type info, sorted.
+pub async fn get_type_info_keys(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(catalogue(&app, |r| r.all_pv_names()).await?))
+}
+
+/// `addAlias` (GET, POST): `pv` (the real name), `aliasname`.
+/// `{"status":"ok","desc":"Added an alias <alias> for PV <pv>"}`.
+pub async fn add_alias(State(app): State<SharedAppliance>, req: BplRequest) -> ApiResult<Response> {
+    let pv = normalize(req.required("pv")?)?;
+    let alias = normalize(req.required("aliasname")?)?;
+    let p = pv.clone();
+    let known = catalogue(&app, move |r| {
+        Ok(r.get_type_info(&p)?.is_some() || r.get_archive_request(&p)?.is_some())
+    })
+    .await?;
+    if !known && app.status(&pv).is_none() {
+        return Ok(validation_json(format!(
+            "We do not seem to have a PVTypeInfo for pv {pv}"
+        )));
+    }
+    let (p, a) = (pv.clone(), alias.clone());
+    match catalogue(&app, move |r| r.add_alias(&a, &p)).await {
+        Ok(()) => Ok(Json(json!({
+            "status": "ok",
+            "desc": format!("Added an alias {alias} for PV {pv}"),
+        }))
+        .into_response()),
+        Err(ApiError::BadRequest(m)) => Ok(validation_json(m)),
+        Err(e) => Err(e),
+    }
+}
+
+/// `removeAlias` (GET, POST): `pv` (the real name), `aliasname`.
+pub async fn remove_alias(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let pv = normalize(req.required("pv")?)?;
+    let alias = normalize(req.required("aliasname")?)?;
+    let a = alias.clone();
+    let target = catalogue(&app, move |r| r.resolve_alias(&a)).await?;
+    if target.as_deref() != Some(pv.as_str()) {
+        return Ok(validation_json(format!("{alias} is not an alias of {pv}")));
+    }
+    let a = alias.clone();
+    catalogue(&app, move |r| r.remove_alias(&a)).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "desc": format!("Removed an alias {alias} for PV {pv}"),
+    }))
+    .into_response())
+}
+
+/// `getAllAliases`: `[{"aliasName": …, "srcName": …}]`, sorted by alias.
+pub async fn get_all_aliases(State(app): State<SharedAppliance>) -> ApiResult<Json<Vec<Value>>> {
+    let all = catalogue(&app, |r| r.all_aliases()).await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|a| json!({"aliasName": a.alias, "srcName": a.real_name}))
+            .collect(),
+    ))
+}
+
+/// The `name` parameter of a data store URL (`pb://localhost?name=STS&…`).
+fn store_name(url: &str) -> Option<&str> {
+    url.split_once('?')?
+        .1
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("name="))
+}
+
+/// `getStoresForPV`: `{"STS": "<url>", "MTS": …}` from the PV's `dataStores`, in order.
+pub async fn get_stores_for_pv(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<serde_json::Map<String, Value>>> {
+    let info = type_info(&app, req.required("pv")?).await?;
+    let mut out = serde_json::Map::new();
+    for (i, url) in info.data_stores.iter().enumerate() {
+        let name = store_name(url).map_or_else(|| format!("store{i}"), str::to_string);
+        out.insert(name, Value::String(url.clone()));
+    }
+    Ok(Json(out))
+}
+
+/// `getNamedFlag`: `name`; answers `true` or `false` (a flag never set is false).
+pub async fn get_named_flag(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<bool>> {
+    let name = req.required("name")?.to_string();
+    Ok(Json(
+        catalogue(&app, move |r| r.get_named_flag(&name)).await?,
+    ))
+}
+
+/// `setNamedFlag`: `name`, `value` (`true`/`false`); `{"status":"ok"}`.
+pub async fn set_named_flag(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Value>> {
+    let name = req.required("name")?.to_string();
+    req.required("value")?;
+    let value = req.flag("value", false)?;
+    catalogue(&app, move |r| r.set_named_flag(&name, value)).await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// `getAllNamedFlags`: `{"<name>": "true"|"false", …}`.
+pub async fn get_all_named_flags(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<serde_json::Map<String, Value>>> {
+    let flags = catalogue(&app, |r| r.all_named_flags()).await?;
+    Ok(Json(
+        flags
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v.to_string())))
+            .collect(),
+    ))
+}
+
+/// Whether each name of the request is archived here (a type info, an alias of one, or a
+/// request in the workflow), in request order.
+async fn archived_flags(
+    app: &SharedAppliance,
+    names: Vec<String>,
+) -> ApiResult<Vec<(String, bool)>> {
+    let engine: HashSet<String> = app.names().into_iter().collect();
+    catalogue(app, move |r| {
+        names
+            .into_iter()
+            .map(|n| {
+                let real = r.resolve_name(&n)?;
+                let yes = engine.contains(&real) || r.get_type_info(&real)?.is_some();
+                Ok((n, yes))
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()
+    })
+    .await
+}
+
+fn request_names(req: &BplRequest) -> ApiResult<Vec<String>> {
+    req.names()?.into_iter().map(|e| normalize(&e.pv)).collect()
+}
+
+/// `archivedPVs` (POST; GET with `pv`): the names of the list that are archived here.
+pub async fn archived_pvs(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<String>>> {
+    let flags = archived_flags(&app, request_names(&req)?).await?;
+    Ok(Json(
+        flags.into_iter().filter(|f| f.1).map(|f| f.0).collect(),
+    ))
+}
+
+/// `unarchivedPVs` (POST; GET with `pv`): the names of the list that are not archived.
+pub async fn unarchived_pvs(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<String>>> {
+    let flags = archived_flags(&app, request_names(&req)?).await?;
+    Ok(Json(
+        flags.into_iter().filter(|f| !f.1).map(|f| f.0).collect(),
+    ))
+}
+
+/// `archivedPVsNotInList` (POST): the PVs archived here that the list does not name
+/// (a listed alias covers its PV), sorted.
+pub async fn archived_pvs_not_in_list(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<String>>> {
+    let listed = request_names(&req)?;
+    let engine = app.names();
+    let out = catalogue(&app, move |r| {
+        let mut named = HashSet::new();
+        for n in listed {
+            named.insert(r.resolve_name(&n)?);
+        }
+        let mut all: Vec<String> = r.all_pv_names()?;
+        all.extend(engine);
+        all.sort_unstable();
+        all.dedup();
+        Ok(all.into_iter().filter(|n| !named.contains(n)).collect())
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+/// `getAllExpandedPVNames`: every name a client may ask for: each PV, its `.VAL` form,
+/// `PV.FIELD` for its archive fields, the aliases and the PVs still in the workflow,
+/// sorted.
+pub async fn get_all_expanded_pv_names(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<String>>> {
+    let statuses = app.all_status();
+    let mut out = catalogue(&app, |r| {
+        Ok(r.all_aliases()?
+            .into_iter()
+            .map(|a| a.alias)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    for s in statuses {
+        out.push(format!("{}.VAL", s.name));
+        for f in &s.config.archive_fields {
+            out.push(format!("{}.{f}", s.name));
+        }
+        out.push(s.name);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Json(out))
+}
+
+/// `exportConfig`: every type info of this appliance, a JSON list (Java's export, read
+/// back by `importConfig`).
+pub async fn export_config(State(app): State<SharedAppliance>) -> ApiResult<Json<Vec<Value>>> {
+    let infos = catalogue(&app, |r| r.all_type_infos()).await?;
+    Ok(Json(infos.iter().map(PvTypeInfo::to_json_value).collect()))
+}
+
+/// `importConfig` (POST): a JSON list of type infos (as `exportConfig` writes them); each
+/// new PV is added paused, each existing one replaced. Answers `{"status":"ok",
+/// "desc": "Imported N PVTypeInfos"}`; nothing is imported if one of them is not valid.
+pub async fn import_config(State(app): State<SharedAppliance>, body: Bytes) -> ApiResult<Response> {
+    let list: Vec<Value> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the body is not a JSON list of PVTypeInfo: {e}")))?;
+    let mut infos = Vec::with_capacity(list.len());
+    for (i, v) in list.into_iter().enumerate() {
+        infos.push(
+            PvTypeInfo::from_json_value(v)
+                .map_err(|e| ApiError::bad(format!("PVTypeInfo number {i}: {e}")))?,
+        );
+    }
+    let n = infos.len();
+    for info in infos {
+        let pv = info.pv_name.clone();
+        app.put_type_info(&pv, info, true, true)
+            .await
+            .map_err(api_error)?;
+    }
+    Ok(Json(json!({"status": "ok", "desc": format!("Imported {n} PVTypeInfos")})).into_response())
+}
+
+/// `{"validation": msg}`, as Java answers a refusal (status 200).
+pub(super) fn validation_json(msg: String) -> Response {
+    Json(json!({ "validation": msg })).into_response()
+}

@@ -1,0 +1,468 @@
+//! The reports (spec §3, Java `engine/bpl/reports/*`, `mgmt/bpl/reports/*`): lists of
+//! `{pvName, <metric>: "<string>"}` with Java's field names, sorted as Java sorts them,
+//! cut at `limit` (absent: all, as Java's engine reports; `getRecentlyAddedPVs` and
+//! `getRecentlyModifiedPVs`: 100, as Java).
+//!
+//! Each report reads the engine's per-PV status once (counters are atomics; one copy per
+//! PV) and, for the catalogue's times, one query that reads three keys of every type info
+//! ([`archiver_registry::Registry::all_pv_times`]); sorting is `O(n log n)` over
+//! the selected PVs only. `benches/mgmt_reports.rs` times every report over 100 000 PVs.
+//!
+//! Rates are over the time since the engine got the PV (its archive request or the
+//! restore at start), as Java's `PVMetrics` computes them since its channel was created.
+
+use archiver_appliance::{PvState, PvStatus, SharedAppliance};
+use archiver_registry::PvTimes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::catalogue_call as catalogue;
+use super::javafmt::{JavaTime, Str};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::BplRequest;
+
+/// The `limit` parameter: `None` (all) when absent, empty or negative.
+fn limit(req: &BplRequest, default: Option<usize>) -> ApiResult<Option<usize>> {
+    match req.get("limit").map(str::trim).filter(|l| !l.is_empty()) {
+        None => Ok(default),
+        Some(l) => {
+            let n: i64 = l.parse().map_err(|_| {
+                ApiError::bad(format!("parameter 'limit' must be an integer, not {l:?}"))
+            })?;
+            Ok(usize::try_from(n).ok())
+        }
+    }
+}
+
+/// Serializes `rows` into one JSON buffer.
+fn json_rows<T: Serialize>(rows: &[T]) -> ApiResult<Response> {
+    let body = serde_json::to_vec(rows).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The PVs of `all` that `keep` selects, sorted by `key` descending (ties by name), at
+/// most `limit`, each turned into a row by `row`.
+fn top<K: PartialOrd + Copy, R>(
+    mut all: Vec<PvStatus>,
+    keep: impl Fn(&PvStatus) -> bool,
+    key: impl Fn(&PvStatus) -> K,
+    descending: bool,
+    limit: Option<usize>,
+    row: impl Fn(&PvStatus) -> R,
+) -> Vec<R> {
+    all.retain(|s| keep(s));
+    let mut keyed: Vec<(K, usize)> = all.iter().enumerate().map(|(i, s)| (key(s), i)).collect();
+    keyed.sort_by(|a, b| {
+        let o = a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal);
+        let o = if descending { o.reverse() } else { o };
+        o.then_with(|| all[a.1].name.cmp(&all[b.1].name))
+    });
+    keyed
+        .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(_, i)| row(&all[i]))
+        .collect()
+}
+
+/// A row of the dropped-events reports.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Dropped {
+    pv_name: String,
+    events_dropped: Str<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_events: Option<Str<u64>>,
+}
+
+async fn dropped_report(
+    app: SharedAppliance,
+    req: BplRequest,
+    count: fn(&PvStatus) -> u64,
+) -> ApiResult<Response> {
+    let rows = top(
+        app.all_status(),
+        |s| count(s) > 0,
+        count,
+        true,
+        limit(&req, None)?,
+        |s| Dropped {
+            pv_name: s.name.clone(),
+            events_dropped: Str(count(s)),
+            total_events: None,
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getPVsByDroppedEventsTimestamp`: `[{pvName, eventsDropped}]`, PVs that dropped events
+/// for their time stamps (before 1991, too far in the future or past, going back), most
+/// first.
+pub async fn dropped_timestamp(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    dropped_report(app, req, |s| s.counters.dropped_timestamp).await
+}
+
+/// `getPVsByDroppedEventsBuffer`: `[{pvName, eventsDropped}]`, buffer overflows, most
+/// first.
+pub async fn dropped_buffer(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    dropped_report(app, req, |s| s.counters.dropped_buffer_overflow).await
+}
+
+/// `getPVsByDroppedEventsTypeChange`: `[{pvName, eventsDropped}]`, values of another type
+/// than the archived one, most first.
+pub async fn dropped_type_change(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    dropped_report(app, req, |s| s.counters.dropped_type_change).await
+}
+
+/// `getSlowChangingPVsWithDroppedEvents`: `[{pvName, eventsDropped, totalEvents}]`, PVs
+/// that dropped more events for their time stamps than they stored (Java: "dropped more
+/// events than actual events", restricted to time stamps), most dropped first.
+pub async fn slow_changing_dropped(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let rows = top(
+        app.all_status(),
+        |s| s.counters.dropped_timestamp > s.counters.events_stored,
+        |s| s.counters.dropped_timestamp,
+        true,
+        limit(&req, None)?,
+        |s| Dropped {
+            pv_name: s.name.clone(),
+            events_dropped: Str(s.counters.dropped_timestamp),
+            total_events: Some(Str(s.counters.events_stored)),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getEventRateReport`: `[{pvName, eventRate}]` (events/s as Java's `Double.toString`),
+/// fastest first.
+pub async fn event_rate(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        pv_name: String,
+        event_rate: String,
+    }
+    let now = app.now_secs();
+    let rate = move |s: &PvStatus| s.counters.event_rate(now - s.counters.added_secs);
+    let rows = top(
+        app.all_status(),
+        |_| true,
+        rate,
+        true,
+        limit(&req, None)?,
+        |s| Row {
+            pv_name: s.name.clone(),
+            event_rate: format!("{:?}", rate(s)),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getStorageRateReport`: `[{pvName, storageRate_KBperHour, storageRate_MBperDay,
+/// storageRate_GBperYear}]`, from the bytes each PV put into its buffer, largest first.
+pub async fn storage_rate(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    struct Row {
+        #[serde(rename = "pvName")]
+        pv_name: String,
+        #[serde(rename = "storageRate_KBperHour")]
+        kb_per_hour: String,
+        #[serde(rename = "storageRate_MBperDay")]
+        mb_per_day: String,
+        #[serde(rename = "storageRate_GBperYear")]
+        gb_per_year: String,
+    }
+    let now = app.now_secs();
+    let rate = move |s: &PvStatus| s.counters.storage_rate(now - s.counters.added_secs);
+    let rows = top(
+        app.all_status(),
+        |_| true,
+        rate,
+        true,
+        limit(&req, None)?,
+        |s| {
+            let r = rate(s);
+            Row {
+                pv_name: s.name.clone(),
+                kb_per_hour: format!("{:?}", r * 3600.0 / 1024.0),
+                mb_per_day: format!("{:?}", r * 86_400.0 / 1_048_576.0),
+                gb_per_year: format!("{:?}", r * 86_400.0 * 365.0 / 1_073_741_824.0),
+            }
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getPVsByStorageConsumed`: `[{pvName, storageConsumedInMB}]`, the bytes each PV put
+/// into its buffer since the engine got it, largest first.
+pub async fn storage_consumed(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        pv_name: String,
+        storage_consumed_in_m_b: String,
+    }
+    let rows = top(
+        app.all_status(),
+        |_| true,
+        |s| s.counters.bytes_stored,
+        true,
+        limit(&req, None)?,
+        |s| Row {
+            pv_name: s.name.clone(),
+            storage_consumed_in_m_b: format!("{:?}", s.counters.bytes_stored as f64 / 1_048_576.0),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getLostConnectionsReport`: `[{pvName, currentlyConnected ("Yes"/"No"), instance,
+/// lostConnections}]`, most lost first.
+pub async fn lost_connections(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row<'a> {
+        pv_name: String,
+        currently_connected: &'static str,
+        instance: &'a str,
+        lost_connections: Str<u64>,
+    }
+    let id = app.identity().to_string();
+    let rows = top(
+        app.all_status(),
+        |s| s.state != PvState::Paused,
+        |s| s.counters.disconnects,
+        true,
+        limit(&req, None)?,
+        |s| Row {
+            pv_name: s.name.clone(),
+            currently_connected: if s.conn.connected { "Yes" } else { "No" },
+            instance: &id,
+            lost_connections: Str(s.counters.disconnects),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getSilentPVsReport`: `[{pvName, instance, lastKnownEvent}]`, archived (not paused)
+/// PVs by the time of their last event, the longest silent first (`Never` first of all).
+pub async fn silent_pvs(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row<'a> {
+        pv_name: String,
+        instance: &'a str,
+        last_known_event: Str<JavaTime>,
+    }
+    let id = app.identity().to_string();
+    let rows = top(
+        app.all_status(),
+        |s| s.state == PvState::Archiving,
+        |s| s.counters.last_event_secs,
+        false,
+        limit(&req, None)?,
+        |s| Row {
+            pv_name: s.name.clone(),
+            instance: &id,
+            last_known_event: Str(JavaTime(s.counters.last_event_secs)),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getCurrentlyDisconnectedPVs`: `[{pvName, instance, connectionLostAt,
+/// noConnectionAsOfEpochSecs, hostName, commandThreadID, lastKnownEvent}]`: archived PVs
+/// (not paused, connected once) whose connection is down, sorted by name.
+pub async fn currently_disconnected(State(app): State<SharedAppliance>) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row<'a> {
+        pv_name: String,
+        instance: &'a str,
+        connection_lost_at: Str<JavaTime>,
+        no_connection_as_of_epoch_secs: Str<i64>,
+        host_name: String,
+        #[serde(rename = "commandThreadID")]
+        command_thread_id: &'static str,
+        last_known_event: Str<JavaTime>,
+    }
+    let id = app.identity().to_string();
+    let rows = top(
+        app.all_status(),
+        |s| s.state == PvState::Archiving && !s.conn.connected,
+        |_| 0u8,
+        false,
+        None,
+        |s| Row {
+            pv_name: s.name.clone(),
+            instance: &id,
+            connection_lost_at: Str(JavaTime(s.conn.lost_at_secs)),
+            no_connection_as_of_epoch_secs: Str(s.conn.lost_at_secs),
+            host_name: s
+                .conn
+                .server
+                .map_or_else(|| "N/A".to_string(), |a| a.ip().to_string()),
+            command_thread_id: "0",
+            last_known_event: Str(JavaTime(s.counters.last_event_secs)),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getNeverConnectedPVs`: `[{pvName, requestTime, startOfWorkflow, currentState,
+/// appliance}]`: PVs requested but never connected (searched for with back-off), sorted by
+/// name. `currentState` is Java's workflow state of a PV waiting for its metadata.
+pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row<'a> {
+        pv_name: String,
+        request_time: Str<JavaTime>,
+        start_of_workflow: Str<JavaTime>,
+        current_state: &'static str,
+        appliance: &'a str,
+    }
+    let id = app.identity().to_string();
+    let rows = top(
+        app.all_status(),
+        |s| s.state == PvState::NeverConnected,
+        |_| 0u8,
+        false,
+        None,
+        |s| Row {
+            pv_name: s.name.clone(),
+            request_time: Str(JavaTime(s.counters.added_secs)),
+            start_of_workflow: Str(JavaTime(s.counters.added_secs)),
+            current_state: "METAINFO_REQUESTED",
+            appliance: &id,
+        },
+    );
+    json_rows(&rows)
+}
+
+/// `getArchivedWaveforms`: `[{pvName, elementCount, samplingmethod, samplingperiod,
+/// dbrtype}]` of the PVs with more than one element, sorted by name.
+pub async fn archived_waveforms(State(app): State<SharedAppliance>) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row {
+        pv_name: String,
+        element_count: Str<u32>,
+        samplingmethod: &'static str,
+        samplingperiod: String,
+        dbrtype: String,
+    }
+    let rows = top(
+        app.all_status(),
+        |s| s.conn.element_count > 1 || s.archived_type.is_some_and(|t| t.is_waveform()),
+        |_| 0u8,
+        false,
+        None,
+        |s| Row {
+            pv_name: s.name.clone(),
+            element_count: Str(s.conn.element_count),
+            samplingmethod: s.config.method.as_str(),
+            samplingperiod: format!("{:?}", s.config.period),
+            dbrtype: s
+                .archived_type
+                .map_or_else(String::new, |t| format!("DBR_{t}")),
+        },
+    );
+    json_rows(&rows)
+}
+
+/// The catalogue's times, newest first by `key`, at most `limit`, as `{pvName, instance,
+/// <field>}` rows.
+async fn by_catalogue_time(
+    app: SharedAppliance,
+    limit: Option<usize>,
+    keep: fn(&PvTimes) -> bool,
+    key: fn(&PvTimes) -> i64,
+    newest_first: bool,
+    field: &'static str,
+) -> ApiResult<Response> {
+    let mut times = catalogue(&app, |r| r.all_pv_times()).await?;
+    times.retain(keep);
+    if newest_first {
+        times.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.pv_name.cmp(&b.pv_name)));
+    }
+    times.truncate(limit.unwrap_or(usize::MAX));
+    let id = app.identity();
+    let rows: Vec<serde_json::Value> = times
+        .iter()
+        .map(|t| {
+            let mut m = serde_json::Map::new();
+            m.insert("pvName".into(), t.pv_name.clone().into());
+            m.insert("instance".into(), id.into());
+            m.insert(field.into(), JavaTime(key(t)).to_string().into());
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    json_rows(&rows)
+}
+
+fn created(t: &PvTimes) -> i64 {
+    t.creation_time.map_or(0, |t| t.secs)
+}
+
+fn modified(t: &PvTimes) -> i64 {
+    t.modification_time.map_or(0, |t| t.secs)
+}
+
+/// `getRecentlyAddedPVs`: `[{pvName, instance, creationTime}]`, newest first, `limit`
+/// (default 100).
+pub async fn recently_added(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let l = limit(&req, Some(100))?;
+    by_catalogue_time(app, l, |_| true, created, true, "creationTime").await
+}
+
+/// `getRecentlyModifiedPVs`: `[{pvName, instance, modificationTime}]`, newest first,
+/// `limit` (default 100).
+pub async fn recently_modified(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let l = limit(&req, Some(100))?;
+    by_catalogue_time(app, l, |_| true, modified, true, "modificationTime").await
+}
+
+/// `getPausedPVsReport`: `[{pvName, instance, modificationTime}]` of the paused PVs,
+/// sorted by name.
+pub async fn paused_pvs(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let l = limit(&req, None)?;
+    by_catalogue_time(app, l, |t| t.paused, modified, false, "modificationTime").await
+}

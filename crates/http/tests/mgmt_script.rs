@@ -1,0 +1,604 @@
+//! The management API through the whole router over a real appliance archiving PVs of
+//! the project's own CA server (in process): a Java-era script's call sequence (archive
+//! 100 PVs, wait for "Being archived", pause, change the period, resume, rename, alias,
+//! delete with data) checked literally, ChannelFinder's calls (getVersions,
+//! getPolicyList, POST getPVStatus and archivePV with JSON bodies), the catalogue
+//! endpoints, getPVDetails' labels, and reports after induced events (a PV that never
+//! connects, a server that goes away, a restart with the IOC absent).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use archiver_appliance::{Appliance, ApplianceParts, CancellationToken, Policy};
+use archiver_ca::server::{PvSpec, Server, ServerConfig};
+use archiver_ca::{Client, Timestamp, Value};
+use archiver_engine::{Engine, EngineConfig};
+use archiver_pb::Granularity;
+use archiver_registry::SqliteRegistry;
+use archiver_storage::{Backend, DataStores, Tier};
+use archiver_time::SystemClock;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value as Json, json};
+use tower::ServiceExt;
+
+async fn appliance(
+    server: &Server,
+    dir: &std::path::Path,
+    registry: Arc<SqliteRegistry>,
+) -> Appliance {
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
+    let mut stores = DataStores::new(Backend::fs());
+    stores
+        .add(Tier::new("STS", dir.join("sts"), Granularity::Hour))
+        .unwrap();
+    stores
+        .add(Tier::new("MTS", dir.join("mts"), Granularity::Day))
+        .unwrap();
+    let policy = Policy::for_stores(&stores);
+    let mut cfg = EngineConfig {
+        write_period: Duration::from_millis(200),
+        ..EngineConfig::default()
+    };
+    policy.apply_to(&mut cfg);
+    let engine = Engine::start(
+        client,
+        stores.tiers()[0].clone(),
+        cfg,
+        Arc::new(SystemClock),
+    );
+    Appliance::new(ApplianceParts {
+        engine,
+        registry,
+        clock: Arc::new(SystemClock),
+        identity: Arc::from("appliance0"),
+        policy,
+        stores,
+    })
+}
+
+/// Posts a new value to every PV of `names` every 100 ms until dropped.
+fn tick(server: &Server, names: Vec<String>) -> tokio::task::JoinHandle<()> {
+    let pvs: Vec<_> = names.iter().map(|n| server.pv(n).unwrap()).collect();
+    tokio::spawn(async move {
+        let mut k = 0.0;
+        loop {
+            k += 1.0;
+            let stamp = Timestamp::now();
+            for pv in &pvs {
+                pv.post(Value::Double(k), stamp, 0, 0).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+struct Http {
+    app: Appliance,
+}
+
+impl Http {
+    async fn call(&self, req: Request<Body>) -> (StatusCode, Json) {
+        let resp = archiver_http::router(self.app.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&body).into_owned()));
+        (status, json)
+    }
+
+    async fn get(&self, uri: &str) -> Json {
+        let (status, json) = self
+            .call(
+                Request::get(uri)
+                    .header(header::HOST, "archiver.example:17665")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {json}");
+        json
+    }
+
+    async fn get_status(&self, uri: &str) -> (StatusCode, Json) {
+        self.call(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post_json(&self, uri: &str, body: &str) -> Json {
+        let (status, json) = self
+            .call(
+                Request::post(uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {json}");
+        json
+    }
+
+    async fn wait(&self, what: &str, secs: u64, mut f: impl AsyncFnMut(&Http) -> bool) {
+        let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !f(self).await {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn status_of(&self, pv: &str) -> String {
+        self.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await[0]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("SCRIPT:PV{i:03}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_java_era_script_and_channelfinder_get_java_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let pvs = names(100);
+    for n in &pvs {
+        server.add_pv(PvSpec::new(n, Value::Double(0.0)));
+    }
+    let _ticker = tick(&server, pvs.clone());
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance(&server, dir.path(), registry.clone()).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+
+    // ChannelFinder: versions, policies, then a JSON archive request and a JSON status.
+    let v = h.get("/mgmt/bpl/getVersions").await;
+    let mgmt = v["mgmt_version"].as_str().unwrap();
+    let parts: Vec<&str> = mgmt.split("Archiver Appliance Version ").collect();
+    assert_eq!(parts.len(), 2, "{mgmt}");
+    assert!(!parts[1].is_empty());
+    let policies = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(
+        policies.as_object().unwrap().contains_key("default"),
+        "{policies}"
+    );
+
+    // archivePV: the first 50 as ChannelFinder sends them, the rest as a script does.
+    let body: Vec<Json> = pvs[..50]
+        .iter()
+        .map(|p| json!({"pv": p, "samplingMethod": "MONITOR", "samplingPeriod": "1.0"}))
+        .collect();
+    let r = h
+        .post_json("/mgmt/bpl/archivePV", &Json::Array(body).to_string())
+        .await;
+    assert_eq!(r.as_array().unwrap().len(), 50);
+    assert_eq!(
+        r[0],
+        json!({"pvName": "SCRIPT:PV000", "status": "Archive request submitted"})
+    );
+    let r = h
+        .get(&format!("/mgmt/bpl/archivePV?pv={}", pvs[50..].join(",")))
+        .await;
+    assert_eq!(r.as_array().unwrap().len(), 50);
+    let r = h.get("/mgmt/bpl/archivePV?pv=SCRIPT:PV000").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "SCRIPT:PV000", "status": "Already submitted"}])
+    );
+    // A PV no server has.
+    h.get("/mgmt/bpl/archivePV?pv=SCRIPT:NOBODY").await;
+
+    // Wait for "Being archived" (POST JSON getPVStatus, as ChannelFinder).
+    let list = serde_json::to_string(&pvs).unwrap();
+    h.wait("every PV being archived", 30, async |h| {
+        let r = h.post_json("/mgmt/bpl/getPVStatus", &list).await;
+        r.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "Being archived" && s["connectionState"] == "true")
+    })
+    .await;
+    let r = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV001").await;
+    assert_eq!(r[0]["pvName"], "SCRIPT:PV001");
+    assert_eq!(r[0]["appliance"], "appliance0");
+    assert_eq!(r[0]["samplingPeriod"], "1.0");
+    assert_eq!(r[0]["isMonitored"], "true");
+
+    // The never-connecting PV is in its report with Java's keys.
+    let r = h.get("/mgmt/bpl/getNeverConnectedPVs").await;
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["pvName"], "SCRIPT:NOBODY");
+    for k in [
+        "requestTime",
+        "startOfWorkflow",
+        "currentState",
+        "appliance",
+    ] {
+        assert!(r[0][k].is_string(), "{k} in {r}");
+    }
+    assert_ne!(r[0]["requestTime"], "Never");
+    let r = h.get("/mgmt/bpl/abortArchivingPV?pv=SCRIPT:NOBODY").await;
+    assert_eq!(
+        r,
+        json!({"status": "ok", "desc": "Aborted request for archiving PV SCRIPT:NOBODY"})
+    );
+    assert_eq!(h.status_of("SCRIPT:NOBODY").await, "Not being archived");
+    let r = h.get("/mgmt/bpl/abortArchivingPV?pv=SCRIPT:PV000").await;
+    assert_eq!(r["status"], "no");
+
+    // The catalogue has the type infos once the sync ran.
+    h.wait("type infos", 10, async |h| {
+        h.get("/mgmt/bpl/getTypeInfoKeys")
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+            == 100
+    })
+    .await;
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:PV002").await;
+    assert_eq!(t["pvName"], "SCRIPT:PV002");
+    assert_eq!(t["DBRType"], "DBR_SCALAR_DOUBLE");
+    assert_eq!(t["samplingPeriod"], "1.0");
+    let stores = h.get("/mgmt/bpl/getStoresForPV?pv=SCRIPT:PV002").await;
+    let keys: Vec<&String> = stores.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["STS", "MTS"]);
+
+    // Reports from the engine's counters.
+    h.wait("events counted", 10, async |h| {
+        let r = h.get("/mgmt/bpl/getEventRateReport?limit=5").await;
+        r.as_array().unwrap().len() == 5
+            && r[0]["eventRate"].as_str().unwrap().parse::<f64>().unwrap() > 0.0
+    })
+    .await;
+    let r = h.get("/mgmt/bpl/getStorageRateReport?limit=3").await;
+    assert_eq!(r.as_array().unwrap().len(), 3);
+    for k in [
+        "pvName",
+        "storageRate_KBperHour",
+        "storageRate_MBperDay",
+        "storageRate_GBperYear",
+    ] {
+        assert!(r[0][k].is_string(), "{k} in {r}");
+    }
+    let r = h.get("/mgmt/bpl/getRecentlyAddedPVs?limit=2").await;
+    assert_eq!(r.as_array().unwrap().len(), 2);
+    assert_eq!(r[0]["instance"], "appliance0");
+    assert!(r[0]["creationTime"].as_str().unwrap().ends_with("UTC"));
+    let r = h.get("/mgmt/bpl/getLostConnectionsReport?limit=1").await;
+    assert_eq!(r[0]["currentlyConnected"], "Yes");
+    let r = h.get("/mgmt/bpl/getCurrentlyDisconnectedPVs").await;
+    assert_eq!(r, json!([]));
+
+    // pause, change the period, resume.
+    let r = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:PV003").await;
+    assert_eq!(r, json!({"pvName": "SCRIPT:PV003", "status": "ok"}));
+    let r = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:PV003").await;
+    assert_eq!(
+        r,
+        json!({"validation": "PV SCRIPT:PV003 is already paused"})
+    );
+    let r = h
+        .get("/mgmt/bpl/changeArchivalParameters?pv=SCRIPT:PV003&samplingperiod=2.5&samplingmethod=SCAN")
+        .await;
+    assert_eq!(
+        r,
+        json!({"status": "ok", "desc": "Successfully changed the archival parameters for SCRIPT:PV003"})
+    );
+    assert_eq!(h.status_of("SCRIPT:PV003").await, "Paused");
+    let r = h.get("/mgmt/bpl/getPausedPVsReport").await;
+    assert_eq!(r.as_array().unwrap().len(), 1);
+    assert_eq!(r[0]["pvName"], "SCRIPT:PV003");
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:PV003").await;
+    assert_eq!(t["samplingPeriod"], "2.5");
+    assert_eq!(t["samplingMethod"], "SCAN");
+    let r = h.get("/mgmt/bpl/resumeArchivingPV?pv=SCRIPT:PV003").await;
+    assert_eq!(r, json!({"pvName": "SCRIPT:PV003", "status": "ok"}));
+    h.wait("PV003 connected again", 10, async |h| {
+        let s = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV003").await;
+        s[0]["status"] == "Being archived" && s[0]["connectionState"] == "true"
+    })
+    .await;
+    let s = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV003").await;
+    assert_eq!(s[0]["samplingPeriod"], "2.5");
+    assert_eq!(s[0]["samplingMethod"], "SCAN");
+    // Change of an archiving PV: the channel is recreated.
+    let r = h
+        .get("/mgmt/bpl/changeArchivalParameters?pv=SCRIPT:PV004&samplingperiod=0.5")
+        .await;
+    assert_eq!(r["status"], "ok");
+    assert_eq!(
+        h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV004").await[0]["samplingPeriod"],
+        "0.5"
+    );
+    // Bad input: 4xx JSON naming the problem.
+    for (uri, code) in [
+        (
+            "/mgmt/bpl/changeArchivalParameters?pv=SCRIPT:PV004&samplingperiod=-1",
+            400,
+        ),
+        (
+            "/mgmt/bpl/changeArchivalParameters?pv=SCRIPT:PV004&samplingperiod=x",
+            400,
+        ),
+        ("/mgmt/bpl/changeArchivalParameters?pv=SCRIPT:PV004", 400),
+        (
+            "/mgmt/bpl/changeArchivalParameters?pv=SCRIPT:PV004&samplingperiod=1&samplingmethod=OFTEN",
+            400,
+        ),
+        (
+            "/mgmt/bpl/changeArchivalParameters?pv=NO:SUCH&samplingperiod=1",
+            404,
+        ),
+        ("/mgmt/bpl/getPVTypeInfo?pv=NO:SUCH", 404),
+        ("/mgmt/bpl/getPVDetails?pv=NO:SUCH", 404),
+        ("/mgmt/bpl/renamePV?pv=NO:SUCH&newname=X", 404),
+        ("/mgmt/bpl/getEventRateReport?limit=ten", 400),
+        ("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV004", 400),
+    ] {
+        let (status, body) = h.get_status(uri).await;
+        assert_eq!(status.as_u16(), code, "{uri}: {body}");
+        assert!(body["message"].is_string(), "{uri}: {body}");
+    }
+
+    // rename: a validation while archiving, then after a pause the data is copied.
+    let r = h
+        .get("/mgmt/bpl/renamePV?pv=SCRIPT:PV005&newname=SCRIPT:NEW005")
+        .await;
+    assert_eq!(
+        r,
+        json!({"validation": "Need to pause PV before renaming SCRIPT:PV005 to SCRIPT:NEW005"})
+    );
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:PV005").await;
+    let r = h
+        .get("/mgmt/bpl/renamePV?pv=SCRIPT:PV005&newname=SCRIPT:NEW005")
+        .await;
+    assert_eq!(
+        r,
+        json!({"status": "ok", "desc": "Successfully renamed PV SCRIPT:PV005 to SCRIPT:NEW005"})
+    );
+    let old = archiver_storage::Tier::new("STS", dir.path().join("sts"), Granularity::Hour);
+    let count = |pv: &str| {
+        let mut q = old
+            .query(
+                pv,
+                archiver_pb::Timestamp::new(0, 0),
+                archiver_pb::Timestamp::new(i64::MAX / 4, 0),
+            )
+            .unwrap();
+        let mut n = 0;
+        while q.next_sample().unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    let (a, b) = (count("SCRIPT:PV005"), count("SCRIPT:NEW005"));
+    assert!(a > 0 && a == b, "{a} samples, {b} copied");
+    assert_eq!(h.status_of("SCRIPT:NEW005").await, "Paused");
+    let r = h
+        .get("/mgmt/bpl/renamePV?pv=SCRIPT:PV005&newname=SCRIPT:NEW005")
+        .await;
+    assert!(
+        r["validation"].as_str().unwrap().contains("already exists"),
+        "{r}"
+    );
+
+    // alias
+    let r = h
+        .get("/mgmt/bpl/addAlias?pv=SCRIPT:PV006&aliasname=SCRIPT:ALIAS6")
+        .await;
+    assert_eq!(
+        r,
+        json!({"status": "ok", "desc": "Added an alias SCRIPT:ALIAS6 for PV SCRIPT:PV006"})
+    );
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(t["pvName"], "SCRIPT:PV006");
+    let r = h.get("/mgmt/bpl/getAllAliases").await;
+    assert_eq!(
+        r,
+        json!([{"aliasName": "SCRIPT:ALIAS6", "srcName": "SCRIPT:PV006"}])
+    );
+    let d = h.get("/mgmt/bpl/getPVDetails?pv=SCRIPT:ALIAS6").await;
+    let label = |d: &Json, name: &str| -> String {
+        d.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name:?} in {d}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(label(&d, "PV Name"), "SCRIPT:ALIAS6");
+    assert_eq!(label(&d, "Alias for "), "SCRIPT:PV006");
+    assert_eq!(label(&d, "Is this PV currently connected?"), "yes");
+    assert_eq!(label(&d, "Is this PV paused:"), "No");
+    assert!(label(&d, "How many events so far?").parse::<u64>().unwrap() > 0);
+    assert!(label(&d, "When did we receive the last event?").ends_with("UTC"));
+    let r = h
+        .get("/mgmt/bpl/removeAlias?pv=SCRIPT:PV006&aliasname=SCRIPT:ALIAS6")
+        .await;
+    assert_eq!(r["status"], "ok");
+
+    // Named flags, set algebra.
+    assert_eq!(
+        h.get("/mgmt/bpl/getNamedFlag?name=SKIP_MTS_FOR_ETL").await,
+        json!(false)
+    );
+    h.get("/mgmt/bpl/setNamedFlag?name=SKIP_MTS_FOR_ETL&value=true")
+        .await;
+    assert_eq!(
+        h.get("/mgmt/bpl/getNamedFlag?name=SKIP_MTS_FOR_ETL").await,
+        json!(true)
+    );
+    assert_eq!(
+        h.get("/mgmt/bpl/getAllNamedFlags").await,
+        json!({"SKIP_MTS_FOR_ETL": "true"})
+    );
+    let r = h
+        .post_json("/mgmt/bpl/archivedPVs", r#"["SCRIPT:PV007","NOT:ME"]"#)
+        .await;
+    assert_eq!(r, json!(["SCRIPT:PV007"]));
+    let r = h
+        .post_json("/mgmt/bpl/unarchivedPVs", r#"["SCRIPT:PV007","NOT:ME"]"#)
+        .await;
+    assert_eq!(r, json!(["NOT:ME"]));
+    let mut listed: Vec<&String> = pvs.iter().filter(|p| *p != "SCRIPT:PV008").collect();
+    listed.push(&pvs[0]);
+    let r = h
+        .post_json(
+            "/mgmt/bpl/archivedPVsNotInList",
+            &serde_json::to_string(&listed).unwrap(),
+        )
+        .await;
+    assert_eq!(r, json!(["SCRIPT:NEW005", "SCRIPT:PV008"]));
+
+    // modifyMetaFields needs a pause; then the fields change in status and type info.
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=add,ADEL")
+        .await;
+    assert!(r["validation"].is_string(), "{r}");
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:PV009").await;
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=clear")
+        .await;
+    // Cleared: the policy's defaults, as a new PV.
+    assert_eq!(
+        r,
+        json!({"pvName": "SCRIPT:PV009", "fields": "HIHI,HIGH,LOW,LOLO,LOPR,HOPR"})
+    );
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=add,ADEL,MDEL")
+        .await;
+    assert_eq!(
+        r,
+        json!({"pvName": "SCRIPT:PV009", "fields": "HIHI,HIGH,LOW,LOLO,LOPR,HOPR,ADEL,MDEL"})
+    );
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=remove,HIHI,HIGH,LOW,LOLO")
+        .await;
+    assert_eq!(
+        r,
+        json!({"pvName": "SCRIPT:PV009", "fields": "LOPR,HOPR,ADEL,MDEL"})
+    );
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:PV009").await;
+    assert_eq!(t["archiveFields"], json!(["LOPR", "HOPR", "ADEL", "MDEL"]));
+    assert_eq!(
+        h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV009").await[0]["archiveFields"],
+        "LOPR,HOPR,ADEL,MDEL"
+    );
+
+    // delete with data: refused while archiving (Java's validation), then done.
+    let r = h
+        .get("/mgmt/bpl/deletePV?pv=SCRIPT:PV010&deleteData=true")
+        .await;
+    assert_eq!(
+        r,
+        json!({"validation": "We will not stop archiving PV SCRIPT:PV010 if it is not paused. Please pause recording first."})
+    );
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:PV010").await;
+    let r = h
+        .get("/mgmt/bpl/deletePV?pv=SCRIPT:PV010&deleteData=true")
+        .await;
+    assert_eq!(r["status"], "ok");
+    assert_eq!(r["pvName"], "SCRIPT:PV010");
+    assert_eq!(count("SCRIPT:PV010"), 0);
+    assert_eq!(h.status_of("SCRIPT:PV010").await, "Not being archived");
+    let (status, _) = h
+        .get_status("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:PV010")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Appliance info from the request's host.
+    let i = h.get("/mgmt/bpl/getApplianceInfo").await;
+    assert_eq!(i["identity"], "appliance0");
+    assert_eq!(i["mgmtURL"], "http://archiver.example:17665/mgmt/bpl");
+    assert_eq!(
+        i["dataRetrievalURL"],
+        "http://archiver.example:17665/retrieval"
+    );
+    let c = h.get("/mgmt/bpl/getAppliancesInCluster").await;
+    assert_eq!(c[0]["identity"], "appliance0");
+    let m = h.get("/mgmt/bpl/getApplianceMetrics").await;
+    assert_eq!(m[0]["pvCount"], "100");
+    assert_eq!(m[0]["pausedPVCount"], "3");
+
+    // Export, delete, import: the type info comes back (paused, as Java forces).
+    let export = h.get("/mgmt/bpl/exportConfig").await;
+    assert_eq!(export.as_array().unwrap().len(), 100);
+    let one: Vec<Json> = export
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["pvName"] == "SCRIPT:PV009")
+        .cloned()
+        .collect();
+    h.get("/mgmt/bpl/deletePV?pv=SCRIPT:PV009").await;
+    assert_eq!(h.status_of("SCRIPT:PV009").await, "Not being archived");
+    let r = h
+        .post_json("/mgmt/bpl/importConfig", &Json::Array(one).to_string())
+        .await;
+    assert_eq!(r["status"], "ok");
+    assert_eq!(h.status_of("SCRIPT:PV009").await, "Paused");
+
+    // The IOC goes away: every archiving PV is reported disconnected, still being archived.
+    drop(server);
+    h.wait("disconnections", 30, async |h| {
+        h.get("/mgmt/bpl/getCurrentlyDisconnectedPVs")
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+            == 97
+    })
+    .await;
+    let r = h.get("/mgmt/bpl/getCurrentlyDisconnectedPVs").await;
+    for k in [
+        "pvName",
+        "instance",
+        "connectionLostAt",
+        "noConnectionAsOfEpochSecs",
+        "hostName",
+        "commandThreadID",
+        "lastKnownEvent",
+    ] {
+        assert!(r[0][k].is_string(), "{k} in {r}");
+    }
+    assert_eq!(h.status_of("SCRIPT:PV001").await, "Being archived");
+    let r = h.get("/mgmt/bpl/getLostConnectionsReport?limit=1").await;
+    assert_eq!(r[0]["currentlyConnected"], "No");
+    // At least this loss (a loaded machine may have seen an earlier reconnect too).
+    let lost: u32 = r[0]["lostConnections"].as_str().unwrap().parse().unwrap();
+    assert!(lost >= 1, "{r}");
+
+    app.shutdown(sync).await.unwrap();
+
+    // Restart with the IOC still absent: archived PVs are "Being archived", not
+    // connected, with their metadata from the catalogue.
+    let server2 = Server::start(ServerConfig::loopback()).await.unwrap();
+    let app2 = appliance(&server2, dir.path(), registry.clone()).await;
+    app2.restore().await.unwrap();
+    let h2 = Http { app: app2.clone() };
+    let s = h2.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV001").await;
+    assert_eq!(s[0]["status"], "Being archived");
+    assert_eq!(s[0]["connectionState"], "false");
+    assert_eq!(s[0]["dbrType"], "DBR_SCALAR_DOUBLE");
+    assert!(
+        app2.engine().status("SCRIPT:PV001").unwrap().meta.known,
+        "metadata from the catalogue"
+    );
+    assert_eq!(h2.status_of("SCRIPT:PV003").await, "Being archived");
+    assert_eq!(h2.status_of("SCRIPT:PV009").await, "Paused");
+}

@@ -1,0 +1,686 @@
+//! ETL: moving a PV's closed partitions from one store to the next (STS → MTS → LTS →
+//! blackhole), with the Java appliance's rules (spec java-appliance.md §6.1;
+//! `etl/common/PBThreeTierETLPVLookup`, `ETLJob`, `PlainStoragePlugin.getETLStreams`,
+//! `markForDeletion`).
+//!
+//! * **Stages.** Stage `i` moves store `i` into store `i + 1` of [`DataStores`]; the last
+//!   tier moves into the blackhole store if one is configured (its data is then deleted:
+//!   retention). A stage runs every [`Etl::stage_period`] seconds (the source's
+//!   granularity, at most 8 h, raised to the period of any earlier stage), at
+//!   `k · period + 5 min` ([`Etl::next_run`]): STS hourly at hh:05, MTS every 8 h.
+//! * **What moves** ([`Etl::eligible`]): never the current partition (a file moves once its
+//!   partition ended before the start of the partition holding "now"). With `hold` and
+//!   `gather` (the source URL's ETL watermarks, in partitions): nothing moves until the
+//!   oldest file's first sample is at or before `holdTime`, the last second of the
+//!   partition before `now − hold·approx`; then the files whose first sample is at or
+//!   before `gatherTime`, the last second of the partition before
+//!   `now − (hold − gather + 1)·approx`, move. `hold = gather = 0` moves every closed
+//!   partition (Java's `skipHoldAndGather`).
+//! * **How a file moves** ([`Etl::run_pv`]), under the PV's write lock of the shared
+//!   [`Backend`](crate::Backend) (the engine's writer skips a PV whose lock is held and
+//!   writes it the next period, so ETL never races it and never stalls the others):
+//!   1. its length must still be the one listed;
+//!   2. free space on the destination must be at least its size + 1 MiB, or the
+//!      [`OutOfSpacePolicy`] applies;
+//!   3. its lines are copied **verbatim** (no decode and re-encode: the destination's
+//!      [`PbWriter::append_lines`](archiver_pb::PbWriter::append_lines) reads only each
+//!      line's time) to the destination, which **skips every sample not newer than its
+//!      last** (so a re-run after a crash appends nothing twice), and the destination files
+//!      are synced;
+//!   4. the source is deleted only if its length is still the one listed.
+//!
+//!   A crash between 3 and 4 leaves the samples in both stores: the next run moves the
+//!   file again and the destination refuses them all (retrieval's merge hides the
+//!   duplicate meanwhile). A crash inside 3 leaves a torn line in the destination, cut
+//!   when it is next opened. Files of a PV move oldest first, and the first file that
+//!   cannot move (changed, failed, out of space) ends the PV's stage for this run, so a
+//!   destination never gets a newer file before an older one (which would then be refused
+//!   as not newer and lost).
+//! * **Empty files** (no header, or no sample) before the current partition are deleted.
+
+use std::io;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use archiver_pb::{AppendCounts, Granularity, Timestamp};
+
+use crate::backend::OpenMode;
+use crate::error::StorageError;
+use crate::locks::PvLock;
+use crate::stores::DataStores;
+use crate::tier::{Partition, SyncPolicy, Tier};
+use crate::url::{StoreUrl, blackhole_name};
+
+/// Java's maximum period of an ETL stage (`PBThreeTierETLPVLookup`: 8 hours).
+pub const MAX_STAGE_PERIOD_SECS: i64 = 8 * 3600;
+/// A stage runs this long after its period's boundary (Java: 5 minutes).
+pub const STAGE_OFFSET_SECS: i64 = 5 * 60;
+/// Free space a move must leave on the destination beyond the file's size (Java: 1 MiB).
+pub const SPACE_MARGIN_BYTES: u64 = 1 << 20;
+/// The most bytes copied per append call.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// What a stage does when the destination lacks the space for a file (Java's
+/// `OutOfSpaceHandling`, in `archappl.properties`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutOfSpacePolicy {
+    /// `DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE` (Java's default): the first
+    /// stage (STS → MTS) deletes the file it cannot move, so the short-term store (often
+    /// a RAM disk) never fills; later stages wait for space.
+    #[default]
+    DeleteSrcIfFirstDest,
+    /// `DELETE_SRC_STREAMS_WHEN_OUT_OF_SPACE`: every stage deletes what it cannot move.
+    DeleteSrc,
+    /// `SKIP_ETL_WHEN_OUT_OF_SPACE`: the file stays where it is until there is space.
+    Skip,
+}
+
+impl OutOfSpacePolicy {
+    /// The Java name.
+    pub const fn java_name(self) -> &'static str {
+        match self {
+            OutOfSpacePolicy::DeleteSrcIfFirstDest => {
+                "DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE"
+            }
+            OutOfSpacePolicy::DeleteSrc => "DELETE_SRC_STREAMS_WHEN_OUT_OF_SPACE",
+            OutOfSpacePolicy::Skip => "SKIP_ETL_WHEN_OUT_OF_SPACE",
+        }
+    }
+}
+
+/// An out-of-space policy name that is none of Java's three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not an out-of-space policy (DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE, DELETE_SRC_STREAMS_WHEN_OUT_OF_SPACE, SKIP_ETL_WHEN_OUT_OF_SPACE)"
+)]
+pub struct BadOutOfSpacePolicy(pub String);
+
+impl FromStr for OutOfSpacePolicy {
+    type Err = BadOutOfSpacePolicy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            OutOfSpacePolicy::DeleteSrcIfFirstDest,
+            OutOfSpacePolicy::DeleteSrc,
+            OutOfSpacePolicy::Skip,
+        ]
+        .into_iter()
+        .find(|p| p.java_name().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| BadOutOfSpacePolicy(s.to_string()))
+    }
+}
+
+/// Which files a run moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtlMode {
+    /// The scheduled rules: closed partitions, after hold/gather.
+    Scheduled,
+    /// Every file, the current partition included, ignoring hold/gather: consolidation
+    /// (`consolidateDataForPV`, consolidate on shutdown; Java's `ETLStages.runAll`).
+    All,
+}
+
+/// What one or more runs did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EtlCounts {
+    /// Source files moved (and deleted).
+    pub files_moved: u64,
+    /// Bytes of those files.
+    pub bytes_moved: u64,
+    /// Samples appended to destinations.
+    pub samples_moved: u64,
+    /// Samples a destination already had (not newer than its last): a re-run's.
+    pub samples_skipped: u64,
+    /// Files deleted into the blackhole store.
+    pub files_discarded: u64,
+    /// Files deleted because the destination was out of space (data dropped by the
+    /// out-of-space policy, logged).
+    pub files_dropped_out_of_space: u64,
+    /// Files left because the destination was out of space.
+    pub files_skipped_out_of_space: u64,
+    /// Files left because they changed after they were listed.
+    pub files_changed: u64,
+    /// Empty source files deleted.
+    pub empty_files_removed: u64,
+    /// PVs whose run failed (the error is logged; the file stays to be moved again).
+    pub errors: u64,
+}
+
+impl EtlCounts {
+    /// Adds `o` to this.
+    pub fn add(&mut self, o: &EtlCounts) {
+        self.files_moved += o.files_moved;
+        self.bytes_moved += o.bytes_moved;
+        self.samples_moved += o.samples_moved;
+        self.samples_skipped += o.samples_skipped;
+        self.files_discarded += o.files_discarded;
+        self.files_dropped_out_of_space += o.files_dropped_out_of_space;
+        self.files_skipped_out_of_space += o.files_skipped_out_of_space;
+        self.files_changed += o.files_changed;
+        self.empty_files_removed += o.empty_files_removed;
+        self.errors += o.errors;
+    }
+}
+
+/// Running totals of an [`Etl`] since it was built, for status and metrics.
+#[derive(Debug, Default)]
+pub struct EtlTotals {
+    /// Runs of a stage over a set of PVs.
+    pub runs: AtomicU64,
+    /// See [`EtlCounts::files_moved`].
+    pub files_moved: AtomicU64,
+    /// See [`EtlCounts::bytes_moved`].
+    pub bytes_moved: AtomicU64,
+    /// See [`EtlCounts::samples_moved`].
+    pub samples_moved: AtomicU64,
+    /// See [`EtlCounts::files_dropped_out_of_space`].
+    pub files_dropped_out_of_space: AtomicU64,
+    /// See [`EtlCounts::errors`].
+    pub errors: AtomicU64,
+    /// Microseconds spent in runs.
+    pub busy_micros: AtomicU64,
+}
+
+impl EtlTotals {
+    fn add(&self, c: &EtlCounts, micros: u64) {
+        self.runs.fetch_add(1, Relaxed);
+        self.files_moved.fetch_add(c.files_moved, Relaxed);
+        self.bytes_moved.fetch_add(c.bytes_moved, Relaxed);
+        self.samples_moved.fetch_add(c.samples_moved, Relaxed);
+        self.files_dropped_out_of_space
+            .fetch_add(c.files_dropped_out_of_space, Relaxed);
+        self.errors.fetch_add(c.errors, Relaxed);
+        self.busy_micros.fetch_add(micros, Relaxed);
+    }
+}
+
+/// A source file as listed: its partition and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The partition.
+    pub partition: Partition,
+    /// Its length when listed.
+    pub len: u64,
+    /// The time of its first sample; `None` for a file with no sample.
+    pub first: Option<Timestamp>,
+}
+
+/// One store of a PV's chain (its `PVTypeInfo.dataStores`, in order), for ETL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStore {
+    /// A store, by name (a `pb://` URL's `name`).
+    Named(String),
+    /// A `blackhole://` store: what moves into it is deleted.
+    Blackhole,
+}
+
+impl ChainStore {
+    /// The chain store of a data store URL; `None` for one that does not parse.
+    pub fn from_url(url: &str) -> Option<ChainStore> {
+        if blackhole_name(url).is_some() {
+            return Some(ChainStore::Blackhole);
+        }
+        StoreUrl::parse(url).ok().map(|u| ChainStore::Named(u.name))
+    }
+
+    /// The chain of a PV's `dataStores` URLs (those that do not parse are left out).
+    pub fn chain<S: AsRef<str>>(urls: &[S]) -> Vec<ChainStore> {
+        urls.iter()
+            .filter_map(|u| ChainStore::from_url(u.as_ref()))
+            .collect()
+    }
+}
+
+/// A PV for an ETL run: its name and its chain of stores (`None`: the configured stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtlPv {
+    /// The PV.
+    pub pv: String,
+    /// Its stores in order, from its `dataStores`; `None` for a PV without a type info
+    /// yet (it gets the configured stores).
+    pub chain: Option<Vec<ChainStore>>,
+}
+
+/// The destination of a stage.
+#[derive(Debug, Clone, Copy)]
+enum Dest<'a> {
+    Tier(&'a Tier),
+    Blackhole,
+}
+
+/// The ETL of the configured data stores (see the module documentation). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Etl {
+    stores: DataStores,
+    out_of_space: OutOfSpacePolicy,
+    totals: Arc<EtlTotals>,
+}
+
+impl Etl {
+    /// ETL over `stores` with the out-of-space policy `out_of_space`.
+    pub fn new(stores: DataStores, out_of_space: OutOfSpacePolicy) -> Self {
+        Etl {
+            stores,
+            out_of_space,
+            totals: Arc::default(),
+        }
+    }
+
+    /// The stores.
+    pub fn stores(&self) -> &DataStores {
+        &self.stores
+    }
+
+    /// The totals since this was built.
+    pub fn totals(&self) -> &EtlTotals {
+        &self.totals
+    }
+
+    /// The number of stages: one per pair of consecutive stores, the blackhole included.
+    pub fn stages(&self) -> usize {
+        let n = self.stores.tiers().len() + usize::from(self.stores.blackhole().is_some());
+        n.saturating_sub(1)
+    }
+
+    /// The names of a stage's source and destination.
+    pub fn stage_names(&self, stage: usize) -> Option<(&str, &str)> {
+        let src = self.stores.tiers().get(stage)?;
+        let dest = match self.stores.tiers().get(stage + 1) {
+            Some(t) => t.name(),
+            None => self.stores.blackhole()?,
+        };
+        Some((src.name(), dest))
+    }
+
+    fn dest(&self, stage: usize) -> Option<Dest<'_>> {
+        match self.stores.tiers().get(stage + 1) {
+            Some(t) => Some(Dest::Tier(t)),
+            None if stage + 1 == self.stores.tiers().len() && self.stores.blackhole().is_some() => {
+                Some(Dest::Blackhole)
+            }
+            None => None,
+        }
+    }
+
+    /// Seconds between two runs of `stage`: its source's granularity (Java's approximate
+    /// seconds), at most [`MAX_STAGE_PERIOD_SECS`], raised to the period of every
+    /// earlier stage. `None` for a stage that does not exist.
+    pub fn stage_period(&self, stage: usize) -> Option<i64> {
+        if stage >= self.stages() {
+            return None;
+        }
+        self.stores.tiers()[..=stage]
+            .iter()
+            .map(|t| t.granularity().approx_seconds().min(MAX_STAGE_PERIOD_SECS))
+            .max()
+    }
+
+    /// The first run time of `stage` strictly after `now_secs` (epoch seconds):
+    /// `k · period + 5 min`.
+    pub fn next_run(&self, stage: usize, now_secs: i64) -> Option<i64> {
+        let p = self.stage_period(stage)?;
+        let k = (now_secs - STAGE_OFFSET_SECS).div_euclid(p) + 1;
+        Some(k * p + STAGE_OFFSET_SECS)
+    }
+
+    /// The files of `pv` that `stage` would move at `now`, oldest first (see the module
+    /// documentation), with empty files (first sample `None`) among them to be deleted.
+    pub fn eligible(
+        &self,
+        stage: usize,
+        pv: &str,
+        now: Timestamp,
+        mode: EtlMode,
+    ) -> Result<Vec<Listed>, StorageError> {
+        let Some(src) = self.stores.tiers().get(stage) else {
+            return Ok(Vec::new());
+        };
+        let g = src.granularity();
+        let current_start = g.partition_start(now.secs);
+        let url = src.store_url();
+        let (hold, gather) = (i64::from(url.hold), i64::from(url.gather));
+        let approx = g.approx_seconds();
+        let hold_time = prev_partition_last_second(g, now.secs - approx * hold);
+        let gather_time = prev_partition_last_second(g, now.secs - approx * (hold - gather + 1));
+        let skip_hold_gather = mode == EtlMode::All || (hold == 0 && gather == 0);
+        let io = src.backend().io();
+        let mut out = Vec::new();
+        let mut hold_ok = false;
+        for p in src.partitions(pv)? {
+            if mode == EtlMode::Scheduled && p.end > current_start {
+                break; // the current partition (and any later) never moves
+            }
+            let len = match io.len(&p.path) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(src.io_error(&p.path, e)),
+            };
+            let first = src.first_time_in(&p.path)?;
+            let listed = Listed {
+                partition: p,
+                len,
+                first,
+            };
+            let Some(first) = first else {
+                out.push(listed); // empty: deleted by the run
+                continue;
+            };
+            if skip_hold_gather {
+                out.push(listed);
+                continue;
+            }
+            if !hold_ok {
+                if first.secs > hold_time {
+                    break;
+                }
+                hold_ok = true;
+            }
+            if first.secs <= gather_time {
+                out.push(listed);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `stage` for `pv` at `now` over the configured chain of stores: see
+    /// [`Etl::run_pv_chain`].
+    pub fn run_pv(
+        &self,
+        stage: usize,
+        pv: &str,
+        now: Timestamp,
+        mode: EtlMode,
+    ) -> Result<EtlCounts, StorageError> {
+        self.run_pv_chain(stage, pv, None, now, mode)
+    }
+
+    /// The destination of the source store of `stage` for a PV whose stores are `chain`
+    /// (the configured chain when `None`), and whether the source is the PV's first store;
+    /// `None` when nothing moves (the source is not one of the PV's stores, or its last).
+    fn dest_in_chain(
+        &self,
+        stage: usize,
+        chain: Option<&[ChainStore]>,
+    ) -> Result<Option<(Dest<'_>, bool)>, StorageError> {
+        let Some(chain) = chain else {
+            return Ok(self.dest(stage).map(|d| (d, stage == 0)));
+        };
+        let Some(src) = self.stores.tiers().get(stage) else {
+            return Ok(None);
+        };
+        let Some(pos) = chain
+            .iter()
+            .position(|c| matches!(c, ChainStore::Named(n) if n == src.name()))
+        else {
+            return Ok(None);
+        };
+        Ok(match chain.get(pos + 1) {
+            None => None,
+            Some(ChainStore::Blackhole) => Some((Dest::Blackhole, pos == 0)),
+            Some(ChainStore::Named(n)) => match self.stores.get(n) {
+                Some(t) => Some((Dest::Tier(t), pos == 0)),
+                None if self.stores.blackhole() == Some(n.as_str()) => {
+                    Some((Dest::Blackhole, pos == 0))
+                }
+                None => {
+                    return Err(StorageError::UnknownStore {
+                        name: n.clone(),
+                        url: format!("the dataStores after {}", src.name()),
+                    });
+                }
+            },
+        })
+    }
+
+    /// Runs `stage` (its source is the configured store `stage`) for `pv` at `now`,
+    /// moving each eligible file (see the module documentation) into the store that
+    /// follows the source in `chain`, the PV's stores in order (its `PVTypeInfo.dataStores`,
+    /// Java's per-PV `ETLStages`; `None`: the configured stores). A PV whose stores do not
+    /// include the source, or end with it, has nothing moved: data never goes where its
+    /// `dataStores` would not find it. An error ends the PV's run (files already moved stay
+    /// moved; the failed one stays in the source, whole, to be moved by the next run).
+    pub fn run_pv_chain(
+        &self,
+        stage: usize,
+        pv: &str,
+        chain: Option<&[ChainStore]>,
+        now: Timestamp,
+        mode: EtlMode,
+    ) -> Result<EtlCounts, StorageError> {
+        let mut counts = EtlCounts::default();
+        let Some(src) = self.stores.tiers().get(stage) else {
+            return Ok(counts);
+        };
+        let Some((dest, first)) = self.dest_in_chain(stage, chain)? else {
+            return Ok(counts);
+        };
+        if src.store_url().etl_out_of_store_if.is_some() {
+            // Named flags are not kept by this appliance: such a store accumulates, as
+            // Java's does while its flag is false.
+            return Ok(counts);
+        }
+        for listed in self.eligible(stage, pv, now, mode)? {
+            let lock = self.stores.lock_pv(pv)?;
+            let go_on = self.move_file(first, src, dest, &lock, &listed, &mut counts)?;
+            drop(lock);
+            if !go_on {
+                break;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Runs `stage` for each of `pvs` at `now`; a PV whose run fails is logged, counted in
+    /// [`EtlCounts::errors`], and the others go on. `stop` is asked before each PV; once
+    /// it says true the run ends there.
+    pub fn run_stage(
+        &self,
+        stage: usize,
+        pvs: &[EtlPv],
+        now: Timestamp,
+        mode: EtlMode,
+        stop: &dyn Fn() -> bool,
+    ) -> EtlCounts {
+        let started = std::time::Instant::now();
+        let mut total = EtlCounts::default();
+        for pv in pvs {
+            if stop() {
+                break;
+            }
+            match self.run_pv_chain(stage, &pv.pv, pv.chain.as_deref(), now, mode) {
+                Ok(c) => total.add(&c),
+                Err(e) => {
+                    tracing::warn!(pv = %pv.pv, stage, "ETL stopped for this PV, to be retried: {e}");
+                    total.errors += 1;
+                }
+            }
+        }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.totals.add(&total, micros);
+        total
+    }
+
+    /// Moves every file of `pv` down to the store named `store` now, the current
+    /// partitions included (Java's `consolidateDataForPV`): every stage from the first up
+    /// to the one whose destination is `store`, in order, along `chain` (as
+    /// [`Etl::run_pv_chain`]). An unknown store, or the first store (nothing moves into
+    /// it), is [`StorageError::UnknownStore`].
+    pub fn consolidate(
+        &self,
+        pv: &str,
+        chain: Option<&[ChainStore]>,
+        store: &str,
+        now: Timestamp,
+    ) -> Result<EtlCounts, StorageError> {
+        let into = |stage: usize| -> bool {
+            match self.dest_in_chain(stage, chain) {
+                Ok(Some((Dest::Tier(t), _))) => t.name() == store,
+                Ok(Some((Dest::Blackhole, _))) => self.stores.blackhole() == Some(store),
+                _ => false,
+            }
+        };
+        let last =
+            (0..self.stages())
+                .find(|s| into(*s))
+                .ok_or_else(|| StorageError::UnknownStore {
+                    name: store.to_string(),
+                    url: format!("consolidate {pv} into {store}"),
+                })?;
+        let mut total = EtlCounts::default();
+        for stage in 0..=last {
+            total.add(&self.run_pv_chain(stage, pv, chain, now, EtlMode::All)?);
+        }
+        Ok(total)
+    }
+
+    /// Moves one file; false ends the PV's run (the file could not move).
+    fn move_file(
+        &self,
+        first_stage: bool,
+        src: &Tier,
+        dest: Dest<'_>,
+        lock: &PvLock,
+        listed: &Listed,
+        counts: &mut EtlCounts,
+    ) -> Result<bool, StorageError> {
+        let path = &listed.partition.path;
+        let io = src.backend().io();
+        let unchanged = || -> Result<Option<bool>, StorageError> {
+            match io.len(path) {
+                Ok(l) => Ok(Some(l == listed.len)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(src.io_error(path, e)),
+            }
+        };
+        match unchanged()? {
+            None => return Ok(true), // gone (moved by another run, deleted)
+            Some(false) => {
+                tracing::warn!(file = %path.display(), "changed since listed; ETL moves it next run");
+                counts.files_changed += 1;
+                return Ok(false);
+            }
+            Some(true) => {}
+        }
+        if listed.first.is_none() {
+            src.remove_file_locked(lock, path)?;
+            counts.empty_files_removed += 1;
+            return Ok(true);
+        }
+        let dest = match dest {
+            Dest::Blackhole => {
+                src.remove_file_locked(lock, path)?;
+                counts.files_discarded += 1;
+                return Ok(true);
+            }
+            Dest::Tier(t) => t,
+        };
+        // Java's free-space check: the file's size and 1 MiB.
+        let room = dest
+            .backend()
+            .io()
+            .available_space(dest.root())
+            .map_err(|e| dest.io_error(dest.root(), e))?;
+        if room.is_some_and(|r| r < listed.len.saturating_add(SPACE_MARGIN_BYTES)) {
+            let delete = match self.out_of_space {
+                OutOfSpacePolicy::DeleteSrcIfFirstDest => first_stage,
+                OutOfSpacePolicy::DeleteSrc => true,
+                OutOfSpacePolicy::Skip => false,
+            };
+            if delete {
+                tracing::error!(
+                    file = %path.display(),
+                    dest = dest.name(),
+                    policy = self.out_of_space.java_name(),
+                    "destination out of space: deleting the source file, its data is lost"
+                );
+                src.remove_file_locked(lock, path)?;
+                counts.files_dropped_out_of_space += 1;
+                return Ok(true);
+            }
+            tracing::warn!(
+                file = %path.display(),
+                dest = dest.name(),
+                "destination out of space: the file stays until there is room"
+            );
+            counts.files_skipped_out_of_space += 1;
+            return Ok(false);
+        }
+        // Copy, then sync the destination whatever its policy: the source is deleted next.
+        let durable = dest.clone().with_sync_policy(SyncPolicy::EachWrite);
+        let c = copy_lines(src, &durable, lock, path, listed.len)?;
+        counts.samples_moved += c.written;
+        counts.samples_skipped += c.not_newer;
+        match unchanged()? {
+            Some(true) => {
+                src.remove_file_locked(lock, path)?;
+                counts.files_moved += 1;
+                counts.bytes_moved += listed.len;
+                Ok(true)
+            }
+            None => Ok(true),
+            Some(false) => {
+                counts.files_changed += 1;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Copies the lines of the source file `path` (its first `len` bytes) to `dest`, in
+/// pieces of at most [`COPY_CHUNK`] ending at a line end; a torn last line is left out.
+fn copy_lines(
+    src: &Tier,
+    dest: &Tier,
+    lock: &PvLock,
+    path: &Path,
+    len: u64,
+) -> Result<AppendCounts, StorageError> {
+    let mut total = AppendCounts::default();
+    let Some(reader) = src.open_reader(path)? else {
+        return Ok(total);
+    };
+    let header = reader.header().clone();
+    let mut pos = reader.header_len();
+    let file = src
+        .backend()
+        .io()
+        .open(path, OpenMode::Read)
+        .map_err(|e| src.io_error(path, e))?;
+    drop(reader);
+    let mut buf = vec![0u8; COPY_CHUNK.min(usize::try_from(len).unwrap_or(COPY_CHUNK))];
+    let mut carry = 0usize; // bytes of an unfinished line at the start of `buf`
+    while pos < len {
+        let want = usize::try_from(len - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len() - carry);
+        if want == 0 {
+            // One line longer than the buffer: grow it.
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        let n = file
+            .read_at(&mut buf[carry..carry + want], pos)
+            .map_err(|e| src.io_error(path, e))?;
+        if n == 0 {
+            break;
+        }
+        pos += n as u64;
+        let filled = carry + n;
+        let cut = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1);
+        if cut > 0 {
+            let c =
+                dest.append_lines_locked(lock, header.payload_type, header.year, &buf[..cut])?;
+            crate::tier::add(&mut total, &c);
+        }
+        buf.copy_within(cut..filled, 0);
+        carry = filled - cut;
+    }
+    Ok(total)
+}
+
+/// Java's `TimeUtils.getPreviousPartitionLastSecond`: the last second of the partition
+/// before the one holding `secs`.
+fn prev_partition_last_second(g: Granularity, secs: i64) -> i64 {
+    g.partition_start(secs) - 1
+}

@@ -1,0 +1,447 @@
+//! ETL between stores with the Java rules: the current partition never moves, hold and
+//! gather, the schedule, year boundaries, idempotent re-runs, the blackhole, the
+//! out-of-space policies, many PVs, consolidation. Time is given to each run (the service
+//! above passes its clock's "now"), so every test steps through days in microseconds.
+
+use archiver_pb::time::start_of_year;
+use archiver_pb::{PayloadType, Sample, Timestamp, Value};
+use archiver_storage::testing::SimBackend;
+use archiver_storage::{
+    Backend, ChainStore, DataStores, Etl, EtlMode, EtlPv, OutOfSpacePolicy, Tier,
+};
+
+const TY: PayloadType = PayloadType::ScalarDouble;
+const PV: &str = "ETL:AI-1";
+const H: i64 = 3600;
+const D: i64 = 86400;
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::new(secs, 0)
+}
+
+fn sample(secs: i64) -> Sample {
+    Sample::new(at(secs), Value::ScalarDouble(secs as f64))
+}
+
+fn url(name: &str, g: &str, extra: &str) -> String {
+    format!(
+        "pb://localhost?name={name}&rootFolder=/arch/{}&partitionGranularity={g}{extra}",
+        name.to_lowercase()
+    )
+}
+
+/// STS hourly, MTS daily hold=2 gather=1, LTS yearly (the defaults), plus `more`.
+fn stores(sim: &SimBackend, more: &[&str]) -> DataStores {
+    let mut urls = vec![
+        url("STS", "PARTITION_HOUR", ""),
+        url("MTS", "PARTITION_DAY", "&hold=2&gather=1"),
+        url("LTS", "PARTITION_YEAR", ""),
+    ];
+    urls.extend(more.iter().map(|s| s.to_string()));
+    DataStores::from_urls(urls, Backend::new(sim.clone())).expect("stores")
+}
+
+/// Every sample of `pv` in `tier`, oldest first.
+fn read(tier: &Tier, pv: &str) -> Vec<Sample> {
+    let mut q = tier
+        .query(pv, at(0), at(i64::from(i32::MAX)))
+        .expect("query");
+    let mut out = Vec::new();
+    while let Some(s) = q.next_sample().expect("read") {
+        out.push(s.clone());
+    }
+    out
+}
+
+fn starts(tier: &Tier, pv: &str) -> Vec<i64> {
+    tier.partitions(pv)
+        .expect("list")
+        .iter()
+        .map(|p| p.start)
+        .collect()
+}
+
+/// Samples every 10 minutes over `[from, to)`.
+fn fill(tier: &Tier, pv: &str, from: i64, to: i64) -> Vec<Sample> {
+    let v: Vec<Sample> = (from..to).step_by(600).map(sample).collect();
+    tier.append(pv, TY, &v).expect("append");
+    v
+}
+
+#[test]
+fn the_schedule_is_aligned_to_the_source_granularity_capped_at_8_hours_plus_5_minutes() {
+    let sim = SimBackend::new();
+    let etl = Etl::new(stores(&sim, &[]), OutOfSpacePolicy::default());
+    assert_eq!(etl.stages(), 2);
+    assert_eq!(etl.stage_period(0), Some(H));
+    assert_eq!(etl.stage_period(1), Some(8 * H));
+    assert_eq!(etl.stage_period(2), None);
+    let t0 = start_of_year(2024) + 10 * D; // a midnight
+    assert_eq!(etl.next_run(0, t0), Some(t0 + 5 * 60));
+    assert_eq!(etl.next_run(0, t0 + 5 * 60), Some(t0 + H + 5 * 60));
+    assert_eq!(etl.next_run(0, t0 + 7 * 60), Some(t0 + H + 5 * 60));
+    assert_eq!(etl.next_run(1, t0 + 7 * 60), Some(t0 + 8 * H + 5 * 60));
+    assert_eq!(etl.stage_names(1), Some(("MTS", "LTS")));
+    // A 5-minute STS before a daily MTS: stage 1 is 8 h, stage 0 5 min; a yearly stage
+    // after an 8-hour one stays at 8 h (raised to the earlier stages, capped).
+    let five = DataStores::from_urls(
+        [
+            url("STS", "PARTITION_5MIN", ""),
+            url("MTS", "PARTITION_DAY", ""),
+        ],
+        Backend::new(sim.clone()),
+    )
+    .expect("stores");
+    let etl = Etl::new(five, OutOfSpacePolicy::default());
+    assert_eq!(etl.stage_period(0), Some(300));
+    assert_eq!(etl.stage_period(1), None);
+}
+
+#[test]
+fn the_current_partition_never_moves_and_closed_hours_move_into_the_day_file() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let day = start_of_year(2024) + 40 * D;
+    let written = fill(sts, PV, day, day + 3 * H + 1800); // 3 closed hours and half of one
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let now = at(day + 3 * H + 1800);
+    let c = etl.run_pv(0, PV, now, EtlMode::Scheduled).expect("etl");
+    assert_eq!(c.files_moved, 3);
+    assert_eq!(c.samples_moved, 18);
+    assert_eq!(starts(sts, PV), vec![day + 3 * H], "the current hour stays");
+    assert_eq!(starts(mts, PV), vec![day]);
+    // Nothing lost, nothing twice, across the two stores.
+    let mut both = read(mts, PV);
+    both.extend(read(sts, PV));
+    assert_eq!(both, written);
+    // A re-run at the same time moves nothing.
+    let c = etl.run_pv(0, PV, now, EtlMode::Scheduled).expect("etl");
+    assert_eq!(c.files_moved, 0);
+}
+
+#[test]
+fn hold_and_gather_move_in_batches_as_java_does() {
+    // MTS daily, hold=2 gather=1: nothing moves until the oldest day's first sample is at
+    // or before the last second of the partition before now − 2 days; then the days whose
+    // first sample is at or before the last second of the partition before now − 2 days
+    // move (hold − gather + 1 = 2): at every midnight exactly one day moves.
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (mts, lts) = (&ds.tiers()[1], &ds.tiers()[2]);
+    let d0 = start_of_year(2024) + 100 * D;
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let mut moved_days = Vec::new();
+    for day in 0..10 {
+        fill(mts, PV, d0 + day * D, d0 + (day + 1) * D);
+        // Runs every 8 hours after the day was written.
+        for run in 0..3 {
+            let now = at(d0 + (day + 1) * D + run * 8 * H + 300);
+            let before = starts(mts, PV);
+            let c = etl.run_pv(1, PV, now, EtlMode::Scheduled).expect("etl");
+            let after = starts(mts, PV);
+            for p in before.iter().filter(|p| !after.contains(p)) {
+                moved_days.push(((p - d0) / D, day + 1));
+            }
+            // Two closed days are always kept (hold 2), plus the current one.
+            assert!(
+                after.len() >= 2.min(day as usize + 1),
+                "{after:?} at day {day}"
+            );
+            assert!(c.files_moved <= 1, "gather=1 moves one day at a time");
+        }
+    }
+    // Day k moves at the first run of day k + 3 (now − 2 days is then in day k + 1, and
+    // the partition before it is day k).
+    let expect: Vec<(i64, i64)> = (0..8).map(|k| (k, k + 3)).collect();
+    assert_eq!(moved_days, expect);
+    assert_eq!(read(lts, PV).len(), 8 * 144);
+    // Java's testHoldAndGather for hold=7 gather=5 (daily): each run moves 0 or 5 files.
+    let sim = SimBackend::new();
+    let ds = DataStores::from_urls(
+        [
+            url("MTS", "PARTITION_DAY", "&hold=7&gather=5"),
+            url("LTS", "PARTITION_YEAR", ""),
+        ],
+        Backend::new(sim.clone()),
+    )
+    .expect("stores");
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let mut sizes = Vec::new();
+    for day in 0..40 {
+        fill(&ds.tiers()[0], PV, d0 + day * D, d0 + (day + 1) * D);
+        let listed = etl
+            .eligible(0, PV, at(d0 + (day + 1) * D + 10), EtlMode::Scheduled)
+            .expect("eligible");
+        sizes.push(listed.len());
+        etl.run_pv(0, PV, at(d0 + (day + 1) * D + 10), EtlMode::Scheduled)
+            .expect("etl");
+    }
+    assert!(sizes.iter().all(|n| *n == 0 || *n == 5), "{sizes:?}");
+    assert!(sizes.contains(&5));
+}
+
+#[test]
+fn a_year_boundary_splits_into_the_right_day_and_year_files() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts, lts) = (&ds.tiers()[0], &ds.tiers()[1], &ds.tiers()[2]);
+    let ny = start_of_year(2025);
+    let written = fill(sts, PV, ny - 2 * H, ny + 2 * H);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    etl.run_pv(0, PV, at(ny + 2 * H + 300), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(starts(mts, PV), vec![ny - D, ny]);
+    // Days later, both days reach the LTS, each into its own year's file.
+    etl.run_pv(1, PV, at(ny + 5 * D), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(starts(lts, PV), vec![start_of_year(2024), ny]);
+    let mut all = read(lts, PV);
+    all.extend(read(mts, PV));
+    all.extend(read(sts, PV));
+    assert_eq!(all, written);
+}
+
+#[test]
+fn a_rerun_after_the_append_but_before_the_delete_stores_nothing_twice() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let day = start_of_year(2024) + 7 * D;
+    let written = fill(sts, PV, day, day + 2 * H);
+    // As if a run had appended the first hour to the MTS and died before deleting it.
+    mts.append(PV, TY, &written[..6]).expect("append");
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let c = etl
+        .run_pv(0, PV, at(day + 3 * H), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(
+        (c.files_moved, c.samples_moved, c.samples_skipped),
+        (2, 6, 6)
+    );
+    assert_eq!(read(mts, PV), written);
+    assert!(sts.partitions(PV).expect("l").is_empty());
+}
+
+#[test]
+fn the_blackhole_deletes_what_reaches_it() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &["blackhole://localhost?name=Trash"]);
+    assert_eq!(ds.blackhole(), Some("Trash"));
+    assert_eq!(
+        ds.urls().last().map(String::as_str),
+        Some("blackhole://localhost?name=Trash")
+    );
+    // A PV's dataStores may list it; it resolves to no tier.
+    assert_eq!(ds.resolve(&ds.urls()).expect("resolve").len(), 3);
+    let lts = &ds.tiers()[2];
+    fill(lts, PV, start_of_year(2020), start_of_year(2020) + D);
+    fill(lts, PV, start_of_year(2024), start_of_year(2024) + D);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    assert_eq!(etl.stages(), 3);
+    assert_eq!(etl.stage_names(2), Some(("LTS", "Trash")));
+    let c = etl
+        .run_pv(2, PV, at(start_of_year(2024) + 10 * D), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.files_discarded, 1);
+    assert_eq!(starts(lts, PV), vec![start_of_year(2024)]);
+    // Nothing may follow the blackhole.
+    let err = DataStores::from_urls(
+        [
+            url("STS", "PARTITION_HOUR", ""),
+            "blackhole://localhost".to_string(),
+            url("LTS", "PARTITION_YEAR", ""),
+        ],
+        Backend::new(sim),
+    )
+    .expect_err("after blackhole");
+    assert!(err.to_string().contains("after the blackhole"), "{err}");
+}
+
+#[test]
+fn out_of_space_policies_delete_or_keep_the_source_as_java_does() {
+    let day = start_of_year(2024) + 50 * D;
+    for (policy, stage, dropped) in [
+        (OutOfSpacePolicy::DeleteSrcIfFirstDest, 0, true),
+        (OutOfSpacePolicy::DeleteSrcIfFirstDest, 1, false),
+        (OutOfSpacePolicy::DeleteSrc, 1, true),
+        (OutOfSpacePolicy::Skip, 0, false),
+    ] {
+        let sim = SimBackend::new();
+        let ds = stores(&sim, &[]);
+        let src = &ds.tiers()[stage];
+        fill(src, PV, day, day + 2 * H);
+        let n = src.partitions(PV).expect("l").len() as u64;
+        // Full: less than a file + 1 MiB left.
+        sim.set_capacity(Some(sim.used_bytes() + 1000));
+        let etl = Etl::new(ds.clone(), policy);
+        let c = etl
+            .run_pv(stage, PV, at(day + 30 * D), EtlMode::Scheduled)
+            .expect("etl");
+        let left = src.partitions(PV).expect("l").len() as u64;
+        if dropped {
+            assert_eq!(
+                (c.files_dropped_out_of_space, left),
+                (n, 0),
+                "{policy:?} {stage}"
+            );
+        } else {
+            // The first file that cannot move ends the PV's run.
+            assert_eq!(
+                (c.files_skipped_out_of_space, left),
+                (1, n),
+                "{policy:?} {stage}"
+            );
+        }
+        assert_eq!(c.files_moved, 0);
+        assert!(ds.tiers()[stage + 1].partitions(PV).expect("l").is_empty());
+        // With room again, a kept file moves.
+        sim.set_capacity(None);
+        let c = etl
+            .run_pv(stage, PV, at(day + 30 * D), EtlMode::Scheduled)
+            .expect("etl");
+        assert_eq!(c.files_moved, if dropped { 0 } else { n });
+    }
+    assert_eq!(
+        "SKIP_ETL_WHEN_OUT_OF_SPACE".parse::<OutOfSpacePolicy>(),
+        Ok(OutOfSpacePolicy::Skip)
+    );
+    assert!("FILL_THE_DISK".parse::<OutOfSpacePolicy>().is_err());
+}
+
+#[test]
+fn many_pvs_move_each_its_own_files() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let day = start_of_year(2024) + 200 * D;
+    let pvs: Vec<String> = (0..300).map(|i| format!("SC:AI:{i}")).collect();
+    for pv in &pvs {
+        fill(sts, pv, day, day + 3 * H);
+    }
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let all: Vec<EtlPv> = pvs
+        .iter()
+        .map(|pv| EtlPv {
+            pv: pv.clone(),
+            chain: None,
+        })
+        .collect();
+    let c = etl.run_stage(0, &all, at(day + 2 * H + 60), EtlMode::Scheduled, &|| false);
+    assert_eq!((c.files_moved, c.errors), (600, 0));
+    assert_eq!(c.samples_moved, 300 * 12);
+    for pv in &pvs {
+        assert_eq!(starts(sts, pv), vec![day + 2 * H], "{pv}");
+        assert_eq!(read(mts, pv).len(), 12, "{pv}");
+    }
+    // A stopped run moves nothing more.
+    let c = etl.run_stage(0, &all, at(day + 5 * H), EtlMode::Scheduled, &|| true);
+    assert_eq!(c, Default::default());
+    assert_eq!(
+        etl.totals()
+            .files_moved
+            .load(std::sync::atomic::Ordering::Relaxed),
+        600
+    );
+}
+
+#[test]
+fn consolidation_moves_everything_down_to_the_named_store_now() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts, lts) = (&ds.tiers()[0], &ds.tiers()[1], &ds.tiers()[2]);
+    let day = start_of_year(2024) + 3 * D;
+    let mut written = fill(mts, PV, day - 2 * D, day);
+    written.extend(fill(sts, PV, day, day + 90 * 60));
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let now = at(day + 90 * 60);
+    etl.consolidate(PV, None, "LTS", now).expect("consolidate");
+    assert!(
+        sts.partitions(PV).expect("l").is_empty(),
+        "the current hour too"
+    );
+    assert!(mts.partitions(PV).expect("l").is_empty());
+    assert_eq!(read(lts, PV), written);
+    // Into the MTS only; an unknown or first store is refused by name.
+    fill(sts, PV, day + 2 * H, day + 3 * H);
+    etl.consolidate(PV, None, "MTS", at(day + 2 * H))
+        .expect("consolidate");
+    assert_eq!(read(mts, PV).len(), 6);
+    for bad in ["NOPE", "STS"] {
+        let e = etl.consolidate(PV, None, bad, now).expect_err("bad store");
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+}
+
+#[test]
+fn empty_files_before_the_current_partition_are_removed() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let sts = &ds.tiers()[0];
+    let day = start_of_year(2024) + 9 * D;
+    let path = sts.file_for(PV, day).expect("path");
+    sim.put_file(&path, b"");
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let c = etl
+        .run_pv(0, PV, at(day + 2 * H), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.empty_files_removed, 1);
+    assert!(sim.read_file(&path).is_none());
+}
+
+#[test]
+fn each_pv_moves_along_its_own_data_stores() {
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &["blackhole://localhost?name=Trash"]);
+    let (sts, mts, lts) = (&ds.tiers()[0], &ds.tiers()[1], &ds.tiers()[2]);
+    let day = start_of_year(2024) + 20 * D;
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let chain = |urls: &[&str]| ChainStore::chain(urls);
+    let (s_url, l_url) = (
+        url("STS", "PARTITION_HOUR", ""),
+        url("LTS", "PARTITION_YEAR", ""),
+    );
+    // Only the STS: nothing moves (its dataStores would not find the data elsewhere).
+    fill(sts, "ONLY:STS", day, day + 2 * H);
+    let only = chain(&[&s_url]);
+    let c = etl
+        .run_pv_chain(
+            0,
+            "ONLY:STS",
+            Some(&only),
+            at(day + 5 * H),
+            EtlMode::Scheduled,
+        )
+        .expect("etl");
+    assert_eq!(c, Default::default());
+    assert_eq!(starts(sts, "ONLY:STS").len(), 2);
+    // STS then LTS: the STS moves straight into the LTS.
+    fill(sts, "SKIP:MTS", day, day + 2 * H);
+    let skip = chain(&[&s_url, &l_url]);
+    etl.run_pv_chain(
+        0,
+        "SKIP:MTS",
+        Some(&skip),
+        at(day + 5 * H),
+        EtlMode::Scheduled,
+    )
+    .expect("etl");
+    assert!(starts(mts, "SKIP:MTS").is_empty());
+    assert_eq!(read(lts, "SKIP:MTS").len(), 12);
+    // STS then a blackhole: deleted.
+    fill(sts, "GONE", day, day + 2 * H);
+    let gone = chain(&[&s_url, "blackhole://localhost"]);
+    let c = etl
+        .run_pv_chain(0, "GONE", Some(&gone), at(day + 5 * H), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.files_discarded, 2);
+    // Consolidation follows the chain too.
+    fill(sts, "SKIP:MTS", day + 3 * H, day + 4 * H);
+    etl.consolidate("SKIP:MTS", Some(&skip), "LTS", at(day + 3 * H))
+        .expect("consolidate");
+    assert_eq!(read(lts, "SKIP:MTS").len(), 18);
+    assert!(
+        etl.consolidate("SKIP:MTS", Some(&skip), "MTS", at(day))
+            .is_err()
+    );
+}
