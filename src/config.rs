@@ -11,6 +11,7 @@
 //! server_ioc_drift_secs = 1800          # timestamp filter
 //! default_archive_fields = ["HIHI", "HIGH", "LOW", "LOLO", "LOPR", "HOPR"]  # the policy's
 //! max_buffer_samples = 100000           # per PV archived at every event
+//! default_protocol = "ca"               # "pva": names without ca:// or pva:// use pvAccess
 //!
 //! [storage]
 //! # The data stores, newest data first, as the Java appliance's data store URLs
@@ -109,6 +110,9 @@ pub struct EngineSection {
     pub default_archive_fields: Option<Vec<String>>,
     /// Buffer bound for PVs archived at every event.
     pub max_buffer_samples: Option<usize>,
+    /// The protocol of a requested name without `ca://` or `pva://`: `"ca"` (default) or
+    /// `"pva"` (Java's `ArchivePVAction.defaultAccessProtocol`).
+    pub default_protocol: Option<String>,
 }
 
 /// The range of `engine.write_period_secs`: 0.1 s to one hour (Java's `secondsToBuffer`
@@ -140,6 +144,12 @@ impl EngineSection {
                  and {} seconds",
                 DRIFT_SECS.start(),
                 DRIFT_SECS.end()
+            );
+        }
+        if let Some(p) = &self.default_protocol {
+            anyhow::ensure!(
+                p.eq_ignore_ascii_case("ca") || p.eq_ignore_ascii_case("pva"),
+                "engine.default_protocol = {p:?} is not \"ca\" or \"pva\""
             );
         }
         if let Some(m) = self.max_buffer_samples {
@@ -298,6 +308,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn default_protocol_is_ca_or_pva() {
+        let ok: EngineSection = toml::from_str("default_protocol = \"PVA\"").unwrap();
+        assert!(ok.validate().is_ok());
+        let bad: EngineSection = toml::from_str("default_protocol = \"http\"").unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("default_protocol") && e.contains("http"), "{e}");
+    }
 
     fn storage(toml_text: &str) -> StorageSection {
         let cfg: FileConfig = toml::from_str(toml_text).unwrap();

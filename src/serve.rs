@@ -158,6 +158,11 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     if let Some(f) = file.engine.default_archive_fields.clone() {
         policy.archive_fields = f;
     }
+    policy.default_pva = file
+        .engine
+        .default_protocol
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("pva"));
 
     let mut engine_cfg = EngineConfig::default();
     if let Some(p) = file.engine.write_period_secs {

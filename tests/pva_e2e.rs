@@ -1,8 +1,8 @@
 //! End to end over pvAccess: the real `archiver serve` binary given
 //! `archivePV?pv=pva://NAME` for records of a real IOC served over pvAccess; the values
 //! read back through retrieval (getData.json) with exact values, time stamps and alarms,
-//! the type info marked `usePVAccess`, and a restart of the archiver restoring the PVs
-//! over pvAccess.
+//! the type info marked `usePVAccess`, a restart of the archiver restoring the PVs over
+//! pvAccess, and `default_protocol = "pva"` archiving a bare name over pvAccess.
 
 #![allow(clippy::unwrap_used)]
 
@@ -94,8 +94,21 @@ fn archive_pva_names_and_read_them_back() {
     assert_eq!(enum_info.dbr_type, PayloadType::ScalarEnum);
     drop(reg);
 
-    // a restart restores them over pvAccess
-    let a = Archiver::start(dir.path(), 1, 1, 1.0);
+    // a restart restores them over pvAccess; with default_protocol = "pva" (Java's
+    // defaultAccessProtocol) a bare name is archived over pvAccess too (the archiver's CA
+    // client searches a port nobody serves)
+    ioc.cmd(&format!("set LI 77 {}.0", t0 + 5));
+    let a = Archiver::start_with(
+        dir.path(),
+        1,
+        1,
+        "[engine]\nwrite_period_secs = 1\ndefault_protocol = \"pva\"\n",
+    );
+    let (status, body) = a.post("/mgmt/bpl/archivePV", &json!([{"pv": "PX:LI"}]).to_string());
+    assert_eq!(status, 200, "{body}");
+    a.wait_until(20.0, "the bare name archived over pvAccess", |a| {
+        data(a, "PX:LI").iter().any(|s| s["val"] == json!(77))
+    });
     ioc.cmd(&format!("set AI 8.25 {}.0", t0 + 4));
     a.wait_until(20.0, "the value after the restart", |a| {
         data(a, "PX:AI").iter().any(|s| s["val"] == json!(8.25))

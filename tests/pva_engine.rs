@@ -153,6 +153,7 @@ async fn archives_normative_types_structures_and_members() {
         )
     );
     assert_eq!(s[0].time.nanos, 125_000_000);
+    assert_eq!(engine.status("PE:WF").unwrap().conn.element_count, 3);
     let (ty, s) = samples(&engine, "PE:MBBI", 1).await;
     assert_eq!(
         (ty, &s[0].value),

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{ApplianceError, blocking};
 use crate::live::EngineLive;
-use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, to_registry_method};
+use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, protocol_of, to_registry_method};
 
 /// What an [`Appliance`] is built from.
 #[derive(Clone)]
@@ -208,12 +208,10 @@ impl Appliance {
         let mut requests = Vec::new();
         for spec in specs {
             let cfg = self.parts.policy.pv_config(&spec);
-            let outcome = self.parts.engine.archive(&spec.pv, cfg.clone())?;
-            // `pva://NAME`: archived over pvAccess, known as NAME (Java strips the prefix)
-            let (pva, name) = match spec.pv.strip_prefix(PVA_PREFIX) {
-                Some(n) => (true, n.to_string()),
-                None => (false, spec.pv),
-            };
+            // `pva://NAME` (or a bare name with the policy's default): archived over
+            // pvAccess, known as NAME (Java strips the prefix)
+            let (engine_pv, name, pva) = protocol_of(&spec.pv, self.parts.policy.default_pva);
+            let outcome = self.parts.engine.archive(&engine_pv, cfg.clone())?;
             if outcome == ArchiveOutcome::Submitted {
                 let mut user_params = request_params(&cfg, false);
                 if pva {

@@ -152,6 +152,26 @@ pub struct Policy {
     /// The data stores of a new PV, in order, as `PVTypeInfo.dataStores` URLs
     /// (`pb://localhost?name=STS&rootFolder=...&partitionGranularity=PARTITION_HOUR`).
     pub data_stores: Vec<String>,
+    /// Archive a name without `ca://` or `pva://` over pvAccess (Java's
+    /// `ArchivePVAction.defaultAccessProtocol = PVA`; default false: CA).
+    pub default_pva: bool,
+}
+
+/// How a requested name is archived: the name the engine is given (`pva://NAME` for
+/// pvAccess, else NAME), the name the PV is stored and known under (NAME: Java strips
+/// the prefix), and whether it is pvAccess. `ca://` and `pva://` choose; a bare name takes
+/// `default_pva` ([`Policy::default_pva`]).
+pub fn protocol_of(requested: &str, default_pva: bool) -> (String, String, bool) {
+    const PVA: &str = "pva://";
+    if let Some(n) = requested.strip_prefix(PVA) {
+        (requested.to_string(), n.to_string(), true)
+    } else if let Some(n) = requested.strip_prefix("ca://") {
+        (n.to_string(), n.to_string(), false)
+    } else if default_pva {
+        (format!("{PVA}{requested}"), requested.to_string(), true)
+    } else {
+        (requested.to_string(), requested.to_string(), false)
+    }
 }
 
 /// Java's default archive fields (`policies.py`, spec §4.2).
@@ -183,6 +203,7 @@ impl Policy {
             output_record_types: OUTPUT_RECORD_TYPES.map(String::from).to_vec(),
             output_record_fields: OUTPUT_RECORD_FIELDS.map(String::from).to_vec(),
             data_stores,
+            default_pva: false,
         }
     }
 
@@ -260,6 +281,18 @@ pub fn to_registry_method(m: SamplingMethod) -> archiver_registry::SamplingMetho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_or_the_default_chooses_the_protocol() {
+        let own = |a: &str, b: &str, p| (a.to_string(), b.to_string(), p);
+        assert_eq!(
+            protocol_of("pva://A:B", false),
+            own("pva://A:B", "A:B", true)
+        );
+        assert_eq!(protocol_of("ca://A:B", true), own("A:B", "A:B", false));
+        assert_eq!(protocol_of("A:B", true), own("pva://A:B", "A:B", true));
+        assert_eq!(protocol_of("A:B", false), own("A:B", "A:B", false));
+    }
 
     #[test]
     fn the_range_is_zero_or_a_millisecond_to_a_year() {

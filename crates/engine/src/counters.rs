@@ -22,7 +22,8 @@ pub struct Counters {
     pub dropped_buffer_overflow: AtomicU64,
     /// Dropped: a value arrived while the channel's type was not known.
     pub dropped_no_type: AtomicU64,
-    /// Dropped by the CA client because the engine fell behind.
+    /// Dropped by the CA client because the engine fell behind; for a `pva://` PV, also
+    /// each update the server reported as overrun (it squashed updates before it).
     pub dropped_by_client: AtomicU64,
     /// Refused by the file writer (not newer than the file's last sample...).
     pub refused_by_writer: AtomicU64,

@@ -69,11 +69,14 @@ pub async fn archive_pv(
     let default_method = req.get("samplingmethod").map(parse_method).transpose()?;
     let mut specs = Vec::with_capacity(entries.len());
     for e in &entries {
+        // the protocol prefix stays for the appliance (its policy chooses without one)
         let pv = normalize(&e.pv).map(|n| {
-            if e.pv.trim().starts_with("pva://") {
-                format!("pva://{n}")
-            } else {
-                n
+            match ["pva://", "ca://"]
+                .iter()
+                .find(|p| e.pv.trim().starts_with(**p))
+            {
+                Some(p) => format!("{p}{n}"),
+                None => n,
             }
         })?;
         let period = match e.fields.get("samplingperiod") {

@@ -14,6 +14,8 @@
 //!   update after each connect, and the metadata again whenever those members change.
 //! * `timeStamp` (Unix seconds + nanoseconds) is the sample time, `alarm` its severity and
 //!   status; a V4_GENERIC_BYTES sample also carries `timeStamp.userTag` (Java does).
+//! * An update whose overrun bitset is not empty (the server squashed updates before it)
+//!   counts one in `dropped_by_client`, as a CA update the client dropped does.
 
 use std::time::UNIX_EPOCH;
 
@@ -174,6 +176,28 @@ fn meta_of(desc: &FieldDesc, value: &archiver_pva::PvValue, member: &str) -> PvM
     }
 }
 
+/// Elements of a value: an array's length (at least 1), else 1.
+fn element_count(v: &archiver_pva::PvValue) -> u32 {
+    use archiver_pva::PvValue as V;
+    let n = match v {
+        V::BoolArray(a) => a.len(),
+        V::I8Array(a) => a.len(),
+        V::I16Array(a) => a.len(),
+        V::I32Array(a) => a.len(),
+        V::I64Array(a) => a.len(),
+        V::U8Array(a) => a.len(),
+        V::U16Array(a) => a.len(),
+        V::U32Array(a) => a.len(),
+        V::U64Array(a) => a.len(),
+        V::F32Array(a) => a.len(),
+        V::F64Array(a) => a.len(),
+        V::StringArray(a) => a.len(),
+        V::StructureArray(a) | V::UnionArray(a) | V::AnyArray(a) => a.len(),
+        _ => 1,
+    };
+    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}
+
 /// True when an update changed `display`, `control`, `valueAlarm` or the value's
 /// choices: the metadata is read again.
 fn meta_changed(desc: &FieldDesc, changed: &BitSet) -> bool {
@@ -223,6 +247,11 @@ impl Actor {
             return false;
         };
         let (desc, value) = (&*data.desc, &data.value);
+        if data.overrun.any() {
+            // the server squashed updates before this one: lost, counted as the CA
+            // client's drops are
+            Counters::inc(&rt.slot.counters.dropped_by_client);
+        }
         let field = target.field.as_deref();
         let path = field.unwrap_or("value");
         let first = rt
@@ -246,6 +275,8 @@ impl Actor {
             }
             rt.archived_type = st.archived_type;
             st.meta = meta;
+            // the element count (Java's elementCount): an array's length, else 1
+            st.conn.element_count = member.map(|(_, v)| element_count(v)).unwrap_or(1);
         }
         let ts = match nt::time_stamp(desc, value) {
             Some(t) => match u32::try_from(t.nanos) {
