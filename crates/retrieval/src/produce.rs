@@ -231,19 +231,20 @@ impl<'s, E: Encoder> Producer<'s, E> {
                 std::borrow::Cow::Owned(clip(&spans, Some(cached.until), None))
             }
         };
-        // Numeric scalars (copied without allocating) are read on a second thread.
+        // A post-processor over numeric scalars (copied without allocating) runs while a
+        // second thread reads. Raw data is read inline: its per-sample work is a copy of
+        // the stored line, less than what handing it to another thread costs (measured:
+        // BENCHMARKS.md, "Retrieval, second round").
         let t = plan.desc.payload_type;
-        let pipelined = t.is_scalar() && t != PayloadType::ScalarString && plan.field.is_none();
+        let pipelined = !pp.is_identity()
+            && t.is_scalar()
+            && t != PayloadType::ScalarString
+            && plan.field.is_none();
         skipped += if spans.is_empty() {
             0
         } else if pipelined {
-            let identity = pp.is_identity();
-            for_each_line_pipelined(&tiers, &plan.pv, &spans, &plan.buffer, identity, |s, o| {
-                if identity {
-                    out.sample_from(s, o)
-                } else {
-                    pp.sample(s, &mut out)
-                }
+            for_each_line_pipelined(&tiers, &plan.pv, &spans, &plan.buffer, false, |s, _| {
+                pp.sample(s, &mut out)
             })?
         } else if pp.is_identity() {
             for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, origin| {
