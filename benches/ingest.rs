@@ -621,19 +621,29 @@ fn generate_history(dir: &Path, pvs: usize) {
     let out = Command::new(env!("CARGO_BIN_EXE_archiver"))
         .args(["pb", "generate", "--pvs", &pvs.to_string(), "--rate", "100"])
         .args(["--duration", &format!("{}s", READ_SAMPLES / 100)])
-        .args(["--start", "2024-01-01T00:00:00Z", "--prefix", READ_PREFIX, "--register"])
+        .args([
+            "--start",
+            "2024-01-01T00:00:00Z",
+            "--prefix",
+            READ_PREFIX,
+            "--register",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One retrieval client: until `stop`, GETs the whole history of its PV (raw for even
 /// `i`, json for odd), reading and dropping the body in 256 KiB reads.
 fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> ReaderStats {
     use std::sync::atomic::Ordering;
-    let ext = if i % 2 == 0 { "raw" } else { "json" };
+    let ext = if i.is_multiple_of(2) { "raw" } else { "json" };
     let path = format!(
         "/retrieval/data/getData.{ext}?pv={READ_PREFIX}{i}&from=2023-12-31T00:00:00Z&to=2024-01-02T00:00:00Z"
     );
@@ -644,7 +654,8 @@ fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> Reade
             st.failures += 1;
             continue;
         };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
         if s.write_all(req.as_bytes()).is_err() {
             st.failures += 1;
             continue;

@@ -15,8 +15,10 @@ use archiver_registry::{PvTypeInfo, Registry};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
+use crate::control::ControlStatus;
 use crate::error::ApplianceError;
 use crate::policy::{ArchiveSpec, SamplingPeriod};
+use crate::reapply::Reapplied;
 
 /// What an operation an implementation does not provide answers (the default of the
 /// optional methods of [`ApplianceApi`]).
@@ -79,6 +81,21 @@ pub trait ApplianceApi: Send + Sync + 'static {
     /// The policy configuration as text (`getPolicyText`).
     fn policy_text(&self) -> String {
         String::new()
+    }
+
+    /// What `pv`'s status shows of its controlling PV (conditional archiving), if it
+    /// has one.
+    fn control_status(&self, _pv: &str) -> Option<ControlStatus> {
+        None
+    }
+
+    /// `reapplyPolicies` (see [`Appliance::reapply_policies`]).
+    async fn reapply_policies(
+        &self,
+        _names: &[String],
+        _dry_run: bool,
+    ) -> Result<Vec<Reapplied>, ApplianceError> {
+        Err(unsupported("reapplyPolicies"))
     }
 
     /// `changeArchivalParameters` (see [`Appliance::change_parameters`]).
@@ -172,6 +189,31 @@ impl ApplianceApi for Appliance {
         self.clock().now().secs
     }
 
+    fn policy_list(&self) -> Vec<(String, String)> {
+        self.policy()
+            .site
+            .policies()
+            .iter()
+            .map(|p| (p.name.clone(), p.description.clone()))
+            .collect()
+    }
+
+    fn policy_text(&self) -> String {
+        let text = self.policy().site.text();
+        if text.is_empty() {
+            "# No policy file is configured ([policy] file in the configuration): the one\n\
+             # policy is \"default\", the Java appliance's defaults (MONITOR at 1 s, every\n\
+             # configured data store).\n"
+                .to_string()
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn control_status(&self, pv: &str) -> Option<ControlStatus> {
+        Appliance::control_status(self, pv)
+    }
+
     async fn change_parameters(
         &self,
         pv: &str,
@@ -183,6 +225,14 @@ impl ApplianceApi for Appliance {
 
     async fn abort(&self, pv: &str) -> Result<bool, ApplianceError> {
         Appliance::abort(self, pv).await
+    }
+
+    async fn reapply_policies(
+        &self,
+        names: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<Reapplied>, ApplianceError> {
+        Appliance::reapply_policies(self, names, dry_run).await
     }
 
     async fn rename(&self, pv: &str, new_name: &str) -> Result<String, ApplianceError> {

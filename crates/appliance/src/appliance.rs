@@ -18,9 +18,11 @@ use archiver_time::Clock;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::control::{Control, ControlStatus};
 use crate::error::{ApplianceError, blocking};
 use crate::live::EngineLive;
-use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, to_registry_method};
+use crate::policy::{ArchiveSpec, Decided, Policy, SamplingPeriod, to_registry_method};
+use crate::site_policy::PvFacts;
 
 /// What an [`Appliance`] is built from.
 #[derive(Clone)]
@@ -56,6 +58,7 @@ impl std::fmt::Debug for ApplianceParts {
 #[derive(Clone, Debug)]
 pub struct Appliance {
     parts: Arc<ApplianceParts>,
+    control: Arc<Control>,
 }
 
 /// The result of archiving one PV.
@@ -68,14 +71,46 @@ pub struct Archived {
 }
 
 /// The user parameters stored with a pending request (read back by
-/// [`Appliance::restore`]).
-fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
+/// [`Appliance::restore`] and, for the type info, by [`Appliance::sync_catalogue`]):
+/// the decided settings, and the policy the request named (`policyRequested`, kept so
+/// that re-applying the policies honours it).
+fn request_params(d: &Decided, requested: Option<&str>, paused: bool) -> serde_json::Value {
     json!({
-        "samplingmethod": cfg.method.as_str(),
-        "samplingperiod": cfg.period,
-        "archiveFields": cfg.archive_fields,
+        "samplingmethod": d.config.method.as_str(),
+        "samplingperiod": d.config.period,
+        "archiveFields": d.config.archive_fields,
         "paused": paused,
+        "policyName": d.policy_name,
+        "policyRequested": requested,
+        "dataStores": d.data_stores,
+        "controllingPV": d.controlling_pv,
     })
+}
+
+/// The extra field of a type info that keeps the policy an `archivePV` request named, so
+/// that re-applying the policies honours it (Java keeps no such record).
+pub(crate) const POLICY_REQUESTED_FIELD: &str = "policyRequested";
+
+/// Puts what the policy decided, as stored with the archive request ([`request_params`]),
+/// into a new type info: `policyName`, `dataStores`, `controllingPV` and the requested
+/// policy.
+fn decided_from_params(info: &mut PvTypeInfo, params: &serde_json::Value) {
+    let text = |k: &str| params.get(k).and_then(|v| v.as_str()).map(String::from);
+    info.policy_name = text("policyName");
+    info.controlling_pv = text("controllingPV");
+    if let Some(r) = text("policyRequested") {
+        info.extra_fields
+            .insert(POLICY_REQUESTED_FIELD.to_string(), r);
+    }
+    if let Some(stores) = params.get("dataStores").and_then(|v| v.as_array()) {
+        let urls: Vec<String> = stores
+            .iter()
+            .filter_map(|u| u.as_str().map(String::from))
+            .collect();
+        if !urls.is_empty() {
+            info.data_stores = urls;
+        }
+    }
 }
 
 /// Why a stored value was replaced by the policy's, for the log.
@@ -129,7 +164,18 @@ impl Appliance {
         }
         Appliance {
             parts: Arc::new(parts),
+            control: Arc::new(Control::default()),
         }
+    }
+
+    /// The controlling PVs (conditional archiving).
+    pub(crate) fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// What `pv`'s status shows of its controlling PV, if it has one.
+    pub fn control_status(&self, pv: &str) -> Option<ControlStatus> {
+        self.control.status(pv)
     }
 
     /// The engine.
@@ -191,26 +237,46 @@ impl Appliance {
         &self,
         specs: Vec<ArchiveSpec>,
     ) -> Result<Vec<Archived>, ApplianceError> {
+        // Every policy is decided before anything is archived: an unknown policy name
+        // refuses the whole request.
+        let decided = specs
+            .iter()
+            .map(|spec| self.parts.policy.decide(spec, &PvFacts::name(&spec.pv)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
-        for spec in specs {
-            let cfg = self.parts.policy.pv_config(&spec);
-            let outcome = self.parts.engine.archive(&spec.pv, cfg.clone())?;
+        let mut aliases = Vec::new();
+        for (spec, d) in specs.into_iter().zip(decided) {
+            let outcome = self.parts.engine.archive(&spec.pv, d.config.clone())?;
             if outcome == ArchiveOutcome::Submitted {
                 requests.push(ArchiveRequest {
                     pv_name: spec.pv.clone(),
-                    user_params: request_params(&cfg, false),
+                    user_params: request_params(&d, spec.policy.as_deref(), false),
                 });
+                if let Some(c) = &d.controlling_pv {
+                    self.control().add(c, &spec.pv);
+                }
+            }
+            if let Some(a) = spec.alias {
+                aliases.push((a, spec.pv.clone()));
             }
             results.push(Archived {
                 pv: spec.pv,
                 outcome,
             });
         }
-        if !requests.is_empty() {
+        if !requests.is_empty() || !aliases.is_empty() {
             let reg = self.parts.registry.clone();
-            blocking(move || reg.add_archive_requests(&requests)).await?;
+            blocking(move || {
+                reg.add_archive_requests(&requests)?;
+                for (alias, real) in &aliases {
+                    reg.add_alias(alias, real)?;
+                }
+                Ok::<_, RegistryError>(())
+            })
+            .await?;
         }
+        self.control().ensure_running(self);
         Ok(results)
     }
 
@@ -221,7 +287,12 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`, or the catalogue
     /// fails.
     pub async fn pause(&self, pv: &str) -> Result<(), ApplianceError> {
-        self.parts.engine.pause(pv).await?;
+        if self.control.is_paused_by_control(pv) {
+            // Paused by its controlling PV: now the operator's pause.
+            self.control.operator_took_over(pv);
+        } else {
+            self.parts.engine.pause(pv).await?;
+        }
         self.set_paused(pv, true).await
     }
 
@@ -232,6 +303,7 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
     pub async fn resume(&self, pv: &str) -> Result<(), ApplianceError> {
         self.parts.engine.resume(pv)?;
+        self.control.operator_took_over(pv);
         self.set_paused(pv, false).await
     }
 
@@ -266,6 +338,7 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
     pub async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
         self.parts.engine.delete(pv).await?;
+        self.control.remove(pv);
         let reg = self.parts.registry.clone();
         let stores = self.parts.stores.clone();
         let name = pv.to_string();
@@ -350,6 +423,9 @@ impl Appliance {
                 last,
             ) {
                 Ok(_) => {
+                    if let Some(c) = &info.controlling_pv {
+                        self.control.add(c, &info.pv_name);
+                    }
                     // Until the IOC answers, the metadata is what was archived.
                     self.parts
                         .engine
@@ -367,9 +443,14 @@ impl Appliance {
                     "stored archive request: {}; restored with the policy's defaults",
                     repairs.join("; ")
                 );
+                let mut user_params = req.user_params.clone();
+                if let Some(o) = user_params.as_object_mut() {
+                    o.insert("samplingmethod".into(), cfg.method.as_str().into());
+                    o.insert("samplingperiod".into(), cfg.period.into());
+                }
                 fixed_requests.push(ArchiveRequest {
                     pv_name: req.pv_name.clone(),
-                    user_params: request_params(&cfg, paused),
+                    user_params,
                 });
             }
             let last = last_times.get(&req.pv_name).copied();
@@ -378,7 +459,16 @@ impl Appliance {
                 .engine
                 .restore(&req.pv_name, cfg, None, paused, last)
             {
-                Ok(_) => n += 1,
+                Ok(_) => {
+                    if let Some(c) = req
+                        .user_params
+                        .get("controllingPV")
+                        .and_then(|c| c.as_str())
+                    {
+                        self.control.add(c, &req.pv_name);
+                    }
+                    n += 1
+                }
                 Err(e) => warn!(pv = %req.pv_name, "cannot restore request: {e}"),
             }
         }
@@ -390,6 +480,7 @@ impl Appliance {
             })
             .await?;
         }
+        self.control.ensure_running(self);
         info!(
             "restored {} PVs and {} pending requests",
             infos.len(),
@@ -487,31 +578,46 @@ impl Appliance {
         let stores = self.parts.policy.data_stores.clone();
         let identity = self.parts.identity.to_string();
         let names: Vec<String> = todo.iter().map(|s| s.name.clone()).collect();
+        // A pause by the controlling PV is not the operator's: not recorded as paused.
+        let control_paused: HashSet<String> = names
+            .iter()
+            .filter(|n| self.control.is_paused_by_control(n))
+            .cloned()
+            .collect();
         blocking(move || {
             let mut infos = Vec::with_capacity(todo.len());
             for s in &todo {
                 let Some(ty) = s.archived_type else { continue };
                 let mut info = match reg.get_type_info(&s.name)? {
                     Some(info) => info,
-                    None => match PvTypeInfo::new_for_archiving(
-                        &s.name,
-                        ty,
-                        s.conn.element_count.max(1),
-                        to_registry_method(s.config.method),
-                        s.config.period as f32,
-                        stores.clone(),
-                        now,
-                    ) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            warn!(pv = %s.name, "cannot build a type info: {e}");
-                            continue;
+                    None => {
+                        let params = reg
+                            .get_archive_request(&s.name)?
+                            .map(|r| r.user_params)
+                            .unwrap_or_default();
+                        match PvTypeInfo::new_for_archiving(
+                            &s.name,
+                            ty,
+                            s.conn.element_count.max(1),
+                            to_registry_method(s.config.method),
+                            s.config.period as f32,
+                            stores.clone(),
+                            now,
+                        ) {
+                            Ok(mut i) => {
+                                decided_from_params(&mut i, &params);
+                                i
+                            }
+                            Err(e) => {
+                                warn!(pv = %s.name, "cannot build a type info: {e}");
+                                continue;
+                            }
                         }
-                    },
+                    }
                 };
                 info.appliance_identity = Some(identity.clone());
                 info.archive_fields = s.config.archive_fields.clone();
-                info.paused = s.state == PvState::Paused;
+                info.paused = s.state == PvState::Paused && !control_paused.contains(&s.name);
                 info.set_units(s.meta.egu.clone());
                 info.set_precision(f64::from(s.meta.prec));
                 let l = s.meta.limits;

@@ -18,6 +18,8 @@ use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
 use archiver_registry::PvTypeInfo;
 use archiver_storage::{DataStores, Tier};
 
+use crate::site_policy::{PolicyError, PvFacts, SitePolicy};
+
 /// The shortest sampling period other than 0, in seconds (1 ms). Below it the buffer of a
 /// PV (sized from write period / sampling period) would be absurd.
 pub const MIN_SAMPLING_PERIOD_SECS: f64 = 0.001;
@@ -119,6 +121,12 @@ pub struct ArchiveSpec {
     pub period: Option<SamplingPeriod>,
     /// Archive fields (`HIHI`...); empty = the policy's.
     pub archive_fields: Vec<String>,
+    /// The policy the request names (`policy`); `None` = the site's rules decide.
+    pub policy: Option<String>,
+    /// The controlling PV the request names (`controllingPV`); wins over the policy's.
+    pub controlling_pv: Option<String>,
+    /// An alias to add for the PV (`alias`, Java's POST JSON key).
+    pub alias: Option<String>,
 }
 
 impl ArchiveSpec {
@@ -129,8 +137,24 @@ impl ArchiveSpec {
             method: None,
             period: None,
             archive_fields: Vec::new(),
+            policy: None,
+            controlling_pv: None,
+            alias: None,
         }
     }
+}
+
+/// What the policy decided for a PV, with the request's own settings applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    /// The policy's name (`PVTypeInfo.policyName`).
+    pub policy_name: String,
+    /// The engine settings.
+    pub config: PvConfig,
+    /// The `PVTypeInfo.dataStores` URLs.
+    pub data_stores: Vec<String>,
+    /// The controlling PV, if any.
+    pub controlling_pv: Option<String>,
 }
 
 /// The defaults the Java appliance's `policies.py` applies to a PV that is archived
@@ -152,6 +176,9 @@ pub struct Policy {
     /// The data stores of a new PV, in order, as `PVTypeInfo.dataStores` URLs
     /// (`pb://localhost?name=STS&rootFolder=...&partitionGranularity=PARTITION_HOUR`).
     pub data_stores: Vec<String>,
+    /// The site's named policies and rules (the policy file; without one, only
+    /// `default`, which is the values above).
+    pub site: SitePolicy,
 }
 
 /// Java's default archive fields (`policies.py`, spec §4.2).
@@ -183,6 +210,7 @@ impl Policy {
             output_record_types: OUTPUT_RECORD_TYPES.map(String::from).to_vec(),
             output_record_fields: OUTPUT_RECORD_FIELDS.map(String::from).to_vec(),
             data_stores,
+            site: SitePolicy::java_default(),
         }
     }
 
@@ -222,6 +250,43 @@ impl Policy {
             period: spec.period.unwrap_or(self.default_period).secs(),
             archive_fields: spec.archive_fields.clone(),
         }
+    }
+
+    /// Java's `determinePolicy` for `spec` (see [`crate::site_policy`]): the named policy
+    /// the spec asks for or the one the site's rules pick from `facts`, its values filling
+    /// what the spec leaves out, and this policy's defaults what the named policy leaves
+    /// out.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::UnknownPolicy`] when the spec names a policy the site lacks.
+    pub fn decide(&self, spec: &ArchiveSpec, facts: &PvFacts<'_>) -> Result<Decided, PolicyError> {
+        let named = self.site.decide(facts, spec.policy.as_deref())?;
+        let archive_fields = if spec.archive_fields.is_empty() {
+            named.archive_fields.clone().unwrap_or_default()
+        } else {
+            spec.archive_fields.clone()
+        };
+        Ok(Decided {
+            policy_name: named.name.clone(),
+            config: PvConfig {
+                method: spec.method.or(named.method).unwrap_or(self.default_method),
+                period: spec
+                    .period
+                    .or(named.period)
+                    .unwrap_or(self.default_period)
+                    .secs(),
+                archive_fields,
+            },
+            data_stores: named
+                .data_stores
+                .clone()
+                .unwrap_or_else(|| self.data_stores.clone()),
+            controlling_pv: spec
+                .controlling_pv
+                .clone()
+                .or_else(|| named.controlling_pv.clone()),
+        })
     }
 
     /// The engine settings stored in a type info (restore; later a PVTypeInfo import).

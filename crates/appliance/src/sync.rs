@@ -106,6 +106,7 @@ impl Appliance {
     /// written is on disk).
     pub async fn shutdown(&self, sync: CatalogueSync) -> Result<ShutdownReport, ApplianceError> {
         sync.stop().await;
+        self.control().stop();
         let unwritten = self.engine().shutdown().await;
         let mut done = HashSet::new();
         let catalogued = self.sync_catalogue(&mut done).await?;

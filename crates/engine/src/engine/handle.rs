@@ -40,6 +40,9 @@ pub enum ArchiveOutcome {
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+    /// The CA client the engine's channels use (also lent to the appliance for the
+    /// controlling PVs of conditional archiving: [`Engine::ca_client`]).
+    client: Client,
 }
 
 impl Engine {
@@ -54,9 +57,9 @@ impl Engine {
             cmd: cmd_tx,
             next_id: AtomicU64::new(1),
         });
-        actor::spawn(inner.clone(), client, cmd_rx);
+        actor::spawn(inner.clone(), client.clone(), cmd_rx);
         tokio::spawn(writer::run(inner.clone()));
-        Engine { inner }
+        Engine { inner, client }
     }
 
     fn slot(&self, pv: &str) -> Option<Arc<PvSlot>> {
@@ -290,6 +293,12 @@ impl Engine {
     /// never holds up the PV's ingest while it decodes.
     pub fn buffered(&self, pv: &str) -> Option<BufferSnapshot> {
         self.slot(pv)?.buffered()
+    }
+
+    /// The CA client of the engine's channels: the appliance monitors controlling PVs
+    /// (conditional archiving) on it, beside the engine, not through its event queue.
+    pub fn ca_client(&self) -> &Client {
+        &self.client
     }
 
     /// The short-term store.

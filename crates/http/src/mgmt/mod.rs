@@ -159,6 +159,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(admin::get_policy_text).post(admin::get_policy_text),
         )
         .route(
+            "/mgmt/bpl/reapplyPolicies",
+            get(admin::reapply_policies).post(admin::reapply_policies),
+        )
+        .route(
             "/mgmt/bpl/getApplianceMetrics",
             get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
         )
@@ -291,6 +295,7 @@ fn api_error(e: ApplianceError) -> ApiError {
             | EngineError::NotPaused(_)),
         ) => ApiError::bad(e.to_string()),
         ApplianceError::Period(e) => ApiError::bad(e.to_string()),
+        ApplianceError::Policy(e) => ApiError::bad(e.to_string()),
         ApplianceError::UnknownPv(pv) => {
             ApiError::not_found(format!("PV {pv} is not being archived"))
         }

@@ -1,0 +1,256 @@
+//! Re-applying the site policies to PVs already archived (`reapplyPolicies`): what the
+//! Java appliance cannot do (its policy runs once, at archive time; issue #401).
+//!
+//! For each PV with a `PVTypeInfo`, the policy is decided again ([`crate::Policy::decide`])
+//! from what is known now — its name, `extraFields.RTYP`, its element count, the event
+//! rate the engine measured since the PV was added — honouring the policy its
+//! `archivePV` named (kept in `extraFields.policyRequested`). Then:
+//!
+//! * sampling method and period, and the archive fields when the policy names some, go to
+//!   the engine (the PV's channel is recreated, as `changeArchivalParameters` does; a
+//!   paused PV stays paused) and to the type info;
+//! * `dataStores` becomes the policy's stores, **plus every store the PV had that still
+//!   holds files of it**, so that no archived sample becomes unreachable: the data is
+//!   kept, never moved or deleted;
+//! * `controllingPV` and `policyName` are updated; a PV its old controlling PV had paused
+//!   is resumed when it has none any more.
+//!
+//! A PV still waiting for its first connection (no type info) is left alone: its policy is
+//! decided again once it has connected and been recorded. `dry_run` reports what would
+//! change without changing anything.
+
+use archiver_engine::{PvConfig, PvState, PvStatus};
+use archiver_registry::PvTypeInfo;
+use archiver_storage::DataStores;
+
+use crate::appliance::{Appliance, POLICY_REQUESTED_FIELD};
+use crate::error::{ApplianceError, blocking};
+use crate::policy::{ArchiveSpec, Decided, to_registry_method};
+use crate::site_policy::PvFacts;
+
+/// What re-applying the policies did to one PV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reapplied {
+    /// The PV.
+    pub pv: String,
+    /// `policyName` before (`None` for a PV archived before policies were recorded).
+    pub previous_policy: Option<String>,
+    /// The policy decided now (`None` when the PV was skipped).
+    pub policy: Option<String>,
+    /// Each change, as `what: old -> new` (empty: unchanged), or why the PV was skipped.
+    pub changes: Vec<String>,
+    /// False when the PV was skipped (unknown, not yet connected).
+    pub applied: bool,
+}
+
+/// The stores of a PV after re-application: every configured store, in the configured
+/// order, that `decided` lists or that `old` lists and holds files of `pv`; then the
+/// stores of `old` that are not configured here (kept as they are).
+fn merged_stores(stores: &DataStores, pv: &str, decided: &[String], old: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(decided.len().max(old.len()));
+    for tier in stores.tiers() {
+        let url = tier.url();
+        let wanted = decided.contains(&url);
+        let kept = old.contains(&url) && tier.partitions(pv).is_ok_and(|p| !p.is_empty());
+        if wanted || kept {
+            out.push(url);
+        }
+    }
+    let configured: Vec<String> = stores.tiers().iter().map(|t| t.url()).collect();
+    out.extend(old.iter().filter(|u| !configured.contains(u)).cloned());
+    out
+}
+
+/// The changes from (`status`, `info`) to `decided` with `stores`, as text.
+fn describe(status: &PvStatus, info: &PvTypeInfo, d: &Decided, stores: &[String]) -> Vec<String> {
+    let mut c = Vec::new();
+    if status.config.method != d.config.method {
+        c.push(format!(
+            "samplingMethod: {} -> {}",
+            status.config.method.as_str(),
+            d.config.method.as_str()
+        ));
+    }
+    if status.config.period != d.config.period {
+        c.push(format!(
+            "samplingPeriod: {} -> {}",
+            status.config.period, d.config.period
+        ));
+    }
+    if !d.config.archive_fields.is_empty()
+        && status.config.archive_fields != d.config.archive_fields
+    {
+        c.push(format!(
+            "archiveFields: {} -> {}",
+            status.config.archive_fields.join(","),
+            d.config.archive_fields.join(",")
+        ));
+    }
+    if info.data_stores != stores {
+        c.push(format!(
+            "dataStores: {} -> {}",
+            info.data_stores.join(" "),
+            stores.join(" ")
+        ));
+    }
+    if info.controlling_pv != d.controlling_pv {
+        c.push(format!(
+            "controllingPV: {} -> {}",
+            info.controlling_pv.as_deref().unwrap_or(""),
+            d.controlling_pv.as_deref().unwrap_or("")
+        ));
+    }
+    if info.policy_name.as_deref() != Some(d.policy_name.as_str()) {
+        c.push(format!(
+            "policyName: {} -> {}",
+            info.policy_name.as_deref().unwrap_or(""),
+            d.policy_name
+        ));
+    }
+    c
+}
+
+impl Appliance {
+    /// Re-applies the site policies to `names` (see the module documentation); with
+    /// `dry_run`, only reports. One [`Reapplied`] per name, in order.
+    ///
+    /// # Errors
+    ///
+    /// The catalogue or the engine fails, or a PV's requested policy no longer exists
+    /// ([`ApplianceError::Policy`]; the PVs before it are changed already).
+    pub async fn reapply_policies(
+        &self,
+        names: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<Reapplied>, ApplianceError> {
+        let reg = self.registry().clone();
+        let wanted = names.to_vec();
+        let infos = blocking(move || {
+            wanted
+                .iter()
+                .map(|n| reg.get_type_info(n))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        let now = self.clock().now().secs;
+        let mut out = Vec::with_capacity(names.len());
+        for (name, info) in names.iter().zip(infos) {
+            let skipped = |why: &str| Reapplied {
+                pv: name.clone(),
+                previous_policy: None,
+                policy: None,
+                changes: vec![why.to_string()],
+                applied: false,
+            };
+            let Some(status) = self.engine().status(name) else {
+                out.push(skipped("not archived by this appliance"));
+                continue;
+            };
+            let Some(info) = info else {
+                out.push(skipped(
+                    "not connected yet: its policy is decided when it is first recorded",
+                ));
+                continue;
+            };
+            let elapsed = now - status.counters.added_secs;
+            let count = if status.conn.element_count > 0 {
+                status.conn.element_count
+            } else {
+                info.element_count
+            };
+            let facts = PvFacts {
+                pv: name,
+                rtyp: info.extra_fields.get("RTYP").map(String::as_str),
+                element_count: Some(count),
+                event_rate: (elapsed > 0 && status.counters.first_event_secs > 0)
+                    .then(|| status.counters.event_rate(elapsed)),
+            };
+            let spec = ArchiveSpec {
+                policy: info.extra_fields.get(POLICY_REQUESTED_FIELD).cloned(),
+                ..ArchiveSpec::new(name.clone())
+            };
+            let d = self.policy().decide(&spec, &facts)?;
+            let stores = self.stores().clone();
+            let (pv, new_urls, old_urls) = (
+                name.clone(),
+                d.data_stores.clone(),
+                info.data_stores.clone(),
+            );
+            let data_stores = blocking(move || {
+                Ok::<_, ApplianceError>(merged_stores(&stores, &pv, &new_urls, &old_urls))
+            })
+            .await?;
+            let changes = describe(&status, &info, &d, &data_stores);
+            if !dry_run && !changes.is_empty() {
+                self.apply_decision(&status, &d, data_stores).await?;
+            }
+            out.push(Reapplied {
+                pv: name.clone(),
+                previous_policy: info.policy_name.clone(),
+                policy: Some(d.policy_name.clone()),
+                changes,
+                applied: true,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts `d` into the engine, the controlling PVs and the catalogue.
+    async fn apply_decision(
+        &self,
+        status: &PvStatus,
+        d: &Decided,
+        data_stores: Vec<String>,
+    ) -> Result<(), ApplianceError> {
+        let pv = status.name.as_str();
+        let fields = if d.config.archive_fields.is_empty() {
+            status.config.archive_fields.clone()
+        } else {
+            d.config.archive_fields.clone()
+        };
+        let config = PvConfig {
+            archive_fields: fields,
+            ..d.config.clone()
+        };
+        let control_paused = self.control().is_paused_by_control(pv);
+        let old_controlling = self.control().controlling_pv(pv);
+        if config != status.config {
+            let paused = status.state == PvState::Paused;
+            self.reconfigure(status, config.clone(), paused).await?;
+        }
+        if old_controlling != d.controlling_pv {
+            self.control().remove(pv);
+            if control_paused
+                && self
+                    .engine()
+                    .status(pv)
+                    .is_some_and(|s| s.state == PvState::Paused)
+            {
+                // Its old controlling PV paused it; the new one (if any) decides again.
+                self.engine().resume(pv)?;
+            }
+            if let Some(c) = &d.controlling_pv {
+                self.control().add(c, pv);
+                self.control().ensure_running(self);
+            }
+        }
+        let d = d.clone();
+        let reg = self.registry().clone();
+        let name = pv.to_string();
+        let now = self.clock().now();
+        blocking(move || {
+            if let Some(mut info) = reg.get_type_info(&name)? {
+                info.sampling_method = to_registry_method(config.method);
+                info.sampling_period = config.period as f32;
+                info.archive_fields = config.archive_fields;
+                info.data_stores = data_stores;
+                info.controlling_pv = d.controlling_pv;
+                info.policy_name = Some(d.policy_name);
+                info.modification_time = Some(now);
+                reg.put_type_info(&info)?;
+            }
+            Ok::<_, ApplianceError>(())
+        })
+        .await
+    }
+}
