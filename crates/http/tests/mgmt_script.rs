@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use archiver_appliance::{Appliance, ApplianceParts, CancellationToken, Policy};
+use archiver_appliance::{Appliance, ApplianceParts, CancellationToken, Policy, SitePolicy};
 use archiver_ca::server::{PvSpec, Server, ServerConfig};
 use archiver_ca::{Client, Timestamp, Value};
 use archiver_engine::{Engine, EngineConfig};
@@ -30,6 +30,16 @@ async fn appliance(
     dir: &std::path::Path,
     registry: Arc<SqliteRegistry>,
 ) -> Appliance {
+    appliance_with(server, dir, registry, None).await
+}
+
+/// [`appliance`] with the site policy file `policy_file` (TOML text), if given.
+async fn appliance_with(
+    server: &Server,
+    dir: &std::path::Path,
+    registry: Arc<SqliteRegistry>,
+    policy_file: Option<&str>,
+) -> Appliance {
     let client = Client::new(server.client_config().build().unwrap())
         .await
         .unwrap();
@@ -40,7 +50,10 @@ async fn appliance(
     stores
         .add(Tier::new("MTS", dir.join("mts"), Granularity::Day))
         .unwrap();
-    let policy = Policy::for_stores(&stores);
+    let mut policy = Policy::for_stores(&stores);
+    if let Some(text) = policy_file {
+        policy.site = SitePolicy::from_toml(text, &stores).unwrap();
+    }
     let mut cfg = EngineConfig {
         write_period: Duration::from_millis(200),
         ..EngineConfig::default()
@@ -599,4 +612,360 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     );
     assert_eq!(h2.status_of("SCRIPT:PV003").await, "Being archived");
     assert_eq!(h2.status_of("SCRIPT:PV009").await, "Paused");
+}
+
+/// The site policy file of the policy tests.
+const POLICIES: &str = r#"
+[[policy]]
+name = "fast"
+description = "Fast PVs, short-term store only"
+sampling_period = 0.5
+data_stores = ["STS"]
+
+[[policy]]
+name = "wave"
+description = "Waveforms every 2 s"
+sampling_method = "SCAN"
+sampling_period = 2
+data_stores = ["STS"]
+
+[[policy]]
+name = "beam"
+description = "Only while CTL:ON is not 0"
+controlling_pv = "CTL:ON"
+
+[[rule]]
+policy = "fast"
+pv = "POL:FAST*"
+
+[[rule]]
+policy = "wave"
+min_element_count = 2
+"#;
+
+/// The samples of `pv` in the store `tier`.
+fn stored(app: &Appliance, tier: usize, pv: &str) -> usize {
+    let t = &app.stores().tiers()[tier];
+    let mut q = t
+        .query(
+            pv,
+            archiver_pb::Timestamp::new(0, 0),
+            archiver_pb::Timestamp::new(i64::MAX / 4, 0),
+        )
+        .unwrap();
+    let mut n = 0;
+    while q.next_sample().unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let scalars = ["POL:FAST1", "POL:NAMED", "POL:OTHER"];
+    for n in scalars {
+        server.add_pv(PvSpec::new(n, Value::Double(0.0)));
+    }
+    server.add_pv(PvSpec::new("POL:WAVE", Value::DoubleArray(vec![0.0; 8])));
+    let wave = server.pv("POL:WAVE").unwrap();
+    let _ticker = tick(&server, scalars.iter().map(|s| s.to_string()).collect());
+    let _wave_ticker = tokio::spawn(async move {
+        let mut k = 0.0;
+        loop {
+            k += 1.0;
+            wave.post(Value::DoubleArray(vec![k; 8]), Timestamp::now(), 0, 0)
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES)).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+
+    // The policies, as ChannelFinder and the UI read them.
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert_eq!(
+        list,
+        json!({"fast": "Fast PVs, short-term store only", "wave": "Waveforms every 2 s",
+               "beam": "Only while CTL:ON is not 0",
+               "default": "The Java appliance's default policy: MONITOR at 1 s, every configured store"})
+    );
+    let (status, text) = h.get_status("/mgmt/bpl/getPolicyText").await;
+    assert_eq!(
+        (status, text),
+        (StatusCode::OK, Json::String(POLICIES.to_string()))
+    );
+
+    // Refusals before anything is archived: an unknown policy, another appliance.
+    let (status, e) = h
+        .get_status("/mgmt/bpl/archivePV?pv=POL:OTHER,POL:FAST1&policy=nope")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        e.to_string().contains("policy \\\"nope\\\" does not exist"),
+        "{e}"
+    );
+    let (status, e) = h
+        .get_status("/mgmt/bpl/archivePV?pv=POL:OTHER&appliance=appliance7")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(e.to_string().contains("appliance7"), "{e}");
+    assert_eq!(h.status_of("POL:OTHER").await, "Not being archived");
+
+    // Archive: by rule (name glob), by name of policy, by default with an alias; our own
+    // appliance name is accepted. The waveform's element count is not known yet.
+    let r = h
+        .post_json(
+            "/mgmt/bpl/archivePV",
+            &json!([
+                {"pv": "POL:FAST1"},
+                {"pv": "POL:NAMED", "policy": "fast", "appliance": "appliance0"},
+                {"pv": "POL:OTHER", "alias": "POL:OTHER_ALIAS"},
+                {"pv": "POL:WAVE", "samplingperiod": "1"},
+            ])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(r.as_array().unwrap().len(), 4, "{r}");
+    for pv in ["POL:FAST1", "POL:NAMED", "POL:OTHER", "POL:WAVE"] {
+        h.wait(pv, 20, async |h| {
+            h.get_status(&format!("/mgmt/bpl/getPVTypeInfo?pv={pv}"))
+                .await
+                .0
+                == StatusCode::OK
+        })
+        .await;
+    }
+    let sts_only = json!([app.stores().tiers()[0].url()]);
+    let all_stores = json!([app.stores().tiers()[0].url(), app.stores().tiers()[1].url()]);
+    let info = |pv: &'static str| {
+        let h = &h;
+        async move { h.get(&format!("/mgmt/bpl/getPVTypeInfo?pv={pv}")).await }
+    };
+    let t = info("POL:FAST1").await;
+    assert_eq!(
+        (&t["policyName"], &t["samplingPeriod"], &t["dataStores"]),
+        (&json!("fast"), &json!("0.5"), &sts_only)
+    );
+    let t = info("POL:NAMED").await;
+    assert_eq!(
+        (&t["policyName"], &t["samplingPeriod"]),
+        (&json!("fast"), &json!("0.5"))
+    );
+    assert_eq!(t["extraFields"]["policyRequested"], "fast");
+    let t = info("POL:OTHER").await;
+    assert_eq!(
+        (&t["policyName"], &t["dataStores"]),
+        (&json!("default"), &all_stores)
+    );
+    let t = info("POL:WAVE").await;
+    assert_eq!(
+        (&t["policyName"], &t["samplingPeriod"], &t["samplingMethod"]),
+        (&json!("default"), &json!("1.0"), &json!("MONITOR"))
+    );
+    let aliases = h.get("/mgmt/bpl/getAllAliases").await;
+    assert!(aliases.to_string().contains("POL:OTHER_ALIAS"), "{aliases}");
+    let d = h.get("/mgmt/bpl/getPVDetails?pv=POL:FAST1").await;
+    assert!(
+        d.as_array()
+            .unwrap()
+            .contains(&json!({"name": "Policy name:", "value": "fast", "source": "mgmt"})),
+        "{d}"
+    );
+
+    // Data of the waveform is stored, one file in MTS too (as ETL would have moved it).
+    h.wait("stored waveform samples", 20, async |h| {
+        stored(&h.app, 0, "POL:WAVE") >= 3
+    })
+    .await;
+    app.stores().tiers()[1]
+        .append(
+            "POL:WAVE",
+            archiver_pb::PayloadType::WaveformDouble,
+            &[archiver_pb::Sample::new(
+                archiver_pb::Timestamp::new(1_700_000_000, 0),
+                archiver_pb::Value::VectorDouble(vec![1.0; 8]),
+            )],
+        )
+        .unwrap();
+
+    // Dry run: what would change, nothing changed.
+    let r = h
+        .get("/mgmt/bpl/reapplyPolicies?pv=POL:*&dryrun=true")
+        .await;
+    let by_pv = |r: &Json, pv: &str| {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["pvName"] == pv)
+            .cloned()
+            .unwrap()
+    };
+    let w = by_pv(&r, "POL:WAVE");
+    assert_eq!(
+        (&w["status"], &w["policy"], &w["previousPolicy"]),
+        (&json!("would change"), &json!("wave"), &json!("default")),
+        "{r}"
+    );
+    assert_eq!(
+        w["changes"],
+        json!([
+            "samplingMethod: MONITOR -> SCAN",
+            "samplingPeriod: 1 -> 2",
+            "policyName: default -> wave"
+        ]),
+        "the MTS file keeps MTS in dataStores"
+    );
+    assert_eq!(by_pv(&r, "POL:FAST1")["status"], "unchanged");
+    assert_eq!(
+        by_pv(&r, "POL:NAMED")["status"],
+        "unchanged",
+        "the named policy is kept"
+    );
+    assert_eq!(by_pv(&r, "POL:OTHER")["status"], "unchanged");
+    assert_eq!(info("POL:WAVE").await["policyName"], "default");
+
+    // Re-applied: the engine and the catalogue take the policy, every sample is kept.
+    let before = stored(&app, 0, "POL:WAVE");
+    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:WAVE").await;
+    assert_eq!(r[0]["status"], "changed", "{r}");
+    let s = h.get("/mgmt/bpl/getPVStatus?pv=POL:WAVE").await;
+    assert_eq!(
+        (&s[0]["samplingMethod"], &s[0]["samplingPeriod"]),
+        (&json!("SCAN"), &json!("2.0"))
+    );
+    let t = info("POL:WAVE").await;
+    assert_eq!(
+        (
+            &t["policyName"],
+            &t["samplingPeriod"],
+            &t["samplingMethod"],
+            &t["dataStores"]
+        ),
+        (&json!("wave"), &json!("2.0"), &json!("SCAN"), &all_stores)
+    );
+    assert!(stored(&app, 0, "POL:WAVE") >= before);
+    assert_eq!(stored(&app, 1, "POL:WAVE"), 1);
+    h.wait("archiving again", 20, async |h| {
+        h.status_of("POL:WAVE").await == "Being archived" && stored(&h.app, 0, "POL:WAVE") > before
+    })
+    .await;
+    // Again: nothing left to change.
+    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:WAVE").await;
+    assert_eq!(r[0]["status"], "unchanged", "{r}");
+    // An unknown PV is skipped with the reason.
+    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:NOPE").await;
+    assert_eq!(r[0]["status"], "skipped", "{r}");
+
+    app.shutdown(sync).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controlling_pv_pauses_and_resumes_its_pvs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    for n in ["CTL:A", "CTL:B", "CTL:C"] {
+        server.add_pv(PvSpec::new(n, Value::Double(0.0)));
+    }
+    let ctl = server.add_pv(PvSpec::new("CTL:ON", Value::Long(1)));
+    let _ticker = tick(
+        &server,
+        vec!["CTL:A".into(), "CTL:B".into(), "CTL:C".into()],
+    );
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES)).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+
+    // By parameter, and by policy.
+    h.get("/mgmt/bpl/archivePV?pv=CTL:A,CTL:C&controllingPV=CTL:ON")
+        .await;
+    h.get("/mgmt/bpl/archivePV?pv=CTL:B&policy=beam").await;
+    let state = |pv: &'static str| {
+        let h = &h;
+        async move { h.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await[0].clone() }
+    };
+    for pv in ["CTL:A", "CTL:B", "CTL:C"] {
+        h.wait("enabled", 20, async |h| {
+            let s = h.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await;
+            s[0]["status"] == "Being archived" && s[0]["controllingPVState"] == "enabled"
+        })
+        .await;
+    }
+    let s = state("CTL:B").await;
+    assert_eq!(
+        (&s["controllingPV"], &s["controllingPVTransitions"]),
+        (&json!("CTL:ON"), &json!("0"))
+    );
+    // An operator pauses C: the controlling PV does not resume it later.
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=CTL:C").await;
+
+    // 0: paused, the transition visible.
+    ctl.post(Value::Long(0), Timestamp::now(), 0, 0).unwrap();
+    for pv in ["CTL:A", "CTL:B"] {
+        h.wait("paused by the controlling PV", 20, async |h| {
+            let s = h.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await;
+            s[0]["status"] == "Paused" && s[0]["controllingPVState"] == "disabled"
+        })
+        .await;
+    }
+    let s = state("CTL:A").await;
+    assert_eq!(s["controllingPVTransitions"], "1");
+    assert_ne!(s["controllingPVLastTransition"], "Never");
+    let stored_while_paused = app.engine().status("CTL:A").unwrap().counters.events_stored;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.engine().status("CTL:A").unwrap().counters.events_stored,
+        stored_while_paused,
+        "nothing archived while the controlling PV is 0"
+    );
+    let d = h.get("/mgmt/bpl/getPVDetails?pv=CTL:A").await;
+    let details = d.as_array().unwrap();
+    for (name, value) in [
+        ("Controlling PV", "CTL:ON"),
+        ("Does the controlling PV enable archiving?", "disabled"),
+        ("Is engine currently archiving this?", "no"),
+        ("Controlling PV transitions", "1"),
+    ] {
+        assert!(
+            details.contains(&json!({"name": name, "value": value, "source": "pv"})),
+            "{name}: {d}"
+        );
+    }
+    // The catalogue does not record the controlling PV's pause as the operator's.
+    h.wait("type info", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=CTL:A").await.0 == StatusCode::OK
+    })
+    .await;
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=CTL:A").await;
+    assert_eq!(
+        (&t["paused"], &t["controllingPV"]),
+        (&json!("false"), &json!("CTL:ON"))
+    );
+
+    // Non-zero: resumed, archiving again; the operator's pause stays.
+    ctl.post(Value::Long(5), Timestamp::now(), 0, 0).unwrap();
+    for pv in ["CTL:A", "CTL:B"] {
+        h.wait("resumed by the controlling PV", 20, async |h| {
+            let s = h.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await;
+            s[0]["status"] == "Being archived" && s[0]["controllingPVTransitions"] == "2"
+        })
+        .await;
+    }
+    h.wait("archiving again", 20, async |h| {
+        h.app
+            .engine()
+            .status("CTL:A")
+            .unwrap()
+            .counters
+            .events_stored
+            > stored_while_paused
+    })
+    .await;
+    assert_eq!(h.status_of("CTL:C").await, "Paused");
+
+    app.shutdown(sync).await.unwrap();
 }
