@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use archiver_engine::{PvStatus, SamplingMethod};
+use archiver_engine::{PvStatus, PvSummary, SamplingMethod};
 use archiver_registry::{PvTypeInfo, Registry};
 use async_trait::async_trait;
 
@@ -54,6 +54,13 @@ pub trait ApplianceApi: Send + Sync + 'static {
 
     /// The status of every PV archived here (any order).
     fn all_status(&self) -> Vec<PvStatus>;
+
+    /// The summary of every PV archived here (any order): what the reports read, without
+    /// the per-PV allocations of [`ApplianceApi::all_status`]. The default converts
+    /// `all_status` (for fakes).
+    fn summaries(&self) -> Vec<PvSummary> {
+        self.all_status().iter().map(PvSummary::from).collect()
+    }
 
     /// The names of every PV archived here, sorted.
     fn names(&self) -> Vec<String>;
@@ -175,6 +182,10 @@ impl ApplianceApi for Appliance {
 
     fn all_status(&self) -> Vec<PvStatus> {
         self.engine().all_status()
+    }
+
+    fn summaries(&self) -> Vec<PvSummary> {
+        self.engine().summaries()
     }
 
     fn names(&self) -> Vec<String> {

@@ -102,5 +102,5 @@ pub use tokio_util::sync::CancellationToken;
 /// [`ApplianceError`]), re-exported so that the HTTP crate needs no engine of its own.
 pub use archiver_engine::{
     ArchiveOutcome, ConnState, CountersSnapshot, EngineError, PvConfig, PvMeta, PvState, PvStatus,
-    SamplingMethod, Unwritten,
+    PvSummary, SamplingMethod, Unwritten,
 };

@@ -22,7 +22,7 @@ use archiver_storage::{DataStores, Tier};
 use axum::body::Body;
 use axum::http::{Request, header};
 
-const REPORTS: [&str; 19] = [
+const REPORTS: [&str; 20] = [
     "getNeverConnectedPVs",
     "getCurrentlyDisconnectedPVs",
     "getEventRateReport?limit=1000",
@@ -37,6 +37,7 @@ const REPORTS: [&str; 19] = [
     "getSlowChangingPVsWithDroppedEvents?limit=1000",
     "getPausedPVsReport",
     "getArchivedWaveforms",
+    "getTimeSpanReport",
     "getPVsByStorageConsumed?limit=1000",
     "getApplianceMetrics",
     "getAllPVs?limit=-1",

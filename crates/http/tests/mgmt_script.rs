@@ -776,6 +776,30 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         "{d}"
     );
 
+    // getTimeSpanReport: keyed by name, creation and last event as epoch seconds.
+    let r = h
+        .get("/mgmt/bpl/getTimeSpanReport?regex=POL:(FAST|NAMED).*")
+        .await;
+    let m = r.as_object().unwrap();
+    assert_eq!(
+        m.keys().collect::<Vec<_>>(),
+        ["POL:FAST1", "POL:NAMED"],
+        "{r}"
+    );
+    let row = &m["POL:FAST1"];
+    assert_eq!(
+        (&row["pvName"], &row["paused"]),
+        (&json!("POL:FAST1"), &json!("false"))
+    );
+    let created: i64 = row["creationTS"].as_str().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - 60..=now).contains(&created), "{row}");
+    let last: i64 = row["lastEvent"].as_str().unwrap().parse().unwrap();
+    assert!((now - 60..=now + 1).contains(&last), "{row}");
+
     // Data of the waveform is stored, one file in MTS too (as ETL would have moved it).
     h.wait("stored waveform samples", 20, async |h| {
         stored(&h.app, 0, "POL:WAVE") >= 3

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counters;
 use crate::error::EngineError;
-use crate::pv::{BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, SlotState, lock};
+use crate::pv::{
+    BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, PvSummary, SlotState, lock,
+};
 use crate::writer;
 use crate::writer::Unwritten;
 use archiver_time::Clock;
@@ -254,6 +256,13 @@ impl Engine {
             .iter()
             .map(|s| s.status())
             .collect()
+    }
+
+    /// The summary of every PV (any order): the reports' light read, one vector and no
+    /// other allocation (see [`PvSummary`]). The table is read-locked while it is copied.
+    pub fn summaries(&self) -> Vec<PvSummary> {
+        let slots = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.values().map(|s| s.summary()).collect()
     }
 
     /// The status of each PV whose archived type and metadata are known and whose name

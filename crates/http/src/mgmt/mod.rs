@@ -235,6 +235,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(reports::paused_pvs).post(reports::paused_pvs),
         )
         .route(
+            "/mgmt/bpl/getTimeSpanReport",
+            get(reports::time_span).post(reports::time_span),
+        )
+        .route(
             "/mgmt/bpl/getArchivedWaveforms",
             get(reports::archived_waveforms).post(reports::archived_waveforms),
         )
