@@ -15,6 +15,7 @@ use archiver_registry::{PvTypeInfo, Registry};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
+use crate::change_type::Converted;
 use crate::control::ControlStatus;
 use crate::error::ApplianceError;
 use crate::policy::{ArchiveSpec, SamplingPeriod};
@@ -103,6 +104,15 @@ pub trait ApplianceApi: Send + Sync + 'static {
         _dry_run: bool,
     ) -> Result<Vec<Reapplied>, ApplianceError> {
         Err(unsupported("reapplyPolicies"))
+    }
+
+    /// `changeTypeForPV` (see [`Appliance::change_type`]).
+    async fn change_type(
+        &self,
+        _pv: &str,
+        _to: archiver_pb::PayloadType,
+    ) -> Result<Converted, ApplianceError> {
+        Err(unsupported("changeTypeForPV"))
     }
 
     /// `changeArchivalParameters` (see [`Appliance::change_parameters`]).
@@ -244,6 +254,14 @@ impl ApplianceApi for Appliance {
         dry_run: bool,
     ) -> Result<Vec<Reapplied>, ApplianceError> {
         Appliance::reapply_policies(self, names, dry_run).await
+    }
+
+    async fn change_type(
+        &self,
+        pv: &str,
+        to: archiver_pb::PayloadType,
+    ) -> Result<Converted, ApplianceError> {
+        Appliance::change_type(self, pv, to).await
     }
 
     async fn rename(&self, pv: &str, new_name: &str) -> Result<String, ApplianceError> {

@@ -76,6 +76,7 @@ appliance.shutdown(sync).await?;
 
 mod api;
 mod appliance;
+mod change_type;
 mod control;
 mod error;
 mod live;
@@ -87,6 +88,7 @@ mod sync;
 
 pub use crate::api::{ApplianceApi, SharedAppliance};
 pub use crate::appliance::{Appliance, ApplianceParts, Archived};
+pub use crate::change_type::{Converted, convert_value};
 pub use crate::control::ControlStatus;
 pub use crate::error::ApplianceError;
 pub use crate::live::EngineLive;

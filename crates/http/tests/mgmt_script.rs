@@ -30,15 +30,17 @@ async fn appliance(
     dir: &std::path::Path,
     registry: Arc<SqliteRegistry>,
 ) -> Appliance {
-    appliance_with(server, dir, registry, None).await
+    appliance_with(server, dir, registry, None, None).await
 }
 
-/// [`appliance`] with the site policy file `policy_file` (TOML text), if given.
+/// [`appliance`] with the site policy file `policy_file` (TOML text) and the engine's
+/// `max_buffer_samples`, if given.
 async fn appliance_with(
     server: &Server,
     dir: &std::path::Path,
     registry: Arc<SqliteRegistry>,
     policy_file: Option<&str>,
+    max_buffer_samples: Option<usize>,
 ) -> Appliance {
     let client = Client::new(server.client_config().build().unwrap())
         .await
@@ -59,6 +61,9 @@ async fn appliance_with(
         ..EngineConfig::default()
     };
     policy.apply_to(&mut cfg);
+    if let Some(m) = max_buffer_samples {
+        cfg.max_buffer_samples = m;
+    }
     let engine = Engine::start(
         client,
         stores.tiers()[0].clone(),
@@ -681,7 +686,7 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         }
     });
     let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
-    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES)).await;
+    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES), None).await;
     let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
     let h = Http { app: app.clone() };
 
@@ -900,7 +905,7 @@ async fn a_controlling_pv_pauses_and_resumes_its_pvs() {
         vec!["CTL:A".into(), "CTL:B".into(), "CTL:C".into()],
     );
     let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
-    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES)).await;
+    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES), None).await;
     let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
     let h = Http { app: app.clone() };
 
@@ -992,4 +997,157 @@ async fn a_controlling_pv_pauses_and_resumes_its_pvs() {
     assert_eq!(h.status_of("CTL:C").await, "Paused");
 
     app.shutdown(sync).await.unwrap();
+}
+
+/// The value of the first stored sample of `pv` in the first store.
+fn first_stored(app: &Appliance, pv: &str) -> archiver_pb::Value {
+    let mut q = app.stores().tiers()[0]
+        .query(
+            pv,
+            archiver_pb::Timestamp::new(0, 0),
+            archiver_pb::Timestamp::new(i64::MAX / 4, 0),
+        )
+        .unwrap();
+    q.next_sample().unwrap().unwrap().value.clone()
+}
+
+/// The PV names of a report.
+async fn report(h: &Http, name: &str) -> Vec<String> {
+    h.get(&format!("/mgmt/bpl/{name}"))
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pvName"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_after_induced_events_and_a_type_change_rewritten_by_change_type_for_pv() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let future = server.add_pv(PvSpec::new("IND:FUTURE", Value::Double(0.0)));
+    let burst = server.add_pv(PvSpec::new("IND:BURST", Value::Double(0.0)));
+    server.add_pv(PvSpec::new("IND:TYPE", Value::Double(0.0)));
+    let ticker = tick(&server, vec!["IND:TYPE".into()]);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    // Buffers of 10 samples: a PV archived at every update overflows in a burst.
+    let app = appliance_with(&server, dir.path(), registry.clone(), None, Some(10)).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+    h.get("/mgmt/bpl/archivePV?pv=IND:FUTURE,IND:TYPE").await;
+    h.get("/mgmt/bpl/archivePV?pv=IND:BURST&samplingperiod=0")
+        .await;
+    for pv in ["IND:FUTURE", "IND:BURST", "IND:TYPE"] {
+        h.wait("connected", 20, async |h| {
+            let s = h.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await;
+            s[0]["connectionState"] == "true" && s[0]["dbrType"] == "DBR_SCALAR_DOUBLE"
+        })
+        .await;
+    }
+
+    // A time stamp a day ahead: dropped by the time stamp filter.
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    future
+        .post(Value::Double(1.0), Timestamp::from_system(ahead), 0, 0)
+        .unwrap();
+    // A burst of 200 updates within one write period: the buffer keeps 10.
+    for k in 0..200 {
+        burst
+            .post(Value::Double(f64::from(k)), Timestamp::now(), 0, 0)
+            .unwrap();
+    }
+    h.wait("dropped time stamps and overflows", 20, async |h| {
+        report(h, "getPVsByDroppedEventsTimestamp").await == ["IND:FUTURE"]
+            && report(h, "getPVsByDroppedEventsBuffer").await == ["IND:BURST"]
+    })
+    .await;
+    let r = h.get("/mgmt/bpl/getPVsByDroppedEventsTimestamp").await;
+    assert_eq!(r[0]["eventsDropped"], "1", "{r}");
+    let r = h.get("/mgmt/bpl/getPVsByDroppedEventsBuffer").await;
+    let overflowed: u64 = r[0]["eventsDropped"].as_str().unwrap().parse().unwrap();
+    assert!(overflowed > 0, "{r}");
+    assert!(
+        report(&h, "getPVsByDroppedEventsTypeChange")
+            .await
+            .is_empty()
+    );
+
+    // The record changes type (the IOC restarts with IND:TYPE a long) while we restart.
+    h.wait("stored doubles", 20, async |h| {
+        stored(&h.app, 0, "IND:TYPE") >= 3
+    })
+    .await;
+    h.wait("type info", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=IND:TYPE").await.0 == StatusCode::OK
+    })
+    .await;
+    ticker.abort();
+    app.shutdown(sync).await.unwrap();
+    drop(server);
+    let before = stored(&app, 0, "IND:TYPE");
+    assert_eq!(
+        first_stored(&app, "IND:TYPE").payload_type(),
+        archiver_pb::PayloadType::ScalarDouble
+    );
+
+    let server2 = Server::start(ServerConfig::loopback()).await.unwrap();
+    let long = server2.add_pv(PvSpec::new("IND:TYPE", Value::Long(0)));
+    let _long_ticker = tokio::spawn(async move {
+        let mut k = 0;
+        loop {
+            k += 1;
+            long.post(Value::Long(k), Timestamp::now(), 0, 0).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let app2 = appliance(&server2, dir.path(), registry.clone()).await;
+    app2.restore().await.unwrap();
+    let sync2 = app2.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h2 = Http { app: app2.clone() };
+    h2.wait("type change drops", 20, async |h| {
+        report(h, "getPVsByDroppedEventsTypeChange").await == ["IND:TYPE"]
+    })
+    .await;
+
+    // changeTypeForPV: refused while archiving (Java's validation), then done when paused.
+    let r = h2
+        .get("/mgmt/bpl/changeTypeForPV?pv=IND:TYPE&newtype=DBR_SCALAR_INT")
+        .await;
+    assert_eq!(
+        r,
+        json!({"validation": "Need to pause PV before changing type for IND:TYPE"})
+    );
+    let (status, _) = h2
+        .get_status("/mgmt/bpl/changeTypeForPV?pv=IND:TYPE&newtype=DBR_SCALAR_LONG")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    h2.get("/mgmt/bpl/pauseArchivingPV?pv=IND:TYPE").await;
+    let r = h2
+        .get("/mgmt/bpl/changeTypeForPV?pv=IND:TYPE&newtype=DBR_SCALAR_INT")
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["dropped"], "0", "{r}");
+    assert_eq!(r["samples"], before.to_string(), "{r}");
+    assert_eq!(stored(&app2, 0, "IND:TYPE"), before, "every sample kept");
+    assert!(matches!(
+        first_stored(&app2, "IND:TYPE"),
+        archiver_pb::Value::ScalarInt(_)
+    ));
+    let t = h2.get("/mgmt/bpl/getPVTypeInfo?pv=IND:TYPE").await;
+    assert_eq!(
+        (&t["DBRType"], &t["paused"]),
+        (&json!("DBR_SCALAR_INT"), &json!("true"))
+    );
+
+    // Resumed: the longs are archived now, no more type-change drops.
+    h2.get("/mgmt/bpl/resumeArchivingPV?pv=IND:TYPE").await;
+    h2.wait("archiving the new type", 20, async |h| {
+        stored(&h.app, 0, "IND:TYPE") > before + 2
+    })
+    .await;
+    let s = h2.get("/mgmt/bpl/getPVStatus?pv=IND:TYPE").await;
+    assert_eq!(s[0]["dbrType"], "DBR_SCALAR_INT");
+    assert_eq!(s[0]["droppedEventsTypeChange"], "0", "{s}");
+    app2.shutdown(sync2).await.unwrap();
 }

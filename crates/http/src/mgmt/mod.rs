@@ -65,6 +65,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(lifecycle::change_archival_parameters).post(lifecycle::change_archival_parameters),
         )
         .route(
+            "/mgmt/bpl/changeTypeForPV",
+            get(lifecycle::change_type_for_pv).post(lifecycle::change_type_for_pv),
+        )
+        .route(
             "/mgmt/bpl/abortArchivingPV",
             get(lifecycle::abort_archiving_pv).post(lifecycle::abort_archiving_pv),
         )
