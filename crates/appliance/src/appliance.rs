@@ -74,8 +74,21 @@ pub struct Archived {
 /// [`Appliance::restore`] and, for the type info, by [`Appliance::sync_catalogue`]):
 /// the decided settings, and the policy the request named (`policyRequested`, kept so
 /// that re-applying the policies honours it).
-fn request_params(d: &Decided, requested: Option<&str>, paused: bool) -> serde_json::Value {
+fn request_params(spec: &ArchiveSpec, d: &Decided, paused: bool) -> serde_json::Value {
+    let requested = spec.policy.as_deref();
+    // What the request itself set, kept so that re-applying the policies honours it.
+    let mut user = serde_json::Map::new();
+    if let Some(m) = spec.method {
+        user.insert(USER_METHOD_FIELD.into(), m.as_str().into());
+    }
+    if let Some(p) = spec.period {
+        user.insert(USER_PERIOD_FIELD.into(), p.secs().to_string().into());
+    }
+    if let Some(c) = &spec.controlling_pv {
+        user.insert(USER_CONTROLLING_PV_FIELD.into(), c.clone().into());
+    }
     json!({
+        "user": user,
         "samplingmethod": d.config.method.as_str(),
         "samplingperiod": d.config.period,
         "archiveFields": d.config.archive_fields,
@@ -91,6 +104,16 @@ fn request_params(d: &Decided, requested: Option<&str>, paused: bool) -> serde_j
 /// that re-applying the policies honours it (Java keeps no such record).
 pub(crate) const POLICY_REQUESTED_FIELD: &str = "policyRequested";
 
+/// The extra field of a type info keeping the sampling method an `archivePV` request gave
+/// (re-applying the policies keeps it).
+pub(crate) const USER_METHOD_FIELD: &str = "userSamplingMethod";
+
+/// The extra field keeping the sampling period an `archivePV` request gave.
+pub(crate) const USER_PERIOD_FIELD: &str = "userSamplingPeriod";
+
+/// The extra field keeping the controlling PV an `archivePV` request gave.
+pub(crate) const USER_CONTROLLING_PV_FIELD: &str = "userControllingPV";
+
 /// Puts what the policy decided, as stored with the archive request ([`request_params`]),
 /// into a new type info: `policyName`, `dataStores`, `controllingPV` and the requested
 /// policy.
@@ -101,6 +124,13 @@ fn decided_from_params(info: &mut PvTypeInfo, params: &serde_json::Value) {
     if let Some(r) = text("policyRequested") {
         info.extra_fields
             .insert(POLICY_REQUESTED_FIELD.to_string(), r);
+    }
+    if let Some(user) = params.get("user").and_then(|u| u.as_object()) {
+        for (k, v) in user {
+            if let Some(v) = v.as_str() {
+                info.extra_fields.insert(k.clone(), v.to_string());
+            }
+        }
     }
     if let Some(stores) = params.get("dataStores").and_then(|v| v.as_array()) {
         let urls: Vec<String> = stores
@@ -251,7 +281,7 @@ impl Appliance {
             if outcome == ArchiveOutcome::Submitted {
                 requests.push(ArchiveRequest {
                     pv_name: spec.pv.clone(),
-                    user_params: request_params(&d, spec.policy.as_deref(), false),
+                    user_params: request_params(&spec, &d, false),
                 });
                 if let Some(c) = &d.controlling_pv {
                     self.control().add(c, &spec.pv);
@@ -569,9 +599,17 @@ impl Appliance {
         &self,
         done: &mut HashSet<String>,
     ) -> Result<usize, ApplianceError> {
+        Ok(self.record_connected(done).await?.len())
+    }
+
+    /// [`Appliance::sync_catalogue`], returning the names recorded.
+    pub(crate) async fn record_connected(
+        &self,
+        done: &mut HashSet<String>,
+    ) -> Result<Vec<String>, ApplianceError> {
         let todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
         if todo.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let reg = self.parts.registry.clone();
         let now = self.parts.clock.now();
@@ -644,8 +682,7 @@ impl Appliance {
             Ok::<_, ApplianceError>(())
         })
         .await?;
-        let n = names.len();
-        done.extend(names);
-        Ok(n)
+        done.extend(names.iter().cloned());
+        Ok(names)
     }
 }

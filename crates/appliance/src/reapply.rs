@@ -3,8 +3,10 @@
 //!
 //! For each PV with a `PVTypeInfo`, the policy is decided again ([`crate::Policy::decide`])
 //! from what is known now — its name, `extraFields.RTYP`, its element count, the event
-//! rate the engine measured since the PV was added — honouring the policy its
-//! `archivePV` named (kept in `extraFields.policyRequested`). Then:
+//! rate the engine measured since the PV was added (over at least [`MIN_RATE_SECS`];
+//! else the `computedEventRate` a previous re-application recorded) — honouring what its `archivePV`
+//! request set itself (kept in `extraFields`: `policyRequested`, `userSamplingMethod`,
+//! `userSamplingPeriod`, `userControllingPV`). Then:
 //!
 //! * sampling method and period, and the archive fields when the policy names some, go to
 //!   the engine (the PV's channel is recreated, as `changeArchivalParameters` does; a
@@ -16,17 +18,26 @@
 //!   is resumed when it has none any more.
 //!
 //! A PV still waiting for its first connection (no type info) is left alone: its policy is
-//! decided again once it has connected and been recorded. `dry_run` reports what would
-//! change without changing anything.
+//! decided again once it has connected and been recorded (the catalogue sync does so,
+//! without the event rate, when the file has rules: Java, too, decides once the metadata
+//! is known). `dry_run` reports what would change without changing anything.
 
-use archiver_engine::{PvConfig, PvState, PvStatus};
+use archiver_engine::{PvConfig, PvState, PvStatus, SamplingMethod};
 use archiver_registry::PvTypeInfo;
 use archiver_storage::DataStores;
 
-use crate::appliance::{Appliance, POLICY_REQUESTED_FIELD};
+use crate::appliance::{
+    Appliance, POLICY_REQUESTED_FIELD, USER_CONTROLLING_PV_FIELD, USER_METHOD_FIELD,
+    USER_PERIOD_FIELD,
+};
 use crate::error::{ApplianceError, blocking};
-use crate::policy::{ArchiveSpec, Decided, to_registry_method};
+use crate::policy::{ArchiveSpec, Decided, SamplingPeriod, to_registry_method};
 use crate::site_policy::PvFacts;
+
+/// The shortest time, in seconds, over which the engine's count of a PV's events gives
+/// its event rate; over a shorter one (just after a restart or a reconfiguration) the rate
+/// recorded in `PVTypeInfo.computedEventRate` by the last re-application is used.
+pub const MIN_RATE_SECS: i64 = 2;
 
 /// What re-applying the policies did to one PV.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +134,27 @@ impl Appliance {
         names: &[String],
         dry_run: bool,
     ) -> Result<Vec<Reapplied>, ApplianceError> {
+        self.reapply(names, dry_run, true).await
+    }
+
+    /// The policies of PVs just recorded after their first connection, decided again with
+    /// their element count and record type (not their event rate, measured for seconds
+    /// only): Java decides the policy once the metadata is known. Changes are logged.
+    pub(crate) async fn decide_on_connect(&self, names: &[String]) -> Result<(), ApplianceError> {
+        for r in self.reapply(names, false, false).await? {
+            if r.applied && !r.changes.is_empty() {
+                tracing::info!(pv = %r.pv, changes = ?r.changes, "policy decided on connection");
+            }
+        }
+        Ok(())
+    }
+
+    async fn reapply(
+        &self,
+        names: &[String],
+        dry_run: bool,
+        use_rate: bool,
+    ) -> Result<Vec<Reapplied>, ApplianceError> {
         let reg = self.registry().clone();
         let wanted = names.to_vec();
         let infos = blocking(move || {
@@ -153,6 +185,10 @@ impl Appliance {
                 continue;
             };
             let elapsed = now - status.counters.added_secs;
+            // Measured since the engine got the PV (its request, the restore, or the last
+            // reconfiguration); over a shorter time, the rate last recorded.
+            let measured =
+                (use_rate && elapsed >= MIN_RATE_SECS).then(|| status.counters.event_rate(elapsed));
             let count = if status.conn.element_count > 0 {
                 status.conn.element_count
             } else {
@@ -162,11 +198,19 @@ impl Appliance {
                 pv: name,
                 rtyp: info.extra_fields.get("RTYP").map(String::as_str),
                 element_count: Some(count),
-                event_rate: (elapsed > 0 && status.counters.first_event_secs > 0)
-                    .then(|| status.counters.event_rate(elapsed)),
+                event_rate: if use_rate {
+                    measured.or((info.computed_event_rate > 0.0)
+                        .then_some(f64::from(info.computed_event_rate)))
+                } else {
+                    None
+                },
             };
+            let user = |k: &str| info.extra_fields.get(k);
             let spec = ArchiveSpec {
-                policy: info.extra_fields.get(POLICY_REQUESTED_FIELD).cloned(),
+                policy: user(POLICY_REQUESTED_FIELD).cloned(),
+                method: user(USER_METHOD_FIELD).and_then(|m| SamplingMethod::parse(m)),
+                period: user(USER_PERIOD_FIELD).and_then(|p| SamplingPeriod::parse(p).ok()),
+                controlling_pv: user(USER_CONTROLLING_PV_FIELD).cloned(),
                 ..ArchiveSpec::new(name.clone())
             };
             let d = self.policy().decide(&spec, &facts)?;
@@ -182,7 +226,8 @@ impl Appliance {
             .await?;
             let changes = describe(&status, &info, &d, &data_stores);
             if !dry_run && !changes.is_empty() {
-                self.apply_decision(&status, &d, data_stores).await?;
+                self.apply_decision(&status, &d, data_stores, measured)
+                    .await?;
             }
             out.push(Reapplied {
                 pv: name.clone(),
@@ -201,6 +246,7 @@ impl Appliance {
         status: &PvStatus,
         d: &Decided,
         data_stores: Vec<String>,
+        event_rate: Option<f64>,
     ) -> Result<(), ApplianceError> {
         let pv = status.name.as_str();
         let fields = if d.config.archive_fields.is_empty() {
@@ -246,6 +292,9 @@ impl Appliance {
                 info.data_stores = data_stores;
                 info.controlling_pv = d.controlling_pv;
                 info.policy_name = Some(d.policy_name);
+                if let Some(r) = event_rate {
+                    info.computed_event_rate = r as f32;
+                }
                 info.modification_time = Some(now);
                 reg.put_type_info(&info)?;
             }

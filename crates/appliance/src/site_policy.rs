@@ -384,6 +384,12 @@ impl SitePolicy {
         })
     }
 
+    /// True when the file has rules (without any, every PV gets `default` or the policy
+    /// its request names, and nothing needs deciding again).
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// The policy file's text (`getPolicyText`; empty without a file).
     pub fn text(&self) -> &str {
         &self.text

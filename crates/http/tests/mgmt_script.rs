@@ -597,7 +597,10 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     assert_eq!(h.status_of("SCRIPT:PV001").await, "Being archived");
     let r = h.get("/mgmt/bpl/getLostConnectionsReport?limit=1").await;
     assert_eq!(r[0]["currentlyConnected"], "No");
-    assert_eq!(r[0]["lostConnections"], "1");
+    // At least the loss of the server (a reconnection to the dying server, then its
+    // loss, counts twice: seen under load).
+    let lost: u64 = r[0]["lostConnections"].as_str().unwrap().parse().unwrap();
+    assert!(lost >= 1, "{r}");
 
     app.shutdown(sync).await.unwrap();
 
@@ -639,6 +642,13 @@ name = "beam"
 description = "Only while CTL:ON is not 0"
 controlling_pv = "CTL:ON"
 
+[[policy]]
+name = "busy"
+description = "Busy PVs every 2 s"
+sampling_method = "SCAN"
+sampling_period = 2
+data_stores = ["STS"]
+
 [[rule]]
 policy = "fast"
 pv = "POL:FAST*"
@@ -646,6 +656,10 @@ pv = "POL:FAST*"
 [[rule]]
 policy = "wave"
 min_element_count = 2
+
+[[rule]]
+policy = "busy"
+min_event_rate = 5
 "#;
 
 /// The samples of `pv` in the store `tier`.
@@ -695,7 +709,7 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     assert_eq!(
         list,
         json!({"fast": "Fast PVs, short-term store only", "wave": "Waveforms every 2 s",
-               "beam": "Only while CTL:ON is not 0",
+               "beam": "Only while CTL:ON is not 0", "busy": "Busy PVs every 2 s",
                "default": "The Java appliance's default policy: MONITOR at 1 s, every configured store"})
     );
     let (status, text) = h.get_status("/mgmt/bpl/getPolicyText").await;
@@ -766,10 +780,27 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         (&t["policyName"], &t["dataStores"]),
         (&json!("default"), &all_stores)
     );
+    // The waveform's policy is decided again once its element count is known (as Java
+    // decides after reading the metadata), keeping the period its request gave.
+    h.wait("the waveform policy", 20, async |h| {
+        h.get("/mgmt/bpl/getPVTypeInfo?pv=POL:WAVE").await["policyName"] == "wave"
+    })
+    .await;
     let t = info("POL:WAVE").await;
     assert_eq!(
-        (&t["policyName"], &t["samplingPeriod"], &t["samplingMethod"]),
-        (&json!("default"), &json!("1.0"), &json!("MONITOR"))
+        (
+            &t["samplingPeriod"],
+            &t["samplingMethod"],
+            &t["dataStores"],
+            &t["extraFields"]["userSamplingPeriod"]
+        ),
+        (&json!("1.0"), &json!("SCAN"), &sts_only, &json!("1")),
+        "{t}"
+    );
+    let s = h.get("/mgmt/bpl/getPVStatus?pv=POL:WAVE").await;
+    assert_eq!(
+        (&s[0]["samplingMethod"], &s[0]["samplingPeriod"]),
+        (&json!("SCAN"), &json!("1.0"))
     );
     let aliases = h.get("/mgmt/bpl/getAllAliases").await;
     assert!(aliases.to_string().contains("POL:OTHER_ALIAS"), "{aliases}");
@@ -805,21 +836,27 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     let last: i64 = row["lastEvent"].as_str().unwrap().parse().unwrap();
     assert!((now - 60..=now + 1).contains(&last), "{row}");
 
-    // Data of the waveform is stored, one file in MTS too (as ETL would have moved it).
-    h.wait("stored waveform samples", 20, async |h| {
-        stored(&h.app, 0, "POL:WAVE") >= 3
+    // POL:OTHER has data, one file in MTS too (as ETL would have moved it).
+    h.wait("stored samples", 20, async |h| {
+        stored(&h.app, 0, "POL:OTHER") >= 3
     })
     .await;
     app.stores().tiers()[1]
         .append(
-            "POL:WAVE",
-            archiver_pb::PayloadType::WaveformDouble,
+            "POL:OTHER",
+            archiver_pb::PayloadType::ScalarDouble,
             &[archiver_pb::Sample::new(
                 archiver_pb::Timestamp::new(1_700_000_000, 0),
-                archiver_pb::Value::VectorDouble(vec![1.0; 8]),
+                archiver_pb::Value::ScalarDouble(1.0),
             )],
         )
         .unwrap();
+    // Its event rate (10 a second) is measured over some seconds before re-applying.
+    h.wait("two seconds of events", 20, async |h| {
+        let c = h.app.engine().status("POL:OTHER").unwrap().counters;
+        h.app.clock().now().secs - c.added_secs >= 2
+    })
+    .await;
 
     // Dry run: what would change, nothing changed.
     let r = h
@@ -833,10 +870,10 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
             .cloned()
             .unwrap()
     };
-    let w = by_pv(&r, "POL:WAVE");
+    let w = by_pv(&r, "POL:OTHER");
     assert_eq!(
         (&w["status"], &w["policy"], &w["previousPolicy"]),
-        (&json!("would change"), &json!("wave"), &json!("default")),
+        (&json!("would change"), &json!("busy"), &json!("default")),
         "{r}"
     );
     assert_eq!(
@@ -844,29 +881,37 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         json!([
             "samplingMethod: MONITOR -> SCAN",
             "samplingPeriod: 1 -> 2",
-            "policyName: default -> wave"
+            "policyName: default -> busy"
         ]),
         "the MTS file keeps MTS in dataStores"
     );
-    assert_eq!(by_pv(&r, "POL:FAST1")["status"], "unchanged");
+    assert_eq!(
+        by_pv(&r, "POL:FAST1")["status"],
+        "unchanged",
+        "first rule wins"
+    );
     assert_eq!(
         by_pv(&r, "POL:NAMED")["status"],
         "unchanged",
         "the named policy is kept"
     );
-    assert_eq!(by_pv(&r, "POL:OTHER")["status"], "unchanged");
-    assert_eq!(info("POL:WAVE").await["policyName"], "default");
+    assert_eq!(
+        by_pv(&r, "POL:WAVE")["status"],
+        "unchanged",
+        "the requested period is kept"
+    );
+    assert_eq!(info("POL:OTHER").await["policyName"], "default");
 
     // Re-applied: the engine and the catalogue take the policy, every sample is kept.
-    let before = stored(&app, 0, "POL:WAVE");
-    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:WAVE").await;
+    let before = stored(&app, 0, "POL:OTHER");
+    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:OTHER").await;
     assert_eq!(r[0]["status"], "changed", "{r}");
-    let s = h.get("/mgmt/bpl/getPVStatus?pv=POL:WAVE").await;
+    let s = h.get("/mgmt/bpl/getPVStatus?pv=POL:OTHER").await;
     assert_eq!(
         (&s[0]["samplingMethod"], &s[0]["samplingPeriod"]),
         (&json!("SCAN"), &json!("2.0"))
     );
-    let t = info("POL:WAVE").await;
+    let t = info("POL:OTHER").await;
     assert_eq!(
         (
             &t["policyName"],
@@ -874,16 +919,17 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
             &t["samplingMethod"],
             &t["dataStores"]
         ),
-        (&json!("wave"), &json!("2.0"), &json!("SCAN"), &all_stores)
+        (&json!("busy"), &json!("2.0"), &json!("SCAN"), &all_stores)
     );
-    assert!(stored(&app, 0, "POL:WAVE") >= before);
-    assert_eq!(stored(&app, 1, "POL:WAVE"), 1);
+    assert!(stored(&app, 0, "POL:OTHER") >= before);
+    assert_eq!(stored(&app, 1, "POL:OTHER"), 1);
     h.wait("archiving again", 20, async |h| {
-        h.status_of("POL:WAVE").await == "Being archived" && stored(&h.app, 0, "POL:WAVE") > before
+        h.status_of("POL:OTHER").await == "Being archived"
+            && stored(&h.app, 0, "POL:OTHER") > before
     })
     .await;
     // Again: nothing left to change.
-    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:WAVE").await;
+    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:OTHER").await;
     assert_eq!(r[0]["status"], "unchanged", "{r}");
     // An unknown PV is skipped with the reason.
     let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:NOPE").await;
