@@ -147,12 +147,12 @@ pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<V
     let now = app.now_secs();
     let (mut total, mut connected, mut paused, mut never) = (0u64, 0u64, 0u64, 0u64);
     let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
-    for s in app.all_status() {
+    for s in app.summaries() {
         total += 1;
         match s.state {
             PvState::Paused => paused += 1,
             PvState::NeverConnected => never += 1,
-            PvState::Archiving if s.conn.connected => connected += 1,
+            PvState::Archiving if s.connected => connected += 1,
             PvState::Archiving => {}
         }
         let since = now - s.counters.added_secs;
