@@ -143,6 +143,11 @@ fn decided_from_params(info: &mut PvTypeInfo, params: &serde_json::Value) {
     }
 }
 
+/// How long, in seconds after its first connection, the catalogue sync waits for a PV's
+/// record type before recording it without one, when the site's rules use record types
+/// (a server without an `RTYP` field never answers).
+pub(crate) const RECORD_TYPE_WAIT_SECS: i64 = 5;
+
 /// Why a stored value was replaced by the policy's, for the log.
 type Repair = String;
 
@@ -607,7 +612,16 @@ impl Appliance {
         &self,
         done: &mut HashSet<String>,
     ) -> Result<Vec<String>, ApplianceError> {
-        let todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
+        let mut todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
+        if self.parts.policy.site.uses_record_types() {
+            // The policy is decided once the PV is recorded: wait a little for its
+            // record type (read on connection), which the site's rules use.
+            let now = self.parts.clock.now().secs;
+            todo.retain(|s| {
+                s.conn.record_type.is_some()
+                    || now - s.conn.first_established_secs >= RECORD_TYPE_WAIT_SECS
+            });
+        }
         if todo.is_empty() {
             return Ok(Vec::new());
         }
@@ -654,6 +668,9 @@ impl Appliance {
                     }
                 };
                 info.appliance_identity = Some(identity.clone());
+                if let Some(r) = &s.conn.record_type {
+                    info.extra_fields.insert("RTYP".to_string(), r.clone());
+                }
                 info.archive_fields = s.config.archive_fields.clone();
                 info.paused = s.state == PvState::Paused && !control_paused.contains(&s.name);
                 info.set_units(s.meta.egu.clone());

@@ -226,9 +226,12 @@ impl Policy {
     /// [`Policy::output_record_types`] gets [`Policy::output_record_fields`]; none when
     /// either list is empty, and the engine then never reads `.RTYP`). The binary builds
     /// its engine settings through this, so the values in force are this policy's.
+    /// The engine reads every PV's `.RTYP` when the site's rules use record types
+    /// ([`EngineConfig::read_record_type`]).
     /// (`EngineConfig::default()` holds the same Java defaults for the engine's own tests;
     /// a test here checks that they agree.)
     pub fn apply_to(&self, config: &mut EngineConfig) {
+        config.read_record_type = self.site.uses_record_types();
         config.default_archive_fields = self.archive_fields.clone();
         config.record_type_fields = if self.output_record_fields.is_empty() {
             BTreeMap::new()

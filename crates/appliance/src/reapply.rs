@@ -196,7 +196,11 @@ impl Appliance {
             };
             let facts = PvFacts {
                 pv: name,
-                rtyp: info.extra_fields.get("RTYP").map(String::as_str),
+                rtyp: status
+                    .conn
+                    .record_type
+                    .as_deref()
+                    .or(info.extra_fields.get("RTYP").map(String::as_str)),
                 element_count: Some(count),
                 event_rate: if use_rate {
                     measured.or((info.computed_event_rate > 0.0)

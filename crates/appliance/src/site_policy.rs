@@ -390,6 +390,12 @@ impl SitePolicy {
         !self.rules.is_empty()
     }
 
+    /// True when a rule has an `rtyp` condition (the engine must then read every PV's
+    /// record type).
+    pub fn uses_record_types(&self) -> bool {
+        self.rules.iter().any(|r| !r.rtyp.is_empty())
+    }
+
     /// The policy file's text (`getPolicyText`; empty without a file).
     pub fn text(&self) -> &str {
         &self.text

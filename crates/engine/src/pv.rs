@@ -65,6 +65,9 @@ pub struct ConnState {
     pub loss_regain_count: u64,
     /// Native element count from the server.
     pub element_count: u32,
+    /// The record type (`RTYP`), once read on the first connection (when the engine reads
+    /// it: see `EngineConfig::read_record_type`).
+    pub record_type: Option<String>,
 }
 
 #[derive(Debug)]

@@ -660,6 +660,15 @@ min_element_count = 2
 [[rule]]
 policy = "busy"
 min_event_rate = 5
+
+[[policy]]
+name = "analog"
+description = "Analog inputs every 5 s"
+sampling_period = 5
+
+[[rule]]
+policy = "analog"
+rtyp = ["ai"]
 "#;
 
 /// The samples of `pv` in the store `tier`.
@@ -688,6 +697,12 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         server.add_pv(PvSpec::new(n, Value::Double(0.0)));
     }
     server.add_pv(PvSpec::new("POL:WAVE", Value::DoubleArray(vec![0.0; 8])));
+    // An `ai` record: its RTYP field is served as a PV of its own.
+    server.add_pv(PvSpec::new("POL:TEMP", Value::Double(21.5)));
+    server.add_pv(PvSpec::new(
+        "POL:TEMP.RTYP",
+        Value::String(archiver_ca::CaString::new("ai")),
+    ));
     let wave = server.pv("POL:WAVE").unwrap();
     let _ticker = tick(&server, scalars.iter().map(|s| s.to_string()).collect());
     let _wave_ticker = tokio::spawn(async move {
@@ -710,6 +725,7 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         list,
         json!({"fast": "Fast PVs, short-term store only", "wave": "Waveforms every 2 s",
                "beam": "Only while CTL:ON is not 0", "busy": "Busy PVs every 2 s",
+               "analog": "Analog inputs every 5 s",
                "default": "The Java appliance's default policy: MONITOR at 1 s, every configured store"})
     );
     let (status, text) = h.get_status("/mgmt/bpl/getPolicyText").await;
@@ -744,12 +760,19 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
                 {"pv": "POL:NAMED", "policy": "fast", "appliance": "appliance0"},
                 {"pv": "POL:OTHER", "alias": "POL:OTHER_ALIAS"},
                 {"pv": "POL:WAVE", "samplingperiod": "1"},
+                {"pv": "POL:TEMP"},
             ])
             .to_string(),
         )
         .await;
-    assert_eq!(r.as_array().unwrap().len(), 4, "{r}");
-    for pv in ["POL:FAST1", "POL:NAMED", "POL:OTHER", "POL:WAVE"] {
+    assert_eq!(r.as_array().unwrap().len(), 5, "{r}");
+    for pv in [
+        "POL:FAST1",
+        "POL:NAMED",
+        "POL:OTHER",
+        "POL:WAVE",
+        "POL:TEMP",
+    ] {
         h.wait(pv, 20, async |h| {
             h.get_status(&format!("/mgmt/bpl/getPVTypeInfo?pv={pv}"))
                 .await
@@ -801,6 +824,16 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     assert_eq!(
         (&s[0]["samplingMethod"], &s[0]["samplingPeriod"]),
         (&json!("SCAN"), &json!("1.0"))
+    );
+    // The record type read on connection decides too (and is kept in extraFields).
+    h.wait("the analog policy", 20, async |h| {
+        h.get("/mgmt/bpl/getPVTypeInfo?pv=POL:TEMP").await["policyName"] == "analog"
+    })
+    .await;
+    let t = info("POL:TEMP").await;
+    assert_eq!(
+        (&t["samplingPeriod"], &t["extraFields"]["RTYP"]),
+        (&json!("5.0"), &json!("ai"))
     );
     let aliases = h.get("/mgmt/bpl/getAllAliases").await;
     assert!(aliases.to_string().contains("POL:OTHER_ALIAS"), "{aliases}");
