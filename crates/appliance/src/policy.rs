@@ -416,6 +416,84 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_takes_the_request_then_the_named_policy_then_the_defaults() {
+        let mut stores = DataStores::new(archiver_storage::Backend::fs());
+        for (name, g) in [
+            ("STS", archiver_pb::Granularity::Hour),
+            ("MTS", archiver_pb::Granularity::Day),
+        ] {
+            stores
+                .add(Tier::new(name, format!("/a/{name}"), g))
+                .expect("add");
+        }
+        let mut p = Policy::for_stores(&stores);
+        p.site = SitePolicy::from_toml(
+            "[[policy]]\nname = \"f\"\nsampling_method = \"SCAN\"\nsampling_period = 5\n\
+             data_stores = [\"STS\"]\narchive_fields = [\"HIHI\"]\ncontrolling_pv = \"C:ON\"\n\
+             [[rule]]\npolicy = \"f\"\npv = \"F:*\"\n",
+            &stores,
+        )
+        .expect("file");
+        // Everything from the rule's policy.
+        let d = p
+            .decide(&ArchiveSpec::new("F:1"), &PvFacts::name("F:1"))
+            .expect("decided");
+        assert_eq!(d.policy_name, "f");
+        assert_eq!(
+            (d.config.method, d.config.period),
+            (SamplingMethod::Scan, 5.0)
+        );
+        assert_eq!(d.config.archive_fields, ["HIHI"]);
+        assert_eq!(d.data_stores, [stores.tiers()[0].url()]);
+        assert_eq!(d.controlling_pv.as_deref(), Some("C:ON"));
+        // The request's own settings win.
+        let spec = ArchiveSpec {
+            method: Some(SamplingMethod::Monitor),
+            period: Some(SamplingPeriod::new(0.5).expect("valid")),
+            archive_fields: vec!["LOLO".into()],
+            controlling_pv: Some("OTHER:ON".into()),
+            ..ArchiveSpec::new("F:1")
+        };
+        let d = p.decide(&spec, &PvFacts::name("F:1")).expect("decided");
+        assert_eq!(
+            (d.config.method, d.config.period),
+            (SamplingMethod::Monitor, 0.5)
+        );
+        assert_eq!(d.config.archive_fields, ["LOLO"]);
+        assert_eq!(d.controlling_pv.as_deref(), Some("OTHER:ON"));
+        // No rule matches: `default`, the Java defaults and every store.
+        let d = p
+            .decide(&ArchiveSpec::new("G:1"), &PvFacts::name("G:1"))
+            .expect("decided");
+        assert_eq!(d.policy_name, "default");
+        assert_eq!(
+            (d.config.method, d.config.period),
+            (SamplingMethod::Monitor, 1.0)
+        );
+        assert!(d.config.archive_fields.is_empty(), "the engine's defaults");
+        assert_eq!(d.data_stores, p.data_stores);
+        assert_eq!(d.controlling_pv, None);
+        // A named policy that does not exist.
+        let spec = ArchiveSpec {
+            policy: Some("nope".into()),
+            ..ArchiveSpec::new("F:1")
+        };
+        assert!(matches!(
+            p.decide(&spec, &PvFacts::name("F:1")),
+            Err(PolicyError::UnknownPolicy { .. })
+        ));
+        // The engine reads record types only when a rule uses them.
+        let mut ec = EngineConfig::default();
+        p.apply_to(&mut ec);
+        assert!(!ec.read_record_type);
+        p.site =
+            SitePolicy::from_toml("[[rule]]\npolicy = \"default\"\nrtyp = [\"ai\"]\n", &stores)
+                .expect("file");
+        p.apply_to(&mut ec);
+        assert!(ec.read_record_type);
+    }
+
+    #[test]
     fn the_policy_decides_the_engines_archive_fields() {
         let mut p = Policy::java_default(Vec::new());
         p.archive_fields = vec!["HIHI".into()];
