@@ -278,6 +278,18 @@ impl Appliance {
             .iter()
             .map(|spec| self.parts.policy.decide(spec, &PvFacts::name(&spec.pv)))
             .collect::<Result<Vec<_>, _>>()?;
+        // An alias must not name an archived PV (the catalogue would refuse it after the
+        // PV is archived).
+        for spec in &specs {
+            if let Some(a) = &spec.alias
+                && (self.parts.engine.status(a).is_some() || specs.iter().any(|s| &s.pv == a))
+            {
+                return Err(ApplianceError::Validation(format!(
+                    "Cannot add alias {a} for {}: {a} is a PV being archived",
+                    spec.pv
+                )));
+            }
+        }
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
         let mut aliases = Vec::new();

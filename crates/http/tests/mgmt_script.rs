@@ -748,6 +748,23 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(e.to_string().contains("appliance7"), "{e}");
+    let (status, e) = h
+        .call(
+            Request::post("/mgmt/bpl/archivePV")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    json!([{"pv": "POL:OTHER", "alias": "POL:FAST1"}, {"pv": "POL:FAST1"}])
+                        .to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        e.to_string()
+            .contains("Cannot add alias POL:FAST1 for POL:OTHER: POL:FAST1 is a PV being archived"),
+        "{e}"
+    );
     assert_eq!(h.status_of("POL:OTHER").await, "Not being archived");
 
     // Archive: by rule (name glob), by name of policy, by default with an alias; our own

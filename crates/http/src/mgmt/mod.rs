@@ -260,15 +260,21 @@ pub(crate) async fn catalogue_call<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(reg.as_ref()))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            RegistryError::Backend { .. }
-            | RegistryError::CorruptTypeInfo { .. }
-            | RegistryError::CorruptArchiveRequest { .. }
-            | RegistryError::SchemaTooNew { .. }
-            | RegistryError::Migration { .. }
-            | RegistryError::Io { .. } => ApiError::internal(e),
-            client => ApiError::bad(client.to_string()),
-        })
+        .map_err(registry_error)
+}
+
+/// A refusal of the catalogue (a bad name or pattern, an alias rule) is a 400 naming it;
+/// a failure of the catalogue itself a 500.
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::Backend { .. }
+        | RegistryError::CorruptTypeInfo { .. }
+        | RegistryError::CorruptArchiveRequest { .. }
+        | RegistryError::SchemaTooNew { .. }
+        | RegistryError::Migration { .. }
+        | RegistryError::Io { .. } => ApiError::internal(e),
+        client => ApiError::bad(client.to_string()),
+    }
 }
 
 /// An appliance error as Java answers it: a refusal because of the PV's state is
@@ -304,6 +310,7 @@ fn api_error(e: ApplianceError) -> ApiError {
         ) => ApiError::bad(e.to_string()),
         ApplianceError::Period(e) => ApiError::bad(e.to_string()),
         ApplianceError::Policy(e) => ApiError::bad(e.to_string()),
+        ApplianceError::Registry(e) => registry_error(e),
         ApplianceError::UnknownPv(pv) => {
             ApiError::not_found(format!("PV {pv} is not being archived"))
         }
