@@ -1001,7 +1001,7 @@ async fn a_controlling_pv_pauses_and_resumes_its_pvs() {
         vec!["CTL:A".into(), "CTL:B".into(), "CTL:C".into()],
     );
     let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
-    let app = appliance_with(&server, dir.path(), registry, Some(POLICIES), None).await;
+    let app = appliance_with(&server, dir.path(), registry.clone(), Some(POLICIES), None).await;
     let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
     let h = Http { app: app.clone() };
 
@@ -1091,8 +1091,40 @@ async fn a_controlling_pv_pauses_and_resumes_its_pvs() {
     })
     .await;
     assert_eq!(h.status_of("CTL:C").await, "Paused");
-
+    h.wait("recorded", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=CTL:B").await.0 == StatusCode::OK
+    })
+    .await;
     app.shutdown(sync).await.unwrap();
+
+    // A restart while the controlling PV is 0: the controlled PVs are restored from the
+    // catalogue (controllingPV kept there) and paused again by it; C stays the operator's.
+    ctl.post(Value::Long(0), Timestamp::now(), 0, 0).unwrap();
+    let app2 = appliance_with(&server, dir.path(), registry, Some(POLICIES), None).await;
+    app2.restore().await.unwrap();
+    let h2 = Http { app: app2.clone() };
+    for pv in ["CTL:A", "CTL:B"] {
+        h2.wait("paused after the restart", 20, async |h| {
+            let s = h.get(&format!("/mgmt/bpl/getPVStatus?pv={pv}")).await;
+            s[0]["status"] == "Paused"
+                && s[0]["controllingPV"] == "CTL:ON"
+                && s[0]["controllingPVState"] == "disabled"
+        })
+        .await;
+    }
+    assert_eq!(h2.status_of("CTL:C").await, "Paused");
+    ctl.post(Value::Long(1), Timestamp::now(), 0, 0).unwrap();
+    h2.wait("resumed after the restart", 20, async |h| {
+        h.status_of("CTL:A").await == "Being archived"
+    })
+    .await;
+    assert_eq!(
+        h2.status_of("CTL:C").await,
+        "Paused",
+        "the operator's pause"
+    );
+    let sync2 = app2.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    app2.shutdown(sync2).await.unwrap();
 }
 
 /// The value of the first stored sample of `pv` in the first store.
