@@ -19,6 +19,9 @@ the engine. (ETL scheduling and metrics aggregation will live here too.)
   a PV's sampling, stores, archive fields and controlling PV at archive time
   ([`Policy::decide`]), and again on request for PVs already archived
   ([`Appliance::reapply_policies`], keeping their data).
+* [`Appliance::change_type`] — `changeTypeForPV`: every stored partition rewritten to
+  a new type ([`convert_value`], Java's `ThruNumberAndStringConversion`) by
+  write-sync-rename, then the type info's `DBRType` changed.
 * Conditional archiving: a PV with a controlling PV is paused while that PV is 0 and
   resumed when it is not; the appliance monitors the controlling PVs on the engine's CA
   client ([`ControlStatus`], [`Appliance::control_status`]).
