@@ -27,6 +27,9 @@
 //! max_bytes_per_hour = 50000000         # storage-rate guard per PV (off without it)
 //! [storage.pv_max_bytes_per_hour]       # single PVs' limits
 //! "SR:NOISY:PV" = 1000000000
+//!
+//! [policy]
+//! file = "/etc/archiver/policies.toml"  # site policies (docs/policies.example.toml)
 //! ```
 //!
 //! # Data stores
@@ -95,6 +98,33 @@ pub struct FileConfig {
     /// Storage settings.
     #[serde(default)]
     pub storage: StorageSection,
+    /// The site policy file.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// `[policy]`: the site policy file (`archiver_appliance::site_policy`; an example with
+/// every key is `docs/policies.example.toml`). Without it the one policy is `default`,
+/// the Java appliance's defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// The TOML policy file (a relative path is taken from the working directory).
+    pub file: Option<PathBuf>,
+}
+
+impl PolicySection {
+    /// The site policy: the file read and checked against `stores`, or the Java default.
+    /// Errors name the file and the bad value.
+    pub fn site_policy(&self, stores: &DataStores) -> Result<archiver_appliance::SitePolicy> {
+        let Some(path) = &self.file else {
+            return Ok(archiver_appliance::SitePolicy::java_default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+        archiver_appliance::SitePolicy::from_toml(&text, stores)
+            .with_context(|| format!("policy file {}", path.display()))
+    }
 }
 
 /// `[engine]`.
@@ -325,6 +355,48 @@ mod tests {
 
     fn names(stores: &DataStores) -> Vec<&str> {
         stores.tiers().iter().map(Tier::name).collect()
+    }
+
+    #[test]
+    fn the_policy_file_is_read_and_checked_against_the_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = storage("").data_stores(dir.path(), Backend::fs()).unwrap();
+        let none: FileConfig = toml::from_str("").unwrap();
+        let site = none.policy.site_policy(&stores).unwrap();
+        assert_eq!(site, archiver_appliance::SitePolicy::java_default());
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[[policy]]\nname = \"fast\"\ndescription = \"Fast\"\nsampling_period = 0.1\n\
+             data_stores = [\"STS\"]\n",
+        )
+        .unwrap();
+        let cfg: FileConfig = toml::from_str(&format!(
+            "[policy]\nfile = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let site = cfg.policy.site_policy(&stores).unwrap();
+        let names: Vec<&str> = site.policies().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["fast", "default"]);
+        // A store the configuration lacks: the error names the file and the store.
+        std::fs::write(
+            &file,
+            "[[policy]]\nname = \"x\"\ndata_stores = [\"STS\", \"LTS\"]\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", cfg.policy.site_policy(&stores).unwrap_err());
+        assert!(
+            e.contains("p.toml") && e.contains("\"LTS\" is not configured"),
+            "{e}"
+        );
+        let missing: FileConfig =
+            toml::from_str("[policy]\nfile = \"/nonexistent/p.toml\"\n").unwrap();
+        let e = format!("{:#}", missing.policy.site_policy(&stores).unwrap_err());
+        assert!(
+            e.contains("cannot read the policy file /nonexistent/p.toml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     })?;
     // The Java default policy; new PVs list every store, STS first.
     let mut policy = Policy::for_stores(&stores);
+    policy.site = file.policy.site_policy(&stores)?;
     if let Some(f) = file.engine.default_archive_fields.clone() {
         policy.archive_fields = f;
     }

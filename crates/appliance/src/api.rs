@@ -10,15 +10,18 @@
 
 use std::sync::Arc;
 
-use archiver_engine::{PvStatus, SamplingMethod};
+use archiver_engine::{PvStatus, PvSummary, SamplingMethod};
 use archiver_pb::Timestamp;
 use archiver_registry::{PvTypeInfo, Registry};
 use archiver_storage::{DeleteCounts, EtlCounts};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
+use crate::change_type::Converted;
+use crate::control::ControlStatus;
 use crate::error::ApplianceError;
 use crate::policy::{ArchiveSpec, SamplingPeriod};
+use crate::reapply::Reapplied;
 use crate::storage_ops::StorageOpsError;
 
 /// What an operation an implementation does not provide answers (the default of the
@@ -56,6 +59,13 @@ pub trait ApplianceApi: Send + Sync + 'static {
     /// The status of every PV archived here (any order).
     fn all_status(&self) -> Vec<PvStatus>;
 
+    /// The summary of every PV archived here (any order): what the reports read, without
+    /// the per-PV allocations of [`ApplianceApi::all_status`]. The default converts
+    /// `all_status` (for fakes).
+    fn summaries(&self) -> Vec<PvSummary> {
+        self.all_status().iter().map(PvSummary::from).collect()
+    }
+
     /// The names of every PV archived here, sorted.
     fn names(&self) -> Vec<String>;
 
@@ -82,6 +92,30 @@ pub trait ApplianceApi: Send + Sync + 'static {
     /// The policy configuration as text (`getPolicyText`).
     fn policy_text(&self) -> String {
         String::new()
+    }
+
+    /// What `pv`'s status shows of its controlling PV (conditional archiving), if it
+    /// has one.
+    fn control_status(&self, _pv: &str) -> Option<ControlStatus> {
+        None
+    }
+
+    /// `reapplyPolicies` (see [`Appliance::reapply_policies`]).
+    async fn reapply_policies(
+        &self,
+        _names: &[String],
+        _dry_run: bool,
+    ) -> Result<Vec<Reapplied>, ApplianceError> {
+        Err(unsupported("reapplyPolicies"))
+    }
+
+    /// `changeTypeForPV` (see [`Appliance::change_type`]).
+    async fn change_type(
+        &self,
+        _pv: &str,
+        _to: archiver_pb::PayloadType,
+    ) -> Result<Converted, ApplianceError> {
+        Err(unsupported("changeTypeForPV"))
     }
 
     /// `changeArchivalParameters` (see [`Appliance::change_parameters`]).
@@ -182,6 +216,10 @@ impl ApplianceApi for Appliance {
         self.engine().all_status()
     }
 
+    fn summaries(&self) -> Vec<PvSummary> {
+        self.engine().summaries()
+    }
+
     fn names(&self) -> Vec<String> {
         self.engine().names()
     }
@@ -192,6 +230,31 @@ impl ApplianceApi for Appliance {
 
     fn now_secs(&self) -> i64 {
         self.clock().now().secs
+    }
+
+    fn policy_list(&self) -> Vec<(String, String)> {
+        self.policy()
+            .site
+            .policies()
+            .iter()
+            .map(|p| (p.name.clone(), p.description.clone()))
+            .collect()
+    }
+
+    fn policy_text(&self) -> String {
+        let text = self.policy().site.text();
+        if text.is_empty() {
+            "# No policy file is configured ([policy] file in the configuration): the one\n\
+             # policy is \"default\", the Java appliance's defaults (MONITOR at 1 s, every\n\
+             # configured data store).\n"
+                .to_string()
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn control_status(&self, pv: &str) -> Option<ControlStatus> {
+        Appliance::control_status(self, pv)
     }
 
     async fn change_parameters(
@@ -205,6 +268,22 @@ impl ApplianceApi for Appliance {
 
     async fn abort(&self, pv: &str) -> Result<bool, ApplianceError> {
         Appliance::abort(self, pv).await
+    }
+
+    async fn reapply_policies(
+        &self,
+        names: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<Reapplied>, ApplianceError> {
+        Appliance::reapply_policies(self, names, dry_run).await
+    }
+
+    async fn change_type(
+        &self,
+        pv: &str,
+        to: archiver_pb::PayloadType,
+    ) -> Result<Converted, ApplianceError> {
+        Appliance::change_type(self, pv, to).await
     }
 
     async fn rename(&self, pv: &str, new_name: &str) -> Result<String, ApplianceError> {

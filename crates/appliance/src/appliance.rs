@@ -18,9 +18,13 @@ use archiver_time::Clock;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::control::{Control, ControlStatus};
 use crate::error::{ApplianceError, blocking};
 use crate::live::EngineLive;
-use crate::policy::{ArchiveSpec, Policy, SamplingPeriod, protocol_of, to_registry_method};
+use crate::policy::{
+    ArchiveSpec, Decided, Policy, SamplingPeriod, protocol_of, to_registry_method,
+};
+use crate::site_policy::PvFacts;
 
 /// What an [`Appliance`] is built from.
 #[derive(Clone)]
@@ -56,6 +60,7 @@ impl std::fmt::Debug for ApplianceParts {
 #[derive(Clone, Debug)]
 pub struct Appliance {
     parts: Arc<ApplianceParts>,
+    control: Arc<Control>,
 }
 
 /// The result of archiving one PV.
@@ -68,13 +73,32 @@ pub struct Archived {
 }
 
 /// The user parameters stored with a pending request (read back by
-/// [`Appliance::restore`]).
-fn request_params(cfg: &PvConfig, paused: bool) -> serde_json::Value {
+/// [`Appliance::restore`] and, for the type info, by [`Appliance::sync_catalogue`]):
+/// the decided settings, and the policy the request named (`policyRequested`, kept so
+/// that re-applying the policies honours it).
+fn request_params(spec: &ArchiveSpec, d: &Decided, paused: bool) -> serde_json::Value {
+    let requested = spec.policy.as_deref();
+    // What the request itself set, kept so that re-applying the policies honours it.
+    let mut user = serde_json::Map::new();
+    if let Some(m) = spec.method {
+        user.insert(USER_METHOD_FIELD.into(), m.as_str().into());
+    }
+    if let Some(p) = spec.period {
+        user.insert(USER_PERIOD_FIELD.into(), p.secs().to_string().into());
+    }
+    if let Some(c) = &spec.controlling_pv {
+        user.insert(USER_CONTROLLING_PV_FIELD.into(), c.clone().into());
+    }
     json!({
-        "samplingmethod": cfg.method.as_str(),
-        "samplingperiod": cfg.period,
-        "archiveFields": cfg.archive_fields,
+        "user": user,
+        "samplingmethod": d.config.method.as_str(),
+        "samplingperiod": d.config.period,
+        "archiveFields": d.config.archive_fields,
         "paused": paused,
+        "policyName": d.policy_name,
+        "policyRequested": requested,
+        "dataStores": d.data_stores,
+        "controllingPV": d.controlling_pv,
     })
 }
 
@@ -90,6 +114,54 @@ fn engine_name(pv: &str, pva: bool) -> String {
         pv.to_string()
     }
 }
+
+/// The extra field of a type info that keeps the policy an `archivePV` request named, so
+/// that re-applying the policies honours it (Java keeps no such record).
+pub(crate) const POLICY_REQUESTED_FIELD: &str = "policyRequested";
+
+/// The extra field of a type info keeping the sampling method an `archivePV` request gave
+/// (re-applying the policies keeps it).
+pub(crate) const USER_METHOD_FIELD: &str = "userSamplingMethod";
+
+/// The extra field keeping the sampling period an `archivePV` request gave.
+pub(crate) const USER_PERIOD_FIELD: &str = "userSamplingPeriod";
+
+/// The extra field keeping the controlling PV an `archivePV` request gave.
+pub(crate) const USER_CONTROLLING_PV_FIELD: &str = "userControllingPV";
+
+/// Puts what the policy decided, as stored with the archive request ([`request_params`]),
+/// into a new type info: `policyName`, `dataStores`, `controllingPV` and the requested
+/// policy.
+fn decided_from_params(info: &mut PvTypeInfo, params: &serde_json::Value) {
+    let text = |k: &str| params.get(k).and_then(|v| v.as_str()).map(String::from);
+    info.policy_name = text("policyName");
+    info.controlling_pv = text("controllingPV");
+    if let Some(r) = text("policyRequested") {
+        info.extra_fields
+            .insert(POLICY_REQUESTED_FIELD.to_string(), r);
+    }
+    if let Some(user) = params.get("user").and_then(|u| u.as_object()) {
+        for (k, v) in user {
+            if let Some(v) = v.as_str() {
+                info.extra_fields.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    if let Some(stores) = params.get("dataStores").and_then(|v| v.as_array()) {
+        let urls: Vec<String> = stores
+            .iter()
+            .filter_map(|u| u.as_str().map(String::from))
+            .collect();
+        if !urls.is_empty() {
+            info.data_stores = urls;
+        }
+    }
+}
+
+/// How long, in seconds after its first connection, the catalogue sync waits for a PV's
+/// record type before recording it without one, when the site's rules use record types
+/// (a server without an `RTYP` field never answers).
+pub(crate) const RECORD_TYPE_WAIT_SECS: i64 = 5;
 
 /// Why a stored value was replaced by the policy's, for the log.
 type Repair = String;
@@ -142,7 +214,18 @@ impl Appliance {
         }
         Appliance {
             parts: Arc::new(parts),
+            control: Arc::new(Control::default()),
         }
+    }
+
+    /// The controlling PVs (conditional archiving).
+    pub(crate) fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// What `pv`'s status shows of its controlling PV, if it has one.
+    pub fn control_status(&self, pv: &str) -> Option<ControlStatus> {
+        self.control.status(pv)
     }
 
     /// The engine.
@@ -204,16 +287,34 @@ impl Appliance {
         &self,
         specs: Vec<ArchiveSpec>,
     ) -> Result<Vec<Archived>, ApplianceError> {
+        // Every policy is decided before anything is archived: an unknown policy name
+        // refuses the whole request.
+        let decided = specs
+            .iter()
+            .map(|spec| self.parts.policy.decide(spec, &PvFacts::name(&spec.pv)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // An alias must not name an archived PV (the catalogue would refuse it after the
+        // PV is archived).
+        for spec in &specs {
+            if let Some(a) = &spec.alias
+                && (self.parts.engine.status(a).is_some() || specs.iter().any(|s| &s.pv == a))
+            {
+                return Err(ApplianceError::Validation(format!(
+                    "Cannot add alias {a} for {}: {a} is a PV being archived",
+                    spec.pv
+                )));
+            }
+        }
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
-        for spec in specs {
-            let cfg = self.parts.policy.pv_config(&spec);
+        let mut aliases = Vec::new();
+        for (spec, d) in specs.into_iter().zip(decided) {
             // `pva://NAME` (or a bare name with the policy's default): archived over
             // pvAccess, known as NAME (Java strips the prefix)
             let (engine_pv, name, pva) = protocol_of(&spec.pv, self.parts.policy.default_pva);
-            let outcome = self.parts.engine.archive(&engine_pv, cfg.clone())?;
+            let outcome = self.parts.engine.archive(&engine_pv, d.config.clone())?;
             if outcome == ArchiveOutcome::Submitted {
-                let mut user_params = request_params(&cfg, false);
+                let mut user_params = request_params(&spec, &d, false);
                 if pva {
                     user_params["usePVAccess"] = json!(true);
                 }
@@ -221,13 +322,27 @@ impl Appliance {
                     pv_name: name.clone(),
                     user_params,
                 });
+                if let Some(c) = &d.controlling_pv {
+                    self.control().add(c, &name);
+                }
+            }
+            if let Some(a) = spec.alias {
+                aliases.push((a, name.clone()));
             }
             results.push(Archived { pv: name, outcome });
         }
-        if !requests.is_empty() {
+        if !requests.is_empty() || !aliases.is_empty() {
             let reg = self.parts.registry.clone();
-            blocking(move || reg.add_archive_requests(&requests)).await?;
+            blocking(move || {
+                reg.add_archive_requests(&requests)?;
+                for (alias, real) in &aliases {
+                    reg.add_alias(alias, real)?;
+                }
+                Ok::<_, RegistryError>(())
+            })
+            .await?;
         }
+        self.control().ensure_running(self);
         Ok(results)
     }
 
@@ -238,7 +353,12 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`, or the catalogue
     /// fails.
     pub async fn pause(&self, pv: &str) -> Result<(), ApplianceError> {
-        self.parts.engine.pause(pv).await?;
+        if self.control.is_paused_by_control(pv) {
+            // Paused by its controlling PV: now the operator's pause.
+            self.control.operator_took_over(pv);
+        } else {
+            self.parts.engine.pause(pv).await?;
+        }
         self.set_paused(pv, true).await
     }
 
@@ -249,6 +369,7 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
     pub async fn resume(&self, pv: &str) -> Result<(), ApplianceError> {
         self.parts.engine.resume(pv)?;
+        self.control.operator_took_over(pv);
         self.set_paused(pv, false).await
     }
 
@@ -283,6 +404,7 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
     pub async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
         self.parts.engine.delete(pv).await?;
+        self.control.remove(pv);
         let reg = self.parts.registry.clone();
         let stores = self.parts.stores.clone();
         let name = pv.to_string();
@@ -367,6 +489,9 @@ impl Appliance {
                 last,
             ) {
                 Ok(_) => {
+                    if let Some(c) = &info.controlling_pv {
+                        self.control.add(c, &info.pv_name);
+                    }
                     // Until the IOC answers, the metadata is what was archived.
                     self.parts
                         .engine
@@ -384,9 +509,10 @@ impl Appliance {
                     "stored archive request: {}; restored with the policy's defaults",
                     repairs.join("; ")
                 );
-                let mut user_params = request_params(&cfg, paused);
-                if let Some(p) = req.user_params.get("usePVAccess") {
-                    user_params["usePVAccess"] = p.clone();
+                let mut user_params = req.user_params.clone();
+                if let Some(o) = user_params.as_object_mut() {
+                    o.insert("samplingmethod".into(), cfg.method.as_str().into());
+                    o.insert("samplingperiod".into(), cfg.period.into());
                 }
                 fixed_requests.push(ArchiveRequest {
                     pv_name: req.pv_name.clone(),
@@ -402,7 +528,16 @@ impl Appliance {
                 paused,
                 last,
             ) {
-                Ok(_) => n += 1,
+                Ok(_) => {
+                    if let Some(c) = req
+                        .user_params
+                        .get("controllingPV")
+                        .and_then(|c| c.as_str())
+                    {
+                        self.control.add(c, &req.pv_name);
+                    }
+                    n += 1
+                }
                 Err(e) => warn!(pv = %req.pv_name, "cannot restore request: {e}"),
             }
         }
@@ -414,6 +549,7 @@ impl Appliance {
             })
             .await?;
         }
+        self.control.ensure_running(self);
         info!(
             "restored {} PVs and {} pending requests",
             infos.len(),
@@ -502,9 +638,26 @@ impl Appliance {
         &self,
         done: &mut HashSet<String>,
     ) -> Result<usize, ApplianceError> {
-        let todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
+        Ok(self.record_connected(done).await?.len())
+    }
+
+    /// [`Appliance::sync_catalogue`], returning the names recorded.
+    pub(crate) async fn record_connected(
+        &self,
+        done: &mut HashSet<String>,
+    ) -> Result<Vec<String>, ApplianceError> {
+        let mut todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
+        if self.parts.policy.site.uses_record_types() {
+            // The policy is decided once the PV is recorded: wait a little for its
+            // record type (read on connection), which the site's rules use.
+            let now = self.parts.clock.now().secs;
+            todo.retain(|s| {
+                s.conn.record_type.is_some()
+                    || now - s.conn.first_established_secs >= RECORD_TYPE_WAIT_SECS
+            });
+        }
         if todo.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let reg = self.parts.registry.clone();
         let now = self.parts.clock.now();
@@ -516,32 +669,50 @@ impl Appliance {
             .filter(|n| self.parts.engine.uses_pva(n))
             .cloned()
             .collect();
+        // A pause by the controlling PV is not the operator's: not recorded as paused.
+        let control_paused: HashSet<String> = names
+            .iter()
+            .filter(|n| self.control.is_paused_by_control(n))
+            .cloned()
+            .collect();
         blocking(move || {
             let mut infos = Vec::with_capacity(todo.len());
             for s in &todo {
                 let Some(ty) = s.archived_type else { continue };
                 let mut info = match reg.get_type_info(&s.name)? {
                     Some(info) => info,
-                    None => match PvTypeInfo::new_for_archiving(
-                        &s.name,
-                        ty,
-                        s.conn.element_count.max(1),
-                        to_registry_method(s.config.method),
-                        s.config.period as f32,
-                        stores.clone(),
-                        now,
-                    ) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            warn!(pv = %s.name, "cannot build a type info: {e}");
-                            continue;
+                    None => {
+                        let params = reg
+                            .get_archive_request(&s.name)?
+                            .map(|r| r.user_params)
+                            .unwrap_or_default();
+                        match PvTypeInfo::new_for_archiving(
+                            &s.name,
+                            ty,
+                            s.conn.element_count.max(1),
+                            to_registry_method(s.config.method),
+                            s.config.period as f32,
+                            stores.clone(),
+                            now,
+                        ) {
+                            Ok(mut i) => {
+                                decided_from_params(&mut i, &params);
+                                i
+                            }
+                            Err(e) => {
+                                warn!(pv = %s.name, "cannot build a type info: {e}");
+                                continue;
+                            }
                         }
-                    },
+                    }
                 };
                 info.appliance_identity = Some(identity.clone());
                 info.use_pv_access = Some(pva.contains(&s.name));
+                if let Some(r) = &s.conn.record_type {
+                    info.extra_fields.insert("RTYP".to_string(), r.clone());
+                }
                 info.archive_fields = s.config.archive_fields.clone();
-                info.paused = s.state == PvState::Paused;
+                info.paused = s.state == PvState::Paused && !control_paused.contains(&s.name);
                 info.set_units(s.meta.egu.clone());
                 info.set_precision(f64::from(s.meta.prec));
                 let l = s.meta.limits;
@@ -568,8 +739,7 @@ impl Appliance {
             Ok::<_, ApplianceError>(())
         })
         .await?;
-        let n = names.len();
-        done.extend(names);
-        Ok(n)
+        done.extend(names.iter().cloned());
+        Ok(names)
     }
 }

@@ -17,6 +17,9 @@ pub enum ApplianceError {
     /// A sampling period is out of range.
     #[error(transparent)]
     Period(#[from] PeriodError),
+    /// A request names a policy the site does not define.
+    #[error(transparent)]
+    Policy(#[from] crate::site_policy::PolicyError),
     /// The PV is neither archived nor requested here.
     #[error("PV {0} is not being archived")]
     UnknownPv(String),

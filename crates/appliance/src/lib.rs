@@ -14,6 +14,17 @@ the engine. (ETL scheduling and metrics aggregation will live here too.)
 * [`Appliance::retrieval`] — the retrieval pipeline (`archiver_retrieval::Retrieval`) over
   the catalogue, the data stores and the engine as live source ([`EngineLive`],
   [`Appliance::live_source`]): retrieval knows no engine, the appliance connects them.
+* [`site_policy`] — the site policy file ([`SitePolicy`], TOML): named policies and
+  rules (name glob or regex, RTYP, element count, event rate; first match wins) deciding
+  a PV's sampling, stores, archive fields and controlling PV at archive time
+  ([`Policy::decide`]), and again on request for PVs already archived
+  ([`Appliance::reapply_policies`], keeping their data).
+* [`Appliance::change_type`] — `changeTypeForPV`: every stored partition rewritten to
+  a new type ([`convert_value`], Java's `ThruNumberAndStringConversion`) by
+  write-sync-rename, then the type info's `DBRType` changed.
+* Conditional archiving: a PV with a controlling PV is paused while that PV is 0 and
+  resumed when it is not; the appliance monitors the controlling PVs on the engine's CA
+  client ([`ControlStatus`], [`Appliance::control_status`]).
 * [`policy`] — the Java defaults as data ([`Policy`]: MONITOR at 1 s, the default archive
   fields, `DRVH`/`DRVL` for output records, the data stores of a new PV) and the one
   validation of a sampling period, [`SamplingPeriod::new`]: `0` (every update) or
@@ -71,19 +82,27 @@ appliance.shutdown(sync).await?;
 
 mod api;
 mod appliance;
+mod change_type;
+mod control;
 mod error;
 mod live;
 mod manage;
 pub mod policy;
+mod reapply;
+pub mod site_policy;
 mod storage_ops;
 mod sync;
 
 pub use crate::api::{ApplianceApi, SharedAppliance};
 pub use crate::appliance::{Appliance, ApplianceParts, Archived};
+pub use crate::change_type::{Converted, convert_value};
+pub use crate::control::ControlStatus;
 pub use crate::error::ApplianceError;
 pub use crate::live::EngineLive;
 pub use crate::manage::meta_from_type_info;
-pub use crate::policy::{ArchiveSpec, PeriodError, Policy, SamplingPeriod};
+pub use crate::policy::{ArchiveSpec, Decided, PeriodError, Policy, SamplingPeriod};
+pub use crate::reapply::Reapplied;
+pub use crate::site_policy::{NamedPolicy, PolicyError, PvFacts, SitePolicy};
 pub use crate::storage_ops::{EtlService, StorageOpsError};
 pub use crate::sync::{CatalogueSync, SYNC_PERIOD, ShutdownReport};
 /// The storage results of [`ApplianceApi`]'s storage operations, re-exported so that the
@@ -96,5 +115,5 @@ pub use tokio_util::sync::CancellationToken;
 /// [`ApplianceError`]), re-exported so that the HTTP crate needs no engine of its own.
 pub use archiver_engine::{
     ArchiveOutcome, ConnState, CountersSnapshot, EngineError, PvConfig, PvMeta, PvState, PvStatus,
-    SamplingMethod, Unwritten,
+    PvSummary, SamplingMethod, Unwritten,
 };

@@ -93,7 +93,7 @@ impl Appliance {
     /// Puts `pv` back into the engine with `config` (paused or not), keeping its type,
     /// metadata and the time of its newest stored sample: how a parameter change reaches
     /// the engine (Java's engine also destroys and recreates the channel).
-    async fn reconfigure(
+    pub(crate) async fn reconfigure(
         &self,
         old: &PvStatus,
         config: PvConfig,

@@ -18,6 +18,8 @@ use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
 use archiver_registry::PvTypeInfo;
 use archiver_storage::{DataStores, Tier};
 
+use crate::site_policy::{PolicyError, PvFacts, SitePolicy};
+
 /// The shortest sampling period other than 0, in seconds (1 ms). Below it the buffer of a
 /// PV (sized from write period / sampling period) would be absurd.
 pub const MIN_SAMPLING_PERIOD_SECS: f64 = 0.001;
@@ -119,6 +121,12 @@ pub struct ArchiveSpec {
     pub period: Option<SamplingPeriod>,
     /// Archive fields (`HIHI`...); empty = the policy's.
     pub archive_fields: Vec<String>,
+    /// The policy the request names (`policy`); `None` = the site's rules decide.
+    pub policy: Option<String>,
+    /// The controlling PV the request names (`controllingPV`); wins over the policy's.
+    pub controlling_pv: Option<String>,
+    /// An alias to add for the PV (`alias`, Java's POST JSON key).
+    pub alias: Option<String>,
 }
 
 impl ArchiveSpec {
@@ -129,8 +137,24 @@ impl ArchiveSpec {
             method: None,
             period: None,
             archive_fields: Vec::new(),
+            policy: None,
+            controlling_pv: None,
+            alias: None,
         }
     }
+}
+
+/// What the policy decided for a PV, with the request's own settings applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    /// The policy's name (`PVTypeInfo.policyName`).
+    pub policy_name: String,
+    /// The engine settings.
+    pub config: PvConfig,
+    /// The `PVTypeInfo.dataStores` URLs.
+    pub data_stores: Vec<String>,
+    /// The controlling PV, if any.
+    pub controlling_pv: Option<String>,
 }
 
 /// The defaults the Java appliance's `policies.py` applies to a PV that is archived
@@ -152,6 +176,9 @@ pub struct Policy {
     /// The data stores of a new PV, in order, as `PVTypeInfo.dataStores` URLs
     /// (`pb://localhost?name=STS&rootFolder=...&partitionGranularity=PARTITION_HOUR`).
     pub data_stores: Vec<String>,
+    /// The site's named policies and rules (the policy file; without one, only
+    /// `default`, which is the values above).
+    pub site: SitePolicy,
     /// Archive a name without `ca://` or `pva://` over pvAccess (Java's
     /// `ArchivePVAction.defaultAccessProtocol = PVA`; default false: CA).
     pub default_pva: bool,
@@ -204,6 +231,7 @@ impl Policy {
             output_record_fields: OUTPUT_RECORD_FIELDS.map(String::from).to_vec(),
             data_stores,
             default_pva: false,
+            site: SitePolicy::java_default(),
         }
     }
 
@@ -219,9 +247,12 @@ impl Policy {
     /// [`Policy::output_record_types`] gets [`Policy::output_record_fields`]; none when
     /// either list is empty, and the engine then never reads `.RTYP`). The binary builds
     /// its engine settings through this, so the values in force are this policy's.
+    /// The engine reads every PV's `.RTYP` when the site's rules use record types
+    /// ([`EngineConfig::read_record_type`]).
     /// (`EngineConfig::default()` holds the same Java defaults for the engine's own tests;
     /// a test here checks that they agree.)
     pub fn apply_to(&self, config: &mut EngineConfig) {
+        config.read_record_type = self.site.uses_record_types();
         config.default_archive_fields = self.archive_fields.clone();
         config.record_type_fields = if self.output_record_fields.is_empty() {
             BTreeMap::new()
@@ -243,6 +274,43 @@ impl Policy {
             period: spec.period.unwrap_or(self.default_period).secs(),
             archive_fields: spec.archive_fields.clone(),
         }
+    }
+
+    /// Java's `determinePolicy` for `spec` (see [`crate::site_policy`]): the named policy
+    /// the spec asks for or the one the site's rules pick from `facts`, its values filling
+    /// what the spec leaves out, and this policy's defaults what the named policy leaves
+    /// out.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::UnknownPolicy`] when the spec names a policy the site lacks.
+    pub fn decide(&self, spec: &ArchiveSpec, facts: &PvFacts<'_>) -> Result<Decided, PolicyError> {
+        let named = self.site.decide(facts, spec.policy.as_deref())?;
+        let archive_fields = if spec.archive_fields.is_empty() {
+            named.archive_fields.clone().unwrap_or_default()
+        } else {
+            spec.archive_fields.clone()
+        };
+        Ok(Decided {
+            policy_name: named.name.clone(),
+            config: PvConfig {
+                method: spec.method.or(named.method).unwrap_or(self.default_method),
+                period: spec
+                    .period
+                    .or(named.period)
+                    .unwrap_or(self.default_period)
+                    .secs(),
+                archive_fields,
+            },
+            data_stores: named
+                .data_stores
+                .clone()
+                .unwrap_or_else(|| self.data_stores.clone()),
+            controlling_pv: spec
+                .controlling_pv
+                .clone()
+                .or_else(|| named.controlling_pv.clone()),
+        })
     }
 
     /// The engine settings stored in a type info (restore; later a PVTypeInfo import).
@@ -378,6 +446,84 @@ mod tests {
                 ("longout".to_string(), drv)
             ])
         );
+    }
+
+    #[test]
+    fn a_decision_takes_the_request_then_the_named_policy_then_the_defaults() {
+        let mut stores = DataStores::new(archiver_storage::Backend::fs());
+        for (name, g) in [
+            ("STS", archiver_pb::Granularity::Hour),
+            ("MTS", archiver_pb::Granularity::Day),
+        ] {
+            stores
+                .add(Tier::new(name, format!("/a/{name}"), g))
+                .expect("add");
+        }
+        let mut p = Policy::for_stores(&stores);
+        p.site = SitePolicy::from_toml(
+            "[[policy]]\nname = \"f\"\nsampling_method = \"SCAN\"\nsampling_period = 5\n\
+             data_stores = [\"STS\"]\narchive_fields = [\"HIHI\"]\ncontrolling_pv = \"C:ON\"\n\
+             [[rule]]\npolicy = \"f\"\npv = \"F:*\"\n",
+            &stores,
+        )
+        .expect("file");
+        // Everything from the rule's policy.
+        let d = p
+            .decide(&ArchiveSpec::new("F:1"), &PvFacts::name("F:1"))
+            .expect("decided");
+        assert_eq!(d.policy_name, "f");
+        assert_eq!(
+            (d.config.method, d.config.period),
+            (SamplingMethod::Scan, 5.0)
+        );
+        assert_eq!(d.config.archive_fields, ["HIHI"]);
+        assert_eq!(d.data_stores, [stores.tiers()[0].url()]);
+        assert_eq!(d.controlling_pv.as_deref(), Some("C:ON"));
+        // The request's own settings win.
+        let spec = ArchiveSpec {
+            method: Some(SamplingMethod::Monitor),
+            period: Some(SamplingPeriod::new(0.5).expect("valid")),
+            archive_fields: vec!["LOLO".into()],
+            controlling_pv: Some("OTHER:ON".into()),
+            ..ArchiveSpec::new("F:1")
+        };
+        let d = p.decide(&spec, &PvFacts::name("F:1")).expect("decided");
+        assert_eq!(
+            (d.config.method, d.config.period),
+            (SamplingMethod::Monitor, 0.5)
+        );
+        assert_eq!(d.config.archive_fields, ["LOLO"]);
+        assert_eq!(d.controlling_pv.as_deref(), Some("OTHER:ON"));
+        // No rule matches: `default`, the Java defaults and every store.
+        let d = p
+            .decide(&ArchiveSpec::new("G:1"), &PvFacts::name("G:1"))
+            .expect("decided");
+        assert_eq!(d.policy_name, "default");
+        assert_eq!(
+            (d.config.method, d.config.period),
+            (SamplingMethod::Monitor, 1.0)
+        );
+        assert!(d.config.archive_fields.is_empty(), "the engine's defaults");
+        assert_eq!(d.data_stores, p.data_stores);
+        assert_eq!(d.controlling_pv, None);
+        // A named policy that does not exist.
+        let spec = ArchiveSpec {
+            policy: Some("nope".into()),
+            ..ArchiveSpec::new("F:1")
+        };
+        assert!(matches!(
+            p.decide(&spec, &PvFacts::name("F:1")),
+            Err(PolicyError::UnknownPolicy { .. })
+        ));
+        // The engine reads record types only when a rule uses them.
+        let mut ec = EngineConfig::default();
+        p.apply_to(&mut ec);
+        assert!(!ec.read_record_type);
+        p.site =
+            SitePolicy::from_toml("[[rule]]\npolicy = \"default\"\nrtyp = [\"ai\"]\n", &stores)
+                .expect("file");
+        p.apply_to(&mut ec);
+        assert!(ec.read_record_type);
     }
 
     #[test]

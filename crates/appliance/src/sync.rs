@@ -76,8 +76,17 @@ async fn run(app: Appliance, period: Duration, cancel: CancellationToken) {
         // Names deleted from the engine may be archived again later.
         let live: HashSet<String> = app.engine().names().into_iter().collect();
         done.retain(|n| live.contains(n));
-        if let Err(e) = app.sync_catalogue(&mut done).await {
-            warn!("catalogue sync failed: {e}");
+        match app.record_connected(&mut done).await {
+            Ok(new) if !new.is_empty() && app.policy().site.has_rules() => {
+                // Java decides the policy once the PV's metadata is known: the rules on
+                // element count and record type apply now (event rates are measured
+                // too briefly yet: they apply when the policies are re-applied).
+                if let Err(e) = app.decide_on_connect(&new).await {
+                    warn!("deciding the policies of newly connected PVs failed: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!("catalogue sync failed: {e}"),
         }
     }
 }
@@ -106,6 +115,7 @@ impl Appliance {
     /// written is on disk).
     pub async fn shutdown(&self, sync: CatalogueSync) -> Result<ShutdownReport, ApplianceError> {
         sync.stop().await;
+        self.control().stop();
         let unwritten = self.engine().shutdown().await;
         let mut done = HashSet::new();
         let catalogued = self.sync_catalogue(&mut done).await?;

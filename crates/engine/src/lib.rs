@@ -38,6 +38,6 @@ pub use crate::counters::{Counters, CountersSnapshot};
 pub use crate::engine::{ArchiveOutcome, Engine, EngineConfig, SHUTDOWN_WRITE_TRIES};
 pub use crate::error::EngineError;
 pub use crate::filter::TimestampFilter;
-pub use crate::pv::{BufferSnapshot, ConnState, PvConfig, PvMeta, PvState, PvStatus};
+pub use crate::pv::{BufferSnapshot, ConnState, PvConfig, PvMeta, PvState, PvStatus, PvSummary};
 pub use crate::sampler::{Sampler, SamplingMethod};
 pub use crate::writer::{RateLimit, Unwritten};

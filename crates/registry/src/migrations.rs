@@ -86,6 +86,20 @@ const MIGRATIONS: &[Migration] = &[
             );
         ",
     },
+    Migration {
+        version: 4,
+        description: "PVTypeInfo.creationTime and PVTypeInfo.modificationTime derived columns \
+                      (the reports read them without parsing every type info)",
+        sql: "
+            ALTER TABLE PVTypeInfo ADD COLUMN creationTime TEXT;
+            ALTER TABLE PVTypeInfo ADD COLUMN modificationTime TEXT;
+            UPDATE PVTypeInfo SET
+                creationTime = CASE WHEN json_valid(typeInfoJSON) THEN
+                    json_extract(typeInfoJSON, '$.creationTime') END,
+                modificationTime = CASE WHEN json_valid(typeInfoJSON) THEN
+                    json_extract(typeInfoJSON, '$.modificationTime') END;
+        ",
+    },
 ];
 
 /// The schema version this build creates and understands.
@@ -175,7 +189,7 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version as usize, i + 1, "{}", m.description);
         }
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
     }
 
     #[test]
@@ -237,6 +251,49 @@ mod tests {
                 ("P:BOOL".to_string(), 1, None),
                 ("P:OFF".to_string(), 0, Some("a2".to_string())),
                 ("P:ON".to_string(), 1, Some("a1".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn migration_4_derives_the_times_from_existing_json() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, 3).unwrap(), 3);
+        for (pv, json) in [
+            (
+                "P:T",
+                r#"{"pvName":"P:T","creationTime":"2024-01-02T03:04:05.678Z","modificationTime":"2024-02-03T04:05:06.789Z"}"#,
+            ),
+            ("P:NONE", r#"{"pvName":"P:NONE"}"#),
+            ("P:BAD", "{not json"),
+        ] {
+            conn.execute(
+                "INSERT INTO PVTypeInfo (pvName, typeInfoJSON, last_modified) VALUES (?1, ?2, 'x')",
+                (pv, json),
+            )
+            .unwrap();
+        }
+        assert_eq!(migrate_to(&mut conn, 4).unwrap(), 1);
+        let mut stmt = conn
+            .prepare(
+                "SELECT pvName, creationTime, modificationTime FROM PVTypeInfo ORDER BY pvName",
+            )
+            .unwrap();
+        let got: Vec<(String, Option<String>, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("P:BAD".to_string(), None, None),
+                ("P:NONE".to_string(), None, None),
+                (
+                    "P:T".to_string(),
+                    Some("2024-01-02T03:04:05.678Z".to_string()),
+                    Some("2024-02-03T04:05:06.789Z".to_string())
+                ),
             ]
         );
     }

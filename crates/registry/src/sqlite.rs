@@ -217,13 +217,16 @@ fn put_in_tx(tx: &rusqlite::Transaction<'_>, info: &PvTypeInfo) -> Result<(), Re
         });
     }
     let sql = format!(
-        "INSERT INTO PVTypeInfo (pvName, typeInfoJSON, last_modified, paused, applianceIdentity)
-         VALUES (?1, ?2, {SQL_NOW}, ?3, ?4)
+        "INSERT INTO PVTypeInfo (pvName, typeInfoJSON, last_modified, paused, applianceIdentity,
+                                 creationTime, modificationTime)
+         VALUES (?1, ?2, {SQL_NOW}, ?3, ?4, ?5, ?6)
          ON CONFLICT(pvName) DO UPDATE SET
             typeInfoJSON = excluded.typeInfoJSON,
             last_modified = excluded.last_modified,
             paused = excluded.paused,
-            applianceIdentity = excluded.applianceIdentity"
+            applianceIdentity = excluded.applianceIdentity,
+            creationTime = excluded.creationTime,
+            modificationTime = excluded.modificationTime"
     );
     tx.prepare_cached(&sql)
         .and_then(|mut s| {
@@ -231,7 +234,10 @@ fn put_in_tx(tx: &rusqlite::Transaction<'_>, info: &PvTypeInfo) -> Result<(), Re
                 pv,
                 info.to_json_string(),
                 info.paused,
-                info.appliance_identity
+                info.appliance_identity,
+                info.creation_time.map(crate::instant::format_iso_millis),
+                info.modification_time
+                    .map(crate::instant::format_iso_millis),
             ])
         })
         .map_err(db)?;
@@ -539,12 +545,7 @@ impl Registry for SqliteRegistry {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT pvName,
-                        CASE WHEN json_valid(typeInfoJSON)
-                             THEN json_extract(typeInfoJSON, '$.creationTime') END,
-                        CASE WHEN json_valid(typeInfoJSON)
-                             THEN json_extract(typeInfoJSON, '$.modificationTime') END,
-                        paused
+                "SELECT pvName, creationTime, modificationTime, paused
                  FROM PVTypeInfo ORDER BY pvName",
             )
             .map_err(db)?;
@@ -1072,7 +1073,7 @@ mod tests {
     }
 
     #[test]
-    fn pv_times_are_read_from_the_json_in_name_order() {
+    fn pv_times_are_read_from_their_columns_in_name_order() {
         let r = mem();
         let mut a = info("T:B");
         a.creation_time = Some(Timestamp::new(1_700_000_000, 0));

@@ -255,6 +255,15 @@ impl Actor {
         let Some(rt) = self.pvs.get_mut(&id) else {
             return;
         };
+        let auto_fields = {
+            let mut st = lock(&rt.slot.state);
+            st.conn.record_type = Some(rtyp.to_string());
+            st.auto_fields
+        };
+        if !auto_fields {
+            // Read for the status only (`read_record_type`): its fields were chosen.
+            return;
+        }
         for field in extra {
             let known = rt.annotator.has_field(field)
                 || lock(&rt.slot.state).config.archive_fields.contains(field);
@@ -417,8 +426,8 @@ impl Actor {
             }
             rt.annotator.connected(st.conn.lost_at_secs);
             let due = !rt.rtyp_checked
-                && st.auto_fields
-                && !self.inner.config.record_type_fields.is_empty();
+                && ((st.auto_fields && !self.inner.config.record_type_fields.is_empty())
+                    || self.inner.config.read_record_type);
             rt.rtyp_checked |= due;
             due
         };

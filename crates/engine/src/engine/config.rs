@@ -31,6 +31,10 @@ pub struct EngineConfig {
     /// default policy (`policies.py`): `ao` and `longout` add `DRVH` and `DRVL`. Empty: the
     /// engine does not read `.RTYP` at all.
     pub record_type_fields: BTreeMap<String, Vec<String>>,
+    /// Read `PV.RTYP` on the first connection of every PV (not only of those that get
+    /// the fields above), for the status ([`crate::ConnState::record_type`]): the site
+    /// policy's rules on record types need it. Default false.
+    pub read_record_type: bool,
     /// Buffer bound for a PV archived at every event (period 0).
     pub max_buffer_samples: usize,
     /// Capacity of the shared CA event queue.
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
                     )
                 })
                 .collect(),
+            read_record_type: false,
             max_buffer_samples: 100_000,
             rate_limit: Default::default(),
             queue_capacity: 1 << 16,

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::counters::Counters;
 use crate::error::EngineError;
 use crate::pv::{
-    BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, PvaTarget, SlotState, lock,
+    BufferSnapshot, PvConfig, PvMeta, PvSlot, PvState, PvStatus, PvSummary, PvaTarget, SlotState,
+    lock,
 };
 use crate::writer;
 use crate::writer::Unwritten;
@@ -42,6 +43,9 @@ pub enum ArchiveOutcome {
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+    /// The CA client the engine's channels use (also lent to the appliance for the
+    /// controlling PVs of conditional archiving: [`Engine::ca_client`]).
+    client: Client,
 }
 
 impl Engine {
@@ -57,9 +61,9 @@ impl Engine {
             next_id: AtomicU64::new(1),
             rate: Default::default(),
         });
-        actor::spawn(inner.clone(), client, cmd_rx);
+        actor::spawn(inner.clone(), client.clone(), cmd_rx);
         tokio::spawn(writer::run(inner.clone()));
-        Engine { inner }
+        Engine { inner, client }
     }
 
     fn slot(&self, pv: &str) -> Option<Arc<PvSlot>> {
@@ -266,6 +270,13 @@ impl Engine {
             .collect()
     }
 
+    /// The summary of every PV (any order): the reports' light read, one vector and no
+    /// other allocation (see [`PvSummary`]). The table is read-locked while it is copied.
+    pub fn summaries(&self) -> Vec<PvSummary> {
+        let slots = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.values().map(|s| s.summary()).collect()
+    }
+
     /// The status of each PV whose archived type and metadata are known and whose name
     /// `skip` does not hold: what the catalogue has yet to record. Only those are copied,
     /// so the periodic check costs next to nothing once every PV is recorded.
@@ -303,6 +314,12 @@ impl Engine {
     /// never holds up the PV's ingest while it decodes.
     pub fn buffered(&self, pv: &str) -> Option<BufferSnapshot> {
         self.slot(pv)?.buffered()
+    }
+
+    /// The CA client of the engine's channels: the appliance monitors controlling PVs
+    /// (conditional archiving) on it, beside the engine, not through its event queue.
+    pub fn ca_client(&self) -> &Client {
+        &self.client
     }
 
     /// The short-term store.

@@ -95,6 +95,46 @@ pub async fn get_policy_list(State(app): State<SharedAppliance>) -> Json<Map<Str
     )
 }
 
+/// `reapplyPolicies` (GET, POST; the Java appliance has none): re-applies the site policy
+/// file to archived PVs, keeping their data (`archiver_appliance::Appliance::
+/// reapply_policies`). `pv`: names, comma lists, globs (`*` for every PV) or a body
+/// list; `dryrun=true` only reports. One object per PV, in order: `pvName`, `status`
+/// (`changed`, `unchanged`, `would change` with `dryrun`, `skipped`), `policy`,
+/// `previousPolicy`, `changes` (`"samplingPeriod: 1 -> 0.1"`…, or why it was skipped).
+pub async fn reapply_policies(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Json<Vec<Value>>> {
+    let names = super::expand(app.as_ref(), &req.names()?)?;
+    let dry_run = req
+        .get("dryrun")
+        .or(req.get("dryRun"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let done = app
+        .reapply_policies(&names, dry_run)
+        .await
+        .map_err(super::api_error)?;
+    Ok(Json(
+        done.into_iter()
+            .map(|r| {
+                let status = match (r.applied, r.changes.is_empty(), dry_run) {
+                    (false, _, _) => "skipped",
+                    (true, true, _) => "unchanged",
+                    (true, false, true) => "would change",
+                    (true, false, false) => "changed",
+                };
+                json!({
+                    "pvName": r.pv,
+                    "status": status,
+                    "policy": r.policy.unwrap_or_default(),
+                    "previousPolicy": r.previous_policy.unwrap_or_default(),
+                    "changes": r.changes,
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// `getPolicyText`: the policy configuration, `text/plain`.
 pub async fn get_policy_text(State(app): State<SharedAppliance>) -> String {
     app.policy_text()
@@ -107,12 +147,12 @@ pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<V
     let now = app.now_secs();
     let (mut total, mut connected, mut paused, mut never) = (0u64, 0u64, 0u64, 0u64);
     let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
-    for s in app.all_status() {
+    for s in app.summaries() {
         total += 1;
         match s.state {
             PvState::Paused => paused += 1,
             PvState::NeverConnected => never += 1,
-            PvState::Archiving if s.conn.connected => connected += 1,
+            PvState::Archiving if s.connected => connected += 1,
             PvState::Archiving => {}
         }
         let since = now - s.counters.added_secs;
@@ -255,6 +295,12 @@ pub async fn get_pv_details(
         if !t.archive_fields.is_empty() {
             detail(&mut out, m, "Archive Fields", t.archive_fields.join(","));
         }
+        if let Some(p) = &t.policy_name {
+            detail(&mut out, m, "Policy name:", p.clone());
+        }
+        if let Some(c) = &t.controlling_pv {
+            detail(&mut out, m, "Controlling PV:", c.clone());
+        }
     }
     let Some(s) = status else {
         return Ok(Json(out));
@@ -272,7 +318,42 @@ pub async fn get_pv_details(
             .map(|a| a.ip().to_string())
             .unwrap_or_default(),
     );
-    detail(&mut out, p, "Controlling PV", "");
+    let control = app.control_status(&s.name);
+    detail(
+        &mut out,
+        p,
+        "Controlling PV",
+        control
+            .as_ref()
+            .map(|c| c.controlling_pv.clone())
+            .unwrap_or_default(),
+    );
+    if let Some(c) = &control {
+        detail(
+            &mut out,
+            p,
+            "Is the controlling PV connected?",
+            yes_no(c.connected, "yes", "no"),
+        );
+        detail(
+            &mut out,
+            p,
+            "Does the controlling PV enable archiving?",
+            super::status::control_state(c),
+        );
+        detail(
+            &mut out,
+            p,
+            "Controlling PV transitions",
+            c.transitions.to_string(),
+        );
+        detail(
+            &mut out,
+            p,
+            "Last controlling PV transition",
+            java_time(c.last_transition_secs),
+        );
+    }
     detail(
         &mut out,
         p,

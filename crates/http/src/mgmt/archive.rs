@@ -55,11 +55,14 @@ fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
 }
 
 /// `archivePV` (GET, POST): `pv` (comma list), `samplingperiod`, `samplingmethod`,
-/// `archiveFields` (beyond Java: per-PV archive fields, a comma list or a JSON list) as
-/// parameters; or a JSON list (`[{"pv": …, "samplingperiod": …, "samplingmethod": …}]` or
-/// names), a text list or a form body (see [`BplRequest`]). A per-PV setting wins over
-/// the request's; what neither gives comes from the appliance's policy. Everything is
-/// checked before anything is archived.
+/// `controllingPV`, `policy`, `alias`, `appliance`, `archiveFields` (beyond Java:
+/// per-PV archive fields, a comma list or a JSON list) as parameters; or a JSON list
+/// (`[{"pv": …, "samplingperiod": …, "samplingmethod": …, "controllingPV": …, "policy": …,
+/// "alias": …, "appliance": …}]` or names), a text list or a form body (see
+/// [`BplRequest`]). A per-PV setting wins over the request's; what neither gives comes
+/// from the policy (`policy` names one; otherwise the site's rules pick it). `appliance`
+/// must be this appliance's identity (one appliance, no cluster): another is a 400 naming
+/// both. Everything is checked before anything is archived.
 pub async fn archive_pv(
     State(app): State<SharedAppliance>,
     req: BplRequest,
@@ -87,20 +90,47 @@ pub async fn archive_pv(
             Some(t) => Some(parse_method(t).map_err(|err| with_pv(err, &pv))?),
             None => default_method,
         };
-        let fields_text = e
-            .fields
-            .get("archivefields")
-            .map(String::as_str)
-            .or(req.get("archiveFields"));
-        let archive_fields = match fields_text {
+        // A per-PV JSON key (lower-cased by the extractor), else the request's parameter.
+        let param = |key: &str| {
+            e.fields
+                .get(&key.to_ascii_lowercase())
+                .map(String::as_str)
+                .or(req.get(key))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let archive_fields = match param("archiveFields") {
             None => Vec::new(),
             Some(t) => parse_fields(t)?,
         };
+        if let Some(a) = param("appliance")
+            && a != app.identity()
+        {
+            return Err(ApiError::bad(format!(
+                "PV {pv}: appliance {a:?} is not this appliance ({:?}); this archiver is a \
+                 single appliance",
+                app.identity()
+            )));
+        }
+        let controlling_pv = param("controllingPV")
+            .map(|c| normalize(c).map_err(|err| with_pv(err, &pv)))
+            .transpose()?;
+        let alias = param("alias")
+            .map(|a| normalize(a).map_err(|err| with_pv(err, &pv)))
+            .transpose()?;
+        if alias.as_deref() == Some(pv.as_str()) {
+            return Err(ApiError::bad(format!(
+                "PV {pv}: an alias cannot be the PV itself"
+            )));
+        }
         specs.push(ArchiveSpec {
             pv,
             method,
             period,
             archive_fields,
+            policy: param("policy").map(String::from),
+            controlling_pv,
+            alias,
         });
     }
     let results = app.archive(specs).await.map_err(api_error)?;

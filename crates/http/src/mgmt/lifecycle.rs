@@ -233,3 +233,31 @@ pub async fn modify_meta_fields(
             .map(|f| json!({"pvName": pv, "fields": f.join(",")})),
     )
 }
+
+/// `changeTypeForPV` (GET, POST): `pv` (an alias is resolved), `newtype` (an ArchDBRTypes
+/// name, `DBR_SCALAR_INT`...). The PV must be paused (else Java's `{"validation": "Need to
+/// pause PV before changing type for X"}`); every stored sample is rewritten to the new
+/// type, then the type info changed. Answers Java's `{"status": "ok"}`, plus (beyond Java)
+/// `files`, `samples` converted and `dropped` (not convertible).
+pub async fn change_type_for_pv(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let pv = real_name(&app, req.required("pv")?).await?;
+    let text = req.required("newtype")?;
+    let to: archiver_pb::PayloadType = text.trim().parse().map_err(|_| {
+        ApiError::bad(format!(
+            "newtype {text:?} is not an ArchDBRTypes name such as DBR_SCALAR_DOUBLE"
+        ))
+    })?;
+    match app.change_type(&pv, to).await {
+        Ok(c) => Ok(Json(json!({
+            "status": "ok",
+            "files": c.files.to_string(),
+            "samples": c.samples.to_string(),
+            "dropped": c.dropped.to_string(),
+        }))
+        .into_response()),
+        Err(e) => validation(e),
+    }
+}

@@ -66,6 +66,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(lifecycle::change_archival_parameters).post(lifecycle::change_archival_parameters),
         )
         .route(
+            "/mgmt/bpl/changeTypeForPV",
+            get(lifecycle::change_type_for_pv).post(lifecycle::change_type_for_pv),
+        )
+        .route(
             "/mgmt/bpl/abortArchivingPV",
             get(lifecycle::abort_archiving_pv).post(lifecycle::abort_archiving_pv),
         )
@@ -160,6 +164,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(admin::get_policy_text).post(admin::get_policy_text),
         )
         .route(
+            "/mgmt/bpl/reapplyPolicies",
+            get(admin::reapply_policies).post(admin::reapply_policies),
+        )
+        .route(
             "/mgmt/bpl/getApplianceMetrics",
             get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
         )
@@ -232,6 +240,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(reports::paused_pvs).post(reports::paused_pvs),
         )
         .route(
+            "/mgmt/bpl/getTimeSpanReport",
+            get(reports::time_span).post(reports::time_span),
+        )
+        .route(
             "/mgmt/bpl/getArchivedWaveforms",
             get(reports::archived_waveforms).post(reports::archived_waveforms),
         )
@@ -250,15 +262,21 @@ pub(crate) async fn catalogue_call<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(reg.as_ref()))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            RegistryError::Backend { .. }
-            | RegistryError::CorruptTypeInfo { .. }
-            | RegistryError::CorruptArchiveRequest { .. }
-            | RegistryError::SchemaTooNew { .. }
-            | RegistryError::Migration { .. }
-            | RegistryError::Io { .. } => ApiError::internal(e),
-            client => ApiError::bad(client.to_string()),
-        })
+        .map_err(registry_error)
+}
+
+/// A refusal of the catalogue (a bad name or pattern, an alias rule) is a 400 naming it;
+/// a failure of the catalogue itself a 500.
+fn registry_error(e: RegistryError) -> ApiError {
+    match e {
+        RegistryError::Backend { .. }
+        | RegistryError::CorruptTypeInfo { .. }
+        | RegistryError::CorruptArchiveRequest { .. }
+        | RegistryError::SchemaTooNew { .. }
+        | RegistryError::Migration { .. }
+        | RegistryError::Io { .. } => ApiError::internal(e),
+        client => ApiError::bad(client.to_string()),
+    }
 }
 
 /// An appliance error as Java answers it: a refusal because of the PV's state is
@@ -293,6 +311,8 @@ fn api_error(e: ApplianceError) -> ApiError {
             | EngineError::NotPaused(_)),
         ) => ApiError::bad(e.to_string()),
         ApplianceError::Period(e) => ApiError::bad(e.to_string()),
+        ApplianceError::Policy(e) => ApiError::bad(e.to_string()),
+        ApplianceError::Registry(e) => registry_error(e),
         ApplianceError::UnknownPv(pv) => {
             ApiError::not_found(format!("PV {pv} is not being archived"))
         }

@@ -11,7 +11,7 @@
 //! Rates are over the time since the engine got the PV (its archive request or the
 //! restore at start), as Java's `PVMetrics` computes them since its channel was created.
 
-use archiver_appliance::{PvState, PvStatus, SharedAppliance};
+use archiver_appliance::{PvState, PvSummary, SharedAppliance};
 use archiver_registry::PvTimes;
 use axum::extract::State;
 use axum::http::header;
@@ -44,26 +44,38 @@ fn json_rows<T: Serialize>(rows: &[T]) -> ApiResult<Response> {
 
 /// The PVs of `all` that `keep` selects, sorted by `key` descending (ties by name), at
 /// most `limit`, each turned into a row by `row`.
+///
+/// Only the kept PVs are keyed and sorted, and with a `limit` below their number only
+/// the first `limit` are fully sorted (`select_nth_unstable_by`, then a sort of those).
 fn top<K: PartialOrd + Copy, R>(
-    mut all: Vec<PvStatus>,
-    keep: impl Fn(&PvStatus) -> bool,
-    key: impl Fn(&PvStatus) -> K,
+    all: Vec<PvSummary>,
+    keep: impl Fn(&PvSummary) -> bool,
+    key: impl Fn(&PvSummary) -> K,
     descending: bool,
     limit: Option<usize>,
-    row: impl Fn(&PvStatus) -> R,
+    row: impl Fn(&PvSummary) -> R,
 ) -> Vec<R> {
-    all.retain(|s| keep(s));
-    let mut keyed: Vec<(K, usize)> = all.iter().enumerate().map(|(i, s)| (key(s), i)).collect();
-    keyed.sort_by(|a, b| {
+    let mut keyed: Vec<(K, usize)> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| keep(s))
+        .map(|(i, s)| (key(s), i))
+        .collect();
+    let order = |a: &(K, usize), b: &(K, usize)| {
         let o = a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal);
         let o = if descending { o.reverse() } else { o };
         o.then_with(|| all[a.1].name.cmp(&all[b.1].name))
-    });
-    keyed
-        .into_iter()
-        .take(limit.unwrap_or(usize::MAX))
-        .map(|(_, i)| row(&all[i]))
-        .collect()
+    };
+    let n = limit.unwrap_or(usize::MAX).min(keyed.len());
+    if n < keyed.len() {
+        if n == 0 {
+            return Vec::new();
+        }
+        keyed.select_nth_unstable_by(n - 1, order);
+        keyed.truncate(n);
+    }
+    keyed.sort_unstable_by(order);
+    keyed.into_iter().map(|(_, i)| row(&all[i])).collect()
 }
 
 /// A row of the dropped-events reports.
@@ -79,16 +91,16 @@ struct Dropped {
 async fn dropped_report(
     app: SharedAppliance,
     req: BplRequest,
-    count: fn(&PvStatus) -> u64,
+    count: fn(&PvSummary) -> u64,
 ) -> ApiResult<Response> {
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |s| count(s) > 0,
         count,
         true,
         limit(&req, None)?,
         |s| Dropped {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             events_dropped: Str(count(s)),
             total_events: None,
         },
@@ -132,13 +144,13 @@ pub async fn slow_changing_dropped(
     req: BplRequest,
 ) -> ApiResult<Response> {
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |s| s.counters.dropped_timestamp > s.counters.events_stored,
         |s| s.counters.dropped_timestamp,
         true,
         limit(&req, None)?,
         |s| Dropped {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             events_dropped: Str(s.counters.dropped_timestamp),
             total_events: Some(Str(s.counters.events_stored)),
         },
@@ -159,15 +171,15 @@ pub async fn event_rate(
         event_rate: String,
     }
     let now = app.now_secs();
-    let rate = move |s: &PvStatus| s.counters.event_rate(now - s.counters.added_secs);
+    let rate = move |s: &PvSummary| s.counters.event_rate(now - s.counters.added_secs);
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |_| true,
         rate,
         true,
         limit(&req, None)?,
         |s| Row {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             event_rate: format!("{:?}", rate(s)),
         },
     );
@@ -192,9 +204,9 @@ pub async fn storage_rate(
         gb_per_year: String,
     }
     let now = app.now_secs();
-    let rate = move |s: &PvStatus| s.counters.storage_rate(now - s.counters.added_secs);
+    let rate = move |s: &PvSummary| s.counters.storage_rate(now - s.counters.added_secs);
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |_| true,
         rate,
         true,
@@ -202,7 +214,7 @@ pub async fn storage_rate(
         |s| {
             let r = rate(s);
             Row {
-                pv_name: s.name.clone(),
+                pv_name: s.name.to_string(),
                 kb_per_hour: format!("{:?}", r * 3600.0 / 1024.0),
                 mb_per_day: format!("{:?}", r * 86_400.0 / 1_048_576.0),
                 gb_per_year: format!("{:?}", r * 86_400.0 * 365.0 / 1_073_741_824.0),
@@ -225,13 +237,13 @@ pub async fn storage_consumed(
         storage_consumed_in_m_b: String,
     }
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |_| true,
         |s| s.counters.bytes_stored,
         true,
         limit(&req, None)?,
         |s| Row {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             storage_consumed_in_m_b: format!("{:?}", s.counters.bytes_stored as f64 / 1_048_576.0),
         },
     );
@@ -254,14 +266,14 @@ pub async fn lost_connections(
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |s| s.state != PvState::Paused,
         |s| s.counters.disconnects,
         true,
         limit(&req, None)?,
         |s| Row {
-            pv_name: s.name.clone(),
-            currently_connected: if s.conn.connected { "Yes" } else { "No" },
+            pv_name: s.name.to_string(),
+            currently_connected: if s.connected { "Yes" } else { "No" },
             instance: &id,
             lost_connections: Str(s.counters.disconnects),
         },
@@ -284,13 +296,13 @@ pub async fn silent_pvs(
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |s| s.state == PvState::Archiving,
         |s| s.counters.last_event_secs,
         false,
         limit(&req, None)?,
         |s| Row {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             instance: &id,
             last_known_event: Str(JavaTime(s.counters.last_event_secs)),
         },
@@ -316,18 +328,17 @@ pub async fn currently_disconnected(State(app): State<SharedAppliance>) -> ApiRe
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.all_status(),
-        |s| s.state == PvState::Archiving && !s.conn.connected,
+        app.summaries(),
+        |s| s.state == PvState::Archiving && !s.connected,
         |_| 0u8,
         false,
         None,
         |s| Row {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             instance: &id,
-            connection_lost_at: Str(JavaTime(s.conn.lost_at_secs)),
-            no_connection_as_of_epoch_secs: Str(s.conn.lost_at_secs),
+            connection_lost_at: Str(JavaTime(s.lost_at_secs)),
+            no_connection_as_of_epoch_secs: Str(s.lost_at_secs),
             host_name: s
-                .conn
                 .server
                 .map_or_else(|| "N/A".to_string(), |a| a.ip().to_string()),
             command_thread_id: "0",
@@ -352,13 +363,13 @@ pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Re
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.all_status(),
+        app.summaries(),
         |s| s.state == PvState::NeverConnected,
         |_| 0u8,
         false,
         None,
         |s| Row {
-            pv_name: s.name.clone(),
+            pv_name: s.name.to_string(),
             request_time: Str(JavaTime(s.counters.added_secs)),
             start_of_workflow: Str(JavaTime(s.counters.added_secs)),
             current_state: "METAINFO_REQUESTED",
@@ -381,16 +392,16 @@ pub async fn archived_waveforms(State(app): State<SharedAppliance>) -> ApiResult
         dbrtype: String,
     }
     let rows = top(
-        app.all_status(),
-        |s| s.conn.element_count > 1 || s.archived_type.is_some_and(|t| t.is_waveform()),
+        app.summaries(),
+        |s| s.element_count > 1 || s.archived_type.is_some_and(|t| t.is_waveform()),
         |_| 0u8,
         false,
         None,
         |s| Row {
-            pv_name: s.name.clone(),
-            element_count: Str(s.conn.element_count),
-            samplingmethod: s.config.method.as_str(),
-            samplingperiod: format!("{:?}", s.config.period),
+            pv_name: s.name.to_string(),
+            element_count: Str(s.element_count),
+            samplingmethod: s.method.as_str(),
+            samplingperiod: format!("{:?}", s.period),
             dbrtype: s
                 .archived_type
                 .map_or_else(String::new, |t| format!("DBR_{t}")),
@@ -465,4 +476,50 @@ pub async fn paused_pvs(
 ) -> ApiResult<Response> {
     let l = limit(&req, None)?;
     by_catalogue_time(app, l, |t| t.paused, modified, false, "modificationTime").await
+}
+
+/// `getTimeSpanReport` (Java `TimeSpanReport`): what is archived of each PV, as an object
+/// keyed by PV name, sorted by name: `{"<pv>": {pvName, creationTS, paused, lastEvent}}`,
+/// epoch seconds as strings (`creationTS` from the type info, Java's approximation of the
+/// earliest sample; `lastEvent` the IOC time of the last event the engine received, `0`
+/// if none, absent for a PV the engine does not hold). `regex` keeps the names it matches
+/// whole. PVs without a type info yet are not listed (as in Java).
+pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row<'a> {
+        pv_name: &'a str,
+        #[serde(rename = "creationTS")]
+        creation_ts: Str<i64>,
+        paused: Str<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_event: Option<Str<i64>>,
+    }
+    struct ByName<'a>(Vec<Row<'a>>);
+    impl Serialize for ByName<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|r| (r.pv_name, r)))
+        }
+    }
+    let matcher = archiver_registry::NamePattern::from_java_params(None, req.get("regex"))
+        .compile()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let times = catalogue(&app, |r| r.all_pv_times()).await?;
+    let summaries = app.summaries();
+    let last: std::collections::HashMap<&str, i64> = summaries
+        .iter()
+        .map(|s| (&*s.name, s.counters.last_event_secs))
+        .collect();
+    let rows = times
+        .iter()
+        .filter(|t| matcher.is_match(&t.pv_name))
+        .map(|t| Row {
+            pv_name: &t.pv_name,
+            creation_ts: Str(created(t)),
+            paused: Str(t.paused),
+            last_event: last.get(t.pv_name.as_str()).map(|&l| Str(l)),
+        })
+        .collect();
+    let body = serde_json::to_vec(&ByName(rows)).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

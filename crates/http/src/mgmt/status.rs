@@ -1,7 +1,7 @@
 //! The status family: `getPVStatus`, `getAllPVs`, with the Java
 //! response shapes (values are JSON strings, as the Java appliance writes them).
 
-use archiver_appliance::{PvState, PvStatus, SamplingMethod, SharedAppliance};
+use archiver_appliance::{ControlStatus, PvState, PvStatus, SamplingMethod, SharedAppliance};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -52,6 +52,34 @@ pub struct StatusJson<'a> {
     write_errors: Str<u64>,
     first_event: Str<JavaTime>,
     archive_fields: Str<Joined<'a>>,
+    /// Conditional archiving (beyond Java's keys, only for a PV with a controlling PV).
+    #[serde(rename = "controllingPV", skip_serializing_if = "Option::is_none")]
+    controlling_pv: Option<String>,
+    /// `enabled` (its value is not 0), `disabled` (0: the PV is paused by it) or `unknown`
+    /// (no value yet).
+    #[serde(rename = "controllingPVState", skip_serializing_if = "Option::is_none")]
+    controlling_pv_state: Option<&'static str>,
+    /// Changes of the controlling PV between 0 and non-zero since start.
+    #[serde(
+        rename = "controllingPVTransitions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    controlling_pv_transitions: Option<Str<u64>>,
+    /// When it last changed.
+    #[serde(
+        rename = "controllingPVLastTransition",
+        skip_serializing_if = "Option::is_none"
+    )]
+    controlling_pv_last_transition: Option<Str<JavaTime>>,
+}
+
+/// The words of a controlling PV's verdict in `getPVStatus` and `getPVDetails`.
+pub(super) fn control_state(c: &ControlStatus) -> &'static str {
+    match c.enabled {
+        Some(true) => "enabled",
+        Some(false) => "disabled",
+        None => "unknown",
+    }
 }
 
 /// The `getPVStatus` object of a PV this appliance does not archive.
@@ -62,8 +90,13 @@ struct NotArchived<'a> {
     status: &'static str,
 }
 
-/// The `getPVStatus` object of one PV.
-pub fn status_json<'a>(s: &'a PvStatus, identity: &'a str) -> StatusJson<'a> {
+/// The `getPVStatus` object of one PV; `control` is its controlling PV's status, if it has
+/// one.
+pub fn status_json<'a>(
+    s: &'a PvStatus,
+    identity: &'a str,
+    control: Option<ControlStatus>,
+) -> StatusJson<'a> {
     let status = match s.state {
         PvState::Paused => "Paused",
         PvState::NeverConnected => "Initial sampling",
@@ -104,6 +137,12 @@ pub fn status_json<'a>(s: &'a PvStatus, identity: &'a str) -> StatusJson<'a> {
         write_errors: Str(c.write_errors),
         first_event: Str(JavaTime(c.first_event_secs)),
         archive_fields: Str(Joined(&s.config.archive_fields)),
+        controlling_pv_state: control.as_ref().map(control_state),
+        controlling_pv_transitions: control.as_ref().map(|c| Str(c.transitions)),
+        controlling_pv_last_transition: control
+            .as_ref()
+            .map(|c| Str(JavaTime(c.last_transition_secs))),
+        controlling_pv: control.map(|c| c.controlling_pv),
     }
 }
 
@@ -124,7 +163,10 @@ pub async fn get_pv_status(
             out.push(b',');
         }
         let written = match app.status(n) {
-            Some(s) => serde_json::to_writer(&mut out, &status_json(&s, app.identity())),
+            Some(s) => serde_json::to_writer(
+                &mut out,
+                &status_json(&s, app.identity(), app.control_status(n)),
+            ),
             None => serde_json::to_writer(
                 &mut out,
                 &NotArchived {
@@ -211,7 +253,7 @@ mod tests {
     #[test]
     fn status_object_has_the_java_keys_in_order_and_string_values() {
         let s = sample_status();
-        let text = serde_json::to_string(&status_json(&s, "appliance0")).unwrap();
+        let text = serde_json::to_string(&status_json(&s, "appliance0", None)).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         let obj = v.as_object().unwrap();
         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -282,7 +324,7 @@ mod tests {
         s.config.method = SamplingMethod::Monitor;
         s.config.period = 1.0;
         s.config.archive_fields.clear();
-        let v = serde_json::to_value(status_json(&s, "x")).unwrap();
+        let v = serde_json::to_value(status_json(&s, "x", None)).unwrap();
         assert_eq!(v["status"], "Initial sampling");
         assert_eq!(v["dbrType"], "");
         assert_eq!(v["server"], "");
