@@ -382,12 +382,12 @@ mod tests {
         // A store the configuration lacks: the error names the file and the store.
         std::fs::write(
             &file,
-            "[[policy]]\nname = \"x\"\ndata_stores = [\"STS\", \"LTS\"]\n",
+            "[[policy]]\nname = \"x\"\ndata_stores = [\"STS\", \"XTS\"]\n",
         )
         .unwrap();
         let e = format!("{:#}", cfg.policy.site_policy(&stores).unwrap_err());
         assert!(
-            e.contains("p.toml") && e.contains("\"LTS\" is not configured"),
+            e.contains("p.toml") && e.contains("\"XTS\" is not configured"),
             "{e}"
         );
         let missing: FileConfig =
