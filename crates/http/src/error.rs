@@ -18,6 +18,9 @@ pub enum ApiError {
     /// [`crate::MAX_BODY_BYTES`]).
     #[error("{0}")]
     TooLarge(String),
+    /// 405: the call exists but not with this HTTP method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 500: something failed on our side (logged).
     #[error("{0}")]
     Internal(String),
@@ -62,6 +65,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 (

@@ -170,7 +170,8 @@ fn is_json(_: StatusCode, _: Version, headers: &HeaderMap, extensions: &Extensio
             .is_some_and(|ct| ct.starts_with("application/json"))
 }
 
-/// The 413 of the body limit layer (plain text) as an [`ApiError`] naming the limit.
+/// The 413 of the body limit layer (plain text) as an [`ApiError`] naming the limit, and
+/// axum's empty 405 as one naming the methods the call takes.
 async fn explain_too_large(resp: Response) -> Response {
     let plain = !resp
         .headers()
@@ -179,6 +180,25 @@ async fn explain_too_large(resp: Response) -> Response {
         .is_some_and(|ct| ct.starts_with("application/json"));
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
         return ApiError::body_too_large().into_response();
+    }
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && plain {
+        // axum's answer has an empty body: say what the call takes (its `Allow` header).
+        let takes = match resp
+            .headers()
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(allow) => format!("it takes {allow}"),
+            None => "putPVTypeInfo and importConfig take POST only, as in Java".to_string(),
+        };
+        let mut answer = ApiError::MethodNotAllowed(format!(
+            "this call does not take this HTTP method; {takes}"
+        ))
+        .into_response();
+        if let Some(a) = resp.headers().get(header::ALLOW) {
+            answer.headers_mut().insert(header::ALLOW, a.clone());
+        }
+        return answer;
     }
     resp
 }

@@ -686,3 +686,13 @@ async fn never_connected_and_all_pvs() {
     let r = get(&fake, "/mgmt/bpl/getAllPVs?regex=(").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_call_with_the_wrong_http_method_is_a_405_saying_which_it_takes() {
+    let fake = Fake::with(&[]);
+    // putPVTypeInfo and importConfig are POST only, as in Java.
+    let r = get(&fake, "/mgmt/bpl/putPVTypeInfo?pv=A").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("POST"), "{msg}");
+}

@@ -595,6 +595,14 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         assert!(r[0][k].is_string(), "{k} in {r}");
     }
     assert_eq!(h.status_of("SCRIPT:PV001").await, "Being archived");
+    // Consolidating a PV being archived is refused as Java refuses it.
+    let r = h
+        .get("/mgmt/bpl/consolidateDataForPV?pv=SCRIPT:PV001&storage=LTS")
+        .await;
+    assert_eq!(
+        r["validation"],
+        "Cannot consolidate unless PV SCRIPT:PV001 is paused."
+    );
     let r = h.get("/mgmt/bpl/getLostConnectionsReport?limit=1").await;
     assert_eq!(r[0]["currentlyConnected"], "No");
     // At least the loss of the server (a reconnection to the dying server, then its
@@ -872,6 +880,11 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
         ["POL:FAST1", "POL:NAMED"],
         "{r}"
     );
+    let first = h
+        .get("/mgmt/bpl/getTimeSpanReport?regex=POL:(FAST|NAMED).*&limit=1")
+        .await;
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["POL:FAST1"], "limit");
     let row = &m["POL:FAST1"];
     assert_eq!(
         (&row["pvName"], &row["paused"]),
@@ -908,6 +921,11 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     })
     .await;
 
+    // A dry run mistyped is refused, never applied.
+    let (status, body) = h
+        .get_status("/mgmt/bpl/reapplyPolicies?pv=POL:*&dryrun=yes")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // Dry run: what would change, nothing changed.
     let r = h
         .get("/mgmt/bpl/reapplyPolicies?pv=POL:*&dryrun=true")

@@ -106,10 +106,12 @@ pub async fn reapply_policies(
     req: BplRequest,
 ) -> ApiResult<Json<Vec<Value>>> {
     let names = super::expand(app.as_ref(), &req.names()?)?;
-    let dry_run = req
-        .get("dryrun")
-        .or(req.get("dryRun"))
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    // A value other than true/false is a 400: a mistyped dry run must not apply.
+    let dry_run = if req.get("dryRun").is_some() && req.get("dryrun").is_none() {
+        req.flag("dryRun", false)?
+    } else {
+        req.flag("dryrun", false)?
+    };
     let done = app
         .reapply_policies(&names, dry_run)
         .await

@@ -380,8 +380,12 @@ pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Re
 }
 
 /// `getArchivedWaveforms`: `[{pvName, elementCount, samplingmethod, samplingperiod,
-/// dbrtype}]` of the PVs with more than one element, sorted by name.
-pub async fn archived_waveforms(State(app): State<SharedAppliance>) -> ApiResult<Response> {
+/// dbrtype}]` of the PVs with more than one element, sorted by name, at most `limit`.
+pub async fn archived_waveforms(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    let at_most = limit(&req, None)?;
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Row {
@@ -396,7 +400,7 @@ pub async fn archived_waveforms(State(app): State<SharedAppliance>) -> ApiResult
         |s| s.element_count > 1 || s.archived_type.is_some_and(|t| t.is_waveform()),
         |_| 0u8,
         false,
-        None,
+        at_most,
         |s| Row {
             pv_name: s.name.to_string(),
             element_count: Str(s.element_count),
@@ -483,8 +487,10 @@ pub async fn paused_pvs(
 /// epoch seconds as strings (`creationTS` from the type info, Java's approximation of the
 /// earliest sample; `lastEvent` the IOC time of the last event the engine received, `0`
 /// if none, absent for a PV the engine does not hold). `regex` keeps the names it matches
-/// whole. PVs without a type info yet are not listed (as in Java).
+/// whole; `limit` keeps the first names. PVs without a type info yet are not listed (as in
+/// Java).
 pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> ApiResult<Response> {
+    let at_most = limit(&req, None)?.unwrap_or(usize::MAX);
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Row<'a> {
@@ -513,6 +519,7 @@ pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> A
     let rows = times
         .iter()
         .filter(|t| matcher.is_match(&t.pv_name))
+        .take(at_most)
         .map(|t| Row {
             pv_name: &t.pv_name,
             creation_ts: Str(created(t)),

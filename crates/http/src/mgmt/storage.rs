@@ -7,6 +7,7 @@ use archiver_time::parse_iso8601;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
@@ -64,9 +65,19 @@ pub struct ConsolidateReply {
 pub async fn consolidate_data_for_pv(
     State(app): State<SharedAppliance>,
     req: BplRequest,
-) -> ApiResult<Json<ConsolidateReply>> {
+) -> ApiResult<Response> {
     let pv = normalize(req.required("pv")?)?;
     let storage = req.required("storage")?.trim().to_string();
+    // Java (`ConsolidatePBFilesForOnePV`) moves only a paused PV's files: the engine
+    // writes the current partition of an archiving one.
+    if app
+        .status(&pv)
+        .is_some_and(|s| s.state != archiver_appliance::PvState::Paused)
+    {
+        return Ok(super::catalogue::validation_json(format!(
+            "Cannot consolidate unless PV {pv} is paused."
+        )));
+    }
     let c = app
         .consolidate(&pv, &storage)
         .await
@@ -78,7 +89,8 @@ pub async fn consolidate_data_for_pv(
         files_moved: c.files_moved,
         samples_moved: c.samples_moved,
         bytes_moved: c.bytes_moved,
-    }))
+    })
+    .into_response())
 }
 
 /// The answer of `deletePVData`.
