@@ -329,13 +329,20 @@ impl Policy {
             archiver_registry::SamplingMethod::Scan => SamplingMethod::Scan,
             archiver_registry::SamplingMethod::DontArchive => return Ok(None),
         };
-        let period = SamplingPeriod::new(f64::from(info.sampling_period))?;
+        let period = SamplingPeriod::new(period_of(info.sampling_period))?;
         Ok(Some(PvConfig {
             method,
             period: period.secs(),
             archive_fields: info.archive_fields.clone(),
         }))
     }
+}
+
+/// A stored period (a Java `float`) as the decimal it was written as: `0.1f32` is `0.1`, not
+/// its binary value `0.10000000149011612` (which status and re-applied policies showed
+/// after a restart). The shortest text that reads back to the same `f32`, read as `f64`.
+fn period_of(stored: f32) -> f64 {
+    stored.to_string().parse().unwrap_or(f64::from(stored))
 }
 
 /// The catalogue's name of an engine sampling method.
@@ -599,6 +606,13 @@ mod tests {
             .expect("valid")
             .expect("archived");
         assert_eq!((cfg.method, cfg.period), (SamplingMethod::Scan, 2.0));
+        // The decimal the period was given as, not the float's binary value.
+        info.sampling_period = 0.1;
+        let cfg = p
+            .config_from_type_info(&info)
+            .expect("valid")
+            .expect("archived");
+        assert_eq!(cfg.period, 0.1);
         info.sampling_period = f32::INFINITY;
         assert!(p.config_from_type_info(&info).is_err());
         info.sampling_period = 1.0;
