@@ -423,6 +423,15 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     );
     let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:ALIAS6").await;
     assert_eq!(t["pvName"], "SCRIPT:PV006");
+    // Status, pause and resume through the alias act on the PV, as Java's.
+    let st = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(st[0]["pvName"], "SCRIPT:PV006", "{st}");
+    let before = st[0]["status"].clone();
+    let p = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(p["pvName"], "SCRIPT:PV006", "{p}");
+    assert_eq!(h.status_of("SCRIPT:PV006").await, "Paused");
+    h.get("/mgmt/bpl/resumeArchivingPV?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(json!(h.status_of("SCRIPT:PV006").await), before);
     let r = h.get("/mgmt/bpl/getAllAliases").await;
     assert_eq!(
         r,

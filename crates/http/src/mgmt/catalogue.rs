@@ -26,6 +26,19 @@ pub(super) async fn real_name(app: &SharedAppliance, name: &str) -> ApiResult<St
     catalogue(app, move |r| r.resolve_name(&pv)).await
 }
 
+/// The name the engine archives `name` under: `name` itself when the engine holds it, else
+/// the PV it is an alias of (Java resolves aliases in every call, `getRealNameForAlias`),
+/// else `name` (for the caller's "not archived" answer).
+pub(super) async fn archived_name(app: &SharedAppliance, name: &str) -> String {
+    if app.status(name).is_some() {
+        return name.to_string();
+    }
+    match real_name(app, name).await {
+        Ok(real) if real != name && app.status(&real).is_some() => real,
+        _ => name.to_string(),
+    }
+}
+
 /// The type info of `pv` (or of the PV it aliases), or a 404 naming it.
 async fn type_info(app: &SharedAppliance, pv: &str) -> ApiResult<PvTypeInfo> {
     let name = normalize(pv)?;

@@ -78,7 +78,10 @@ async fn pause_resume(
     pause: bool,
 ) -> ApiResult<Json<PauseReplies>> {
     let entries = req.names()?;
-    let names = expand(app.as_ref(), &entries)?;
+    let mut names = expand(app.as_ref(), &entries)?;
+    for n in names.iter_mut() {
+        *n = super::catalogue::archived_name(&app, n).await;
+    }
     if entries.len() == 1 && !is_glob(&entries[0].pv) && names.len() == 1 {
         return Ok(Json(PauseReplies::One(
             pause_or_resume(app.as_ref(), &names[0], pause).await?,

@@ -165,10 +165,19 @@ pub async fn get_pv_status(
         if i > 0 {
             out.push(b',');
         }
-        let written = match app.status(n) {
+        // An alias answers its PV's status (only names the engine does not hold are
+        // looked up in the catalogue).
+        let status = match app.status(n) {
+            Some(s) => Some(s),
+            None => {
+                let real = super::catalogue::archived_name(&app, n).await;
+                if real == *n { None } else { app.status(&real) }
+            }
+        };
+        let written = match status {
             Some(s) => serde_json::to_writer(
                 &mut out,
-                &status_json(&s, app.identity(), app.control_status(n)),
+                &status_json(&s, app.identity(), app.control_status(&s.name)),
             ),
             None => serde_json::to_writer(
                 &mut out,
