@@ -180,6 +180,25 @@ impl Archiver {
             .cloned()
             .unwrap_or_default()
     }
+
+    /// [`Archiver::data`] for a PV that may not have connected yet: no samples (instead of
+    /// a failed assertion) while getData answers anything but 200 (a PV whose type is not
+    /// known yet is a 404), for polling.
+    pub fn data_so_far(&self, pv: &str, from: &str, to: &str) -> Vec<serde_json::Value> {
+        let (status, body) = self.get(&format!(
+            "/retrieval/data/getData.json?pv={}&from={}&to={}",
+            enc(pv),
+            enc(from),
+            enc(to)
+        ));
+        if status != 200 {
+            return Vec::new();
+        }
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get(0).and_then(|o| o["data"].as_array()).cloned())
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Archiver {
