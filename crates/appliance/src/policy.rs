@@ -238,7 +238,7 @@ impl Policy {
     /// The Java defaults, writing new PVs to every store of `stores`, in their order
     /// (STS, MTS, LTS: the order Java's `dataStores` lists them).
     pub fn for_stores(stores: &DataStores) -> Self {
-        Policy::java_default(stores.tiers().iter().map(Tier::url).collect())
+        Policy::java_default(stores.urls())
     }
 
     /// Puts the policy values the engine carries out into `config`: the default archive
@@ -452,6 +452,23 @@ mod tests {
                 ("ao".to_string(), drv.clone()),
                 ("longout".to_string(), drv)
             ])
+        );
+    }
+
+    #[test]
+    fn new_pvs_list_every_store_and_the_blackhole() {
+        let mut stores = DataStores::new(archiver_storage::Backend::fs());
+        stores
+            .add(Tier::new("STS", "/a/STS", archiver_pb::Granularity::Hour))
+            .expect("add");
+        stores.set_blackhole("Gone").expect("blackhole");
+        let p = Policy::for_stores(&stores);
+        assert_eq!(
+            p.data_stores,
+            [
+                stores.tiers()[0].url(),
+                archiver_storage::blackhole_url("Gone")
+            ]
         );
     }
 

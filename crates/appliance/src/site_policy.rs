@@ -34,7 +34,8 @@
 //! sampling_method = "MONITOR"           # MONITOR or SCAN
 //! sampling_period = 0.1                 # seconds: 0 (every update) or 0.001 ..= 31536000
 //! data_stores = ["STS", "MTS"]          # names of configured stores; must start with the
-//!                                       # first (the engine writes there); default: all
+//!                                       # first (the engine writes there); a blackhole
+//!                                       # store may end the list; default: all
 //! archive_fields = ["HIHI", "LOLO"]     # default: [engine] default_archive_fields
 //!
 //! [[policy]]
@@ -74,7 +75,7 @@
 
 use archiver_engine::SamplingMethod;
 use archiver_registry::{NameMatcher, NamePattern};
-use archiver_storage::{DataStores, Tier};
+use archiver_storage::{DataStores, Tier, blackhole_url};
 use serde::Deserialize;
 
 use crate::policy::{SamplingPeriod, is_archive_field_name};
@@ -454,16 +455,27 @@ fn store_urls(names: &[String], stores: &DataStores) -> Result<Vec<String>, Stri
         ));
     }
     let mut urls = Vec::with_capacity(names.len());
-    for n in names {
+    for (i, n) in names.iter().enumerate() {
+        if names.iter().filter(|m| *m == n).count() > 1 {
+            return Err(format!("data store {n:?} is listed twice"));
+        }
+        if stores.blackhole() == Some(n.as_str()) {
+            // Java's BlackholeStoragePlugin ends a chain: nothing can follow it.
+            if i + 1 != names.len() {
+                return Err(format!(
+                    "data store {n:?} is the blackhole store; it can only be the last"
+                ));
+            }
+            urls.push(blackhole_url(n));
+            continue;
+        }
         let Some(t) = tiers.iter().find(|t| t.name() == n) else {
-            let known: Vec<&str> = tiers.iter().map(Tier::name).collect();
+            let mut known: Vec<&str> = tiers.iter().map(Tier::name).collect();
+            known.extend(stores.blackhole());
             return Err(format!(
                 "data store {n:?} is not configured; the stores are {known:?}"
             ));
         };
-        if names.iter().filter(|m| *m == n).count() > 1 {
-            return Err(format!("data store {n:?} is listed twice"));
-        }
         urls.push(t.url());
     }
     Ok(urls)
@@ -608,6 +620,31 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(site.decide(&PvFacts::name("A"), None).expect("d").name, "p");
+    }
+
+    #[test]
+    fn a_policy_may_end_its_stores_with_the_blackhole() {
+        let mut s = stores();
+        s.set_blackhole("Gone").expect("blackhole");
+        let site = SitePolicy::from_toml(
+            "[[policy]]\nname = \"short\"\ndata_stores = [\"STS\", \"MTS\", \"Gone\"]\n",
+            &s,
+        )
+        .expect("file");
+        let p = site.get("short").expect("policy");
+        let urls = p.data_stores.clone().expect("stores");
+        assert_eq!(urls.len(), 3);
+        assert_eq!(urls[2], blackhole_url("Gone"));
+        assert_eq!(
+            archiver_storage::blackhole_name(&urls[2]).as_deref(),
+            Some("Gone")
+        );
+        let e = SitePolicy::from_toml(
+            "[[policy]]\nname = \"bad\"\ndata_stores = [\"STS\", \"Gone\", \"MTS\"]\n",
+            &s,
+        )
+        .expect_err("blackhole not last");
+        assert!(e.to_string().contains("can only be the last"), "{e}");
     }
 
     #[test]

@@ -509,6 +509,9 @@ pub fn plan(
                 }
             };
             for url in info.data_stores.iter().rev() {
+                if archiver_storage::blackhole_name(url).is_some() {
+                    continue; // retention: nothing is kept there
+                }
                 match stores.resolve(url) {
                     Ok(tier) => add(tier),
                     Err(e) => {
@@ -945,6 +948,17 @@ mod tests {
         let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
         assert_eq!(names(&p), ["STS"]);
         assert_eq!(p.stores[0].root(), dir.path().join("sts"));
+        // A blackhole store (retention) holds nothing to read, and is no unknown store.
+        reg.put_type_info(&info(
+            "G:H",
+            &[
+                "pb://localhost?name=STS&rootFolder=/x&partitionGranularity=PARTITION_HOUR",
+                &archiver_storage::blackhole_url("Gone"),
+            ],
+        ))
+        .expect("put");
+        let p = plan(&req("G:H"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(names(&p), ["STS"]);
     }
 
     #[test]
