@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use archiver_pb::{PayloadType, Sample, Timestamp, Value};
 use archiver_registry::{PvTypeInfo, Registry, SamplingMethod, SqliteRegistry};
-use archiver_storage::{Backend, StoreUrl, Tier};
+use archiver_storage::{Backend, StoreUrl, Tier, blackhole_name};
 
 /// Samples per PV appended in one call to the store.
 const BATCH: u64 = 65_536;
@@ -65,6 +65,11 @@ pub struct GenerateArgs {
     /// folder.
     #[arg(long)]
     pub register: bool,
+    /// With `--register`: the registered PVs' `dataStores`, first store first (repeat the
+    /// flag; `pb://` or `blackhole://` URLs as in `[storage] data_stores`). Default: the
+    /// `--store-url` alone, so that ETL leaves the data where it is.
+    #[arg(long = "register-store", requires = "register")]
+    pub register_stores: Vec<String>,
 }
 
 /// Parses `1d`, `90m`, `3600`, `1y` into seconds.
@@ -202,6 +207,16 @@ fn tier(url: &str, args: &GenerateArgs) -> Result<Tier> {
 }
 
 fn register(args: &GenerateArgs, names: &[String], start: Timestamp) -> Result<()> {
+    let data_stores = if args.register_stores.is_empty() {
+        vec![args.store_url.clone()]
+    } else {
+        for url in &args.register_stores {
+            if blackhole_name(url).is_none() {
+                StoreUrl::parse(url).with_context(|| format!("--register-store {url:?}"))?;
+            }
+        }
+        args.register_stores.clone()
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let path = args.data_dir.join("registry.sqlite");
@@ -216,7 +231,7 @@ fn register(args: &GenerateArgs, names: &[String], start: Timestamp) -> Result<(
                 1,
                 SamplingMethod::Monitor,
                 (1.0 / args.rate) as f32,
-                vec![args.store_url.clone()],
+                data_stores.clone(),
                 start,
             )
             .with_context(|| format!("PV name {name:?}"))?;

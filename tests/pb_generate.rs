@@ -120,4 +120,75 @@ fn bad_arguments_are_refused_with_a_message() {
         let err = text(&out.stderr);
         assert!(err.contains(says), "{bad:?}: {err}");
     }
+    // --register-store needs --register, and must be a store URL.
+    let out = archiver(
+        &[
+            "pb",
+            "generate",
+            "--register-store",
+            "blackhole://localhost",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--register"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = archiver(
+        &[
+            "pb",
+            "generate",
+            "--register",
+            "--register-store",
+            "pb://localhost?name=X",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--register-store"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn registers_the_stores_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let sts = "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR";
+    let mts = "pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY";
+    let out = archiver(
+        &[
+            "pb",
+            "generate",
+            "--pvs",
+            "2",
+            "--duration",
+            "10s",
+            "--prefix",
+            "T:REG:",
+            "--store-url",
+            sts,
+            "--register",
+            "--register-store",
+            sts,
+            "--register-store",
+            mts,
+            "--register-store",
+            "blackhole://localhost?name=Gone",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let registry = SqliteRegistry::open(&dir.path().join("registry.sqlite")).unwrap();
+    let info = registry
+        .get_type_info("T:REG:1")
+        .unwrap()
+        .expect("registered");
+    assert_eq!(
+        info.data_stores,
+        [sts, mts, "blackhole://localhost?name=Gone"]
+    );
 }
