@@ -20,6 +20,15 @@
 //! * c) time from the bulk archivePV of a) (1000 PVs) to every PV connected and storing.
 //! * r) a) while 4 clients pull 1 M-sample responses (`getData.raw` and `getData.json`
 //!   of generated history) in a loop for the whole window: ingest loss under retrieval.
+//! * e) a) while the ETL catch-up run at start moves the closed hours of 10,000 PVs × 3 h
+//!   of 1 Hz history (`BENCH_E_PVS`, `BENCH_E_HOURS`; written and registered by
+//!   `archiver pb generate`) from the STS to the MTS: ingest loss during ETL. The STS files
+//!   of that history are counted at the window's start and end to show the ETL ran in it.
+//! * m) many PVs, restart: this project's CA server serving `BENCH_M_PVS` (100,000) PVs at
+//!   `BENCH_M_RATE` (1) Hz, no archive fields unless `BENCH_M_FIELDS=1`; bulk archivePV in
+//!   batches of 10,000, wait until every PV stores, SIGTERM, start again on the same data
+//!   folder: the time until HTTP answers, until every PV is restored (in getPVStatus), and
+//!   until every PV is connected and storing again; RSS and CPU of both runs.
 //! * d) this project's CA server (`archiver_ca::server`) in a child process (this binary
 //!   re-executed with `INGEST_ROLE=source`) serving N PVs at rising rates, until loss.
 //!
@@ -465,17 +474,61 @@ struct Archiver {
     port: u16,
 }
 
-fn start_archiver(dir: &Path, src: &Source, write_period: f64) -> Archiver {
+/// What a scenario adds to a plain run: retrieval clients (r), history for ETL to move (e),
+/// configuration lines (m: no archive fields).
+#[derive(Debug, Default, Clone)]
+struct Extra {
+    /// Retrieval clients pulling 1 M-sample responses during the window (scenario r).
+    readers: usize,
+    /// PVs of generated history in the STS, registered paused with the STS → MTS → LTS
+    /// chain, `etl_hours` hours each at 1 Hz ending now: the ETL catch-up run at start
+    /// moves the closed hours to the MTS during the window (scenario e).
+    etl_pvs: u64,
+    /// See `etl_pvs`.
+    etl_hours: u64,
+    /// Lines added to the `[engine]` table of the configuration.
+    engine_toml: String,
+}
+
+/// The prefix of the history PVs of scenario e.
+const ETL_PREFIX: &str = "ETL:";
+
+/// The stores of scenario e, with root folders under the data folder, listed in the
+/// configuration and in the history PVs' `dataStores` alike.
+const ETL_STORES: [&str; 3] = [
+    "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
+    "pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY&hold=2&gather=1",
+    "pb://localhost?name=LTS&rootFolder=lts&partitionGranularity=PARTITION_YEAR",
+];
+
+fn start_archiver_with(dir: &Path, src: &Source, write_period: f64, extra: &Extra) -> Archiver {
     let port = free_tcp_port();
     let config = dir.join("archiver.toml");
-    let mut toml = format!("[engine]\nwrite_period_secs = {write_period}\n");
+    let mut toml = format!(
+        "[engine]\nwrite_period_secs = {write_period}\n{}",
+        extra.engine_toml
+    );
     // A small buffer bound makes the engine drop (and count) samples: a check that the
     // loss counted from the files matches the engine's droppedEventsBuffer.
     if let Ok(n) = std::env::var("BENCH_MAX_BUFFER") {
         toml.push_str(&format!("max_buffer_samples = {n}\n"));
     }
+    if extra.etl_pvs > 0 {
+        let list: Vec<String> = ETL_STORES.iter().map(|u| format!("{u:?}")).collect();
+        toml.push_str(&format!("[storage]\ndata_stores = [{}]\n", list.join(", ")));
+    }
     std::fs::write(&config, toml).unwrap();
-    let log = std::fs::File::create(dir.join("archiver.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("archiver.log"))
+        .unwrap();
+    // Scenario e logs each ETL run (`info`) to place it against the window.
+    let filter = if extra.etl_pvs > 0 {
+        "warn,archiver_appliance=info"
+    } else {
+        "warn"
+    };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_archiver"));
     cmd.args(["serve", "--config"])
         .arg(&config)
@@ -485,7 +538,7 @@ fn start_archiver(dir: &Path, src: &Source, write_period: f64) -> Archiver {
         .env("EPICS_CA_ADDR_LIST", format!("127.0.0.1:{}", src.port))
         .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
         .env("EPICS_CA_REPEATER_PORT", src.beacon.to_string())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", filter)
         .stdin(Stdio::null())
         .stderr(log);
     let proc_ = Proc::spawn("archiver", cmd, "listening on", Duration::from_secs(30));
@@ -520,7 +573,7 @@ fn pb_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Reads every `.pb` file of the short-term store: samples with time in `[t0, t1]`
+/// Reads every `.pb` file under `sts` (a store or the whole data folder): samples with time in `[t0, t1]`
 /// (nanoseconds since the epoch) are counted as stored; a jump of the value (tick k) by
 /// more than one between consecutive samples of a PV whose span touches the window
 /// counts the skipped ticks as lost.
@@ -639,6 +692,42 @@ fn generate_history(dir: &Path, pvs: usize) {
     );
 }
 
+/// The history of scenario e (see [`Extra::etl_pvs`]), written by `archiver pb generate`
+/// before the archiver starts.
+fn generate_etl_history(dir: &Path, pvs: u64, hours: u64) {
+    let t = Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_archiver"));
+    cmd.args(["pb", "generate", "--pvs", &pvs.to_string(), "--rate", "1"])
+        .args(["--duration", &format!("{hours}h"), "--prefix", ETL_PREFIX])
+        .args(["--store-url", ETL_STORES[0], "--register"]);
+    for url in ETL_STORES {
+        cmd.args(["--register-store", url]);
+    }
+    let out = cmd.arg("--data-dir").arg(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "  ETL history: {} ({:.0} s)",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// The `.pb` files and their bytes under `dir`.
+fn pb_usage(dir: &Path) -> (u64, u64) {
+    let mut paths = Vec::new();
+    pb_files(dir, &mut paths);
+    let bytes = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    (paths.len() as u64, bytes)
+}
+
 /// One retrieval client: until `stop`, GETs the whole history of its PV (raw for even
 /// `i`, json for odd), reading and dropping the body in 256 KiB reads.
 fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> ReaderStats {
@@ -689,17 +778,18 @@ fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> Reade
 }
 
 fn run_scenario(label: &str, src: Source, secs: f64, libca_exe: Option<&Path>, work: &Path) -> Row {
-    run_scenario_with_readers(label, src, secs, libca_exe, work, 0)
+    run_scenario_with(label, src, secs, libca_exe, work, &Extra::default())
 }
 
-fn run_scenario_with_readers(
+fn run_scenario_with(
     label: &str,
     src: Source,
     secs: f64,
     libca_exe: Option<&Path>,
     work: &Path,
-    readers: usize,
+    extra: &Extra,
 ) -> Row {
+    let readers = extra.readers;
     let write_period: f64 = env_num("BENCH_WRITE_PERIOD", 10.0);
     // Warm-up: past the first write, which creates every PV's partition file (once per
     // PV and partition, i.e. hourly, not steady-state work).
@@ -719,7 +809,12 @@ fn run_scenario_with_readers(
     if readers > 0 {
         generate_history(&dir, readers);
     }
-    let mut arch = start_archiver(&dir, &src, write_period);
+    let etl_dir = dir.join("sts").join(ETL_PREFIX.trim_end_matches(':'));
+    if extra.etl_pvs > 0 {
+        generate_etl_history(&dir, extra.etl_pvs, extra.etl_hours);
+    }
+    let etl_start = pb_usage(&etl_dir);
+    let mut arch = start_archiver_with(&dir, &src, write_period, extra);
     let apid = arch.proc_.pid();
     let names: Vec<String> = (0..src.pvs)
         .map(|i| format!("{}LOAD:{i}", src.prefix))
@@ -771,6 +866,7 @@ fn run_scenario_with_readers(
     std::thread::sleep(Duration::from_secs_f64(warm));
 
     // steady window
+    let etl_w0 = pb_usage(&etl_dir);
     let c0 = pv_status(arch.port, &glob);
     let src_pid = src.proc_.pid();
     let stats0 = src.proc_.grep("STATS").len();
@@ -817,6 +913,19 @@ fn run_scenario_with_readers(
         );
     }
     eprintln!("  RSS over the window: min {rss_min} kB, max {rss_max} kB");
+    if extra.etl_pvs > 0 {
+        let etl_w1 = pb_usage(&etl_dir);
+        eprintln!(
+            "  ETL history in the STS: {} files / {:.0} MB at start, {} / {:.0} MB at the \
+             window's start, {} / {:.0} MB at its end",
+            etl_start.0,
+            etl_start.1 as f64 / 1e6,
+            etl_w0.0,
+            etl_w0.1 as f64 / 1e6,
+            etl_w1.0,
+            etl_w1.1 as f64 / 1e6
+        );
+    }
     let (w1, dt, cpu1, scpu1) = (
         wall_ns(),
         i0.elapsed().as_secs_f64(),
@@ -894,7 +1003,16 @@ fn run_scenario_with_readers(
         .unwrap_or_else(|| "-".into());
     drop(src.proc_); // stop the source
     drop(arch);
-    let files = file_stats(&dir.join("sts"), src.prefix, w0, w1);
+    // Every store: an ETL run in the window may have moved a closed hour of the source's
+    // PVs to the MTS.
+    let files = file_stats(&dir, src.prefix, w0, w1);
+    if extra.etl_pvs > 0
+        && let Ok(log) = std::fs::read_to_string(dir.join("archiver.log"))
+    {
+        for l in log.lines().filter(|l| l.contains("ETL run")) {
+            eprintln!("  {l}");
+        }
+    }
     let secs_w = (w1 - w0) as f64 / 1e9;
     let row = Row {
         label: label.to_string(),
@@ -954,6 +1072,148 @@ fn run_scenario_with_readers(
         let _ = std::fs::remove_dir_all(&dir);
     }
     row
+}
+
+/// `getApplianceMetrics`: (PVs in the engine, PVs connected).
+fn appliance_counts(port: u16) -> Option<(u64, u64)> {
+    let (code, body) = http(port, "GET", "/mgmt/bpl/getApplianceMetrics", None);
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let n = |k: &str| -> Option<u64> { v.get(0)?.get(k)?.as_str()?.parse().ok() };
+    Some((n("pvCount")?, n("connectedPVCount")?))
+}
+
+/// Polls until every one of `pvs` PVs matching `glob` is connected and has stored since
+/// the archiver started, or `timeout` after `t0`; the seconds after `t0` when they were.
+fn wait_storing(port: u16, glob: &str, pvs: u64, t0: Instant, timeout: f64) -> Option<f64> {
+    while t0.elapsed().as_secs_f64() < timeout {
+        let c = pv_status(port, glob);
+        if c.storing >= pvs {
+            return Some(t0.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "    {:.1} s: {}/{pvs} PVs listed, {} connected, {} storing",
+            t0.elapsed().as_secs_f64(),
+            c.pvs,
+            c.connected,
+            c.storing
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    None
+}
+
+/// Scenario m (see the module documentation). Prints its own lines.
+fn run_restart(pvs: u64, rate: u64, work: &Path) {
+    let write_period: f64 = env_num("BENCH_WRITE_PERIOD", 10.0);
+    let timeout: f64 = env_num("BENCH_M_TIMEOUT", 300.0);
+    let fields = std::env::var_os("BENCH_M_FIELDS").is_some();
+    let tck = clk_tck();
+    let dir = work.join(format!("m_{pvs}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = start_sim(pvs, rate);
+    let extra = Extra {
+        engine_toml: if fields {
+            String::new()
+        } else {
+            "default_archive_fields = []\n".into()
+        },
+        ..Extra::default()
+    };
+    eprintln!(
+        "m) {pvs} PVs x {rate} Hz from the archiver-ca server, archive fields: {}, load avg {}",
+        if fields { "the defaults" } else { "none" },
+        loadavg()
+    );
+    let glob = format!("{}LOAD:*", src.prefix);
+    let names: Vec<String> = (0..pvs)
+        .map(|i| format!("{}LOAD:{i}", src.prefix))
+        .collect();
+
+    // First run: archive every PV.
+    let mut arch = start_archiver_with(&dir, &src, write_period, &extra);
+    let t = Instant::now();
+    for chunk in names.chunks(10_000) {
+        let body = serde_json::to_string(
+            &chunk
+                .iter()
+                .map(|n| serde_json::json!({"pv": n, "samplingperiod": "0", "samplingmethod": "MONITOR"}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let (code, resp) = http(arch.port, "POST", "/mgmt/bpl/archivePV", Some(&body));
+        assert_eq!(code, 200, "archivePV: {}", String::from_utf8_lossy(&resp));
+    }
+    let post_s = t.elapsed().as_secs_f64();
+    let first = wait_storing(arch.port, &glob, pvs, t, timeout);
+    let apid = arch.proc_.pid();
+    let (c0, i0) = (cpu_secs(apid, tck), Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu = 100.0 * (cpu_secs(apid, tck) - c0) / i0.elapsed().as_secs_f64();
+    eprintln!(
+        "  first run: archivePV of {pvs} PVs in batches of 10,000: {post_s:.2} s; all storing \
+         after {:?} s; then CPU {cpu:.1} % of a core, RSS {} kB (HWM {} kB)",
+        first.map(|x| (x * 10.0).round() / 10.0),
+        status_kb(apid, "VmRSS:"),
+        status_kb(apid, "VmHWM:")
+    );
+    let stop = arch.proc_.terminate(Duration::from_secs(120));
+    eprintln!("  SIGTERM -> exit in {stop:?}");
+    drop(arch);
+
+    // Second run: the same data folder.
+    let t0 = Instant::now();
+    let arch = start_archiver_with(&dir, &src, write_period, &extra);
+    let listening = t0.elapsed().as_secs_f64();
+    let apid = arch.proc_.pid();
+    let (mut http_s, mut restored_s, mut connected_s) = (None, None, None);
+    while t0.elapsed().as_secs_f64() < timeout && connected_s.is_none() {
+        if let Some((listed, connected)) = appliance_counts(arch.port) {
+            let now = t0.elapsed().as_secs_f64();
+            http_s.get_or_insert(now);
+            if listed >= pvs {
+                restored_s.get_or_insert(now);
+            }
+            if connected >= pvs {
+                connected_s = Some(now);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let storing_s = wait_storing(arch.port, &glob, pvs, t0, timeout);
+    let (c0, i0) = (cpu_secs(apid, tck), Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu = 100.0 * (cpu_secs(apid, tck) - c0) / i0.elapsed().as_secs_f64();
+    let round = |x: Option<f64>| x.map(|x| (x * 100.0).round() / 100.0);
+    eprintln!(
+        "  restart: listening after {listening:.2} s, first HTTP answer {:?} s, every PV \
+         restored {:?} s, connected {:?} s, storing {:?} s; then CPU {cpu:.1} % of a core, \
+         RSS {} kB (HWM {} kB)",
+        round(http_s),
+        round(restored_s),
+        round(connected_s),
+        round(storing_s),
+        status_kb(apid, "VmRSS:"),
+        status_kb(apid, "VmHWM:")
+    );
+    println!(
+        "| m) {pvs} PVs x {rate} Hz, fields {} | {listening:.2} | {:?} | {:?} | {:?} | {:?} | {:.1} | {:.0} |",
+        if fields { "default" } else { "none" },
+        round(http_s),
+        round(restored_s),
+        round(connected_s),
+        round(storing_s),
+        cpu,
+        status_kb(apid, "VmHWM:") as f64 / 1024.0
+    );
+    drop(arch);
+    drop(src);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn print_table(rows: &[Row], write_period: f64) {
@@ -1088,13 +1348,32 @@ fn main() {
         ));
     }
     if scenarios.contains('r') {
-        rows.push(run_scenario_with_readers(
+        rows.push(run_scenario_with(
             "r) 1000 x 10 Hz + 4 readers",
             start_ioc(1000, 10),
             secs,
             None,
             &work,
-            4,
+            &Extra {
+                readers: 4,
+                ..Extra::default()
+            },
+        ));
+    }
+    if scenarios.contains('e') {
+        let pvs: u64 = env_num("BENCH_E_PVS", 10_000);
+        let hours: u64 = env_num("BENCH_E_HOURS", 3);
+        rows.push(run_scenario_with(
+            &format!("e) 1000 x 10 Hz + ETL of {pvs} PVs x {hours} h"),
+            start_ioc(1000, 10),
+            secs,
+            None,
+            &work,
+            &Extra {
+                etl_pvs: pvs,
+                etl_hours: hours,
+                ..Extra::default()
+            },
         ));
     }
     if scenarios.contains('b') {
@@ -1115,6 +1394,20 @@ fn main() {
             if lossy {
                 break; // the next rates would only lose more
             }
+        }
+    }
+    if scenarios.contains('m') {
+        println!(
+            "\n| scenario | listening s | first HTTP answer s | all restored s | all connected s \
+             | all storing s | CPU % after | RSS HWM MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let rate: u64 = env_num("BENCH_M_RATE", 1);
+        for pvs in std::env::var("BENCH_M_PVS")
+            .unwrap_or_else(|_| "100000".into())
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+        {
+            run_restart(pvs, rate, &work);
         }
     }
     print_table(&rows, write_period);

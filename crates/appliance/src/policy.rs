@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use archiver_engine::{EngineConfig, PvConfig, SamplingMethod};
 use archiver_registry::PvTypeInfo;
-use archiver_storage::{DataStores, Tier};
+use archiver_storage::DataStores;
 
 use crate::site_policy::{PolicyError, PvFacts, SitePolicy};
 
@@ -356,6 +356,7 @@ pub fn to_registry_method(m: SamplingMethod) -> archiver_registry::SamplingMetho
 #[cfg(test)]
 mod tests {
     use super::*;
+    use archiver_storage::Tier;
 
     #[test]
     fn the_prefix_or_the_default_chooses_the_protocol() {
