@@ -1155,8 +1155,8 @@ fn run_restart(pvs: u64, rate: u64, work: &Path) {
     let cpu = 100.0 * (cpu_secs(apid, tck) - c0) / i0.elapsed().as_secs_f64();
     eprintln!(
         "  first run: archivePV of {pvs} PVs in batches of 10,000: {post_s:.2} s; all storing \
-         after {:?} s; then CPU {cpu:.1} % of a core, RSS {} kB (HWM {} kB)",
-        first.map(|x| (x * 10.0).round() / 10.0),
+         after {} s; then CPU {cpu:.1} % of a core, RSS {} kB (HWM {} kB)",
+        first.map_or_else(|| "(not within the timeout)".into(), |x| format!("{x:.1}")),
         status_kb(apid, "VmRSS:"),
         status_kb(apid, "VmHWM:")
     );
@@ -1187,10 +1187,15 @@ fn run_restart(pvs: u64, rate: u64, work: &Path) {
     let (c0, i0) = (cpu_secs(apid, tck), Instant::now());
     std::thread::sleep(Duration::from_secs(10));
     let cpu = 100.0 * (cpu_secs(apid, tck) - c0) / i0.elapsed().as_secs_f64();
-    let round = |x: Option<f64>| x.map(|x| (x * 100.0).round() / 100.0);
+    let round = |x: Option<f64>| {
+        x.map_or_else(
+            || "not within the timeout".to_string(),
+            |x| format!("{x:.2}"),
+        )
+    };
     eprintln!(
-        "  restart: listening after {listening:.2} s, first HTTP answer {:?} s, every PV \
-         restored {:?} s, connected {:?} s, storing {:?} s; then CPU {cpu:.1} % of a core, \
+        "  restart: listening after {listening:.2} s, first HTTP answer {} s, every PV \
+         restored {} s, connected {} s, storing {} s; then CPU {cpu:.1} % of a core, \
          RSS {} kB (HWM {} kB)",
         round(http_s),
         round(restored_s),
@@ -1200,7 +1205,7 @@ fn run_restart(pvs: u64, rate: u64, work: &Path) {
         status_kb(apid, "VmHWM:")
     );
     println!(
-        "| m) {pvs} PVs x {rate} Hz, fields {} | {listening:.2} | {:?} | {:?} | {:?} | {:?} | {:.1} | {:.0} |",
+        "| m) {pvs} PVs x {rate} Hz, fields {} | {listening:.2} | {} | {} | {} | {} | {:.1} | {:.0} |",
         if fields { "default" } else { "none" },
         round(http_s),
         round(restored_s),
