@@ -226,10 +226,14 @@ impl Appliance {
 
     /// An ETL over this appliance's stores with `out_of_space`, writing the reductions a
     /// store caches (`pp=`) with the retrieval's post-processors.
+    /// Its moves are gated by the appliance's named flags (`SKIP_<store>_FOR_ETL`,
+    /// `etlIntoStoreIf`, `etlOutofStoreIf`: [`archiver_storage::NamedFlags`]).
     pub fn new_etl(&self, out_of_space: archiver_storage::OutOfSpacePolicy) -> Etl {
-        Etl::new(self.stores().clone(), out_of_space).with_reducer(std::sync::Arc::new(
-            archiver_retrieval::PostProcessorReducer,
-        ))
+        Etl::new(self.stores().clone(), out_of_space)
+            .with_reducer(std::sync::Arc::new(
+                archiver_retrieval::PostProcessorReducer,
+            ))
+            .with_named_flags(std::sync::Arc::new(RegistryFlags(self.registry().clone())))
     }
 
     /// Moves every file of `pv` down to the store `store` now, the current partitions
@@ -324,5 +328,29 @@ impl Appliance {
             None if self.engine().status(pv).is_some() => Ok(None),
             None => Err(StorageOpsError::UnknownPv(pv.to_string())),
         }
+    }
+}
+
+/// The named flags of the registry, for ETL. A flag that cannot be read is unknown
+/// (`None`: ETL then holds the moves it gates), with the reason logged.
+struct RegistryFlags(std::sync::Arc<dyn archiver_registry::Registry>);
+
+impl std::fmt::Debug for RegistryFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryFlags")
+    }
+}
+
+impl archiver_storage::NamedFlags for RegistryFlags {
+    fn named_flag(&self, name: &str) -> Option<bool> {
+        self.0
+            .get_named_flag(name)
+            .map_err(|e| {
+                warn!(
+                    flag = name,
+                    "cannot read the named flag; ETL holds what it gates: {e}"
+                )
+            })
+            .ok()
     }
 }

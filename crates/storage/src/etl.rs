@@ -197,6 +197,31 @@ pub trait Reducer: Send + Sync + std::fmt::Debug {
     ) -> Result<(PayloadType, Vec<Sample>), String>;
 }
 
+/// The appliance's named flags (`getNamedFlag` / `setNamedFlag`), as ETL reads them
+/// (Java's `ConfigService.getNamedFlag`: a flag never set is false). They gate ETL
+/// (reference section 6.1, Java's `ETLExecutor` and `PlainStoragePlugin`):
+/// `SKIP_<dest>_FOR_ETL` true holds back every move into the store `dest`; a store's
+/// `etlOutofStoreIf=<flag>` false keeps its data where it is (it accumulates); a store's
+/// `etlIntoStoreIf=<flag>` false makes moves into it discard the data, as a blackhole.
+/// Implemented by the appliance over its registry ([`Etl::with_named_flags`]).
+pub trait NamedFlags: Send + Sync + std::fmt::Debug {
+    /// The value of the flag `name`, false for one never set; `None` when it cannot be
+    /// read now (say why in the log): ETL then holds back every move the flag gates, so
+    /// that an unreadable flag never discards data.
+    fn named_flag(&self, name: &str) -> Option<bool>;
+}
+
+/// How the named flags gate one stage's moves into one destination store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Move as usual.
+    Move,
+    /// `SKIP_<dest>_FOR_ETL`: nothing moves.
+    Hold,
+    /// `etlIntoStoreIf` false: what moves is discarded.
+    Discard,
+}
+
 /// Running totals of an [`Etl`] since it was built, for status and metrics.
 #[derive(Debug, Default)]
 pub struct EtlTotals {
@@ -290,6 +315,7 @@ pub struct Etl {
     out_of_space: OutOfSpacePolicy,
     totals: Arc<EtlTotals>,
     reducer: Option<Arc<dyn Reducer>>,
+    flags: Option<Arc<dyn NamedFlags>>,
 }
 
 impl Etl {
@@ -300,6 +326,38 @@ impl Etl {
             out_of_space,
             totals: Arc::default(),
             reducer: None,
+            flags: None,
+        }
+    }
+
+    /// This ETL gated by the named flags `flags` (see [`NamedFlags`]); without them every
+    /// flag reads false, as Java's for a flag never set.
+    pub fn with_named_flags(mut self, flags: Arc<dyn NamedFlags>) -> Self {
+        self.flags = Some(flags);
+        self
+    }
+
+    /// A named flag: false when there are no flags, `None` when unreadable.
+    fn flag(&self, name: &str) -> Option<bool> {
+        match &self.flags {
+            Some(f) => f.named_flag(name),
+            None => Some(false),
+        }
+    }
+
+    /// How the named flags gate moves into the tier `dest` now.
+    fn gate(&self, dest: &Tier) -> Gate {
+        match self.flag(&format!("SKIP_{}_FOR_ETL", dest.name())) {
+            Some(false) => {}
+            Some(true) | None => return Gate::Hold,
+        }
+        match &dest.store_url().etl_into_store_if {
+            Some(f) => match self.flag(f) {
+                Some(true) => Gate::Move,
+                Some(false) => Gate::Discard,
+                None => Gate::Hold,
+            },
+            None => Gate::Move,
         }
     }
 
@@ -554,19 +612,40 @@ impl Etl {
         let Some(src) = self.stores.tiers().get(stage) else {
             return (counts, errors);
         };
-        if src.store_url().etl_out_of_store_if.is_some() {
-            // Named flags are not kept by this appliance: such a store accumulates, as
-            // Java's does while its flag is false.
-            return (counts, errors);
+        if let Some(f) = &src.store_url().etl_out_of_store_if
+            && self.flag(f) != Some(true)
+        {
+            return (counts, errors); // the store accumulates while its flag is false
         }
+        // The named flags, read once per batch and destination.
+        let mut gates: Vec<(&str, Gate)> = Vec::new();
         // (1) Copy.
         let mut pending: Vec<(usize, Listed)> = Vec::new(); // (index in pvs, source file)
         let mut touched: Vec<(&Tier, Vec<PathBuf>)> = Vec::new();
         for (i, pv) in pvs.iter().enumerate() {
             let r = (|| -> Result<(), StorageError> {
-                let Some((dest, first)) = self.dest_in_chain(stage, pv.chain.as_deref())? else {
+                let Some((mut dest, first)) = self.dest_in_chain(stage, pv.chain.as_deref())?
+                else {
                     return Ok(());
                 };
+                if let Dest::Tier(t) = dest {
+                    let gate = match gates.iter().find(|(n, _)| *n == t.name()) {
+                        Some((_, g)) => *g,
+                        None => {
+                            let g = self.gate(t);
+                            if g != Gate::Move {
+                                tracing::info!(dest = t.name(), "ETL gated by a named flag: {g:?}");
+                            }
+                            gates.push((t.name(), g));
+                            g
+                        }
+                    };
+                    match gate {
+                        Gate::Move => {}
+                        Gate::Hold => return Ok(()),
+                        Gate::Discard => dest = Dest::Blackhole,
+                    }
+                }
                 let mut files = Vec::new();
                 for listed in self.eligible(stage, &pv.pv, now, mode)? {
                     let lock = self.stores.lock_pv(&pv.pv)?;

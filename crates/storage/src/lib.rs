@@ -122,7 +122,9 @@ mod url;
 
 pub use crate::backend::{Backend, BackendCounters, DirEntry, FsBackend, OpenMode, StorageBackend};
 pub use crate::error::StorageError;
-pub use crate::etl::{ChainStore, Etl, EtlCounts, EtlMode, EtlPv, OutOfSpacePolicy, Reducer};
+pub use crate::etl::{
+    ChainStore, Etl, EtlCounts, EtlMode, EtlPv, NamedFlags, OutOfSpacePolicy, Reducer,
+};
 pub use crate::locks::{PvLock, PvLocks};
 pub use crate::query::TierQuery;
 pub use crate::stores::DataStores;

@@ -13,8 +13,8 @@
 //! | `hold`, `gather` | ETL high/low watermarks in partitions (`hold ≥ gather`) | kept for ETL |
 //! | `consolidateOnShutdown` | ETL this store into the next on shutdown | kept for ETL |
 //! | `pp` (repeatable) | post-processors cached by ETL | kept for ETL |
-//! | `reducedata` | post-processor reducing data moved into this store | kept for ETL |
-//! | `etlIntoStoreIf`, `etlOutofStoreIf` | named flags gating ETL | kept for ETL |
+//! | `reducedata` | post-processor reducing data moved into this store | kept, not applied (ETL copies the raw data) |
+//! | `etlIntoStoreIf`, `etlOutofStoreIf` | named flags gating ETL | ETL ([`crate::NamedFlags`]) |
 //! | `terminator` | chunk key terminator (default `:`) | used by the tier |
 //! | `compress` | `NONE` (accepted) or `ZIP_PER_PV` (refused) | |
 //!

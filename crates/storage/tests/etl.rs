@@ -551,3 +551,82 @@ fn a_simulated_year_keeps_few_files_per_pv_in_every_store() {
     assert_eq!(all.len(), written);
     assert!(all.windows(2).all(|w| w[0].time < w[1].time));
 }
+
+/// Named flags set by a test.
+#[derive(Debug, Default)]
+struct Flags(std::sync::Mutex<Vec<String>>);
+
+impl Flags {
+    fn set(&self, name: &str, on: bool) {
+        let mut v = self.0.lock().expect("flags");
+        v.retain(|n| n != name);
+        if on {
+            v.push(name.to_string());
+        }
+    }
+}
+
+impl archiver_storage::NamedFlags for Flags {
+    fn named_flag(&self, name: &str) -> Option<bool> {
+        let v = self.0.lock().expect("flags");
+        if v.iter().any(|n| n == "UNREADABLE") {
+            return None;
+        }
+        Some(v.iter().any(|n| n == name))
+    }
+}
+
+#[test]
+fn named_flags_hold_accumulate_or_discard_as_java_does() {
+    // The MTS takes data only while IN_MTS is true; the STS gives data only while
+    // OUT_STS is true.
+    let sim = SimBackend::new();
+    let ds = DataStores::from_urls(
+        [
+            url("STS", "PARTITION_HOUR", "&etlOutofStoreIf=OUT_STS"),
+            url("MTS", "PARTITION_DAY", "&etlIntoStoreIf=IN_MTS"),
+        ],
+        Backend::new(sim.clone()),
+    )
+    .expect("stores");
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let flags = std::sync::Arc::new(Flags::default());
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default()).with_named_flags(flags.clone());
+    let day = 20_000 * D;
+    let hour = |h: i64| day + h * H;
+    let mut written = fill(sts, PV, hour(0), hour(4));
+    let run = |h: i64| {
+        etl.run_pv(0, PV, at(hour(h) + 300), EtlMode::Scheduled)
+            .expect("etl")
+    };
+    // OUT_STS false (never set): the STS accumulates.
+    let c = run(2);
+    assert_eq!((c.files_moved, c.files_discarded), (0, 0));
+    assert_eq!(starts(sts, PV), [hour(0), hour(1), hour(2), hour(3)]);
+    // OUT_STS true but SKIP_MTS_FOR_ETL true: still held.
+    flags.set("OUT_STS", true);
+    flags.set("SKIP_MTS_FOR_ETL", true);
+    let c = run(2);
+    assert_eq!((c.files_moved, c.files_discarded), (0, 0));
+    assert_eq!(starts(sts, PV).len(), 4);
+    // SKIP_MTS_FOR_ETL false, IN_MTS true: hours 0 and 1 move into the MTS day file.
+    flags.set("SKIP_MTS_FOR_ETL", false);
+    flags.set("IN_MTS", true);
+    let c = run(2);
+    assert_eq!(c.files_moved, 2);
+    assert_eq!(starts(sts, PV), [hour(2), hour(3)]);
+    let kept: Vec<Sample> = written.drain(..12).collect();
+    assert_eq!(read(mts, PV), kept);
+    // Flags that cannot be read hold every move they gate (never a discard).
+    flags.set("IN_MTS", false);
+    flags.set("UNREADABLE", true);
+    let c = run(4);
+    assert_eq!((c.files_moved, c.files_discarded), (0, 0));
+    assert_eq!(starts(sts, PV), [hour(2), hour(3)]);
+    flags.set("UNREADABLE", false);
+    // IN_MTS false: moves into the MTS discard the data (Java: "behaves like blackhole").
+    let c = run(4);
+    assert_eq!(c.files_discarded, 2);
+    assert!(starts(sts, PV).is_empty());
+    assert_eq!(read(mts, PV), kept, "the MTS keeps what it had");
+}
