@@ -366,12 +366,16 @@ impl Circuit {
                     match r {
                         Ok(0) => return "closed by server".into(),
                         Ok(_) => {
-                            last_rx = Instant::now();
                             echo_sent = false;
                             match self.process(&mut rbuf).await {
                                 Ok(()) => {}
                                 Err(e) => return format!("protocol error: {e}"),
                             }
+                            // After processing: under back-pressure `process` waits for
+                            // the consumer, and that time is ours, not the server's
+                            // silence (counting it closed healthy circuits when the
+                            // consumer fell behind for EPICS_CA_CONN_TMO).
+                            last_rx = Instant::now();
                         }
                         Err(e) => return format!("read error: {e}"),
                     }

@@ -199,3 +199,51 @@ async fn beacon_anomaly_resets_search_backoff() {
         up.elapsed()
     );
 }
+
+/// A consumer that stops draining its back-pressure queue for longer than
+/// `EPICS_CA_CONN_TMO` stalls the circuit (the server's updates wait in the socket), but the
+/// circuit stays up: the time is the consumer's, not the server's silence. (Six stalls:
+/// before the fix, each one closed the circuit about every other time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_is_no_server_silence() {
+    use archiver_ca::{Overflow, event_queue};
+    let (server, _u, _c) = setup("STALL:").await;
+    let cfg = ClientConfig::builder()
+        .addr_list(&format!("127.0.0.1:{}", server.port()))
+        .auto_addr_list(false)
+        .repeater_port(0)
+        .conn_tmo(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let c = Client::new(cfg).await.unwrap();
+    let (q, rx) = event_queue(4, Overflow::Backpressure);
+    let ch = c.create_channel("STALL:AI", &q, 1).unwrap();
+    ch.subscribe(Subscription::time(mask::DBE_VALUE)).unwrap();
+    ch.wait_connected(T).await.unwrap();
+    let mut last = None;
+    for _ in 0..6 {
+        // Stall with the queue full, well past conn_tmo.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let mut values = 0;
+        let deadline = tokio::time::Instant::now() + T;
+        while values < 10 {
+            let ev = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("events keep coming")
+                .unwrap();
+            match ev.kind {
+                ChannelEvent::Value { data, .. } => {
+                    let k = tick(data.stamp.unwrap());
+                    assert!(last.is_none_or(|p| k > p), "in order");
+                    last = Some(k);
+                    values += 1;
+                }
+                ChannelEvent::Disconnected { .. } => {
+                    panic!("the circuit was closed by a stall of the consumer")
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(ch.info().is_some(), "still connected");
+}

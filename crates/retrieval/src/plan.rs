@@ -573,6 +573,7 @@ pub fn plan(
             year: req.now.year(),
         });
     let buffer = live.buffered(&real);
+    let tiers = skip_flagged_stores(tiers, catalogue);
     let (tiers, cached) = match (&req.pp, &field) {
         (Some(spec), None) => split_cached(tiers, &real, &spec.text, req.from, req.to)?,
         _ => (tiers, None),
@@ -588,6 +589,21 @@ pub fn plan(
         disconnected,
         cached,
     })
+}
+
+/// `tiers` without those the named flag `SKIP_<store>_FOR_RETRIEVAL` leaves out (Java's
+/// `DataRetrievalServlet`: an operator hides a store, a RAM disk being rebuilt, say, from
+/// retrieval). A flag that cannot be read counts as not set: retrieval then reads the
+/// store, as it does without flags.
+fn skip_flagged_stores(tiers: Vec<Tier>, catalogue: &dyn Registry) -> Vec<Tier> {
+    tiers
+        .into_iter()
+        .filter(|t| {
+            !catalogue
+                .get_named_flag(&format!("SKIP_{}_FOR_RETRIEVAL", t.name()))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Takes out of `tiers` (oldest data first) the oldest ones whose cached reduction
@@ -959,6 +975,21 @@ mod tests {
         .expect("put");
         let p = plan(&req("G:H"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
         assert_eq!(names(&p), ["STS"]);
+    }
+
+    #[test]
+    fn a_store_flagged_skip_for_retrieval_is_not_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = SqliteRegistry::open_in_memory().expect("registry");
+        reg.put_type_info(&info("A:B", &[])).expect("put");
+        reg.set_named_flag("SKIP_MTS_FOR_RETRIEVAL", true)
+            .expect("flag");
+        let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(names(&p), ["LTS", "STS"]);
+        reg.set_named_flag("SKIP_MTS_FOR_RETRIEVAL", false)
+            .expect("flag");
+        let p = plan(&req("A:B"), &reg, &stores(dir.path()), &NoLiveSource).expect("plan");
+        assert_eq!(names(&p), ["LTS", "MTS", "STS"]);
     }
 
     #[test]
