@@ -26,8 +26,9 @@ use crate::repeater;
 use crate::search::{DatagramBuilder, MAX_NAME_LEN, SearchSchedule, UdpMessage, parse_datagram};
 use crate::value::{Dbr, Value};
 
-/// Names searched per pass at most; the rest follow on the next pass.
-const NAMES_PER_PASS: usize = 2048;
+/// Names searched per pass at most; the rest follow on the next pass, at least
+/// [`crate::search::PASS_INTERVAL`] later.
+const NAMES_PER_PASS: usize = 512;
 /// Delay before searching again for a channel the server refused or dropped.
 const LOST_RETRY: Duration = Duration::from_secs(1);
 

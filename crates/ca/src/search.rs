@@ -19,6 +19,13 @@ pub const MAX_DATAGRAM: usize = 1024;
 pub const MIN_DELAY: Duration = Duration::from_millis(32);
 /// Longest accepted PV name (libca: strlen + 1 ≤ 1024 − 16).
 pub const MAX_NAME_LEN: usize = MAX_DATAGRAM - 2 * HEADER_SIZE - 1;
+/// Least time between two search passes. With [`crate::client`]'s names per pass this
+/// bounds the search rate (about 25,000 names a second, 16 datagrams a pass for typical
+/// names) however many names are due at once: 100,000 new channels, or a beacon anomaly
+/// resetting every unresolved name, must not flood the servers' UDP buffers (libca paces
+/// its searches too, by its search timers' frames per try). Found by trying: sent all at
+/// once, most of 100,000 searches were lost and their names backed off for minutes.
+pub const PASS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Builds search datagrams for a batch of (CID, name) pairs.
 #[derive(Debug)]
@@ -160,6 +167,8 @@ pub struct SearchSchedule {
     entries: HashMap<u32, Entry>,
     queue: BTreeSet<(Instant, u32)>,
     max_delay: Duration,
+    /// When the last pass took names ([`PASS_INTERVAL`] pacing).
+    last_pass: Option<Instant>,
 }
 
 impl SearchSchedule {
@@ -169,6 +178,7 @@ impl SearchSchedule {
             entries: HashMap::new(),
             queue: BTreeSet::new(),
             max_delay: max_delay.max(MIN_DELAY),
+            last_pass: None,
         }
     }
 
@@ -207,14 +217,26 @@ impl SearchSchedule {
         self.entries.is_empty()
     }
 
-    /// When the next search is due.
+    /// When the next search pass is due: the first name's time, but not before
+    /// [`PASS_INTERVAL`] after the last pass.
     pub fn next_due(&self) -> Option<Instant> {
-        self.queue.first().map(|(t, _)| *t)
+        let first = self.queue.first().map(|(t, _)| *t)?;
+        Some(match self.last_pass {
+            Some(last) => first.max(last + PASS_INTERVAL),
+            None => first,
+        })
     }
 
-    /// Takes up to `max` names due at `now`, and reschedules each after its doubled delay.
+    /// Takes up to `max` names due at `now`, and reschedules each after its doubled delay;
+    /// none before [`PASS_INTERVAL`] has passed since the last pass that took some.
     pub fn take_due(&mut self, now: Instant, max: usize) -> Vec<u32> {
         let mut out = Vec::new();
+        if self
+            .last_pass
+            .is_some_and(|last| now.saturating_duration_since(last) < PASS_INTERVAL)
+        {
+            return out;
+        }
         while out.len() < max {
             let Some(&(t, cid)) = self.queue.first() else {
                 break;
@@ -229,6 +251,9 @@ impl SearchSchedule {
                 self.queue.insert((e.due, cid));
                 out.push(cid);
             }
+        }
+        if !out.is_empty() {
+            self.last_pass = Some(now);
         }
         out
     }
@@ -245,6 +270,34 @@ impl SearchSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passes_are_paced_however_many_names_are_due() {
+        let t0 = Instant::now();
+        let mut s = SearchSchedule::new(Duration::from_secs(60));
+        for cid in 0..2000 {
+            s.add(cid, t0);
+        }
+        assert_eq!(s.next_due(), Some(t0));
+        assert_eq!(s.take_due(t0, 512).len(), 512);
+        // The rest is due, but the next pass waits for the interval.
+        assert_eq!(s.next_due(), Some(t0 + PASS_INTERVAL));
+        assert!(s.take_due(t0 + PASS_INTERVAL / 2, 512).is_empty());
+        let mut taken = 512;
+        let mut t = t0;
+        while taken < 2000 {
+            t += PASS_INTERVAL;
+            let n = s.take_due(t, 512).len();
+            assert!(n > 0 && n <= 512);
+            taken += n;
+        }
+        assert_eq!(t, t0 + 3 * PASS_INTERVAL, "2000 names in four passes");
+        // A reset (beacon anomaly) makes every name due again, still paced.
+        s.reset_all(t);
+        assert_eq!(s.next_due(), Some(t + PASS_INTERVAL));
+        assert!(s.take_due(t, 512).is_empty());
+        assert_eq!(s.take_due(t + PASS_INTERVAL, 512).len(), 512);
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace()
@@ -346,7 +399,8 @@ mod tests {
         }
         assert_eq!(s.next_due(), Some(t + Duration::from_secs(1)));
         s.reset_all(t);
-        assert_eq!(s.next_due(), Some(t));
+        // Due now, searched once the pass interval since the last pass is over.
+        assert_eq!(s.next_due(), Some(t + PASS_INTERVAL));
         s.remove(1);
         assert!(s.is_empty() && s.next_due().is_none());
     }
@@ -359,6 +413,6 @@ mod tests {
             s.add(i, t0);
         }
         assert_eq!(s.take_due(t0, 4).len(), 4);
-        assert_eq!(s.take_due(t0, 100).len(), 6);
+        assert_eq!(s.take_due(t0 + PASS_INTERVAL, 100).len(), 6);
     }
 }
