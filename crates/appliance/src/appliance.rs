@@ -72,6 +72,15 @@ pub struct Archived {
     pub outcome: ArchiveOutcome,
 }
 
+/// What archivePV does with one requested name ([`Appliance::archive_many`]).
+enum Target {
+    /// Archived already (or in its archive request) under `name`, the real name of the
+    /// requested one; `field`: a stream field to add to its archive fields.
+    Existing { name: String, field: Option<String> },
+    /// A new PV; `field`: a stream field of the request (`PV.FIELD`) to archive with it.
+    New { field: Option<String> },
+}
+
 /// The user parameters stored with a pending request (read back by
 /// [`Appliance::restore`] and, for the type info, by [`Appliance::sync_catalogue`]):
 /// the decided settings, and the policy the request named (`policyRequested`, kept so
@@ -285,8 +294,9 @@ impl Appliance {
     /// archived but their requests not yet recorded — or the catalogue fails.
     pub async fn archive_many(
         &self,
-        specs: Vec<ArchiveSpec>,
+        mut specs: Vec<ArchiveSpec>,
     ) -> Result<Vec<Archived>, ApplianceError> {
+        let targets = self.resolve_targets(&mut specs).await?;
         // Every policy is decided before anything is archived: an unknown policy name
         // refuses the whole request.
         let decided = specs
@@ -308,7 +318,34 @@ impl Appliance {
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
         let mut aliases = Vec::new();
-        for (spec, d) in specs.into_iter().zip(decided) {
+        for ((spec, mut d), target) in specs.into_iter().zip(decided).zip(targets) {
+            let field = match target {
+                Target::Existing { name, field } => {
+                    if let Some(f) = field {
+                        self.add_archive_field(&name, &f).await?;
+                    }
+                    if let Some(a) = spec.alias {
+                        aliases.push((a, name.clone()));
+                    }
+                    results.push(Archived {
+                        pv: name,
+                        outcome: ArchiveOutcome::AlreadySubmitted,
+                    });
+                    continue;
+                }
+                Target::New { field } => field,
+            };
+            if let Some(f) = field {
+                // Java: the field joins the archive fields of the new PV. An empty list is
+                // the policy's defaults; the field is added to them unless they have it.
+                let fields = &mut d.config.archive_fields;
+                if fields.is_empty() && !self.parts.policy.archive_fields.contains(&f) {
+                    fields.clone_from(&self.parts.policy.archive_fields);
+                }
+                if !fields.is_empty() && !fields.contains(&f) {
+                    fields.push(f);
+                }
+            }
             // `pva://NAME` (or a bare name with the policy's default): archived over
             // pvAccess, known as NAME (Java strips the prefix)
             let (engine_pv, name, pva) = protocol_of(&spec.pv, self.parts.policy.default_pva);
@@ -344,6 +381,72 @@ impl Appliance {
         }
         self.control().ensure_running(self);
         Ok(results)
+    }
+
+    /// What archivePV makes of each requested name (Java `ArchivePVAction.archivePV`):
+    /// `PV.FIELD` with a stream field ([`Policy::is_stream_field`]) is `PV` with that
+    /// field (`specs[i].pv` is rewritten to `PV`); a name the engine holds, or an alias
+    /// of a PV it holds, is [`Target::Existing`] (answered "Already submitted" under the
+    /// real name). Java learns of an alias only once its archive workflow has read the
+    /// channel's `.NAME`, then drops the request and adds the alias; the catalogue knows
+    /// the aliases here, so the answer is given at once. One blocking task looks up every
+    /// name the engine does not hold.
+    async fn resolve_targets(
+        &self,
+        specs: &mut [ArchiveSpec],
+    ) -> Result<Vec<Target>, ApplianceError> {
+        let policy = &self.parts.policy;
+        let mut fields = Vec::with_capacity(specs.len());
+        let mut unknown = Vec::new();
+        for (i, spec) in specs.iter_mut().enumerate() {
+            let prefix_len = ["pva://", "ca://"]
+                .iter()
+                .find(|p| spec.pv.starts_with(**p))
+                .map_or(0, |p| p.len());
+            let split = spec.pv[prefix_len..]
+                .split_once('.')
+                .filter(|(_, f)| policy.is_stream_field(f))
+                .map(|(base, f)| (prefix_len + base.len(), f.to_string()));
+            let field = split.map(|(end, f)| {
+                spec.pv.truncate(end);
+                f
+            });
+            if self.parts.engine.status(&spec.pv[prefix_len..]).is_none() {
+                unknown.push((i, spec.pv[prefix_len..].to_string()));
+            }
+            fields.push(field);
+        }
+        let real_names: HashMap<usize, String> = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            let reg = self.parts.registry.clone();
+            blocking(move || {
+                let mut found = HashMap::new();
+                for (i, name) in unknown {
+                    if let Some(real) = reg.resolve_alias(&name)? {
+                        found.insert(i, real);
+                    }
+                }
+                Ok::<_, RegistryError>(found)
+            })
+            .await?
+        };
+        Ok(specs
+            .iter()
+            .zip(fields)
+            .enumerate()
+            .map(|(i, (spec, field))| {
+                let name = real_names
+                    .get(&i)
+                    .cloned()
+                    .unwrap_or_else(|| protocol_of(&spec.pv, false).1);
+                if self.parts.engine.status(&name).is_some() {
+                    Target::Existing { name, field }
+                } else {
+                    Target::New { field }
+                }
+            })
+            .collect())
     }
 
     /// Pauses `pv` (its buffer is written first) and records it.

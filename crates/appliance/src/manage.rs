@@ -329,16 +329,52 @@ impl Appliance {
                 )));
             }
         }
+        self.set_archive_fields(&old, fields, true).await
+    }
+
+    /// Java `archivePV` of `PV.FIELD` where `PV` is archived (or in its archive request)
+    /// and `FIELD` is archived as part of the stream ([`crate::Policy::is_stream_field`]):
+    /// adds `field` to `pv`'s archive fields, in the engine (so it is archived from now
+    /// on: Java only updates the type info, and the field waits for the next restart) and
+    /// in the catalogue. Nothing changes when `pv` has the field; a paused PV stays paused.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplianceError::UnknownPv`]; the engine or catalogue fails.
+    pub(crate) async fn add_archive_field(
+        &self,
+        pv: &str,
+        field: &str,
+    ) -> Result<(), ApplianceError> {
+        let old = self.status_of(pv)?;
+        if old.config.archive_fields.iter().any(|f| f == field) {
+            return Ok(());
+        }
+        let mut fields = old.config.archive_fields.clone();
+        fields.push(field.to_string());
+        let paused = old.state == PvState::Paused;
+        self.set_archive_fields(&old, fields, paused).await?;
+        tracing::info!(pv, field, "archive field added by archivePV of PV.FIELD");
+        Ok(())
+    }
+
+    /// Puts `old`'s PV back into the engine with the archive fields `fields` (paused or
+    /// not) and records them in the catalogue. Returns the engine's list: an empty one
+    /// means the policy's defaults (the engine has no "no fields" setting).
+    async fn set_archive_fields(
+        &self,
+        old: &PvStatus,
+        fields: Vec<String>,
+        paused: bool,
+    ) -> Result<Vec<String>, ApplianceError> {
         let config = PvConfig {
-            archive_fields: fields.clone(),
+            archive_fields: fields,
             ..old.config.clone()
         };
-        self.reconfigure(&old, config, true).await?;
-        // The engine's list: an empty one means the policy's defaults (the engine has
-        // no "no fields" setting), so `clear` gives the defaults back.
-        let fields = self.status_of(pv)?.config.archive_fields;
+        self.reconfigure(old, config, paused).await?;
+        let fields = self.status_of(&old.name)?.config.archive_fields;
         let stored = fields.clone();
-        self.update_catalogue(pv, move |info| info.archive_fields = stored)
+        self.update_catalogue(&old.name, move |info| info.archive_fields = stored)
             .await?;
         Ok(fields)
     }

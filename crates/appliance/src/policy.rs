@@ -241,6 +241,18 @@ impl Policy {
         Policy::java_default(stores.tiers().iter().map(Tier::url).collect())
     }
 
+    /// True when `field` is archived as part of its PV's stream (Java's
+    /// `getFieldsArchivedAsPartOfStream`, `policies.py`: `HIHI HIGH LOW LOLO LOPR HOPR DRVH
+    /// DRVL`): one of [`Policy::archive_fields`] or [`Policy::output_record_fields`]. Such
+    /// a `PV.FIELD` is not a PV of its own: archivePV adds the field to PV's archive fields
+    /// and getPVStatus answers PV's status (Java `ArchivePVAction.archivePV`).
+    pub fn is_stream_field(&self, field: &str) -> bool {
+        self.archive_fields
+            .iter()
+            .chain(&self.output_record_fields)
+            .any(|f| f == field)
+    }
+
     /// Puts the policy values the engine carries out into `config`: the default archive
     /// fields ([`EngineConfig::default_archive_fields`]) and the extra fields by record
     /// type ([`EngineConfig::record_type_fields`]: each of

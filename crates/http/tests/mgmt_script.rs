@@ -424,8 +424,17 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:ALIAS6").await;
     assert_eq!(t["pvName"], "SCRIPT:PV006");
     // Status, pause and resume through the alias act on the PV, as Java's.
+    // Java's getPVStatus answers under the name asked for, pvNameOnly naming the PV.
     let st = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:ALIAS6").await;
-    assert_eq!(st[0]["pvName"], "SCRIPT:PV006", "{st}");
+    assert_eq!(st[0]["pvName"], "SCRIPT:ALIAS6", "{st}");
+    assert_eq!(st[0]["pvNameOnly"], "SCRIPT:PV006", "{st}");
+    // archivePV of the alias is the PV's answer: no new PV.
+    let r = h.get("/mgmt/bpl/archivePV?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
+    );
+    assert!(app.engine().status("SCRIPT:ALIAS6").is_none());
     let before = st[0]["status"].clone();
     let p = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:ALIAS6").await;
     assert_eq!(p["pvName"], "SCRIPT:PV006", "{p}");
@@ -1305,4 +1314,137 @@ async fn reports_after_induced_events_and_a_type_change_rewritten_by_change_type
     assert_eq!(s[0]["dbrType"], "DBR_SCALAR_INT");
     assert_eq!(s[0]["droppedEventsTypeChange"], "0", "{s}");
     app2.shutdown(sync2).await.unwrap();
+}
+
+/// Names as Java reads them: `PV.FIELD` for a stream field is the PV (archivePV adds the
+/// field to its archive fields, getPVStatus answers its status), another field is a PV of
+/// its own; getAllPVs lists archived PVs then aliases, never a PV still in its request;
+/// getAllExpandedPVNames lists Java's placeholder, each PV with `.VAL` and its fields,
+/// the aliases, then the requests, and never `PV.FIELD.FIELD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_aliases_and_name_lists_follow_java() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let pvs = ["NAMES:A", "NAMES:B", "NAMES:A.DESC"]
+        .map(String::from)
+        .to_vec();
+    for n in &pvs {
+        server.add_pv(PvSpec::new(n, Value::Double(0.0)));
+    }
+    let _ticker = tick(&server, pvs.clone());
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance(&server, dir.path(), registry.clone()).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:A,NAMES:A.DESC").await;
+    assert_eq!(r[1]["pvName"], "NAMES:A.DESC", "not a stream field: a PV");
+    h.wait("NAMES:A being archived", 30, async |h| {
+        h.status_of("NAMES:A").await == "Being archived"
+            && h.status_of("NAMES:A.DESC").await == "Being archived"
+    })
+    .await;
+    h.wait("the type infos", 10, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A.DESC")
+            .await
+            .0
+            == StatusCode::OK
+    })
+    .await;
+    // A new PV asked for with a stream field: the PV is archived, the field with it.
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:B.HIHI").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "NAMES:B", "status": "Archive request submitted"}])
+    );
+    assert!(app.engine().status("NAMES:B.HIHI").is_none());
+    let b = app.engine().status("NAMES:B").unwrap();
+    assert!(b.config.archive_fields.contains(&"HIHI".to_string()));
+    // A PV in its archive request: not in getAllPVs, in the expanded names' tail.
+    h.get("/mgmt/bpl/archivePV?pv=NAMES:NOBODY").await;
+
+    // archivePV of PV.DRVH (a stream field it lacks): added to the PV, no new PV.
+    let before = h.get("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A").await;
+    assert!(
+        !before["archiveFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DRVH"))
+    );
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:A.DRVH").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "NAMES:A", "status": "Already submitted"}])
+    );
+    assert!(app.engine().status("NAMES:A.DRVH").is_none());
+    let after = h.get("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A").await;
+    assert!(
+        after["archiveFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DRVH")),
+        "{after}"
+    );
+    h.wait("NAMES:A archiving again", 30, async |h| {
+        h.status_of("NAMES:A").await == "Being archived"
+    })
+    .await;
+    // Through an alias too (and a field it has: nothing changes).
+    h.get("/mgmt/bpl/addAlias?pv=NAMES:A&aliasname=NAMES:ALIAS")
+        .await;
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:ALIAS.HIHI").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "NAMES:A", "status": "Already submitted"}])
+    );
+
+    // getPVStatus of PV.FIELD (an archive field) and of ALIAS.FIELD: the PV's status.
+    for asked in ["NAMES:A.HIHI", "NAMES:A.DRVH", "NAMES:ALIAS.LOLO"] {
+        let st = h.get(&format!("/mgmt/bpl/getPVStatus?pv={asked}")).await;
+        assert_eq!(st[0]["pvName"], asked, "{st}");
+        assert_eq!(st[0]["pvNameOnly"], "NAMES:A", "{st}");
+        assert_eq!(st[0]["status"], "Being archived", "{st}");
+    }
+    // A field that is not archived is not the PV.
+    assert_eq!(h.status_of("NAMES:A.EGU").await, "Not being archived");
+
+    // getAllPVs: archived PVs (sorted), then aliases; no request.
+    let all = h.get("/mgmt/bpl/getAllPVs").await;
+    assert_eq!(all, json!(["NAMES:A", "NAMES:A.DESC", "NAMES:ALIAS"]));
+    let all = h.get("/mgmt/bpl/getAllPVs?pv=NAMES:A*&limit=2").await;
+    assert_eq!(all, json!(["NAMES:A", "NAMES:A.DESC"]));
+
+    // getAllExpandedPVNames, in Java's order.
+    let fields_of_a: Vec<String> = app
+        .engine()
+        .status("NAMES:A")
+        .unwrap()
+        .config
+        .archive_fields;
+    let mut expect = vec![
+        "EPICS:Archiver:Appliance".to_string(),
+        "NAMES:A".into(),
+        "NAMES:A.VAL".into(),
+    ];
+    expect.extend(fields_of_a.iter().map(|f| format!("NAMES:A.{f}")));
+    expect.extend(
+        ["NAMES:A.DESC", "NAMES:ALIAS", "NAMES:ALIAS.VAL"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let expanded = h.get("/mgmt/bpl/getAllExpandedPVNames").await;
+    let got: Vec<String> = serde_json::from_value(expanded).unwrap();
+    // NAMES:B may have connected meanwhile (then it is an archived PV).
+    let tail: Vec<&str> = got.iter().rev().take(2).map(String::as_str).collect();
+    assert_eq!(tail, ["NAMES:NOBODY.VAL", "NAMES:NOBODY"], "{got:?}");
+    let without_b: Vec<String> = got
+        .iter()
+        .filter(|n| !n.starts_with("NAMES:B") && !n.starts_with("NAMES:NOBODY"))
+        .cloned()
+        .collect();
+    assert_eq!(without_b, expect);
+    assert!(!got.iter().any(|n| n.matches('.').count() > 1), "{got:?}");
+
+    sync.stop().await;
+    app.engine().shutdown().await;
 }
