@@ -379,8 +379,9 @@ impl Appliance {
         Ok(fields)
     }
 
-    /// Java `putPVTypeInfo`: stores `info` for `pv`. A new PV needs `create_new` and is
-    /// forced paused (Java), and is put into the engine paused; an existing one needs
+    /// Java `putPVTypeInfo`: stores `info` for `pv`. A new PV (no type info yet, even if
+    /// its archive request is pending) needs `create_new` and is forced paused (Java), and
+    /// is put into the engine paused: resumeArchivingPV starts it; an existing one needs
     /// `override_existing` and keeps its engine state, taking the new parameters.
     ///
     /// # Errors
@@ -424,22 +425,39 @@ impl Appliance {
         if info.appliance_identity.is_none() {
             info.appliance_identity = Some(self.identity().to_string());
         }
+        // Java (`PutPVTypeInfo.readInNewTypeInfo`): a new type info is forced paused,
+        // whatever it says; archiving starts with resumeArchivingPV. That holds for a PV
+        // still in its archive request too (its request is dropped: the type info
+        // replaces it).
+        if !exists {
+            info.paused = true;
+        }
+        // The data stores find a PV's files by its name: the chunk key recorded is the
+        // name's (a type info copied from another PV carries that PV's key).
+        info.chunk_key = archiver_pb::path::chunk_key(pv).ok();
+        let reg = self.registry().clone();
+        let put = info.clone();
         match self.engine().status(pv) {
-            None => {
-                // Java: a new type info is forced paused.
-                info.paused = true;
-                let reg = self.registry().clone();
-                let put = info.clone();
-                blocking(move || reg.put_type_info(&put)).await?;
-                self.restore_one(&info).await?;
-            }
-            Some(old) => {
-                let reg = self.registry().clone();
-                let put = info.clone();
+            Some(old) if exists => {
                 blocking(move || reg.put_type_info(&put)).await?;
                 if let Some(cfg) = cfg {
                     self.reconfigure(&old, cfg, info.paused).await?;
                 }
+            }
+            pending => {
+                if let Some(old) = pending {
+                    // In its archive request: the engine's PV gives way to the type info's.
+                    if old.state != PvState::Paused {
+                        self.engine().pause(pv).await?;
+                    }
+                    self.engine().delete(pv).await?;
+                }
+                blocking(move || {
+                    reg.put_type_info(&put)?;
+                    reg.remove_archive_request(&put.pv_name)
+                })
+                .await?;
+                self.restore_one(&info).await?;
             }
         }
         Ok(info)

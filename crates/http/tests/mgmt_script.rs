@@ -16,7 +16,7 @@ use archiver_ca::server::{PvSpec, Server, ServerConfig};
 use archiver_ca::{Client, Timestamp, Value};
 use archiver_engine::{Engine, EngineConfig};
 use archiver_pb::Granularity;
-use archiver_registry::SqliteRegistry;
+use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::{Backend, DataStores, Tier};
 use archiver_time::SystemClock;
 use axum::body::Body;
@@ -1444,6 +1444,57 @@ async fn fields_aliases_and_name_lists_follow_java() {
         .collect();
     assert_eq!(without_b, expect);
     assert!(!got.iter().any(|n| n.matches('.').count() > 1), "{got:?}");
+
+    // putPVTypeInfo with createnew: the new type info is paused whatever it says (Java),
+    // and resumeArchivingPV starts it.
+    let mut t = h.get("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A").await;
+    t["pvName"] = json!("NAMES:NEW");
+    t["paused"] = json!(false);
+    let (code, r) = h
+        .call(
+            Request::post("/mgmt/bpl/putPVTypeInfo?pv=NAMES:NEW")
+                .body(Body::from(t.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        r["validation"].as_str().unwrap().contains("createnew"),
+        "{r}"
+    );
+    let r = h
+        .post_json(
+            "/mgmt/bpl/putPVTypeInfo?pv=NAMES:NEW&createnew=true",
+            &t.to_string(),
+        )
+        .await;
+    assert_eq!(r["paused"], "true", "{r}");
+    assert_eq!(
+        r["chunkKey"], "NAMES/NEW:",
+        "the files are found by the name"
+    );
+    assert_eq!(h.status_of("NAMES:NEW").await, "Paused");
+    h.get("/mgmt/bpl/resumeArchivingPV?pv=NAMES:NEW").await;
+    h.wait("NAMES:NEW archived after its resume", 30, async |h| {
+        h.status_of("NAMES:NEW").await == "Being archived"
+    })
+    .await;
+    // A PV still in its archive request: the type info replaces the request, paused.
+    t["pvName"] = json!("NAMES:NOBODY");
+    let r = h
+        .post_json(
+            "/mgmt/bpl/putPVTypeInfo?pv=NAMES:NOBODY&createnew=true",
+            &t.to_string(),
+        )
+        .await;
+    assert_eq!(r["paused"], "true", "{r}");
+    assert_eq!(h.status_of("NAMES:NOBODY").await, "Paused");
+    assert!(
+        registry
+            .get_archive_request("NAMES:NOBODY")
+            .unwrap()
+            .is_none()
+    );
 
     sync.stop().await;
     app.engine().shutdown().await;
