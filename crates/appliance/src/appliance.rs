@@ -24,7 +24,8 @@ use crate::live::EngineLive;
 use crate::policy::{
     ArchiveSpec, Decided, Policy, SamplingPeriod, protocol_of, to_registry_method,
 };
-use crate::site_policy::PvFacts;
+use crate::site_file::SiteSource;
+use crate::site_policy::{PvFacts, SitePolicy};
 
 /// What an [`Appliance`] is built from.
 #[derive(Clone)]
@@ -61,6 +62,7 @@ impl std::fmt::Debug for ApplianceParts {
 pub struct Appliance {
     parts: Arc<ApplianceParts>,
     control: Arc<Control>,
+    site: Arc<SiteSource>,
 }
 
 /// The result of archiving one PV.
@@ -221,10 +223,35 @@ impl Appliance {
                  and the appliance's deletions do not share the PV locks"
             );
         }
+        let site = Arc::new(SiteSource::fixed(parts.policy.site.clone()));
         Appliance {
             parts: Arc::new(parts),
             control: Arc::new(Control::default()),
+            site,
         }
+    }
+
+    /// This appliance with its site policy (`ApplianceParts::policy.site`) read from
+    /// `path`, re-read when the file changes ([`SiteSource`]); `stores` check the
+    /// stores a policy names. Call before cloning the appliance.
+    pub fn with_policy_file(mut self, path: std::path::PathBuf) -> Self {
+        self.site = Arc::new(SiteSource::watching(
+            self.parts.policy.site.clone(),
+            path,
+            self.parts.stores.clone(),
+        ));
+        self
+    }
+
+    /// The site policy in force (the file re-read first if it changed).
+    pub fn site_policy(&self) -> Arc<SitePolicy> {
+        self.site.get()
+    }
+
+    /// Why the policy file's last change was not taken (naming the file and the
+    /// problem); `None` when the policies in force are the file's.
+    pub fn policy_file_error(&self) -> Option<String> {
+        self.site.error()
     }
 
     /// The controlling PVs (conditional archiving).
@@ -299,9 +326,14 @@ impl Appliance {
         let targets = self.resolve_targets(&mut specs).await?;
         // Every policy is decided before anything is archived: an unknown policy name
         // refuses the whole request.
+        let site = self.site_policy();
         let decided = specs
             .iter()
-            .map(|spec| self.parts.policy.decide(spec, &PvFacts::name(&spec.pv)))
+            .map(|spec| {
+                self.parts
+                    .policy
+                    .decide_with(&site, spec, &PvFacts::name(&spec.pv))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // An alias must not name an archived PV (the catalogue would refuse it after the
         // PV is archived).
@@ -750,7 +782,7 @@ impl Appliance {
         done: &mut HashSet<String>,
     ) -> Result<Vec<String>, ApplianceError> {
         let mut todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
-        if self.parts.policy.site.uses_record_types() {
+        if self.site_policy().uses_record_types() {
             // The policy is decided once the PV is recorded: wait a little for its
             // record type (read on connection), which the site's rules use.
             let now = self.parts.clock.now().secs;

@@ -297,7 +297,23 @@ impl Policy {
     ///
     /// [`PolicyError::UnknownPolicy`] when the spec names a policy the site lacks.
     pub fn decide(&self, spec: &ArchiveSpec, facts: &PvFacts<'_>) -> Result<Decided, PolicyError> {
-        let named = self.site.decide(facts, spec.policy.as_deref())?;
+        self.decide_with(&self.site, spec, facts)
+    }
+
+    /// [`Policy::decide`] with the site policy `site` (the one in force, which the
+    /// appliance re-reads from its file: [`crate::SiteSource`]) instead of
+    /// [`Policy::site`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::decide`].
+    pub fn decide_with(
+        &self,
+        site: &SitePolicy,
+        spec: &ArchiveSpec,
+        facts: &PvFacts<'_>,
+    ) -> Result<Decided, PolicyError> {
+        let named = site.decide(facts, spec.policy.as_deref())?;
         let archive_fields = if spec.archive_fields.is_empty() {
             named.archive_fields.clone().unwrap_or_default()
         } else {

@@ -1499,3 +1499,92 @@ async fn fields_aliases_and_name_lists_follow_java() {
     sync.stop().await;
     app.engine().shutdown().await;
 }
+
+/// The policy file is re-read when it changes: getPolicyList and archivePV use the new
+/// policies at once; a broken edit keeps the policies in force, getPolicyList still
+/// answers them (200) with a `Warning` naming the file and the problem, getPolicyText
+/// leads with it and reapplyPolicies is refused with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    server.add_pv(PvSpec::new("FILE:A", Value::Double(0.0)));
+    let path = dir.path().join("policies.toml");
+    // Each write gets its own modification time, however coarse the file system's clock.
+    let write = |text: &str, secs: u64| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+    };
+    let first = "[[policy]]\nname = \"slow\"\ndescription = \"Slow\"\nsampling_period = 10.0\n";
+    write(first, 1_000);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance_with(&server, dir.path(), registry, Some(first), None)
+        .await
+        .with_policy_file(path.clone());
+    let h = Http { app: app.clone() };
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("slow"), "{list}");
+
+    write(
+        "[[policy]]\nname = \"fast\"\ndescription = \"Fast\"\nsampling_period = 0.5\n",
+        2_000,
+    );
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("fast"), "{list}");
+    assert!(!list.as_object().unwrap().contains_key("slow"), "{list}");
+    h.get("/mgmt/bpl/archivePV?pv=FILE:A&policy=fast").await;
+    assert_eq!(app.engine().status("FILE:A").unwrap().config.period, 0.5);
+
+    write(
+        "[[policy]]\nname = \"fast\"\nsampling_period = \"often\"\n",
+        3_000,
+    );
+    let resp = archiver_http::router(app.clone())
+        .oneshot(
+            Request::get("/mgmt/bpl/getPolicyList")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let warning = resp.headers()[header::WARNING]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(warning.contains(&path.display().to_string()), "{warning}");
+    assert!(warning.contains("sampling_period"), "{warning}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let list: Json = serde_json::from_slice(&body).unwrap();
+    assert!(list.as_object().unwrap().contains_key("fast"), "{list}");
+    let (_, text) = h.get_status("/mgmt/bpl/getPolicyText").await;
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("# the policy file"), "{text}");
+    assert!(
+        text.contains("sampling_period = 0.5"),
+        "the text in force: {text}"
+    );
+    let (code, r) = h.get_status("/mgmt/bpl/reapplyPolicies?pv=FILE:A").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r.to_string().contains("policies.toml"), "{r}");
+
+    // Mended: taken again, the warning gone.
+    write("[[policy]]\nname = \"mended\"\n", 4_000);
+    let resp = archiver_http::router(app.clone())
+        .oneshot(
+            Request::get("/mgmt/bpl/getPolicyList")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(resp.headers().get(header::WARNING).is_none());
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("mended"), "{list}");
+    app.engine().shutdown().await;
+}

@@ -10,6 +10,7 @@ use archiver_appliance::{PvState, SharedAppliance};
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::catalogue::real_name;
@@ -85,14 +86,37 @@ pub async fn get_versions() -> Json<Value> {
     }))
 }
 
-/// `getPolicyList`: `{"<policy name>": "<description>"}` (ChannelFinder reads the keys).
-pub async fn get_policy_list(State(app): State<SharedAppliance>) -> Json<Map<String, Value>> {
-    Json(
-        app.policy_list()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    )
+/// `getPolicyList`: `{"<policy name>": "<description>"}` (ChannelFinder reads the keys)
+/// of the policies in force (the policy file is re-read when it changed). When the file
+/// was changed but does not read, the answer is still the policies in force (clients
+/// keep working) with a `Warning: 199` header naming the file and the problem (also
+/// logged, and the first lines of getPolicyText).
+pub async fn get_policy_list(State(app): State<SharedAppliance>) -> Response {
+    let list: Map<String, Value> = app
+        .policy_list()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let mut resp = Json(list).into_response();
+    if let Some(e) = app.policy_file_error() {
+        // One line of visible ASCII (the TOML parser's message spans lines).
+        let one_line: String = e
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => '\'',
+                c if c.is_ascii_graphic() || c == ' ' => c,
+                _ => '?',
+            })
+            .collect();
+        let text = format!("199 archiver \"{one_line}\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().insert(axum::http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// `reapplyPolicies` (GET, POST; the Java appliance has none): re-applies the site policy
