@@ -169,11 +169,13 @@ pub async fn get_policy_text(State(app): State<SharedAppliance>) -> String {
 /// `getApplianceMetrics`: one object with this appliance's figures, values as strings
 /// (Java `ApplianceMetrics`: `instance`, `status`, `pvCount`, `connectedPVCount`,
 /// `disconnectedPVCount`, `pausedPVCount`, `eventRate`, `dataRateGBPerDay`...).
-pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<Vec<Value>> {
+pub async fn get_appliance_metrics(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<Value>>> {
     let now = app.now_secs();
     let (mut total, mut connected, mut paused, mut never) = (0u64, 0u64, 0u64, 0u64);
     let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
-    for s in app.summaries() {
+    for s in super::reports::summaries(&app).await? {
         total += 1;
         match s.state {
             PvState::Paused => paused += 1,
@@ -186,7 +188,7 @@ pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<V
         bytes_rate += s.counters.storage_rate(since);
     }
     let disconnected = total - connected - paused - never;
-    Json(vec![json!({
+    Ok(Json(vec![json!({
         "instance": app.identity(),
         "status": "Working",
         "pvCount": total.to_string(),
@@ -198,7 +200,7 @@ pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<V
         "dataRate": format!("{bytes_rate:.2}"),
         "dataRateGBPerDay": format!("{:.2}", bytes_rate * 86_400.0 / f64::from(1u32 << 30)),
         "dataRateGBPerYear": format!("{:.2}", bytes_rate * 86_400.0 * 365.0 / f64::from(1u32 << 30)),
-    })])
+    })]))
 }
 
 fn detail(out: &mut Vec<Value>, source: &str, name: &str, value: impl Into<String>) {
