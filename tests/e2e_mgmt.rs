@@ -116,4 +116,49 @@ fn aliases_fields_name_lists_and_a_changed_policy_file_through_the_binary() {
     assert_eq!(status, 400, "{body}");
     let v: Json = serde_json::from_str(&body).unwrap();
     assert!(v.to_string().contains("sampling_period"), "{v}");
+
+    // ChannelFinder's calls: the version string it splits, a POST JSON status list.
+    let v = a.json("/mgmt/bpl/getVersions");
+    let mgmt = v["mgmt_version"].as_str().unwrap();
+    assert_eq!(
+        mgmt.split("Archiver Appliance Version ").count(),
+        2,
+        "{mgmt}"
+    );
+    let (status, body) = a.post(
+        "/mgmt/bpl/getPVStatus",
+        &serde_json::to_string(&[&ai, &li]).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let st: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(st[0]["pvName"], json!(ai), "{st}");
+    assert_eq!(st[1]["pvName"], json!(li), "{st}");
+
+    // The IOC is killed: its PVs are reported disconnected and lost, still archived.
+    a.wait_until(15.0, "LI being archived", |a| {
+        a.status(&li)["status"] == "Being archived"
+    });
+    let mut ioc = ioc;
+    ioc.kill();
+    a.wait_until(30.0, "AI and LI reported disconnected", |a| {
+        let r = a.json("/mgmt/bpl/getCurrentlyDisconnectedPVs");
+        let names: Vec<&str> = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["pvName"].as_str())
+            .collect();
+        names.contains(&ai.as_str()) && names.contains(&li.as_str())
+    });
+    let s = a.status(&ai);
+    assert_eq!(s["status"], "Being archived", "{s}");
+    assert_eq!(s["connectionState"], "false", "{s}");
+    let lost = a.json("/mgmt/bpl/getLostConnectionsReport");
+    assert!(
+        lost.as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["pvName"] == json!(ai)),
+        "{lost}"
+    );
 }
