@@ -203,6 +203,11 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         policy,
         stores,
     });
+    // The policy file is re-read when it changes (a broken edit keeps the policies read).
+    let appliance = match file.policy.file.clone() {
+        Some(path) => appliance.with_policy_file(path),
+        None => appliance,
+    };
     // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
     let retrieval = RetrievalState::new(appliance.retrieval(), clock);
     let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);

@@ -44,10 +44,16 @@ fn count_pb(dir: &Path) -> usize {
     n
 }
 
-/// The counters `k` of every sample of `pv`, MTS first then STS (oldest data first).
+/// The counters `k` of every sample of `pv`, LTS, then MTS, then STS (oldest data
+/// first). LTS counts: between midnight and 08:00 UTC the six generated hours lie in the
+/// previous day, whose closed MTS partition the ETL at start moves on to LTS.
 fn counters(data: &Path, pv: &str) -> Vec<i64> {
     let mut out = Vec::new();
-    for (store, g) in [("mts", Granularity::Day), ("sts", Granularity::Hour)] {
+    for (store, g) in [
+        ("lts", Granularity::Year),
+        ("mts", Granularity::Day),
+        ("sts", Granularity::Hour),
+    ] {
         let tier = Tier::new(store, data.join(store), g);
         for p in tier.partitions(pv).unwrap() {
             let Ok(mut r) = PbReader::open(&p.path) else {

@@ -100,6 +100,12 @@ pub trait ApplianceApi: Send + Sync + 'static {
         None
     }
 
+    /// Why the site policy file's last change was not taken, naming the file and the
+    /// problem (the policies read before stay in force); `None` when all is well.
+    fn policy_file_error(&self) -> Option<String> {
+        None
+    }
+
     /// `reapplyPolicies` (see [`Appliance::reapply_policies`]).
     async fn reapply_policies(
         &self,
@@ -233,8 +239,7 @@ impl ApplianceApi for Appliance {
     }
 
     fn policy_list(&self) -> Vec<(String, String)> {
-        self.policy()
-            .site
+        self.site_policy()
             .policies()
             .iter()
             .map(|p| (p.name.clone(), p.description.clone()))
@@ -242,7 +247,14 @@ impl ApplianceApi for Appliance {
     }
 
     fn policy_text(&self) -> String {
-        let text = self.policy().site.text();
+        let site = self.site_policy();
+        let text = site.text();
+        if let Some(e) = self.policy_file_error() {
+            // The problem first, as comment lines, then the policies in force.
+            let mut out: String = e.lines().map(|l| format!("# {l}\n")).collect();
+            out.push_str(text);
+            return out;
+        }
         if text.is_empty() {
             "# No policy file is configured ([policy] file in the configuration): the one\n\
              # policy is \"default\", the Java appliance's defaults (MONITOR at 1 s, every\n\
@@ -255,6 +267,10 @@ impl ApplianceApi for Appliance {
 
     fn control_status(&self, pv: &str) -> Option<ControlStatus> {
         Appliance::control_status(self, pv)
+    }
+
+    fn policy_file_error(&self) -> Option<String> {
+        Appliance::policy_file_error(self)
     }
 
     async fn change_parameters(

@@ -24,7 +24,8 @@ use crate::live::EngineLive;
 use crate::policy::{
     ArchiveSpec, Decided, Policy, SamplingPeriod, protocol_of, to_registry_method,
 };
-use crate::site_policy::PvFacts;
+use crate::site_file::SiteSource;
+use crate::site_policy::{PvFacts, SitePolicy};
 
 /// What an [`Appliance`] is built from.
 #[derive(Clone)]
@@ -61,6 +62,7 @@ impl std::fmt::Debug for ApplianceParts {
 pub struct Appliance {
     parts: Arc<ApplianceParts>,
     control: Arc<Control>,
+    site: Arc<SiteSource>,
 }
 
 /// The result of archiving one PV.
@@ -70,6 +72,15 @@ pub struct Archived {
     pub pv: String,
     /// Whether it was new.
     pub outcome: ArchiveOutcome,
+}
+
+/// What archivePV does with one requested name ([`Appliance::archive_many`]).
+enum Target {
+    /// Archived already (or in its archive request) under `name`, the real name of the
+    /// requested one; `field`: a stream field to add to its archive fields.
+    Existing { name: String, field: Option<String> },
+    /// A new PV; `field`: a stream field of the request (`PV.FIELD`) to archive with it.
+    New { field: Option<String> },
 }
 
 /// The user parameters stored with a pending request (read back by
@@ -212,10 +223,35 @@ impl Appliance {
                  and the appliance's deletions do not share the PV locks"
             );
         }
+        let site = Arc::new(SiteSource::fixed(parts.policy.site.clone()));
         Appliance {
             parts: Arc::new(parts),
             control: Arc::new(Control::default()),
+            site,
         }
+    }
+
+    /// This appliance with its site policy (`ApplianceParts::policy.site`) read from
+    /// `path`, re-read when the file changes ([`SiteSource`]); `stores` check the
+    /// stores a policy names. Call before cloning the appliance.
+    pub fn with_policy_file(mut self, path: std::path::PathBuf) -> Self {
+        self.site = Arc::new(SiteSource::watching(
+            self.parts.policy.site.clone(),
+            path,
+            self.parts.stores.clone(),
+        ));
+        self
+    }
+
+    /// The site policy in force (the file re-read first if it changed).
+    pub fn site_policy(&self) -> Arc<SitePolicy> {
+        self.site.get()
+    }
+
+    /// Why the policy file's last change was not taken (naming the file and the
+    /// problem); `None` when the policies in force are the file's.
+    pub fn policy_file_error(&self) -> Option<String> {
+        self.site.error()
     }
 
     /// The controlling PVs (conditional archiving).
@@ -285,13 +321,19 @@ impl Appliance {
     /// archived but their requests not yet recorded — or the catalogue fails.
     pub async fn archive_many(
         &self,
-        specs: Vec<ArchiveSpec>,
+        mut specs: Vec<ArchiveSpec>,
     ) -> Result<Vec<Archived>, ApplianceError> {
+        let targets = self.resolve_targets(&mut specs).await?;
         // Every policy is decided before anything is archived: an unknown policy name
         // refuses the whole request.
+        let site = self.site_policy();
         let decided = specs
             .iter()
-            .map(|spec| self.parts.policy.decide(spec, &PvFacts::name(&spec.pv)))
+            .map(|spec| {
+                self.parts
+                    .policy
+                    .decide_with(&site, spec, &PvFacts::name(&spec.pv))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // An alias must not name an archived PV (the catalogue would refuse it after the
         // PV is archived).
@@ -308,7 +350,34 @@ impl Appliance {
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
         let mut aliases = Vec::new();
-        for (spec, d) in specs.into_iter().zip(decided) {
+        for ((spec, mut d), target) in specs.into_iter().zip(decided).zip(targets) {
+            let field = match target {
+                Target::Existing { name, field } => {
+                    if let Some(f) = field {
+                        self.add_archive_field(&name, &f).await?;
+                    }
+                    if let Some(a) = spec.alias {
+                        aliases.push((a, name.clone()));
+                    }
+                    results.push(Archived {
+                        pv: name,
+                        outcome: ArchiveOutcome::AlreadySubmitted,
+                    });
+                    continue;
+                }
+                Target::New { field } => field,
+            };
+            if let Some(f) = field {
+                // Java: the field joins the archive fields of the new PV. An empty list is
+                // the policy's defaults; the field is added to them unless they have it.
+                let fields = &mut d.config.archive_fields;
+                if fields.is_empty() && !self.parts.policy.archive_fields.contains(&f) {
+                    fields.clone_from(&self.parts.policy.archive_fields);
+                }
+                if !fields.is_empty() && !fields.contains(&f) {
+                    fields.push(f);
+                }
+            }
             // `pva://NAME` (or a bare name with the policy's default): archived over
             // pvAccess, known as NAME (Java strips the prefix)
             let (engine_pv, name, pva) = protocol_of(&spec.pv, self.parts.policy.default_pva);
@@ -344,6 +413,72 @@ impl Appliance {
         }
         self.control().ensure_running(self);
         Ok(results)
+    }
+
+    /// What archivePV makes of each requested name (Java `ArchivePVAction.archivePV`):
+    /// `PV.FIELD` with a stream field ([`Policy::is_stream_field`]) is `PV` with that
+    /// field (`specs[i].pv` is rewritten to `PV`); a name the engine holds, or an alias
+    /// of a PV it holds, is [`Target::Existing`] (answered "Already submitted" under the
+    /// real name). Java learns of an alias only once its archive workflow has read the
+    /// channel's `.NAME`, then drops the request and adds the alias; the catalogue knows
+    /// the aliases here, so the answer is given at once. One blocking task looks up every
+    /// name the engine does not hold.
+    async fn resolve_targets(
+        &self,
+        specs: &mut [ArchiveSpec],
+    ) -> Result<Vec<Target>, ApplianceError> {
+        let policy = &self.parts.policy;
+        let mut fields = Vec::with_capacity(specs.len());
+        let mut unknown = Vec::new();
+        for (i, spec) in specs.iter_mut().enumerate() {
+            let prefix_len = ["pva://", "ca://"]
+                .iter()
+                .find(|p| spec.pv.starts_with(**p))
+                .map_or(0, |p| p.len());
+            let split = spec.pv[prefix_len..]
+                .split_once('.')
+                .filter(|(_, f)| policy.is_stream_field(f))
+                .map(|(base, f)| (prefix_len + base.len(), f.to_string()));
+            let field = split.map(|(end, f)| {
+                spec.pv.truncate(end);
+                f
+            });
+            if self.parts.engine.status(&spec.pv[prefix_len..]).is_none() {
+                unknown.push((i, spec.pv[prefix_len..].to_string()));
+            }
+            fields.push(field);
+        }
+        let real_names: HashMap<usize, String> = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            let reg = self.parts.registry.clone();
+            blocking(move || {
+                let mut found = HashMap::new();
+                for (i, name) in unknown {
+                    if let Some(real) = reg.resolve_alias(&name)? {
+                        found.insert(i, real);
+                    }
+                }
+                Ok::<_, RegistryError>(found)
+            })
+            .await?
+        };
+        Ok(specs
+            .iter()
+            .zip(fields)
+            .enumerate()
+            .map(|(i, (spec, field))| {
+                let name = real_names
+                    .get(&i)
+                    .cloned()
+                    .unwrap_or_else(|| protocol_of(&spec.pv, false).1);
+                if self.parts.engine.status(&name).is_some() {
+                    Target::Existing { name, field }
+                } else {
+                    Target::New { field }
+                }
+            })
+            .collect())
     }
 
     /// Pauses `pv` (its buffer is written first) and records it.
@@ -647,7 +782,7 @@ impl Appliance {
         done: &mut HashSet<String>,
     ) -> Result<Vec<String>, ApplianceError> {
         let mut todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
-        if self.parts.policy.site.uses_record_types() {
+        if self.site_policy().uses_record_types() {
             // The policy is decided once the PV is recorded: wait a little for its
             // record type (read on connection), which the site's rules use.
             let now = self.parts.clock.now().secs;

@@ -18,7 +18,10 @@ the engine. (ETL scheduling and metrics aggregation will live here too.)
   rules (name glob or regex, RTYP, element count, event rate; first match wins) deciding
   a PV's sampling, stores, archive fields and controlling PV at archive time
   ([`Policy::decide`]), and again on request for PVs already archived
-  ([`Appliance::reapply_policies`], keeping their data).
+  ([`Appliance::reapply_policies`], keeping their data). [`SiteSource`] holds the one
+  in force and re-reads the file when it changes ([`Appliance::with_policy_file`]); a
+  broken file keeps the policies read before and is reported
+  ([`Appliance::policy_file_error`]).
 * [`Appliance::change_type`] — `changeTypeForPV`: every stored partition rewritten to
   a new type ([`convert_value`], Java's `ThruNumberAndStringConversion`) by
   write-sync-rename, then the type info's `DBRType` changed.
@@ -89,6 +92,7 @@ mod live;
 mod manage;
 pub mod policy;
 mod reapply;
+mod site_file;
 pub mod site_policy;
 mod storage_ops;
 mod sync;
@@ -102,6 +106,7 @@ pub use crate::live::EngineLive;
 pub use crate::manage::meta_from_type_info;
 pub use crate::policy::{ArchiveSpec, Decided, PeriodError, Policy, SamplingPeriod};
 pub use crate::reapply::Reapplied;
+pub use crate::site_file::SiteSource;
 pub use crate::site_policy::{NamedPolicy, PolicyError, PvFacts, SitePolicy};
 pub use crate::storage_ops::{EtlService, StorageOpsError};
 pub use crate::sync::{CatalogueSync, SYNC_PERIOD, ShutdownReport};

@@ -329,22 +329,59 @@ impl Appliance {
                 )));
             }
         }
+        self.set_archive_fields(&old, fields, true).await
+    }
+
+    /// Java `archivePV` of `PV.FIELD` where `PV` is archived (or in its archive request)
+    /// and `FIELD` is archived as part of the stream ([`crate::Policy::is_stream_field`]):
+    /// adds `field` to `pv`'s archive fields, in the engine (so it is archived from now
+    /// on: Java only updates the type info, and the field waits for the next restart) and
+    /// in the catalogue. Nothing changes when `pv` has the field; a paused PV stays paused.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplianceError::UnknownPv`]; the engine or catalogue fails.
+    pub(crate) async fn add_archive_field(
+        &self,
+        pv: &str,
+        field: &str,
+    ) -> Result<(), ApplianceError> {
+        let old = self.status_of(pv)?;
+        if old.config.archive_fields.iter().any(|f| f == field) {
+            return Ok(());
+        }
+        let mut fields = old.config.archive_fields.clone();
+        fields.push(field.to_string());
+        let paused = old.state == PvState::Paused;
+        self.set_archive_fields(&old, fields, paused).await?;
+        tracing::info!(pv, field, "archive field added by archivePV of PV.FIELD");
+        Ok(())
+    }
+
+    /// Puts `old`'s PV back into the engine with the archive fields `fields` (paused or
+    /// not) and records them in the catalogue. Returns the engine's list: an empty one
+    /// means the policy's defaults (the engine has no "no fields" setting).
+    async fn set_archive_fields(
+        &self,
+        old: &PvStatus,
+        fields: Vec<String>,
+        paused: bool,
+    ) -> Result<Vec<String>, ApplianceError> {
         let config = PvConfig {
-            archive_fields: fields.clone(),
+            archive_fields: fields,
             ..old.config.clone()
         };
-        self.reconfigure(&old, config, true).await?;
-        // The engine's list: an empty one means the policy's defaults (the engine has
-        // no "no fields" setting), so `clear` gives the defaults back.
-        let fields = self.status_of(pv)?.config.archive_fields;
+        self.reconfigure(old, config, paused).await?;
+        let fields = self.status_of(&old.name)?.config.archive_fields;
         let stored = fields.clone();
-        self.update_catalogue(pv, move |info| info.archive_fields = stored)
+        self.update_catalogue(&old.name, move |info| info.archive_fields = stored)
             .await?;
         Ok(fields)
     }
 
-    /// Java `putPVTypeInfo`: stores `info` for `pv`. A new PV needs `create_new` and is
-    /// forced paused (Java), and is put into the engine paused; an existing one needs
+    /// Java `putPVTypeInfo`: stores `info` for `pv`. A new PV (no type info yet, even if
+    /// its archive request is pending) needs `create_new` and is forced paused (Java), and
+    /// is put into the engine paused: resumeArchivingPV starts it; an existing one needs
     /// `override_existing` and keeps its engine state, taking the new parameters.
     ///
     /// # Errors
@@ -388,22 +425,39 @@ impl Appliance {
         if info.appliance_identity.is_none() {
             info.appliance_identity = Some(self.identity().to_string());
         }
+        // Java (`PutPVTypeInfo.readInNewTypeInfo`): a new type info is forced paused,
+        // whatever it says; archiving starts with resumeArchivingPV. That holds for a PV
+        // still in its archive request too (its request is dropped: the type info
+        // replaces it).
+        if !exists {
+            info.paused = true;
+        }
+        // The data stores find a PV's files by its name: the chunk key recorded is the
+        // name's (a type info copied from another PV carries that PV's key).
+        info.chunk_key = archiver_pb::path::chunk_key(pv).ok();
+        let reg = self.registry().clone();
+        let put = info.clone();
         match self.engine().status(pv) {
-            None => {
-                // Java: a new type info is forced paused.
-                info.paused = true;
-                let reg = self.registry().clone();
-                let put = info.clone();
-                blocking(move || reg.put_type_info(&put)).await?;
-                self.restore_one(&info).await?;
-            }
-            Some(old) => {
-                let reg = self.registry().clone();
-                let put = info.clone();
+            Some(old) if exists => {
                 blocking(move || reg.put_type_info(&put)).await?;
                 if let Some(cfg) = cfg {
                     self.reconfigure(&old, cfg, info.paused).await?;
                 }
+            }
+            pending => {
+                if let Some(old) = pending {
+                    // In its archive request: the engine's PV gives way to the type info's.
+                    if old.state != PvState::Paused {
+                        self.engine().pause(pv).await?;
+                    }
+                    self.engine().delete(pv).await?;
+                }
+                blocking(move || {
+                    reg.put_type_info(&put)?;
+                    reg.remove_archive_request(&put.pv_name)
+                })
+                .await?;
+                self.restore_one(&info).await?;
             }
         }
         Ok(info)

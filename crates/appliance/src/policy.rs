@@ -241,6 +241,18 @@ impl Policy {
         Policy::java_default(stores.urls())
     }
 
+    /// True when `field` is archived as part of its PV's stream (Java's
+    /// `getFieldsArchivedAsPartOfStream`, `policies.py`: `HIHI HIGH LOW LOLO LOPR HOPR DRVH
+    /// DRVL`): one of [`Policy::archive_fields`] or [`Policy::output_record_fields`]. Such
+    /// a `PV.FIELD` is not a PV of its own: archivePV adds the field to PV's archive fields
+    /// and getPVStatus answers PV's status (Java `ArchivePVAction.archivePV`).
+    pub fn is_stream_field(&self, field: &str) -> bool {
+        self.archive_fields
+            .iter()
+            .chain(&self.output_record_fields)
+            .any(|f| f == field)
+    }
+
     /// Puts the policy values the engine carries out into `config`: the default archive
     /// fields ([`EngineConfig::default_archive_fields`]) and the extra fields by record
     /// type ([`EngineConfig::record_type_fields`]: each of
@@ -285,7 +297,23 @@ impl Policy {
     ///
     /// [`PolicyError::UnknownPolicy`] when the spec names a policy the site lacks.
     pub fn decide(&self, spec: &ArchiveSpec, facts: &PvFacts<'_>) -> Result<Decided, PolicyError> {
-        let named = self.site.decide(facts, spec.policy.as_deref())?;
+        self.decide_with(&self.site, spec, facts)
+    }
+
+    /// [`Policy::decide`] with the site policy `site` (the one in force, which the
+    /// appliance re-reads from its file: [`crate::SiteSource`]) instead of
+    /// [`Policy::site`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::decide`].
+    pub fn decide_with(
+        &self,
+        site: &SitePolicy,
+        spec: &ArchiveSpec,
+        facts: &PvFacts<'_>,
+    ) -> Result<Decided, PolicyError> {
+        let named = site.decide(facts, spec.policy.as_deref())?;
         let archive_fields = if spec.archive_fields.is_empty() {
             named.archive_fields.clone().unwrap_or_default()
         } else {

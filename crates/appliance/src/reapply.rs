@@ -128,12 +128,18 @@ impl Appliance {
     /// # Errors
     ///
     /// The catalogue or the engine fails, or a PV's requested policy no longer exists
-    /// ([`ApplianceError::Policy`]; the PVs before it are changed already).
+    /// ([`ApplianceError::Policy`]; the PVs before it are changed already);
+    /// [`ApplianceError::Validation`] naming the file and the problem when the policy
+    /// file was changed but does not read (re-applying the policies read before is not
+    /// what the operator asked for).
     pub async fn reapply_policies(
         &self,
         names: &[String],
         dry_run: bool,
     ) -> Result<Vec<Reapplied>, ApplianceError> {
+        if let Some(e) = self.policy_file_error() {
+            return Err(ApplianceError::Validation(e));
+        }
         self.reapply(names, dry_run, true).await
     }
 
@@ -165,6 +171,7 @@ impl Appliance {
         })
         .await?;
         let now = self.clock().now().secs;
+        let site = self.site_policy();
         let mut out = Vec::with_capacity(names.len());
         for (name, info) in names.iter().zip(infos) {
             let skipped = |why: &str| Reapplied {
@@ -217,7 +224,7 @@ impl Appliance {
                 controlling_pv: user(USER_CONTROLLING_PV_FIELD).cloned(),
                 ..ArchiveSpec::new(name.clone())
             };
-            let d = self.policy().decide(&spec, &facts)?;
+            let d = self.policy().decide_with(&site, &spec, &facts)?;
             let stores = self.stores().clone();
             let (pv, new_urls, old_urls) = (
                 name.clone(),

@@ -21,11 +21,13 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// An appliance in memory: PVs and what was asked of it.
+/// An appliance in memory: PVs and what was asked of it; its catalogue holds a type info
+/// of each PV given archiving or paused (one never connected is still in its request).
 #[derive(Default)]
 struct Fake {
     pvs: Mutex<BTreeMap<String, PvStatus>>,
     archived: Mutex<Vec<ArchiveSpec>>,
+    registry: Option<Arc<archiver_registry::SqliteRegistry>>,
 }
 
 fn status(name: &str, state: PvState) -> PvStatus {
@@ -47,11 +49,32 @@ fn status(name: &str, state: PvState) -> PvStatus {
 
 impl Fake {
     fn with(pvs: &[(&str, PvState)]) -> Arc<Fake> {
+        use archiver_registry::Registry;
+        let registry = archiver_registry::SqliteRegistry::open_in_memory().unwrap();
         let f = Fake::default();
+        let mut infos = Vec::new();
         for (n, s) in pvs {
             f.pvs.lock().unwrap().insert(n.to_string(), status(n, *s));
+            if *s != PvState::NeverConnected {
+                infos.push(
+                    archiver_registry::PvTypeInfo::new_for_archiving(
+                        n,
+                        archiver_pb::PayloadType::ScalarDouble,
+                        1,
+                        archiver_registry::SamplingMethod::Monitor,
+                        1.0,
+                        Vec::new(),
+                        archiver_pb::Timestamp::new(1_700_000_000, 0),
+                    )
+                    .unwrap(),
+                );
+            }
         }
-        Arc::new(f)
+        registry.put_type_infos(&infos).unwrap();
+        Arc::new(Fake {
+            registry: Some(Arc::new(registry)),
+            ..f
+        })
     }
 
     fn archived(&self) -> Vec<ArchiveSpec> {
@@ -133,7 +156,10 @@ impl ApplianceApi for Fake {
     }
 
     fn catalogue(&self) -> Arc<dyn archiver_registry::Registry> {
-        Arc::new(archiver_registry::SqliteRegistry::open_in_memory().unwrap())
+        match &self.registry {
+            Some(r) => r.clone(),
+            None => Arc::new(archiver_registry::SqliteRegistry::open_in_memory().unwrap()),
+        }
     }
 }
 
@@ -297,6 +323,20 @@ async fn archive_pv_takes_query_form_and_json_settings_with_per_pv_precedence() 
     assert_eq!(periods, [Some(2.5), Some(0.0), Some(7.0), Some(7.0)]);
     assert_eq!(specs[0].method, Some(SamplingMethod::Scan));
     assert_eq!(specs[1].method, None, "left to the policy");
+
+    // A method without a period is ignored (Java: only a period overrides the policy),
+    // but still checked.
+    let fake = Fake::with(&[]);
+    let r = get(&fake, "/mgmt/bpl/archivePV?pv=M:1&samplingmethod=SCAN").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = json!([{"pv": "M:2", "samplingmethod": "SCAN"},
+                      {"pv": "M:3", "samplingmethod": "SCAN", "samplingperiod": "5"}]);
+    let r = post(&fake, "/mgmt/bpl/archivePV", JSON, &body.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let methods: Vec<_> = fake.archived().iter().map(|s| s.method).collect();
+    assert_eq!(methods, [None, None, Some(SamplingMethod::Scan)]);
+    let r = get(&fake, "/mgmt/bpl/archivePV?pv=M:4&samplingmethod=SOMETIMES").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // A form body; the query's value comes first, as a servlet's getParameter.
     let fake = Fake::with(&[]);
@@ -679,8 +719,14 @@ async fn never_connected_and_all_pvs() {
              "currentState": "METAINFO_REQUESTED", "appliance": "fake0"}
         ])
     );
+    // Java lists the PVs with a type info: none still in its archive request.
     let r = get(&fake, "/mgmt/bpl/getAllPVs?regex=N.*&limit=1").await;
-    assert_eq!(r.json(), json!(["N:1"]));
+    assert_eq!(r.json(), json!([]));
+    let r = get(&fake, "/mgmt/bpl/getAllPVs?regex=.*:1").await;
+    assert_eq!(r.json(), json!(["C:1"]));
+    // `pv`: a comma list of globs and names; a name is listed if it is archived.
+    let r = get(&fake, "/mgmt/bpl/getAllPVs?pv=C:*,N:1,C:1").await;
+    assert_eq!(r.json(), json!(["C:1", "C:1"]));
     let r = get(&fake, "/mgmt/bpl/getAllPVs?limit=many").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = get(&fake, "/mgmt/bpl/getAllPVs?regex=(").await;

@@ -16,7 +16,7 @@ use archiver_ca::server::{PvSpec, Server, ServerConfig};
 use archiver_ca::{Client, Timestamp, Value};
 use archiver_engine::{Engine, EngineConfig};
 use archiver_pb::Granularity;
-use archiver_registry::SqliteRegistry;
+use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::{Backend, DataStores, Tier};
 use archiver_time::SystemClock;
 use axum::body::Body;
@@ -424,8 +424,17 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:ALIAS6").await;
     assert_eq!(t["pvName"], "SCRIPT:PV006");
     // Status, pause and resume through the alias act on the PV, as Java's.
+    // Java's getPVStatus answers under the name asked for, pvNameOnly naming the PV.
     let st = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:ALIAS6").await;
-    assert_eq!(st[0]["pvName"], "SCRIPT:PV006", "{st}");
+    assert_eq!(st[0]["pvName"], "SCRIPT:ALIAS6", "{st}");
+    assert_eq!(st[0]["pvNameOnly"], "SCRIPT:PV006", "{st}");
+    // archivePV of the alias is the PV's answer: no new PV.
+    let r = h.get("/mgmt/bpl/archivePV?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
+    );
+    assert!(app.engine().status("SCRIPT:ALIAS6").is_none());
     let before = st[0]["status"].clone();
     let p = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:ALIAS6").await;
     assert_eq!(p["pvName"], "SCRIPT:PV006", "{p}");
@@ -1305,4 +1314,277 @@ async fn reports_after_induced_events_and_a_type_change_rewritten_by_change_type
     assert_eq!(s[0]["dbrType"], "DBR_SCALAR_INT");
     assert_eq!(s[0]["droppedEventsTypeChange"], "0", "{s}");
     app2.shutdown(sync2).await.unwrap();
+}
+
+/// Names as Java reads them: `PV.FIELD` for a stream field is the PV (archivePV adds the
+/// field to its archive fields, getPVStatus answers its status), another field is a PV of
+/// its own; getAllPVs lists archived PVs then aliases, never a PV still in its request;
+/// getAllExpandedPVNames lists Java's placeholder, each PV with `.VAL` and its fields,
+/// the aliases, then the requests, and never `PV.FIELD.FIELD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_aliases_and_name_lists_follow_java() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let pvs = ["NAMES:A", "NAMES:B", "NAMES:A.DESC"]
+        .map(String::from)
+        .to_vec();
+    for n in &pvs {
+        server.add_pv(PvSpec::new(n, Value::Double(0.0)));
+    }
+    let _ticker = tick(&server, pvs.clone());
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance(&server, dir.path(), registry.clone()).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:A,NAMES:A.DESC").await;
+    assert_eq!(r[1]["pvName"], "NAMES:A.DESC", "not a stream field: a PV");
+    h.wait("NAMES:A being archived", 30, async |h| {
+        h.status_of("NAMES:A").await == "Being archived"
+            && h.status_of("NAMES:A.DESC").await == "Being archived"
+    })
+    .await;
+    h.wait("the type infos", 10, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A.DESC")
+            .await
+            .0
+            == StatusCode::OK
+    })
+    .await;
+    // A new PV asked for with a stream field: the PV is archived, the field with it.
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:B.HIHI").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "NAMES:B", "status": "Archive request submitted"}])
+    );
+    assert!(app.engine().status("NAMES:B.HIHI").is_none());
+    let b = app.engine().status("NAMES:B").unwrap();
+    assert!(b.config.archive_fields.contains(&"HIHI".to_string()));
+    // A PV in its archive request: not in getAllPVs, in the expanded names' tail.
+    h.get("/mgmt/bpl/archivePV?pv=NAMES:NOBODY").await;
+
+    // archivePV of PV.DRVH (a stream field it lacks): added to the PV, no new PV.
+    let before = h.get("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A").await;
+    assert!(
+        !before["archiveFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DRVH"))
+    );
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:A.DRVH").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "NAMES:A", "status": "Already submitted"}])
+    );
+    assert!(app.engine().status("NAMES:A.DRVH").is_none());
+    let after = h.get("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A").await;
+    assert!(
+        after["archiveFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DRVH")),
+        "{after}"
+    );
+    h.wait("NAMES:A archiving again", 30, async |h| {
+        h.status_of("NAMES:A").await == "Being archived"
+    })
+    .await;
+    // Through an alias too (and a field it has: nothing changes).
+    h.get("/mgmt/bpl/addAlias?pv=NAMES:A&aliasname=NAMES:ALIAS")
+        .await;
+    let r = h.get("/mgmt/bpl/archivePV?pv=NAMES:ALIAS.HIHI").await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "NAMES:A", "status": "Already submitted"}])
+    );
+
+    // getPVStatus of PV.FIELD (an archive field) and of ALIAS.FIELD: the PV's status.
+    for asked in ["NAMES:A.HIHI", "NAMES:A.DRVH", "NAMES:ALIAS.LOLO"] {
+        let st = h.get(&format!("/mgmt/bpl/getPVStatus?pv={asked}")).await;
+        assert_eq!(st[0]["pvName"], asked, "{st}");
+        assert_eq!(st[0]["pvNameOnly"], "NAMES:A", "{st}");
+        assert_eq!(st[0]["status"], "Being archived", "{st}");
+    }
+    // A field that is not archived is not the PV.
+    assert_eq!(h.status_of("NAMES:A.EGU").await, "Not being archived");
+
+    // getAllPVs: archived PVs (sorted), then aliases; no request.
+    let all = h.get("/mgmt/bpl/getAllPVs").await;
+    assert_eq!(all, json!(["NAMES:A", "NAMES:A.DESC", "NAMES:ALIAS"]));
+    let all = h.get("/mgmt/bpl/getAllPVs?pv=NAMES:A*&limit=2").await;
+    assert_eq!(all, json!(["NAMES:A", "NAMES:A.DESC"]));
+
+    // getAllExpandedPVNames, in Java's order.
+    let fields_of_a: Vec<String> = app
+        .engine()
+        .status("NAMES:A")
+        .unwrap()
+        .config
+        .archive_fields;
+    let mut expect = vec![
+        "EPICS:Archiver:Appliance".to_string(),
+        "NAMES:A".into(),
+        "NAMES:A.VAL".into(),
+    ];
+    expect.extend(fields_of_a.iter().map(|f| format!("NAMES:A.{f}")));
+    expect.extend(
+        ["NAMES:A.DESC", "NAMES:ALIAS", "NAMES:ALIAS.VAL"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let expanded = h.get("/mgmt/bpl/getAllExpandedPVNames").await;
+    let got: Vec<String> = serde_json::from_value(expanded).unwrap();
+    // NAMES:B may have connected meanwhile (then it is an archived PV).
+    let tail: Vec<&str> = got.iter().rev().take(2).map(String::as_str).collect();
+    assert_eq!(tail, ["NAMES:NOBODY.VAL", "NAMES:NOBODY"], "{got:?}");
+    let without_b: Vec<String> = got
+        .iter()
+        .filter(|n| !n.starts_with("NAMES:B") && !n.starts_with("NAMES:NOBODY"))
+        .cloned()
+        .collect();
+    assert_eq!(without_b, expect);
+    assert!(!got.iter().any(|n| n.matches('.').count() > 1), "{got:?}");
+
+    // putPVTypeInfo with createnew: the new type info is paused whatever it says (Java),
+    // and resumeArchivingPV starts it.
+    let mut t = h.get("/mgmt/bpl/getPVTypeInfo?pv=NAMES:A").await;
+    t["pvName"] = json!("NAMES:NEW");
+    t["paused"] = json!(false);
+    let (code, r) = h
+        .call(
+            Request::post("/mgmt/bpl/putPVTypeInfo?pv=NAMES:NEW")
+                .body(Body::from(t.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        r["validation"].as_str().unwrap().contains("createnew"),
+        "{r}"
+    );
+    let r = h
+        .post_json(
+            "/mgmt/bpl/putPVTypeInfo?pv=NAMES:NEW&createnew=true",
+            &t.to_string(),
+        )
+        .await;
+    assert_eq!(r["paused"], "true", "{r}");
+    assert_eq!(
+        r["chunkKey"], "NAMES/NEW:",
+        "the files are found by the name"
+    );
+    assert_eq!(h.status_of("NAMES:NEW").await, "Paused");
+    h.get("/mgmt/bpl/resumeArchivingPV?pv=NAMES:NEW").await;
+    h.wait("NAMES:NEW archived after its resume", 30, async |h| {
+        h.status_of("NAMES:NEW").await == "Being archived"
+    })
+    .await;
+    // A PV still in its archive request: the type info replaces the request, paused.
+    t["pvName"] = json!("NAMES:NOBODY");
+    let r = h
+        .post_json(
+            "/mgmt/bpl/putPVTypeInfo?pv=NAMES:NOBODY&createnew=true",
+            &t.to_string(),
+        )
+        .await;
+    assert_eq!(r["paused"], "true", "{r}");
+    assert_eq!(h.status_of("NAMES:NOBODY").await, "Paused");
+    assert!(
+        registry
+            .get_archive_request("NAMES:NOBODY")
+            .unwrap()
+            .is_none()
+    );
+
+    sync.stop().await;
+    app.engine().shutdown().await;
+}
+
+/// The policy file is re-read when it changes: getPolicyList and archivePV use the new
+/// policies at once; a broken edit keeps the policies in force, getPolicyList still
+/// answers them (200) with a `Warning` naming the file and the problem, getPolicyText
+/// leads with it and reapplyPolicies is refused with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    server.add_pv(PvSpec::new("FILE:A", Value::Double(0.0)));
+    let path = dir.path().join("policies.toml");
+    // Each write gets its own modification time, however coarse the file system's clock.
+    let write = |text: &str, secs: u64| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+    };
+    let first = "[[policy]]\nname = \"slow\"\ndescription = \"Slow\"\nsampling_period = 10.0\n";
+    write(first, 1_000);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance_with(&server, dir.path(), registry, Some(first), None)
+        .await
+        .with_policy_file(path.clone());
+    let h = Http { app: app.clone() };
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("slow"), "{list}");
+
+    write(
+        "[[policy]]\nname = \"fast\"\ndescription = \"Fast\"\nsampling_period = 0.5\n",
+        2_000,
+    );
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("fast"), "{list}");
+    assert!(!list.as_object().unwrap().contains_key("slow"), "{list}");
+    h.get("/mgmt/bpl/archivePV?pv=FILE:A&policy=fast").await;
+    assert_eq!(app.engine().status("FILE:A").unwrap().config.period, 0.5);
+
+    write(
+        "[[policy]]\nname = \"fast\"\nsampling_period = \"often\"\n",
+        3_000,
+    );
+    let resp = archiver_http::router(app.clone())
+        .oneshot(
+            Request::get("/mgmt/bpl/getPolicyList")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let warning = resp.headers()[header::WARNING]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(warning.contains(&path.display().to_string()), "{warning}");
+    assert!(warning.contains("sampling_period"), "{warning}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let list: Json = serde_json::from_slice(&body).unwrap();
+    assert!(list.as_object().unwrap().contains_key("fast"), "{list}");
+    let (_, text) = h.get_status("/mgmt/bpl/getPolicyText").await;
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("# the policy file"), "{text}");
+    assert!(
+        text.contains("sampling_period = 0.5"),
+        "the text in force: {text}"
+    );
+    let (code, r) = h.get_status("/mgmt/bpl/reapplyPolicies?pv=FILE:A").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r.to_string().contains("policies.toml"), "{r}");
+
+    // Mended: taken again, the warning gone.
+    write("[[policy]]\nname = \"mended\"\n", 4_000);
+    let resp = archiver_http::router(app.clone())
+        .oneshot(
+            Request::get("/mgmt/bpl/getPolicyList")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(resp.headers().get(header::WARNING).is_none());
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("mended"), "{list}");
+    app.engine().shutdown().await;
 }

@@ -270,11 +270,19 @@ impl Engine {
             .collect()
     }
 
-    /// The summary of every PV (any order): the reports' light read, one vector and no
-    /// other allocation (see [`PvSummary`]). The table is read-locked while it is copied.
+    /// The summary of every PV (any order): the reports' light read, two vectors and no
+    /// other allocation (see [`PvSummary`]). The PV table is read-locked only while its
+    /// slot pointers are copied (a few ms for 100 000 PVs); the per-PV reads follow
+    /// without it. Held for the whole copy, the lock made an archive request, a delete or
+    /// the start-up restore (which write-lock the table) wait for it, and every status
+    /// lookup queued behind them (the lock prefers writers), for as long as a report's
+    /// copy took under start-up's CPU load.
     pub fn summaries(&self) -> Vec<PvSummary> {
-        let slots = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
-        slots.values().map(|s| s.summary()).collect()
+        self.inner
+            .slots_where(|_| true)
+            .iter()
+            .map(|s| s.summary())
+            .collect()
     }
 
     /// The status of each PV whose archived type and metadata are known and whose name

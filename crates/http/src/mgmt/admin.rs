@@ -10,6 +10,7 @@ use archiver_appliance::{PvState, SharedAppliance};
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::catalogue::real_name;
@@ -85,14 +86,37 @@ pub async fn get_versions() -> Json<Value> {
     }))
 }
 
-/// `getPolicyList`: `{"<policy name>": "<description>"}` (ChannelFinder reads the keys).
-pub async fn get_policy_list(State(app): State<SharedAppliance>) -> Json<Map<String, Value>> {
-    Json(
-        app.policy_list()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    )
+/// `getPolicyList`: `{"<policy name>": "<description>"}` (ChannelFinder reads the keys)
+/// of the policies in force (the policy file is re-read when it changed). When the file
+/// was changed but does not read, the answer is still the policies in force (clients
+/// keep working) with a `Warning: 199` header naming the file and the problem (also
+/// logged, and the first lines of getPolicyText).
+pub async fn get_policy_list(State(app): State<SharedAppliance>) -> Response {
+    let list: Map<String, Value> = app
+        .policy_list()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let mut resp = Json(list).into_response();
+    if let Some(e) = app.policy_file_error() {
+        // One line of visible ASCII (the TOML parser's message spans lines).
+        let one_line: String = e
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => '\'',
+                c if c.is_ascii_graphic() || c == ' ' => c,
+                _ => '?',
+            })
+            .collect();
+        let text = format!("199 archiver \"{one_line}\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().insert(axum::http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// `reapplyPolicies` (GET, POST; the Java appliance has none): re-applies the site policy
@@ -145,11 +169,13 @@ pub async fn get_policy_text(State(app): State<SharedAppliance>) -> String {
 /// `getApplianceMetrics`: one object with this appliance's figures, values as strings
 /// (Java `ApplianceMetrics`: `instance`, `status`, `pvCount`, `connectedPVCount`,
 /// `disconnectedPVCount`, `pausedPVCount`, `eventRate`, `dataRateGBPerDay`...).
-pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<Vec<Value>> {
+pub async fn get_appliance_metrics(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<Value>>> {
     let now = app.now_secs();
     let (mut total, mut connected, mut paused, mut never) = (0u64, 0u64, 0u64, 0u64);
     let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
-    for s in app.summaries() {
+    for s in super::reports::summaries(&app).await? {
         total += 1;
         match s.state {
             PvState::Paused => paused += 1,
@@ -162,7 +188,7 @@ pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<V
         bytes_rate += s.counters.storage_rate(since);
     }
     let disconnected = total - connected - paused - never;
-    Json(vec![json!({
+    Ok(Json(vec![json!({
         "instance": app.identity(),
         "status": "Working",
         "pvCount": total.to_string(),
@@ -174,7 +200,7 @@ pub async fn get_appliance_metrics(State(app): State<SharedAppliance>) -> Json<V
         "dataRate": format!("{bytes_rate:.2}"),
         "dataRateGBPerDay": format!("{:.2}", bytes_rate * 86_400.0 / f64::from(1u32 << 30)),
         "dataRateGBPerYear": format!("{:.2}", bytes_rate * 86_400.0 * 365.0 / f64::from(1u32 << 30)),
-    })])
+    })]))
 }
 
 fn detail(out: &mut Vec<Value>, source: &str, name: &str, value: impl Into<String>) {

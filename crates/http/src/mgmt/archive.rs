@@ -60,7 +60,11 @@ fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
 /// (`[{"pv": …, "samplingperiod": …, "samplingmethod": …, "controllingPV": …, "policy": …,
 /// "alias": …, "appliance": …}]` or names), a text list or a form body (see
 /// [`BplRequest`]). A per-PV setting wins over the request's; what neither gives comes
-/// from the policy (`policy` names one; otherwise the site's rules pick it). `appliance`
+/// from the policy (`policy` names one; otherwise the site's rules pick it); as in Java, a
+/// `samplingmethod` without a `samplingperiod` is ignored. A name that is an alias of an
+/// archived PV, or `PV.FIELD` for a stream field (`HIHI`...) of an archived PV, answers
+/// "Already submitted" under the PV's name (the field joins its archive fields); see
+/// `Appliance::archive_many`. `appliance`
 /// must be this appliance's identity (one appliance, no cluster): another is a 400 naming
 /// both. Everything is checked before anything is archived.
 pub async fn archive_pv(
@@ -89,7 +93,11 @@ pub async fn archive_pv(
         let method = match e.fields.get("samplingmethod") {
             Some(t) => Some(parse_method(t).map_err(|err| with_pv(err, &pv))?),
             None => default_method,
-        };
+        }
+        // Java overrides the policy only when a sampling period is given: a method alone
+        // is checked, then ignored (`ArchivePVAction`: `overridePolicyParams` is
+        // "samplingperiod given"; the policy's method and period apply).
+        .filter(|_| period.is_some());
         // A per-PV JSON key (lower-cased by the extractor), else the request's parameter.
         let param = |key: &str| {
             e.fields

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use archiver_appliance::SharedAppliance;
+use archiver_appliance::{PvStatus, SharedAppliance};
 use archiver_registry::{PvTypeInfo, RegistryError};
 use axum::Json;
 use axum::body::Bytes;
@@ -36,6 +36,30 @@ pub(super) async fn archived_name(app: &SharedAppliance, name: &str) -> String {
     match real_name(app, name).await {
         Ok(real) if real != name && app.status(&real).is_some() => real,
         _ => name.to_string(),
+    }
+}
+
+/// The status getPVStatus answers for `name`, as Java's
+/// `PVNames.determineAppropriatePVTypeInfo` finds it: the PV `name` itself; else, for
+/// `PV.FIELD`, PV's status when FIELD is one of its archive fields (PV may be an alias);
+/// else, for an alias, its PV's status. `None`: not archived under any of them.
+pub(super) async fn status_for_name(app: &SharedAppliance, name: &str) -> Option<PvStatus> {
+    if let Some(s) = app.status(name) {
+        return Some(s);
+    }
+    if let Some((base, field)) = name.split_once('.') {
+        let real = archived_name(app, base).await;
+        if let Some(s) = app.status(&real)
+            && s.config.archive_fields.iter().any(|f| f == field)
+        {
+            return Some(s);
+        }
+    }
+    let real = archived_name(app, name).await;
+    if real == name {
+        None
+    } else {
+        app.status(&real)
     }
 }
 
@@ -274,29 +298,49 @@ pub async fn archived_pvs_not_in_list(
     Ok(Json(out))
 }
 
-/// `getAllExpandedPVNames`: every name a client may ask for: each PV, its `.VAL` form,
-/// `PV.FIELD` for its archive fields, the aliases and the PVs still in the workflow,
-/// sorted.
+/// `getAllExpandedPVNames`: every name a client may ask for, in Java's order
+/// (`DefaultConfigService.getAllExpandedNames` behind `GetAllExpandedPVNames`): Java's
+/// placeholder `EPICS:Archiver:Appliance` first; then each archived PV (sorted) with, if
+/// its name is not itself a field (`PV.FIELD`), `PV.VAL` and `PV.F` for each archive
+/// field `F`; then each alias (sorted) and, if not a field, `ALIAS.VAL`; then each PV in
+/// its archive request (sorted) and, if not a field, `PV.VAL`.
 pub async fn get_all_expanded_pv_names(
     State(app): State<SharedAppliance>,
 ) -> ApiResult<Json<Vec<String>>> {
-    let statuses = app.all_status();
-    let mut out = catalogue(&app, |r| {
-        Ok(r.all_aliases()?
-            .into_iter()
-            .map(|a| a.alias)
-            .collect::<Vec<_>>())
+    let fields: std::collections::HashMap<String, Vec<String>> = app
+        .all_status()
+        .into_iter()
+        .map(|s| (s.name, s.config.archive_fields))
+        .collect();
+    let (pvs, aliases, requests) = catalogue(&app, |r| {
+        Ok((r.all_pv_names()?, r.all_aliases()?, r.archive_requests()?))
     })
     .await?;
-    for s in statuses {
-        out.push(format!("{}.VAL", s.name));
-        for f in &s.config.archive_fields {
-            out.push(format!("{}.{f}", s.name));
+    // Java's isFieldOrFieldModifier: a field other than VAL, or a modifier (`.{...}`).
+    let is_field = |n: &str| n.contains('.');
+    let mut out = Vec::with_capacity(1 + pvs.len() * 8 + aliases.len() * 2 + requests.len() * 2);
+    out.push("EPICS:Archiver:Appliance".to_string());
+    for pv in pvs {
+        if is_field(&pv) {
+            out.push(pv);
+            continue;
         }
-        out.push(s.name);
+        let val = format!("{pv}.VAL");
+        let archive_fields = fields.get(&pv).map(Vec::as_slice).unwrap_or_default();
+        let expanded: Vec<String> = archive_fields.iter().map(|f| format!("{pv}.{f}")).collect();
+        out.push(pv);
+        out.push(val);
+        out.extend(expanded);
     }
-    out.sort_unstable();
-    out.dedup();
+    for name in aliases
+        .into_iter()
+        .map(|a| a.alias)
+        .chain(requests.into_iter().map(|q| q.pv_name))
+    {
+        let val = (!is_field(&name)).then(|| format!("{name}.VAL"));
+        out.push(name);
+        out.extend(val);
+    }
     Ok(Json(out))
 }
 

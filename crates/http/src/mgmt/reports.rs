@@ -36,6 +36,16 @@ fn limit(req: &BplRequest, default: Option<usize>) -> ApiResult<Option<usize>> {
     }
 }
 
+/// Every PV's summary, read on a blocking thread: the copy of 100 000 PVs takes a
+/// fraction of a second of CPU, which during the engine's start-up (every PV searching)
+/// must neither hold an async worker the CA client's tasks need nor wait behind them.
+pub(super) async fn summaries(app: &SharedAppliance) -> ApiResult<Vec<PvSummary>> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || app.summaries())
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// Serializes `rows` into one JSON buffer.
 fn json_rows<T: Serialize>(rows: &[T]) -> ApiResult<Response> {
     let body = serde_json::to_vec(rows).map_err(ApiError::internal)?;
@@ -94,7 +104,7 @@ async fn dropped_report(
     count: fn(&PvSummary) -> u64,
 ) -> ApiResult<Response> {
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| count(s) > 0,
         count,
         true,
@@ -144,7 +154,7 @@ pub async fn slow_changing_dropped(
     req: BplRequest,
 ) -> ApiResult<Response> {
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| s.counters.dropped_timestamp > s.counters.events_stored,
         |s| s.counters.dropped_timestamp,
         true,
@@ -173,7 +183,7 @@ pub async fn event_rate(
     let now = app.now_secs();
     let rate = move |s: &PvSummary| s.counters.event_rate(now - s.counters.added_secs);
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |_| true,
         rate,
         true,
@@ -206,7 +216,7 @@ pub async fn storage_rate(
     let now = app.now_secs();
     let rate = move |s: &PvSummary| s.counters.storage_rate(now - s.counters.added_secs);
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |_| true,
         rate,
         true,
@@ -237,7 +247,7 @@ pub async fn storage_consumed(
         storage_consumed_in_m_b: String,
     }
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |_| true,
         |s| s.counters.bytes_stored,
         true,
@@ -266,7 +276,7 @@ pub async fn lost_connections(
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| s.state != PvState::Paused,
         |s| s.counters.disconnects,
         true,
@@ -296,7 +306,7 @@ pub async fn silent_pvs(
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| s.state == PvState::Archiving,
         |s| s.counters.last_event_secs,
         false,
@@ -328,7 +338,7 @@ pub async fn currently_disconnected(State(app): State<SharedAppliance>) -> ApiRe
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| s.state == PvState::Archiving && !s.connected,
         |_| 0u8,
         false,
@@ -363,7 +373,7 @@ pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Re
     }
     let id = app.identity().to_string();
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| s.state == PvState::NeverConnected,
         |_| 0u8,
         false,
@@ -396,7 +406,7 @@ pub async fn archived_waveforms(
         dbrtype: String,
     }
     let rows = top(
-        app.summaries(),
+        summaries(&app).await?,
         |s| s.element_count > 1 || s.archived_type.is_some_and(|t| t.is_waveform()),
         |_| 0u8,
         false,
@@ -511,7 +521,7 @@ pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> A
         .compile()
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let times = catalogue(&app, |r| r.all_pv_times()).await?;
-    let summaries = app.summaries();
+    let summaries = summaries(&app).await?;
     let last: std::collections::HashMap<&str, i64> = summaries
         .iter()
         .map(|s| (&*s.name, s.counters.last_event_secs))

@@ -8,6 +8,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use archiver_registry::names::is_glob;
+use archiver_registry::{Limit, NamePattern};
+
 use super::expand;
 use super::javafmt::{DbrName, JavaTime, Joined, OrEmpty, Period, Str};
 use crate::error::{ApiError, ApiResult};
@@ -73,6 +76,15 @@ pub struct StatusJson<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     controlling_pv_last_transition: Option<Str<JavaTime>>,
+}
+
+impl<'a> StatusJson<'a> {
+    /// The status answered for the name `asked` (an alias of the PV, or `PV.FIELD`):
+    /// `pvName` is `asked`, `pvNameOnly` stays the PV's name (Java `GetPVStatusAction`).
+    pub fn asked_as(mut self, asked: &'a str) -> Self {
+        self.pv_name = asked;
+        self
+    }
 }
 
 /// The words of a controlling PV's verdict in `getPVStatus` and `getPVDetails`.
@@ -165,19 +177,13 @@ pub async fn get_pv_status(
         if i > 0 {
             out.push(b',');
         }
-        // An alias answers its PV's status (only names the engine does not hold are
-        // looked up in the catalogue).
-        let status = match app.status(n) {
-            Some(s) => Some(s),
-            None => {
-                let real = super::catalogue::archived_name(&app, n).await;
-                if real == *n { None } else { app.status(&real) }
-            }
-        };
-        let written = match status {
+        // An alias, or PV.FIELD for one of PV's archive fields, answers its PV's status
+        // under the name asked for, `pvNameOnly` naming the PV (Java `GetPVStatusAction`).
+        // Only names the engine does not hold are looked up in the catalogue.
+        let written = match super::catalogue::status_for_name(&app, n).await {
             Some(s) => serde_json::to_writer(
                 &mut out,
-                &status_json(&s, app.identity(), app.control_status(&s.name)),
+                &status_json(&s, app.identity(), app.control_status(&s.name)).asked_as(n),
             ),
             None => serde_json::to_writer(
                 &mut out,
@@ -193,37 +199,46 @@ pub async fn get_pv_status(
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
-/// `getAllPVs` (GET, POST): `pv` (glob) or `regex`, `limit` (default 500, -1 = all);
-/// sorted names.
+/// `getAllPVs` (GET, POST), as Java's `GetAllPVs` (`PVsMatchingParameter`): the PVs
+/// with a `PVTypeInfo` (sorted), then the aliases (sorted); PVs still in their archive
+/// request are not listed. `pv` is a comma list: a glob (`*`, `?`) adds the matching PVs
+/// then the matching aliases, a plain name adds itself if it is an archived PV; else
+/// `regex` (matching the whole name) or every name. `limit` (default 500, -1 = all)
+/// bounds the whole list.
 pub async fn get_all_pvs(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Json<Vec<String>>> {
-    let limit: i64 = match req.get("limit") {
-        None | Some("") => 500,
-        Some(l) => l
-            .trim()
-            .parse()
-            .map_err(|_| ApiError::bad(format!("limit must be an integer, not {l:?}")))?,
+    let limit = match req.get("limit") {
+        None | Some("") => Limit::JAVA_DEFAULT,
+        Some(l) => Limit::from_java(
+            l.trim()
+                .parse()
+                .map_err(|_| ApiError::bad(format!("limit must be an integer, not {l:?}")))?,
+        ),
     };
-    let re = match (req.get("pv"), req.get("regex")) {
-        (Some(glob), _) => Some(format!(
-            "^(?:{})$",
-            archiver_registry::names::glob_to_regex(glob)
-        )),
-        (None, Some(r)) => Some(format!("^(?:{r})$")),
-        (None, None) => None,
-    }
-    .map(|r| regex::Regex::new(&r).map_err(|e| ApiError::bad(format!("bad pattern: {e}"))))
-    .transpose()?;
-    let mut names: Vec<String> = app
-        .names()
-        .into_iter()
-        .filter(|n| re.as_ref().is_none_or(|re| re.is_match(n)))
-        .collect();
-    if limit >= 0 {
-        names.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    }
+    let pv = req.get("pv").map(str::to_string);
+    let regex = req.get("regex").map(str::to_string);
+    let names = super::catalogue_call(&app, move |r| {
+        let Some(list) = pv else {
+            let pattern = regex.map_or(NamePattern::All, NamePattern::Regex);
+            return r.get_all_pvs(&pattern, limit);
+        };
+        let mut names = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if limit.reached(names.len()) {
+                break;
+            }
+            if is_glob(entry) {
+                let left = limit.minus(names.len());
+                names.extend(r.get_all_pvs(&NamePattern::Glob(entry.to_string()), left)?);
+            } else if r.get_type_info(entry)?.is_some() {
+                names.push(entry.to_string());
+            }
+        }
+        Ok(names)
+    })
+    .await?;
     Ok(Json(names))
 }
 

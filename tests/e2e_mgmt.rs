@@ -1,0 +1,164 @@
+//! End to end: the management calls of issue 11's third round through the real
+//! `archiver serve` binary archiving a real EPICS IOC: an alias or `PV.FIELD` asked for
+//! is the archived PV (archivePV, getPVStatus), getAllPVs lists archived PVs and aliases,
+//! and the configured policy file is re-read when it changes (a broken edit keeps the
+//! policies in force and says why).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../crates/ca/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use common::Ioc;
+use serde_json::{Value as Json, json};
+use support::{Archiver, enc};
+
+/// Writes `text` to `path` with a modification time `secs` after the epoch, so the
+/// change is seen however coarse the file system's clock.
+fn write_policy(path: &std::path::Path, text: &str, secs: u64) {
+    std::fs::write(path, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .unwrap();
+}
+
+fn policy_names(a: &Archiver) -> Vec<String> {
+    let v = a.json("/mgmt/bpl/getPolicyList");
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn aliases_fields_name_lists_and_a_changed_policy_file_through_the_binary() {
+    let ioc = Ioc::start("M3");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policies.toml");
+    write_policy(
+        &policy,
+        "[[policy]]\nname = \"slow\"\ndescription = \"Every 5 s\"\nsampling_period = 5.0\n",
+        1_000,
+    );
+    let a = Archiver::start_with(
+        dir.path(),
+        ioc.port,
+        ioc.beacon_port,
+        &format!("[engine]\nwrite_period_secs = 1.0\n[policy]\nfile = {policy:?}\n"),
+    );
+    let ai = ioc.pv("AI");
+    let r = a.json(&format!("/mgmt/bpl/archivePV?pv={}&policy=slow", enc(&ai)));
+    assert_eq!(r[0]["status"], "Archive request submitted", "{r}");
+    a.wait_until(15.0, "AI being archived and recorded", |a| {
+        a.status(&ai)["status"] == "Being archived"
+            && a.get(&format!("/mgmt/bpl/getPVTypeInfo?pv={}", enc(&ai))).0 == 200
+    });
+    assert_eq!(a.status(&ai)["samplingPeriod"], "5.0");
+
+    // An alias of the archived PV: archivePV answers for the PV, no new PV.
+    let alias = format!("{ai}:OLDNAME");
+    a.json(&format!(
+        "/mgmt/bpl/addAlias?pv={}&aliasname={}",
+        enc(&ai),
+        enc(&alias)
+    ));
+    let r = a.json(&format!("/mgmt/bpl/archivePV?pv={}", enc(&alias)));
+    assert_eq!(r, json!([{"pvName": ai, "status": "Already submitted"}]));
+    // PV.DRVH: a stream field the ai lacks joins its archive fields.
+    let r = a.json(&format!("/mgmt/bpl/archivePV?pv={}.DRVH", enc(&ai)));
+    assert_eq!(r, json!([{"pvName": ai, "status": "Already submitted"}]));
+    let info = a.json(&format!("/mgmt/bpl/getPVTypeInfo?pv={}", enc(&ai)));
+    assert!(
+        info["archiveFields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("DRVH")),
+        "{info}"
+    );
+    // getPVStatus of PV.HIHI and of the alias: the PV's status under the name asked.
+    for asked in [format!("{ai}.HIHI"), alias.clone()] {
+        let s = a.status(&asked);
+        assert_eq!(s["pvName"], json!(asked), "{s}");
+        assert_eq!(s["pvNameOnly"], json!(ai), "{s}");
+    }
+    a.wait_until(15.0, "AI being archived again", |a| {
+        a.status(&ai)["status"] == "Being archived"
+    });
+    // getAllPVs: the archived PV, then the alias; a PV still in its request is not listed.
+    a.json("/mgmt/bpl/archivePV?pv=M3:NOBODY:SERVES:THIS");
+    let all = a.json("/mgmt/bpl/getAllPVs");
+    assert_eq!(all, json!([ai, alias]));
+
+    // The policy file changes: the next call uses it.
+    write_policy(
+        &policy,
+        "[[policy]]\nname = \"fast\"\ndescription = \"Every 0.5 s\"\nsampling_period = 0.5\n",
+        2_000,
+    );
+    // ("default" is always there: the Java defaults, unless the file redefines it.)
+    assert_eq!(policy_names(&a), ["fast", "default"]);
+    let li = ioc.pv("LI");
+    a.json(&format!("/mgmt/bpl/archivePV?pv={}&policy=fast", enc(&li)));
+    assert_eq!(a.status(&li)["samplingPeriod"], "0.5");
+    // A broken edit keeps the policies in force; getPolicyText says why first.
+    write_policy(
+        &policy,
+        "[[policy]]\nname = \"fast\"\nsampling_period = \"often\"\n",
+        3_000,
+    );
+    assert_eq!(policy_names(&a), ["fast", "default"]);
+    let (status, text) = a.get("/mgmt/bpl/getPolicyText");
+    assert_eq!(status, 200);
+    assert!(text.starts_with("# the policy file"), "{text}");
+    assert!(text.contains("policies.toml"), "{text}");
+    let (status, body) = a.get("/mgmt/bpl/reapplyPolicies?pv=*");
+    assert_eq!(status, 400, "{body}");
+    let v: Json = serde_json::from_str(&body).unwrap();
+    assert!(v.to_string().contains("sampling_period"), "{v}");
+
+    // ChannelFinder's calls: the version string it splits, a POST JSON status list.
+    let v = a.json("/mgmt/bpl/getVersions");
+    let mgmt = v["mgmt_version"].as_str().unwrap();
+    assert_eq!(
+        mgmt.split("Archiver Appliance Version ").count(),
+        2,
+        "{mgmt}"
+    );
+    let (status, body) = a.post(
+        "/mgmt/bpl/getPVStatus",
+        &serde_json::to_string(&[&ai, &li]).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let st: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(st[0]["pvName"], json!(ai), "{st}");
+    assert_eq!(st[1]["pvName"], json!(li), "{st}");
+
+    // The IOC is killed: its PVs are reported disconnected and lost, still archived.
+    a.wait_until(15.0, "LI being archived", |a| {
+        a.status(&li)["status"] == "Being archived"
+    });
+    let mut ioc = ioc;
+    ioc.kill();
+    a.wait_until(30.0, "AI and LI reported disconnected", |a| {
+        let r = a.json("/mgmt/bpl/getCurrentlyDisconnectedPVs");
+        let names: Vec<&str> = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["pvName"].as_str())
+            .collect();
+        names.contains(&ai.as_str()) && names.contains(&li.as_str())
+    });
+    let s = a.status(&ai);
+    assert_eq!(s["status"], "Being archived", "{s}");
+    assert_eq!(s["connectionState"], "false", "{s}");
+    let lost = a.json("/mgmt/bpl/getLostConnectionsReport");
+    assert!(
+        lost.as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["pvName"] == json!(ai)),
+        "{lost}"
+    );
+}
