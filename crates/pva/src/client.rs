@@ -436,18 +436,68 @@ fn bind_beacon_socket(port: u16) -> std::io::Result<UdpSocket> {
     // forwarded unicast searches go to the local multicast group through the loopback
     sock.set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)?;
     sock.set_multicast_loop_v4(true)?;
+    #[cfg(target_os = "linux")]
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::Ipv4PacketInfo, &true)
+        .map_err(std::io::Error::from)?;
     UdpSocket::from_std(sock.into())
 }
+
+/// A datagram's source and, where the platform tells it (Linux IP_PKTINFO), the address it
+/// was sent to.
+type Received = (usize, SocketAddr, Option<std::net::Ipv4Addr>);
 
 /// Receives on the beacon socket, or never when there is none.
 async fn recv_beacon(
     sock: Option<&UdpSocket>,
     buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
-    match sock {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
+    cmsg: &mut Vec<u8>,
+) -> std::io::Result<Received> {
+    let Some(sock) = sock else {
+        return std::future::pending().await;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        loop {
+            sock.readable().await?;
+            match sock.try_io(tokio::io::Interest::READABLE, || {
+                recv_with_destination(sock.as_raw_fd(), buf, cmsg)
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
     }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cmsg;
+        sock.recv_from(buf).await.map(|(n, a)| (n, a, None))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn recv_with_destination(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
+) -> std::io::Result<Received> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn>(fd, &mut iov, Some(cmsg), MsgFlags::empty())
+        .map_err(std::io::Error::from)?;
+    let src = msg
+        .address
+        .map(|a| SocketAddr::V4(a.into()))
+        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+    let dst = msg.cmsgs().ok().and_then(|mut it| {
+        it.find_map(|c| match c {
+            ControlMessageOwned::Ipv4PacketInfo(p) => {
+                Some(std::net::Ipv4Addr::from(u32::from_be(p.ipi_addr.s_addr)))
+            }
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, src, dst))
 }
 
 /// Walks a datagram's messages: `(header, payload)` of each non-control message, stopping
@@ -487,6 +537,10 @@ async fn search_task(
     let mut gate = ResetGate::default();
     let mut buf = vec![0u8; 65536];
     let mut bbuf = vec![0u8; 65536];
+    #[cfg(target_os = "linux")]
+    let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
+    #[cfg(not(target_os = "linux"))]
+    let mut cmsg = Vec::new();
     let mut seq = 0u32;
     let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
     let mcast = SocketAddr::from((
@@ -584,11 +638,11 @@ async fn search_task(
                     }
                 });
             }
-            r = recv_beacon(beacon_udp.as_ref(), &mut bbuf) => {
-                let Ok((n, src)) = r else { continue };
+            r = recv_beacon(beacon_udp.as_ref(), &mut bbuf, &mut cmsg) => {
+                let Ok((n, src, dst)) = r else { continue };
                 let now = Instant::now();
                 let data = &bbuf[..n];
-                if let (Some(fwd), Some(sock)) = (proto::forward_unicast_search(data, src), beacon_udp.as_ref()) {
+                if let (Some(fwd), Some(sock)) = (proto::forward_unicast_search(data, src, dst), beacon_udp.as_ref()) {
                     // a unicast search for a server on this host that the kernel gave us
                     if let Err(e) = sock.send_to(&fwd, mcast).await {
                         debug!("forwarding a unicast search from {src}: {e}");

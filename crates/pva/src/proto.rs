@@ -223,17 +223,22 @@ pub const SEARCH_UNICAST: u8 = 0x80;
 /// (pvxs and pvAccessCPP join it on the loopback interface).
 pub const LOCAL_MCAST: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 128);
 
-/// When `datagram` (received from `src` on a socket bound to the shared UDP port) is one
-/// SEARCH sent to a unicast address, the message to send to [`LOCAL_MCAST`] so every
-/// pvAccess server on this host sees it: an ORIGIN_TAG (origin "any") followed by the
-/// search with its unicast flag cleared and its reply address set to `src` when it said
-/// 0.0.0.0. `None` for anything else.
+/// When `datagram` (received from `src` on a socket bound to the shared UDP port, sent to
+/// `dst` when known) is one SEARCH sent to a unicast address, the message to send to
+/// [`LOCAL_MCAST`] so every pvAccess server on this host sees it: an ORIGIN_TAG naming
+/// `dst` (0.0.0.0 when unknown: then only servers listening on every interface answer)
+/// followed by the search with its unicast flag cleared and its reply address set to `src`
+/// when it said 0.0.0.0. `None` for anything else.
 ///
 /// Why: several processes bind EPICS_PVA_BROADCAST_PORT (SO_REUSEADDR) to hear
 /// broadcasts, but the kernel gives a unicast datagram to one of them only, the last one
 /// bound; a client listening for beacons would otherwise swallow unicast searches meant
 /// for a server on the same host. pvxs's UDPCollector (`forwardM`) does the same.
-pub fn forward_unicast_search(datagram: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+pub fn forward_unicast_search(
+    datagram: &[u8],
+    src: SocketAddr,
+    dst: Option<Ipv4Addr>,
+) -> Option<Vec<u8>> {
     let head: &[u8; 8] = datagram.get(..8)?.try_into().ok()?;
     let h = Header::parse(head).ok()?;
     // header, sequence, flags, 3 reserved, the reply address (16), port
@@ -253,7 +258,7 @@ pub fn forward_unicast_search(datagram: &[u8], src: SocketAddr) -> Option<Vec<u8
     let mut out = Vec::with_capacity(ORIGIN_TAG_SIZE + datagram.len());
     out.extend_from_slice(&[0xCA, VERSION, 0, cmd::ORIGIN_TAG]);
     out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&[0; 16]);
+    out.extend_from_slice(&dst.map_or([0; 16], mapped));
     out.extend_from_slice(datagram);
     let s = ORIGIN_TAG_SIZE;
     out[s + 12] &= !SEARCH_UNICAST;
@@ -617,11 +622,14 @@ mod tests {
     fn a_unicast_search_is_forwarded_with_an_origin_tag_and_a_reply_address() {
         let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let m = search(9, 40000, true, &[(1, "A"), (2, "BB")]);
-        let f = forward_unicast_search(&m, src).unwrap();
+        let f = forward_unicast_search(&m, src, None).unwrap();
         assert_eq!(f.len(), ORIGIN_TAG_SIZE + m.len());
         let h = Header::parse(&f[..8].try_into().unwrap()).unwrap();
         assert_eq!((h.command, h.size), (cmd::ORIGIN_TAG, 16));
         assert_eq!(&f[8..24], &[0; 16]);
+        let g = forward_unicast_search(&m, src, Some(Ipv4Addr::new(10, 1, 2, 3))).unwrap();
+        assert_eq!(&g[8..24], &mapped(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(&g[24..], &f[24..]);
         let fwd = &f[ORIGIN_TAG_SIZE..];
         // the same search, flag cleared, reply address filled in
         assert_eq!(fwd[12], 0);
@@ -629,14 +637,14 @@ mod tests {
         assert_eq!(&fwd[32..], &m[32..]);
         assert_eq!(&fwd[..12], &m[..12]);
         // broadcast searches, other commands, truncated or padded datagrams: not forwarded
-        assert!(forward_unicast_search(&search(9, 0, false, &[(1, "A")]), src).is_none());
-        assert!(forward_unicast_search(&echo(), src).is_none());
-        assert!(forward_unicast_search(&m[..m.len() - 1], src).is_none());
-        assert!(forward_unicast_search(&m[..20], src).is_none());
+        assert!(forward_unicast_search(&search(9, 0, false, &[(1, "A")]), src, None).is_none());
+        assert!(forward_unicast_search(&echo(), src, None).is_none());
+        assert!(forward_unicast_search(&m[..m.len() - 1], src, None).is_none());
+        assert!(forward_unicast_search(&m[..20], src, None).is_none());
         let mut padded = m.clone();
         padded.push(0);
-        assert!(forward_unicast_search(&padded, src).is_none());
-        assert!(forward_unicast_search(&m, "[::1]:40000".parse().unwrap()).is_none());
+        assert!(forward_unicast_search(&padded, src, None).is_none());
+        assert!(forward_unicast_search(&m, "[::1]:40000".parse().unwrap(), None).is_none());
     }
 
     #[test]
