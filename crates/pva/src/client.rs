@@ -450,7 +450,7 @@ type Received = (usize, SocketAddr, Option<std::net::Ipv4Addr>);
 async fn recv_beacon(
     sock: Option<&UdpSocket>,
     buf: &mut [u8],
-    cmsg: &mut Vec<u8>,
+    cmsg: &mut [u8],
 ) -> std::io::Result<Received> {
     let Some(sock) = sock else {
         return std::future::pending().await;
@@ -479,7 +479,7 @@ async fn recv_beacon(
 fn recv_with_destination(
     fd: std::os::fd::RawFd,
     buf: &mut [u8],
-    cmsg: &mut Vec<u8>,
+    cmsg: &mut [u8],
 ) -> std::io::Result<Received> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg};
     let mut iov = [std::io::IoSliceMut::new(buf)];
