@@ -46,10 +46,14 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
 pub mod beacon;
+#[cfg(feature = "client")]
 mod client;
+#[cfg(feature = "client")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "client")]
 pub mod event;
 pub mod nt;
 pub mod proto;
@@ -57,9 +61,12 @@ pub mod types;
 pub mod value;
 pub mod wire;
 
+#[cfg(feature = "client")]
 pub use client::{Channel, Client, GetResult};
+#[cfg(feature = "client")]
 pub use config::ClientConfig;
 pub use error::{DecodeError, PvaError};
+#[cfg(feature = "client")]
 pub use event::{
     ChannelEvent, Event, EventQueue, EventReceiver, MonitorData, Overflow, SubscriptionId,
     event_queue,
