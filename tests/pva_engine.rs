@@ -122,12 +122,55 @@ async fn archives_normative_types_structures_and_members() {
         s[0].field_values
     );
     assert_eq!(field(&s[0], "startup"), Some("true"));
+    // the structure's other members as archive fields (Java's FieldValuesCache, V3 names
+    // where there is one): all of them in the first sample's dump, with EGU and PREC
+    for (name, v) in [
+        ("HIHI", "90.0"),
+        ("HIGH", "70.0"),
+        ("LOW", "-70.0"),
+        ("LOLO", "-90.0"),
+        ("HOPR", "100.0"),
+        ("LOPR", "-100.0"),
+        ("EGU", "mm"),
+        ("PREC", "3"),
+    ] {
+        assert_eq!(
+            field(&s[0], name),
+            Some(v),
+            "{name}: {:?}",
+            s[0].field_values
+        );
+    }
+    assert_eq!(s[0].field_actual_change, Some(false));
+    assert!(
+        field(&s[0], "timeStamp.userTag").is_none() && field(&s[0], "value").is_none(),
+        "{:?}",
+        s[0].field_values
+    );
+    // a changed limit rides on the next sample as a change
+    ioc.cmd("field AI HIHI 95");
+    ioc.cmd(&format!("set AI 13.5 {}.5", t0 + 8));
+    let (_, s) = samples(&engine, "PE:AI", 2).await;
+    assert_eq!(s[1].value, Value::ScalarDouble(13.5));
+    assert_eq!(
+        field(&s[1], "HIHI"),
+        Some("95.0"),
+        "{:?}",
+        s[1].field_values
+    );
+    assert_eq!(
+        field(&s[1], "LOLO"),
+        None,
+        "unchanged: {:?}",
+        s[1].field_values
+    );
+    assert_eq!(s[1].field_actual_change, Some(true));
     let st = engine.status("PE:AI").unwrap();
     assert!(st.meta.known);
     assert_eq!((st.meta.egu.as_str(), st.meta.prec), ("mm", 3));
     assert_eq!(
         st.meta.limits,
-        [100.0, -100.0, 90.0, 70.0, -70.0, -90.0, 100.0, -100.0]
+        [100.0, -100.0, 95.0, 70.0, -70.0, -90.0, 100.0, -100.0]
     );
     assert!(st.conn.connected);
 
@@ -209,7 +252,7 @@ async fn archives_normative_types_structures_and_members() {
     // a restart: disconnect counted, the first sample after it carries the marks
     ioc.restart();
     ioc.cmd(&format!("set AI 33.5 {}.5", t0 + 10));
-    let (_, s) = samples(&engine, "PE:AI", 2).await;
+    let (_, s) = samples(&engine, "PE:AI", 3).await;
     let last = s.last().unwrap();
     assert_eq!(last.value, Value::ScalarDouble(33.5));
     let lost: i64 = field(last, "cnxlostepsecs").unwrap().parse().unwrap();

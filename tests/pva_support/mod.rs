@@ -37,7 +37,7 @@ pub struct Server {
     pub tcp: u16,
     /// UDP search port.
     pub udp: u16,
-    /// CA port (IOC only).
+    /// CA port (IOC); the port beacons are sent to (p4p server).
     pub ca: u16,
     script: String,
     prefix: String,

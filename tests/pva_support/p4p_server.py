@@ -1,6 +1,9 @@
 """A p4p (pvxs) pvAccess server for the PVA integration tests.
 
-    p4p_server.py PREFIX PVA_TCP_PORT PVA_UDP_PORT UNUSED
+    p4p_server.py PREFIX PVA_TCP_PORT PVA_UDP_PORT BEACON_PORT
+
+Beacons go to 127.0.0.1:BEACON_PORT (a port of their own, so that a test client listening
+there hears them whichever process bound the search port last).
 
 Serves
   PREFIX:STRUCT  custom structure "test:point_t" {value{x,y: double; label: string;
@@ -22,7 +25,7 @@ from p4p.nt import NTTable
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-prefix, tcp_port, udp_port = sys.argv[1:4]
+prefix, tcp_port, udp_port, beacon_port = sys.argv[1:5]
 
 point_t = Type([
     ("value", ("S", "point_t", [
@@ -62,7 +65,7 @@ server = Server(
         "EPICS_PVAS_SERVER_PORT": tcp_port,
         "EPICS_PVAS_BROADCAST_PORT": udp_port,
         "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1:" + beacon_port,
     },
     useenv=False,
 )

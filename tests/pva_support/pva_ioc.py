@@ -7,6 +7,7 @@ Serves PREFIX:AI (ai, EGU mm, PREC 3, limits), PREFIX:LI (longin), PREFIX:SI
 (stringin), PREFIX:WF (double waveform, 8), PREFIX:MBBI (OK/WARN/FAULT). Prints
 "READY" when serving. Stdin lines:
     set NAME VALUE TIMESTAMP [SEVERITY]   (VALUE: comma-separated for WF)
+    field NAME FIELD VALUE                (a record field, e.g. field AI HIHI 95)
 print "DONE n" after each. Records have TSE=-2 (device time): the TIMESTAMP
 (Unix seconds, a float exact in binary, e.g. .25) is the PV's time stamp. Everything stays on 127.0.0.1.
 """
@@ -68,8 +69,10 @@ def serve():
             else:
                 v = float(value)
             rec.set(v, severity=sev, alarm=1 if sev else 0, timestamp=ts)
-            n += 1
-            print("DONE %d" % n, flush=True)
+        elif parts[0] == "field":
+            recs[parts[1]].set_field(parts[2], parts[3])
+        n += 1
+        print("DONE %d" % n, flush=True)
     os._exit(0)
 
 

@@ -195,6 +195,27 @@ impl SearchSchedule {
         self.queue.insert((now, cid));
     }
 
+    /// Searches for `cid` again after `delay` (at least [`MIN_DELAY`]), its back-off
+    /// continuing from there: a name a server answered for but then refused is not
+    /// searched for at the fast initial rate again (the pvAccess client uses it).
+    pub fn add_delayed(&mut self, cid: u32, now: Instant, delay: Duration) {
+        self.remove(cid);
+        let delay = delay.clamp(MIN_DELAY, self.max_delay);
+        self.entries.insert(
+            cid,
+            Entry {
+                delay: (delay * 2).min(self.max_delay),
+                due: now + delay,
+            },
+        );
+        self.queue.insert((now + delay, cid));
+    }
+
+    /// The current back-off delay of `cid` (the interval before its next-but-one search).
+    pub fn delay(&self, cid: u32) -> Option<Duration> {
+        self.entries.get(&cid).map(|e| e.delay)
+    }
+
     /// Stops searching for `cid` (found or cleared).
     pub fn remove(&mut self, cid: u32) {
         if let Some(e) = self.entries.remove(&cid) {
@@ -403,6 +424,25 @@ mod tests {
         assert_eq!(s.next_due(), Some(t + PASS_INTERVAL));
         s.remove(1);
         assert!(s.is_empty() && s.next_due().is_none());
+    }
+
+    #[test]
+    fn a_delayed_add_keeps_backing_off() {
+        let t0 = Instant::now();
+        let mut s = SearchSchedule::new(Duration::from_secs(10));
+        s.add_delayed(1, t0, Duration::from_millis(500));
+        assert_eq!(s.next_due(), Some(t0 + Duration::from_millis(500)));
+        assert_eq!(s.delay(1), Some(Duration::from_secs(1)));
+        assert!(s.take_due(t0, 10).is_empty());
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(s.take_due(t1, 10), vec![1]);
+        assert_eq!(s.next_due(), Some(t1 + Duration::from_secs(1)));
+        // clamped to the schedule's bounds
+        s.add_delayed(2, t0, Duration::ZERO);
+        assert_eq!(s.delay(2), Some(2 * MIN_DELAY));
+        s.add_delayed(3, t0, Duration::from_secs(99));
+        assert_eq!(s.delay(3), Some(Duration::from_secs(10)));
+        assert_eq!(s.delay(4), None);
     }
 
     #[test]

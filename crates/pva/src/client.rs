@@ -2,10 +2,18 @@
 //! task per server connection.
 //!
 //! * **Search** — one UDP socket; each unresolved name is searched for at exponentially
-//!   growing intervals (20 ms doubling up to [`crate::ClientConfig::max_search_period`]),
-//!   names batched into datagrams sent to every destination. A reply from a server not
-//!   seen before (a server (re)started) resets every unresolved name's back-off; so does a
-//!   lost connection for its channels.
+//!   growing intervals (32 ms doubling up to [`crate::ClientConfig::max_search_period`]:
+//!   the CA client's [`SearchSchedule`], shared), names batched into datagrams sent to
+//!   every destination. A lost connection resets its channels' back-off.
+//! * **Beacons** — a second UDP socket bound to 0.0.0.0:EPICS_PVA_BROADCAST_PORT, shared
+//!   with the other pvAccess processes of the host (SO_REUSEADDR/SO_REUSEPORT, as pvxs).
+//!   A beacon (or search reply) from a new server, a server with a new GUID or one silent
+//!   for minutes ([`crate::beacon`]) resets every unresolved name's back-off, at most once a
+//!   second, so a restarted server's channels reconnect within a round trip whatever the
+//!   back-off had grown to. A unicast search the kernel gave this socket instead of a
+//!   server on the same host is forwarded to the local multicast group with an ORIGIN_TAG
+//!   ([`crate::proto::forward_unicast_search`]), as pvxs does. When the port cannot be
+//!   bound the client works without beacons (back-off only).
 //! * **Connections** — one TCP connection per server, shared by its channels: validation
 //!   (anonymous, or "ca" when offered), CREATE_CHANNEL, GET_FIELD, GET, MONITOR; ECHO
 //!   every `conn_tmo * 3 / 8` (1–15 s), and a connection silent for `conn_tmo` is closed.
@@ -25,6 +33,9 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use archiver_ca::search::SearchSchedule;
+
+use crate::beacon::{BeaconTracker, ResetGate};
 use crate::config::ClientConfig;
 use crate::error::{DecodeError, PvaError};
 use crate::event::{
@@ -36,8 +47,6 @@ use crate::types::{FieldDesc, TypeCache, decode_type};
 use crate::value::{BitSet, PvValue, decode_partial};
 use crate::wire::{Reader, status_ok};
 
-/// First search interval of a name.
-const SEARCH_FIRST: Duration = Duration::from_millis(20);
 /// Names per search datagram at most (keeps datagrams under ~1400 bytes for short names).
 const SEARCH_BATCH_BYTES: usize = 1400;
 
@@ -67,7 +76,9 @@ struct ChanState {
     subs: Vec<(SubscriptionId, PvRequest)>,
     next_sub: u32,
     closed: bool,
-    tries: u32,
+    /// The search back-off delay when the channel was last found: a server refusing the
+    /// channel sends it back to the search at that delay, not the fast initial one.
+    found_delay: Option<Duration>,
 }
 
 struct ChanShared {
@@ -145,6 +156,16 @@ impl Client {
         sock.set_nonblocking(true)?;
         sock.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
         let udp = UdpSocket::from_std(sock.into())?;
+        let beacon_udp = match bind_beacon_socket(cfg.broadcast_port) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(
+                    port = cfg.broadcast_port,
+                    "cannot listen for pvAccess beacons ({e}); unresolved names are searched on their back-off only"
+                );
+                None
+            }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let dests = cfg.search_destinations();
         let inner = Arc::new(Inner {
@@ -155,7 +176,7 @@ impl Client {
             search: tx,
             dests,
         });
-        tokio::spawn(search_task(Arc::downgrade(&inner), udp, rx));
+        tokio::spawn(search_task(Arc::downgrade(&inner), udp, beacon_udp, rx));
         Ok(Client { inner })
     }
 
@@ -198,7 +219,7 @@ impl Client {
                 subs: Vec::new(),
                 next_sub: 1,
                 closed: false,
-                tries: 0,
+                found_delay: None,
             }),
             changed: Notify::new(),
         });
@@ -398,70 +419,181 @@ impl Drop for Channel {
 // ---------------------------------------------------------------------------------------
 // search
 
-struct Pending {
-    tries: u32,
-    due: Instant,
+/// Binds the beacon listener: 0.0.0.0:`port` shared with every other pvAccess process on
+/// the host (SO_REUSEADDR and SO_REUSEPORT, as pvxs's `UDPCollector`), so broadcast
+/// beacons reach all of them.
+fn bind_beacon_socket(port: u16) -> std::io::Result<UdpSocket> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    sock.set_reuse_address(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    // forwarded unicast searches go to the local multicast group through the loopback
+    sock.set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)?;
+    sock.set_multicast_loop_v4(true)?;
+    #[cfg(target_os = "linux")]
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::Ipv4PacketInfo, &true)
+        .map_err(std::io::Error::from)?;
+    UdpSocket::from_std(sock.into())
 }
 
-fn backoff(tries: u32, max: Duration) -> Duration {
-    SEARCH_FIRST.saturating_mul(1u32 << tries.min(20)).min(max)
+/// A datagram's source and, where the platform tells it (Linux IP_PKTINFO), the address it
+/// was sent to.
+type Received = (usize, SocketAddr, Option<std::net::Ipv4Addr>);
+
+/// Receives on the beacon socket, or never when there is none.
+async fn recv_beacon(
+    sock: Option<&UdpSocket>,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> std::io::Result<Received> {
+    let Some(sock) = sock else {
+        return std::future::pending().await;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        loop {
+            sock.readable().await?;
+            match sock.try_io(tokio::io::Interest::READABLE, || {
+                recv_with_destination(sock.as_raw_fd(), buf, cmsg)
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cmsg;
+        sock.recv_from(buf).await.map(|(n, a)| (n, a, None))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn recv_with_destination(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> std::io::Result<Received> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn>(fd, &mut iov, Some(cmsg), MsgFlags::empty())
+        .map_err(std::io::Error::from)?;
+    let src = msg
+        .address
+        .map(|a| SocketAddr::V4(a.into()))
+        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+    let dst = msg.cmsgs().ok().and_then(|mut it| {
+        it.find_map(|c| match c {
+            ControlMessageOwned::Ipv4PacketInfo(p) => {
+                Some(std::net::Ipv4Addr::from(u32::from_be(p.ipi_addr.s_addr)))
+            }
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, src, dst))
+}
+
+/// Walks a datagram's messages: `(header, payload)` of each non-control message, stopping
+/// at the first truncated one.
+fn udp_messages(data: &[u8], mut each: impl FnMut(&Header, &[u8])) {
+    let mut at = 0;
+    while let Some(hb) = data.get(at..at + 8) {
+        let Ok(h) = <&[u8; 8]>::try_from(hb)
+            .map_err(|_| ())
+            .and_then(|b| Header::parse(b).map_err(|_| ()))
+        else {
+            break;
+        };
+        let len = if h.is_control() { 0 } else { h.size as usize };
+        let Some(payload) = (at + 8).checked_add(len).and_then(|e| data.get(at + 8..e)) else {
+            break;
+        };
+        if !h.is_control() {
+            each(&h, payload);
+        }
+        at += 8 + len;
+    }
 }
 
 async fn search_task(
     inner: Weak<Inner>,
     udp: UdpSocket,
+    beacon_udp: Option<UdpSocket>,
     mut rx: mpsc::UnboundedReceiver<SearchCmd>,
 ) {
-    let mut pending: HashMap<u32, Pending> = HashMap::new();
-    let mut servers: std::collections::HashSet<[u8; 12]> = std::collections::HashSet::new();
+    let max_period = match inner.upgrade() {
+        Some(i) => i.cfg.max_search_period,
+        None => return,
+    };
+    let mut schedule = SearchSchedule::new(max_period);
+    let mut servers = BeaconTracker::new(Instant::now());
+    let mut gate = ResetGate::default();
     let mut buf = vec![0u8; 65536];
+    let mut bbuf = vec![0u8; 65536];
+    #[cfg(target_os = "linux")]
+    let mut cmsg = nix::cmsg_space!(nix::libc::in_pktinfo);
+    #[cfg(not(target_os = "linux"))]
+    let mut cmsg = Vec::new();
     let mut seq = 0u32;
     let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mcast = SocketAddr::from((
+        proto::LOCAL_MCAST,
+        beacon_udp
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map_or(0, |a| a.port()),
+    ));
     loop {
-        let next = pending.values().map(|p| p.due).min();
+        let next = match (schedule.next_due(), gate.due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match next {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
                 None => std::future::pending().await,
             }
         };
+        // what the sockets heard: (anomaly seen, found (id, server))
+        let mut anomaly = false;
         tokio::select! {
             c = rx.recv() => match c {
                 None => return,
                 Some(SearchCmd::Add { cid, reset }) => {
                     let Some(inner) = inner.upgrade() else { return };
-                    let tries = match lock(&inner.channels).get(&cid) {
-                        Some(ch) => {
-                            let mut st = lock(&ch.state);
-                            if reset { st.tries = 0; }
-                            st.tries
-                        }
-                        None => continue,
-                    };
-                    let due = Instant::now() + if tries == 0 { Duration::ZERO } else { backoff(tries, inner.cfg.max_search_period) };
-                    pending.insert(cid, Pending { tries, due });
+                    let Some(ch) = lock(&inner.channels).get(&cid).cloned() else { continue };
+                    let mut st = lock(&ch.state);
+                    if st.closed { continue; }
+                    match st.found_delay.take() {
+                        Some(d) if !reset => schedule.add_delayed(cid, Instant::now(), d),
+                        _ => schedule.add(cid, Instant::now()),
+                    }
                 }
-                Some(SearchCmd::Remove(cid)) => { pending.remove(&cid); }
+                Some(SearchCmd::Remove(cid)) => schedule.remove(cid),
             },
             _ = sleep => {
                 let Some(inner) = inner.upgrade() else { return };
                 let now = Instant::now();
+                if gate.take_due(now) {
+                    debug!("deferred beacon reset: searching every unresolved name again");
+                    schedule.reset_all(now);
+                }
                 let mut due: Vec<(u32, String)> = Vec::new();
                 {
                     let chans = lock(&inner.channels);
-                    pending.retain(|cid, p| {
-                        if p.due > now { return true; }
-                        match chans.get(cid) {
-                            Some(ch) => {
-                                due.push((*cid, ch.name.clone()));
-                                p.tries = p.tries.saturating_add(1);
-                                p.due = now + backoff(p.tries, inner.cfg.max_search_period);
-                                lock(&ch.state).tries = p.tries;
-                                true
-                            }
-                            None => false,
+                    for cid in schedule.take_due(now, usize::MAX) {
+                        match chans.get(&cid) {
+                            Some(ch) => due.push((cid, ch.name.clone())),
+                            None => schedule.remove(cid),
                         }
-                    });
+                    }
                 }
                 let mut start = 0;
                 while start < due.len() {
@@ -485,32 +617,52 @@ async fn search_task(
             r = udp.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
                 let Some(inner) = inner.upgrade() else { return };
-                let mut at = 0;
-                while at + 8 <= n {
-                    let mut hb = [0u8; 8];
-                    hb.copy_from_slice(&buf[at..at + 8]);
-                    let Ok(h) = Header::parse(&hb) else { break };
-                    let len = if h.is_control() { 0 } else { h.size as usize };
-                    let Some(end) = (at + 8).checked_add(len).filter(|e| *e <= n) else { break };
-                    if !h.is_control() && h.command == cmd::SEARCH_RESPONSE
-                        && let Ok(reply) = proto::parse_search_reply(&buf[at + 8..end], h.big_endian(), src)
-                    {
-                        if servers.insert(reply.guid) && servers.len() > 1 {
-                            // a server we had not heard from: retry every name soon
-                            let now = Instant::now();
-                            for p in pending.values_mut() { p.tries = 0; p.due = p.due.min(now + SEARCH_FIRST); }
-                        }
-                        if reply.found {
-                            for id in reply.ids {
-                                if pending.remove(&id).is_some() {
-                                    inner.attach(id, reply.server);
+                let now = Instant::now();
+                udp_messages(&buf[..n], |h, payload| {
+                    if h.command != cmd::SEARCH_RESPONSE {
+                        return;
+                    }
+                    let Ok(reply) = proto::parse_search_reply(payload, h.big_endian(), src) else { return };
+                    // a server we had not heard from (pvxs treats such a reply as a beacon)
+                    anomaly |= servers.heard(reply.server, reply.guid, now);
+                    if reply.found {
+                        for id in reply.ids {
+                            if let Some(delay) = schedule.delay(id) {
+                                schedule.remove(id);
+                                if let Some(ch) = lock(&inner.channels).get(&id) {
+                                    lock(&ch.state).found_delay = Some(delay);
                                 }
+                                inner.attach(id, reply.server);
                             }
                         }
                     }
-                    at = end;
-                }
+                });
             }
+            r = recv_beacon(beacon_udp.as_ref(), &mut bbuf, &mut cmsg) => {
+                let Ok((n, src, dst)) = r else { continue };
+                let now = Instant::now();
+                let data = &bbuf[..n];
+                if let (Some(fwd), Some(sock)) = (proto::forward_unicast_search(data, src, dst), beacon_udp.as_ref()) {
+                    // a unicast search for a server on this host that the kernel gave us
+                    if let Err(e) = sock.send_to(&fwd, mcast).await {
+                        debug!("forwarding a unicast search from {src}: {e}");
+                    }
+                    continue;
+                }
+                udp_messages(data, |h, payload| {
+                    if h.command == cmd::BEACON
+                        && let Ok(b) = proto::parse_beacon(payload, h.big_endian(), src)
+                    {
+                        anomaly |= servers.heard(b.server, b.guid, now);
+                    }
+                });
+            }
+        }
+        if anomaly && !schedule.is_empty() && gate.anomaly(Instant::now()) {
+            debug!(
+                "a pvAccess server appeared or restarted: searching every unresolved name again"
+            );
+            schedule.reset_all(Instant::now());
         }
     }
 }
@@ -685,7 +837,6 @@ impl Conn {
                         return Ok(());
                     }
                     s.server = Some(self.server);
-                    s.tries = 0;
                     s.subs.clone()
                 };
                 ch.queue.push_state(Event {
@@ -897,7 +1048,7 @@ fn server_error(what: &str, st: Option<(u8, String)>) -> PvaError {
 fn disconnected(inner: &Arc<Inner>, ch: &Arc<ChanShared>) {
     let was = {
         let mut s = lock(&ch.state);
-        s.tries = 0;
+        s.found_delay = None;
         s.server.take().is_some()
     };
     if was {

@@ -4,8 +4,9 @@
 //!
 //! - [`Client`] is the context: it searches for PV names over UDP (`EPICS_PVA_ADDR_LIST`,
 //!   and unless `EPICS_PVA_AUTO_ADDR_LIST=NO` the interface broadcast addresses, port
-//!   `EPICS_PVA_BROADCAST_PORT`), with per-name exponential back-off reset when a new
-//!   server answers; it opens one TCP connection per server (validation, ECHO, a
+//!   `EPICS_PVA_BROADCAST_PORT`), with per-name exponential back-off reset when a server
+//!   appears or restarts (its beacons or search replies, tracked by
+//!   [`beacon::BeaconTracker`]); it opens one TCP connection per server (validation, ECHO, a
 //!   dead-connection timeout `EPICS_PVA_CONN_TMO`) shared by that server's channels, and
 //!   reconnects and re-subscribes by itself after a server restart. See [`ClientConfig`].
 //! - [`Channel`] is one PV: [`Channel::get`], [`Channel::get_field`], and
@@ -45,9 +46,14 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod beacon;
+#[cfg(feature = "client")]
 mod client;
+#[cfg(feature = "client")]
 pub mod config;
 pub mod error;
+#[cfg(feature = "client")]
 pub mod event;
 pub mod nt;
 pub mod proto;
@@ -55,9 +61,12 @@ pub mod types;
 pub mod value;
 pub mod wire;
 
+#[cfg(feature = "client")]
 pub use client::{Channel, Client, GetResult};
+#[cfg(feature = "client")]
 pub use config::ClientConfig;
 pub use error::{DecodeError, PvaError};
+#[cfg(feature = "client")]
 pub use event::{
     ChannelEvent, Event, EventQueue, EventReceiver, MonitorData, Overflow, SubscriptionId,
     event_queue,

@@ -163,6 +163,113 @@ pub struct SearchReply {
     pub ids: Vec<u32>,
 }
 
+/// A parsed BEACON (command 0x00).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Beacon {
+    /// The server's GUID (new at each start of the server process).
+    pub guid: [u8; 12],
+    /// The server's TCP address (the datagram's source address when it sent 0.0.0.0).
+    pub server: SocketAddr,
+}
+
+/// Parses a BEACON payload received from `src`: GUID (12 bytes), flags, sequence and
+/// change count (4 bytes, unused, as pvxs), address (16), port, protocol; the trailing
+/// server status is ignored.
+///
+/// Errors: truncated payload.
+pub fn parse_beacon(payload: &[u8], be: bool, src: SocketAddr) -> Result<Beacon, DecodeError> {
+    let mut r = Reader::new(payload, be);
+    let mut guid = [0u8; 12];
+    guid.copy_from_slice(r.take(12)?);
+    r.take(4)?;
+    let mut ip = read_addr(&mut r)?;
+    if ip.is_unspecified() {
+        ip = src.ip();
+    }
+    let port = r.u16()?;
+    let _proto = r.string()?;
+    Ok(Beacon {
+        guid,
+        server: SocketAddr::new(ip, port),
+    })
+}
+
+/// A BEACON datagram (as a server sends it; for tests and tools): `server` 0.0.0.0 means
+/// "my source address".
+pub fn beacon(guid: [u8; 12], seq: u8, server: SocketAddr) -> Vec<u8> {
+    let ip = match server.ip() {
+        IpAddr::V4(v4) => mapped(v4),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let mut w = Writer::new(false);
+    w.put_bytes(&[0xCA, VERSION, FLAG_SERVER, cmd::BEACON])
+        .put_u32(0);
+    w.put_bytes(&guid)
+        .put_u8(0)
+        .put_u8(seq)
+        .put_u16(0)
+        .put_bytes(&ip)
+        .put_u16(server.port())
+        .put_string("tcp")
+        .put_u8(0xFF); // no server status (a null field)
+    finish(w)
+}
+
+/// Size of the ORIGIN_TAG prefix (header and a 16-byte address).
+pub const ORIGIN_TAG_SIZE: usize = 8 + 16;
+/// Flag of a SEARCH sent to a unicast address.
+pub const SEARCH_UNICAST: u8 = 0x80;
+/// The local multicast group pvAccess peers on one host forward unicast searches to
+/// (pvxs and pvAccessCPP join it on the loopback interface).
+pub const LOCAL_MCAST: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 128);
+
+/// When `datagram` (received from `src` on a socket bound to the shared UDP port, sent to
+/// `dst` when known) is one SEARCH sent to a unicast address, the message to send to
+/// [`LOCAL_MCAST`] so every pvAccess server on this host sees it: an ORIGIN_TAG naming
+/// `dst` (0.0.0.0 when unknown: then only servers listening on every interface answer)
+/// followed by the search with its unicast flag cleared and its reply address set to `src`
+/// when it said 0.0.0.0. `None` for anything else.
+///
+/// Why: several processes bind EPICS_PVA_BROADCAST_PORT (SO_REUSEADDR) to hear
+/// broadcasts, but the kernel gives a unicast datagram to one of them only, the last one
+/// bound; a client listening for beacons would otherwise swallow unicast searches meant
+/// for a server on the same host. pvxs's UDPCollector (`forwardM`) does the same.
+pub fn forward_unicast_search(
+    datagram: &[u8],
+    src: SocketAddr,
+    dst: Option<Ipv4Addr>,
+) -> Option<Vec<u8>> {
+    let head: &[u8; 8] = datagram.get(..8)?.try_into().ok()?;
+    let h = Header::parse(head).ok()?;
+    // header, sequence, flags, 3 reserved, the reply address (16), port
+    let body = 8 + 4 + 1 + 3 + 16 + 2;
+    if h.command != cmd::SEARCH
+        || h.is_control()
+        || h.flags & FLAG_SEGMENT_MASK != 0
+        || h.size as usize + 8 != datagram.len()
+        || datagram.len() < body
+        || datagram[12] & SEARCH_UNICAST == 0
+    {
+        return None;
+    }
+    let IpAddr::V4(src_ip) = src.ip() else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(ORIGIN_TAG_SIZE + datagram.len());
+    out.extend_from_slice(&[0xCA, VERSION, 0, cmd::ORIGIN_TAG]);
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&dst.map_or([0; 16], mapped));
+    out.extend_from_slice(datagram);
+    let s = ORIGIN_TAG_SIZE;
+    out[s + 12] &= !SEARCH_UNICAST;
+    if out[s + 16..s + 32].iter().all(|b| *b == 0)
+        || out[s + 16..s + 32] == mapped(Ipv4Addr::UNSPECIFIED)
+    {
+        out[s + 16..s + 32].copy_from_slice(&mapped(src_ip));
+    }
+    Some(out)
+}
+
 /// Parses a SEARCH_RESPONSE payload received from `src`.
 ///
 /// Errors: truncated payload; a protocol other than "tcp" gives `found == false`.
@@ -491,6 +598,53 @@ mod tests {
         assert!(r.found);
         assert_eq!(r.ids, vec![10, 11]);
         assert!(parse_search_reply(&w.buf[..20], true, src).is_err());
+    }
+
+    #[test]
+    fn beacon_round_trip_and_truncation() {
+        let src: SocketAddr = "10.0.0.7:41000".parse().unwrap();
+        let m = beacon([7; 12], 3, "0.0.0.0:5075".parse().unwrap());
+        let h = Header::parse(&m[..8].try_into().unwrap()).unwrap();
+        assert_eq!((h.command, h.size as usize), (cmd::BEACON, m.len() - 8));
+        let b = parse_beacon(&m[8..], h.big_endian(), src).unwrap();
+        assert_eq!(b.guid, [7; 12]);
+        // 0.0.0.0: the source address, the beacon's port
+        assert_eq!(b.server, "10.0.0.7:5075".parse().unwrap());
+        let m = beacon([1; 12], 0, "10.0.0.9:5999".parse().unwrap());
+        let b = parse_beacon(&m[8..], false, src).unwrap();
+        assert_eq!(b.server, "10.0.0.9:5999".parse().unwrap());
+        for n in 0..m.len() - 8 - 2 {
+            assert!(parse_beacon(&m[8..8 + n], false, src).is_err(), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn a_unicast_search_is_forwarded_with_an_origin_tag_and_a_reply_address() {
+        let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let m = search(9, 40000, true, &[(1, "A"), (2, "BB")]);
+        let f = forward_unicast_search(&m, src, None).unwrap();
+        assert_eq!(f.len(), ORIGIN_TAG_SIZE + m.len());
+        let h = Header::parse(&f[..8].try_into().unwrap()).unwrap();
+        assert_eq!((h.command, h.size), (cmd::ORIGIN_TAG, 16));
+        assert_eq!(&f[8..24], &[0; 16]);
+        let g = forward_unicast_search(&m, src, Some(Ipv4Addr::new(10, 1, 2, 3))).unwrap();
+        assert_eq!(&g[8..24], &mapped(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(&g[24..], &f[24..]);
+        let fwd = &f[ORIGIN_TAG_SIZE..];
+        // the same search, flag cleared, reply address filled in
+        assert_eq!(fwd[12], 0);
+        assert_eq!(&fwd[16..32], &mapped(Ipv4Addr::LOCALHOST));
+        assert_eq!(&fwd[32..], &m[32..]);
+        assert_eq!(&fwd[..12], &m[..12]);
+        // broadcast searches, other commands, truncated or padded datagrams: not forwarded
+        assert!(forward_unicast_search(&search(9, 0, false, &[(1, "A")]), src, None).is_none());
+        assert!(forward_unicast_search(&echo(), src, None).is_none());
+        assert!(forward_unicast_search(&m[..m.len() - 1], src, None).is_none());
+        assert!(forward_unicast_search(&m[..20], src, None).is_none());
+        let mut padded = m.clone();
+        padded.push(0);
+        assert!(forward_unicast_search(&padded, src, None).is_none());
+        assert!(forward_unicast_search(&m, "[::1]:40000".parse().unwrap(), None).is_none());
     }
 
     #[test]

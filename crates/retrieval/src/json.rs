@@ -25,10 +25,22 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Writes `["a","b",...]`.
+pub(crate) fn strings(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
+}
+
 /// A finite number as serde_json writes it (its own formatter, `zmij`, called directly:
 /// the per-number serializer set-up is most of the cost at millions of samples), else
 /// `null`.
-fn f64_val(out: &mut Vec<u8>, x: f64) {
+pub(crate) fn f64_val(out: &mut Vec<u8>, x: f64) {
     if x.is_finite() {
         out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
     } else {
@@ -36,7 +48,7 @@ fn f64_val(out: &mut Vec<u8>, x: f64) {
     }
 }
 
-fn f32_val(out: &mut Vec<u8>, x: f32) {
+pub(crate) fn f32_val(out: &mut Vec<u8>, x: f32) {
     if x.is_finite() {
         out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
     } else {
@@ -53,22 +65,14 @@ pub fn value(out: &mut Vec<u8>, v: &Value) {
         Value::ScalarByte(x) => int(out, *x),
         Value::ScalarInt(x) => int(out, *x),
         Value::ScalarDouble(x) => f64_val(out, *x),
-        Value::VectorString(v) => {
-            out.push(b'[');
-            for (i, s) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, s);
-            }
-            out.push(b']');
-        }
+        Value::VectorString(v) => strings(out, v),
         Value::VectorShort(v) | Value::VectorEnum(v) => list(out, v, int),
         Value::VectorFloat(v) => list(out, v, f32_val),
         Value::VectorChar(v) => list(out, v, |o, b| int(o, b as i8)),
         Value::VectorInt(v) => list(out, v, int),
         Value::VectorDouble(v) => list(out, v, f64_val),
-        Value::V4GenericBytes(v) => list(out, v, int),
+        // Java: the decoded structure as an object (ByteBufSampleValue.toJSONString)
+        Value::V4GenericBytes(v) => crate::generic::generic_bytes(out, v),
     }
 }
 

@@ -82,6 +82,7 @@ pub mod csv;
 mod encode;
 mod error;
 pub mod field;
+mod generic;
 pub mod jplot;
 pub mod json;
 pub mod mat;

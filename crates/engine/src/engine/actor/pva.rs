@@ -14,6 +14,12 @@
 //!   update after each connect, and the metadata again whenever those members change.
 //! * `timeStamp` (Unix seconds + nanoseconds) is the sample time, `alarm` its severity and
 //!   status; a V4_GENERIC_BYTES sample also carries `timeStamp.userTag` (Java does).
+//! * Archive fields: the policy's CA archive fields (`HIHI`, ...) do not apply; as Java
+//!   (`EPICS_V4_PV` with `FieldValuesCache`) the structure's own members besides `value`,
+//!   `timeStamp` and `alarm` are the fields, under their V3 names where Java has one
+//!   (`valueAlarm.highAlarmLimit` → `HIHI`, `display.limitLow` → `LOPR`, ...): a changed
+//!   one rides on the next sample (`fieldactualchange=true`), all of them in the daily
+//!   dump with EGU and PREC ([`PvaField`]).
 //! * An update whose overrun bitset is not empty (the server squashed updates before it)
 //!   counts one in `dropped_by_client`, as a CA update the client dropped does.
 
@@ -30,6 +36,7 @@ use tracing::warn;
 use super::{Actor, Runtime, split_key};
 use crate::convert::{pva_archived_type, pva_to_pb_value};
 use crate::counters::Counters;
+use crate::engine::annotate::Annotator;
 use crate::pv::{PvMeta, PvSlot, PvaTarget, lock};
 
 /// The actor's pvAccess client and queue.
@@ -46,6 +53,128 @@ pub(super) struct PvaChannel {
     _channel: archiver_pva::Channel,
     /// The next update is the first since a connect: read type and metadata.
     first_update: bool,
+    /// The structure's archive fields (see [`archive_fields`]), found at the first update.
+    fields: Option<Vec<PvaField>>,
+}
+
+/// A member of a pvAccess structure archived as a field value, as Java's
+/// `FieldValuesCache` does: every member but `value`, `timeStamp` and `alarm`, flattened
+/// to its leaves (`display.limitLow`), named as the V3 field it stands for where there is
+/// one (`LOPR`, `HOPR`, `DESC`, `DRVL`, `DRVH`, `LOLO`, `LOW`, `HIGH`, `HIHI`, `HYST`).
+/// `display.units` (EGU) and `control.minStep` (PREC) are left out: EGU and PREC come with
+/// the daily dump from the PV's metadata, as for CA PVs.
+struct PvaField {
+    /// Dotted path in the structure.
+    path: String,
+    /// The annotator's field index.
+    idx: usize,
+    /// Bitset offsets whose change covers this member: its structures, then its own span.
+    above: Vec<usize>,
+    span: (usize, usize),
+}
+
+/// Java's names for normative-type members (`FieldValuesCache.v4FieldNames2v3FieldNames`).
+const V3_NAMES: [(&str, &str); 12] = [
+    ("display.limitLow", "LOPR"),
+    ("display.limitHigh", "HOPR"),
+    ("display.description", "DESC"),
+    ("display.units", "EGU"),
+    ("control.limitLow", "DRVL"),
+    ("control.limitHigh", "DRVH"),
+    ("control.minStep", "PREC"),
+    ("valueAlarm.lowAlarmLimit", "LOLO"),
+    ("valueAlarm.lowWarningLimit", "LOW"),
+    ("valueAlarm.highWarningLimit", "HIGH"),
+    ("valueAlarm.highAlarmLimit", "HIHI"),
+    ("valueAlarm.hysteresis", "HYST"),
+];
+
+/// One archive field found in a structure: `(path, name, above, span)` as in [`PvaField`].
+type FieldSpot = (String, String, Vec<usize>, (usize, usize));
+
+/// The archive fields of structure `desc`: `(path, name, above, span)` of each leaf member
+/// outside `value`, `timeStamp` and `alarm` (members named `value` are skipped at every
+/// level, as Java does), EGU and PREC excepted.
+fn archive_fields(desc: &FieldDesc) -> Vec<FieldSpot> {
+    fn walk(
+        d: &FieldDesc,
+        prefix: &str,
+        off: usize,
+        above: &mut Vec<usize>,
+        out: &mut Vec<FieldSpot>,
+    ) {
+        let FieldDesc::Structure { desc, .. } = d else {
+            return;
+        };
+        above.push(off);
+        let mut at = off + 1;
+        for (name, m) in &desc.fields {
+            let path = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            let skip =
+                name == "value" || (prefix.is_empty() && (name == "timeStamp" || name == "alarm"));
+            if !skip {
+                if matches!(**m, FieldDesc::Structure { .. }) {
+                    walk(m, &path, at, above, out);
+                } else {
+                    let v3 = V3_NAMES.iter().find(|(p, _)| *p == path).map(|(_, n)| *n);
+                    if !matches!(v3, Some("EGU" | "PREC")) {
+                        let name = v3.map_or_else(|| path.clone(), str::to_string);
+                        out.push((path, name, above.clone(), (at, at + m.bits())));
+                    }
+                }
+            }
+            at += m.bits();
+        }
+        above.pop();
+    }
+    let mut out = Vec::new();
+    walk(desc, "", 0, &mut Vec::new(), &mut out);
+    out
+}
+
+/// A field value as Java's `FieldValuesCache.getScalarField` writes it: numbers as text
+/// (unsigned ones read signed, as `PVAByte.get()`; floating point in the shortest form
+/// that reads back, as for CA fields), arrays as `[a, b]`, anything else pretty-printed.
+fn field_text(d: &FieldDesc, v: &archiver_pva::PvValue) -> String {
+    use archiver_pva::PvValue as V;
+    fn join<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
+        format!("[{}]", v.iter().map(f).collect::<Vec<_>>().join(", "))
+    }
+    match v {
+        V::Bool(x) => x.to_string(),
+        V::I8(x) => x.to_string(),
+        V::I16(x) => x.to_string(),
+        V::I32(x) => x.to_string(),
+        V::I64(x) => x.to_string(),
+        V::U8(x) => (*x as i8).to_string(),
+        V::U16(x) => (*x as i16).to_string(),
+        V::U32(x) => (*x as i32).to_string(),
+        V::U64(x) => (*x as i64).to_string(),
+        V::F32(x) => format!("{x:?}"),
+        V::F64(x) => format!("{x:?}"),
+        V::String(x) => x.clone(),
+        V::BoolArray(a) => join(a, bool::to_string),
+        V::I8Array(a) => join(a, i8::to_string),
+        V::I16Array(a) => join(a, i16::to_string),
+        V::I32Array(a) => join(a, i32::to_string),
+        V::I64Array(a) => join(a, i64::to_string),
+        V::U8Array(a) => join(a, |x| (*x as i8).to_string()),
+        V::U16Array(a) => join(a, |x| (*x as i16).to_string()),
+        V::U32Array(a) => join(a, |x| (*x as i32).to_string()),
+        V::U64Array(a) => join(a, |x| (*x as i64).to_string()),
+        V::F32Array(a) => join(a, |x| format!("{x:?}")),
+        V::F64Array(a) => join(a, |x| format!("{x:?}")),
+        V::StringArray(a) => join(a, String::clone),
+        other => archiver_pva::Pretty {
+            desc: d,
+            value: other,
+        }
+        .to_string(),
+    }
 }
 
 impl PvaSide {
@@ -99,6 +228,7 @@ impl PvaSide {
                 Some(PvaChannel {
                     _channel: ch,
                     first_update: true,
+                    fields: None,
                 })
             }
             Some(Err(e)) => {
@@ -207,6 +337,41 @@ fn meta_changed(desc: &FieldDesc, changed: &BitSet) -> bool {
 }
 
 impl Actor {
+    /// Feeds the structure's archive fields that this update changed (all of them on the
+    /// first update after a connect) to the annotator, which carries changes on the next
+    /// archived sample and every value in the daily dump. Cost on an update that changes
+    /// none: a few bit tests per field, no allocation.
+    fn pva_field_values(
+        pva: &mut Option<PvaChannel>,
+        annotator: &mut Annotator,
+        data: &MonitorData,
+        first: bool,
+    ) {
+        let Some(ch) = pva.as_mut() else {
+            return;
+        };
+        let (desc, value, changed) = (&*data.desc, &data.value, &data.changed);
+        let fields = ch.fields.get_or_insert_with(|| {
+            archive_fields(desc)
+                .into_iter()
+                .map(|(path, name, above, span)| PvaField {
+                    path,
+                    idx: annotator.add_field(&name, false),
+                    above,
+                    span,
+                })
+                .collect()
+        });
+        for f in fields.iter() {
+            let hit = first
+                || f.above.iter().any(|o| changed.get(*o))
+                || changed.any_in(f.span.0, f.span.1);
+            if hit && let Some((d, v)) = lookup(desc, value, &f.path) {
+                annotator.field_value(f.idx, field_text(d, v));
+            }
+        }
+    }
+
     /// One event of the pvAccess queue.
     pub(super) fn on_pva_event(&mut self, key: u64, kind: ChannelEvent, now: Timestamp) {
         let (id, _) = split_key(key);
@@ -258,6 +423,9 @@ impl Actor {
             .pva
             .as_mut()
             .is_some_and(|c| std::mem::take(&mut c.first_update));
+        if field.is_none() {
+            Self::pva_field_values(&mut rt.pva, &mut rt.annotator, data, first);
+        }
         if field.is_some() && !first && !member_changed(desc, &data.changed, path) {
             return false;
         }
@@ -308,6 +476,84 @@ mod tests {
     use super::*;
     use archiver_pva::ScalarType;
     use std::sync::Arc;
+
+    fn sc(t: ScalarType) -> Arc<FieldDesc> {
+        Arc::new(FieldDesc::Scalar(t))
+    }
+
+    #[test]
+    fn archive_fields_are_the_members_besides_value_time_and_alarm_with_v3_names() {
+        use ScalarType::{F64, I32, I64, String as S};
+        let st = |fields: Vec<(&str, Arc<FieldDesc>)>| {
+            Arc::new(FieldDesc::structure(
+                "",
+                fields
+                    .into_iter()
+                    .map(|(n, f)| (n.to_string(), f))
+                    .collect(),
+            ))
+        };
+        // bits: 0 top, 1 value, 2 alarm{3,4}, 5 timeStamp{6}, 7 display{8 limitLow, 9 units,
+        // 10 form{11 index, 12 value}}, 13 valueAlarm{14 highAlarmLimit}, 15 extra
+        let d = FieldDesc::structure(
+            "epics:nt/NTScalar:1.0",
+            vec![
+                ("value".into(), sc(F64)),
+                (
+                    "alarm".into(),
+                    st(vec![("severity", sc(I32)), ("status", sc(I32))]),
+                ),
+                ("timeStamp".into(), st(vec![("secondsPastEpoch", sc(I64))])),
+                (
+                    "display".into(),
+                    st(vec![
+                        ("limitLow", sc(F64)),
+                        ("units", sc(S)),
+                        ("form", st(vec![("index", sc(I32)), ("value", sc(S))])),
+                    ]),
+                ),
+                ("valueAlarm".into(), st(vec![("highAlarmLimit", sc(F64))])),
+                ("extra".into(), sc(S)),
+            ],
+        );
+        let got: Vec<FieldSpot> = archive_fields(&d);
+        let names: Vec<(&str, &str)> = got.iter().map(|f| (f.0.as_str(), f.1.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("display.limitLow", "LOPR"),
+                ("display.form.index", "display.form.index"),
+                ("valueAlarm.highAlarmLimit", "HIHI"),
+                ("extra", "extra"),
+            ]
+        );
+        // the bits that cover each: its structures and its own
+        assert_eq!((got[0].2.clone(), got[0].3), (vec![0, 7], (8, 9)));
+        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 7, 10], (11, 12)));
+        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 13], (14, 15)));
+        assert_eq!((got[3].2.clone(), got[3].3), (vec![0], (15, 16)));
+        for (path, _, _, (start, _)) in &got {
+            assert_eq!(d.lookup(path).map(|x| x.1), Some(*start), "{path}");
+        }
+    }
+
+    #[test]
+    fn field_values_are_written_as_java_does() {
+        use archiver_pva::PvValue as V;
+        let d = FieldDesc::Scalar(ScalarType::F64);
+        assert_eq!(field_text(&d, &V::F64(90.0)), "90.0");
+        assert_eq!(field_text(&d, &V::F64(0.1)), "0.1");
+        assert_eq!(field_text(&d, &V::F32(1.5)), "1.5");
+        assert_eq!(field_text(&d, &V::I32(-3)), "-3");
+        assert_eq!(field_text(&d, &V::U8(200)), "-56");
+        assert_eq!(field_text(&d, &V::Bool(true)), "true");
+        assert_eq!(field_text(&d, &V::String("a b".into())), "a b");
+        assert_eq!(field_text(&d, &V::F64Array(vec![1.0, 2.5])), "[1.0, 2.5]");
+        assert_eq!(
+            field_text(&d, &V::StringArray(vec!["x".into(), "y".into()])),
+            "[x, y]"
+        );
+    }
 
     #[test]
     fn a_member_changes_with_its_own_bits_or_a_structure_above() {
