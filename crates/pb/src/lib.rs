@@ -68,7 +68,7 @@ pub mod writer;
 pub use crate::codec::{DecodeError, EncodeError, LineDecoder};
 pub use crate::io::{FileCursor, FileIo, StdFile};
 pub use crate::partition::Granularity;
-pub use crate::reader::{Line, PbReader, ReadError};
+pub use crate::reader::{CopyError, Line, PbReader, ReadError};
 pub use crate::sample::{FieldValue, PayloadInfo, Sample, Value};
 pub use crate::time::Timestamp;
 pub use crate::types::PayloadType;
