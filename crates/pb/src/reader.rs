@@ -53,6 +53,27 @@ pub enum ReadError {
 /// The size of the blocks [`PbReader::copy_lines_through`] hands over.
 pub const COPY_BLOCK: usize = 256 * 1024;
 
+/// The newlines in `bytes`: byte counters per lane over runs of at most 255 × 32 bytes
+/// (so that no counter overflows), which the compiler turns into vector compares and
+/// adds; a plain `filter().count()` widens every byte to a 64-bit counter and was most of
+/// the CPU of a pbraw copy (perf, BENCHMARKS.md "Retrieval, third round").
+pub fn count_newlines(bytes: &[u8]) -> u64 {
+    const LANES: usize = 32;
+    let mut total = 0u64;
+    for run in bytes.chunks(255 * LANES) {
+        let mut lanes = [0u8; LANES];
+        let mut blocks = run.chunks_exact(LANES);
+        for b in &mut blocks {
+            for (c, &x) in lanes.iter_mut().zip(b) {
+                *c += u8::from(x == b'\n');
+            }
+        }
+        total += lanes.iter().map(|&c| u64::from(c)).sum::<u64>();
+        total += blocks.remainder().iter().filter(|&&x| x == b'\n').count() as u64;
+    }
+    total
+}
+
 /// Why [`PbReader::copy_lines_through`] stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError<E> {
@@ -411,8 +432,7 @@ impl<R: Read + Seek> PbReader<R> {
             let want = usize::try_from(end - at).map_or(self.buf.len(), |n| n.min(self.buf.len()));
             self.inner.read_exact(&mut self.buf[..want])?;
             let block = &self.buf[..want];
-            // A plain counting loop: vectorized by the compiler.
-            let n = block.iter().filter(|&&b| b == b'\n').count() as u64;
+            let n = count_newlines(block);
             lines += n;
             sink(block, n).map_err(CopyError::Sink)?;
             at += want as u64;

@@ -454,3 +454,19 @@ fn copy_lines_through_leaves_a_torn_tail_and_stops_at_the_sink() {
         "{e:?}"
     );
 }
+
+#[test]
+fn newlines_are_counted_across_runs_and_remainders() {
+    use archiver_pb::reader::count_newlines;
+    // Every length around the run (255 × 32) and lane (32) boundaries, newlines dense
+    // (a counter of 255 in every lane) and sparse.
+    for len in [0, 1, 31, 32, 33, 8159, 8160, 8161, 20_000, 65_537] {
+        let dense = vec![b'\n'; len];
+        assert_eq!(count_newlines(&dense), len as u64, "dense {len}");
+        let sparse: Vec<u8> = (0..len)
+            .map(|i| if i % 7 == 3 { b'\n' } else { b'x' })
+            .collect();
+        let want = sparse.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(count_newlines(&sparse), want, "sparse {len}");
+    }
+}
