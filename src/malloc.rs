@@ -9,6 +9,13 @@
 //!
 //! * all threads share one arena (glibc's per-thread caches still serve most small
 //!   allocations without a lock);
+//! * blocks up to 1 MiB come from the heap (`M_MMAP_THRESHOLD`), and `free` gives the
+//!   heap's top back to the kernel only past 8 MiB (`M_TRIM_THRESHOLD`): a retrieval
+//!   response is made of pieces of ≈ 256–512 KiB, allocated and freed a few thousand
+//!   times a second; with glibc's defaults each came from fresh pages (an `mmap`, or the
+//!   heap top just trimmed), so that zeroing those pages was the largest cost of a JSON
+//!   response (perf: `clear_page_erms` 16 %, BENCHMARKS.md "Retrieval, third round").
+//!   [`trim`] still returns every free page once per write period;
 //! * [`trim`], called after each write period, hands the free pages inside the heap back
 //!   to the kernel (transient buffers: a large status or data response, a write batch).
 //!   It walks the heap under the arena's lock, so other threads' allocations wait for it,
@@ -41,6 +48,8 @@ pub fn configure() {
     // thread exists and takes no pointers.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }
 

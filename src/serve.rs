@@ -224,7 +224,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let signalled = Arc::new(tokio::sync::Notify::new());
     let on_signal = signalled.clone();
     let mut server = tokio::spawn(
-        axum::serve(listener, router)
+        axum::serve(archiver_http::ErrorBodies(listener), router)
             .with_graceful_shutdown(async move {
                 signals.recv().await;
                 info!("shutting down: flushing every buffer (a second signal exits at once)");

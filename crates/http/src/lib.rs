@@ -31,6 +31,8 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
   `areWeArchivingPV`, `getMetadata`, `getVersion`, `filterArchivedPVs`; and
   `/retrieval/ping`.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
+* [`ErrorBodies`] ([`edge`]) — the listener wrapper that gives hyper's own refusals
+  (414 URI too long, 431, 400 before any handler) the JSON body of an [`ApiError`].
 
 The crate knows no engine: the management API sees PVs through the appliance's trait and
 types (`archiver_appliance::PvStatus`... re-exported there), retrieval through the
@@ -59,6 +61,7 @@ From the outside in:
 #![deny(missing_docs)]
 
 pub mod bpl;
+pub mod edge;
 mod error;
 pub mod extract;
 pub mod mgmt;
@@ -79,6 +82,7 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+pub use crate::edge::ErrorBodies;
 pub use crate::error::{ApiError, ApiResult};
 pub use crate::extract::BplRequest;
 pub use crate::state::RetrievalState;

@@ -25,7 +25,9 @@ escaped so that `0x0A` only ever ends a line:
 * [`PbWriter`] — appends to a file, repairs a torn last line on open, refuses (and
   counts) samples not newer than the last one, rolls a failed (or short) write back.
 * [`PbReader`] — iterates samples, skips and counts undecodable lines, and finds the first
-  sample at or after a time by binary search on byte offsets.
+  sample at or after a time by binary search on byte offsets; [`PbReader::copy_lines_through`]
+  hands the stored lines up to a time over verbatim, in blocks, undecoded (pbraw's copy of
+  a partition inside a request, as Java's).
 * [`FileIo`] — the per-file I/O both use (length, positional read, append, set length,
   sync), so that the storage crate can run them over the real filesystem ([`StdFile`]) or
   a fault-injecting one; [`FileCursor`] gives `Read + Seek` over it for the reader.
@@ -68,7 +70,7 @@ pub mod writer;
 pub use crate::codec::{DecodeError, EncodeError, LineDecoder};
 pub use crate::io::{FileCursor, FileIo, StdFile};
 pub use crate::partition::Granularity;
-pub use crate::reader::{Line, PbReader, ReadError};
+pub use crate::reader::{CopyError, Line, PbReader, ReadError};
 pub use crate::sample::{FieldValue, PayloadInfo, Sample, Value};
 pub use crate::time::Timestamp;
 pub use crate::types::PayloadType;

@@ -50,6 +50,41 @@ pub enum ReadError {
     BadHeader(#[source] DecodeError),
 }
 
+/// The size of the blocks [`PbReader::copy_lines_through`] hands over.
+pub const COPY_BLOCK: usize = 256 * 1024;
+
+/// The newlines in `bytes`: byte counters per lane over runs of at most 255 × 32 bytes
+/// (so that no counter overflows), which the compiler turns into vector compares and
+/// adds; a plain `filter().count()` widens every byte to a 64-bit counter and was most of
+/// the CPU of a pbraw copy (perf, BENCHMARKS.md "Retrieval, third round").
+pub fn count_newlines(bytes: &[u8]) -> u64 {
+    const LANES: usize = 32;
+    let mut total = 0u64;
+    for run in bytes.chunks(255 * LANES) {
+        let mut lanes = [0u8; LANES];
+        let mut blocks = run.chunks_exact(LANES);
+        for b in &mut blocks {
+            for (c, &x) in lanes.iter_mut().zip(b) {
+                *c += u8::from(x == b'\n');
+            }
+        }
+        total += lanes.iter().map(|&c| u64::from(c)).sum::<u64>();
+        total += blocks.remainder().iter().filter(|&&x| x == b'\n').count() as u64;
+    }
+    total
+}
+
+/// Why [`PbReader::copy_lines_through`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError<E> {
+    /// Reading the file failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The sink refused a block.
+    #[error("the receiver of the lines stopped the copy")]
+    Sink(E),
+}
+
 /// One line of a file, escaped, without its newline.
 #[derive(Debug, Clone, Copy)]
 pub struct Line<'a> {
@@ -360,6 +395,77 @@ impl<R: Read + Seek> PbReader<R> {
         }
         self.reposition(first_after)?;
         Ok(false)
+    }
+
+    /// Hands the complete lines after the current position whose samples are at or
+    /// before `to` to `sink`, verbatim (escaped, each with its newline), in blocks of
+    /// about [`COPY_BLOCK`] bytes, without decoding them: Java's copy of a partition
+    /// inside a request's range (`FileBackedPBEventStream` over a whole file). The end is
+    /// the file's last complete line when its time is ≤ `to` (one decode), else the last
+    /// line ≤ `to` found by binary search ([`PbReader::seek_to_last_at_or_before`]). A
+    /// torn last line (no newline) is never handed over. Lines in between are not
+    /// looked at: an undecodable one is copied as it is (as Java's copy does), and the
+    /// file is taken to be in time order (as the binary search does).
+    ///
+    /// Returns the time of the last line handed over and how many lines were, or `None`
+    /// when none was (the reader is then where it was). Afterwards the reader is at the
+    /// line after the last one handed over; [`PbReader::current`] and
+    /// [`PbReader::current_line`] are stale. Errors: reading ([`CopyError::Io`]), or the
+    /// sink's ([`CopyError::Sink`]), which stops the copy.
+    pub fn copy_lines_through<E>(
+        &mut self,
+        to: Timestamp,
+        mut sink: impl FnMut(&[u8], u64) -> Result<(), E>,
+    ) -> Result<Option<(Timestamp, u64)>, CopyError<E>> {
+        let pos = self.position();
+        let Some((end, last)) = self.copy_end(pos, to)? else {
+            self.reposition(pos)?;
+            return Ok(None);
+        };
+        self.inner.seek(SeekFrom::Start(pos))?;
+        if self.buf.len() < COPY_BLOCK {
+            self.buf.resize(COPY_BLOCK, 0);
+        }
+        let mut at = pos;
+        let mut lines = 0;
+        while at < end {
+            let want = usize::try_from(end - at).map_or(self.buf.len(), |n| n.min(self.buf.len()));
+            self.inner.read_exact(&mut self.buf[..want])?;
+            let block = &self.buf[..want];
+            let n = count_newlines(block);
+            lines += n;
+            sink(block, n).map_err(CopyError::Sink)?;
+            at += want as u64;
+        }
+        self.reposition(end)?;
+        Ok(Some((last, lines)))
+    }
+
+    /// The end (after its newline) and time of the last line in `[pos, file end)` at or
+    /// before `to`; `None` when there is none.
+    fn copy_end(&mut self, pos: u64, to: Timestamp) -> io::Result<Option<(u64, Timestamp)>> {
+        let file_len = self.inner.seek(SeekFrom::End(0))?;
+        let Some(nl) = self.rfind_newline(pos, file_len)? else {
+            return Ok(None);
+        };
+        let start = match self.rfind_newline(pos, nl)? {
+            Some(prev) => prev + 1,
+            None => pos,
+        };
+        if let Some(len) = self.read_probe_line(start)?
+            && let Ok(t) = self.decoder.decode_time(&self.probe[..len])
+            && t <= to
+        {
+            return Ok(Some((nl + 1, t)));
+        }
+        if !self.seek_to_last_at_or_before(to)? {
+            return Ok(None);
+        }
+        let t = self.sample.time;
+        Ok(match self.next_range()? {
+            Some((offset, range)) if offset >= pos => Some((offset + range.len() as u64 + 1, t)),
+            _ => None,
+        })
     }
 
     /// The file offset of the next line to be read.

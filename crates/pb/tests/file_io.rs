@@ -356,3 +356,117 @@ fn encoded_lines_are_appended_verbatim_with_the_same_rules() {
     archiver_pb::codec::encode_line(&dbl(3), YEAR, &mut one, &mut scratch).expect("enc");
     assert!(fs::read(&path).expect("read").ends_with(&one));
 }
+
+/// A file of samples 0..n in memory (header + lines), and the byte offset of each line.
+fn file_in_memory(n: i64) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = Vec::new();
+    let info = archiver_pb::PayloadInfo::new(PayloadType::ScalarDouble, PV, YEAR);
+    archiver_pb::codec::encode_header_line(&info, &mut bytes);
+    let mut offsets = Vec::new();
+    let mut scratch = Vec::new();
+    for k in 0..n {
+        offsets.push(bytes.len());
+        archiver_pb::codec::encode_line(&dbl(k), YEAR, &mut bytes, &mut scratch).expect("enc");
+    }
+    (bytes, offsets)
+}
+
+/// Reads samples up to `first_k` one by one, then copies the lines through `to` in blocks.
+fn copy_after(
+    bytes: &[u8],
+    first_k: i64,
+    to: Timestamp,
+) -> (Option<(Timestamp, u64)>, Vec<u8>, Vec<Sample>) {
+    let mut r = PbReader::new(Cursor::new(bytes.to_vec())).expect("header");
+    for _ in 0..=first_k {
+        r.next_sample().expect("read").expect("a sample");
+    }
+    let mut copied = Vec::new();
+    let mut counted = 0;
+    let got = r
+        .copy_lines_through(to, |block, n| {
+            copied.extend_from_slice(block);
+            counted += n;
+            Ok::<(), ()>(())
+        })
+        .expect("copy");
+    if let Some((_, n)) = got {
+        assert_eq!(n, counted, "the lines handed over are the lines counted");
+    }
+    let mut rest = Vec::new();
+    while let Some(s) = r.next_sample().expect("read") {
+        rest.push(s.clone());
+    }
+    (got, copied, rest)
+}
+
+#[test]
+fn copy_lines_through_hands_over_the_stored_bytes_up_to_to() {
+    // Enough lines for several blocks.
+    let n = 40_000;
+    let (bytes, offsets) = file_in_memory(n);
+    assert!(bytes.len() > 2 * archiver_pb::reader::COPY_BLOCK);
+    let line = |k: i64| {
+        &bytes[offsets[k as usize]..offsets.get(k as usize + 1).copied().unwrap_or(bytes.len())]
+    };
+    // The whole rest of the file: its last line is before `to`.
+    let (got, copied, rest) = copy_after(&bytes, 4, t(n + 5));
+    assert_eq!(got, Some((t(n - 1), (n - 5) as u64)));
+    assert_eq!(copied, &bytes[offsets[5]..]);
+    assert!(rest.is_empty());
+    // Up to the last line at or before `to` (binary search); the reader goes on after it.
+    let (got, copied, rest) = copy_after(&bytes, 0, t(30_000));
+    assert_eq!(got, Some((t(30_000), 30_000)));
+    assert_eq!(copied, &bytes[offsets[1]..offsets[30_001]]);
+    assert_eq!(rest.first(), Some(&dbl(30_001)));
+    assert_eq!(rest.len() as i64, n - 30_001);
+    // `to` between two samples.
+    let (got, copied, _) = copy_after(&bytes, 0, Timestamp::new(t(7).secs, 0));
+    assert_eq!(got, Some((t(6), 6)));
+    assert_eq!(copied.len(), (1..=6).map(|k| line(k).len()).sum::<usize>());
+    // Nothing after the current sample is at or before `to`: nothing, the reader stays.
+    let (got, copied, rest) = copy_after(&bytes, 10, t(10));
+    assert_eq!(got, None);
+    assert!(copied.is_empty());
+    assert_eq!(rest.first(), Some(&dbl(11)));
+    // At the end of the file: nothing.
+    let (got, _, _) = copy_after(&bytes, n - 1, t(n + 5));
+    assert_eq!(got, None);
+}
+
+#[test]
+fn copy_lines_through_leaves_a_torn_tail_and_stops_at_the_sink() {
+    let (mut bytes, offsets) = file_in_memory(100);
+    let whole = bytes.len();
+    // Half a line being written.
+    let mut line = Vec::new();
+    archiver_pb::codec::encode_line(&dbl(100), YEAR, &mut line, &mut Vec::new()).expect("enc");
+    bytes.extend_from_slice(&line[..line.len() / 2]);
+    let (got, copied, _) = copy_after(&bytes, 0, t(1000));
+    assert_eq!(got, Some((t(99), 99)));
+    assert_eq!(copied, &bytes[offsets[1]..whole]);
+    // A sink error stops the copy and is returned.
+    let mut r = PbReader::new(Cursor::new(bytes.clone())).expect("header");
+    r.next_sample().expect("read");
+    let e = r.copy_lines_through(t(1000), |_, _| Err("stop"));
+    assert!(
+        matches!(e, Err(archiver_pb::CopyError::Sink("stop"))),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn newlines_are_counted_across_runs_and_remainders() {
+    use archiver_pb::reader::count_newlines;
+    // Every length around the run (255 × 32) and lane (32) boundaries, newlines dense
+    // (a counter of 255 in every lane) and sparse.
+    for len in [0, 1, 31, 32, 33, 8159, 8160, 8161, 20_000, 65_537] {
+        let dense = vec![b'\n'; len];
+        assert_eq!(count_newlines(&dense), len as u64, "dense {len}");
+        let sparse: Vec<u8> = (0..len)
+            .map(|i| if i % 7 == 3 { b'\n' } else { b'x' })
+            .collect();
+        let want = sparse.iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(count_newlines(&sparse), want, "sparse {len}");
+    }
+}

@@ -367,3 +367,35 @@ fn year_end_and_leap_year_instants() {
     assert!(encode_sample(&next, 2016, &mut out).is_err());
     assert!(encode_sample(&next, 2017, &mut out).is_ok());
 }
+
+#[test]
+fn clone_from_gives_an_equal_sample_whatever_was_there() {
+    use archiver_pb::{FieldValue, Sample, Timestamp, Value};
+    let t = Timestamp::new(1_700_000_000, 5);
+    let mut with_fields = Sample::new(t, Value::ScalarDouble(1.5));
+    with_fields.severity = 2;
+    with_fields.status = 3;
+    with_fields.repeat_count = Some(4);
+    with_fields.field_values.push(FieldValue::new("HIHI", "9"));
+    with_fields.field_actual_change = Some(true);
+    let samples = [
+        Sample::new(t, Value::ScalarDouble(-0.25)),
+        Sample::new(t, Value::ScalarInt(-7)),
+        Sample::new(t, Value::ScalarShort(3)),
+        Sample::new(t, Value::ScalarEnum(1)),
+        Sample::new(t, Value::ScalarFloat(2.5)),
+        Sample::new(t, Value::ScalarByte(-2)),
+        Sample::new(t, Value::ScalarString("s".into())),
+        Sample::new(t, Value::VectorDouble(vec![1.0, 2.0])),
+        with_fields,
+    ];
+    // Every sample copied over every other: equal to the source each time (a scalar over
+    // one with field values drops them; a waveform over a scalar, and back).
+    for dst in &samples {
+        for src in &samples {
+            let mut d = dst.clone();
+            d.clone_from(src);
+            assert_eq!(&d, src, "{dst:?} <- {src:?}");
+        }
+    }
+}

@@ -39,7 +39,55 @@ pub fn for_each_line<E: From<StorageError>>(
     pv: &str,
     spans: &[(Timestamp, Timestamp)],
     buffer: &[Sample],
-    mut sink: impl FnMut(&Sample, Origin<'_>) -> Result<(), E>,
+    sink: impl FnMut(&Sample, Origin<'_>) -> Result<(), E>,
+) -> Result<u64, E> {
+    read_lines(tiers, pv, spans, buffer, &mut EachSample(sink))
+}
+
+/// What [`read_lines`] hands the merged samples to: one by one, and (when it says it
+/// takes them) the stored lines that follow a sample in its file, verbatim, in blocks.
+pub(crate) trait LineSink<E> {
+    /// A merged sample and its origin.
+    fn merged(&mut self, s: &Sample, origin: Origin<'_>) -> Result<(), E>;
+
+    /// Called after [`LineSink::merged`] was given a stored sample that passed the merge
+    /// as it is (`origin` is its): true when the lines that follow it in its file may be
+    /// handed over verbatim to [`LineSink::lines`] instead of one by one.
+    fn takes_lines(&self, origin: Origin<'_>) -> bool {
+        let _ = origin;
+        false
+    }
+
+    /// Stored lines (escaped, each ending in its newline), `count` of them, of the file
+    /// of the sample last given, following it.
+    fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), E> {
+        let _ = (bytes, count);
+        Ok(())
+    }
+}
+
+/// A closure taking the samples one by one.
+struct EachSample<F>(F);
+
+impl<E, F: FnMut(&Sample, Origin<'_>) -> Result<(), E>> LineSink<E> for EachSample<F> {
+    #[inline]
+    fn merged(&mut self, s: &Sample, origin: Origin<'_>) -> Result<(), E> {
+        (self.0)(s, origin)
+    }
+}
+
+/// [`for_each_line`] into a [`LineSink`]: when the sink takes the lines after a sample
+/// that passed the merge ([`MergeDedup::passed_last`]), the rest of that file up to the
+/// span's end is handed over verbatim in blocks, without decoding a line
+/// ([`archiver_storage::TierQuery::copy_lines_through`]): Java copies a partition inside
+/// the range without looking at its events. That is what the merge would do with them:
+/// within one source stream samples pass unchecked, and the file ends the stream.
+pub(crate) fn read_lines<E: From<StorageError>>(
+    tiers: &[&Tier],
+    pv: &str,
+    spans: &[(Timestamp, Timestamp)],
+    buffer: &[Sample],
+    sink: &mut impl LineSink<E>,
 ) -> Result<u64, E> {
     let Some(first) = spans.first() else {
         return Ok(0);
@@ -49,7 +97,7 @@ pub fn for_each_line<E: From<StorageError>>(
     let mut stream: u32 = 0;
     for (k, &(from, to)) in spans.iter().enumerate() {
         if k > 0 {
-            merge.next_span(from, to, &mut sink)?;
+            merge.next_span(from, to, &mut |s: &Sample, o: Origin<'_>| sink.merged(s, o))?;
         }
         for tier in tiers {
             let mut q = tier.query(pv, from, to)?;
@@ -61,7 +109,15 @@ pub fn for_each_line<E: From<StorageError>>(
                     line: Some(q.current_line()),
                     year: q.header().map_or(0, |h| h.year),
                 };
-                merge.push_from(s, origin, &mut sink)?;
+                merge.push_from(s, origin, &mut |s: &Sample, o: Origin<'_>| {
+                    sink.merged(s, o)
+                })?;
+                if merge.passed_last()
+                    && sink.takes_lines(origin)
+                    && let Some((last, _)) = q.copy_lines_through(|b, n| sink.lines(b, n))?
+                {
+                    merge.passed_through(last);
+                }
             }
             stream = base.saturating_add(q.file_number()).saturating_add(1);
             skipped += q.skipped_lines();
@@ -75,11 +131,13 @@ pub fn for_each_line<E: From<StorageError>>(
             year: 0,
         };
         for s in buffer.get(start..end).unwrap_or(&[]) {
-            merge.push_from(s, origin, &mut sink)?;
+            merge.push_from(s, origin, &mut |s: &Sample, o: Origin<'_>| {
+                sink.merged(s, o)
+            })?;
         }
         stream = stream.saturating_add(1);
     }
-    merge.finish_from(&mut sink)?;
+    merge.finish_from(&mut |s: &Sample, o: Origin<'_>| sink.merged(s, o))?;
     Ok(skipped)
 }
 

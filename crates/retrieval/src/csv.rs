@@ -6,7 +6,10 @@
 //!
 //! epoch seconds, the value as Java's `toString` ([`crate::text`]: `1.0E-5`, `NaN`, a
 //! waveform as `[1.0,2.0]`, a string as it is, unquoted), severity, status, nanoseconds;
-//! then one empty line at the end of the body. No data at all: the body is `"\n"`, as Java's.
+//! then one empty line at the end of the body, as Java's (`SinglePVCSVResponse.close()` calls
+//! `out.println()`, and `MergeDedupConsumer.close()` calls it at the end of every response;
+//! pinned by the http crate's `csv_and_txt_are_javas_lines`). No data at all: the body is
+//! `"\n"`, as Java's.
 //! No header line and no PV name: the format is for one PV.
 
 use archiver_pb::Sample;

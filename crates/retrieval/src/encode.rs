@@ -34,6 +34,21 @@ pub trait Encoder {
         self.sample(s);
     }
 
+    /// After [`Encoder::sample_from`] with a stored sample: true when the stored lines
+    /// that follow it in its file may be given to [`Encoder::lines`] as they are (pbraw,
+    /// when the sample's line was copied into the current chunk); false (the default)
+    /// for the formats that need every sample decoded.
+    fn takes_lines(&self, origin: Origin<'_>) -> bool {
+        let _ = origin;
+        false
+    }
+
+    /// Stored lines (escaped, each ending in its newline) of the file of the last sample,
+    /// following it, verbatim; only after [`Encoder::takes_lines`] said yes.
+    fn lines(&mut self, bytes: &[u8]) {
+        let _ = bytes;
+    }
+
     /// After the last sample of the current PV, before [`Encoder::end_pv`]: the PV is
     /// disconnected now, since `lost_at_secs` (epoch seconds), and the request's range
     /// reaches into that time; `year` is the current year. A format that can say so

@@ -107,6 +107,19 @@ pub enum RetrievalError {
         /// The name as requested (normalized).
         pv: String,
     },
+    /// A PV the archiver does not know, requested with a `retiredPVTemplate` that names no
+    /// PV of the catalogue either (Java: 404 "Unable to find typeinfo for pv", the
+    /// template being unknown; we name the template too).
+    #[error(
+        "Unable to find typeinfo for pv {pv}: the retiredPVTemplate {template} is not a PV \
+         of this archiver"
+    )]
+    UnknownRetiredTemplate {
+        /// The name as requested (normalized).
+        pv: String,
+        /// The template as requested.
+        template: String,
+    },
     /// Only the live source knows the PV, and it has never connected: no type, no data.
     #[error("PV {pv} has never connected: its type is not known yet and it has no data")]
     NeverConnected {
@@ -158,9 +171,9 @@ impl RetrievalError {
             | RetrievalError::BadTimeRanges(_)
             | RetrievalError::NotNumeric { .. }
             | RetrievalError::EmptyName(_) => ErrorClass::BadRequest,
-            RetrievalError::NotFound { .. } | RetrievalError::NeverConnected { .. } => {
-                ErrorClass::NotFound
-            }
+            RetrievalError::NotFound { .. }
+            | RetrievalError::NeverConnected { .. }
+            | RetrievalError::UnknownRetiredTemplate { .. } => ErrorClass::NotFound,
             RetrievalError::Catalogue { .. } | RetrievalError::Storage(_) => ErrorClass::Internal,
             RetrievalError::ClientGone => ErrorClass::ClientGone,
         }

@@ -19,6 +19,10 @@ use crate::encode::Encoder;
 use crate::plan::StreamDesc;
 use crate::text::{int, list};
 
+/// Room reserved once per sample: the longest scalar sample (`,\n{ "secs": -9223372036854775808,
+/// "val": -1.7976931348623157e308, ... }`) fits, so its writes do not grow the buffer.
+const SCALAR_SAMPLE_BYTES: usize = 160;
+
 /// Writes `s` as a JSON string (quoted, escaped).
 pub fn string(out: &mut Vec<u8>, s: &str) {
     // Writing a str to a Vec cannot fail.
@@ -141,21 +145,30 @@ impl JsonResponse {
                 headers.iter().map(|f| (f.name.as_str(), f.val.as_str())),
             );
         }
-        if self.samples_in_pv > 0 {
-            self.out.extend_from_slice(b",\n");
-        }
+        // The constant parts in as few writes as can be: the separator with the opening,
+        // and the alarm of most samples (none) as one piece.
+        let open: &[u8] = if self.samples_in_pv > 0 {
+            b",\n{ \"secs\": "
+        } else {
+            b"{ \"secs\": "
+        };
         self.samples_in_pv += 1;
         let o = &mut self.out;
-        o.extend_from_slice(b"{ \"secs\": ");
+        o.reserve(SCALAR_SAMPLE_BYTES);
+        o.extend_from_slice(open);
         int(o, s.time.secs);
         o.extend_from_slice(b", \"val\": ");
         value(o, &s.value);
         o.extend_from_slice(b", \"nanos\": ");
         int(o, s.time.nanos);
-        o.extend_from_slice(b", \"severity\": ");
-        int(o, s.severity);
-        o.extend_from_slice(b", \"status\": ");
-        int(o, s.status);
+        if s.severity == 0 && s.status == 0 {
+            o.extend_from_slice(b", \"severity\": 0, \"status\": 0");
+        } else {
+            o.extend_from_slice(b", \"severity\": ");
+            int(o, s.severity);
+            o.extend_from_slice(b", \"status\": ");
+            int(o, s.status);
+        }
         if !s.field_values.is_empty() {
             o.extend_from_slice(b", \"fields\": { ");
             for (i, f) in s.field_values.iter().enumerate() {

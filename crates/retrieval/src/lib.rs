@@ -56,6 +56,9 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   [`PIECE`] bytes to a [`PieceSink`]; [`PIECES_QUEUED`] is how many a server lets wait.
   Samples are borrowed from the file readers and encoded into the encoder's buffer (or
   their stored lines copied, for the raw data in pbraw): nothing is allocated per sample.
+  For pbraw, once a file's first sample has passed the merge as it is, the rest of that
+  file up to the end of the range is copied in blocks without decoding a line (Java's copy
+  of a partition inside the range; [`Encoder::takes_lines`], `TierQuery::copy_lines_through`).
   With the identity post-processor ([`PostProcessor::is_identity`]) the samples go to the
   encoder with their origin.
 * [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;

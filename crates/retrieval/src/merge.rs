@@ -55,6 +55,8 @@ pub struct MergeDedup {
     /// The stream of the last sample offered.
     stream: Option<u32>,
     deduping: bool,
+    /// The last sample offered was emitted as it came (not held, not dropped).
+    passed: bool,
 }
 
 impl MergeDedup {
@@ -72,6 +74,7 @@ impl MergeDedup {
             span_emitted: false,
             stream: None,
             deduping: false,
+            passed: false,
         }
     }
 
@@ -114,6 +117,7 @@ impl MergeDedup {
         origin: Origin<'_>,
         emit: &mut impl FnMut(&Sample, Origin<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.passed = false;
         if self.stream != Some(origin.stream) {
             self.stream = Some(origin.stream);
             // Java starts deduping at every stream boundary once something was emitted.
@@ -155,7 +159,22 @@ impl MergeDedup {
         emit(s, origin)?;
         self.last = Some(s.time);
         self.span_emitted = true;
+        self.passed = true;
         Ok(())
+    }
+
+    /// True when the last sample offered ([`MergeDedup::push_from`]) was emitted as it
+    /// came: the merge is passing its stream through, so the samples that follow it in
+    /// the same stream up to `to` would all be emitted unchecked (Java's rule within a
+    /// stream), and may be taken in bulk ([`MergeDedup::passed_through`]).
+    pub(crate) fn passed_last(&self) -> bool {
+        self.passed
+    }
+
+    /// The samples after the last one offered, of the same stream, up to `last` (≤ `to`),
+    /// were taken in bulk: the merge goes on as if it had emitted them.
+    pub(crate) fn passed_through(&mut self, last: Timestamp) {
+        self.last = Some(self.last.map_or(last, |l| l.max(last)));
     }
 
     /// Emits the held sample at or before `from`, if any.

@@ -680,7 +680,8 @@ fn split_cached(
 
 /// Plans a PV neither the catalogue nor the live source knows, from its files (Java
 /// `retiredPVTemplate`): the stores are those of the template PV's `PVTypeInfo` when the
-/// request names one the catalogue has, else the default stores; the type, element count
+/// request names one (a template the catalogue does not have is
+/// [`RetrievalError::UnknownRetiredTemplate`], 404, as Java's answer), else the default stores; the type, element count
 /// and headers come from the newest partition of the newest store that has one (Java takes
 /// the type from the last event of an ETL destination). [`RetrievalError::NotFound`] when
 /// no store has a file of the PV.
@@ -692,9 +693,16 @@ fn retired(
 ) -> Result<(StreamDesc, Vec<Tier>, TypeSource), RetrievalError> {
     let not_found = || RetrievalError::NotFound { pv: req.pv.clone() };
     let template = match req.retired_template.as_deref() {
-        Some(t) => catalogue
-            .get_type_info(normalize_name(t))
-            .map_err(lookup(t))?,
+        // Java: an unknown template leaves the PV without a type: 404.
+        Some(t) => Some(
+            catalogue
+                .get_type_info(normalize_name(t))
+                .map_err(lookup(t))?
+                .ok_or_else(|| RetrievalError::UnknownRetiredTemplate {
+                    pv: req.pv.clone(),
+                    template: t.to_string(),
+                })?,
+        ),
         None => None,
     };
     let mut tiers: Vec<Tier> = Vec::new();
@@ -1083,6 +1091,20 @@ mod tests {
         r.retired_template = Some("TPL:LTS".into());
         let e = plan(&r, &reg, &stores, &NoLiveSource).expect_err("not in the LTS");
         assert_eq!(e.class(), ErrorClass::NotFound);
+        // A template the catalogue does not have: 404 naming it (Java: no typeinfo, 404),
+        // not the default stores (where the files are).
+        r.retired_template = Some("NO:SUCH:TPL".into());
+        let e = plan(&r, &reg, &stores, &NoLiveSource).expect_err("unknown template");
+        assert_eq!(e.class(), ErrorClass::NotFound);
+        assert!(
+            matches!(&e, RetrievalError::UnknownRetiredTemplate { template, .. } if template == "NO:SUCH:TPL"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("NO:SUCH:TPL"), "{e}");
+        // A PV the catalogue has ignores the template (Java looks at it only without one).
+        let mut r = req("TPL:MTS");
+        r.retired_template = Some("NO:SUCH:TPL".into());
+        plan(&r, &reg, &stores, &NoLiveSource).expect("a known PV");
         // A name that would escape the store's folder is nobody's.
         let e = plan(&req("../../etc/passwd"), &reg, &stores, &NoLiveSource).expect_err("bad");
         assert_eq!(e.class(), ErrorClass::NotFound);

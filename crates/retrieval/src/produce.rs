@@ -5,7 +5,7 @@
 use archiver_pb::{PayloadType, Sample, Timestamp};
 use archiver_storage::Tier;
 
-use crate::collect::for_each_line;
+use crate::collect::{LineSink, for_each_line, read_lines};
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
 use crate::merge::Origin;
@@ -46,7 +46,13 @@ impl<E: Encoder> PvOutput<'_, E> {
     /// Counts the sample just encoded; hands a piece over when one is full.
     #[inline]
     fn counted(&mut self) -> Result<(), RetrievalError> {
-        self.produced.samples += 1;
+        self.counted_n(1)
+    }
+
+    /// Counts `n` samples just encoded; hands a piece over when one is full.
+    #[inline]
+    fn counted_n(&mut self, n: u64) -> Result<(), RetrievalError> {
+        self.produced.samples += n;
         if let Some(max) = self.encoder.max_samples()
             && self.produced.samples > max
         {
@@ -57,6 +63,24 @@ impl<E: Encoder> PvOutput<'_, E> {
             self.produced.pieces += 1;
         }
         Ok(())
+    }
+}
+
+/// Raw data: samples with their origins, and the stored lines in bulk when the encoder
+/// copies them ([`Encoder::takes_lines`]).
+impl<E: Encoder> LineSink<RetrievalError> for PvOutput<'_, E> {
+    #[inline]
+    fn merged(&mut self, s: &Sample, origin: Origin<'_>) -> Result<(), RetrievalError> {
+        self.sample_from(s, origin)
+    }
+
+    fn takes_lines(&self, origin: Origin<'_>) -> bool {
+        self.begun && self.encoder.takes_lines(origin)
+    }
+
+    fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), RetrievalError> {
+        self.encoder.lines(bytes);
+        self.counted_n(count)
     }
 }
 
@@ -247,9 +271,7 @@ impl<'s, E: Encoder> Producer<'s, E> {
                 pp.sample(s, &mut out)
             })?
         } else if pp.is_identity() {
-            for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, origin| {
-                out.sample_from(s, origin)
-            })?
+            read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut out)?
         } else {
             for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, _| {
                 pp.sample(s, &mut out)

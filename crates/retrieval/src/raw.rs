@@ -237,6 +237,19 @@ impl Encoder for RawResponse {
         RawResponse::sample_from(self, s, origin);
     }
 
+    /// Yes when the sample's stored line went verbatim into the current chunk (same
+    /// stream, the file's year): the lines after it in its file belong to that chunk.
+    fn takes_lines(&self, origin: Origin<'_>) -> bool {
+        origin.line.is_some()
+            && self
+                .chunk
+                .is_some_and(|c| c.stream == origin.stream && c.year == origin.year)
+    }
+
+    fn lines(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
     fn connection_lost(&mut self, lost_at_secs: i64, year: i32) {
         RawResponse::connection_lost(self, lost_at_secs, year);
     }

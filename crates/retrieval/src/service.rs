@@ -23,7 +23,7 @@ use crate::txt::TextResponse;
 
 /// The name of the Java connectivity check: `getData.<ext>?pv=ArchApplPingPV` answers ten
 /// synthetic `DBR_SCALAR_DOUBLE` samples without looking the name up
-/// ([`Retrieval::run_ping`]).
+/// ([`ping_plan`]).
 pub const PING_PV: &str = "ArchApplPingPV";
 
 /// Runs `$body` with `$enc` bound to a new encoder of `$format`.

@@ -184,6 +184,9 @@ pub(super) struct Summary {
     /// Samples given to the bins (the before-start sample included): `optimized` counts
     /// them.
     added: u64,
+    /// The bin of the last sample and its seconds `[lo, hi)`, so that most samples need no
+    /// division ([`bin_of`]); empty (`lo > hi`) until a bin of non-negative times is known.
+    cached_bin: (i64, i64, i64),
 }
 
 impl Summary {
@@ -207,6 +210,7 @@ impl Summary {
             connection_change: false,
             previous: None,
             added: 0,
+            cached_bin: (0, -1, 0),
         }
     }
 
@@ -215,6 +219,22 @@ impl Summary {
         let mut s = Summary::new(Stat::Stats, 1, fill);
         s.points = Some(points.max(1));
         s
+    }
+
+    /// [`bin_of`], remembering the last bin's seconds (for non-negative times, where the
+    /// bin of `secs` is `[bin·I, bin·I + I)`).
+    #[inline]
+    fn bin_of(&mut self, t: Timestamp) -> i64 {
+        let (lo, hi, bin) = self.cached_bin;
+        if t.secs >= lo && t.secs < hi {
+            return bin;
+        }
+        let bin = bin_of(t, self.interval);
+        if t.secs >= 0 {
+            let lo = bin.saturating_mul(self.interval);
+            self.cached_bin = (lo, lo.saturating_add(self.interval), bin);
+        }
+        bin
     }
 
     fn switch(&mut self, bin: i64) {
@@ -275,6 +295,7 @@ impl PostProcessor for Summary {
         }
         self.first_bin = bin_of(desc.from, self.interval);
         self.last_bin = bin_of(desc.to, self.interval);
+        self.cached_bin = (0, -1, 0);
         if self.width == 0 {
             desc.payload_type = PayloadType::ScalarDouble;
             desc.element_count = 1;
@@ -305,7 +326,7 @@ impl PostProcessor for Summary {
             self.added += 1;
             self.before_added = true;
         }
-        let bin = bin_of(s.time, self.interval);
+        let bin = self.bin_of(s.time);
         if self.current != Some(bin) {
             self.commit(emit)?;
             self.switch(bin);
