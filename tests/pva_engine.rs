@@ -101,6 +101,7 @@ async fn archives_normative_types_structures_and_members() {
         "pva://PS:STRUCT",
         "pva://PS:STRUCT#value/x",
         "pva://PS:TABLE#value/pos",
+        "pva://PS:STRUCT#value/nonexist",
     ] {
         engine.archive(pv, every_event()).unwrap();
     }
@@ -248,6 +249,15 @@ async fn archives_normative_types_structures_and_members() {
     assert_eq!(s[1].value, Value::ScalarDouble(6.5));
     assert_eq!(s[1].time.secs, t0 + 7);
     assert_eq!(samples(&engine, "PS:STRUCT", 3).await.1.len(), 3);
+    // a path naming no member (a typo after '#'): nothing stored, never the whole
+    // structure; its updates are counted as dropped for want of a type
+    let st = engine.status("PS:STRUCT#value/nonexist").unwrap();
+    assert_eq!(
+        (st.archived_type, st.buffered, st.counters.events_stored),
+        (None, 0, 0),
+        "{st:?}"
+    );
+    assert!(st.counters.dropped_no_type >= 1, "{:?}", st.counters);
 
     // a restart: disconnect counted, the first sample after it carries the marks
     ioc.restart();

@@ -392,6 +392,16 @@ async fn a_bad_sampling_period_is_a_400_naming_it_and_archives_nothing() {
     let r = get(&fake, "/mgmt/bpl/archivePV?pv=X&samplingperiod=abc").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.message().contains("\"abc\""), "{}", r.message());
+    // One protocol prefix at most, in lower case.
+    for bad in ["ca://pva://X", "PVA://X", "pvx://X", "pva://pva://X"] {
+        let r = get(&fake, &format!("/mgmt/bpl/archivePV?pv={bad}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            r.message().contains("one protocol prefix"),
+            "{bad}: {}",
+            r.message()
+        );
+    }
     // The same check for a JSON body (a number or a string) and a form body.
     let r = post(
         &fake,

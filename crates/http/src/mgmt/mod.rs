@@ -292,6 +292,14 @@ fn validation(e: ApplianceError) -> ApiResult<Response> {
 fn normalize(name: &str) -> ApiResult<String> {
     let n = normalize_channel_name(name.trim());
     let pv = n.name.to_string();
+    if pv.contains("://") {
+        // `ca://pva://X`, `PVA://X`, `pvx://X`: one lower-case prefix at most (the rest
+        // would be stored as a name that maps to no file path).
+        return Err(ApiError::bad(format!(
+            "invalid PV name {name:?}: a name takes at most one protocol prefix, ca:// or \
+             pva:// (lower case)"
+        )));
+    }
     validate_pv_name(&pv).map_err(|e| ApiError::bad(format!("invalid PV name {name:?}: {e}")))?;
     Ok(pv)
 }

@@ -430,6 +430,20 @@ impl Actor {
             return false;
         }
         let member = lookup(desc, value, path);
+        if field.is_some() && member.is_none() {
+            // A field PV whose path names no member of the structure (a typo after '#'):
+            // nothing is archived (never the whole structure under the member's name),
+            // each update counted as dropped for want of a type, and said once per connect.
+            if first {
+                warn!(
+                    pv = %rt.slot.name,
+                    "the structure of {} has no member {path}: nothing is archived",
+                    target.channel
+                );
+            }
+            Counters::inc(&rt.slot.counters.dropped_no_type);
+            return false;
+        }
         if first || meta_changed(desc, &data.changed) {
             let ty = pva_archived_type(member.map(|m| m.0));
             let meta = meta_of(desc, value, path);
