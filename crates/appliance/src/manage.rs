@@ -229,6 +229,23 @@ impl Appliance {
                 "While renaming PV  {pv} to {new_name}, the new name  already exists "
             )));
         }
+        // Checked before any data is copied: a name the catalogue would refuse after the
+        // copy left a copy of the data behind, served later under that name.
+        let reg = self.registry().clone();
+        let asked = new_name.to_string();
+        if let Some(real) = blocking(move || reg.resolve_alias(&asked)).await? {
+            return Err(ApplianceError::Validation(format!(
+                "While renaming PV {pv} to {new_name}: {new_name} is an alias of {real}"
+            )));
+        }
+        if let Some((base, field)) = new_name.split_once('.')
+            && self.policy().is_stream_field(field)
+        {
+            return Err(ApplianceError::Validation(format!(
+                "While renaming PV {pv} to {new_name}: {field} is an archive field, so \
+                 {new_name} names a field of {base}, not a PV"
+            )));
+        }
         let mut new_info = info.clone();
         new_info.pv_name = new_name.to_string();
         new_info.chunk_key = archiver_pb::path::chunk_key(new_name).ok();

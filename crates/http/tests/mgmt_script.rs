@@ -435,6 +435,23 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
     );
     assert!(app.engine().status("SCRIPT:ALIAS6").is_none());
+    // renamePV to an alias or to PV.FIELD of an archive field is refused before any data
+    // is copied (a copy was left behind, served later under the refused name).
+    for (new_name, says) in [
+        ("SCRIPT:ALIAS6", "is an alias of SCRIPT:PV006"),
+        ("SCRIPT:PV006.HIHI", "HIHI is an archive field"),
+    ] {
+        let r = h
+            .get(&format!(
+                "/mgmt/bpl/renamePV?pv=SCRIPT:PV005&newname={new_name}"
+            ))
+            .await;
+        assert!(
+            r["validation"].as_str().unwrap_or("").contains(says),
+            "{new_name}: {r}"
+        );
+        assert_eq!(count(new_name), 0, "{new_name}: data copied");
+    }
     let before = st[0]["status"].clone();
     let p = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:ALIAS6").await;
     assert_eq!(p["pvName"], "SCRIPT:PV006", "{p}");
@@ -446,7 +463,6 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         r,
         json!([{"aliasName": "SCRIPT:ALIAS6", "srcName": "SCRIPT:PV006"}])
     );
-    let d = h.get("/mgmt/bpl/getPVDetails?pv=SCRIPT:ALIAS6").await;
     let label = |d: &Json, name: &str| -> String {
         d.as_array()
             .unwrap()
@@ -457,6 +473,16 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
             .unwrap()
             .to_string()
     };
+    // The resumed PV connects again: wait for it (at once on a quiet machine, not on a
+    // loaded one: the details were read before the connection and said "no").
+    let mut d = h.get("/mgmt/bpl/getPVDetails?pv=SCRIPT:ALIAS6").await;
+    for _ in 0..200 {
+        if label(&d, "Is this PV currently connected?") == "yes" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        d = h.get("/mgmt/bpl/getPVDetails?pv=SCRIPT:ALIAS6").await;
+    }
     assert_eq!(label(&d, "PV Name"), "SCRIPT:ALIAS6");
     assert_eq!(label(&d, "Alias for "), "SCRIPT:PV006");
     assert_eq!(label(&d, "Is this PV currently connected?"), "yes");
