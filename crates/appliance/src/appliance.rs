@@ -773,14 +773,15 @@ impl Appliance {
         &self,
         done: &mut HashSet<String>,
     ) -> Result<usize, ApplianceError> {
-        Ok(self.record_connected(done).await?.len())
+        Ok(self.record_connected(done).await?.0.len())
     }
 
-    /// [`Appliance::sync_catalogue`], returning the names recorded.
+    /// [`Appliance::sync_catalogue`], returning the names recorded and, among them, those
+    /// whose type info was made from their archive request this round.
     pub(crate) async fn record_connected(
         &self,
         done: &mut HashSet<String>,
-    ) -> Result<Vec<String>, ApplianceError> {
+    ) -> Result<(Vec<String>, Vec<String>), ApplianceError> {
         let mut todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
         if self.site_policy().uses_record_types() {
             // The policy is decided once the PV is recorded: wait a little for its
@@ -792,7 +793,7 @@ impl Appliance {
             });
         }
         if todo.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let reg = self.parts.registry.clone();
         let now = self.parts.clock.now();
@@ -810,13 +811,19 @@ impl Appliance {
             .filter(|n| self.control.is_paused_by_control(n))
             .cloned()
             .collect();
-        blocking(move || {
+        let created = blocking(move || {
             let mut infos = Vec::with_capacity(todo.len());
+            // The PVs whose type info is made here, from their archive request: only
+            // those have their policy decided on connection (Java decides it in the
+            // archivePV workflow; a type info put by putPVTypeInfo or imported is kept
+            // as given).
+            let mut created = Vec::new();
             for s in &todo {
                 let Some(ty) = s.archived_type else { continue };
                 let mut info = match reg.get_type_info(&s.name)? {
                     Some(info) => info,
                     None => {
+                        created.push(s.name.clone());
                         let params = reg
                             .get_archive_request(&s.name)?
                             .map(|r| r.user_params)
@@ -871,10 +878,10 @@ impl Appliance {
             for i in &infos {
                 reg.remove_archive_request(&i.pv_name)?;
             }
-            Ok::<_, ApplianceError>(())
+            Ok::<_, ApplianceError>(created)
         })
         .await?;
         done.extend(names.iter().cloned());
-        Ok(names)
+        Ok((names, created))
     }
 }

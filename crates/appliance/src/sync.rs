@@ -77,7 +77,7 @@ async fn run(app: Appliance, period: Duration, cancel: CancellationToken) {
         let live: HashSet<String> = app.engine().names().into_iter().collect();
         done.retain(|n| live.contains(n));
         match app.record_connected(&mut done).await {
-            Ok(new) if !new.is_empty() && app.site_policy().has_rules() => {
+            Ok((_, new)) if !new.is_empty() && app.site_policy().has_rules() => {
                 // Java decides the policy once the PV's metadata is known: the rules on
                 // element count and record type apply now (event rates are measured
                 // too briefly yet: they apply when the policies are re-applied).

@@ -744,7 +744,7 @@ fn stored(app: &Appliance, tier: usize, pv: &str) -> usize {
 async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerConfig::loopback()).await.unwrap();
-    let scalars = ["POL:FAST1", "POL:NAMED", "POL:OTHER"];
+    let scalars = ["POL:FAST1", "POL:NAMED", "POL:OTHER", "POL:FAST9"];
     for n in scalars {
         server.add_pv(PvSpec::new(n, Value::Double(0.0)));
     }
@@ -1046,6 +1046,34 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     // An unknown PV is skipped with the reason.
     let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:NOPE").await;
     assert_eq!(r[0]["status"], "skipped", "{r}");
+
+    // A type info put by putPVTypeInfo is kept as given when its PV connects, even when
+    // a rule matches its name (Java decides policies in the archivePV workflow only).
+    let mut t = h.get("/mgmt/bpl/getPVTypeInfo?pv=POL:OTHER").await;
+    t["pvName"] = json!("POL:FAST9");
+    t["samplingMethod"] = json!("SCAN");
+    t["samplingPeriod"] = json!("7.0");
+    let r = h
+        .post_json(
+            "/mgmt/bpl/putPVTypeInfo?pv=POL:FAST9&createnew=true",
+            &t.to_string(),
+        )
+        .await;
+    assert_eq!(r["samplingPeriod"], "7.0", "{r}");
+    h.get("/mgmt/bpl/resumeArchivingPV?pv=POL:FAST9").await;
+    h.wait("POL:FAST9 connected and recorded", 20, async |h: &Http| {
+        let d = h.get("/mgmt/bpl/getPVStatus?pv=POL:FAST9").await;
+        d[0]["connectionState"] == "true"
+    })
+    .await;
+    // Past a few catalogue rounds (200 ms each).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=POL:FAST9").await;
+    assert_eq!(
+        (&t["samplingMethod"], &t["samplingPeriod"]),
+        (&json!("SCAN"), &json!("7.0")),
+        "{t}"
+    );
 
     app.shutdown(sync).await.unwrap();
 }
