@@ -135,10 +135,63 @@ async fn monitor(client: &Client, names: &[String], wait: Duration) -> Result<()
         }
         std::future::pending::<()>().await;
     };
+    monitor_loop(
+        not_found,
+        async |buf: &mut Vec<_>| rx.recv_many(buf, 1024).await,
+        async |ev: archiver_ca::Event| {
+            let idx = ev.key as usize;
+            let (Some(ch), Some(name)) = (chans.get(idx), names.get(idx)) else {
+                return;
+            };
+            match ev.kind {
+                ChannelEvent::Value { data, .. } => {
+                    println!("{}", format_sample(name, &data, &labels[idx]))
+                }
+                ChannelEvent::Connected {
+                    native,
+                    count,
+                    server,
+                    access,
+                } => {
+                    println!(
+                        "{name} *** connected to {server} ({native}, count {count}, {access})"
+                    );
+                    if native == DbfType::Enum
+                        && let Ok(d) = ch.get_ctrl().await
+                    {
+                        labels[idx] = d.meta.map(|m| m.enum_strs).unwrap_or_default();
+                    }
+                }
+                ChannelEvent::Disconnected { at } => {
+                    println!("{name} *** disconnected at {}", format_time(at))
+                }
+                ChannelEvent::AccessRights(a) => println!("{name} *** access rights now {a}"),
+                ChannelEvent::SubscriptionError { status, .. } => {
+                    println!("{name} *** monitor error: {status}")
+                }
+            }
+        },
+    )
+    .await;
+    let dropped: u64 = chans.iter().map(|c| c.dropped()).sum();
+    if dropped > 0 {
+        eprintln!("{dropped} updates dropped (output too slow)");
+    }
+    Ok(())
+}
+
+/// The loop of `archiver ca monitor` and `archiver pva monitor`: takes events in batches
+/// of up to 1024 with `recv` (0: the queue ended) and hands each to `on_event`, while
+/// `not_found` (which reports names no server answered, then never ends) runs beside
+/// them, until SIGINT or the end of the queue. One SIGINT listener for the whole run: a
+/// listener made anew at each turn of the loop misses a SIGINT that arrives while a
+/// batch is being printed (the monitor then never stopped; found as a flaky test).
+pub(crate) async fn monitor_loop<E>(
+    not_found: impl std::future::Future<Output = ()>,
+    mut recv: impl AsyncFnMut(&mut Vec<E>) -> usize,
+    mut on_event: impl AsyncFnMut(E),
+) {
     tokio::pin!(not_found);
-    // One listener for the whole run: a listener made anew at each turn of the loop
-    // misses a SIGINT that arrives while a batch is being printed (the monitor then
-    // never stopped; found as a flaky test).
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut buf = Vec::new();
@@ -146,36 +199,16 @@ async fn monitor(client: &Client, names: &[String], wait: Duration) -> Result<()
         tokio::select! {
             _ = &mut interrupted => break,
             _ = &mut not_found => {}
-            n = rx.recv_many(&mut buf, 1024) => {
+            n = recv(&mut buf) => {
                 if n == 0 {
                     break;
                 }
                 for ev in buf.drain(..) {
-                    let idx = ev.key as usize;
-                    let (Some(ch), Some(name)) = (chans.get(idx), names.get(idx)) else { continue };
-                    match ev.kind {
-                        ChannelEvent::Value { data, .. } => println!("{}", format_sample(name, &data, &labels[idx])),
-                        ChannelEvent::Connected { native, count, server, access } => {
-                            println!("{name} *** connected to {server} ({native}, count {count}, {access})");
-                            if native == DbfType::Enum
-                                && let Ok(d) = ch.get_ctrl().await
-                            {
-                                labels[idx] = d.meta.map(|m| m.enum_strs).unwrap_or_default();
-                            }
-                        }
-                        ChannelEvent::Disconnected { at } => println!("{name} *** disconnected at {}", format_time(at)),
-                        ChannelEvent::AccessRights(a) => println!("{name} *** access rights now {a}"),
-                        ChannelEvent::SubscriptionError { status, .. } => println!("{name} *** monitor error: {status}"),
-                    }
+                    on_event(ev).await;
                 }
             }
         }
     }
-    let dropped: u64 = chans.iter().map(|c| c.dropped()).sum();
-    if dropped > 0 {
-        eprintln!("{dropped} updates dropped (output too slow)");
-    }
-    Ok(())
 }
 
 /// `NAME  TIME  VALUE  SEVERITY STATUS`, as caget/camonitor print it.

@@ -159,40 +159,37 @@ async fn monitor(
         }
         std::future::pending::<()>().await;
     };
-    tokio::pin!(not_found);
-    // One SIGINT listener for the whole run (see `ca_cmd`: one made per turn misses a
-    // signal that arrives while printing).
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let mut buf = Vec::new();
-    loop {
-        tokio::select! {
-            _ = &mut interrupted => break,
-            _ = &mut not_found => {}
-            n = rx.recv_many(&mut buf, 1024) => {
-                if n == 0 {
-                    break;
-                }
-                for ev in buf.drain(..) {
-                    let Some(name) = names.get(ev.key as usize) else { continue };
-                    match ev.kind {
-                        ChannelEvent::Update { data, .. } => {
-                            print!("{}", format_update(name, &data.desc, &data.value, verbose));
-                            if data.overrun.any() {
-                                println!("{name} *** overrun: the server dropped updates before this one");
-                            }
-                        }
-                        ChannelEvent::Connected { server, .. } => println!("{name} *** connected to {server}"),
-                        ChannelEvent::Disconnected { at } => {
-                            let t = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                            println!("{name} *** disconnected at {}", format_time(t.as_secs() as i64, t.subsec_nanos()));
-                        }
-                        ChannelEvent::SubscriptionError { message, .. } => println!("{name} *** monitor error: {message}"),
+    crate::ca_cmd::monitor_loop(
+        not_found,
+        async |buf: &mut Vec<_>| rx.recv_many(buf, 1024).await,
+        async |ev: archiver_pva::Event| {
+            let Some(name) = names.get(ev.key as usize) else {
+                return;
+            };
+            match ev.kind {
+                ChannelEvent::Update { data, .. } => {
+                    print!("{}", format_update(name, &data.desc, &data.value, verbose));
+                    if data.overrun.any() {
+                        println!("{name} *** overrun: the server dropped updates before this one");
                     }
                 }
+                ChannelEvent::Connected { server, .. } => {
+                    println!("{name} *** connected to {server}")
+                }
+                ChannelEvent::Disconnected { at } => {
+                    let t = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                    println!(
+                        "{name} *** disconnected at {}",
+                        format_time(t.as_secs() as i64, t.subsec_nanos())
+                    );
+                }
+                ChannelEvent::SubscriptionError { message, .. } => {
+                    println!("{name} *** monitor error: {message}")
+                }
             }
-        }
-    }
+        },
+    )
+    .await;
     let dropped: u64 = chans.iter().map(|c| c.dropped()).sum();
     let overruns: u64 = chans.iter().map(|c| c.overruns()).sum();
     if dropped > 0 || overruns > 0 {
