@@ -624,6 +624,8 @@ impl Appliance {
                 last,
             ) {
                 Ok(_) => {
+                    // The catalogue holds it: the sync has nothing to record for it.
+                    self.parts.engine.mark_catalogued([info.pv_name.as_str()]);
                     if let Some(c) = &info.controlling_pv {
                         self.control.add(c, &info.pv_name);
                     }
@@ -761,28 +763,26 @@ impl Appliance {
     }
 
     /// Writes a type info for every PV whose type and metadata have become known (first
-    /// connect) and whose name `done` does not hold, drops its pending request, and adds
-    /// it to `done`. Returns how many PVs were recorded. A new type info gets the policy's
-    /// data stores.
+    /// connect) and that the catalogue does not hold as of its connection yet (or for
+    /// every such PV when `all`: the final sync at shutdown), drops its pending request,
+    /// and marks it recorded ([`archiver_engine::Engine::mark_catalogued`]). Returns how
+    /// many PVs were recorded. A new type info gets the policy's data stores.
     ///
     /// # Errors
     ///
-    /// The catalogue fails (nothing of this round is added to `done`, so the next round
-    /// tries again).
-    pub async fn sync_catalogue(
-        &self,
-        done: &mut HashSet<String>,
-    ) -> Result<usize, ApplianceError> {
-        Ok(self.record_connected(done).await?.0.len())
+    /// The catalogue fails (nothing of this round is marked, so the next round tries
+    /// again).
+    pub async fn sync_catalogue(&self, all: bool) -> Result<usize, ApplianceError> {
+        Ok(self.record_connected(all).await?.0.len())
     }
 
     /// [`Appliance::sync_catalogue`], returning the names recorded and, among them, those
     /// whose type info was made from their archive request this round.
     pub(crate) async fn record_connected(
         &self,
-        done: &mut HashSet<String>,
+        all: bool,
     ) -> Result<(Vec<String>, Vec<String>), ApplianceError> {
-        let mut todo: Vec<PvStatus> = self.parts.engine.known_status_except(done);
+        let mut todo: Vec<PvStatus> = self.parts.engine.uncatalogued_status(all);
         if self.site_policy().uses_record_types() {
             // The policy is decided once the PV is recorded: wait a little for its
             // record type (read on connection), which the site's rules use.
@@ -881,7 +881,9 @@ impl Appliance {
             Ok::<_, ApplianceError>(created)
         })
         .await?;
-        done.extend(names.iter().cloned());
+        self.parts
+            .engine
+            .mark_catalogued(names.iter().map(String::as_str));
         Ok((names, created))
     }
 }

@@ -1,6 +1,5 @@
 //! The catalogue sync task and the appliance's part of the shutdown order.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -48,20 +47,8 @@ impl CatalogueSync {
 }
 
 async fn run(app: Appliance, period: Duration, cancel: CancellationToken) {
-    // Type infos written before this start need no new sync.
-    let reg = app.registry().clone();
-    let mut done: HashSet<String> =
-        match tokio::task::spawn_blocking(move || reg.all_pv_names()).await {
-            Ok(Ok(names)) => names.into_iter().collect(),
-            Ok(Err(e)) => {
-                warn!("catalogue sync: cannot list the catalogue ({e}); every PV is checked");
-                HashSet::new()
-            }
-            Err(e) => {
-                warn!("catalogue sync: {e}; every PV is checked");
-                HashSet::new()
-            }
-        };
+    // Type infos restored at start-up are marked recorded by the restore: a round looks
+    // only at PVs that connected since (one flag per PV, no name set to keep in step).
     // The first round comes one period after the start, as every later one: "every
     // period" holds from the start (an immediate first round would race the first
     // connections, recording some PVs at once and others a period later).
@@ -73,10 +60,7 @@ async fn run(app: Appliance, period: Duration, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // Names deleted from the engine may be archived again later.
-        let live: HashSet<String> = app.engine().names().into_iter().collect();
-        done.retain(|n| live.contains(n));
-        match app.record_connected(&mut done).await {
+        match app.record_connected(false).await {
             Ok((_, new)) if !new.is_empty() && app.site_policy().has_rules() => {
                 // Java decides the policy once the PV's metadata is known: the rules on
                 // element count and record type apply now (event rates are measured
@@ -117,8 +101,7 @@ impl Appliance {
         sync.stop().await;
         self.control().stop();
         let unwritten = self.engine().shutdown().await;
-        let mut done = HashSet::new();
-        let catalogued = self.sync_catalogue(&mut done).await?;
+        let catalogued = self.sync_catalogue(true).await?;
         Ok(ShutdownReport {
             catalogued,
             unwritten,

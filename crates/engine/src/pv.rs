@@ -148,6 +148,11 @@ pub(crate) struct PvSlot {
     pub pva: Option<PvaTarget>,
     pub counters: Counters,
     pub state: Mutex<SlotState>,
+    /// Set once the catalogue holds this PV's type info as of its connection (the
+    /// appliance's catalogue sync, or a restore from the catalogue): the sync then skips
+    /// it without looking at its name, so a round over 100,000 recorded PVs is one pass
+    /// over a flag each ([`crate::Engine::uncatalogued_status`]).
+    pub catalogued: std::sync::atomic::AtomicBool,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
@@ -346,6 +351,7 @@ impl PvSlot {
             id: 1,
             pva: None,
             counters: Counters::default(),
+            catalogued: Default::default(),
             state: Mutex::new(SlotState {
                 config: PvConfig {
                     method: SamplingMethod::Monitor,

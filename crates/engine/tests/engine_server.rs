@@ -212,16 +212,17 @@ async fn after_write_hook_runs_and_catalogue_candidates_skip_recorded_pvs() {
         "type and metadata of T:KNOWN"
     );
     pv.post(Value::Double(2.0), now(), 0, 0).unwrap();
-    let none = std::collections::HashSet::new();
     let todo: Vec<String> = engine
-        .known_status_except(&none)
+        .uncatalogued_status(false)
         .into_iter()
         .map(|s| s.name)
         .collect();
     // T:NOWHERE never connected: no type yet, nothing to record.
     assert_eq!(todo, ["T:KNOWN"]);
-    let recorded: std::collections::HashSet<String> = ["T:KNOWN".to_string()].into();
-    assert!(engine.known_status_except(&recorded).is_empty());
+    engine.mark_catalogued(["T:KNOWN", "T:NOT-HELD"]);
+    assert!(engine.uncatalogued_status(false).is_empty());
+    // ...but every known PV when all are asked for (the final sync at shutdown).
+    assert_eq!(engine.uncatalogued_status(true).len(), 1);
 
     let before = WRITES.load(std::sync::atomic::Ordering::SeqCst);
     assert!(

@@ -2,7 +2,7 @@
 //! asks the actor to start, pause or remove them, and reads status and live buffers
 //! straight from the table without going through the actor.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
@@ -136,6 +136,7 @@ impl Engine {
             id,
             pva,
             counters,
+            catalogued: Default::default(),
             state: std::sync::Mutex::new(SlotState {
                 config,
                 // A PV restored with its archived type was archived before this start:
@@ -285,12 +286,14 @@ impl Engine {
             .collect()
     }
 
-    /// The status of each PV whose archived type and metadata are known and whose name
-    /// `skip` does not hold: what the catalogue has yet to record. Only those are copied,
-    /// so the periodic check costs next to nothing once every PV is recorded.
-    pub fn known_status_except(&self, skip: &HashSet<String>) -> Vec<PvStatus> {
+    /// The status of each PV whose archived type and metadata are known and that is not
+    /// marked catalogued ([`Engine::mark_catalogued`]), or of every such PV when `all`:
+    /// what the catalogue has yet to record. One pass over a flag per PV, and only those
+    /// returned are copied, so the periodic check costs next to nothing once every PV is
+    /// recorded (it compared 100,000 names with a set every round before).
+    pub fn uncatalogued_status(&self, all: bool) -> Vec<PvStatus> {
         self.inner
-            .slots_where(|s| !skip.contains(&*s.name))
+            .slots_where(|s| all || !s.catalogued.load(Relaxed))
             .iter()
             .filter(|s| {
                 let st = lock(&s.state);
@@ -298,6 +301,18 @@ impl Engine {
             })
             .map(|s| s.status())
             .collect()
+    }
+
+    /// Marks the PVs of `names` as recorded in the catalogue (names the engine does not
+    /// hold are ignored): [`Engine::uncatalogued_status`] leaves them out until they are
+    /// removed and archived again.
+    pub fn mark_catalogued<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let slots = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
+        for n in names {
+            if let Some(s) = slots.get(n) {
+                s.catalogued.store(true, Relaxed);
+            }
+        }
     }
 
     /// The names of all PVs, sorted.
