@@ -177,6 +177,10 @@ pub(crate) const RECORD_TYPE_WAIT_SECS: i64 = 5;
 /// Why a stored value was replaced by the policy's, for the log.
 type Repair = String;
 
+/// How many PVs [`Appliance::restore`] hands to the engine at a time (their newest stored
+/// times are read first, a chunk at a time).
+const RESTORE_CHUNK: usize = 2048;
+
 /// The time of the newest sample of `pv` over every store (a store whose files cannot be
 /// read is logged and skipped).
 pub(crate) fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
@@ -580,17 +584,21 @@ impl Appliance {
             Ok::<_, ApplianceError>((reg.all_type_infos()?, reg.archive_requests()?))
         })
         .await?;
-        let names: Vec<String> = infos
-            .iter()
-            .map(|i| i.pv_name.clone())
-            .chain(requests.iter().map(|r| r.pv_name.clone()))
-            .collect();
-        let last_times = self.last_stored_times(names).await?;
         let policy = &self.parts.policy;
         let mut n = 0;
         let mut fixed_infos = Vec::new();
         let mut fixed_requests = Vec::new();
-        for info in &infos {
+        // In chunks: the first PVs search and connect while the newest stored times of
+        // the next ones are read (one file tail per PV per store).
+        let mut last_times = HashMap::new();
+        for (i, info) in infos.iter().enumerate() {
+            if i % RESTORE_CHUNK == 0 {
+                let names = infos[i..(i + RESTORE_CHUNK).min(infos.len())]
+                    .iter()
+                    .map(|i| i.pv_name.clone())
+                    .collect();
+                last_times = self.last_stored_times(names).await?;
+            }
             let cfg = match policy.config_from_type_info(info) {
                 Ok(Some(cfg)) => cfg,
                 Ok(None) => {
@@ -638,6 +646,8 @@ impl Appliance {
                 Err(e) => warn!(pv = %info.pv_name, "cannot restore: {e}"),
             }
         }
+        let names = requests.iter().map(|r| r.pv_name.clone()).collect();
+        let last_times = self.last_stored_times(names).await?;
         for req in &requests {
             let (cfg, paused, repairs) = self.config_from_params(&req.user_params);
             if !repairs.is_empty() {

@@ -74,11 +74,12 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
     /// A stamp of the entries of the folder `dir`: equal stamps mean no entry was created,
-    /// removed or renamed in between (`NotFound` if absent; `None`: no stamp can be
-    /// trusted now, list the folder). Not an operation of the fault-injecting backend.
-    /// The store's partition index trusts a cached listing of a folder only while its
-    /// stamp is unchanged.
-    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+    /// removed or renamed in between, unless [`DirStamp::settled`] is false (a change
+    /// within the filesystem's clock tick may keep it). `NotFound` if absent; `None`: no
+    /// stamp at all, list the folder. Not an operation of the fault-injecting backend.
+    /// The store's partition index trusts a cached listing of a folder while its stamp is
+    /// unchanged (see `index.rs`).
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<DirStamp>> {
         let _ = dir;
         Ok(None)
     }
@@ -92,7 +93,16 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
     }
 }
 
-/// How old a folder's modification time must be for [`FsBackend`] to give it as a stamp.
+/// A folder's stamp ([`StorageBackend::dir_stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    /// Equal values: no entry changed in between (see `settled`).
+    pub value: u128,
+    /// False while a change could still leave `value` as it is (a coarse clock's tick).
+    pub settled: bool,
+}
+
+/// How old a folder's modification time must be for [`FsBackend`] to call its stamp settled.
 pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The real filesystem, through `std::fs`.
@@ -145,11 +155,11 @@ impl StorageBackend for FsBackend {
         std::fs::File::open(dir)?.sync_all()
     }
 
-    /// The folder's modification time in nanoseconds, when it is more than
-    /// [`SETTLED`] old: filesystems stamp folders with a coarse clock (a few ms), so a
-    /// change made within the same tick as a listing could leave the time unchanged; a
-    /// time that old cannot be repeated by a later change.
-    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+    /// The folder's modification time in nanoseconds; settled when more than [`SETTLED`]
+    /// old: filesystems stamp folders with a coarse clock (a few ms), so a change made
+    /// within the same tick as a listing could leave the time unchanged, while a time
+    /// that old cannot be repeated by a later change.
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<DirStamp>> {
         let meta = std::fs::metadata(dir)?;
         let Ok(mtime) = meta.modified() else {
             return Ok(None);
@@ -157,10 +167,13 @@ impl StorageBackend for FsBackend {
         let settled = std::time::SystemTime::now()
             .checked_sub(SETTLED)
             .is_some_and(|t| mtime < t);
-        Ok(settled
-            .then(|| mtime.duration_since(std::time::UNIX_EPOCH).ok())
-            .flatten()
-            .map(|d| d.as_nanos()))
+        Ok(mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| DirStamp {
+                value: d.as_nanos(),
+                settled,
+            }))
     }
 
     fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {

@@ -120,7 +120,9 @@ pub mod testing;
 mod tier;
 mod url;
 
-pub use crate::backend::{Backend, BackendCounters, DirEntry, FsBackend, OpenMode, StorageBackend};
+pub use crate::backend::{
+    Backend, BackendCounters, DirEntry, DirStamp, FsBackend, OpenMode, StorageBackend,
+};
 pub use crate::error::StorageError;
 pub use crate::etl::{
     ChainStore, Etl, EtlCounts, EtlMode, EtlPv, NamedFlags, OutOfSpacePolicy, Reducer,

@@ -483,7 +483,7 @@ impl StorageBackend for SimBackend {
         Ok(())
     }
 
-    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<u128>> {
+    fn dir_stamp(&self, dir: &Path) -> io::Result<Option<crate::backend::DirStamp>> {
         let st = self.st();
         if !st.dir_exists(dir) {
             return Err(io::Error::new(
@@ -491,7 +491,11 @@ impl StorageBackend for SimBackend {
                 format!("{} not found", dir.display()),
             ));
         }
-        Ok(Some(u128::from(st.changes)))
+        // An exact count of changes: never ambiguous.
+        Ok(Some(crate::backend::DirStamp {
+            value: u128::from(st.changes),
+            settled: true,
+        }))
     }
 
     fn available_space(&self, _dir: &Path) -> io::Result<Option<u64>> {

@@ -255,7 +255,10 @@ impl Tier {
     pub fn remove_file_locked(&self, lock: &PvLock, path: &Path) -> Result<(), StorageError> {
         self.check_lock(lock)?;
         match self.backend.io().remove_file(path) {
-            Ok(()) => self.sync_folder(path.parent().unwrap_or(Path::new(""))),
+            Ok(()) => {
+                self.index.note_removed(path);
+                self.sync_folder(path.parent().unwrap_or(Path::new("")))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.io_err(path, e)),
         }
@@ -565,6 +568,7 @@ impl Tier {
                         let _ = io.remove_file(path);
                         return Err(e);
                     }
+                    self.index.note_added(path);
                     return Ok(f);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -672,6 +676,7 @@ impl Tier {
             let _ = io.remove_file(&tmp);
             return Err(e);
         }
+        self.index.note_added(&path);
         let sync_dir = if dir.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -705,7 +710,10 @@ impl Tier {
         }
         for p in &parts {
             match io.remove_file(&p.path) {
-                Ok(()) => removed += 1,
+                Ok(()) => {
+                    self.index.note_removed(&p.path);
+                    removed += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     first_err.get_or_insert(self.io_err(&p.path, e));

@@ -78,3 +78,43 @@ fn on_a_real_folder_a_settled_listing_is_reused_and_new_files_are_seen() {
         "a new file is seen at once"
     );
 }
+
+/// 100,000 PVs rolling over to a new partition, or ETL emptying a folder, change it
+/// thousands of times: the files this tier creates and removes are applied to the cached
+/// listing, so lookups between them do not list the folder again each time (they did:
+/// a restart during ETL took minutes), and a foreign change is still seen at once.
+#[test]
+fn a_folder_this_tier_keeps_changing_is_not_listed_at_every_lookup() {
+    let sim = SimBackend::new();
+    let tier = Tier::with_backend("STS", "/sts", Granularity::Hour, Backend::new(sim.clone()));
+    let pvs: Vec<String> = (0..300).map(|i| format!("SC:AI:{i}")).collect();
+    for pv in &pvs {
+        tier.append(pv, TY, &[s(10)]).expect("append");
+    }
+    assert_eq!(tier.partitions("SC:AI:0").expect("l").len(), 1);
+    let before = lists(&sim);
+    // Every PV gets a new partition (a file created), each followed by lookups.
+    for pv in &pvs {
+        tier.append(pv, TY, &[s(3610)]).expect("append");
+        assert_eq!(tier.partitions(pv).expect("l").len(), 2, "{pv}");
+        assert_eq!(tier.partitions("SC:AI:0").expect("l").len(), 2);
+    }
+    // ...then loses its first one (ETL's delete after the move).
+    for pv in &pvs {
+        let first = tier.partitions(pv).expect("l")[0].path.clone();
+        let lock = tier.lock_pv(pv).expect("lock");
+        tier.remove_file_locked(&lock, &first).expect("remove");
+        drop(lock);
+        assert_eq!(tier.partitions(pv).expect("l").len(), 1, "{pv}");
+    }
+    assert_eq!(
+        lists(&sim) - before,
+        0,
+        "600 changes of our own, no listing"
+    );
+    // A change by someone else after ours: seen at the next lookup.
+    let other = Tier::with_backend("STS", "/sts", Granularity::Hour, Backend::new(sim.clone()));
+    other.append("SC:AI:5", TY, &[s(7210)]).expect("append");
+    assert_eq!(tier.partitions("SC:AI:5").expect("l").len(), 2);
+    assert_eq!(lists(&sim) - before, 1);
+}
