@@ -364,6 +364,11 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         .await
     );
     s.appliance.pause(pv_name).await.unwrap();
+    let written_at = app.status(pv_name).unwrap().counters.last_written_secs;
+    assert!(
+        written_at >= now - 5,
+        "the writer records its last write to the STS (getPVStatus lastRotateLogs): {written_at}"
+    );
     assert_eq!(
         stored_secs(&sts, pv_name),
         [now - 600, now + 90],
@@ -384,6 +389,7 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         })
     };
     held.recv().unwrap();
+    registry.add_alias("T:TIERS_ALIAS", pv_name).unwrap();
     // One file in each store, two in the STS when its samples straddle an hour.
     let files: usize = stores
         .tiers()
@@ -406,5 +412,10 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         );
     }
     assert!(registry.get_type_info(pv_name).unwrap().is_none());
+    assert_eq!(
+        registry.resolve_alias("T:TIERS_ALIAS").unwrap(),
+        None,
+        "the PV's alias goes with it (Java DeletePV)"
+    );
     s.appliance.engine().shutdown().await;
 }

@@ -443,7 +443,7 @@ pub async fn get_pv_details(
         &mut out,
         p,
         "What did we last push the data to the short term store?",
-        java_time(0),
+        java_time(c.last_written_secs),
     );
     detail(
         &mut out,

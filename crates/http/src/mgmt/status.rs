@@ -28,7 +28,7 @@ pub struct StatusJson<'a> {
     sampling_period: Str<Period>,
     connection_state: Str<bool>,
     last_event: Str<JavaTime>,
-    last_rotate_logs: &'static str,
+    last_rotate_logs: Str<JavaTime>,
     connection_first_established: Str<JavaTime>,
     connection_last_restablished: Str<JavaTime>,
     connection_loss_regain_count: Str<u64>,
@@ -124,7 +124,7 @@ pub fn status_json<'a>(
         sampling_period: Str(Period(s.config.period)),
         connection_state: Str(s.conn.connected),
         last_event: Str(JavaTime(c.last_event_secs)),
-        last_rotate_logs: "Never",
+        last_rotate_logs: Str(JavaTime(c.last_written_secs)),
         connection_first_established: Str(JavaTime(s.conn.first_established_secs)),
         connection_last_restablished: Str(JavaTime(s.conn.last_reestablished_secs)),
         connection_loss_regain_count: Str(s.conn.loss_regain_count),
@@ -272,6 +272,7 @@ mod tests {
                 events_received: 12,
                 events_stored: 11,
                 dropped_timestamp: 1,
+                last_written_secs: 1_418_019_670,
                 ..CountersSnapshot::default()
             },
         }
@@ -333,6 +334,8 @@ mod tests {
         assert_eq!(v["connectionState"], "true");
         assert_eq!(v["lastEvent"], "Never");
         assert_eq!(v["connectionFirstEstablished"], "Dec/08/2014 06:21:07 UTC");
+        // The writer's last write to the short-term store (Java `lastRotateLogs`).
+        assert_eq!(v["lastRotateLogs"], "Dec/08/2014 06:21:10 UTC");
         assert_eq!(v["dbrType"], "DBR_SCALAR_DOUBLE");
         assert_eq!(v["server"], "127.0.0.1:5064");
         assert_eq!(v["eventsReceived"], "12");
