@@ -13,7 +13,7 @@ use archiver_pb::{Sample, Timestamp};
 use archiver_registry::{PvTypeInfo, RegistryError};
 use archiver_storage::DataStores;
 
-use crate::appliance::{Appliance, newest_stored};
+use crate::appliance::{Appliance, USER_METHOD_FIELD, USER_PERIOD_FIELD, newest_stored};
 use crate::error::{ApplianceError, blocking};
 use crate::policy::{SamplingPeriod, to_registry_method};
 
@@ -116,8 +116,10 @@ impl Appliance {
     }
 
     /// Java `changeArchivalParameters`: a new sampling period (and method, if given) for
-    /// `pv`, in the engine and the catalogue. A paused PV stays paused. Returns Java's
-    /// description.
+    /// `pv`, in the engine and the catalogue. A paused PV stays paused. The operator's
+    /// choice is recorded as an `archivePV` request's is (`extraFields.userSamplingPeriod`,
+    /// and `userSamplingMethod` when a method is given), so that re-applying the policies
+    /// keeps it. Returns Java's description.
     ///
     /// # Errors
     ///
@@ -139,6 +141,12 @@ impl Appliance {
         self.update_catalogue(pv, move |info| {
             info.sampling_method = to_registry_method(config.method);
             info.sampling_period = config.period as f32;
+            info.extra_fields
+                .insert(USER_PERIOD_FIELD.into(), period.secs().to_string());
+            if let Some(m) = method {
+                info.extra_fields
+                    .insert(USER_METHOD_FIELD.into(), m.as_str().to_string());
+            }
         })
         .await?;
         Ok(format!(
