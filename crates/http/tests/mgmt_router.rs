@@ -759,6 +759,47 @@ async fn delete_pv_takes_lists_in_every_body_form_java_reads() {
     assert!(fake.status("D:1").is_none() && fake.status("D:2").is_some());
 }
 
+/// The three calls a fresh user found answering 404, in Java's shapes: getStorageMetrics
+/// (Java `StorageReport`: the getApplianceMetrics list), getApplianceProperties
+/// (`GetApplianceProps`), getMetaGets (`MetaGet.getPendingMetaDetails`).
+#[tokio::test]
+async fn storage_metrics_appliance_properties_and_meta_gets_answer_as_java() {
+    let mut waiting = status("pva://W:2", PvState::NeverConnected);
+    waiting.counters.added_secs = 1_418_019_667;
+    let fake = Fake::with(&[
+        ("W:1", PvState::NeverConnected),
+        ("C:1", PvState::Archiving),
+    ]);
+    fake.pvs
+        .lock()
+        .unwrap()
+        .insert(waiting.name.clone(), waiting);
+
+    let storage = get(&fake, "/mgmt/bpl/getStorageMetrics").await;
+    assert_eq!(storage.status, StatusCode::OK);
+    let metrics = get(&fake, "/mgmt/bpl/getApplianceMetrics").await;
+    assert_eq!(storage.json(), metrics.json());
+    let row = &storage.json()[0];
+    assert_eq!(
+        (&row["instance"], &row["pvCount"], &row["capacityUtilized"]),
+        (&json!("fake0"), &json!("3"), &json!("N/A"))
+    );
+
+    let r = get(&fake, "/mgmt/bpl/getApplianceProperties").await;
+    assert_eq!(r.json(), json!({"minimum_sampling_period": "0.001"}));
+
+    let r = post(&fake, "/mgmt/bpl/getMetaGets", None, "").await;
+    assert_eq!(
+        r.json(),
+        json!([
+            {"pvName": "W:1", "appliance": "fake0", "isScheduled": "true",
+             "scheduleStart": "Never", "usePVAccess": "false"},
+            {"pvName": "W:2", "appliance": "fake0", "isScheduled": "true",
+             "scheduleStart": "Dec/08/2014 06:21:07 UTC", "usePVAccess": "true"}
+        ])
+    );
+}
+
 #[tokio::test]
 async fn never_connected_and_all_pvs() {
     let fake = Fake::with(&[
