@@ -232,9 +232,17 @@ impl Appliance {
                 "Need to pause PV before renaming {pv} to {new_name}"
             )));
         }
-        if self.engine().status(new_name).is_some() || self.has_type_info(new_name).await? {
+        // Java `RenamePVAction`'s two literals, double spaces and trailing space included
+        // (scripts compare them): the name archived here, else a type info only.
+        if self.engine().status(new_name).is_some() {
             return Err(ApplianceError::Validation(format!(
                 "While renaming PV  {pv} to {new_name}, the new name  already exists "
+            )));
+        }
+        if self.has_type_info(new_name).await? {
+            return Err(ApplianceError::Validation(format!(
+                "While renaming PV  {pv} to {new_name}, the typeinfo for the new name  already \
+                 exists "
             )));
         }
         // Checked before any data is copied: a name the catalogue would refuse after the

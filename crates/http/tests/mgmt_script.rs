@@ -408,9 +408,10 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     let r = h
         .get("/mgmt/bpl/renamePV?pv=SCRIPT:PV005&newname=SCRIPT:NEW005")
         .await;
-    assert!(
-        r["validation"].as_str().unwrap().contains("already exists"),
-        "{r}"
+    // Java's `RenamePVAction` literal, double spaces and trailing space included.
+    assert_eq!(
+        r,
+        json!({"validation": "While renaming PV  SCRIPT:PV005 to SCRIPT:NEW005, the new name  already exists "})
     );
 
     // alias
