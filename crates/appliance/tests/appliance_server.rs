@@ -364,6 +364,11 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         .await
     );
     s.appliance.pause(pv_name).await.unwrap();
+    // Several statuses in one read of the PV table, in the order asked, None for a name
+    // the engine lacks.
+    let both = app.engine().statuses(&["NOPE", pv_name]);
+    assert!(both[0].is_none());
+    assert_eq!(both[1].as_ref().map(|s| s.name.as_str()), Some(pv_name));
     let written_at = app.status(pv_name).unwrap().counters.last_written_secs;
     assert!(
         written_at >= now - 5,
