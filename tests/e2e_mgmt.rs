@@ -227,6 +227,53 @@ fn last_write_operator_period_storage_metrics_and_a_list_delete_through_the_bina
     assert_eq!(g[0]["pvName"], "M4:NOBODY:SERVES:THIS", "{g}");
     assert_eq!(g[0]["isScheduled"], "true", "{g}");
 
+    // Every read-only call through the binary answers 200 with its body (JSON but for
+    // getPolicyText), never a 404 or 500.
+    let pv = enc(&ai);
+    for call in [
+        format!("getPVStatus?pv={pv}"),
+        format!("getPVTypeInfo?pv={pv}"),
+        format!("getPVDetails?pv={pv}"),
+        format!("getStoresForPV?pv={pv}"),
+        format!("archivedPVs?pv={pv}"),
+        format!("unarchivedPVs?pv={pv}"),
+        "getTypeInfoKeys".into(),
+        "getAllAliases".into(),
+        "getAllExpandedPVNames".into(),
+        "getAllPVs?pv=M4*".into(),
+        "getAllNamedFlags".into(),
+        "getNamedFlag?name=SOMEFLAG".into(),
+        "exportConfig".into(),
+        "getApplianceInfo".into(),
+        "getAppliancesInCluster".into(),
+        "getVersions".into(),
+        "getPolicyList".into(),
+        "getApplianceMetrics".into(),
+        "getApplianceMetricsForAppliance?appliance=appliance0".into(),
+        "getInstanceMetrics".into(),
+        "getNeverConnectedPVs".into(),
+        "getCurrentlyDisconnectedPVs".into(),
+        "getEventRateReport?limit=10".into(),
+        "getStorageRateReport?limit=10".into(),
+        "getRecentlyAddedPVs?limit=10".into(),
+        "getRecentlyModifiedPVs?limit=10".into(),
+        "getLostConnectionsReport?limit=10".into(),
+        "getSilentPVsReport?limit=10".into(),
+        "getPVsByDroppedEventsTimestamp?limit=10".into(),
+        "getPVsByDroppedEventsBuffer?limit=10".into(),
+        "getPVsByDroppedEventsTypeChange?limit=10".into(),
+        "getSlowChangingPVsWithDroppedEvents?limit=10".into(),
+        "getPausedPVsReport".into(),
+        "getArchivedWaveforms".into(),
+        "getTimeSpanReport".into(),
+        "getPVsByStorageConsumed?limit=10".into(),
+    ] {
+        a.json(&format!("/mgmt/bpl/{call}"));
+    }
+    let (status, text) = a.get("/mgmt/bpl/getPolicyText");
+    assert_eq!(status, 200);
+    assert!(text.contains("every2"), "{text}");
+
     // deletePV of a JSON list (paused first): the PVs and their aliases go.
     let alias = format!("{ai}:ALIAS");
     a.json(&format!(
