@@ -138,15 +138,13 @@ impl Appliance {
         };
         let paused = old.state == PvState::Paused;
         self.reconfigure(&old, config.clone(), paused).await?;
-        self.update_catalogue(pv, move |info| {
+        let mut user = vec![(USER_PERIOD_FIELD, period.secs().to_string())];
+        if let Some(m) = method {
+            user.push((USER_METHOD_FIELD, m.as_str().to_string()));
+        }
+        self.update_catalogue(pv, user, move |info| {
             info.sampling_method = to_registry_method(config.method);
             info.sampling_period = config.period as f32;
-            info.extra_fields
-                .insert(USER_PERIOD_FIELD.into(), period.secs().to_string());
-            if let Some(m) = method {
-                info.extra_fields
-                    .insert(USER_METHOD_FIELD.into(), m.as_str().to_string());
-            }
         })
         .await?;
         Ok(format!(
@@ -155,11 +153,15 @@ impl Appliance {
     }
 
     /// Applies `edit` to the type info of `pv` (and sets its modification time); for a
-    /// PV still in its archive request, rewrites the request's parameters instead. False
-    /// when the catalogue has neither.
+    /// PV still in its archive request, rewrites the request's parameters instead. `user`:
+    /// settings the operator chose, recorded as an `archivePV` request's own
+    /// (`extraFields.userSamplingPeriod`...; in a pending request, its `user` parameters,
+    /// which become those extra fields when it connects), so that the policy decided at
+    /// connection or re-applied keeps them. False when the catalogue has neither.
     async fn update_catalogue(
         &self,
         pv: &str,
+        user: Vec<(&'static str, String)>,
         edit: impl FnOnce(&mut PvTypeInfo) + Send + 'static,
     ) -> Result<bool, ApplianceError> {
         let reg = self.registry().clone();
@@ -169,6 +171,9 @@ impl Appliance {
         blocking(move || {
             if let Some(mut info) = reg.get_type_info(&pv)? {
                 edit(&mut info);
+                for (k, v) in user {
+                    info.extra_fields.insert(k.to_string(), v);
+                }
                 info.modification_time = Some(now);
                 reg.put_type_info(&info)?;
                 return Ok(true);
@@ -178,6 +183,14 @@ impl Appliance {
                     o.insert("samplingmethod".into(), s.config.method.as_str().into());
                     o.insert("samplingperiod".into(), s.config.period.into());
                     o.insert("archiveFields".into(), s.config.archive_fields.into());
+                    let own = o
+                        .entry("user")
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                    if let Some(own) = own.as_object_mut() {
+                        for (k, v) in user {
+                            own.insert(k.to_string(), v.into());
+                        }
+                    }
                 }
                 reg.add_archive_request(&req)?;
                 return Ok(true);
@@ -407,8 +420,10 @@ impl Appliance {
         self.reconfigure(old, config, paused).await?;
         let fields = self.status_of(&old.name)?.config.archive_fields;
         let stored = fields.clone();
-        self.update_catalogue(&old.name, move |info| info.archive_fields = stored)
-            .await?;
+        self.update_catalogue(&old.name, Vec::new(), move |info| {
+            info.archive_fields = stored
+        })
+        .await?;
         Ok(fields)
     }
 

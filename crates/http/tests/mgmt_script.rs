@@ -1057,6 +1057,27 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:OTHER").await;
     assert_eq!(r[0]["status"], "unchanged", "{r}");
     assert_eq!(info("POL:OTHER").await["samplingPeriod"], "3.0");
+    // The same for a PV still waiting to connect: the policy decided at its connection
+    // (its rule says 0.5 s) keeps the operator's period.
+    h.get("/mgmt/bpl/archivePV?pv=POL:FAST7").await;
+    let r = h
+        .get("/mgmt/bpl/changeArchivalParameters?pv=POL:FAST7&samplingperiod=4")
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    server.add_pv(PvSpec::new("POL:FAST7", Value::Double(0.0)));
+    h.wait("POL:FAST7 recorded", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=POL:FAST7").await.0 == StatusCode::OK
+    })
+    .await;
+    let t = info("POL:FAST7").await;
+    assert_eq!(
+        (
+            &t["samplingPeriod"],
+            &t["extraFields"]["userSamplingPeriod"]
+        ),
+        (&json!("4.0"), &json!("4")),
+        "{t}"
+    );
     // An unknown PV is skipped with the reason.
     let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:NOPE").await;
     assert_eq!(r[0]["status"], "skipped", "{r}");
