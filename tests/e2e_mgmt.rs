@@ -162,3 +162,140 @@ fn aliases_fields_name_lists_and_a_changed_policy_file_through_the_binary() {
         "{lost}"
     );
 }
+
+/// The fourth round's fixes through the binary and a real IOC: the writer's last write in
+/// getPVStatus/getPVDetails, an operator's changeArchivalParameters kept by
+/// reapplyPolicies, getStorageMetrics/getApplianceProperties/getMetaGets, and deletePV of
+/// a JSON list removing the PVs' aliases.
+#[test]
+fn last_write_operator_period_storage_metrics_and_a_list_delete_through_the_binary() {
+    let ioc = Ioc::start("M4");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policies.toml");
+    write_policy(
+        &policy,
+        "[[policy]]\nname = \"every2\"\nsampling_period = 2.0\n\
+         [[rule]]\npolicy = \"every2\"\npv = \"M4*\"\n",
+        1_000,
+    );
+    let a = Archiver::start_with(
+        dir.path(),
+        ioc.port,
+        ioc.beacon_port,
+        &format!("[engine]\nwrite_period_secs = 1.0\n[policy]\nfile = {policy:?}\n"),
+    );
+    let (ai, li) = (ioc.pv("AI"), ioc.pv("LI"));
+    a.json(&format!("/mgmt/bpl/archivePV?pv={},{}", enc(&ai), enc(&li)));
+    a.json("/mgmt/bpl/archivePV?pv=M4:NOBODY:SERVES:THIS");
+    a.wait_until(20.0, "AI and LI recorded and written to the STS", |a| {
+        [&ai, &li].iter().all(|pv| {
+            let s = a.status(pv);
+            s["status"] == "Being archived" && s["lastRotateLogs"] != "Never"
+        }) && a.get(&format!("/mgmt/bpl/getPVTypeInfo?pv={}", enc(&ai))).0 == 200
+    });
+    let details = a.json(&format!("/mgmt/bpl/getPVDetails?pv={}", enc(&ai)));
+    let pushed = details
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "What did we last push the data to the short term store?")
+        .unwrap();
+    assert!(
+        pushed["value"].as_str().unwrap().ends_with(" UTC"),
+        "{pushed}"
+    );
+
+    // The operator's period outlives a re-application of the policy (its rule says 2 s).
+    let info = a.json(&format!("/mgmt/bpl/getPVTypeInfo?pv={}", enc(&ai)));
+    assert_eq!(a.status(&ai)["samplingPeriod"], "2.0", "{info}");
+    let r = a.json(&format!(
+        "/mgmt/bpl/changeArchivalParameters?pv={}&samplingperiod=7",
+        enc(&ai)
+    ));
+    assert_eq!(r["status"], "ok", "{r}");
+    let r = a.json(&format!("/mgmt/bpl/reapplyPolicies?pv={}", enc(&ai)));
+    assert_eq!(r[0]["status"], "unchanged", "{r}");
+    assert_eq!(a.status(&ai)["samplingPeriod"], "7.0");
+
+    // The three calls that answered 404.
+    let m = a.json("/mgmt/bpl/getStorageMetrics");
+    assert_eq!(m[0]["capacityUtilized"], "N/A", "{m}");
+    assert_eq!(m[0]["pvCount"], "3", "{m}");
+    let p = a.json("/mgmt/bpl/getApplianceProperties");
+    assert!(p["minimum_sampling_period"].is_string(), "{p}");
+    let g = a.json("/mgmt/bpl/getMetaGets");
+    assert_eq!(g[0]["pvName"], "M4:NOBODY:SERVES:THIS", "{g}");
+    assert_eq!(g[0]["isScheduled"], "true", "{g}");
+
+    // Every read-only call through the binary answers 200 with its body (JSON but for
+    // getPolicyText), never a 404 or 500.
+    let pv = enc(&ai);
+    for call in [
+        format!("getPVStatus?pv={pv}"),
+        format!("getPVTypeInfo?pv={pv}"),
+        format!("getPVDetails?pv={pv}"),
+        format!("getStoresForPV?pv={pv}"),
+        format!("archivedPVs?pv={pv}"),
+        format!("unarchivedPVs?pv={pv}"),
+        "getTypeInfoKeys".into(),
+        "getAllAliases".into(),
+        "getAllExpandedPVNames".into(),
+        "getAllPVs?pv=M4*".into(),
+        "getAllNamedFlags".into(),
+        "getNamedFlag?name=SOMEFLAG".into(),
+        "exportConfig".into(),
+        "getApplianceInfo".into(),
+        "getAppliancesInCluster".into(),
+        "getVersions".into(),
+        "getPolicyList".into(),
+        "getApplianceMetrics".into(),
+        "getApplianceMetricsForAppliance?appliance=appliance0".into(),
+        "getInstanceMetrics".into(),
+        "getNeverConnectedPVs".into(),
+        "getCurrentlyDisconnectedPVs".into(),
+        "getEventRateReport?limit=10".into(),
+        "getStorageRateReport?limit=10".into(),
+        "getRecentlyAddedPVs?limit=10".into(),
+        "getRecentlyModifiedPVs?limit=10".into(),
+        "getLostConnectionsReport?limit=10".into(),
+        "getSilentPVsReport?limit=10".into(),
+        "getPVsByDroppedEventsTimestamp?limit=10".into(),
+        "getPVsByDroppedEventsBuffer?limit=10".into(),
+        "getPVsByDroppedEventsTypeChange?limit=10".into(),
+        "getSlowChangingPVsWithDroppedEvents?limit=10".into(),
+        "getPausedPVsReport".into(),
+        "getArchivedWaveforms".into(),
+        "getTimeSpanReport".into(),
+        "getPVsByStorageConsumed?limit=10".into(),
+    ] {
+        a.json(&format!("/mgmt/bpl/{call}"));
+    }
+    let (status, text) = a.get("/mgmt/bpl/getPolicyText");
+    assert_eq!(status, 200);
+    assert!(text.contains("every2"), "{text}");
+
+    // deletePV of a JSON list (paused first): the PVs and their aliases go.
+    let alias = format!("{ai}:ALIAS");
+    a.json(&format!(
+        "/mgmt/bpl/addAlias?pv={}&aliasname={}",
+        enc(&ai),
+        enc(&alias)
+    ));
+    a.json(&format!(
+        "/mgmt/bpl/pauseArchivingPV?pv={},{}",
+        enc(&ai),
+        enc(&li)
+    ));
+    let (status, body) = a.post(
+        "/mgmt/bpl/deletePV?deleteData=true",
+        &serde_json::to_string(&[&ai, &li]).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let r: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["status"], "ok", "{r}");
+    for pv in [&ai, &li, &alias] {
+        assert_eq!(a.status(pv)["status"], "Not being archived", "{pv}");
+    }
+    let aliases = a.json("/mgmt/bpl/getAllAliases");
+    assert!(!aliases.to_string().contains(&alias), "{aliases}");
+}

@@ -56,6 +56,13 @@ pub trait ApplianceApi: Send + Sync + 'static {
     /// The status of `pv`, if it is archived here.
     fn status(&self, pv: &str) -> Option<PvStatus>;
 
+    /// The status of each of `names`, in order (`None` for a name not archived here), in
+    /// one read of the PV table. The default asks [`ApplianceApi::status`] per name (for
+    /// fakes).
+    fn statuses(&self, names: &[String]) -> Vec<Option<PvStatus>> {
+        names.iter().map(|n| self.status(n)).collect()
+    }
+
     /// The status of every PV archived here (any order).
     fn all_status(&self) -> Vec<PvStatus>;
 
@@ -216,6 +223,10 @@ impl ApplianceApi for Appliance {
 
     fn status(&self, pv: &str) -> Option<PvStatus> {
         self.engine().status(pv)
+    }
+
+    fn statuses(&self, names: &[String]) -> Vec<Option<PvStatus>> {
+        self.engine().statuses(names)
     }
 
     fn all_status(&self) -> Vec<PvStatus> {

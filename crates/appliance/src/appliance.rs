@@ -532,11 +532,13 @@ impl Appliance {
         .await
     }
 
-    /// Deletes a paused `pv` from the engine and the catalogue; with `delete_data`, its
-    /// files in every data store too ([`DataStores::remove_pv_data`], under the PV's
-    /// storage write lock, so no write of the PV, the engine's or an ETL job's, interleaves).
-    /// Returns the number of files removed (a file that cannot be removed is logged and not
-    /// counted).
+    /// Deletes a paused `pv` from the engine and the catalogue, its aliases with it (Java
+    /// `DeletePV` removes every alias whose real name is the PV, whatever `deleteData`
+    /// says: an alias left behind would name nothing, and block a new PV of that name);
+    /// with `delete_data`, its files in every data store too
+    /// ([`DataStores::remove_pv_data`], under the PV's storage write lock, so no write of
+    /// the PV, the engine's or an ETL job's, interleaves). Returns the number of files
+    /// removed (a file that cannot be removed is logged and not counted).
     ///
     /// # Errors
     ///
@@ -550,6 +552,9 @@ impl Appliance {
         blocking(move || {
             reg.delete_type_info(&name)?;
             reg.remove_archive_request(&name)?;
+            for alias in reg.aliases_of(&name)? {
+                reg.remove_alias(&alias)?;
+            }
             if !delete_data {
                 return Ok(0);
             }

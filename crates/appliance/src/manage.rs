@@ -13,7 +13,7 @@ use archiver_pb::{Sample, Timestamp};
 use archiver_registry::{PvTypeInfo, RegistryError};
 use archiver_storage::DataStores;
 
-use crate::appliance::{Appliance, newest_stored};
+use crate::appliance::{Appliance, USER_METHOD_FIELD, USER_PERIOD_FIELD, newest_stored};
 use crate::error::{ApplianceError, blocking};
 use crate::policy::{SamplingPeriod, to_registry_method};
 
@@ -116,8 +116,10 @@ impl Appliance {
     }
 
     /// Java `changeArchivalParameters`: a new sampling period (and method, if given) for
-    /// `pv`, in the engine and the catalogue. A paused PV stays paused. Returns Java's
-    /// description.
+    /// `pv`, in the engine and the catalogue. A paused PV stays paused. The operator's
+    /// choice is recorded as an `archivePV` request's is (`extraFields.userSamplingPeriod`,
+    /// and `userSamplingMethod` when a method is given), so that re-applying the policies
+    /// keeps it. Returns Java's description.
     ///
     /// # Errors
     ///
@@ -136,7 +138,11 @@ impl Appliance {
         };
         let paused = old.state == PvState::Paused;
         self.reconfigure(&old, config.clone(), paused).await?;
-        self.update_catalogue(pv, move |info| {
+        let mut user = vec![(USER_PERIOD_FIELD, period.secs().to_string())];
+        if let Some(m) = method {
+            user.push((USER_METHOD_FIELD, m.as_str().to_string()));
+        }
+        self.update_catalogue(pv, user, move |info| {
             info.sampling_method = to_registry_method(config.method);
             info.sampling_period = config.period as f32;
         })
@@ -147,11 +153,15 @@ impl Appliance {
     }
 
     /// Applies `edit` to the type info of `pv` (and sets its modification time); for a
-    /// PV still in its archive request, rewrites the request's parameters instead. False
-    /// when the catalogue has neither.
+    /// PV still in its archive request, rewrites the request's parameters instead. `user`:
+    /// settings the operator chose, recorded as an `archivePV` request's own
+    /// (`extraFields.userSamplingPeriod`...; in a pending request, its `user` parameters,
+    /// which become those extra fields when it connects), so that the policy decided at
+    /// connection or re-applied keeps them. False when the catalogue has neither.
     async fn update_catalogue(
         &self,
         pv: &str,
+        user: Vec<(&'static str, String)>,
         edit: impl FnOnce(&mut PvTypeInfo) + Send + 'static,
     ) -> Result<bool, ApplianceError> {
         let reg = self.registry().clone();
@@ -161,6 +171,9 @@ impl Appliance {
         blocking(move || {
             if let Some(mut info) = reg.get_type_info(&pv)? {
                 edit(&mut info);
+                for (k, v) in user {
+                    info.extra_fields.insert(k.to_string(), v);
+                }
                 info.modification_time = Some(now);
                 reg.put_type_info(&info)?;
                 return Ok(true);
@@ -170,6 +183,14 @@ impl Appliance {
                     o.insert("samplingmethod".into(), s.config.method.as_str().into());
                     o.insert("samplingperiod".into(), s.config.period.into());
                     o.insert("archiveFields".into(), s.config.archive_fields.into());
+                    let own = o
+                        .entry("user")
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                    if let Some(own) = own.as_object_mut() {
+                        for (k, v) in user {
+                            own.insert(k.to_string(), v.into());
+                        }
+                    }
                 }
                 reg.add_archive_request(&req)?;
                 return Ok(true);
@@ -224,9 +245,17 @@ impl Appliance {
                 "Need to pause PV before renaming {pv} to {new_name}"
             )));
         }
-        if self.engine().status(new_name).is_some() || self.has_type_info(new_name).await? {
+        // Java `RenamePVAction`'s two literals, double spaces and trailing space included
+        // (scripts compare them): the name archived here, else a type info only.
+        if self.engine().status(new_name).is_some() {
             return Err(ApplianceError::Validation(format!(
                 "While renaming PV  {pv} to {new_name}, the new name  already exists "
+            )));
+        }
+        if self.has_type_info(new_name).await? {
+            return Err(ApplianceError::Validation(format!(
+                "While renaming PV  {pv} to {new_name}, the typeinfo for the new name  already \
+                 exists "
             )));
         }
         // Checked before any data is copied: a name the catalogue would refuse after the
@@ -391,8 +420,10 @@ impl Appliance {
         self.reconfigure(old, config, paused).await?;
         let fields = self.status_of(&old.name)?.config.archive_fields;
         let stored = fields.clone();
-        self.update_catalogue(&old.name, move |info| info.archive_fields = stored)
-            .await?;
+        self.update_catalogue(&old.name, Vec::new(), move |info| {
+            info.archive_fields = stored
+        })
+        .await?;
         Ok(fields)
     }
 

@@ -157,6 +157,12 @@ pub struct Decided {
     pub controlling_pv: Option<String>,
 }
 
+/// One setting of a decided policy: the request's own value, else the named policy's,
+/// else the default (Java's `policies.py` fills what a request leaves out the same way).
+fn chosen<T>(request: Option<T>, named: Option<T>, default: impl FnOnce() -> T) -> T {
+    request.or(named).unwrap_or_else(default)
+}
+
 /// The defaults the Java appliance's `policies.py` applies to a PV that is archived
 /// without a policy of its own (spec §4.2, §4.4).
 #[derive(Debug, Clone, PartialEq)]
@@ -314,30 +320,22 @@ impl Policy {
         facts: &PvFacts<'_>,
     ) -> Result<Decided, PolicyError> {
         let named = site.decide(facts, spec.policy.as_deref())?;
-        let archive_fields = if spec.archive_fields.is_empty() {
-            named.archive_fields.clone().unwrap_or_default()
-        } else {
-            spec.archive_fields.clone()
-        };
+        // Empty archive fields in a request are "none asked for".
+        let asked_fields = (!spec.archive_fields.is_empty()).then(|| spec.archive_fields.clone());
         Ok(Decided {
             policy_name: named.name.clone(),
             config: PvConfig {
-                method: spec.method.or(named.method).unwrap_or(self.default_method),
-                period: spec
-                    .period
-                    .or(named.period)
-                    .unwrap_or(self.default_period)
-                    .secs(),
-                archive_fields,
+                method: chosen(spec.method, named.method, || self.default_method),
+                period: chosen(spec.period, named.period, || self.default_period).secs(),
+                archive_fields: chosen(asked_fields, named.archive_fields.clone(), Vec::new),
             },
-            data_stores: named
-                .data_stores
-                .clone()
-                .unwrap_or_else(|| self.data_stores.clone()),
-            controlling_pv: spec
-                .controlling_pv
-                .clone()
-                .or_else(|| named.controlling_pv.clone()),
+            // A request names no stores (Java's archivePV takes none).
+            data_stores: chosen(None, named.data_stores.clone(), || self.data_stores.clone()),
+            controlling_pv: chosen(
+                spec.controlling_pv.clone().map(Some),
+                named.controlling_pv.clone().map(Some),
+                || None,
+            ),
         })
     }
 

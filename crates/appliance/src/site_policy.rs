@@ -312,10 +312,19 @@ impl SitePolicy {
             {
                 return bad(format!("{at}: archive field {f:?} is not a field name"));
             }
-            if let Some(c) = &p.controlling_pv
-                && let Err(e) = archiver_pb::path::chunk_key(c)
-            {
-                return bad(format!("{at}: controlling_pv {c:?} is not a PV name: {e}"));
+            // The archivePV parameter's check (Java's PV name characters), so that a
+            // typo is refused at load, not found when no PV is ever resumed.
+            if let Some(c) = &p.controlling_pv {
+                let checked = archiver_registry::names::validate_pv_name(c)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        archiver_pb::path::chunk_key(c)
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = checked {
+                    return bad(format!("{at}: controlling_pv {c:?} is not a PV name: {e}"));
+                }
             }
             policies.push(NamedPolicy {
                 name: p.name,
@@ -677,6 +686,14 @@ mod tests {
             (
                 "[[policy]]\nname = \"a\"\ncontrolling_pv = \"\"\n",
                 "controlling_pv \"\"",
+            ),
+            (
+                "[[policy]]\nname = \"beam\"\ncontrolling_pv = \"BEAM ON\"\n",
+                "policy \"beam\": controlling_pv \"BEAM ON\" is not a PV name",
+            ),
+            (
+                "[[policy]]\nname = \"beam\"\ncontrolling_pv = \"BEAM:ON@X\"\n",
+                "policy \"beam\": controlling_pv \"BEAM:ON@X\" is not a PV name",
             ),
             (
                 "[[policy]]\nname = \"a\"\n[[policy]]\nname = \"a\"\n",

@@ -364,6 +364,16 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         .await
     );
     s.appliance.pause(pv_name).await.unwrap();
+    // Several statuses in one read of the PV table, in the order asked, None for a name
+    // the engine lacks.
+    let both = app.engine().statuses(&["NOPE", pv_name]);
+    assert!(both[0].is_none());
+    assert_eq!(both[1].as_ref().map(|s| s.name.as_str()), Some(pv_name));
+    let written_at = app.status(pv_name).unwrap().counters.last_written_secs;
+    assert!(
+        written_at >= now - 5,
+        "the writer records its last write to the STS (getPVStatus lastRotateLogs): {written_at}"
+    );
     assert_eq!(
         stored_secs(&sts, pv_name),
         [now - 600, now + 90],
@@ -384,6 +394,7 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         })
     };
     held.recv().unwrap();
+    registry.add_alias("T:TIERS_ALIAS", pv_name).unwrap();
     // One file in each store, two in the STS when its samples straddle an hour.
     let files: usize = stores
         .tiers()
@@ -406,5 +417,10 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
         );
     }
     assert!(registry.get_type_info(pv_name).unwrap().is_none());
+    assert_eq!(
+        registry.resolve_alias("T:TIERS_ALIAS").unwrap(),
+        None,
+        "the PV's alias goes with it (Java DeletePV)"
+    );
     s.appliance.engine().shutdown().await;
 }

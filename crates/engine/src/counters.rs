@@ -47,6 +47,11 @@ pub struct Counters {
     /// Epoch seconds (server clock) when the engine got the PV: its archive request, or
     /// the restore at start-up (Java `connectionRequestMadeEpochSeconds`).
     pub added_secs: AtomicI64,
+    /// Epoch seconds (server clock) of the last write of the PV's buffer to the
+    /// short-term store (0 = none yet): Java `PVMetrics.lastRotateLogsEpochSeconds`, set by
+    /// its `WriterRunnable` ("lastRotateLogs" in getPVStatus, "What did we last push the
+    /// data to the short term store?" in getPVDetails).
+    pub last_written_secs: AtomicI64,
 }
 
 /// A copy of the counters at one moment.
@@ -90,6 +95,8 @@ pub struct CountersSnapshot {
     pub bytes_stored: u64,
     /// See [`Counters::added_secs`].
     pub added_secs: i64,
+    /// See [`Counters::last_written_secs`].
+    pub last_written_secs: i64,
 }
 
 impl CountersSnapshot {
@@ -151,6 +158,7 @@ impl Counters {
             last_disconnect_secs: self.last_disconnect_secs.load(Relaxed),
             bytes_stored: self.bytes_stored.load(Relaxed),
             added_secs: self.added_secs.load(Relaxed),
+            last_written_secs: self.last_written_secs.load(Relaxed),
         }
     }
 }

@@ -149,18 +149,25 @@ async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) -> 
 }
 
 fn flush_slot_guarded(inner: &Inner, slot: &PvSlot, if_busy: IfBusy) -> u64 {
-    match inner.config.rate_limit.for_pv(&slot.name) {
+    let written_before = slot.counters.events_written.load(Relaxed);
+    let kept = match inner.config.rate_limit.for_pv(&slot.name) {
         None => flush_slot(&inner.sts, slot, if_busy, None),
         Some(limit) => {
-            let hour = inner.clock.now().secs.div_euclid(3600);
             let guard = Guard {
                 state: &inner.rate,
-                hour,
+                hour: inner.clock.now().secs.div_euclid(3600),
                 limit,
             };
             flush_slot(&inner.sts, slot, if_busy, Some(guard))
         }
+    };
+    // Java's `WriterRunnable` sets `lastRotateLogs` each time it writes a PV's buffer to
+    // the short-term store.
+    if slot.counters.events_written.load(Relaxed) != written_before {
+        let now = inner.clock.now().secs;
+        slot.counters.last_written_secs.store(now, Relaxed);
     }
+    kept
 }
 
 /// The storage-rate guard of one flush.

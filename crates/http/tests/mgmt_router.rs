@@ -712,6 +712,94 @@ async fn lifecycle_answers_have_the_java_shapes() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// deletePV of several PVs, in each body form Java's `DeletePV` reads
+/// (`PVsMatchingParameter.getPVNamesFromPostBody`: JSON list of names or `{"pv"}` objects,
+/// text one name a line, form `pv=a,b`) and a GET comma list or glob: one object, a line
+/// of `validation` per PV, `status` ok only when every line is empty.
+#[tokio::test]
+async fn delete_pv_takes_lists_in_every_body_form_java_reads() {
+    let paused = |names: &[&'static str]| {
+        Fake::with(
+            &names
+                .iter()
+                .map(|n| (*n, PvState::Paused))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let ok = json!({"status": "ok", "validation": "\n\n"});
+    for (ct, body) in [
+        (JSON, r#"["D:1", "D:2"]"#),
+        (JSON, r#"[{"pv": "D:1"}, {"pv": "D:2"}]"#),
+        (TEXT, "D:1\nD:2\n"),
+        (FORM, "pv=D:1,D:2"),
+    ] {
+        let fake = paused(&["D:1", "D:2", "D:3"]);
+        let r = post(&fake, "/mgmt/bpl/deletePV?deleteData=true", ct, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{body}");
+        assert_eq!(r.json(), ok, "{body}");
+        assert!(
+            fake.status("D:1").is_none() && fake.status("D:2").is_none(),
+            "{body}"
+        );
+        assert!(fake.status("D:3").is_some(), "{body}: only the PVs listed");
+    }
+    let fake = paused(&["D:1", "D:2"]);
+    let r = get(&fake, "/mgmt/bpl/deletePV?pv=D:*").await;
+    assert_eq!(r.json(), ok);
+    assert!(fake.status("D:1").is_none() && fake.status("D:2").is_none());
+
+    // A PV not paused and an unknown one are named, the others deleted.
+    let fake = Fake::with(&[("D:1", PvState::Paused), ("D:2", PvState::Archiving)]);
+    let r = get(&fake, "/mgmt/bpl/deletePV?pv=D:1,D:2,NOPE").await;
+    assert_eq!(
+        r.json(),
+        json!({"validation": "\nWe will not stop archiving PV D:2 if it is not paused. Please \
+            pause recording first.\nPV NOPE is not being archived\n"})
+    );
+    assert!(fake.status("D:1").is_none() && fake.status("D:2").is_some());
+}
+
+/// The three calls a fresh user found answering 404, in Java's shapes: getStorageMetrics
+/// (Java `StorageReport`: the getApplianceMetrics list), getApplianceProperties
+/// (`GetApplianceProps`), getMetaGets (`MetaGet.getPendingMetaDetails`).
+#[tokio::test]
+async fn storage_metrics_appliance_properties_and_meta_gets_answer_as_java() {
+    let mut waiting = status("pva://W:2", PvState::NeverConnected);
+    waiting.counters.added_secs = 1_418_019_667;
+    let fake = Fake::with(&[
+        ("W:1", PvState::NeverConnected),
+        ("C:1", PvState::Archiving),
+    ]);
+    fake.pvs
+        .lock()
+        .unwrap()
+        .insert(waiting.name.clone(), waiting);
+
+    let storage = get(&fake, "/mgmt/bpl/getStorageMetrics").await;
+    assert_eq!(storage.status, StatusCode::OK);
+    let metrics = get(&fake, "/mgmt/bpl/getApplianceMetrics").await;
+    assert_eq!(storage.json(), metrics.json());
+    let row = &storage.json()[0];
+    assert_eq!(
+        (&row["instance"], &row["pvCount"], &row["capacityUtilized"]),
+        (&json!("fake0"), &json!("3"), &json!("N/A"))
+    );
+
+    let r = get(&fake, "/mgmt/bpl/getApplianceProperties").await;
+    assert_eq!(r.json(), json!({"minimum_sampling_period": "0.001"}));
+
+    let r = post(&fake, "/mgmt/bpl/getMetaGets", None, "").await;
+    assert_eq!(
+        r.json(),
+        json!([
+            {"pvName": "W:1", "appliance": "fake0", "isScheduled": "true",
+             "scheduleStart": "Never", "usePVAccess": "false"},
+            {"pvName": "W:2", "appliance": "fake0", "isScheduled": "true",
+             "scheduleStart": "Dec/08/2014 06:21:07 UTC", "usePVAccess": "true"}
+        ])
+    );
+}
+
 #[tokio::test]
 async fn never_connected_and_all_pvs() {
     let fake = Fake::with(&[

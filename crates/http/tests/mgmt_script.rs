@@ -408,9 +408,10 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     let r = h
         .get("/mgmt/bpl/renamePV?pv=SCRIPT:PV005&newname=SCRIPT:NEW005")
         .await;
-    assert!(
-        r["validation"].as_str().unwrap().contains("already exists"),
-        "{r}"
+    // Java's `RenamePVAction` literal, double spaces and trailing space included.
+    assert_eq!(
+        r,
+        json!({"validation": "While renaming PV  SCRIPT:PV005 to SCRIPT:NEW005, the new name  already exists "})
     );
 
     // alias
@@ -1043,6 +1044,40 @@ async fn site_policies_decide_at_archive_time_and_are_reapplied_keeping_the_data
     // Again: nothing left to change.
     let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:OTHER").await;
     assert_eq!(r[0]["status"], "unchanged", "{r}");
+    // An operator's changeArchivalParameters is recorded as a request's own period: the
+    // policy re-applied keeps it (its rule says 2 s).
+    let r = h
+        .get("/mgmt/bpl/changeArchivalParameters?pv=POL:OTHER&samplingperiod=3")
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(
+        info("POL:OTHER").await["extraFields"]["userSamplingPeriod"],
+        "3"
+    );
+    let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:OTHER").await;
+    assert_eq!(r[0]["status"], "unchanged", "{r}");
+    assert_eq!(info("POL:OTHER").await["samplingPeriod"], "3.0");
+    // The same for a PV still waiting to connect: the policy decided at its connection
+    // (its rule says 0.5 s) keeps the operator's period.
+    h.get("/mgmt/bpl/archivePV?pv=POL:FAST7").await;
+    let r = h
+        .get("/mgmt/bpl/changeArchivalParameters?pv=POL:FAST7&samplingperiod=4")
+        .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    server.add_pv(PvSpec::new("POL:FAST7", Value::Double(0.0)));
+    h.wait("POL:FAST7 recorded", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=POL:FAST7").await.0 == StatusCode::OK
+    })
+    .await;
+    let t = info("POL:FAST7").await;
+    assert_eq!(
+        (
+            &t["samplingPeriod"],
+            &t["extraFields"]["userSamplingPeriod"]
+        ),
+        (&json!("4.0"), &json!("4")),
+        "{t}"
+    );
     // An unknown PV is skipped with the reason.
     let r = h.get("/mgmt/bpl/reapplyPolicies?pv=POL:NOPE").await;
     assert_eq!(r[0]["status"], "skipped", "{r}");
@@ -1626,6 +1661,25 @@ async fn the_policy_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_p
     let (code, r) = h.get_status("/mgmt/bpl/reapplyPolicies?pv=FILE:A").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{r}");
     assert!(r.to_string().contains("policies.toml"), "{r}");
+
+    // A controlling PV that is no PV name is refused at load the same way, naming the
+    // file, the policy and the value.
+    write(
+        "[[policy]]\nname = \"beam\"\ncontrolling_pv = \"BEAM ON\"\n",
+        3_500,
+    );
+    let list = h.get("/mgmt/bpl/getPolicyList").await;
+    assert!(list.as_object().unwrap().contains_key("fast"), "{list}");
+    let (_, text) = h.get_status("/mgmt/bpl/getPolicyText").await;
+    let text = text.as_str().unwrap();
+    let first_line = text.lines().next().unwrap_or_default();
+    for want in [
+        "policies.toml",
+        "policy \"beam\"",
+        "controlling_pv \"BEAM ON\"",
+    ] {
+        assert!(first_line.contains(want), "{want}: {text}");
+    }
 
     // Mended: taken again, the warning gone.
     write("[[policy]]\nname = \"mended\"\n", 4_000);

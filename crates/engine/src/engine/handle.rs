@@ -262,6 +262,21 @@ impl Engine {
         self.slot(pv).map(|s| s.status())
     }
 
+    /// The status of each of `names` (in order; `None` for a name the engine lacks). The
+    /// PV table is read-locked once, only while the slot pointers are copied: a status of
+    /// 100 000 names does not queue 100 000 times behind the archive requests and the
+    /// start-up restore that write-lock it (the lock prefers writers).
+    pub fn statuses<S: AsRef<str>>(&self, names: &[S]) -> Vec<Option<PvStatus>> {
+        let slots: Vec<Option<Arc<PvSlot>>> = {
+            let table = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
+            names
+                .iter()
+                .map(|n| table.get(n.as_ref()).cloned())
+                .collect()
+        };
+        slots.into_iter().map(|s| s.map(|s| s.status())).collect()
+    }
+
     /// The status of every PV.
     pub fn all_status(&self) -> Vec<PvStatus> {
         self.inner

@@ -168,7 +168,10 @@ pub async fn get_policy_text(State(app): State<SharedAppliance>) -> String {
 
 /// `getApplianceMetrics`: one object with this appliance's figures, values as strings
 /// (Java `ApplianceMetrics`: `instance`, `status`, `pvCount`, `connectedPVCount`,
-/// `disconnectedPVCount`, `pausedPVCount`, `eventRate`, `dataRateGBPerDay`...).
+/// `disconnectedPVCount`, `pausedPVCount`, `eventRate`, `dataRateGBPerDay`...,
+/// `capacityUtilized` `N/A` as Java's `combineMetrics`). Also `getStorageMetrics`, the
+/// report's list of appliances: Java's `StorageReport` answers the same objects ("the
+/// getApplianceMetrics here is not a typo", its source says).
 pub async fn get_appliance_metrics(
     State(app): State<SharedAppliance>,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -200,7 +203,18 @@ pub async fn get_appliance_metrics(
         "dataRate": format!("{bytes_rate:.2}"),
         "dataRateGBPerDay": format!("{:.2}", bytes_rate * 86_400.0 / f64::from(1u32 << 30)),
         "dataRateGBPerYear": format!("{:.2}", bytes_rate * 86_400.0 * 365.0 / f64::from(1u32 << 30)),
+        "capacityUtilized": "N/A",
     })]))
+}
+
+/// `getApplianceProperties` (Java `GetApplianceProps`): `{"minimum_sampling_period":
+/// "<seconds>"}`, the shortest sampling period `archivePV` takes (Java's
+/// `ArchivePVAction.minimumSamplingPeriod` property; here
+/// [`archiver_appliance::policy::MIN_SAMPLING_PERIOD_SECS`]), a string as Java writes it.
+pub async fn get_appliance_properties() -> Json<Value> {
+    Json(json!({
+        "minimum_sampling_period": archiver_appliance::policy::MIN_SAMPLING_PERIOD_SECS.to_string(),
+    }))
 }
 
 fn detail(out: &mut Vec<Value>, source: &str, name: &str, value: impl Into<String>) {
@@ -443,7 +457,7 @@ pub async fn get_pv_details(
         &mut out,
         p,
         "What did we last push the data to the short term store?",
-        java_time(0),
+        java_time(c.last_written_secs),
     );
     detail(
         &mut out,

@@ -5,9 +5,9 @@
 //! `GetPVTypeInfo`, `PutPVTypeInfo`, `AddAliasAction`, `NamedFlags*`, `ArchivedPVsAction`,
 //! `UnarchivedPVsAction`, `ArchivedPVsNotInListAction`, `ExportConfig`, `ImportConfig`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use archiver_appliance::{PvStatus, SharedAppliance};
+use archiver_appliance::{ApplianceApi, PvStatus, SharedAppliance};
 use archiver_registry::{PvTypeInfo, RegistryError};
 use axum::Json;
 use axum::body::Bytes;
@@ -39,28 +39,50 @@ pub(super) async fn archived_name(app: &SharedAppliance, name: &str) -> String {
     }
 }
 
-/// The status getPVStatus answers for `name`, as Java's
-/// `PVNames.determineAppropriatePVTypeInfo` finds it: the PV `name` itself; else, for
+/// The statuses getPVStatus answers for `names` (in order), as Java's
+/// `PVNames.determineAppropriatePVTypeInfo` finds each: the PV `name` itself; else, for
 /// `PV.FIELD`, PV's status when FIELD is one of its archive fields (PV may be an alias);
 /// else, for an alias, its PV's status. `None`: not archived under any of them.
-pub(super) async fn status_for_name(app: &SharedAppliance, name: &str) -> Option<PvStatus> {
-    if let Some(s) = app.status(name) {
-        return Some(s);
+///
+/// One pass, for 100 000 names well under a second: the engine's statuses of all names in
+/// one read of its PV table, then, only if some name is not archived under itself, the
+/// catalogue's aliases in one query and the statuses of what the misses may stand for in
+/// a second read. Blocks (the catalogue): call it on a blocking thread.
+pub(super) fn statuses_for_names(
+    app: &dyn ApplianceApi,
+    names: &[String],
+) -> Result<Vec<Option<PvStatus>>, RegistryError> {
+    let mut found = app.statuses(names);
+    let misses: Vec<usize> = (0..names.len()).filter(|&i| found[i].is_none()).collect();
+    if misses.is_empty() {
+        return Ok(found);
     }
-    if let Some((base, field)) = name.split_once('.') {
-        let real = archived_name(app, base).await;
-        if let Some(s) = app.status(&real)
-            && s.config.archive_fields.iter().any(|f| f == field)
-        {
-            return Some(s);
-        }
+    let aliases: HashMap<String, String> = app
+        .catalogue()
+        .all_aliases()?
+        .into_iter()
+        .map(|a| (a.alias, a.real_name))
+        .collect();
+    let real = |n: &str| aliases.get(n).map_or(n, String::as_str).to_string();
+    // For each miss: the PV of `PV.FIELD` (with its field), and the PV it aliases.
+    let mut wanted: Vec<String> = Vec::with_capacity(misses.len() * 2);
+    for &i in &misses {
+        let name = names[i].as_str();
+        wanted.push(
+            name.split_once('.')
+                .map_or_else(String::new, |(b, _)| real(b)),
+        );
+        wanted.push(aliases.get(name).cloned().unwrap_or_default());
     }
-    let real = archived_name(app, name).await;
-    if real == name {
-        None
-    } else {
-        app.status(&real)
+    let mut second = app.statuses(&wanted).into_iter();
+    for &i in &misses {
+        let (of_field, of_alias) = (second.next().flatten(), second.next().flatten());
+        let field = names[i].split_once('.').map(|(_, f)| f);
+        found[i] = of_field
+            .filter(|s| field.is_some_and(|f| s.config.archive_fields.iter().any(|a| a == f)))
+            .or(of_alias);
     }
+    Ok(found)
 }
 
 /// The type info of `pv` (or of the PV it aliases), or a 404 naming it.

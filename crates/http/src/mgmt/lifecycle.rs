@@ -128,27 +128,62 @@ pub struct DeleteReply {
 
 /// `deletePV` (GET, POST): `pv` (an alias is resolved), `deleteData` (default false).
 /// The PV must be paused: otherwise Java's `{"validation": "We will not stop archiving PV
-/// X if it is not paused. Please pause recording first."}` (status 200).
+/// X if it is not paused. Please pause recording first."}` (status 200). The PV's aliases
+/// are removed with it (Java `DeletePV`).
+///
+/// Several PVs, as Java's `DeletePV.deleteMultiplePVs` takes them: a `pv` comma list or
+/// glob, or a POST body list (JSON list of names or of `{"pv": …}` objects, text one name
+/// a line, form `pv=a,b`). The answer is Java's one object: `validation` holds one line
+/// per PV (empty for a PV deleted), `status` is `ok` when every line is empty.
 pub async fn delete_pv(State(app): State<SharedAppliance>, req: BplRequest) -> ApiResult<Response> {
-    let pv = real_name(&app, req.required("pv")?).await?;
     let delete_data = req.flag("deleteData", false)?;
-    match app.delete(&pv, delete_data).await {
-        Ok(files) => Ok(Json(DeleteReply {
-            desc: if delete_data {
-                format!("Deleted PV {pv} and {files} data files")
-            } else {
-                format!("Deleted PV {pv}")
-            },
-            pv_name: pv,
-            status: "ok",
-        })
-        .into_response()),
-        Err(ApplianceError::Engine(EngineError::NotPaused(_))) => Ok(Json(json!({
-            "validation": format!(
-                "We will not stop archiving PV {pv} if it is not paused. Please pause recording first."
-            )
-        }))
-        .into_response()),
+    let entries = req.names()?;
+    if entries.len() == 1 && !is_glob(&entries[0].pv) {
+        let pv = real_name(&app, &entries[0].pv).await?;
+        return match delete_one(&app, &pv, delete_data).await? {
+            Ok(files) => Ok(Json(DeleteReply {
+                desc: if delete_data {
+                    format!("Deleted PV {pv} and {files} data files")
+                } else {
+                    format!("Deleted PV {pv}")
+                },
+                pv_name: pv,
+                status: "ok",
+            })
+            .into_response()),
+            Err(refused) => Ok(Json(json!({ "validation": refused })).into_response()),
+        };
+    }
+    let mut lines = String::new();
+    for name in expand(app.as_ref(), &entries)? {
+        let pv = super::catalogue::archived_name(&app, &name).await;
+        match delete_one(&app, &pv, delete_data).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(refused)) => lines.push_str(&refused),
+            Err(ApiError::NotFound(m) | ApiError::BadRequest(m)) => lines.push_str(&m),
+            Err(e) => return Err(e),
+        }
+        lines.push('\n');
+    }
+    let mut reply = serde_json::Map::new();
+    if lines.trim().is_empty() {
+        reply.insert("status".into(), json!("ok"));
+    }
+    reply.insert("validation".into(), json!(lines));
+    Ok(Json(reply).into_response())
+}
+
+/// Deletes one PV: the number of files removed, or Java's refusal of a PV not paused.
+async fn delete_one(
+    app: &SharedAppliance,
+    pv: &str,
+    delete_data: bool,
+) -> ApiResult<Result<usize, String>> {
+    match app.delete(pv, delete_data).await {
+        Ok(files) => Ok(Ok(files)),
+        Err(ApplianceError::Engine(EngineError::NotPaused(_))) => Ok(Err(format!(
+            "We will not stop archiving PV {pv} if it is not paused. Please pause recording first."
+        ))),
         Err(e) => Err(api_error(e)),
     }
 }

@@ -10,8 +10,10 @@
 //!   `getStoresForPV`, named flags, `archivedPVs`/`unarchivedPVs`/`archivedPVsNotInList`,
 //!   `getAllExpandedPVNames`, `exportConfig`/`importConfig`;
 //! * [`admin`] — `getApplianceInfo`, `getAppliancesInCluster`, `getVersions`,
-//!   `getPolicyList`, `getPolicyText`, `getApplianceMetrics`, `getPVDetails`;
-//! * [`reports`] — the reports (`getEventRateReport`, `getSilentPVsReport`...).
+//!   `getPolicyList`, `getPolicyText`, `getApplianceMetrics` (and `getStorageMetrics`,
+//!   Java's same list), `getApplianceProperties`, `getPVDetails`;
+//! * [`reports`] — the reports (`getEventRateReport`, `getSilentPVsReport`,
+//!   `getMetaGets`...).
 //!
 //! A refusal Java answers with `{"validation": "..."}` (a PV that must be paused first, a
 //! name that exists) is answered so, with status 200, as Java does; an unknown PV is a
@@ -178,6 +180,18 @@ pub fn router(appliance: SharedAppliance) -> Router {
         .route(
             "/mgmt/bpl/getInstanceMetrics",
             get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
+        )
+        .route(
+            "/mgmt/bpl/getStorageMetrics",
+            get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
+        )
+        .route(
+            "/mgmt/bpl/getApplianceProperties",
+            get(admin::get_appliance_properties).post(admin::get_appliance_properties),
+        )
+        .route(
+            "/mgmt/bpl/getMetaGets",
+            get(reports::meta_gets).post(reports::meta_gets),
         )
         .route(
             "/mgmt/bpl/getPVDetails",

@@ -389,6 +389,43 @@ pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Re
     json_rows(&rows)
 }
 
+/// `getMetaGets` (Java `MetaGetsAction`, the engine's `MetaGet.getPendingMetaDetails`):
+/// `[{pvName, appliance, isScheduled, scheduleStart, usePVAccess}]`, the PVs whose archive
+/// request waits for their metadata (Java's `METAINFO_REQUESTED`; here: never connected,
+/// searched for with back-off), sorted by name. Java's `eventsSoFar`/`storageSoFar`/
+/// `lowLevel` describe a metadata read under way; a PV here has not connected, so they
+/// are left out, as Java leaves them out before its channel connects.
+pub async fn meta_gets(State(app): State<SharedAppliance>) -> ApiResult<Response> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Row<'a> {
+        pv_name: &'a str,
+        appliance: &'a str,
+        is_scheduled: &'static str,
+        schedule_start: Str<JavaTime>,
+        #[serde(rename = "usePVAccess")]
+        use_pv_access: Str<bool>,
+    }
+    let id = app.identity().to_string();
+    let all = summaries(&app).await?;
+    let mut rows: Vec<Row<'_>> = all
+        .iter()
+        .filter(|s| s.state == PvState::NeverConnected)
+        .map(|s| {
+            let pva = s.name.strip_prefix("pva://");
+            Row {
+                pv_name: pva.unwrap_or(&s.name),
+                appliance: &id,
+                is_scheduled: "true",
+                schedule_start: Str(JavaTime(s.counters.added_secs)),
+                use_pv_access: Str(pva.is_some()),
+            }
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| a.pv_name.cmp(b.pv_name));
+    json_rows(&rows)
+}
+
 /// `getArchivedWaveforms`: `[{pvName, elementCount, samplingmethod, samplingperiod,
 /// dbrtype}]` of the PVs with more than one element, sorted by name, at most `limit`.
 pub async fn archived_waveforms(
