@@ -80,6 +80,7 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
 */
 #![deny(missing_docs)]
 
+mod block;
 mod collect;
 pub mod csv;
 mod encode;
@@ -90,7 +91,6 @@ pub mod jplot;
 pub mod json;
 pub mod mat;
 mod merge;
-mod pipeline;
 mod plan;
 pub mod postprocess;
 mod produce;
