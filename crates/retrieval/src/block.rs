@@ -17,6 +17,9 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 
+use archiver_pb::codec::decode_sample_into;
+use archiver_pb::escape::ESCAPE;
+use archiver_pb::time::start_of_year;
 use archiver_pb::{LineDecoder, PayloadType, Sample, Timestamp, Value};
 
 use crate::encode::Encoder;
@@ -73,7 +76,8 @@ impl Part {
 
 /// Decodes (and encodes) parts; one per thread.
 struct Worker {
-    decoder: Option<((PayloadType, i32), LineDecoder)>,
+    /// The decoder of the current file (its type and year), with the year's start.
+    decoder: Option<((PayloadType, i32), i64, LineDecoder)>,
     /// A fork of the response's encoder (encoding mode).
     encoder: Option<Box<dyn Encoder + Send>>,
     sample: Sample,
@@ -92,45 +96,55 @@ impl Worker {
         part.count = 0;
         part.skipped = 0;
         part.decoded = 0;
-        let decoder = match &mut self.decoder {
-            Some((file, d)) if *file == part.file => d,
+        let (t, year) = part.file;
+        let (year_start, decoder) = match &mut self.decoder {
+            Some((file, start, d)) if *file == part.file => (*start, d),
             slot => {
-                let (t, year) = part.file;
-                &mut slot.insert((part.file, LineDecoder::new(t, year))).1
+                let (_, start, d) =
+                    slot.insert((part.file, start_of_year(year), LineDecoder::new(t, year)));
+                (*start, d)
+            }
+        };
+        let lines = &part.lines;
+        // The escape bytes of the whole part in one scan: a line without one decodes
+        // as it is (most lines), without looking for one line by line.
+        let mut escapes = memchr::memchr_iter(ESCAPE, lines).peekable();
+        let mut each_line = |line: &[u8], end: usize| {
+            let mut escaped = false;
+            while escapes.next_if(|&e| e < end).is_some() {
+                escaped = true;
+            }
+            let sample = match &self.encoder {
+                Some(_) => &mut self.sample,
+                None => {
+                    if part.samples.len() <= part.decoded {
+                        part.samples.push(empty_sample());
+                    }
+                    &mut part.samples[part.decoded]
+                }
+            };
+            let ok = if escaped {
+                decoder.decode(line, sample).is_ok()
+            } else {
+                decode_sample_into(line, t, year_start, sample).is_ok()
+            };
+            if !ok {
+                part.skipped += 1;
+                return;
+            }
+            part.count += 1;
+            match &mut self.encoder {
+                Some(enc) => enc.sample(&self.sample),
+                None => part.decoded += 1,
             }
         };
         let mut start = 0;
-        let lines = &part.lines;
-        let mut each_line = |line: &[u8]| match &mut self.encoder {
-            Some(enc) => {
-                if decoder.decode(line, &mut self.sample).is_ok() {
-                    enc.sample(&self.sample);
-                    part.count += 1;
-                } else {
-                    part.skipped += 1;
-                }
-            }
-            None => {
-                if part.samples.len() <= part.decoded {
-                    part.samples.push(empty_sample());
-                }
-                if decoder
-                    .decode(line, &mut part.samples[part.decoded])
-                    .is_ok()
-                {
-                    part.decoded += 1;
-                    part.count += 1;
-                } else {
-                    part.skipped += 1;
-                }
-            }
-        };
         for end in memchr::memchr_iter(b'\n', lines) {
-            each_line(&lines[start..end]);
+            each_line(&lines[start..end], end);
             start = end + 1;
         }
         if start < lines.len() {
-            each_line(&lines[start..]);
+            each_line(&lines[start..], lines.len());
         }
         if let Some(enc) = &mut self.encoder {
             part.bytes = enc.take();
