@@ -413,22 +413,35 @@ fn predecessor_row(
     )
 }
 
-fn best_of(n: usize, mut f: impl FnMut() -> Got) -> Got {
-    let mut best: Option<Got> = None;
-    for _ in 0..n.max(1) {
-        let g = f();
-        let better = best.as_ref().is_none_or(|b| g.secs < b.secs);
-        let rss = best.as_ref().map_or(0, |b| b.rss_max_kb);
-        if better {
-            best = Some(Got {
-                rss_max_kb: g.rss_max_kb.max(rss),
-                ..g
-            });
-        } else if let Some(b) = best.as_mut() {
-            b.rss_max_kb = b.rss_max_kb.max(g.rss_max_kb);
+/// The fastest of `n` runs of `f` (at least one), by `secs`; `merge` folds what the
+/// other runs saw into it (the highest RSS).
+fn fastest<T>(
+    n: usize,
+    mut f: impl FnMut() -> T,
+    secs: impl Fn(&T) -> f64,
+    merge: impl Fn(&mut T, &T),
+) -> T {
+    let mut best = f();
+    for _ in 1..n.max(1) {
+        let mut g = f();
+        if secs(&g) < secs(&best) {
+            merge(&mut g, &best);
+            best = g;
+        } else {
+            merge(&mut best, &g);
         }
     }
-    best.unwrap()
+    best
+}
+
+/// The fastest of `n` requests, with the highest RSS any of them saw.
+fn best_of(n: usize, f: impl FnMut() -> Got) -> Got {
+    fastest(
+        n,
+        f,
+        |g| g.secs,
+        |b, g| b.rss_max_kb = b.rss_max_kb.max(g.rss_max_kb),
+    )
 }
 
 fn enc(s: &str) -> String {
@@ -476,6 +489,65 @@ fn decode(files: &[PathBuf]) -> (f64, u64) {
 
 // ---------------------------------------------------------------------------------------
 
+enum Target {
+    /// At least this many samples per second.
+    Rate(f64),
+    /// At most this many seconds.
+    Secs(f64),
+    None,
+}
+
+/// One row of the table: a request and what its answer must hold.
+struct Request {
+    what: String,
+    path: String,
+    count: Count,
+    /// Samples (or a post-processor's events) the answer holds, lowest and highest.
+    events: (u64, u64),
+    target: Target,
+}
+
+/// The requests over `set`: getData in every benched format, and over the year
+/// `mean_3600` and `optimized_1000` (json).
+fn requests(set: &DataSet, from: &str, to: &str) -> Vec<Request> {
+    let mut out = Vec::new();
+    for (ext, count, min_rate) in [
+        ("raw", Count::Raw, 20e6),
+        ("json", Count::Braces, 8e6),
+        ("csv", Count::Csv, 8e6),
+        ("qw", Count::Braces, 8e6),
+    ] {
+        out.push(Request {
+            what: format!("getData.{ext}"),
+            path: format!(
+                "/retrieval/data/getData.{ext}?pv={}&from={from}&to={to}",
+                enc(set.pv)
+            ),
+            count,
+            events: (set.samples, set.samples),
+            target: Target::Rate(min_rate),
+        });
+    }
+    if set.key == "year" {
+        for (op, bins, target) in [
+            ("mean_3600", 8760, Target::None),
+            ("optimized_1000", 1000, Target::Secs(1.0)),
+        ] {
+            out.push(Request {
+                what: format!("getData.json `{op}`"),
+                path: format!(
+                    "/retrieval/data/getData.json?pv={}&from={from}&to={to}",
+                    enc(&format!("{op}({})", set.pv))
+                ),
+                count: Count::Braces,
+                events: (bins, bins + 2),
+                target,
+            });
+        }
+    }
+    out
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let repeat: usize = env_num("BENCH_REPEAT", 2);
@@ -510,15 +582,9 @@ fn main() {
         // Warm the page cache, so that every reader below starts from the same state.
         let (_, file_bytes) = cat(&files);
         let per_sample = file_bytes as f64 / set.samples as f64;
-        let (cat_secs, _) = (0..repeat)
-            .map(|_| cat(&files))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .unwrap();
+        let (cat_secs, _) = fastest(repeat, || cat(&files), |r| r.0, |_, _| {});
         let cat_rate = set.samples as f64 / cat_secs;
-        let (dec_secs, dec_n) = (0..repeat)
-            .map(|_| decode(&files))
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .unwrap();
+        let (dec_secs, dec_n) = fastest(repeat, || decode(&files), |r| r.0, |_, _| {});
         assert_eq!(dec_n, set.samples, "{}: samples in the files", set.pv);
         let dec_rate = set.samples as f64 / dec_secs;
         rows.push(format!(
@@ -544,104 +610,53 @@ fn main() {
             cat_rate / 1e6,
             dec_rate / 1e6
         );
-        for (ext, count, min_rate) in [
-            ("raw", Count::Raw, 20e6),
-            ("json", Count::Braces, 8e6),
-            ("csv", Count::Csv, 8e6),
-            ("qw", Count::Braces, 8e6),
-        ] {
-            let path = format!(
-                "/retrieval/data/getData.{ext}?pv={}&from={from}&to={to}",
-                enc(set.pv)
-            );
-            let g = best_of(repeat, || get(&server, &path, count));
-            assert_eq!(
-                g.samples, set.samples,
-                "{} getData.{ext}: samples in the response",
-                set.pv
-            );
-            let rate = g.samples as f64 / g.secs;
-            let row = format!(
-                "| {} | getData.{ext} | {} | {:.3} | {:.1} M | {:.0} MB/s | {:.0} → {:.0} | {:.2}× / {:.2}× | {} |",
+        for r in requests(set, &from, &to) {
+            let g = best_of(repeat, || get(&server, &r.path, r.count));
+            let (lo, hi) = r.events;
+            assert!(
+                g.samples >= lo && g.samples <= hi,
+                "{} {}: {} samples or events in the response, expected {lo}..={hi}",
                 set.pv,
-                g.samples,
+                r.what,
+                g.samples
+            );
+            // Samples read per second (for a post-processor: the samples it read).
+            let rate = set.samples as f64 / g.secs;
+            let verdict = match r.target {
+                Target::Rate(min) if rate >= min => "met",
+                Target::Secs(max) if g.secs <= max => "met (≤ 1 s)",
+                Target::Rate(_) => "missed",
+                Target::Secs(_) => "missed (≤ 1 s)",
+                Target::None => "",
+            };
+            let row = format!(
+                "| {} | {} | {} | {:.3} | {:.1} M | {} | {:.0} → {:.0} | {:.2}× / {:.2}× | {verdict} | {} |",
+                set.pv,
+                r.what,
+                if r.events.0 == set.samples {
+                    g.samples.to_string()
+                } else {
+                    format!("{} in, {} out", set.samples, g.samples)
+                },
                 g.secs,
                 rate / 1e6,
-                g.bytes as f64 / g.secs / 1e6,
+                if r.events.0 == set.samples {
+                    format!("{:.0} MB/s", g.bytes as f64 / g.secs / 1e6)
+                } else {
+                    String::new()
+                },
                 g.rss_before_kb as f64 / 1024.0,
                 g.rss_max_kb as f64 / 1024.0,
                 rate / cat_rate,
                 rate / dec_rate,
-                if rate >= min_rate { "met" } else { "missed" },
+                loadavg(),
             );
             println!("{row}");
             rows.push(row);
             if let Some(p) = &predecessor {
-                let row = predecessor_row(
-                    p,
-                    set,
-                    &format!("getData.{ext}"),
-                    &path,
-                    count,
-                    rate,
-                    set.samples,
-                );
+                let row = predecessor_row(p, set, &r.what, &r.path, r.count, rate, g.samples);
                 println!("{row}");
                 rows.push(row);
-            }
-        }
-        if set.key == "year" {
-            for (op, bins, max_secs) in [
-                ("mean_3600", 8760, f64::INFINITY),
-                ("optimized_1000", 1000, 1.0),
-            ] {
-                let path = format!(
-                    "/retrieval/data/getData.json?pv={}&from={from}&to={to}",
-                    enc(&format!("{op}({})", set.pv))
-                );
-                let g = best_of(repeat, || get(&server, &path, Count::Braces));
-                assert!(
-                    g.samples >= bins && g.samples <= bins + 2,
-                    "{op}: {} events, expected about {bins}",
-                    g.samples
-                );
-                let rate = set.samples as f64 / g.secs;
-                let row = format!(
-                    "| {} | getData.json `{op}` ({} events out) | {} in | {:.3} | {:.1} M | | {:.0} → {:.0} | {:.2}× / {:.2}× | {} |",
-                    set.pv,
-                    g.samples,
-                    set.samples,
-                    g.secs,
-                    rate / 1e6,
-                    g.rss_before_kb as f64 / 1024.0,
-                    g.rss_max_kb as f64 / 1024.0,
-                    rate / cat_rate,
-                    rate / dec_rate,
-                    if max_secs.is_finite() {
-                        if g.secs <= max_secs {
-                            "met (≤ 1 s)"
-                        } else {
-                            "missed (≤ 1 s)"
-                        }
-                    } else {
-                        ""
-                    },
-                );
-                println!("{row}");
-                rows.push(row);
-                if let Some(p) = &predecessor {
-                    let row = predecessor_row(
-                        p,
-                        set,
-                        &format!("getData.json `{op}`"),
-                        &path,
-                        Count::Braces,
-                        rate,
-                        g.samples,
-                    );
-                    println!("{row}");
-                    rows.push(row);
-                }
             }
         }
     }
@@ -652,9 +667,9 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "| PV | request | samples | seconds (best of {repeat}) | samples/s | body MB/s | server RSS MiB before → max | vs cat / vs decode | target |"
+        "| PV | request | samples | seconds (best of {repeat}) | samples/s | body MB/s | server RSS MiB before → max | vs cat / vs decode | target | load average after |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|---|");
     for r in rows {
         println!("{r}");
     }

@@ -1,6 +1,6 @@
 //! Reading one PV over a time range (or several) from every source, oldest source first.
 
-use archiver_pb::{Sample, Timestamp};
+use archiver_pb::{PayloadType, Sample, Timestamp};
 use archiver_storage::{StorageError, Tier};
 
 use crate::merge::{MergeDedup, Origin};
@@ -51,17 +51,23 @@ pub(crate) trait LineSink<E> {
     fn merged(&mut self, s: &Sample, origin: Origin<'_>) -> Result<(), E>;
 
     /// Called after [`LineSink::merged`] was given a stored sample that passed the merge
-    /// as it is (`origin` is its): true when the lines that follow it in its file may be
-    /// handed over verbatim to [`LineSink::lines`] instead of one by one.
-    fn takes_lines(&self, origin: Origin<'_>) -> bool {
-        let _ = origin;
+    /// as it is (`origin` is its; `file` is its file's payload type and year): true when
+    /// the lines that follow it in its file may be handed over verbatim to
+    /// [`LineSink::lines`] instead of one by one.
+    fn takes_lines(&mut self, origin: Origin<'_>, file: (PayloadType, i32)) -> bool {
+        let _ = (origin, file);
         false
     }
 
     /// Stored lines (escaped, each ending in its newline), `count` of them, of the file
-    /// of the sample last given, following it.
+    /// of the sample last given, following it. A block may end inside a line.
     fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), E> {
         let _ = (bytes, count);
+        Ok(())
+    }
+
+    /// After the last block of lines of a file (the sink uses up what it holds).
+    fn lines_end(&mut self) -> Result<(), E> {
         Ok(())
     }
 }
@@ -112,11 +118,16 @@ pub(crate) fn read_lines<E: From<StorageError>>(
                 merge.push_from(s, origin, &mut |s: &Sample, o: Origin<'_>| {
                     sink.merged(s, o)
                 })?;
+                let file = q.header().map(|h| (h.payload_type, h.year));
                 if merge.passed_last()
-                    && sink.takes_lines(origin)
-                    && let Some((last, _)) = q.copy_lines_through(|b, n| sink.lines(b, n))?
+                    && let Some(file) = file
+                    && sink.takes_lines(origin, file)
                 {
-                    merge.passed_through(last);
+                    let copied = q.copy_lines_through(|b, n| sink.lines(b, n))?;
+                    sink.lines_end()?;
+                    if let Some((last, _)) = copied {
+                        merge.passed_through(last);
+                    }
                 }
             }
             stream = base.saturating_add(q.file_number()).saturating_add(1);

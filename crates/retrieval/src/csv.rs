@@ -42,6 +42,14 @@ impl Encoder for CsvResponse {
 
     fn end_pv(&mut self) {}
 
+    fn fork(&self) -> Option<Box<dyn Encoder + Send>> {
+        Some(Box::new(CsvResponse::new()))
+    }
+
+    fn append(&mut self, encoded: &[u8]) {
+        self.out.extend_from_slice(encoded);
+    }
+
     fn end(&mut self) {
         self.out.push(b'\n');
     }

@@ -71,6 +71,22 @@ pub trait Encoder {
     /// Takes the bytes written so far; the response goes on where it was.
     fn take(&mut self) -> Vec<u8>;
 
+    /// A copy of this encoder in its current state with nothing pending, to encode on
+    /// another thread samples that continue the current PV after a sample already
+    /// encoded here; its bytes ([`Encoder::take`]) go into this one by
+    /// [`Encoder::append`], in order. `None` (the default) for a format whose bytes for
+    /// a sample depend on more than that state (pbraw frames sources; `.mat` counts).
+    /// Used to encode a year of one PV on two threads (`crate::block`).
+    fn fork(&self) -> Option<Box<dyn Encoder + Send>> {
+        None
+    }
+
+    /// Appends bytes made by a fork of this encoder ([`Encoder::fork`]), as they are.
+    /// Only a format that forks is given any (the default ignores them).
+    fn append(&mut self, encoded: &[u8]) {
+        let _ = encoded;
+    }
+
     /// The most samples one response may hold, for an encoder that must build the whole
     /// answer before sending it (`.mat`); `None` (the default) for streamed formats. The
     /// producer stops with [`crate::RetrievalError::TooLargeForMat`] past it.

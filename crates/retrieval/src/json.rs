@@ -238,6 +238,20 @@ impl Encoder for JsonResponse {
     fn take(&mut self) -> Vec<u8> {
         JsonResponse::take(self)
     }
+
+    fn fork(&self) -> Option<Box<dyn Encoder + Send>> {
+        Some(Box::new(JsonResponse {
+            out: Vec::new(),
+            pvs: self.pvs,
+            samples_in_pv: self.samples_in_pv,
+            open_pv: self.open_pv,
+            deferred: self.deferred.clone(),
+        }))
+    }
+
+    fn append(&mut self, encoded: &[u8]) {
+        self.out.extend_from_slice(encoded);
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,11 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   For pbraw, once a file's first sample has passed the merge as it is, the rest of that
   file up to the end of the range is copied in blocks without decoding a line (Java's copy
   of a partition inside the range; [`Encoder::takes_lines`], `TierQuery::copy_lines_through`).
+  For the other formats and for post-processors the same lines are cut at newlines into
+  parts of 64 KiB and decoded on two threads (a helper thread and the producer's; the
+  module `block`): raw data in json/csv/qw encoded there by forks of the encoder
+  ([`Encoder::fork`], [`Encoder::append`]), a post-processor run over the decoded parts in
+  order on the producer's thread.
   With the identity post-processor ([`PostProcessor::is_identity`]) the samples go to the
   encoder with their origin.
 * [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;
@@ -80,6 +85,7 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
 */
 #![deny(missing_docs)]
 
+mod block;
 mod collect;
 pub mod csv;
 mod encode;
@@ -90,7 +96,6 @@ pub mod jplot;
 pub mod json;
 pub mod mat;
 mod merge;
-mod pipeline;
 mod plan;
 pub mod postprocess;
 mod produce;

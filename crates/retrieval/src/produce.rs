@@ -5,11 +5,11 @@
 use archiver_pb::{PayloadType, Sample, Timestamp};
 use archiver_storage::Tier;
 
+use crate::block::{Blocks, Part, UsePart};
 use crate::collect::{LineSink, for_each_line, read_lines};
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
 use crate::merge::Origin;
-use crate::pipeline::for_each_line_pipelined;
 use crate::plan::{Plan, StreamDesc};
 use crate::postprocess::{Output, PostProcessor};
 
@@ -23,6 +23,13 @@ struct PvOutput<'a, E> {
     produced: &'a mut Produced,
     desc: StreamDesc,
     begun: bool,
+    /// Raw data: the stored lines after a sample that passed the merge are decoded and
+    /// encoded in parts on two threads by forks of the encoder ([`Encoder::fork`]),
+    /// made at the first such lines; false for a format that does not fork.
+    forks: bool,
+    blocks: Option<Blocks>,
+    /// The lines being handed over are copied as they are (pbraw), not decoded.
+    copying: bool,
 }
 
 impl<E: Encoder> PvOutput<'_, E> {
@@ -74,13 +81,116 @@ impl<E: Encoder> LineSink<RetrievalError> for PvOutput<'_, E> {
         self.sample_from(s, origin)
     }
 
-    fn takes_lines(&self, origin: Origin<'_>) -> bool {
-        self.begun && self.encoder.takes_lines(origin)
+    fn takes_lines(&mut self, origin: Origin<'_>, file: (PayloadType, i32)) -> bool {
+        if !self.begun {
+            return false;
+        }
+        self.copying = self.encoder.takes_lines(origin);
+        if self.copying {
+            return true;
+        }
+        if self.blocks.is_none() && self.forks {
+            match (self.encoder.fork(), self.encoder.fork()) {
+                (Some(a), Some(b)) => self.blocks = Some(Blocks::encoding([a, b])),
+                _ => self.forks = false,
+            }
+        }
+        let Some(blocks) = self.blocks.as_mut() else {
+            return false;
+        };
+        blocks.file(file.0, file.1);
+        true
     }
 
     fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), RetrievalError> {
-        self.encoder.lines(bytes);
-        self.counted_n(count)
+        if self.copying {
+            self.encoder.lines(bytes);
+            return self.counted_n(count);
+        }
+        self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
+    }
+
+    fn lines_end(&mut self) -> Result<(), RetrievalError> {
+        if self.copying {
+            return Ok(());
+        }
+        self.with_blocks(|blocks, use_part| blocks.flush(use_part))
+    }
+}
+
+impl<E: Encoder> PvOutput<'_, E> {
+    /// Runs `f` on the blocks (if any) with the use of an encoded part: its bytes appended
+    /// to the response, its samples counted.
+    fn with_blocks(
+        &mut self,
+        f: impl FnOnce(&mut Blocks, &mut UsePart<'_>) -> Result<(), RetrievalError>,
+    ) -> Result<(), RetrievalError> {
+        let Some(mut blocks) = self.blocks.take() else {
+            return Ok(());
+        };
+        let r = f(&mut blocks, &mut |p: &Part| {
+            self.produced.skipped_lines += p.skipped;
+            // Pieces of the usual size: the part's bytes cut where a piece is full.
+            let mut bytes = p.bytes();
+            while !bytes.is_empty() {
+                let room = self.piece_size.saturating_sub(self.encoder.pending());
+                let (now, later) = bytes.split_at(room.clamp(1, bytes.len()));
+                self.encoder.append(now);
+                bytes = later;
+                if !bytes.is_empty() {
+                    self.sink.piece(self.encoder.take(), false)?;
+                    self.produced.pieces += 1;
+                }
+            }
+            self.counted_n(p.count)
+        });
+        self.blocks = Some(blocks);
+        r
+    }
+}
+
+/// A post-processor over the merged samples; the stored lines after a sample that passed
+/// the merge are decoded in parts on two threads ([`Blocks`]), the post-processor running
+/// over them in order on this one.
+struct PpLines<'p, 'o, 'a, P: ?Sized, E> {
+    pp: &'p mut P,
+    out: &'o mut PvOutput<'a, E>,
+    blocks: Blocks,
+}
+
+impl<P: PostProcessor + ?Sized, E: Encoder> PpLines<'_, '_, '_, P, E> {
+    fn with_blocks(
+        &mut self,
+        f: impl FnOnce(&mut Blocks, &mut UsePart<'_>) -> Result<(), RetrievalError>,
+    ) -> Result<(), RetrievalError> {
+        let (pp, out) = (&mut *self.pp, &mut *self.out);
+        f(&mut self.blocks, &mut |p: &Part| {
+            out.produced.skipped_lines += p.skipped;
+            for s in p.samples() {
+                pp.sample(s, out)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl<P: PostProcessor + ?Sized, E: Encoder> LineSink<RetrievalError> for PpLines<'_, '_, '_, P, E> {
+    #[inline]
+    fn merged(&mut self, s: &Sample, _origin: Origin<'_>) -> Result<(), RetrievalError> {
+        self.pp.sample(s, self.out)
+    }
+
+    fn takes_lines(&mut self, _origin: Origin<'_>, file: (PayloadType, i32)) -> bool {
+        self.blocks.file(file.0, file.1);
+        true
+    }
+
+    fn lines(&mut self, bytes: &[u8], _count: u64) -> Result<(), RetrievalError> {
+        self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
+    }
+
+    fn lines_end(&mut self) -> Result<(), RetrievalError> {
+        self.with_blocks(|blocks, use_part| blocks.flush(use_part))
     }
 }
 
@@ -240,6 +350,9 @@ impl<'s, E: Encoder> Producer<'s, E> {
             produced: &mut self.produced,
             desc,
             begun: false,
+            forks: pp.is_identity(),
+            blocks: None,
+            copying: false,
         };
         let tiers: Vec<&Tier> = plan.stores.iter().collect();
         let spans = plan.read_spans();
@@ -255,30 +368,24 @@ impl<'s, E: Encoder> Producer<'s, E> {
                 std::borrow::Cow::Owned(clip(&spans, Some(cached.until), None))
             }
         };
-        // A post-processor over numeric scalars (copied without allocating) runs while a
-        // second thread reads. Raw data is read inline: its per-sample work is a copy of
-        // the stored line, less than what handing it to another thread costs (measured:
-        // BENCHMARKS.md, "Retrieval, second round").
-        let t = plan.desc.payload_type;
-        let pipelined = !pp.is_identity()
-            && t.is_scalar()
-            && t != PayloadType::ScalarString
-            && plan.field.is_none();
+        // The stored lines inside the range are decoded (and, raw data in a text
+        // format, encoded) in parts on two threads (`crate::block`); pbraw copies them.
         skipped += if spans.is_empty() {
             0
-        } else if pipelined {
-            for_each_line_pipelined(&tiers, &plan.pv, &spans, &plan.buffer, false, |s, _| {
-                pp.sample(s, &mut out)
-            })?
         } else if pp.is_identity() {
             read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut out)?
         } else {
-            for_each_line(&tiers, &plan.pv, &spans, &plan.buffer, |s, _| {
-                pp.sample(s, &mut out)
-            })?
+            let mut sink = PpLines {
+                pp: &mut *pp,
+                out: &mut out,
+                blocks: Blocks::decoding(),
+            };
+            read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut sink)?
         };
         pp.end_pv(&mut out)?;
         out.begin();
+        // Ends the helper thread of the blocks, if any, and the borrow of the encoder.
+        drop(out);
         if let Some(d) = plan.disconnected {
             self.encoder.connection_lost(d.lost_at_secs, d.year);
         }

@@ -116,6 +116,19 @@ impl Encoder for QwResponse {
         self.deferred = None;
     }
 
+    fn fork(&self) -> Option<Box<dyn Encoder + Send>> {
+        Some(Box::new(QwResponse {
+            out: Vec::new(),
+            open_pv: self.open_pv,
+            need_comma: self.need_comma,
+            deferred: self.deferred.clone(),
+        }))
+    }
+
+    fn append(&mut self, encoded: &[u8]) {
+        self.out.extend_from_slice(encoded);
+    }
+
     fn end(&mut self) {
         if self.open_pv {
             self.out.extend_from_slice(b"] }\n");

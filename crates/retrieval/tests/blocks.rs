@@ -1,0 +1,277 @@
+//! The stored lines inside a request's range decoded in parts on two threads (the
+//! producer's block path): raw data in json, csv and qw is byte for byte the body the
+//! sample-by-sample path gives (an encoder that refuses to fork), and a post-processor
+//! emits exactly what it emits over the merged samples read one by one — over files of
+//! many parts, values that escape, an undecodable line, two stores, a live buffer and
+//! ranges that start and end inside files.
+
+#![allow(clippy::unwrap_used)]
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use archiver_pb::time::start_of_year;
+use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
+use archiver_retrieval::csv::CsvResponse;
+use archiver_retrieval::json::JsonResponse;
+use archiver_retrieval::postprocess::build;
+use archiver_retrieval::qw::QwResponse;
+use archiver_retrieval::{
+    Encoder, Origin, Plan, PostProcessorSpec, Produced, Producer, Raw, RetrievalError, StreamDesc,
+    TypeSource, for_each_sample,
+};
+use archiver_storage::Tier;
+
+const PV: &str = "BLOCK:PV";
+
+fn y() -> i64 {
+    start_of_year(2025)
+}
+
+/// Sample `k`: 1 Hz from the start of 2025, values whose bytes need escaping now and
+/// then, some with an alarm.
+fn s(k: i64) -> Sample {
+    let v = match k % 11 {
+        0 => f64::from_bits(0x400A_1B0D_0000_0000 ^ k as u64),
+        5 => f64::NAN,
+        _ => k as f64 * 0.1,
+    };
+    let mut x = Sample::new(
+        Timestamp::new(y() + k, (k % 7) as u32),
+        Value::ScalarDouble(v),
+    );
+    if k % 13 == 0 {
+        x.severity = 2;
+        x.status = 3;
+    }
+    x
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    stores: Vec<Tier>,
+    buffer: Vec<Sample>,
+}
+
+/// MTS (days): the first 2.5 days, with a line that does not decode inside the first
+/// day's file (the header is line 0); STS (hours): the hour after, overlapping the MTS by 100 s; the buffer
+/// overlaps the STS's end.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mts = Tier::new("MTS", dir.path().join("mts"), Granularity::Day);
+    let sts = Tier::new("STS", dir.path().join("sts"), Granularity::Hour);
+    let ty = PayloadType::ScalarDouble;
+    let range = |a: i64, b: i64| (a..b).map(s).collect::<Vec<_>>();
+    mts.append(PV, ty, &range(0, 216_000)).unwrap();
+    // The sample of second 40 000 overwritten by bytes that do not decode (an
+    // unterminated varint), the newlines left where they are.
+    let first = &mts.partitions(PV).unwrap()[0].path;
+    let mut bytes = std::fs::read(first).unwrap();
+    let mut lines = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i)
+        .skip(40_000);
+    let (a, b) = (lines.next().unwrap() + 1, lines.next().unwrap());
+    bytes[a..b].fill(0xFF);
+    std::fs::write(first, bytes).unwrap();
+    sts.append(PV, ty, &range(215_900, 219_600)).unwrap();
+    Fixture {
+        _dir: dir,
+        stores: vec![mts, sts],
+        buffer: range(219_500, 219_700),
+    }
+}
+
+fn plan(f: &Fixture, from: i64, to: i64) -> Plan {
+    let t = |k: i64| s(k).time;
+    Plan {
+        desc: StreamDesc {
+            name: PV.to_string(),
+            payload_type: PayloadType::ScalarDouble,
+            element_count: 1,
+            headers: Vec::new(),
+            from: t(from),
+            to: t(to),
+        },
+        pv: PV.to_string(),
+        stores: f.stores.clone(),
+        buffer: f.buffer.clone(),
+        source: TypeSource::Catalogue,
+        spans: Vec::new(),
+        field: None,
+        disconnected: None,
+        cached: None,
+    }
+}
+
+const RANGES: [(i64, i64); 3] = [(-10, 300_000), (12_345, 150_001), (215_950, 219_650)];
+
+/// An encoder that forks as the format does (`fork`, counting the parts appended) or
+/// refuses to (every sample one by one).
+struct Forking<E> {
+    inner: E,
+    fork: bool,
+    appended: Rc<Cell<u64>>,
+}
+
+impl<E: Encoder> Encoder for Forking<E> {
+    fn begin_pv(&mut self, desc: &StreamDesc) {
+        self.inner.begin_pv(desc);
+    }
+    fn sample(&mut self, s: &Sample) {
+        self.inner.sample(s);
+    }
+    fn sample_from(&mut self, s: &Sample, origin: Origin<'_>) {
+        self.inner.sample_from(s, origin);
+    }
+    fn fork(&self) -> Option<Box<dyn Encoder + Send>> {
+        if self.fork { self.inner.fork() } else { None }
+    }
+    fn append(&mut self, encoded: &[u8]) {
+        self.appended.set(self.appended.get() + 1);
+        self.inner.append(encoded);
+    }
+    fn end_pv(&mut self) {
+        self.inner.end_pv();
+    }
+    fn end(&mut self) {
+        self.inner.end();
+    }
+    fn pending(&self) -> usize {
+        self.inner.pending()
+    }
+    fn take(&mut self) -> Vec<u8> {
+        self.inner.take()
+    }
+}
+
+fn body<E: Encoder>(plan: &Plan, inner: E, fork: bool) -> (Vec<u8>, Produced, u64) {
+    let mut out = Vec::new();
+    let mut sink = |bytes: Vec<u8>, _| {
+        out.extend(bytes);
+        Ok::<(), RetrievalError>(())
+    };
+    let appended = Rc::new(Cell::new(0));
+    let enc = Forking {
+        inner,
+        fork,
+        appended: appended.clone(),
+    };
+    let mut p = Producer::new(enc, &mut sink).with_piece_size(50_000);
+    p.pv(plan, &mut Raw).unwrap();
+    let done = p.finish().unwrap();
+    (out, done, appended.get())
+}
+
+#[test]
+fn raw_data_in_text_formats_is_the_body_of_the_sample_by_sample_path() {
+    let f = fixture();
+    for (from, to) in RANGES {
+        let p = plan(&f, from, to);
+        let check = |name: &str,
+                     (a, pa, parts): (Vec<u8>, Produced, u64),
+                     (b, pb, none): (Vec<u8>, Produced, u64)| {
+            assert_eq!(none, 0, "{name}: no fork, no part");
+            assert!(parts >= 2, "{name} {from}..{to}: {parts} parts");
+            assert_eq!(pa.samples, pb.samples, "{name} {from}..{to}");
+            assert!(
+                a == b,
+                "{name} {from}..{to}: bodies differ ({} / {} bytes)",
+                a.len(),
+                b.len()
+            );
+            // The undecodable line is skipped by both (when in the range).
+            assert_eq!(pa.skipped_lines, pb.skipped_lines, "{name}");
+        };
+        check(
+            "json",
+            body(&p, JsonResponse::new(), true),
+            body(&p, JsonResponse::new(), false),
+        );
+        check(
+            "csv",
+            body(&p, CsvResponse::new(), true),
+            body(&p, CsvResponse::new(), false),
+        );
+        check(
+            "qw",
+            body(&p, QwResponse::new(), true),
+            body(&p, QwResponse::new(), false),
+        );
+    }
+    let whole = body(
+        &plan(&f, RANGES[0].0, RANGES[0].1),
+        JsonResponse::new(),
+        true,
+    );
+    assert_eq!(whole.1.skipped_lines, 1);
+    assert_eq!(whole.1.samples, 219_700 - 1);
+}
+
+/// Records the samples a producer encodes.
+struct Collect(Rc<RefCell<Vec<Sample>>>);
+
+impl Encoder for Collect {
+    fn begin_pv(&mut self, _desc: &StreamDesc) {}
+    fn sample(&mut self, s: &Sample) {
+        self.0.borrow_mut().push(s.clone());
+    }
+    fn end_pv(&mut self) {}
+    fn end(&mut self) {}
+    fn pending(&self) -> usize {
+        0
+    }
+    fn take(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+#[test]
+fn post_processors_over_parts_emit_what_they_emit_over_samples_one_by_one() {
+    let f = fixture();
+    for spec in [
+        "mean_600",
+        "optimized_100",
+        "optimized_10000000",
+        "firstSample_3600",
+        "nth_7",
+    ] {
+        let spec = PostProcessorSpec::parse(spec).unwrap();
+        for (from, to) in RANGES {
+            let p = plan(&f, from, to);
+            // The pipeline (parts decoded on two threads).
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let mut sink = |_: Vec<u8>, _| Ok::<(), RetrievalError>(());
+            let mut producer = Producer::new(Collect(got.clone()), &mut sink);
+            producer.pv(&p, build(&spec).as_mut()).unwrap();
+            producer.finish().unwrap();
+            // The post-processor over the merged samples, one by one.
+            let mut want: Vec<Sample> = Vec::new();
+            let mut pp = build(&spec);
+            let mut desc = p.desc.clone();
+            pp.begin_pv(&mut desc).unwrap();
+            let tiers: Vec<&Tier> = p.stores.iter().collect();
+            let mut emit = |s: &Sample| {
+                want.push(s.clone());
+                Ok::<(), RetrievalError>(())
+            };
+            for_each_sample(&tiers, PV, p.desc.from, p.desc.to, &p.buffer, |s| {
+                pp.sample(s, &mut emit)
+            })
+            .unwrap();
+            pp.end_pv(&mut emit).unwrap();
+            let got = got.borrow();
+            assert!(!want.is_empty());
+            // Compared as printed: NaN values are not equal to themselves.
+            assert!(
+                format!("{:?}", *got) == format!("{want:?}"),
+                "{} {from}..{to}: {} / {} samples",
+                spec.text,
+                got.len(),
+                want.len()
+            );
+        }
+    }
+}
