@@ -283,6 +283,16 @@ impl BitSet {
         false
     }
 
+    /// Adds every bit of `other` (a union: the members marked by either).
+    pub fn union_with(&mut self, other: &BitSet) {
+        if self.words.len() < other.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+    }
+
     /// Number of set bits.
     pub fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
@@ -795,4 +805,74 @@ pub fn lookup<'a>(
         v = v.member(i)?;
     }
     Some((d, v))
+}
+
+/// True when `bits` (a changed or valid bitset over `desc`, pvData's offsets: 0 is the
+/// whole structure, each member its own offset, a structure's members after it) covers
+/// member `path` (dotted): its own bit, the bit of a structure above it, or any bit inside
+/// it (a sub-structure marked member by member). A path naming no member is covered
+/// (callers then find nothing to read).
+pub fn marked(desc: &FieldDesc, bits: &BitSet, path: &str) -> bool {
+    if bits.get(0) {
+        return true;
+    }
+    let mut end = 0;
+    loop {
+        let next = path[end..].find('.').map(|i| end + i);
+        let prefix = &path[..next.unwrap_or(path.len())];
+        let Some((d, off)) = desc.lookup(prefix) else {
+            return true;
+        };
+        match next {
+            Some(n) => {
+                if bits.get(off) {
+                    return true;
+                }
+                end = n + 1;
+            }
+            None => return bits.any_in(off, off.saturating_add(d.bits())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod marked_tests {
+    use super::*;
+
+    fn set(bits: &[usize]) -> BitSet {
+        let mut b = BitSet::new();
+        for i in bits {
+            b.set(*i);
+        }
+        b
+    }
+
+    #[test]
+    fn a_member_is_marked_by_its_own_bits_or_a_structure_above() {
+        let inner = FieldDesc::structure(
+            "",
+            vec![
+                ("x".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
+                ("y".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
+            ],
+        );
+        let d = FieldDesc::structure("", vec![("value".into(), Arc::new(inner))]);
+        // bits: 0 top, 1 value, 2 value.x, 3 value.y
+        assert!(marked(&d, &set(&[2]), "value.x"));
+        assert!(!marked(&d, &set(&[3]), "value.x"));
+        assert!(marked(&d, &set(&[1]), "value.x"));
+        assert!(marked(&d, &set(&[0]), "value.y"));
+        assert!(marked(&d, &set(&[3]), "value"));
+        assert!(!marked(&d, &set(&[]), "value"));
+    }
+
+    #[test]
+    fn a_union_holds_the_bits_of_both() {
+        let mut a = set(&[1, 70]);
+        a.union_with(&set(&[2, 130]));
+        assert_eq!(a, set(&[1, 2, 70, 130]));
+        let mut e = BitSet::new();
+        e.union_with(&set(&[5]));
+        assert!(e.get(5) && e.count() == 1);
+    }
 }

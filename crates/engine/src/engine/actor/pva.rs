@@ -26,7 +26,7 @@
 use std::time::UNIX_EPOCH;
 
 use archiver_pb::{PayloadType, Sample, Timestamp};
-use archiver_pva::value::lookup;
+use archiver_pva::value::{lookup, marked};
 use archiver_pva::{
     BitSet, ChannelEvent, Client, ClientConfig, EventQueue, EventReceiver, FieldDesc, MonitorData,
     Overflow, PvRequest, event_queue, nt,
@@ -251,30 +251,6 @@ fn epoch_secs(t: std::time::SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// True when `changed` covers member `path`: its own bits, or a structure above it.
-fn member_changed(desc: &FieldDesc, changed: &BitSet, path: &str) -> bool {
-    if changed.get(0) {
-        return true;
-    }
-    let mut end = 0;
-    loop {
-        let next = path[end..].find('.').map(|i| end + i);
-        let prefix = &path[..next.unwrap_or(path.len())];
-        let Some((d, off)) = desc.lookup(prefix) else {
-            return true;
-        };
-        match next {
-            Some(n) => {
-                if changed.get(off) {
-                    return true;
-                }
-                end = n + 1;
-            }
-            None => return changed.any_in(off, off.saturating_add(d.bits())),
-        }
-    }
-}
-
 /// The metadata of an NT structure: EGU, PREC, the limits in the order of
 /// `archiver_ca::Limits::as_array` (display high/low, alarm high, warning high/low, alarm
 /// low, control high/low; 0 where absent) and the enum choices.
@@ -333,7 +309,7 @@ fn element_count(v: &archiver_pva::PvValue) -> u32 {
 fn meta_changed(desc: &FieldDesc, changed: &BitSet) -> bool {
     ["display", "control", "valueAlarm", "value.choices"]
         .iter()
-        .any(|m| desc.lookup(m).is_some() && member_changed(desc, changed, m))
+        .any(|m| desc.lookup(m).is_some() && marked(desc, changed, m))
 }
 
 impl Actor {
@@ -426,7 +402,7 @@ impl Actor {
         if field.is_none() {
             Self::pva_field_values(&mut rt.pva, &mut rt.annotator, data, first);
         }
-        if field.is_some() && !first && !member_changed(desc, &data.changed, path) {
+        if field.is_some() && !first && !marked(desc, &data.changed, path) {
             return false;
         }
         let member = lookup(desc, value, path);
@@ -567,31 +543,5 @@ mod tests {
             field_text(&d, &V::StringArray(vec!["x".into(), "y".into()])),
             "[x, y]"
         );
-    }
-
-    #[test]
-    fn a_member_changes_with_its_own_bits_or_a_structure_above() {
-        let inner = FieldDesc::structure(
-            "",
-            vec![
-                ("x".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
-                ("y".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
-            ],
-        );
-        let d = FieldDesc::structure("", vec![("value".into(), Arc::new(inner))]);
-        // bits: 0 top, 1 value, 2 value.x, 3 value.y
-        let set = |bits: &[usize]| {
-            let mut b = BitSet::new();
-            for i in bits {
-                b.set(*i);
-            }
-            b
-        };
-        assert!(member_changed(&d, &set(&[2]), "value.x"));
-        assert!(!member_changed(&d, &set(&[3]), "value.x"));
-        assert!(member_changed(&d, &set(&[1]), "value.x"));
-        assert!(member_changed(&d, &set(&[0]), "value.y"));
-        assert!(member_changed(&d, &set(&[3]), "value"));
-        assert!(!member_changed(&d, &set(&[]), "value"));
     }
 }
