@@ -142,6 +142,25 @@ async fn archives_normative_types_structures_and_members() {
             s[0].field_values
         );
     }
+    // the daily dump names members by their pvData path, as Java's dump
+    // (FieldValuesCache.getUpdatedFieldValues(true)), the V3 names above being the
+    // changes Java reports on the first sample after a connect
+    for (name, v) in [
+        ("valueAlarm.highAlarmLimit", "90.0"),
+        ("valueAlarm.lowAlarmLimit", "-90.0"),
+        ("display.limitLow", "-100.0"),
+        ("display.limitHigh", "100.0"),
+        ("display.units", "mm"),
+        ("display.precision", "3"),
+        ("display.form.index", "0"),
+    ] {
+        assert_eq!(
+            field(&s[0], name),
+            Some(v),
+            "{name}: {:?}",
+            s[0].field_values
+        );
+    }
     assert_eq!(s[0].field_actual_change, Some(false));
     assert!(
         field(&s[0], "timeStamp.userTag").is_none() && field(&s[0], "value").is_none(),

@@ -34,7 +34,11 @@ pub(crate) const DAILY_DUMP_SECS: i64 = 86_400;
 /// One monitored field and the last value seen since its channel was (re)created.
 #[derive(Debug, Clone)]
 struct FieldState {
+    /// The name a change is reported under.
     name: String,
+    /// The name in the daily dump when it differs (a pvAccess member: its V3 name for a
+    /// change, its pvData path in the dump, as Java's `FieldValuesCache`).
+    dump_name: Option<String>,
     /// A runtime field: dumped daily, never reported as a change.
     runtime: bool,
     value: Option<String>,
@@ -71,8 +75,15 @@ impl Annotator {
 
     /// Adds a monitored field; returns its index (0-based, in order of addition).
     pub fn add_field(&mut self, name: &str, runtime: bool) -> usize {
+        self.add_field_as(name, None, runtime)
+    }
+
+    /// [`Annotator::add_field`] for a field whose daily dump name (`dump_name`) differs
+    /// from the name its changes are reported under (`name`).
+    pub fn add_field_as(&mut self, name: &str, dump_name: Option<&str>, runtime: bool) -> usize {
         self.fields.push(FieldState {
             name: name.to_string(),
+            dump_name: dump_name.filter(|d| *d != name).map(str::to_string),
             runtime,
             value: None,
         });
@@ -126,6 +137,22 @@ impl Annotator {
         f.value = Some(text);
     }
 
+    /// Field `idx` has the value `text`, reported on the next sample as a change even when
+    /// it is the first value or the same as before (a runtime field excepted): Java's
+    /// pvAccess channel reports every field it names in V3 terms on the first sample after
+    /// each connect.
+    pub fn field_value_reported(&mut self, idx: usize, text: String) {
+        let Some(f) = self.fields.get_mut(idx) else {
+            return;
+        };
+        if !f.runtime {
+            self.changed.retain(|c| c.name != f.name);
+            self.changed
+                .push(FieldValue::new(f.name.clone(), text.clone()));
+        }
+        f.value = Some(text);
+    }
+
     /// Adds what `s` must carry, archived at server time `now`; `meta` gives EGU and PREC
     /// when the PV's metadata is known (asked only for a dump).
     pub fn annotate(
@@ -152,17 +179,24 @@ impl Annotator {
             && self.fields.iter().any(|f| f.value.is_some())
         {
             self.last_dump_secs = now.secs;
-            self.changed.clear();
+            let first = s.field_values.len();
             for f in &self.fields {
                 if let Some(v) = &f.value {
+                    let name = f.dump_name.as_ref().unwrap_or(&f.name);
                     s.field_values
-                        .push(FieldValue::new(f.name.clone(), v.clone()));
+                        .push(FieldValue::new(name.clone(), v.clone()));
                 }
             }
             if let Some((egu, prec)) = meta() {
                 s.field_values.push(FieldValue::new("EGU", egu));
                 s.field_values
                     .push(FieldValue::new("PREC", prec.to_string()));
+            }
+            // a pending change under a name the dump does not carry rides along
+            for c in self.changed.drain(..) {
+                if !s.field_values[first..].iter().any(|f| f.name == c.name) {
+                    s.field_values.push(c);
+                }
             }
             s.field_actual_change = Some(false);
         } else if !self.changed.is_empty() {
@@ -471,6 +505,44 @@ mod tests {
         assert_eq!(next(&mut a, &clock, None), (vec![], None));
         clock.advance(DAILY_DUMP_SECS);
         assert_eq!(next(&mut a, &clock, None).1, Some(false));
+    }
+
+    /// A pvAccess member: its change under its V3 name, the dump under its path (Java
+    /// `FieldValuesCache`), both on one sample when they meet.
+    #[test]
+    fn a_field_may_be_dumped_under_another_name_than_its_changes() {
+        let clock = TestClock::at(T0);
+        let mut a = Annotator::default();
+        a.start(true);
+        a.connected();
+        let hihi = a.add_field_as("HIHI", Some("valueAlarm.highAlarmLimit"), false);
+        let form = a.add_field_as("display.form.index", None, true);
+        a.field_value_reported(hihi, "90.0".into());
+        a.field_value_reported(form, "0".into());
+        let (fields, change) = next(&mut a, &clock, None);
+        assert_eq!(
+            fields[3..],
+            [
+                "valueAlarm.highAlarmLimit=90.0",
+                "display.form.index=0",
+                "HIHI=90.0"
+            ],
+            "{fields:?}"
+        );
+        assert_eq!(change, Some(false));
+        // later: a change under the V3 name; a dump-only member never as a change
+        a.field_value(hihi, "95.0".into());
+        a.field_value(form, "2".into());
+        assert_eq!(
+            next(&mut a, &clock, None),
+            (vec!["HIHI=95.0".to_string()], Some(true))
+        );
+        // reported again although unchanged (a reconnect)
+        a.field_value_reported(hihi, "95.0".into());
+        assert_eq!(
+            next(&mut a, &clock, None),
+            (vec!["HIHI=95.0".to_string()], Some(true))
+        );
     }
 
     #[test]

@@ -14,12 +14,15 @@
 //!   update after each connect, and the metadata again whenever those members change.
 //! * `timeStamp` (Unix seconds + nanoseconds) is the sample time, `alarm` its severity and
 //!   status; a V4_GENERIC_BYTES sample also carries `timeStamp.userTag` (Java does).
-//! * Archive fields: the policy's CA archive fields (`HIHI`, ...) do not apply; as Java
-//!   (`EPICS_V4_PV` with `FieldValuesCache`) the structure's own members besides `value`,
-//!   `timeStamp` and `alarm` are the fields, under their V3 names where Java has one
-//!   (`valueAlarm.highAlarmLimit` → `HIHI`, `display.limitLow` → `LOPR`, ...): a changed
-//!   one rides on the next sample (`fieldactualchange=true`), all of them in the daily
-//!   dump with EGU and PREC ([`PvaField`]).
+//! * Archive fields, as Java's `EPICS_V4_PV` with `FieldValuesCache` (the policy's CA
+//!   archive fields do not apply): the structure's members besides `value` (at any level),
+//!   `timeStamp` and `alarm`, flattened to their leaves ([`PvaField`]). A change of a
+//!   member Java names in V3 terms (`valueAlarm.highAlarmLimit` → `HIHI`,
+//!   `display.limitLow` → `LOPR`, `display.units` → `EGU`, `control.minStep` → `PREC`,
+//!   ...) rides on the next sample under that name, and all of them on the first sample
+//!   after each connect; other members' changes only when the PV's archive fields name
+//!   their path. The daily dump carries every member under its pvData path
+//!   (`display.limitLow`, `display.form.index`, ...) with EGU and PREC from the metadata.
 //! * An update whose overrun bitset is not empty (the server squashed updates before it)
 //!   counts one in `dropped_by_client`, as a CA update the client dropped does.
 
@@ -57,17 +60,16 @@ pub(super) struct PvaChannel {
     fields: Option<Vec<PvaField>>,
 }
 
-/// A member of a pvAccess structure archived as a field value, as Java's
-/// `FieldValuesCache` does: every member but `value`, `timeStamp` and `alarm`, flattened
-/// to its leaves (`display.limitLow`), named as the V3 field it stands for where there is
-/// one (`LOPR`, `HOPR`, `DESC`, `DRVL`, `DRVH`, `LOLO`, `LOW`, `HIGH`, `HIHI`, `HYST`).
-/// `display.units` (EGU) and `control.minStep` (PREC) are left out: EGU and PREC come with
-/// the daily dump from the PV's metadata, as for CA PVs.
+/// A member of a pvAccess structure archived as a field value (see the module overview):
+/// a leaf outside `value`, `timeStamp` and `alarm`, dumped daily under its path, its
+/// changes reported under its V3 name where Java has one.
 struct PvaField {
     /// Dotted path in the structure.
     path: String,
     /// The annotator's field index.
     idx: usize,
+    /// Its changes are reported (a V3 name, or a path the PV's archive fields name).
+    reported: bool,
     /// Bitset offsets whose change covers this member: its structures, then its own span.
     above: Vec<usize>,
     span: (usize, usize),
@@ -89,12 +91,15 @@ const V3_NAMES: [(&str, &str); 12] = [
     ("valueAlarm.hysteresis", "HYST"),
 ];
 
-/// One archive field found in a structure: `(path, name, above, span)` as in [`PvaField`].
-type FieldSpot = (String, String, Vec<usize>, (usize, usize));
+/// One archive field found in a structure: `(path, V3 name, above, span)` as in
+/// [`PvaField`].
+type FieldSpot = (String, Option<&'static str>, Vec<usize>, (usize, usize));
 
-/// The archive fields of structure `desc`: `(path, name, above, span)` of each leaf member
-/// outside `value`, `timeStamp` and `alarm` (members named `value` are skipped at every
-/// level, as Java does), EGU and PREC excepted.
+/// The archive fields of structure `desc`: `(path, V3 name, above, span)` of each leaf
+/// member outside `value`, `timeStamp` and `alarm` (members named `value` are skipped at
+/// every level, as Java's `FieldValuesCache.currentFieldValues` does; Java's daily dump
+/// also carries `timeStamp.*` and `alarm.*` as read at the connect and never updated,
+/// left out here: the sample itself has them, current).
 fn archive_fields(desc: &FieldDesc) -> Vec<FieldSpot> {
     fn walk(
         d: &FieldDesc,
@@ -121,10 +126,7 @@ fn archive_fields(desc: &FieldDesc) -> Vec<FieldSpot> {
                     walk(m, &path, at, above, out);
                 } else {
                     let v3 = V3_NAMES.iter().find(|(p, _)| *p == path).map(|(_, n)| *n);
-                    if !matches!(v3, Some("EGU" | "PREC")) {
-                        let name = v3.map_or_else(|| path.clone(), str::to_string);
-                        out.push((path, name, above.clone(), (at, at + m.bits())));
-                    }
+                    out.push((path, v3, above.clone(), (at, at + m.bits())));
                 }
             }
             at += m.bits();
@@ -320,6 +322,7 @@ impl Actor {
     fn pva_field_values(
         pva: &mut Option<PvaChannel>,
         annotator: &mut Annotator,
+        slot: &PvSlot,
         data: &MonitorData,
         first: bool,
     ) {
@@ -328,13 +331,19 @@ impl Actor {
         };
         let (desc, value, changed) = (&*data.desc, &data.value, &data.changed);
         let fields = ch.fields.get_or_insert_with(|| {
+            let requested = lock(&slot.state).config.archive_fields.clone();
             archive_fields(desc)
                 .into_iter()
-                .map(|(path, name, above, span)| PvaField {
-                    path,
-                    idx: annotator.add_field(&name, false),
-                    above,
-                    span,
+                .map(|(path, v3, above, span)| {
+                    let reported = v3.is_some() || requested.contains(&path);
+                    let name = v3.unwrap_or(&path);
+                    PvaField {
+                        idx: annotator.add_field_as(name, Some(&path), !reported),
+                        path,
+                        reported,
+                        above,
+                        span,
+                    }
                 })
                 .collect()
         });
@@ -343,7 +352,12 @@ impl Actor {
                 || f.above.iter().any(|o| changed.get(*o))
                 || changed.any_in(f.span.0, f.span.1);
             if hit && let Some((d, v)) = lookup(desc, value, &f.path) {
-                annotator.field_value(f.idx, field_text(d, v));
+                let text = field_text(d, v);
+                if first && f.reported {
+                    annotator.field_value_reported(f.idx, text);
+                } else {
+                    annotator.field_value(f.idx, text);
+                }
             }
         }
     }
@@ -400,7 +414,7 @@ impl Actor {
             .as_mut()
             .is_some_and(|c| std::mem::take(&mut c.first_update));
         if field.is_none() {
-            Self::pva_field_values(&mut rt.pva, &mut rt.annotator, data, first);
+            Self::pva_field_values(&mut rt.pva, &mut rt.annotator, &rt.slot, data, first);
         }
         if field.is_some() && !first && !marked(desc, &data.changed, path) {
             return false;
@@ -507,21 +521,25 @@ mod tests {
             ],
         );
         let got: Vec<FieldSpot> = archive_fields(&d);
-        let names: Vec<(&str, &str)> = got.iter().map(|f| (f.0.as_str(), f.1.as_str())).collect();
+        let names: Vec<(&str, Option<&str>)> = got.iter().map(|f| (f.0.as_str(), f.1)).collect();
+        // Java's FieldValuesCache: paths in the dump, V3 names (EGU and PREC too) for
+        // changes; members named value skipped at every level
         assert_eq!(
             names,
             [
-                ("display.limitLow", "LOPR"),
-                ("display.form.index", "display.form.index"),
-                ("valueAlarm.highAlarmLimit", "HIHI"),
-                ("extra", "extra"),
+                ("display.limitLow", Some("LOPR")),
+                ("display.units", Some("EGU")),
+                ("display.form.index", None),
+                ("valueAlarm.highAlarmLimit", Some("HIHI")),
+                ("extra", None),
             ]
         );
         // the bits that cover each: its structures and its own
         assert_eq!((got[0].2.clone(), got[0].3), (vec![0, 7], (8, 9)));
-        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 7, 10], (11, 12)));
-        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 13], (14, 15)));
-        assert_eq!((got[3].2.clone(), got[3].3), (vec![0], (15, 16)));
+        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 7], (9, 10)));
+        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 7, 10], (11, 12)));
+        assert_eq!((got[3].2.clone(), got[3].3), (vec![0, 13], (14, 15)));
+        assert_eq!((got[4].2.clone(), got[4].3), (vec![0], (15, 16)));
         for (path, _, _, (start, _)) in &got {
             assert_eq!(d.lookup(path).map(|x| x.1), Some(*start), "{path}");
         }
