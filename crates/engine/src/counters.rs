@@ -47,6 +47,10 @@ pub struct Counters {
     /// Epoch seconds (server clock) when the engine got the PV: its archive request, or
     /// the restore at start-up (Java `connectionRequestMadeEpochSeconds`).
     pub added_secs: AtomicI64,
+    /// Epoch seconds of the PV's archive request when it is older than this start (kept
+    /// in the catalogue, set by [`crate::Engine::set_requested_at`]); 0: the request is
+    /// `added_secs`. See [`CountersSnapshot::request_secs`].
+    pub requested_secs: AtomicI64,
 }
 
 /// A copy of the counters at one moment.
@@ -90,9 +94,21 @@ pub struct CountersSnapshot {
     pub bytes_stored: u64,
     /// See [`Counters::added_secs`].
     pub added_secs: i64,
+    /// See [`Counters::requested_secs`].
+    pub requested_secs: i64,
 }
 
 impl CountersSnapshot {
+    /// Epoch seconds when archiving the PV was requested: the first request, kept across
+    /// restarts (`getNeverConnectedPVs` `requestTime`), else when the engine got it.
+    pub fn request_secs(&self) -> i64 {
+        if self.requested_secs != 0 {
+            self.requested_secs
+        } else {
+            self.added_secs
+        }
+    }
+
     /// Events lost for any reason the Java appliance counts (Java "How many events lost
     /// totally so far?": wrong time stamp, buffer overflow, type change), plus the events
     /// the client dropped and those that arrived before the type was known.
@@ -151,6 +167,7 @@ impl Counters {
             last_disconnect_secs: self.last_disconnect_secs.load(Relaxed),
             bytes_stored: self.bytes_stored.load(Relaxed),
             added_secs: self.added_secs.load(Relaxed),
+            requested_secs: self.requested_secs.load(Relaxed),
         }
     }
 }
