@@ -286,24 +286,7 @@ fn meta_of(desc: &FieldDesc, value: &archiver_pva::PvValue, member: &str) -> PvM
 
 /// Elements of a value: an array's length (at least 1), else 1.
 fn element_count(v: &archiver_pva::PvValue) -> u32 {
-    use archiver_pva::PvValue as V;
-    let n = match v {
-        V::BoolArray(a) => a.len(),
-        V::I8Array(a) => a.len(),
-        V::I16Array(a) => a.len(),
-        V::I32Array(a) => a.len(),
-        V::I64Array(a) => a.len(),
-        V::U8Array(a) => a.len(),
-        V::U16Array(a) => a.len(),
-        V::U32Array(a) => a.len(),
-        V::U64Array(a) => a.len(),
-        V::F32Array(a) => a.len(),
-        V::F64Array(a) => a.len(),
-        V::StringArray(a) => a.len(),
-        V::StructureArray(a) | V::UnionArray(a) | V::AnyArray(a) => a.len(),
-        _ => 1,
-    };
-    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+    u32::try_from(v.array_len().unwrap_or(1).max(1)).unwrap_or(u32::MAX)
 }
 
 /// True when an update changed `display`, `control`, `valueAlarm` or the value's
@@ -479,45 +462,41 @@ impl Actor {
 mod tests {
     use super::*;
     use archiver_pva::ScalarType;
-    use std::sync::Arc;
-
-    fn sc(t: ScalarType) -> Arc<FieldDesc> {
-        Arc::new(FieldDesc::Scalar(t))
-    }
 
     #[test]
     fn archive_fields_are_the_members_besides_value_time_and_alarm_with_v3_names() {
         use ScalarType::{F64, I32, I64, String as S};
-        let st = |fields: Vec<(&str, Arc<FieldDesc>)>| {
-            Arc::new(FieldDesc::structure(
-                "",
-                fields
-                    .into_iter()
-                    .map(|(n, f)| (n.to_string(), f))
-                    .collect(),
-            ))
-        };
-        // bits: 0 top, 1 value, 2 alarm{3,4}, 5 timeStamp{6}, 7 display{8 limitLow, 9 units,
-        // 10 form{11 index, 12 value}}, 13 valueAlarm{14 highAlarmLimit}, 15 extra
-        let d = FieldDesc::structure(
+        use archiver_pva::nt::desc::{alarm, members, scalar};
+        // bits: 0 top, 1 value, 2 alarm{3,4,5}, 6 timeStamp{7}, 8 display{9 limitLow,
+        // 10 units, 11 form{12 index, 13 value}}, 14 valueAlarm{15 highAlarmLimit}, 16 extra
+        let d = members(
             "epics:nt/NTScalar:1.0",
             vec![
-                ("value".into(), sc(F64)),
+                ("value", scalar(F64)),
+                ("alarm", alarm()),
                 (
-                    "alarm".into(),
-                    st(vec![("severity", sc(I32)), ("status", sc(I32))]),
+                    "timeStamp",
+                    members("", vec![("secondsPastEpoch", scalar(I64))]),
                 ),
-                ("timeStamp".into(), st(vec![("secondsPastEpoch", sc(I64))])),
                 (
-                    "display".into(),
-                    st(vec![
-                        ("limitLow", sc(F64)),
-                        ("units", sc(S)),
-                        ("form", st(vec![("index", sc(I32)), ("value", sc(S))])),
-                    ]),
+                    "display",
+                    members(
+                        "",
+                        vec![
+                            ("limitLow", scalar(F64)),
+                            ("units", scalar(S)),
+                            (
+                                "form",
+                                members("", vec![("index", scalar(I32)), ("value", scalar(S))]),
+                            ),
+                        ],
+                    ),
                 ),
-                ("valueAlarm".into(), st(vec![("highAlarmLimit", sc(F64))])),
-                ("extra".into(), sc(S)),
+                (
+                    "valueAlarm",
+                    members("", vec![("highAlarmLimit", scalar(F64))]),
+                ),
+                ("extra", scalar(S)),
             ],
         );
         let got: Vec<FieldSpot> = archive_fields(&d);
@@ -535,11 +514,11 @@ mod tests {
             ]
         );
         // the bits that cover each: its structures and its own
-        assert_eq!((got[0].2.clone(), got[0].3), (vec![0, 7], (8, 9)));
-        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 7], (9, 10)));
-        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 7, 10], (11, 12)));
-        assert_eq!((got[3].2.clone(), got[3].3), (vec![0, 13], (14, 15)));
-        assert_eq!((got[4].2.clone(), got[4].3), (vec![0], (15, 16)));
+        assert_eq!((got[0].2.clone(), got[0].3), (vec![0, 8], (9, 10)));
+        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 8], (10, 11)));
+        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 8, 11], (12, 13)));
+        assert_eq!((got[3].2.clone(), got[3].3), (vec![0, 14], (15, 16)));
+        assert_eq!((got[4].2.clone(), got[4].3), (vec![0], (16, 17)));
         for (path, _, _, (start, _)) in &got {
             assert_eq!(d.lookup(path).map(|x| x.1), Some(*start), "{path}");
         }
