@@ -45,7 +45,7 @@ mod ca_common;
 
 #[path = "common/procfs.rs"]
 mod procfs;
-use procfs::{loadavg, status_kb};
+use procfs::{clk_tck, cpu_secs, loadavg, status_kb};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -92,24 +92,7 @@ fn wall_ns() -> i128 {
 // ---------------------------------------------------------------------------------------
 // /proc
 
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid` (all threads), in seconds.
-fn cpu_secs(pid: u32, tck: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // fields 14 and 15 (1-based) of /proc/pid/stat = 11 and 12 after the command
-    (ticks(11) + ticks(12)) / tck
-}
+// clk_tck, cpu_secs, status_kb and loadavg: common/procfs.rs
 
 // ---------------------------------------------------------------------------------------
 // child processes: killed (by PID) when dropped, whatever happened

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use archiver_pva::nt;
-use archiver_pva::value::lookup;
+use archiver_pva::value::{lookup, marked};
 use archiver_pva::{
-    ChannelEvent, Client, ClientConfig, FieldDesc, Overflow, Pretty, PvRequest, PvValue,
+    BitSet, ChannelEvent, Client, ClientConfig, FieldDesc, Overflow, Pretty, PvRequest, PvValue,
     event_queue,
 };
 use archiver_time::Precision;
@@ -47,12 +47,9 @@ pub enum PvaCommand {
         /// Seconds after which unanswered searches are reported (searching continues).
         #[arg(short = 'w', long = "wait", default_value_t = 5.0)]
         wait: f64,
-        /// pvRequest.
-        #[arg(
-            short = 'r',
-            long = "request",
-            default_value = "field(value,alarm,timeStamp)"
-        )]
+        /// pvRequest, e.g. `field(value,alarm,timeStamp)` (default: the whole structure,
+        /// as pvmonitor: the display precision and units are then known).
+        #[arg(short = 'r', long = "request", default_value = "")]
         request: String,
         /// Print the whole structure of each update.
         #[arg(short = 'v', long = "verbose")]
@@ -103,8 +100,8 @@ async fn get(
         .collect::<Result<Vec<_>, _>>()?;
     let mut failed = 0;
     for ch in &chans {
-        match ch.get(req.clone(), wait).await {
-            Ok((d, v)) => print!("{}", format_update(ch.name(), &d, &v, verbose)),
+        match ch.get_marked(req.clone(), wait).await {
+            Ok((d, v, sent)) => print!("{}", format_update(ch.name(), &d, &v, &sent, verbose)),
             Err(e) => {
                 eprintln!("{}: {e}", ch.name());
                 failed += 1;
@@ -145,6 +142,9 @@ async fn monitor(
         chans.push(ch);
     }
     drop(q);
+    // per channel, the members the server has sent since it connected (a server may
+    // send the whole type and mark only what the pvRequest selected)
+    let mut sent = vec![BitSet::new(); names.len()];
     let not_found = async {
         tokio::time::sleep(wait).await;
         for ch in &chans {
@@ -168,12 +168,22 @@ async fn monitor(
             };
             match ev.kind {
                 ChannelEvent::Update { data, .. } => {
-                    print!("{}", format_update(name, &data.desc, &data.value, verbose));
+                    let Some(sent) = sent.get_mut(ev.key as usize) else {
+                        return;
+                    };
+                    sent.union_with(&data.changed);
+                    print!(
+                        "{}",
+                        format_update(name, &data.desc, &data.value, sent, verbose)
+                    );
                     if data.overrun.any() {
                         println!("{name} *** overrun: the server dropped updates before this one");
                     }
                 }
                 ChannelEvent::Connected { server, .. } => {
+                    if let Some(sent) = sent.get_mut(ev.key as usize) {
+                        sent.clear();
+                    }
                     println!("{name} *** connected to {server}")
                 }
                 ChannelEvent::Disconnected { at } => {
@@ -212,17 +222,30 @@ const STATUSES: [&str; 8] = [
     "CLIENT",
 ];
 
-/// One line `NAME TIME VALUE SEVERITY STATUS [message]` for a value with a `value`
-/// member; the whole tree (after the name) otherwise or when `verbose`.
-fn format_update(name: &str, d: &FieldDesc, v: &PvValue, verbose: bool) -> String {
+/// One line `NAME [TIME] VALUE [UNITS] [SEVERITY STATUS [message]]` for a value with a
+/// `value` member, as pvget/pvmonitor print normative types: only what the server sent
+/// (`sent`: members marked in the reply; no `timeStamp` sent, no time, never 1970), a
+/// floating-point value with `display.precision` decimals when the server gives one,
+/// `display.units` after it. The whole tree (after the name) otherwise or when `verbose`.
+fn format_update(name: &str, d: &FieldDesc, v: &PvValue, sent: &BitSet, verbose: bool) -> String {
+    let has = |path: &str| d.lookup(path).is_some() && marked(d, sent, path);
     let Some((vd, vv)) = lookup(d, v, "value").filter(|_| !verbose) else {
         return format!("{name}\n{}", Pretty { desc: d, value: v });
     };
     let time = nt::time_stamp(d, v)
-        .map(|t| format_time(t.seconds, t.nanos.max(0) as u32))
-        .unwrap_or_else(|| "-".into());
-    let value = format_value(vd, vv);
+        .filter(|_| has("timeStamp"))
+        .map(|t| format!(" {}", format_time(t.seconds, t.nanos.max(0) as u32)))
+        .unwrap_or_default();
+    let display = nt::display(d, v);
+    let precision = display.precision.filter(|_| has("display.precision"));
+    let value = format_value(vd, vv, precision);
+    let units = display
+        .units
+        .filter(|u| !u.is_empty() && has("display.units"))
+        .map(|u| format!(" {u}"))
+        .unwrap_or_default();
     let alarm = nt::alarm(d, v)
+        .filter(|_| has("alarm"))
         .map(|a| {
             let sev = usize::try_from(a.severity)
                 .ok()
@@ -239,10 +262,16 @@ fn format_update(name: &str, d: &FieldDesc, v: &PvValue, verbose: bool) -> Strin
             }
         })
         .unwrap_or_default();
-    format!("{name:<30} {time} {value}{alarm}\n")
+    format!("{name:<30}{time} {value}{units}{alarm}\n")
 }
 
-fn format_value(d: &FieldDesc, v: &PvValue) -> String {
+/// Decimals shown at most (an f64 holds 17 significant digits).
+const MAX_PRECISION: i32 = 17;
+
+/// A value as pvget prints it: an enum's choice, a floating-point number (or array) with
+/// `precision` decimals when the server gives a precision (pvget's display.precision),
+/// anything else as the value tree prints it.
+fn format_value(d: &FieldDesc, v: &PvValue, precision: Option<i32>) -> String {
     if nt::is_enum(d)
         && let Some((i, choices)) = nt::enum_value(d, v)
     {
@@ -251,6 +280,20 @@ fn format_value(d: &FieldDesc, v: &PvValue) -> String {
             .and_then(|i| choices.get(i))
             .cloned()
             .unwrap_or_else(|| i.to_string());
+    }
+    if let Some(p) = precision {
+        let p = p.clamp(0, MAX_PRECISION) as usize;
+        let fixed = |x: f64| format!("{x:.p$}");
+        let list = |xs: Vec<String>| format!("[{}] ({} elements)", xs.join(", "), xs.len());
+        match v {
+            PvValue::F64(x) => return fixed(*x),
+            PvValue::F32(x) => return fixed(f64::from(*x)),
+            PvValue::F64Array(a) => return list(a.iter().map(|x| fixed(*x)).collect()),
+            PvValue::F32Array(a) => {
+                return list(a.iter().map(|x| fixed(f64::from(*x))).collect());
+            }
+            _ => {}
+        }
     }
     let s = Pretty { desc: d, value: v }.to_string();
     // a scalar or array prints as "TYPE  VALUE": keep the value
@@ -281,35 +324,68 @@ fn format_time(secs: i64, nanos: u32) -> String {
 mod tests {
     use super::*;
     use archiver_pva::ScalarType;
-    use std::sync::Arc;
+    use archiver_pva::nt::desc;
+
+    /// Sets member `path` (dotted) of `v` (a value of `d`) to `new`.
+    fn set(d: &FieldDesc, v: &mut PvValue, path: &str, new: PvValue) {
+        let (first, rest) = path.split_once('.').unwrap_or((path, ""));
+        let s = d.as_struct().unwrap();
+        let i = s.index_of(first).unwrap();
+        let PvValue::Structure(m) = v else { panic!() };
+        if rest.is_empty() {
+            m[i] = new;
+        } else {
+            set(&s.fields[i].1, &mut m[i], rest, new);
+        }
+    }
+
+    /// Every member sent (bit 0: the whole structure).
+    fn all() -> BitSet {
+        let mut b = BitSet::new();
+        b.set(0);
+        b
+    }
+
+    /// The bits of members `paths` of `d`, as a server marks what a pvRequest selected.
+    fn only(d: &FieldDesc, paths: &[&str]) -> BitSet {
+        let mut b = BitSet::new();
+        for p in paths {
+            b.set(d.lookup(p).unwrap().1);
+        }
+        b
+    }
+
+    /// An NTScalar double 1.23456789 mm, precision 3, at 2024-01-01T00:00:00.5Z, MINOR.
+    fn ai() -> (FieldDesc, PvValue) {
+        let d = desc::nt_scalar(desc::scalar(ScalarType::F64));
+        let mut v = PvValue::default_for(&d);
+        set(&d, &mut v, "value", PvValue::F64(1.234_567_89));
+        set(&d, &mut v, "display.units", PvValue::String("mm".into()));
+        set(&d, &mut v, "display.precision", PvValue::I32(3));
+        set(
+            &d,
+            &mut v,
+            "timeStamp.secondsPastEpoch",
+            PvValue::I64(1_704_067_200),
+        );
+        set(
+            &d,
+            &mut v,
+            "timeStamp.nanoseconds",
+            PvValue::I32(500_000_000),
+        );
+        set(&d, &mut v, "alarm.severity", PvValue::I32(1));
+        set(&d, &mut v, "alarm.status", PvValue::I32(3));
+        (d, v)
+    }
 
     #[test]
     fn nt_line_and_enum_and_arrays() {
-        let alarm = FieldDesc::structure(
-            "alarm_t",
-            vec![
-                (
-                    "severity".into(),
-                    Arc::new(FieldDesc::Scalar(ScalarType::I32)),
-                ),
-                (
-                    "status".into(),
-                    Arc::new(FieldDesc::Scalar(ScalarType::I32)),
-                ),
-                (
-                    "message".into(),
-                    Arc::new(FieldDesc::Scalar(ScalarType::String)),
-                ),
-            ],
-        );
-        let d = FieldDesc::structure(
+        let d = desc::members(
             "epics:nt/NTScalarArray:1.0",
             vec![
-                (
-                    "value".into(),
-                    Arc::new(FieldDesc::ScalarArray(ScalarType::F64)),
-                ),
-                ("alarm".into(), Arc::new(alarm)),
+                ("value", FieldDesc::ScalarArray(ScalarType::F64)),
+                ("alarm", desc::alarm()),
             ],
         );
         let v = PvValue::Structure(vec![
@@ -320,16 +396,54 @@ mod tests {
                 PvValue::String("HIHI".into()),
             ]),
         ]);
-        let s = format_update("X", &d, &v, false);
+        let s = format_update("X", &d, &v, &all(), false);
         assert!(
             s.contains("[1.0, 2.5] (2 elements) MAJOR RECORD HIHI"),
             "{s}"
         );
-        let s = format_update("X", &d, &v, true);
+        let s = format_update("X", &d, &v, &all(), true);
         assert!(s.contains("double[] value [1.0, 2.5]"), "{s}");
         assert_eq!(
             format_time(1_704_067_200, 5),
             "2024-01-01T00:00:00.000000005Z"
         );
+    }
+
+    /// Found by a fresh-user test: `-r 'field(value,display.units)'` printed a 1970 time
+    /// (the server sends the whole type and marks the selected members) and no units.
+    #[test]
+    fn only_what_the_server_sent_is_printed_with_units() {
+        let (d, mut v) = ai();
+        // what a server that sent value and display.units alone leaves in the rest
+        set(&d, &mut v, "timeStamp.secondsPastEpoch", PvValue::I64(0));
+        let s = format_update("X", &d, &v, &only(&d, &["value", "display.units"]), false);
+        assert_eq!(s, format!("{:<30} 1.23456789 mm\n", "X"));
+        assert!(!s.contains("1970"), "{s}");
+    }
+
+    /// Found by a fresh-user test: more digits than display.precision.
+    #[test]
+    fn floating_values_follow_the_servers_precision() {
+        let (d, v) = ai();
+        assert_eq!(
+            format_update("X", &d, &v, &all(), false),
+            format!(
+                "{:<30} 2024-01-01T00:00:00.500000000Z 1.235 mm MINOR RECORD\n",
+                "X"
+            )
+        );
+        // no precision sent: the value as it is
+        let s = format_update("X", &d, &v, &only(&d, &["value", "timeStamp"]), false);
+        assert!(s.ends_with("Z 1.23456789\n"), "{s}");
+        // arrays too, and a precision out of range is clamped
+        let d = desc::nt_scalar(FieldDesc::ScalarArray(ScalarType::F32));
+        let mut v = PvValue::default_for(&d);
+        set(&d, &mut v, "value", PvValue::F32Array(vec![0.5, 2.25]));
+        set(&d, &mut v, "display.precision", PvValue::I32(1));
+        let s = format_update("X", &d, &v, &only(&d, &["value", "display"]), false);
+        assert!(s.ends_with(" [0.5, 2.2] (2 elements)\n"), "{s}");
+        set(&d, &mut v, "display.precision", PvValue::I32(-4));
+        let s = format_update("X", &d, &v, &all(), false);
+        assert!(s.contains(" [0, 2] (2 elements)"), "{s}");
     }
 }

@@ -38,15 +38,32 @@ fn get_info_and_monitor() {
         "{text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // PREC 3 and EGU mm from the record's display, as pvget prints them
     assert!(
-        text.contains("PC:AI") && text.contains("2024-01-01T00:00:00.500000000Z 95.5 MAJOR"),
+        text.contains("PC:AI") && text.contains("2024-01-01T00:00:00.500000000Z 95.500 mm MAJOR"),
         "{text}"
     );
     assert!(
         text.contains("2024-01-01T00:00:01.250000000Z WARN MINOR"),
         "{text}"
     );
-    assert!(text.contains("[1.0, 2.0] (2 elements)"), "{text}");
+    // the waveform's PREC is 0: no decimals
+    assert!(text.contains("[1, 2] (2 elements)"), "{text}");
+
+    // only what was asked for: no time stamp sent, no time (never 1970), the units
+    // (found by a fresh-user test)
+    let out = archiver(&ioc)
+        .args(["pva", "get", "-r", "field(value,display.units)", "PC:AI"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text.lines().find(|l| l.starts_with("PC:AI")).unwrap_or("");
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        ["PC:AI", "95.5", "mm"],
+        "{text}"
+    );
 
     // verbose: the whole structure
     let out = archiver(&ioc)
@@ -102,9 +119,9 @@ fn get_info_and_monitor() {
         }
     };
     wait_line("*** connected to");
-    wait_line("95.5 MAJOR");
+    wait_line("95.500 mm MAJOR");
     ioc.cmd("set AI 1.25 1704067300.0");
-    let l = wait_line("1.25");
+    let l = wait_line("1.250 mm");
     assert!(l.contains("2024-01-01T00:01:40.000000000Z"), "{l}");
     let _ = child.kill();
     let _ = child.wait();

@@ -142,6 +142,25 @@ async fn archives_normative_types_structures_and_members() {
             s[0].field_values
         );
     }
+    // the daily dump names members by their pvData path, as Java's dump
+    // (FieldValuesCache.getUpdatedFieldValues(true)), the V3 names above being the
+    // changes Java reports on the first sample after a connect
+    for (name, v) in [
+        ("valueAlarm.highAlarmLimit", "90.0"),
+        ("valueAlarm.lowAlarmLimit", "-90.0"),
+        ("display.limitLow", "-100.0"),
+        ("display.limitHigh", "100.0"),
+        ("display.units", "mm"),
+        ("display.precision", "3"),
+        ("display.form.index", "0"),
+    ] {
+        assert_eq!(
+            field(&s[0], name),
+            Some(v),
+            "{name}: {:?}",
+            s[0].field_values
+        );
+    }
     assert_eq!(s[0].field_actual_change, Some(false));
     assert!(
         field(&s[0], "timeStamp.userTag").is_none() && field(&s[0], "value").is_none(),
@@ -270,5 +289,37 @@ async fn archives_normative_types_structures_and_members() {
     assert!(field(last, "cnxregainedepsecs").is_some());
     let st = engine.status("PE:AI").unwrap();
     assert_eq!(st.counters.disconnects, 1);
+
+    // paused and resumed after that outage: the first sample after the resume is a
+    // startup that lost nothing (Java makes new metrics), never the outage before the
+    // pause again (found by a fresh-user test)
+    engine.pause("PE:AI").await.unwrap();
+    engine.resume("PE:AI").unwrap();
+    for _ in 0..200 {
+        if engine.status("PE:AI").is_some_and(|s| s.conn.connected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ioc.cmd(&format!("set AI 34.5 {}.5", t0 + 11));
+    let mut resumed = None;
+    for _ in 0..200 {
+        let buffered = engine.buffered("PE:AI").map(|b| b.samples);
+        resumed = buffered
+            .unwrap_or_default()
+            .into_iter()
+            .find(|s| s.value == Value::ScalarDouble(34.5));
+        if resumed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resumed = resumed.expect("a sample after the resume");
+    assert_eq!(
+        (field(&resumed, "cnxlostepsecs"), field(&resumed, "startup")),
+        (Some("0"), Some("true")),
+        "{:?}",
+        resumed.field_values
+    );
     engine.shutdown().await;
 }

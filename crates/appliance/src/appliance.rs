@@ -585,8 +585,12 @@ impl Appliance {
     /// skipped.
     pub async fn restore(&self) -> Result<usize, ApplianceError> {
         let reg = self.parts.registry.clone();
-        let (infos, requests) = blocking(move || {
-            Ok::<_, ApplianceError>((reg.all_type_infos()?, reg.archive_requests()?))
+        let (infos, requests, request_times) = blocking(move || {
+            Ok::<_, ApplianceError>((
+                reg.all_type_infos()?,
+                reg.archive_requests()?,
+                reg.archive_request_times()?,
+            ))
         })
         .await?;
         let policy = &self.parts.policy;
@@ -687,6 +691,10 @@ impl Appliance {
                         .and_then(|c| c.as_str())
                     {
                         self.control.add(c, &req.pv_name);
+                    }
+                    // the request time survives the restart (getNeverConnectedPVs)
+                    if let Some(t) = request_times.get(&req.pv_name) {
+                        self.parts.engine.set_requested_at(&req.pv_name, t.secs);
                     }
                     n += 1
                 }

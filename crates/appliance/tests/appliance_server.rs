@@ -141,6 +141,31 @@ fn info(pv: &str, period: f32) -> PvTypeInfo {
     .unwrap()
 }
 
+/// Found by a fresh-user test: a restart reset the request time of a PV that never
+/// connected (getNeverConnectedPVs `requestTime`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_request_time_of_a_never_connected_pv() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open(&dir.path().join("r.sqlite")).unwrap());
+    registry
+        .add_archive_request(&ArchiveRequest {
+            pv_name: "T:NOBODY".into(),
+            user_params: serde_json::json!({"samplingperiod": "1.0"}),
+        })
+        .unwrap();
+    let requested = registry.archive_request_times().unwrap()["T:NOBODY"].secs;
+    // the restart comes later (whole seconds apart)
+    while archiver_time::Clock::now(&SystemClock).secs <= requested {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = setup(dir.path(), registry.clone()).await;
+    assert_eq!(s.appliance.restore().await.unwrap(), 1);
+    let st = s.appliance.status("T:NOBODY").unwrap();
+    assert_eq!(st.state, PvState::NeverConnected);
+    assert!(st.counters.added_secs > requested, "{:?}", st.counters);
+    assert_eq!(st.counters.request_secs(), requested, "{:?}", st.counters);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_replaces_a_bad_stored_period_by_the_default_and_corrects_the_catalogue() {
     let dir = tempfile::tempdir().unwrap();

@@ -52,6 +52,10 @@ pub struct Counters {
     /// its `WriterRunnable` ("lastRotateLogs" in getPVStatus, "What did we last push the
     /// data to the short term store?" in getPVDetails).
     pub last_written_secs: AtomicI64,
+    /// Epoch seconds of the PV's archive request when it is older than this start (kept
+    /// in the catalogue, set by [`crate::Engine::set_requested_at`]); 0: the request is
+    /// `added_secs`. See [`CountersSnapshot::request_secs`].
+    pub requested_secs: AtomicI64,
 }
 
 /// A copy of the counters at one moment.
@@ -97,9 +101,21 @@ pub struct CountersSnapshot {
     pub added_secs: i64,
     /// See [`Counters::last_written_secs`].
     pub last_written_secs: i64,
+    /// See [`Counters::requested_secs`].
+    pub requested_secs: i64,
 }
 
 impl CountersSnapshot {
+    /// Epoch seconds when archiving the PV was requested: the first request, kept across
+    /// restarts (`getNeverConnectedPVs` `requestTime`), else when the engine got it.
+    pub fn request_secs(&self) -> i64 {
+        if self.requested_secs != 0 {
+            self.requested_secs
+        } else {
+            self.added_secs
+        }
+    }
+
     /// Events lost for any reason the Java appliance counts (Java "How many events lost
     /// totally so far?": wrong time stamp, buffer overflow, type change), plus the events
     /// the client dropped and those that arrived before the type was known.
@@ -159,6 +175,7 @@ impl Counters {
             bytes_stored: self.bytes_stored.load(Relaxed),
             added_secs: self.added_secs.load(Relaxed),
             last_written_secs: self.last_written_secs.load(Relaxed),
+            requested_secs: self.requested_secs.load(Relaxed),
         }
     }
 }

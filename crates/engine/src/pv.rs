@@ -110,24 +110,56 @@ impl PvaTarget {
     /// and `#` and `/` are PV-name characters Java accepts). Returns the name the PV is
     /// stored under (without `pva://`) and the target; a name without the prefix is CA.
     ///
-    /// Errors: an empty channel or an empty member level (the message names the problem).
+    /// Errors (each message quotes the name and says what is wrong and what is meant):
+    /// a mistyped protocol prefix (`pva:/X`, `pva//X`, `pva:\\X`, `PVA://X`, `ca:/X`: a
+    /// real PV name never starts so, while `PVA:X` may and stays a CA name); a second
+    /// prefix (`pva://ca://X`); an empty channel; after `#`, an empty path, an empty
+    /// member (`a//b`, a trailing `/`) or a dotted one (`a.b`: levels are separated by
+    /// `/`).
     pub fn parse(name: &str) -> Result<(&str, Option<PvaTarget>), String> {
+        if let Some(problem) = mistyped_prefix(name) {
+            return Err(format!("{name:?}: {problem}"));
+        }
         let Some(rest) = name.strip_prefix(PVA_PREFIX) else {
             return Ok((name, None));
         };
+        if let Some(problem) = mistyped_prefix(rest).or_else(|| {
+            ["pva://", "ca://"]
+                .iter()
+                .any(|p| rest.starts_with(p))
+                .then(|| "a name takes one protocol prefix".to_string())
+        }) {
+            return Err(format!("{name:?}: {problem}"));
+        }
         let (channel, field) = match rest.split_once('#') {
             Some((c, f)) => {
-                if f.split('/').any(|p| p.is_empty() || p.contains('.')) {
-                    return Err(format!(
-                        "{name}: a field path after '#' needs non-empty members separated by '/'"
-                    ));
+                let problem = if f.is_empty() {
+                    Some("no field path after '#' (e.g. #value/x)".to_string())
+                } else if f.split('/').any(str::is_empty) {
+                    Some(format!(
+                        "an empty member in the field path {f:?} ('/' separates members, \
+                         e.g. #value/x)"
+                    ))
+                } else if f.contains('.') {
+                    Some(format!(
+                        "the field path {f:?} has a '.': members are separated by '/' \
+                         (#{})",
+                        f.replace('.', "/")
+                    ))
+                } else if f.contains('#') {
+                    Some(format!("a second '#' in the field path {f:?}"))
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err(format!("{name:?}: {problem}"));
                 }
                 (c, Some(f.replace('/', ".")))
             }
             None => (rest, None),
         };
         if channel.is_empty() {
-            return Err(format!("{name}: no channel name after {PVA_PREFIX}"));
+            return Err(format!("{name:?}: no channel name after {PVA_PREFIX}"));
         }
         Ok((
             rest,
@@ -137,6 +169,36 @@ impl PvaTarget {
             }),
         ))
     }
+}
+
+/// What is wrong with a name that starts like a protocol prefix without being one
+/// (`pva:/`, `pva//`, `pva:\\`, `PVA://`, `ca:/`...); `None` for a name that does not, or
+/// starts with `pva://` or `ca://` exactly.
+fn mistyped_prefix(name: &str) -> Option<String> {
+    for proto in ["pva", "ca"] {
+        let Some(head) = name.get(..proto.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(proto) {
+            continue;
+        }
+        let tail = &name[proto.len()..];
+        let sep: String = tail
+            .chars()
+            .take_while(|c| matches!(c, ':' | '/' | '\\'))
+            .collect();
+        let exact = head == proto && sep == "://";
+        // `PVA:X` or `CA:X` (one colon, nothing else) may be a real PV's name.
+        let plausible_name = sep == ":" || sep.is_empty();
+        if exact || plausible_name {
+            return None;
+        }
+        return Some(format!(
+            "{:?} is not a protocol prefix: write {proto}:// (lower case, two slashes)",
+            &name[..proto.len() + sep.len()]
+        ));
+    }
+    None
 }
 
 /// One PV's shared state.
@@ -377,6 +439,57 @@ mod tests {
     use archiver_pb::{Timestamp, Value};
 
     use super::*;
+
+    /// Found by a fresh-user test: near-miss prefixes were archived as CA names.
+    #[test]
+    fn a_mistyped_prefix_or_field_path_is_refused_naming_the_problem() {
+        for (name, says) in [
+            ("pva:/X", "\"pva:/\" is not a protocol prefix: write pva://"),
+            ("pva//X", "\"pva//\" is not a protocol prefix"),
+            ("PVA://X", "\"PVA://\" is not a protocol prefix"),
+            ("Pva:/X", "write pva://"),
+            ("pva:\\\\X", "is not a protocol prefix"),
+            ("pva:///X", "\"pva:///\" is not a protocol prefix"),
+            ("ca:/X", "write ca://"),
+            ("pva://pva:/X", "\"pva:/\" is not a protocol prefix"),
+            ("pva://ca://X", "one protocol prefix"),
+            ("pva://", "no channel name"),
+            ("pva://#value/x", "no channel name"),
+            ("pva://X#", "no field path after '#'"),
+            ("pva://X#value//x", "an empty member"),
+            ("pva://X#value/", "an empty member"),
+            ("pva://X#value.x", "separated by '/' (#value/x)"),
+            ("pva://X#a#b", "a second '#'"),
+        ] {
+            let e = PvaTarget::parse(name).expect_err(name);
+            assert!(e.contains(says), "{name}: {e}");
+            assert!(e.starts_with(&format!("{name:?}")), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_that_merely_look_like_prefixes_stay_ca_names() {
+        for name in [
+            "PVA:CURRENT",
+            "pva:X",
+            "CA:TEMP",
+            "CAL:X",
+            "pvaX",
+            "X#a/b",
+            "X",
+        ] {
+            assert_eq!(PvaTarget::parse(name), Ok((name, None)), "{name}");
+        }
+        let (stored, t) = PvaTarget::parse("pva://S:T#value/x").unwrap();
+        assert_eq!(stored, "S:T#value/x");
+        assert_eq!(
+            t,
+            Some(PvaTarget {
+                channel: "S:T".into(),
+                field: Some("value.x".into())
+            })
+        );
+    }
 
     fn slot(capacity: usize) -> PvSlot {
         PvSlot::for_test("T:SNAP", capacity)

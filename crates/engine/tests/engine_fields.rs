@@ -253,7 +253,7 @@ async fn annotations_follow_the_injected_clock() {
         .await
         .unwrap();
     assert!(
-        has(&resumed, &format!("cnxregainedepsecs={t1}")),
+        has(&resumed, &format!("cnxregainedepsecs={t1}")) && has(&resumed, "cnxlostepsecs=0"),
         "{resumed:?}"
     );
     engine.shutdown().await;

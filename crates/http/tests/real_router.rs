@@ -35,6 +35,41 @@ async fn send(
     (r.status, r.headers, r.frames, r.body)
 }
 
+/// Found by a fresh-user test: a near-miss of `pva://` was archived as a CA name, and a
+/// bad field path needs a message that says what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistyped_pva_prefixes_and_field_paths_are_a_400_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, registry, _) = state(dir.path()).await;
+    for (pv, says) in [
+        ("pva:/T:X", "is not a protocol prefix: write pva://"),
+        ("pva//T:X", "is not a protocol prefix"),
+        ("PVA://T:X", "protocol prefix"),
+        ("pva://T:X%23", "no field path after '#'"),
+        ("pva://T:X%23value//x", "an empty member"),
+        ("pva://T:X%23value.x", "separated by '/'"),
+        ("pva://%23value", "no channel name"),
+    ] {
+        let (status, _, _, body) = send(
+            &state,
+            Request::get(format!("/mgmt/bpl/archivePV?pv={pv}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let msg = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{pv}: {msg}");
+        assert!(msg.contains(says), "{pv}: {msg}");
+    }
+    for stored in ["pva:/T:X", "pva//T:X", "T:X#", "T:X#value//x", "T:X"] {
+        assert!(state.engine().status(stored).is_none(), "{stored}");
+        assert!(
+            registry.get_archive_request(stored).unwrap().is_none(),
+            "{stored}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sampling_periods_are_refused_and_a_form_body_names_each_pv() {
     let dir = tempfile::tempdir().unwrap();

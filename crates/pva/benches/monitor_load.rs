@@ -47,23 +47,18 @@ fn free_port() -> u16 {
     }
 }
 
-/// CPU seconds (user + system) of this process, from /proc/self/stat (clock ticks of
-/// 1/100 s, the Linux default USER_HZ).
+// what the benches read of /proc: one copy for every bench
+#[path = "../../../benches/common/procfs.rs"]
+mod procfs;
+
+/// CPU seconds (user + system) of this process.
 fn cpu_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    procfs::cpu_secs(std::process::id(), procfs::clk_tck())
 }
 
+/// Resident memory of this process, kB.
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    procfs::status_kb(std::process::id(), "VmRSS")
 }
 
 struct Ioc(Child);

@@ -58,11 +58,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The result type of a GET.
 pub type GetResult = Result<(Arc<FieldDesc>, PvValue), PvaError>;
 
+/// What a GET reply carries: the type, the value, and the members the server marked as
+/// sent (a server may send the whole type and mark only what the pvRequest selected, as
+/// pvxs does; unmarked members hold defaults).
+type MarkedResult = Result<(Arc<FieldDesc>, PvValue, BitSet), PvaError>;
+
 enum ConnCmd {
     Create(Arc<ChanShared>),
     Destroy(u32),
     Subscribe(u32, SubscriptionId, PvRequest),
-    Get(u32, PvRequest, oneshot::Sender<GetResult>),
+    Get(u32, PvRequest, oneshot::Sender<MarkedResult>),
     GetField(u32, oneshot::Sender<Result<Arc<FieldDesc>, PvaError>>),
 }
 
@@ -376,6 +381,21 @@ impl Channel {
         request: PvRequest,
         timeout: Duration,
     ) -> Result<(Arc<FieldDesc>, PvValue), PvaError> {
+        self.get_marked(request, timeout)
+            .await
+            .map(|(d, v, _)| (d, v))
+    }
+
+    /// [`Channel::get`] with the members the server marked as sent: only those hold
+    /// the server's values (see [`crate::value::marked`]); a server such as pvxs sends
+    /// the whole type and marks what `request` selected.
+    ///
+    /// Errors: as [`Channel::get`].
+    pub async fn get_marked(
+        &self,
+        request: PvRequest,
+        timeout: Duration,
+    ) -> Result<(Arc<FieldDesc>, PvValue, BitSet), PvaError> {
         let deadline = tokio::time::Instant::now() + timeout;
         self.wait_connected(timeout).await?;
         let (tx, rx) = oneshot::channel();
@@ -674,7 +694,7 @@ enum Op {
     Get {
         cid: u32,
         desc: Option<Arc<FieldDesc>>,
-        reply: oneshot::Sender<GetResult>,
+        reply: oneshot::Sender<MarkedResult>,
     },
     GetField {
         reply: oneshot::Sender<Result<Arc<FieldDesc>, PvaError>>,
@@ -932,7 +952,7 @@ impl Conn {
         changed.decode_into(r)?;
         let mut v = PvValue::default_for(&d);
         decode_partial(r, &mut self.cache, &d, &mut v, &changed)?;
-        let _ = reply.send(Ok((d, v)));
+        let _ = reply.send(Ok((d, v, changed)));
         if let Some(sid) = sid {
             let m = proto::destroy_request(sid, ioid);
             self.send(&m);

@@ -126,3 +126,99 @@ pub fn is_enum(d: &FieldDesc) -> bool {
             Some((FieldDesc::ScalarArray(crate::ScalarType::String), _))
         )
 }
+
+/// Descriptions of the normative types' standard structures as servers send them (NT
+/// specification; pvxs `nt.cpp`), for tools and tests that build values: mock servers,
+/// fixtures, the archiver's own tests. One place, so that every test speaks the same
+/// `alarm_t`, `time_t` and `display_t`.
+pub mod desc {
+    use std::sync::Arc;
+
+    use crate::types::{FieldDesc, ScalarType};
+
+    /// A structure `id` of `members` (name, type) in order.
+    pub fn members(id: &str, members: Vec<(&str, FieldDesc)>) -> FieldDesc {
+        FieldDesc::structure(
+            id,
+            members
+                .into_iter()
+                .map(|(n, d)| (n.to_string(), Arc::new(d)))
+                .collect(),
+        )
+    }
+
+    /// A scalar of type `t`.
+    pub fn scalar(t: ScalarType) -> FieldDesc {
+        FieldDesc::Scalar(t)
+    }
+
+    /// `alarm_t {int severity; int status; string message}`.
+    pub fn alarm() -> FieldDesc {
+        members(
+            "alarm_t",
+            vec![
+                ("severity", scalar(ScalarType::I32)),
+                ("status", scalar(ScalarType::I32)),
+                ("message", scalar(ScalarType::String)),
+            ],
+        )
+    }
+
+    /// `time_t {long secondsPastEpoch; int nanoseconds; int userTag}`.
+    pub fn time_stamp() -> FieldDesc {
+        members(
+            "time_t",
+            vec![
+                ("secondsPastEpoch", scalar(ScalarType::I64)),
+                ("nanoseconds", scalar(ScalarType::I32)),
+                ("userTag", scalar(ScalarType::I32)),
+            ],
+        )
+    }
+
+    /// `enum_t {int index; string[] choices}`.
+    pub fn enumerated() -> FieldDesc {
+        members(
+            "enum_t",
+            vec![
+                ("index", scalar(ScalarType::I32)),
+                ("choices", FieldDesc::ScalarArray(ScalarType::String)),
+            ],
+        )
+    }
+
+    /// `display_t {double limitLow; double limitHigh; string description; string units;
+    /// int precision; enum_t form}`.
+    pub fn display() -> FieldDesc {
+        members(
+            "display_t",
+            vec![
+                ("limitLow", scalar(ScalarType::F64)),
+                ("limitHigh", scalar(ScalarType::F64)),
+                ("description", scalar(ScalarType::String)),
+                ("units", scalar(ScalarType::String)),
+                ("precision", scalar(ScalarType::I32)),
+                ("form", enumerated()),
+            ],
+        )
+    }
+
+    /// `epics:nt/NTScalar:1.0` (or NTScalarArray for an array `value`) with `value`,
+    /// `alarm`, `timeStamp` and `display`.
+    pub fn nt_scalar(value: FieldDesc) -> FieldDesc {
+        let id = if matches!(value, FieldDesc::ScalarArray(_)) {
+            "epics:nt/NTScalarArray:1.0"
+        } else {
+            "epics:nt/NTScalar:1.0"
+        };
+        members(
+            id,
+            vec![
+                ("value", value),
+                ("alarm", alarm()),
+                ("timeStamp", time_stamp()),
+                ("display", display()),
+            ],
+        )
+    }
+}

@@ -504,32 +504,13 @@ mod tests {
     use super::*;
 
     fn nt_scalar() -> FieldDesc {
-        let alarm = FieldDesc::structure(
-            "alarm_t",
-            vec![
-                (
-                    "severity".into(),
-                    Arc::new(FieldDesc::Scalar(ScalarType::I32)),
-                ),
-                (
-                    "status".into(),
-                    Arc::new(FieldDesc::Scalar(ScalarType::I32)),
-                ),
-                (
-                    "message".into(),
-                    Arc::new(FieldDesc::Scalar(ScalarType::String)),
-                ),
-            ],
-        );
-        FieldDesc::structure(
+        use crate::nt::desc;
+        desc::members(
             "epics:nt/NTScalar:1.0",
             vec![
-                ("value".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
-                ("alarm".into(), Arc::new(alarm)),
-                (
-                    "tags".into(),
-                    Arc::new(FieldDesc::ScalarArray(ScalarType::String)),
-                ),
+                ("value", desc::scalar(ScalarType::F64)),
+                ("alarm", desc::alarm()),
+                ("tags", FieldDesc::ScalarArray(ScalarType::String)),
             ],
         )
     }

@@ -139,22 +139,38 @@ impl PvValue {
         scalar_arms!(arms)
     }
 
-    /// The value as an i64, for integer scalars and booleans (floats truncate).
+    /// The value as an i64, for integer scalars and booleans (floats truncate, a u64
+    /// above `i64::MAX` wraps as Java reads it).
     pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            PvValue::Bool(v) => Some(i64::from(*v)),
-            PvValue::I8(v) => Some(i64::from(*v)),
-            PvValue::I16(v) => Some(i64::from(*v)),
-            PvValue::I32(v) => Some(i64::from(*v)),
-            PvValue::I64(v) => Some(*v),
-            PvValue::U8(v) => Some(i64::from(*v)),
-            PvValue::U16(v) => Some(i64::from(*v)),
-            PvValue::U32(v) => Some(i64::from(*v)),
-            PvValue::U64(v) => Some(*v as i64),
-            PvValue::F32(v) => Some(*v as i64),
-            PvValue::F64(v) => Some(*v as i64),
-            _ => None,
+        macro_rules! arms {
+            ($($s:ident, $a:ident, $t:ty);*) => {
+                match self {
+                    PvValue::Bool(v) => Some(i64::from(*v)),
+                    $(PvValue::$s(v) => Some(*v as i64),)*
+                    _ => None,
+                }
+            };
         }
+        scalar_arms!(arms)
+    }
+
+    /// The number of elements of an array value (scalar, structure, union or variant
+    /// union arrays); `None` for anything else.
+    pub fn array_len(&self) -> Option<usize> {
+        macro_rules! arms {
+            ($($s:ident, $a:ident, $t:ty);*) => {
+                match self {
+                    PvValue::BoolArray(a) => Some(a.len()),
+                    PvValue::StringArray(a) => Some(a.len()),
+                    PvValue::StructureArray(a) | PvValue::UnionArray(a) | PvValue::AnyArray(a) => {
+                        Some(a.len())
+                    }
+                    $(PvValue::$a(a) => Some(a.len()),)*
+                    _ => None,
+                }
+            };
+        }
+        scalar_arms!(arms)
     }
 
     /// The string of a string scalar.
@@ -192,37 +208,29 @@ fn num_f64<T: NumF64>(v: T) -> f64 {
 }
 
 fn scalar_default(s: ScalarType) -> PvValue {
-    match s {
-        ScalarType::Bool => PvValue::Bool(false),
-        ScalarType::I8 => PvValue::I8(0),
-        ScalarType::I16 => PvValue::I16(0),
-        ScalarType::I32 => PvValue::I32(0),
-        ScalarType::I64 => PvValue::I64(0),
-        ScalarType::U8 => PvValue::U8(0),
-        ScalarType::U16 => PvValue::U16(0),
-        ScalarType::U32 => PvValue::U32(0),
-        ScalarType::U64 => PvValue::U64(0),
-        ScalarType::F32 => PvValue::F32(0.0),
-        ScalarType::F64 => PvValue::F64(0.0),
-        ScalarType::String => PvValue::String(String::new()),
+    macro_rules! arms {
+        ($($v:ident, $a:ident, $t:ident);*) => {
+            match s {
+                ScalarType::Bool => PvValue::Bool(false),
+                ScalarType::String => PvValue::String(String::new()),
+                $(ScalarType::$v => PvValue::$v(0 as $t),)*
+            }
+        };
     }
+    scalar_arms!(arms)
 }
 
 fn array_default(s: ScalarType) -> PvValue {
-    match s {
-        ScalarType::Bool => PvValue::BoolArray(Vec::new()),
-        ScalarType::I8 => PvValue::I8Array(Vec::new()),
-        ScalarType::I16 => PvValue::I16Array(Vec::new()),
-        ScalarType::I32 => PvValue::I32Array(Vec::new()),
-        ScalarType::I64 => PvValue::I64Array(Vec::new()),
-        ScalarType::U8 => PvValue::U8Array(Vec::new()),
-        ScalarType::U16 => PvValue::U16Array(Vec::new()),
-        ScalarType::U32 => PvValue::U32Array(Vec::new()),
-        ScalarType::U64 => PvValue::U64Array(Vec::new()),
-        ScalarType::F32 => PvValue::F32Array(Vec::new()),
-        ScalarType::F64 => PvValue::F64Array(Vec::new()),
-        ScalarType::String => PvValue::StringArray(Vec::new()),
+    macro_rules! arms {
+        ($($v:ident, $a:ident, $t:ident);*) => {
+            match s {
+                ScalarType::Bool => PvValue::BoolArray(Vec::new()),
+                ScalarType::String => PvValue::StringArray(Vec::new()),
+                $(ScalarType::$v => PvValue::$a(Vec::new()),)*
+            }
+        };
     }
+    scalar_arms!(arms)
 }
 
 /// A bitset as pvData serializes it: a size in bytes, then whole 64-bit words in the
@@ -281,6 +289,16 @@ impl BitSet {
             i = (w + 1) * 64;
         }
         false
+    }
+
+    /// Adds every bit of `other` (a union: the members marked by either).
+    pub fn union_with(&mut self, other: &BitSet) {
+        if self.words.len() < other.words.len() {
+            self.words.resize(other.words.len(), 0);
+        }
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
     }
 
     /// Number of set bits.
@@ -795,4 +813,106 @@ pub fn lookup<'a>(
         v = v.member(i)?;
     }
     Some((d, v))
+}
+
+/// True when `bits` (a changed or valid bitset over `desc`, pvData's offsets: 0 is the
+/// whole structure, each member its own offset, a structure's members after it) covers
+/// member `path` (dotted): its own bit, the bit of a structure above it, or any bit inside
+/// it (a sub-structure marked member by member). A path naming no member is covered
+/// (callers then find nothing to read).
+pub fn marked(desc: &FieldDesc, bits: &BitSet, path: &str) -> bool {
+    if bits.get(0) {
+        return true;
+    }
+    let mut end = 0;
+    loop {
+        let next = path[end..].find('.').map(|i| end + i);
+        let prefix = &path[..next.unwrap_or(path.len())];
+        let Some((d, off)) = desc.lookup(prefix) else {
+            return true;
+        };
+        match next {
+            Some(n) => {
+                if bits.get(off) {
+                    return true;
+                }
+                end = n + 1;
+            }
+            None => return bits.any_in(off, off.saturating_add(d.bits())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod marked_tests {
+    use super::*;
+
+    fn set(bits: &[usize]) -> BitSet {
+        let mut b = BitSet::new();
+        for i in bits {
+            b.set(*i);
+        }
+        b
+    }
+
+    #[test]
+    fn a_member_is_marked_by_its_own_bits_or_a_structure_above() {
+        let inner = FieldDesc::structure(
+            "",
+            vec![
+                ("x".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
+                ("y".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
+            ],
+        );
+        let d = FieldDesc::structure("", vec![("value".into(), Arc::new(inner))]);
+        // bits: 0 top, 1 value, 2 value.x, 3 value.y
+        assert!(marked(&d, &set(&[2]), "value.x"));
+        assert!(!marked(&d, &set(&[3]), "value.x"));
+        assert!(marked(&d, &set(&[1]), "value.x"));
+        assert!(marked(&d, &set(&[0]), "value.y"));
+        assert!(marked(&d, &set(&[3]), "value"));
+        assert!(!marked(&d, &set(&[]), "value"));
+    }
+
+    #[test]
+    fn defaults_lengths_and_integers_of_every_scalar_type() {
+        use ScalarType as S;
+        for t in [
+            S::Bool,
+            S::I8,
+            S::I16,
+            S::I32,
+            S::I64,
+            S::U8,
+            S::U16,
+            S::U32,
+            S::U64,
+            S::F32,
+            S::F64,
+            S::String,
+        ] {
+            let v = scalar_default(t);
+            assert_eq!(v.array_len(), None, "{t:?}");
+            if t != S::String {
+                assert_eq!(v.as_i64(), Some(0), "{t:?}");
+            }
+            let a = array_default(t);
+            assert_eq!(a.array_len(), Some(0), "{t:?}");
+            assert_eq!(PvValue::default_for(&FieldDesc::ScalarArray(t)), a, "{t:?}");
+        }
+        assert_eq!(PvValue::U64(u64::MAX).as_i64(), Some(-1));
+        assert_eq!(PvValue::F64(-2.7).as_i64(), Some(-2));
+        assert_eq!(PvValue::I16Array(vec![1, 2, 3]).array_len(), Some(3));
+        assert_eq!(PvValue::AnyArray(vec![None]).array_len(), Some(1));
+    }
+
+    #[test]
+    fn a_union_holds_the_bits_of_both() {
+        let mut a = set(&[1, 70]);
+        a.union_with(&set(&[2, 130]));
+        assert_eq!(a, set(&[1, 2, 70, 130]));
+        let mut e = BitSet::new();
+        e.union_with(&set(&[5]));
+        assert!(e.get(5) && e.count() == 1);
+    }
 }

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use archiver_pva::proto::Header;
@@ -37,14 +36,11 @@ async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>, bool) {
 }
 
 fn desc() -> FieldDesc {
-    FieldDesc::structure(
+    archiver_pva::nt::desc::members(
         "test:t",
         vec![
-            ("value".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
-            (
-                "wave".into(),
-                Arc::new(FieldDesc::ScalarArray(ScalarType::I16)),
-            ),
+            ("value", FieldDesc::Scalar(ScalarType::F64)),
+            ("wave", FieldDesc::ScalarArray(ScalarType::I16)),
         ],
     )
 }

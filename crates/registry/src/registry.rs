@@ -155,6 +155,15 @@ pub trait Registry: Send + Sync {
     /// Every pending request, sorted by PV name.
     fn archive_requests(&self) -> Result<Vec<ArchiveRequest>, RegistryError>;
 
+    /// When each pending request was recorded (its row's `last_modified`, as Java's
+    /// `ArchivePVRequests` table keeps it), by PV name: the request time a restart must
+    /// not reset (`getNeverConnectedPVs`). The default knows none.
+    fn archive_request_times(
+        &self,
+    ) -> Result<std::collections::HashMap<String, archiver_pb::Timestamp>, RegistryError> {
+        Ok(std::collections::HashMap::new())
+    }
+
     /// The creation and modification times and the paused flag of every type info,
     /// sorted by name. The default decodes every type info; a backend can read the three
     /// keys alone.

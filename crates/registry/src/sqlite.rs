@@ -540,6 +540,28 @@ impl Registry for SqliteRegistry {
             .collect()
     }
 
+    fn archive_request_times(
+        &self,
+    ) -> Result<std::collections::HashMap<String, archiver_pb::Timestamp>, RegistryError> {
+        let db = |e: rusqlite::Error| RegistryError::backend("archive_request_times", None, e);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT pvName, last_modified FROM ArchivePVRequests")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db)?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (pv, at) = row.map_err(db)?;
+            // a time that does not parse (edited by hand) is not known: the restart's
+            if let Some(t) = crate::instant::parse_iso(&at) {
+                out.insert(pv, t);
+            }
+        }
+        Ok(out)
+    }
+
     fn all_pv_times(&self) -> Result<Vec<PvTimes>, RegistryError> {
         let db = |e: rusqlite::Error| RegistryError::backend("all_pv_times", None, e);
         let conn = self.lock();
@@ -1018,6 +1040,31 @@ mod tests {
         assert!(r.remove_archive_request("R:1").unwrap());
         assert!(!r.remove_archive_request("R:1").unwrap());
         assert_eq!(r.archive_requests().unwrap(), [req("R:2", "1.0")]);
+    }
+
+    /// What a restart reads back as a never-connected PV's request time.
+    #[test]
+    fn archive_request_times_are_when_the_request_was_recorded() {
+        let r = mem();
+        let before = archiver_time::Clock::now(&archiver_time::SystemClock).secs;
+        r.add_archive_request(&ArchiveRequest {
+            pv_name: "R:T".into(),
+            user_params: json!({}),
+        })
+        .unwrap();
+        let after = archiver_time::Clock::now(&archiver_time::SystemClock).secs;
+        let times = r.archive_request_times().unwrap();
+        let t = times.get("R:T").expect("recorded").secs;
+        assert!((before..=after).contains(&t), "{before} <= {t} <= {after}");
+        // a row whose time does not parse is left out, the others kept
+        r.lock()
+            .execute(
+                "INSERT INTO ArchivePVRequests (pvName, userParams, last_modified) VALUES ('R:X', '{}', 'soon')",
+                [],
+            )
+            .unwrap();
+        let times = r.archive_request_times().unwrap();
+        assert_eq!((times.len(), times.contains_key("R:X")), (1, false));
     }
 
     #[test]

@@ -219,6 +219,21 @@ impl Encoder for JsonResponse {
         JsonResponse::sample(self, s);
     }
 
+    /// Java's `meta` is the header of the PV's first stream; the engine's answer for a
+    /// disconnected PV is a header-only stream carrying `cnxlostepsecs`, first when
+    /// nothing else is in range: a PV without samples then shows its `meta` with
+    /// `cnxlostepsecs` and no data. After samples the `meta` went out already (Java's
+    /// came from a store's header, without it).
+    fn connection_lost(&mut self, lost_at_secs: i64, _year: i32) {
+        if let Some((name, mut headers)) = self.deferred.take() {
+            headers.push(FieldValue::new("cnxlostepsecs", lost_at_secs.to_string()));
+            self.write_meta(
+                &name,
+                headers.iter().map(|f| (f.name.as_str(), f.val.as_str())),
+            );
+        }
+    }
+
     fn end_pv(&mut self) {
         self.deferred = None;
         JsonResponse::end_pv(self);

@@ -112,6 +112,15 @@ impl Encoder for QwResponse {
         o.extend_from_slice(b" }");
     }
 
+    /// As `getData.json` ([`crate::json::JsonResponse`]): a PV without samples that is
+    /// disconnected now shows its `meta` with `cnxlostepsecs` and no data.
+    fn connection_lost(&mut self, lost_at_secs: i64, _year: i32) {
+        if let Some((name, waveform, mut headers)) = self.deferred.take() {
+            headers.push(FieldValue::new("cnxlostepsecs", lost_at_secs.to_string()));
+            self.write_meta(&name, waveform, &headers);
+        }
+    }
+
     fn end_pv(&mut self) {
         self.deferred = None;
     }

@@ -348,6 +348,52 @@ fn a_disconnected_pv_ends_with_a_header_carrying_cnxlostepsecs() {
     assert!(!String::from_utf8(body).unwrap().contains("cnxlost"));
 }
 
+/// JSON and qw `meta` are Java's first stream's header: for a PV disconnected now with
+/// nothing in range, the engine's header-only answer, carrying `cnxlostepsecs`, with no
+/// data (found by a fresh-user test: the PV was missing from the answer).
+#[test]
+fn json_meta_of_a_disconnected_pv_without_data_carries_cnxlostepsecs() {
+    let f = fixture();
+    let lost = y() + 3800;
+    let disconnected_plan = || {
+        let mut p = plan(&f, PV, 5000, 6000);
+        p.stores.clear();
+        p.buffer.clear();
+        p.disconnected = Some(Disconnected {
+            lost_at_secs: lost,
+            year: 2025,
+        });
+        p
+    };
+    let json = |p: &Plan, qw: bool| {
+        let mut body = Vec::new();
+        let mut sink = |bytes: Vec<u8>, _| {
+            body.extend(bytes);
+            Ok::<(), RetrievalError>(())
+        };
+        if qw {
+            let mut prod = Producer::new(archiver_retrieval::qw::QwResponse::new(), &mut sink);
+            prod.pv(p, &mut Raw).unwrap();
+            prod.finish().unwrap();
+        } else {
+            let mut prod = Producer::new(JsonResponse::new(), &mut sink);
+            prod.pv(p, &mut Raw).unwrap();
+            prod.finish().unwrap();
+        }
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    for qw in [false, true] {
+        let v = json(&disconnected_plan(), qw);
+        assert_eq!(v[0]["meta"]["name"], PV, "{v}");
+        assert_eq!(v[0]["meta"]["cnxlostepsecs"], lost.to_string(), "{v}");
+        assert_eq!(v[0]["data"], serde_json::json!([]), "{v}");
+        // Connected and no data: nothing, as before.
+        let mut p = disconnected_plan();
+        p.disconnected = None;
+        assert_eq!(json(&p, qw), serde_json::json!([]));
+    }
+}
+
 #[test]
 fn the_java_vector_is_served_byte_for_byte_under_the_requested_name() {
     // lrm01_raw.pb, written by the Java appliance, as the PV's LTS file for 2014.

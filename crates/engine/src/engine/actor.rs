@@ -424,7 +424,7 @@ impl Actor {
                 st.conn.last_reestablished_secs = now.secs;
                 st.conn.loss_regain_count += 1;
             }
-            rt.annotator.connected(st.conn.lost_at_secs);
+            rt.annotator.connected();
             let due = !rt.rtyp_checked
                 && ((st.auto_fields && !self.inner.config.record_type_fields.is_empty())
                     || self.inner.config.read_record_type);
@@ -539,6 +539,8 @@ impl Actor {
         let out = &mut self.out;
         rt.sampler.flush(&mut |s| out.push(s));
         Self::store_all(rt, out, now);
+        // After what was held is stored: those samples belong before the loss.
+        rt.annotator.disconnected(at_secs);
         self.with_pending.remove(&id);
     }
 
@@ -583,6 +585,7 @@ impl Actor {
             Verdict::Accept => {}
             Verdict::Same => {
                 Counters::inc(&c.repeated_timestamp);
+                rt.annotator.repeated_timestamp();
                 return false;
             }
             _ => {

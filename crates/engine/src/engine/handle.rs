@@ -257,6 +257,18 @@ impl Engine {
         true
     }
 
+    /// Records that archiving `pv` was first requested at `secs` (epoch seconds, from the
+    /// catalogue at a restore), so that a restart does not reset the request time of a
+    /// PV that never connected (`CountersSnapshot::request_secs`). False when the engine
+    /// does not hold `pv`.
+    pub fn set_requested_at(&self, pv: &str, secs: i64) -> bool {
+        let Some(slot) = self.slot(pv) else {
+            return false;
+        };
+        slot.counters.requested_secs.store(secs, Relaxed);
+        true
+    }
+
     /// The status of `pv`, if the engine has it.
     pub fn status(&self, pv: &str) -> Option<PvStatus> {
         self.slot(pv).map(|s| s.status())

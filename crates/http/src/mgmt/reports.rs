@@ -380,7 +380,7 @@ pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Re
         None,
         |s| Row {
             pv_name: s.name.to_string(),
-            request_time: Str(JavaTime(s.counters.added_secs)),
+            request_time: Str(JavaTime(s.counters.request_secs())),
             start_of_workflow: Str(JavaTime(s.counters.added_secs)),
             current_state: "METAINFO_REQUESTED",
             appliance: &id,

@@ -14,19 +14,22 @@
 //!   update after each connect, and the metadata again whenever those members change.
 //! * `timeStamp` (Unix seconds + nanoseconds) is the sample time, `alarm` its severity and
 //!   status; a V4_GENERIC_BYTES sample also carries `timeStamp.userTag` (Java does).
-//! * Archive fields: the policy's CA archive fields (`HIHI`, ...) do not apply; as Java
-//!   (`EPICS_V4_PV` with `FieldValuesCache`) the structure's own members besides `value`,
-//!   `timeStamp` and `alarm` are the fields, under their V3 names where Java has one
-//!   (`valueAlarm.highAlarmLimit` → `HIHI`, `display.limitLow` → `LOPR`, ...): a changed
-//!   one rides on the next sample (`fieldactualchange=true`), all of them in the daily
-//!   dump with EGU and PREC ([`PvaField`]).
+//! * Archive fields, as Java's `EPICS_V4_PV` with `FieldValuesCache` (the policy's CA
+//!   archive fields do not apply): the structure's members besides `value` (at any level),
+//!   `timeStamp` and `alarm`, flattened to their leaves ([`PvaField`]). A change of a
+//!   member Java names in V3 terms (`valueAlarm.highAlarmLimit` → `HIHI`,
+//!   `display.limitLow` → `LOPR`, `display.units` → `EGU`, `control.minStep` → `PREC`,
+//!   ...) rides on the next sample under that name, and all of them on the first sample
+//!   after each connect; other members' changes only when the PV's archive fields name
+//!   their path. The daily dump carries every member under its pvData path
+//!   (`display.limitLow`, `display.form.index`, ...) with EGU and PREC from the metadata.
 //! * An update whose overrun bitset is not empty (the server squashed updates before it)
 //!   counts one in `dropped_by_client`, as a CA update the client dropped does.
 
 use std::time::UNIX_EPOCH;
 
 use archiver_pb::{PayloadType, Sample, Timestamp};
-use archiver_pva::value::lookup;
+use archiver_pva::value::{lookup, marked};
 use archiver_pva::{
     BitSet, ChannelEvent, Client, ClientConfig, EventQueue, EventReceiver, FieldDesc, MonitorData,
     Overflow, PvRequest, event_queue, nt,
@@ -57,17 +60,16 @@ pub(super) struct PvaChannel {
     fields: Option<Vec<PvaField>>,
 }
 
-/// A member of a pvAccess structure archived as a field value, as Java's
-/// `FieldValuesCache` does: every member but `value`, `timeStamp` and `alarm`, flattened
-/// to its leaves (`display.limitLow`), named as the V3 field it stands for where there is
-/// one (`LOPR`, `HOPR`, `DESC`, `DRVL`, `DRVH`, `LOLO`, `LOW`, `HIGH`, `HIHI`, `HYST`).
-/// `display.units` (EGU) and `control.minStep` (PREC) are left out: EGU and PREC come with
-/// the daily dump from the PV's metadata, as for CA PVs.
+/// A member of a pvAccess structure archived as a field value (see the module overview):
+/// a leaf outside `value`, `timeStamp` and `alarm`, dumped daily under its path, its
+/// changes reported under its V3 name where Java has one.
 struct PvaField {
     /// Dotted path in the structure.
     path: String,
     /// The annotator's field index.
     idx: usize,
+    /// Its changes are reported (a V3 name, or a path the PV's archive fields name).
+    reported: bool,
     /// Bitset offsets whose change covers this member: its structures, then its own span.
     above: Vec<usize>,
     span: (usize, usize),
@@ -89,12 +91,15 @@ const V3_NAMES: [(&str, &str); 12] = [
     ("valueAlarm.hysteresis", "HYST"),
 ];
 
-/// One archive field found in a structure: `(path, name, above, span)` as in [`PvaField`].
-type FieldSpot = (String, String, Vec<usize>, (usize, usize));
+/// One archive field found in a structure: `(path, V3 name, above, span)` as in
+/// [`PvaField`].
+type FieldSpot = (String, Option<&'static str>, Vec<usize>, (usize, usize));
 
-/// The archive fields of structure `desc`: `(path, name, above, span)` of each leaf member
-/// outside `value`, `timeStamp` and `alarm` (members named `value` are skipped at every
-/// level, as Java does), EGU and PREC excepted.
+/// The archive fields of structure `desc`: `(path, V3 name, above, span)` of each leaf
+/// member outside `value`, `timeStamp` and `alarm` (members named `value` are skipped at
+/// every level, as Java's `FieldValuesCache.currentFieldValues` does; Java's daily dump
+/// also carries `timeStamp.*` and `alarm.*` as read at the connect and never updated,
+/// left out here: the sample itself has them, current).
 fn archive_fields(desc: &FieldDesc) -> Vec<FieldSpot> {
     fn walk(
         d: &FieldDesc,
@@ -121,10 +126,7 @@ fn archive_fields(desc: &FieldDesc) -> Vec<FieldSpot> {
                     walk(m, &path, at, above, out);
                 } else {
                     let v3 = V3_NAMES.iter().find(|(p, _)| *p == path).map(|(_, n)| *n);
-                    if !matches!(v3, Some("EGU" | "PREC")) {
-                        let name = v3.map_or_else(|| path.clone(), str::to_string);
-                        out.push((path, name, above.clone(), (at, at + m.bits())));
-                    }
+                    out.push((path, v3, above.clone(), (at, at + m.bits())));
                 }
             }
             at += m.bits();
@@ -251,30 +253,6 @@ fn epoch_secs(t: std::time::SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// True when `changed` covers member `path`: its own bits, or a structure above it.
-fn member_changed(desc: &FieldDesc, changed: &BitSet, path: &str) -> bool {
-    if changed.get(0) {
-        return true;
-    }
-    let mut end = 0;
-    loop {
-        let next = path[end..].find('.').map(|i| end + i);
-        let prefix = &path[..next.unwrap_or(path.len())];
-        let Some((d, off)) = desc.lookup(prefix) else {
-            return true;
-        };
-        match next {
-            Some(n) => {
-                if changed.get(off) {
-                    return true;
-                }
-                end = n + 1;
-            }
-            None => return changed.any_in(off, off.saturating_add(d.bits())),
-        }
-    }
-}
-
 /// The metadata of an NT structure: EGU, PREC, the limits in the order of
 /// `archiver_ca::Limits::as_array` (display high/low, alarm high, warning high/low, alarm
 /// low, control high/low; 0 where absent) and the enum choices.
@@ -308,24 +286,7 @@ fn meta_of(desc: &FieldDesc, value: &archiver_pva::PvValue, member: &str) -> PvM
 
 /// Elements of a value: an array's length (at least 1), else 1.
 fn element_count(v: &archiver_pva::PvValue) -> u32 {
-    use archiver_pva::PvValue as V;
-    let n = match v {
-        V::BoolArray(a) => a.len(),
-        V::I8Array(a) => a.len(),
-        V::I16Array(a) => a.len(),
-        V::I32Array(a) => a.len(),
-        V::I64Array(a) => a.len(),
-        V::U8Array(a) => a.len(),
-        V::U16Array(a) => a.len(),
-        V::U32Array(a) => a.len(),
-        V::U64Array(a) => a.len(),
-        V::F32Array(a) => a.len(),
-        V::F64Array(a) => a.len(),
-        V::StringArray(a) => a.len(),
-        V::StructureArray(a) | V::UnionArray(a) | V::AnyArray(a) => a.len(),
-        _ => 1,
-    };
-    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+    u32::try_from(v.array_len().unwrap_or(1).max(1)).unwrap_or(u32::MAX)
 }
 
 /// True when an update changed `display`, `control`, `valueAlarm` or the value's
@@ -333,7 +294,7 @@ fn element_count(v: &archiver_pva::PvValue) -> u32 {
 fn meta_changed(desc: &FieldDesc, changed: &BitSet) -> bool {
     ["display", "control", "valueAlarm", "value.choices"]
         .iter()
-        .any(|m| desc.lookup(m).is_some() && member_changed(desc, changed, m))
+        .any(|m| desc.lookup(m).is_some() && marked(desc, changed, m))
 }
 
 impl Actor {
@@ -344,6 +305,7 @@ impl Actor {
     fn pva_field_values(
         pva: &mut Option<PvaChannel>,
         annotator: &mut Annotator,
+        slot: &PvSlot,
         data: &MonitorData,
         first: bool,
     ) {
@@ -352,13 +314,19 @@ impl Actor {
         };
         let (desc, value, changed) = (&*data.desc, &data.value, &data.changed);
         let fields = ch.fields.get_or_insert_with(|| {
+            let requested = lock(&slot.state).config.archive_fields.clone();
             archive_fields(desc)
                 .into_iter()
-                .map(|(path, name, above, span)| PvaField {
-                    path,
-                    idx: annotator.add_field(&name, false),
-                    above,
-                    span,
+                .map(|(path, v3, above, span)| {
+                    let reported = v3.is_some() || requested.contains(&path);
+                    let name = v3.unwrap_or(&path);
+                    PvaField {
+                        idx: annotator.add_field_as(name, Some(&path), !reported),
+                        path,
+                        reported,
+                        above,
+                        span,
+                    }
                 })
                 .collect()
         });
@@ -367,7 +335,12 @@ impl Actor {
                 || f.above.iter().any(|o| changed.get(*o))
                 || changed.any_in(f.span.0, f.span.1);
             if hit && let Some((d, v)) = lookup(desc, value, &f.path) {
-                annotator.field_value(f.idx, field_text(d, v));
+                let text = field_text(d, v);
+                if first && f.reported {
+                    annotator.field_value_reported(f.idx, text);
+                } else {
+                    annotator.field_value(f.idx, text);
+                }
             }
         }
     }
@@ -424,9 +397,9 @@ impl Actor {
             .as_mut()
             .is_some_and(|c| std::mem::take(&mut c.first_update));
         if field.is_none() {
-            Self::pva_field_values(&mut rt.pva, &mut rt.annotator, data, first);
+            Self::pva_field_values(&mut rt.pva, &mut rt.annotator, &rt.slot, data, first);
         }
-        if field.is_some() && !first && !member_changed(desc, &data.changed, path) {
+        if field.is_some() && !first && !marked(desc, &data.changed, path) {
             return false;
         }
         let member = lookup(desc, value, path);
@@ -489,63 +462,63 @@ impl Actor {
 mod tests {
     use super::*;
     use archiver_pva::ScalarType;
-    use std::sync::Arc;
-
-    fn sc(t: ScalarType) -> Arc<FieldDesc> {
-        Arc::new(FieldDesc::Scalar(t))
-    }
 
     #[test]
     fn archive_fields_are_the_members_besides_value_time_and_alarm_with_v3_names() {
         use ScalarType::{F64, I32, I64, String as S};
-        let st = |fields: Vec<(&str, Arc<FieldDesc>)>| {
-            Arc::new(FieldDesc::structure(
-                "",
-                fields
-                    .into_iter()
-                    .map(|(n, f)| (n.to_string(), f))
-                    .collect(),
-            ))
-        };
-        // bits: 0 top, 1 value, 2 alarm{3,4}, 5 timeStamp{6}, 7 display{8 limitLow, 9 units,
-        // 10 form{11 index, 12 value}}, 13 valueAlarm{14 highAlarmLimit}, 15 extra
-        let d = FieldDesc::structure(
+        use archiver_pva::nt::desc::{alarm, members, scalar};
+        // bits: 0 top, 1 value, 2 alarm{3,4,5}, 6 timeStamp{7}, 8 display{9 limitLow,
+        // 10 units, 11 form{12 index, 13 value}}, 14 valueAlarm{15 highAlarmLimit}, 16 extra
+        let d = members(
             "epics:nt/NTScalar:1.0",
             vec![
-                ("value".into(), sc(F64)),
+                ("value", scalar(F64)),
+                ("alarm", alarm()),
                 (
-                    "alarm".into(),
-                    st(vec![("severity", sc(I32)), ("status", sc(I32))]),
+                    "timeStamp",
+                    members("", vec![("secondsPastEpoch", scalar(I64))]),
                 ),
-                ("timeStamp".into(), st(vec![("secondsPastEpoch", sc(I64))])),
                 (
-                    "display".into(),
-                    st(vec![
-                        ("limitLow", sc(F64)),
-                        ("units", sc(S)),
-                        ("form", st(vec![("index", sc(I32)), ("value", sc(S))])),
-                    ]),
+                    "display",
+                    members(
+                        "",
+                        vec![
+                            ("limitLow", scalar(F64)),
+                            ("units", scalar(S)),
+                            (
+                                "form",
+                                members("", vec![("index", scalar(I32)), ("value", scalar(S))]),
+                            ),
+                        ],
+                    ),
                 ),
-                ("valueAlarm".into(), st(vec![("highAlarmLimit", sc(F64))])),
-                ("extra".into(), sc(S)),
+                (
+                    "valueAlarm",
+                    members("", vec![("highAlarmLimit", scalar(F64))]),
+                ),
+                ("extra", scalar(S)),
             ],
         );
         let got: Vec<FieldSpot> = archive_fields(&d);
-        let names: Vec<(&str, &str)> = got.iter().map(|f| (f.0.as_str(), f.1.as_str())).collect();
+        let names: Vec<(&str, Option<&str>)> = got.iter().map(|f| (f.0.as_str(), f.1)).collect();
+        // Java's FieldValuesCache: paths in the dump, V3 names (EGU and PREC too) for
+        // changes; members named value skipped at every level
         assert_eq!(
             names,
             [
-                ("display.limitLow", "LOPR"),
-                ("display.form.index", "display.form.index"),
-                ("valueAlarm.highAlarmLimit", "HIHI"),
-                ("extra", "extra"),
+                ("display.limitLow", Some("LOPR")),
+                ("display.units", Some("EGU")),
+                ("display.form.index", None),
+                ("valueAlarm.highAlarmLimit", Some("HIHI")),
+                ("extra", None),
             ]
         );
         // the bits that cover each: its structures and its own
-        assert_eq!((got[0].2.clone(), got[0].3), (vec![0, 7], (8, 9)));
-        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 7, 10], (11, 12)));
-        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 13], (14, 15)));
-        assert_eq!((got[3].2.clone(), got[3].3), (vec![0], (15, 16)));
+        assert_eq!((got[0].2.clone(), got[0].3), (vec![0, 8], (9, 10)));
+        assert_eq!((got[1].2.clone(), got[1].3), (vec![0, 8], (10, 11)));
+        assert_eq!((got[2].2.clone(), got[2].3), (vec![0, 8, 11], (12, 13)));
+        assert_eq!((got[3].2.clone(), got[3].3), (vec![0, 14], (15, 16)));
+        assert_eq!((got[4].2.clone(), got[4].3), (vec![0], (16, 17)));
         for (path, _, _, (start, _)) in &got {
             assert_eq!(d.lookup(path).map(|x| x.1), Some(*start), "{path}");
         }
@@ -567,31 +540,5 @@ mod tests {
             field_text(&d, &V::StringArray(vec!["x".into(), "y".into()])),
             "[x, y]"
         );
-    }
-
-    #[test]
-    fn a_member_changes_with_its_own_bits_or_a_structure_above() {
-        let inner = FieldDesc::structure(
-            "",
-            vec![
-                ("x".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
-                ("y".into(), Arc::new(FieldDesc::Scalar(ScalarType::F64))),
-            ],
-        );
-        let d = FieldDesc::structure("", vec![("value".into(), Arc::new(inner))]);
-        // bits: 0 top, 1 value, 2 value.x, 3 value.y
-        let set = |bits: &[usize]| {
-            let mut b = BitSet::new();
-            for i in bits {
-                b.set(*i);
-            }
-            b
-        };
-        assert!(member_changed(&d, &set(&[2]), "value.x"));
-        assert!(!member_changed(&d, &set(&[3]), "value.x"));
-        assert!(member_changed(&d, &set(&[1]), "value.x"));
-        assert!(member_changed(&d, &set(&[0]), "value.y"));
-        assert!(member_changed(&d, &set(&[3]), "value"));
-        assert!(!member_changed(&d, &set(&[]), "value"));
     }
 }
