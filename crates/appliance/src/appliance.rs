@@ -321,8 +321,8 @@ impl Appliance {
     ///
     /// # Errors
     ///
-    /// The engine refuses a PV (bad name, too many fields, shut down) — PVs before it are
-    /// archived but their requests not yet recorded — or the catalogue fails.
+    /// The engine refuses a PV (bad name, bad period, too many fields: checked for every
+    /// PV before any is archived; or shut down), or the catalogue fails.
     pub async fn archive_many(
         &self,
         mut specs: Vec<ArchiveSpec>,
@@ -349,6 +349,14 @@ impl Appliance {
                     "Cannot add alias {a} for {}: {a} is a PV being archived",
                     spec.pv
                 )));
+            }
+        }
+        // Every new PV passes the engine's checks before any is archived: one bad name
+        // refuses the whole request and archives nothing.
+        for ((spec, d), target) in specs.iter().zip(&decided).zip(&targets) {
+            if matches!(target, Target::New { .. }) {
+                let (engine_pv, _, _) = protocol_of(&spec.pv, self.parts.policy.default_pva);
+                self.parts.engine.check(&engine_pv, &d.config)?;
             }
         }
         let mut results = Vec::with_capacity(specs.len());

@@ -61,7 +61,22 @@ async fn mistyped_pva_prefixes_and_field_paths_are_a_400_naming_the_problem() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{pv}: {msg}");
         assert!(msg.contains(says), "{pv}: {msg}");
     }
-    for stored in ["pva:/T:X", "pva//T:X", "T:X#", "T:X#value//x", "T:X"] {
+    // A list with one bad name is refused whole: the good names before it are not
+    // archived either (they were, while the answer said 400).
+    for list in [
+        "/mgmt/bpl/archivePV?pv=pva://T:GOOD1,pva:/T:Y".to_string(),
+        "/mgmt/bpl/archivePV?pv=T:GOOD1,pva://T:X%23value//x".to_string(),
+    ] {
+        let (status, _, _, body) =
+            send(&state, Request::get(&list).body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{list}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    for stored in ["pva:/T:X", "pva//T:X", "T:X#", "T:X#value//x", "T:X", "T:GOOD1"] {
         assert!(state.engine().status(stored).is_none(), "{stored}");
         assert!(
             registry.get_archive_request(stored).unwrap().is_none(),

@@ -101,14 +101,22 @@ impl Engine {
         self.add(pv, config, archived_type, paused, last_stored)
     }
 
-    fn add(
-        &self,
-        pv: &str,
-        mut config: PvConfig,
-        archived_type: Option<PayloadType>,
-        paused: bool,
-        last_stored: Option<Timestamp>,
-    ) -> Result<ArchiveOutcome, EngineError> {
+    /// Whether [`Engine::archive`] would take `pv` with `config`: the checks it makes
+    /// before adding anything (a name that is no PV name or no `pva://` target, a period
+    /// that is negative or not finite, too many archive fields), so a bulk request can be
+    /// refused whole before any of its PVs is archived.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::BadName`], [`EngineError::BadPeriod`], [`EngineError::TooManyFields`].
+    pub fn check(&self, pv: &str, config: &PvConfig) -> Result<(), EngineError> {
+        Self::checked(pv, config).map(|_| ())
+    }
+
+    fn checked<'a>(
+        pv: &'a str,
+        config: &PvConfig,
+    ) -> Result<(&'a str, Option<PvaTarget>), EngineError> {
         let (pv, pva) = PvaTarget::parse(pv).map_err(EngineError::BadName)?;
         archiver_pb::path::chunk_key(pv).map_err(|e| EngineError::BadName(e.to_string()))?;
         if !config.period.is_finite() || config.period < 0.0 {
@@ -117,6 +125,18 @@ impl Engine {
         if config.archive_fields.len() > MAX_ARCHIVE_FIELDS {
             return Err(EngineError::TooManyFields(config.archive_fields.len()));
         }
+        Ok((pv, pva))
+    }
+
+    fn add(
+        &self,
+        pv: &str,
+        mut config: PvConfig,
+        archived_type: Option<PayloadType>,
+        paused: bool,
+        last_stored: Option<Timestamp>,
+    ) -> Result<ArchiveOutcome, EngineError> {
+        let (pv, pva) = Self::checked(pv, &config)?;
         let auto_fields = config.archive_fields.is_empty();
         if auto_fields {
             config.archive_fields = self.inner.config.default_archive_fields.clone();
