@@ -11,7 +11,9 @@
 //! - a union is `{"union": <selected member's value or null>}`, a variant union
 //!   `{"any": <value or null>}`, an array of variant unions an array of those; an array of
 //!   unions is `null` (Java has no case for it);
-//! - bytes that do not decode give `{}` (Java logs the error and writes its empty map).
+//! - bytes that do not decode give `{}` (Java logs the error and writes its empty map);
+//! - a value that is no structure (a member archived as its own PV, `pva://NAME#a/b`,
+//!   of a type with no PlainPB twin such as `long`) is written as its value.
 //!
 //! The pbraw response sends the stored bytes untouched, as Java does. Decoding allocates
 //! (a pvData value per sample): V4_GENERIC_BYTES PVs are few and slow.
@@ -36,8 +38,10 @@ pub fn generic_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
             Some((d, v))
         });
     match decoded {
-        Some((d, v)) if matches!(*d, FieldDesc::Structure { .. }) => value(out, &d, Some(&v)),
-        _ => out.extend_from_slice(b"{}"),
+        // A member archived as its own PV (`pva://NAME#a/b`) may be a scalar or an array
+        // of a type with no PlainPB twin (a `long`): its value, not an empty object.
+        Some((d, v)) => value(out, &d, Some(&v)),
+        None => out.extend_from_slice(b"{}"),
     }
 }
 
@@ -286,13 +290,19 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_is_no_structure_is_its_value() {
+        let long = FieldDesc::Scalar(S::I64);
+        assert_eq!(
+            render(&stored(&long, &PvValue::I64(1_796_009_537))),
+            json!(1_796_009_537i64)
+        );
+        let b = FieldDesc::Scalar(S::Bool);
+        assert_eq!(render(&stored(&b, &PvValue::Bool(true))), json!(true));
+    }
+
+    #[test]
     fn bytes_that_do_not_decode_are_an_empty_object_never_a_panic() {
         assert_eq!(render(&[]), json!({}));
-        // a scalar at the top (not a structure)
-        assert_eq!(
-            render(&stored(&FieldDesc::Scalar(S::F64), &PvValue::F64(1.0))),
-            json!({})
-        );
         let d = FieldDesc::structure(
             "",
             vec![
