@@ -67,15 +67,56 @@ pub async fn run(cmd: PvaCommand) -> Result<()> {
             wait,
             request,
             verbose,
-        } => get(&client, &names, secs(wait), &request, verbose).await,
-        PvaCommand::Info { name, wait } => info(&client, &name, secs(wait)).await,
+        } => {
+            get(
+                &client,
+                &channel_names(names)?,
+                secs(wait),
+                &request,
+                verbose,
+            )
+            .await
+        }
+        PvaCommand::Info { name, wait } => {
+            let name = channel_names(vec![name])?.remove(0);
+            info(&client, &name, secs(wait)).await
+        }
         PvaCommand::Monitor {
             names,
             wait,
             request,
             verbose,
-        } => monitor(&client, &names, secs(wait), &request, verbose).await,
+        } => {
+            monitor(
+                &client,
+                &channel_names(names)?,
+                secs(wait),
+                &request,
+                verbose,
+            )
+            .await
+        }
     }
+}
+
+/// The channel names of `names` as archivePV and getPVStatus write them: `pva://NAME` is
+/// the channel NAME; `NAME#a/b` (a member archived as its own PV) is refused with how to
+/// read that member here instead of searching for a channel that no server has.
+fn channel_names(names: Vec<String>) -> Result<Vec<String>> {
+    names
+        .into_iter()
+        .map(|n| {
+            let bare = n.strip_prefix("pva://").unwrap_or(&n);
+            if let Some((channel, path)) = bare.split_once('#') {
+                bail!(
+                    "{n:?} names the member {path:?} of the channel {channel:?}: read it with \
+                     `-r 'field({})' {channel}`",
+                    path.replace('/', ".")
+                );
+            }
+            Ok(bare.to_string())
+        })
+        .collect()
 }
 
 fn secs(s: f64) -> Duration {
@@ -325,6 +366,16 @@ mod tests {
     use super::*;
     use archiver_pva::ScalarType;
     use archiver_pva::nt::desc;
+
+    #[test]
+    fn names_as_archive_pv_writes_them_are_channels_or_a_hint() {
+        let names = channel_names(vec!["pva://A:B".into(), "C:D".into()]).unwrap();
+        assert_eq!(names, ["A:B", "C:D"]);
+        let e = channel_names(vec!["pva://S:T#value/a/b".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("-r 'field(value.a.b)' S:T"), "{e}");
+    }
 
     /// Sets member `path` (dotted) of `v` (a value of `d`) to `new`.
     fn set(d: &FieldDesc, v: &mut PvValue, path: &str, new: PvValue) {

@@ -76,7 +76,14 @@ async fn mistyped_pva_prefixes_and_field_paths_are_a_400_naming_the_problem() {
             String::from_utf8_lossy(&body)
         );
     }
-    for stored in ["pva:/T:X", "pva//T:X", "T:X#", "T:X#value//x", "T:X", "T:GOOD1"] {
+    for stored in [
+        "pva:/T:X",
+        "pva//T:X",
+        "T:X#",
+        "T:X#value//x",
+        "T:X",
+        "T:GOOD1",
+    ] {
         assert!(state.engine().status(stored).is_none(), "{stored}");
         assert!(
             registry.get_archive_request(stored).unwrap().is_none(),
