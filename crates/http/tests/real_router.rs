@@ -48,6 +48,7 @@ async fn mistyped_pva_prefixes_and_field_paths_are_a_400_naming_the_problem() {
         ("pva://T:X%23", "no field path after '#'"),
         ("pva://T:X%23value//x", "an empty member"),
         ("pva://T:X%23value.x", "separated by '/'"),
+        ("pva://T:X%23value.a.b", "separated by '/' (#value/a/b)"),
         ("pva://%23value", "no channel name"),
     ] {
         let (status, _, _, body) = send(

@@ -32,6 +32,18 @@ pub enum NameError {
         /// Its position in characters (not bytes) from the start of the name.
         position: usize,
     },
+    /// A pvAccess member path (after `#`) written with dots: members are separated by `/`.
+    #[error(
+        "the member path {path:?} of PV name {name:?} has a '.': members are separated by \
+         '/' (#{})",
+        path.replace('.', "/")
+    )]
+    DottedMemberPath {
+        /// The whole name.
+        name: String,
+        /// The path after `#`.
+        path: String,
+    },
     /// The part after the dot is not a field name `[a-zA-Z_][a-zA-Z0-9_]*`.
     #[error("invalid field {field:?} in PV name {name:?} (expected [a-zA-Z_][a-zA-Z0-9_]*)")]
     InvalidField {

@@ -136,6 +136,14 @@ pub fn parse_channel_name(name: &str) -> Result<ChannelName<'_>, NameError> {
         .map_or(name.len(), |(i, _)| i);
     let pv = &name[..pv_end];
     let rest = &name[pv_end..];
+    if let Some((_, path)) = name.split_once('#')
+        && path.contains('.')
+    {
+        return Err(NameError::DottedMemberPath {
+            name: name.to_string(),
+            path: path.to_string(),
+        });
+    }
     if pv.is_empty() || (!rest.is_empty() && !rest.starts_with('.')) {
         return Err(invalid_char(name, pv_end));
     }
