@@ -270,6 +270,13 @@ const STATUSES: [&str; 8] = [
 /// `display.units` after it. The whole tree (after the name) otherwise or when `verbose`.
 fn format_update(name: &str, d: &FieldDesc, v: &PvValue, sent: &BitSet, verbose: bool) -> String {
     let has = |path: &str| d.lookup(path).is_some() && marked(d, sent, path);
+    if !verbose && !fully_sent(d, sent, "value") {
+        // `-r 'field(display.units)'`, `-r 'field(value.a.b)'`: the server sends the whole
+        // type and marks what was asked for; the rest holds nothing it sent.
+        let mut out = format!("{name}\n");
+        sent_members(d, d, v, sent, "", &mut out);
+        return out;
+    }
     let Some((vd, vv)) = lookup(d, v, "value").filter(|_| !verbose) else {
         return format!("{name}\n{}", Pretty { desc: d, value: v });
     };
@@ -304,6 +311,74 @@ fn format_update(name: &str, d: &FieldDesc, v: &PvValue, sent: &BitSet, verbose:
         })
         .unwrap_or_default();
     format!("{name:<30}{time} {value}{units}{alarm}\n")
+}
+
+/// True when member `path` (dotted) was sent whole: the whole structure's bit, its own, or
+/// that of a structure above it (`marked` also counts a member sent in part). A path that
+/// names no member was not sent.
+fn sent_whole(d: &FieldDesc, sent: &BitSet, path: &str) -> bool {
+    if sent.get(0) {
+        return true;
+    }
+    let mut end = 0;
+    loop {
+        let next = path[end..].find('.').map(|i| end + i);
+        match d.lookup(&path[..next.unwrap_or(path.len())]) {
+            Some((_, off)) if sent.get(off) => return true,
+            None => return false,
+            Some(_) => {}
+        }
+        match next {
+            Some(n) => end = n + 1,
+            None => return false,
+        }
+    }
+}
+
+/// True when member `path` was sent whole ([`sent_whole`]) or member by member (QSRV marks
+/// an enum's `value.index` and `value.choices`, not `value`).
+fn fully_sent(root: &FieldDesc, sent: &BitSet, path: &str) -> bool {
+    if sent_whole(root, sent, path) {
+        return true;
+    }
+    match root.lookup(path) {
+        Some((FieldDesc::Structure { desc, .. }, _)) => {
+            !desc.fields.is_empty()
+                && desc
+                    .fields
+                    .iter()
+                    .all(|(m, _)| fully_sent(root, sent, &format!("{path}.{m}")))
+        }
+        _ => false,
+    }
+}
+
+/// One indented line `path value` for each member of `v` (under `prefix`) the server sent
+/// whole, descending into structures sent in part; `root` is the type the bits are over.
+fn sent_members(
+    root: &FieldDesc,
+    d: &FieldDesc,
+    v: &PvValue,
+    sent: &BitSet,
+    prefix: &str,
+    out: &mut String,
+) {
+    let (FieldDesc::Structure { desc, .. }, PvValue::Structure(members)) = (d, v) else {
+        return;
+    };
+    for ((member, md), mv) in desc.fields.iter().zip(members) {
+        let path = if prefix.is_empty() {
+            member.clone()
+        } else {
+            format!("{prefix}.{member}")
+        };
+        if fully_sent(root, sent, &path) {
+            let text = format_value(md, mv, None);
+            out.push_str(&format!("    {path} {}\n", text.trim_end()));
+        } else if marked(root, sent, &path) {
+            sent_members(root, md, mv, sent, &path, out);
+        }
+    }
 }
 
 /// Decimals shown at most (an f64 holds 17 significant digits).
@@ -470,6 +545,41 @@ mod tests {
         let s = format_update("X", &d, &v, &only(&d, &["value", "display.units"]), false);
         assert_eq!(s, format!("{:<30} 1.23456789 mm\n", "X"));
         assert!(!s.contains("1970"), "{s}");
+    }
+
+    /// Found by a fresh-user test: `-r 'field(display.units)'` printed `0 mm` (a value never
+    /// sent) and `-r 'field(value.a.b)'` the unsent members beside it as zeros.
+    #[test]
+    fn a_request_without_the_whole_value_prints_only_what_was_sent() {
+        let (d, v) = ai();
+        let s = format_update("X", &d, &v, &only(&d, &["display.units"]), false);
+        assert_eq!(s, "X\n    display.units \"mm\"\n");
+        let d = desc::members(
+            "",
+            vec![(
+                "value",
+                desc::members(
+                    "",
+                    vec![
+                        (
+                            "a",
+                            desc::members(
+                                "",
+                                vec![
+                                    ("b", desc::scalar(ScalarType::I32)),
+                                    ("d", desc::scalar(ScalarType::I32)),
+                                ],
+                            ),
+                        ),
+                        ("c", desc::scalar(ScalarType::I32)),
+                    ],
+                ),
+            )],
+        );
+        let mut v = PvValue::default_for(&d);
+        set(&d, &mut v, "value.a.b", PvValue::I32(7));
+        let s = format_update("X", &d, &v, &only(&d, &["value.a.b"]), false);
+        assert_eq!(s, "X\n    value.a.b 7\n");
     }
 
     /// Found by a fresh-user test: more digits than display.precision.
