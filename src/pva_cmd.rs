@@ -31,10 +31,11 @@ pub enum PvaCommand {
         #[arg(short = 'v', long = "verbose")]
         verbose: bool,
     },
-    /// Show a PV's server and type (GET_FIELD).
+    /// Show each PV's server and type (GET_FIELD), as pvinfo.
     Info {
-        /// PV name.
-        name: String,
+        /// PV names.
+        #[arg(required = true)]
+        names: Vec<String>,
         /// Seconds to wait for the server.
         #[arg(short = 'w', long = "wait", default_value_t = 5.0)]
         wait: f64,
@@ -77,9 +78,19 @@ pub async fn run(cmd: PvaCommand) -> Result<()> {
             )
             .await
         }
-        PvaCommand::Info { name, wait } => {
-            let name = channel_names(vec![name])?.remove(0);
-            info(&client, &name, secs(wait)).await
+        PvaCommand::Info { names, wait } => {
+            let names = channel_names(names)?;
+            let mut failed = 0;
+            for name in &names {
+                if let Err(e) = info(&client, name, secs(wait)).await {
+                    eprintln!("{name}: {e:#}");
+                    failed += 1;
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} PVs could not be read", names.len());
+            }
+            Ok(())
         }
         PvaCommand::Monitor {
             names,

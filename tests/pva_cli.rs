@@ -83,7 +83,7 @@ fn get_info_and_monitor() {
     assert!(err.contains("PC:NOPE"), "{err}");
 
     let out = archiver(&ioc)
-        .args(["pva", "info", "PC:AI"])
+        .args(["pva", "info", "PC:AI", "pva://PC:MBBI"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -92,6 +92,11 @@ fn get_info_and_monitor() {
         text.contains(&format!("server: 127.0.0.1:{}", ioc.tcp))
             && text.contains("epics:nt/NTScalar:1.0")
             && text.contains("    double value"),
+        "{text}"
+    );
+    // several names, as pvinfo takes them (found by a fresh-user test)
+    assert!(
+        text.contains("name:   PC:MBBI") && text.contains("epics:nt/NTEnum:1.0"),
         "{text}"
     );
 
