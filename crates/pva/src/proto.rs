@@ -455,6 +455,12 @@ impl PvRequest {
         let mut fields: Vec<Vec<String>> = Vec::new();
         let mut options: Vec<(String, String)> = Vec::new();
         let mut rest = text.trim();
+        // A bare member list (`value,alarm`) is `field(value,alarm)`, as pvget reads it.
+        let bare;
+        if !rest.is_empty() && !rest.contains(['(', ')', '[', ']']) {
+            bare = format!("field({rest})");
+            rest = &bare;
+        }
         while !rest.is_empty() {
             if let Some(r) = rest.strip_prefix("field(") {
                 let end = r.find(')').ok_or_else(|| bad("missing ')'"))?;
@@ -670,6 +676,11 @@ mod tests {
         assert_eq!(PvRequest::parse("").unwrap(), PvRequest::all());
         assert!(PvRequest::parse("field(value").is_err());
         assert!(PvRequest::parse("record[queueSize=0]").is_err());
-        assert!(PvRequest::parse("bogus").is_err());
+        assert!(PvRequest::parse("bogus)").is_err());
+        // a bare member list, as pvget takes it
+        assert_eq!(
+            PvRequest::parse("value,alarm").unwrap(),
+            PvRequest::parse("field(value,alarm)").unwrap()
+        );
     }
 }
