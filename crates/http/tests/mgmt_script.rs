@@ -537,30 +537,24 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     let r = h
         .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=clear")
         .await;
-    // Cleared: the policy's defaults, as a new PV.
-    assert_eq!(
-        r,
-        json!({"pvName": "SCRIPT:PV009", "fields": "HIHI,HIGH,LOW,LOLO,LOPR,HOPR"})
-    );
+    // Cleared: no field at all (Java's ModifyMetaFieldsAction).
+    assert_eq!(r, json!({"pvName": "SCRIPT:PV009", "fields": ""}));
     let r = h
-        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=add,ADEL,MDEL")
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=add,ADEL,MDEL,HIHI,LOLO")
         .await;
     assert_eq!(
         r,
-        json!({"pvName": "SCRIPT:PV009", "fields": "HIHI,HIGH,LOW,LOLO,LOPR,HOPR,ADEL,MDEL"})
+        json!({"pvName": "SCRIPT:PV009", "fields": "ADEL,MDEL,HIHI,LOLO"})
     );
     let r = h
-        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=remove,HIHI,HIGH,LOW,LOLO")
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=remove,HIHI,LOLO")
         .await;
-    assert_eq!(
-        r,
-        json!({"pvName": "SCRIPT:PV009", "fields": "LOPR,HOPR,ADEL,MDEL"})
-    );
+    assert_eq!(r, json!({"pvName": "SCRIPT:PV009", "fields": "ADEL,MDEL"}));
     let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:PV009").await;
-    assert_eq!(t["archiveFields"], json!(["LOPR", "HOPR", "ADEL", "MDEL"]));
+    assert_eq!(t["archiveFields"], json!(["ADEL", "MDEL"]));
     assert_eq!(
         h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV009").await[0]["archiveFields"],
-        "LOPR,HOPR,ADEL,MDEL"
+        "ADEL,MDEL"
     );
 
     // delete with data: refused while archiving (Java's validation), then done.
@@ -1695,4 +1689,63 @@ async fn the_policy_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_p
     let list = h.get("/mgmt/bpl/getPolicyList").await;
     assert!(list.as_object().unwrap().contains_key("mended"), "{list}");
     app.engine().shutdown().await;
+}
+
+/// modifyMetaFields applies every `command` in order (Java's `ModifyMetaFieldsAction`),
+/// and a list emptied by `clear` stays empty in the engine and across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_meta_fields_applies_every_command_and_a_cleared_list_stays_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    server.add_pv(PvSpec::new("META:A", Value::Double(0.0)));
+    let _ticker = tick(&server, vec!["META:A".into()]);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance(&server, dir.path(), registry.clone()).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+    h.get("/mgmt/bpl/archivePV?pv=META:A").await;
+    h.wait("archived", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=META:A").await.0 == StatusCode::OK
+    })
+    .await;
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=META:A").await;
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=META:A&command=clear&command=add,ADEL&command=add,MDEL")
+        .await;
+    assert_eq!(r, json!({"pvName": "META:A", "fields": "ADEL,MDEL"}));
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=META:A&command=clear&command=add,ADEL")
+        .await;
+    assert_eq!(r, json!({"pvName": "META:A", "fields": "ADEL"}));
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=META:A&command=clear")
+        .await;
+    assert_eq!(r, json!({"pvName": "META:A", "fields": ""}));
+    h.get("/mgmt/bpl/resumeArchivingPV?pv=META:A").await;
+    assert_eq!(
+        h.get("/mgmt/bpl/getPVStatus?pv=META:A").await[0]["archiveFields"],
+        ""
+    );
+    assert_eq!(
+        h.get("/mgmt/bpl/getPVTypeInfo?pv=META:A").await["archiveFields"],
+        json!([])
+    );
+    app.shutdown(sync).await.unwrap();
+
+    let app2 = appliance(&server, dir.path(), registry).await;
+    app2.restore().await.unwrap();
+    let h2 = Http { app: app2.clone() };
+    assert_eq!(
+        h2.get("/mgmt/bpl/getPVStatus?pv=META:A").await[0]["archiveFields"],
+        "",
+        "a cleared list is not re-filled by the defaults at a restart"
+    );
+    assert!(
+        app2.engine()
+            .status("META:A")
+            .unwrap()
+            .config
+            .archive_fields
+            .is_empty()
+    );
 }
