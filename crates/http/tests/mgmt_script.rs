@@ -605,10 +605,36 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     h.get("/mgmt/bpl/deletePV?pv=SCRIPT:PV009").await;
     assert_eq!(h.status_of("SCRIPT:PV009").await, "Not being archived");
     let r = h
-        .post_json("/mgmt/bpl/importConfig", &Json::Array(one).to_string())
+        .post_json(
+            "/mgmt/bpl/importConfig",
+            &Json::Array(one.clone()).to_string(),
+        )
         .await;
-    assert_eq!(r["status"], "ok");
+    assert_eq!(r, json!({"appliance": "appliance0", "errorPVs": []}));
     assert_eq!(h.status_of("SCRIPT:PV009").await, "Paused");
+    // Java's ImportConfigForAppliance: an existing PV is skipped (listed in errorPVs, not
+    // restarted), another appliance's too; a new one starts in its type info's state.
+    let mut fresh = one[0].clone();
+    fresh["pvName"] = json!("SCRIPT:IMPORTED");
+    fresh["paused"] = json!("false");
+    let mut foreign = one[0].clone();
+    foreign["pvName"] = json!("SCRIPT:FOREIGN");
+    foreign["applianceIdentity"] = json!("appliance7");
+    let r = h
+        .post_json(
+            "/mgmt/bpl/importConfigForAppliance",
+            &json!([one[0], fresh, foreign]).to_string(),
+        )
+        .await;
+    assert_eq!(
+        r,
+        json!({"appliance": "appliance0", "errorPVs": ["SCRIPT:PV009", "SCRIPT:FOREIGN"]})
+    );
+    assert_eq!(h.status_of("SCRIPT:PV009").await, "Paused");
+    assert_eq!(h.status_of("SCRIPT:IMPORTED").await, "Being archived");
+    assert_eq!(h.status_of("SCRIPT:FOREIGN").await, "Not being archived");
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:IMPORTED").await;
+    h.get("/mgmt/bpl/deletePV?pv=SCRIPT:IMPORTED").await;
 
     // The IOC goes away: every archiving PV is reported disconnected, still being archived.
     drop(server);

@@ -146,6 +146,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
         )
         .route("/mgmt/bpl/importConfig", post(catalogue::import_config))
         .route(
+            "/mgmt/bpl/importConfigForAppliance",
+            post(catalogue::import_config),
+        )
+        .route(
             "/mgmt/bpl/getApplianceInfo",
             get(admin::get_appliance_info).post(admin::get_appliance_info),
         )
