@@ -351,6 +351,7 @@ impl Appliance {
                 )));
             }
         }
+        self.refuse_foreign_aliases(&specs, &targets).await?;
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
         let mut aliases = Vec::new();
@@ -530,6 +531,52 @@ impl Appliance {
             Ok::<_, RegistryError>(())
         })
         .await
+    }
+
+    /// archivePV's `alias`: an alias the catalogue already holds for another PV is refused
+    /// (it would be moved silently; `addAlias` is the call that moves an alias).
+    ///
+    /// # Errors
+    ///
+    /// [`ApplianceError::BadRequest`] naming the alias and its PV; the catalogue fails.
+    async fn refuse_foreign_aliases(
+        &self,
+        specs: &[ArchiveSpec],
+        targets: &[Target],
+    ) -> Result<(), ApplianceError> {
+        let wanted: Vec<(String, String)> = specs
+            .iter()
+            .zip(targets)
+            .filter_map(|(spec, target)| {
+                let alias = spec.alias.clone()?;
+                let real = match target {
+                    Target::Existing { name, .. } => name.clone(),
+                    Target::New { .. } => protocol_of(&spec.pv, self.parts.policy.default_pva).1,
+                };
+                Some((alias, real))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let reg = self.parts.registry.clone();
+        let taken = blocking(move || {
+            for (alias, real) in wanted {
+                if let Some(owner) = reg.resolve_alias(&alias)?
+                    && owner != real
+                {
+                    return Ok::<_, RegistryError>(Some((alias, real, owner)));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        match taken {
+            Some((alias, real, owner)) => Err(ApplianceError::BadRequest(format!(
+                "Cannot add alias {alias} for {real}: {alias} is already an alias of {owner}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Deletes a paused `pv` from the engine and the catalogue, its aliases with it (Java

@@ -436,6 +436,29 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
     );
     assert!(app.engine().status("SCRIPT:ALIAS6").is_none());
+    // archivePV with an alias of another PV is refused, naming both; the alias stays.
+    for uri in [
+        "/mgmt/bpl/archivePV?pv=SCRIPT:PV007&alias=SCRIPT:ALIAS6",
+        "/mgmt/bpl/archivePV?pv=SCRIPT:NEWALIASED&alias=SCRIPT:ALIAS6",
+    ] {
+        let (status, r) = h.get_status(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {r}");
+        assert!(
+            r.to_string()
+                .contains("SCRIPT:ALIAS6 is already an alias of SCRIPT:PV006"),
+            "{r}"
+        );
+    }
+    assert!(app.engine().status("SCRIPT:NEWALIASED").is_none());
+    let r = h
+        .get("/mgmt/bpl/archivePV?pv=SCRIPT:PV006&alias=SCRIPT:ALIAS6")
+        .await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
+    );
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(t["pvName"], "SCRIPT:PV006");
     // renamePV to an alias or to PV.FIELD of an archive field is refused before any data
     // is copied (a copy was left behind, served later under the refused name).
     for (new_name, says) in [
