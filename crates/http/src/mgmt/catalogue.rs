@@ -373,6 +373,22 @@ pub async fn export_config(State(app): State<SharedAppliance>) -> ApiResult<Json
     Ok(Json(infos.iter().map(PvTypeInfo::to_json_value).collect()))
 }
 
+/// `getPVsForThisAppliance` (Java's `GetPVsForThisAppliance`): the names of every PV
+/// with a type info on this appliance, a JSON list (no limit).
+pub async fn pvs_for_this_appliance(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(catalogue(&app, |r| r.all_pv_names()).await?))
+}
+
+/// `getPausedPVsForThisAppliance` (Java's `GetPausedPVsForThisAppliance`): the names of
+/// the paused PVs of this appliance, a JSON list.
+pub async fn paused_pvs_for_this_appliance(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(catalogue(&app, |r| r.paused_pv_names()).await?))
+}
+
 /// `importConfig` and `importConfigForAppliance` (POST): a JSON list of type infos (as
 /// `exportConfig` writes them). As Java's `ImportConfigForAppliance`: a PV that already
 /// has a type info, or whose type info names another appliance, is skipped and listed in
