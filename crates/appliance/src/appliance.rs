@@ -488,11 +488,27 @@ impl Appliance {
 
     /// Pauses `pv` (its buffer is written first) and records it.
     ///
+    /// A PV still in its archive request (it never connected: no PVTypeInfo yet) is not
+    /// paused: Java's `PauseArchivingPV` finds no appliance for it and answers `Unable to
+    /// pause PV X`; the request is cancelled with abortArchivingPV.
+    ///
     /// # Errors
     ///
-    /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`, or the catalogue
+    /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`;
+    /// [`ApplianceError::Validation`] for a PV in its archive request; the catalogue
     /// fails.
     pub async fn pause(&self, pv: &str) -> Result<(), ApplianceError> {
+        let never_connected = self
+            .parts
+            .engine
+            .status(pv)
+            .is_some_and(|s| s.archived_type.is_none());
+        if never_connected && !self.has_type_info(pv).await? {
+            return Err(ApplianceError::Validation(format!(
+                "Unable to pause PV {pv}: it has not connected yet (no PVTypeInfo); \
+                 use abortArchivingPV to cancel its archive request"
+            )));
+        }
         if self.control.is_paused_by_control(pv) {
             // Paused by its controlling PV: now the operator's pause.
             self.control.operator_took_over(pv);

@@ -544,7 +544,7 @@ impl Appliance {
             .ok_or_else(|| ApplianceError::UnknownPv(pv.to_string()))
     }
 
-    async fn has_type_info(&self, pv: &str) -> Result<bool, ApplianceError> {
+    pub(crate) async fn has_type_info(&self, pv: &str) -> Result<bool, ApplianceError> {
         let reg = self.registry().clone();
         let name = pv.to_string();
         blocking(move || reg.get_type_info(&name).map(|i| i.is_some())).await

@@ -247,6 +247,16 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         assert!(r[0][k].is_string(), "{k} in {r}");
     }
     assert_ne!(r[0]["requestTime"], "Never");
+    // Not paused while it never connected (Java's PauseArchivingPV finds no appliance for
+    // it): a validation pointing to abortArchivingPV; status and paused report agree.
+    let r = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:NOBODY").await;
+    let msg = r["validation"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("Unable to pause PV SCRIPT:NOBODY"), "{r}");
+    assert!(msg.contains("abortArchivingPV"), "{r}");
+    let r = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:NOBODY").await;
+    assert_ne!(r[0]["status"], "Paused", "{r}");
+    let r = h.get("/mgmt/bpl/getPausedPVsReport").await;
+    assert!(!r.to_string().contains("SCRIPT:NOBODY"), "{r}");
     let r = h.get("/mgmt/bpl/abortArchivingPV?pv=SCRIPT:NOBODY").await;
     assert_eq!(
         r,

@@ -68,6 +68,7 @@ async fn pause_or_resume(app: &dyn ApplianceApi, pv: &str, pause: bool) -> ApiRe
         )) => Ok(PauseReply::Validation {
             validation: e.to_string(),
         }),
+        Err(ApplianceError::Validation(validation)) => Ok(PauseReply::Validation { validation }),
         Err(e) => Err(api_error(e)),
     }
 }
