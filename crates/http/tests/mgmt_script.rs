@@ -541,7 +541,8 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     );
     assert_eq!(
         h.get("/mgmt/bpl/getAllNamedFlags").await,
-        json!({"SKIP_MTS_FOR_ETL": "true"})
+        json!({"SKIP_MTS_FOR_ETL": true}),
+        "Java's NamedFlagsAll writes booleans"
     );
     let r = h
         .post_json("/mgmt/bpl/archivedPVs", r#"["SCRIPT:PV007","NOT:ME"]"#)

@@ -238,7 +238,8 @@ pub async fn set_named_flag(
     Ok(Json(json!({"status": "ok"})))
 }
 
-/// `getAllNamedFlags`: `{"<name>": "true"|"false", …}`.
+/// `getAllNamedFlags`: `{"<name>": true|false, …}`, JSON booleans as Java's
+/// `NamedFlagsAll` writes them.
 pub async fn get_all_named_flags(
     State(app): State<SharedAppliance>,
 ) -> ApiResult<Json<serde_json::Map<String, Value>>> {
@@ -246,7 +247,7 @@ pub async fn get_all_named_flags(
     Ok(Json(
         flags
             .into_iter()
-            .map(|(k, v)| (k, Value::String(v.to_string())))
+            .map(|(k, v)| (k, Value::Bool(v)))
             .collect(),
     ))
 }
