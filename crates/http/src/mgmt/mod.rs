@@ -14,6 +14,9 @@
 //!   Java's same list), `getApplianceProperties`, `getPVDetails`;
 //! * [`reports`] — the reports (`getEventRateReport`, `getSilentPVsReport`,
 //!   `getMetaGets`...).
+//! * the calls Java's appliances make of each other (`...ForAppliance`,
+//!   `...ForThisAppliance`, `webAppReady`): on one appliance the cluster call each names,
+//!   an `appliance` naming another appliance a 404.
 //!
 //! A refusal Java answers with `{"validation": "..."}` (a PV that must be paused first, a
 //! name that exists) is answered so, with status 200, as Java does; an unknown PV is a
