@@ -160,7 +160,7 @@ pub trait ApplianceApi: Send + Sync + 'static {
     async fn modify_archive_fields(
         &self,
         _pv: &str,
-        _command: &str,
+        _commands: &[String],
     ) -> Result<Vec<String>, ApplianceError> {
         Err(unsupported("modifyMetaFields"))
     }
@@ -324,9 +324,9 @@ impl ApplianceApi for Appliance {
     async fn modify_archive_fields(
         &self,
         pv: &str,
-        command: &str,
+        commands: &[String],
     ) -> Result<Vec<String>, ApplianceError> {
-        Appliance::modify_archive_fields(self, pv, command).await
+        Appliance::modify_archive_fields(self, pv, commands).await
     }
 
     async fn put_type_info(

@@ -351,6 +351,7 @@ impl Appliance {
                 )));
             }
         }
+        self.refuse_foreign_aliases(&specs, &targets).await?;
         // Every new PV passes the engine's checks before any is archived: one bad name
         // refuses the whole request and archives nothing.
         for ((spec, d), target) in specs.iter().zip(&decided).zip(&targets) {
@@ -495,11 +496,27 @@ impl Appliance {
 
     /// Pauses `pv` (its buffer is written first) and records it.
     ///
+    /// A PV still in its archive request (it never connected: no PVTypeInfo yet) is not
+    /// paused: Java's `PauseArchivingPV` finds no appliance for it and answers `Unable to
+    /// pause PV X`; the request is cancelled with abortArchivingPV.
+    ///
     /// # Errors
     ///
-    /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`, or the catalogue
+    /// [`archiver_engine::EngineError::NotFound`] or `AlreadyPaused`;
+    /// [`ApplianceError::Validation`] for a PV in its archive request; the catalogue
     /// fails.
     pub async fn pause(&self, pv: &str) -> Result<(), ApplianceError> {
+        let never_connected = self
+            .parts
+            .engine
+            .status(pv)
+            .is_some_and(|s| s.archived_type.is_none());
+        if never_connected && !self.has_type_info(pv).await? {
+            return Err(ApplianceError::Validation(format!(
+                "Unable to pause PV {pv}: it has not connected yet (no PVTypeInfo); \
+                 use abortArchivingPV to cancel its archive request"
+            )));
+        }
         if self.control.is_paused_by_control(pv) {
             // Paused by its controlling PV: now the operator's pause.
             self.control.operator_took_over(pv);
@@ -538,6 +555,52 @@ impl Appliance {
             Ok::<_, RegistryError>(())
         })
         .await
+    }
+
+    /// archivePV's `alias`: an alias the catalogue already holds for another PV is refused
+    /// (it would be moved silently; `addAlias` is the call that moves an alias).
+    ///
+    /// # Errors
+    ///
+    /// [`ApplianceError::BadRequest`] naming the alias and its PV; the catalogue fails.
+    async fn refuse_foreign_aliases(
+        &self,
+        specs: &[ArchiveSpec],
+        targets: &[Target],
+    ) -> Result<(), ApplianceError> {
+        let wanted: Vec<(String, String)> = specs
+            .iter()
+            .zip(targets)
+            .filter_map(|(spec, target)| {
+                let alias = spec.alias.clone()?;
+                let real = match target {
+                    Target::Existing { name, .. } => name.clone(),
+                    Target::New { .. } => protocol_of(&spec.pv, self.parts.policy.default_pva).1,
+                };
+                Some((alias, real))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let reg = self.parts.registry.clone();
+        let taken = blocking(move || {
+            for (alias, real) in wanted {
+                if let Some(owner) = reg.resolve_alias(&alias)?
+                    && owner != real
+                {
+                    return Ok::<_, RegistryError>(Some((alias, real, owner)));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        match taken {
+            Some((alias, real, owner)) => Err(ApplianceError::BadRequest(format!(
+                "Cannot add alias {alias} for {real}: {alias} is already an alias of {owner}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Deletes a paused `pv` from the engine and the catalogue, its aliases with it (Java

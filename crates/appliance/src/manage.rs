@@ -328,9 +328,10 @@ impl Appliance {
         ))
     }
 
-    /// Java `modifyMetaFields`: `command` is `add,F1,F2`, `remove,F1` or `clear`, applied
-    /// to the archive fields of the paused `pv`. Returns the new list. An empty list is
-    /// the policy's default fields (as for a new PV): `clear` resets to them.
+    /// Java `modifyMetaFields` (`ModifyMetaFieldsAction`): each of `commands` is
+    /// `add,F1,F2`, `remove,F1` or `clear`, applied in order to the archive fields of the
+    /// paused `pv`. Returns the new list; `clear` empties it, and an emptied list stays
+    /// empty (no field archived, also after a restart).
     ///
     /// # Errors
     ///
@@ -339,7 +340,7 @@ impl Appliance {
     pub async fn modify_archive_fields(
         &self,
         pv: &str,
-        command: &str,
+        commands: &[String],
     ) -> Result<Vec<String>, ApplianceError> {
         let old = self.status_of(pv)?;
         if old.state != PvState::Paused {
@@ -347,32 +348,34 @@ impl Appliance {
                 "Please pause the pv {pv} before modifying its meta fields"
             )));
         }
-        let mut parts = command.split(',').map(str::trim);
-        let verb = parts.next().unwrap_or_default();
-        let names: Vec<String> = parts.filter(|f| !f.is_empty()).map(String::from).collect();
-        if let Some(bad) = names
-            .iter()
-            .find(|f| !crate::policy::is_archive_field_name(f))
-        {
-            return Err(ApplianceError::BadRequest(format!(
-                "invalid archive field name {bad:?}"
-            )));
-        }
         let mut fields = old.config.archive_fields.clone();
-        match verb {
-            "add" => {
-                for n in names {
-                    if !fields.contains(&n) {
-                        fields.push(n);
+        for command in commands {
+            let mut parts = command.split(',').map(str::trim);
+            let verb = parts.next().unwrap_or_default();
+            let names: Vec<String> = parts.filter(|f| !f.is_empty()).map(String::from).collect();
+            if let Some(bad) = names
+                .iter()
+                .find(|f| !crate::policy::is_archive_field_name(f))
+            {
+                return Err(ApplianceError::BadRequest(format!(
+                    "invalid archive field name {bad:?}"
+                )));
+            }
+            match verb {
+                "add" => {
+                    for n in names {
+                        if !fields.contains(&n) {
+                            fields.push(n);
+                        }
                     }
                 }
-            }
-            "remove" => fields.retain(|f| !names.contains(f)),
-            "clear" => fields.clear(),
-            other => {
-                return Err(ApplianceError::BadRequest(format!(
-                    "Can't understand command {other:?}: use add,FIELD,... remove,FIELD,... or clear"
-                )));
+                "remove" => fields.retain(|f| !names.contains(f)),
+                "clear" => fields.clear(),
+                other => {
+                    return Err(ApplianceError::BadRequest(format!(
+                        "Can't understand command {other:?}: use add,FIELD,... remove,FIELD,... or clear"
+                    )));
+                }
             }
         }
         self.set_archive_fields(&old, fields, true).await
@@ -406,7 +409,8 @@ impl Appliance {
 
     /// Puts `old`'s PV back into the engine with the archive fields `fields` (paused or
     /// not) and records them in the catalogue. Returns the engine's list: an empty one
-    /// means the policy's defaults (the engine has no "no fields" setting).
+    /// archives no field (the PV has its stored type, see `Engine::restore`), a PV still
+    /// waiting for its type takes the policy's defaults.
     async fn set_archive_fields(
         &self,
         old: &PvStatus,
@@ -540,7 +544,7 @@ impl Appliance {
             .ok_or_else(|| ApplianceError::UnknownPv(pv.to_string()))
     }
 
-    async fn has_type_info(&self, pv: &str) -> Result<bool, ApplianceError> {
+    pub(crate) async fn has_type_info(&self, pv: &str) -> Result<bool, ApplianceError> {
         let reg = self.registry().clone();
         let name = pv.to_string();
         blocking(move || reg.get_type_info(&name).map(|i| i.is_some())).await

@@ -239,6 +239,9 @@ impl Appliance {
     /// Moves every file of `pv` down to the store `store` now, the current partitions
     /// included (Java's `consolidateDataForPV`; here the PV need not be paused: each file
     /// moves under the PV's write lock, and the engine's next write starts a new file).
+    ///
+    /// The counts are those of the last hop, into `store`: what ended there, each sample
+    /// once (a move STS→MTS→LTS is not counted twice); `errors` adds the earlier hops'.
     pub async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
         let etl = self.new_etl(Default::default());
         let known: Vec<String> = (0..etl.stages())
@@ -253,8 +256,30 @@ impl Appliance {
         let chain = self.check_known(pv).await?;
         // What the engine holds goes to the STS first, so that it moves too.
         self.engine().flush().await;
+        // The store before `store`: everything is moved into it first, then the last hop
+        // (whose earlier stages then find nothing left) is counted alone.
+        let before = known
+            .iter()
+            .position(|k| k == store)
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| known[i].clone());
         let (pv, store, now) = (pv.to_string(), store.to_string(), self.clock().now());
-        blocking(move || Ok(etl.consolidate(&pv, chain.as_deref(), &store, now)?)).await
+        blocking(move || {
+            let chain = chain.as_deref();
+            let earlier = match before {
+                Some(b) => match etl.consolidate(&pv, chain, &b, now) {
+                    Ok(c) => c,
+                    // Not in this PV's own chain of stores: one pass does it all.
+                    Err(StorageError::UnknownStore { .. }) => EtlCounts::default(),
+                    Err(e) => return Err(e.into()),
+                },
+                None => EtlCounts::default(),
+            };
+            let mut last = etl.consolidate(&pv, chain, &store, now)?;
+            last.errors += earlier.errors;
+            Ok(last)
+        })
+        .await
     }
 
     /// The consolidation on shutdown: every store whose URL says

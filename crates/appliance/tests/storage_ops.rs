@@ -188,3 +188,23 @@ async fn consolidation_and_range_deletion_through_the_appliance() {
     assert_eq!(c.files_moved, 4);
     assert_eq!((count(sts), count(mts), count(lts)), (0, 1, 0));
 }
+
+/// consolidateDataForPV through two hops (STS→MTS→LTS) reports what ended in the LTS, each
+/// sample once, and the LTS holds every sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consolidation_through_two_hops_counts_each_sample_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), "").await;
+    let stores = s.appliance.stores().clone();
+    let (sts, mts, lts) = (&stores.tiers()[0], &stores.tiers()[1], &stores.tiers()[2]);
+    let written = fill(sts);
+    let c: EtlCounts = s.appliance.consolidate(PV, "LTS").await.unwrap();
+    assert_eq!((count(sts), count(mts), count(lts)), (0, 0, 1));
+    assert_eq!(c.samples_moved as usize, written.len(), "{c:?}");
+    assert_eq!(
+        c.files_moved, 1,
+        "the MTS's one file moved into the LTS: {c:?}"
+    );
+    assert_eq!(c.errors, 0);
+    s.appliance.engine().shutdown().await;
+}

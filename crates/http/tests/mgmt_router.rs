@@ -840,3 +840,93 @@ async fn a_call_with_the_wrong_http_method_is_a_405_saying_which_it_takes() {
     let msg = r.json()["message"].as_str().unwrap().to_string();
     assert!(msg.contains("POST"), "{msg}");
 }
+
+/// The calls Java's appliances make of each other answer on a single appliance as the
+/// cluster call each names; an `appliance` that is not this one is a 404, as
+/// getApplianceInfo's.
+#[tokio::test]
+async fn the_for_this_appliance_calls_answer_for_this_appliance_only() {
+    use archiver_registry::Registry;
+    let fake = Fake::with(&[
+        ("A", PvState::Archiving),
+        ("B", PvState::Paused),
+        ("N", PvState::NeverConnected),
+    ]);
+    let reg = fake.registry.clone().unwrap();
+    let mut b = reg.get_type_info("B").unwrap().unwrap();
+    b.paused = true;
+    reg.put_type_info(&b).unwrap();
+
+    let r = get(&fake, "/mgmt/bpl/getPVsForThisAppliance").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!(["A", "B"]));
+    let r = get(&fake, "/mgmt/bpl/getPausedPVsForThisAppliance").await;
+    assert_eq!(r.json(), json!(["B"]));
+    let r = get(&fake, "/mgmt/bpl/getMatchingPVsForThisAppliance?pv=A*").await;
+    assert_eq!(r.json(), json!(["A"]));
+    let r = get(&fake, "/mgmt/bpl/getNeverConnectedPVsForThisAppliance").await;
+    assert_eq!(
+        r.json(),
+        get(&fake, "/mgmt/bpl/getNeverConnectedPVs").await.json()
+    );
+    let export = get(&fake, "/mgmt/bpl/exportConfig").await.json();
+    assert_eq!(export.as_array().unwrap().len(), 2);
+    assert_eq!(
+        get(&fake, "/mgmt/bpl/exportConfigForAppliance?appliance=fake0")
+            .await
+            .json(),
+        export
+    );
+    for call in [
+        "getApplianceMetricsForAppliance",
+        "getStorageMetricsForAppliance",
+        "getInstanceMetricsForAppliance",
+    ] {
+        let r = get(&fake, &format!("/mgmt/bpl/{call}?appliance=fake0")).await;
+        assert_eq!(r.status, StatusCode::OK, "{call}");
+        assert_eq!(
+            r.json(),
+            get(&fake, "/mgmt/bpl/getApplianceMetrics").await.json(),
+            "{call}"
+        );
+    }
+    // Another appliance's name: 404, nothing answered for it.
+    for call in [
+        "getApplianceMetricsForAppliance",
+        "getStorageMetricsForAppliance",
+        "getInstanceMetricsForAppliance",
+        "exportConfigForAppliance",
+        "getPVsForThisAppliance",
+    ] {
+        let r = get(&fake, &format!("/mgmt/bpl/{call}?appliance=other")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{call}");
+        assert_eq!(
+            r.message(),
+            "Cannot find appliance info for other",
+            "{call}"
+        );
+    }
+    let r = post(
+        &fake,
+        "/mgmt/bpl/importConfigForAppliance?appliance=other",
+        JSON,
+        "[]",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = post(&fake, "/mgmt/bpl/importConfigForAppliance", JSON, "[]").await;
+    assert_eq!(r.json(), json!({"appliance": "fake0", "errorPVs": []}));
+    // abortArchivingPVForThisAppliance is abortArchivingPV.
+    let r = get(&fake, "/mgmt/bpl/abortArchivingPVForThisAppliance?pv=N").await;
+    assert_eq!(
+        r.json(),
+        get(&fake, "/mgmt/bpl/abortArchivingPV?pv=N").await.json()
+    );
+    // webAppReady: an empty 200 for a web app of the appliance, else a 404 (Java).
+    let r = get(&fake, "/mgmt/bpl/webAppReady?webapp=RETRIEVAL").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.is_empty());
+    for uri in ["/mgmt/bpl/webAppReady", "/mgmt/bpl/webAppReady?webapp=NOPE"] {
+        assert_eq!(get(&fake, uri).await.status, StatusCode::NOT_FOUND, "{uri}");
+    }
+}

@@ -247,6 +247,16 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         assert!(r[0][k].is_string(), "{k} in {r}");
     }
     assert_ne!(r[0]["requestTime"], "Never");
+    // Not paused while it never connected (Java's PauseArchivingPV finds no appliance for
+    // it): a validation pointing to abortArchivingPV; status and paused report agree.
+    let r = h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:NOBODY").await;
+    let msg = r["validation"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("Unable to pause PV SCRIPT:NOBODY"), "{r}");
+    assert!(msg.contains("abortArchivingPV"), "{r}");
+    let r = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:NOBODY").await;
+    assert_ne!(r[0]["status"], "Paused", "{r}");
+    let r = h.get("/mgmt/bpl/getPausedPVsReport").await;
+    assert!(!r.to_string().contains("SCRIPT:NOBODY"), "{r}");
     let r = h.get("/mgmt/bpl/abortArchivingPV?pv=SCRIPT:NOBODY").await;
     assert_eq!(
         r,
@@ -436,6 +446,29 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
         json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
     );
     assert!(app.engine().status("SCRIPT:ALIAS6").is_none());
+    // archivePV with an alias of another PV is refused, naming both; the alias stays.
+    for uri in [
+        "/mgmt/bpl/archivePV?pv=SCRIPT:PV007&alias=SCRIPT:ALIAS6",
+        "/mgmt/bpl/archivePV?pv=SCRIPT:NEWALIASED&alias=SCRIPT:ALIAS6",
+    ] {
+        let (status, r) = h.get_status(uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {r}");
+        assert!(
+            r.to_string()
+                .contains("SCRIPT:ALIAS6 is already an alias of SCRIPT:PV006"),
+            "{r}"
+        );
+    }
+    assert!(app.engine().status("SCRIPT:NEWALIASED").is_none());
+    let r = h
+        .get("/mgmt/bpl/archivePV?pv=SCRIPT:PV006&alias=SCRIPT:ALIAS6")
+        .await;
+    assert_eq!(
+        r,
+        json!([{"pvName": "SCRIPT:PV006", "status": "Already submitted"}])
+    );
+    let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:ALIAS6").await;
+    assert_eq!(t["pvName"], "SCRIPT:PV006");
     // renamePV to an alias or to PV.FIELD of an archive field is refused before any data
     // is copied (a copy was left behind, served later under the refused name).
     for (new_name, says) in [
@@ -508,7 +541,8 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     );
     assert_eq!(
         h.get("/mgmt/bpl/getAllNamedFlags").await,
-        json!({"SKIP_MTS_FOR_ETL": "true"})
+        json!({"SKIP_MTS_FOR_ETL": true}),
+        "Java's NamedFlagsAll writes booleans"
     );
     let r = h
         .post_json("/mgmt/bpl/archivedPVs", r#"["SCRIPT:PV007","NOT:ME"]"#)
@@ -537,30 +571,24 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     let r = h
         .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=clear")
         .await;
-    // Cleared: the policy's defaults, as a new PV.
-    assert_eq!(
-        r,
-        json!({"pvName": "SCRIPT:PV009", "fields": "HIHI,HIGH,LOW,LOLO,LOPR,HOPR"})
-    );
+    // Cleared: no field at all (Java's ModifyMetaFieldsAction).
+    assert_eq!(r, json!({"pvName": "SCRIPT:PV009", "fields": ""}));
     let r = h
-        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=add,ADEL,MDEL")
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=add,ADEL,MDEL,HIHI,LOLO")
         .await;
     assert_eq!(
         r,
-        json!({"pvName": "SCRIPT:PV009", "fields": "HIHI,HIGH,LOW,LOLO,LOPR,HOPR,ADEL,MDEL"})
+        json!({"pvName": "SCRIPT:PV009", "fields": "ADEL,MDEL,HIHI,LOLO"})
     );
     let r = h
-        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=remove,HIHI,HIGH,LOW,LOLO")
+        .get("/mgmt/bpl/modifyMetaFields?pv=SCRIPT:PV009&command=remove,HIHI,LOLO")
         .await;
-    assert_eq!(
-        r,
-        json!({"pvName": "SCRIPT:PV009", "fields": "LOPR,HOPR,ADEL,MDEL"})
-    );
+    assert_eq!(r, json!({"pvName": "SCRIPT:PV009", "fields": "ADEL,MDEL"}));
     let t = h.get("/mgmt/bpl/getPVTypeInfo?pv=SCRIPT:PV009").await;
-    assert_eq!(t["archiveFields"], json!(["LOPR", "HOPR", "ADEL", "MDEL"]));
+    assert_eq!(t["archiveFields"], json!(["ADEL", "MDEL"]));
     assert_eq!(
         h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:PV009").await[0]["archiveFields"],
-        "LOPR,HOPR,ADEL,MDEL"
+        "ADEL,MDEL"
     );
 
     // delete with data: refused while archiving (Java's validation), then done.
@@ -611,10 +639,36 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     h.get("/mgmt/bpl/deletePV?pv=SCRIPT:PV009").await;
     assert_eq!(h.status_of("SCRIPT:PV009").await, "Not being archived");
     let r = h
-        .post_json("/mgmt/bpl/importConfig", &Json::Array(one).to_string())
+        .post_json(
+            "/mgmt/bpl/importConfig",
+            &Json::Array(one.clone()).to_string(),
+        )
         .await;
-    assert_eq!(r["status"], "ok");
+    assert_eq!(r, json!({"appliance": "appliance0", "errorPVs": []}));
     assert_eq!(h.status_of("SCRIPT:PV009").await, "Paused");
+    // Java's ImportConfigForAppliance: an existing PV is skipped (listed in errorPVs, not
+    // restarted), another appliance's too; a new one starts in its type info's state.
+    let mut fresh = one[0].clone();
+    fresh["pvName"] = json!("SCRIPT:IMPORTED");
+    fresh["paused"] = json!("false");
+    let mut foreign = one[0].clone();
+    foreign["pvName"] = json!("SCRIPT:FOREIGN");
+    foreign["applianceIdentity"] = json!("appliance7");
+    let r = h
+        .post_json(
+            "/mgmt/bpl/importConfigForAppliance",
+            &json!([one[0], fresh, foreign]).to_string(),
+        )
+        .await;
+    assert_eq!(
+        r,
+        json!({"appliance": "appliance0", "errorPVs": ["SCRIPT:PV009", "SCRIPT:FOREIGN"]})
+    );
+    assert_eq!(h.status_of("SCRIPT:PV009").await, "Paused");
+    assert_eq!(h.status_of("SCRIPT:IMPORTED").await, "Being archived");
+    assert_eq!(h.status_of("SCRIPT:FOREIGN").await, "Not being archived");
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=SCRIPT:IMPORTED").await;
+    h.get("/mgmt/bpl/deletePV?pv=SCRIPT:IMPORTED").await;
 
     // The IOC goes away: every archiving PV is reported disconnected, still being archived.
     drop(server);
@@ -1695,4 +1749,63 @@ async fn the_policy_file_is_re_read_when_it_changes_and_a_broken_one_keeps_the_p
     let list = h.get("/mgmt/bpl/getPolicyList").await;
     assert!(list.as_object().unwrap().contains_key("mended"), "{list}");
     app.engine().shutdown().await;
+}
+
+/// modifyMetaFields applies every `command` in order (Java's `ModifyMetaFieldsAction`),
+/// and a list emptied by `clear` stays empty in the engine and across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_meta_fields_applies_every_command_and_a_cleared_list_stays_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    server.add_pv(PvSpec::new("META:A", Value::Double(0.0)));
+    let _ticker = tick(&server, vec!["META:A".into()]);
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let app = appliance(&server, dir.path(), registry.clone()).await;
+    let sync = app.spawn_catalogue_sync(Duration::from_millis(200), CancellationToken::new());
+    let h = Http { app: app.clone() };
+    h.get("/mgmt/bpl/archivePV?pv=META:A").await;
+    h.wait("archived", 20, async |h| {
+        h.get_status("/mgmt/bpl/getPVTypeInfo?pv=META:A").await.0 == StatusCode::OK
+    })
+    .await;
+    h.get("/mgmt/bpl/pauseArchivingPV?pv=META:A").await;
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=META:A&command=clear&command=add,ADEL&command=add,MDEL")
+        .await;
+    assert_eq!(r, json!({"pvName": "META:A", "fields": "ADEL,MDEL"}));
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=META:A&command=clear&command=add,ADEL")
+        .await;
+    assert_eq!(r, json!({"pvName": "META:A", "fields": "ADEL"}));
+    let r = h
+        .get("/mgmt/bpl/modifyMetaFields?pv=META:A&command=clear")
+        .await;
+    assert_eq!(r, json!({"pvName": "META:A", "fields": ""}));
+    h.get("/mgmt/bpl/resumeArchivingPV?pv=META:A").await;
+    assert_eq!(
+        h.get("/mgmt/bpl/getPVStatus?pv=META:A").await[0]["archiveFields"],
+        ""
+    );
+    assert_eq!(
+        h.get("/mgmt/bpl/getPVTypeInfo?pv=META:A").await["archiveFields"],
+        json!([])
+    );
+    app.shutdown(sync).await.unwrap();
+
+    let app2 = appliance(&server, dir.path(), registry).await;
+    app2.restore().await.unwrap();
+    let h2 = Http { app: app2.clone() };
+    assert_eq!(
+        h2.get("/mgmt/bpl/getPVStatus?pv=META:A").await[0]["archiveFields"],
+        "",
+        "a cleared list is not re-filled by the defaults at a restart"
+    );
+    assert!(
+        app2.engine()
+            .status("META:A")
+            .unwrap()
+            .config
+            .archive_fields
+            .is_empty()
+    );
 }

@@ -85,11 +85,17 @@ impl Engine {
     /// Any finite non-negative period is accepted (the appliance validates the range);
     /// see [`crate::Sampler::new`] for what extreme ones do.
     pub fn archive(&self, pv: &str, config: PvConfig) -> Result<ArchiveOutcome, EngineError> {
-        self.add(pv, config, None, false, None)
+        let auto_fields = config.archive_fields.is_empty();
+        self.add(pv, config, None, false, None, auto_fields)
     }
 
     /// Adds a PV known from the catalogue at start-up, with its stored type, paused or
     /// not, and the time of its newest stored sample. Errors as [`Engine::archive`].
+    ///
+    /// A PV with a stored type (it has a PVTypeInfo) keeps its archive fields as given:
+    /// an empty list archives no field (Java's `PVTypeInfo.archiveFields`, emptied by
+    /// `modifyMetaFields?command=clear`). Without a stored type (an archive request not
+    /// yet answered) an empty list takes the defaults, as [`Engine::archive`].
     pub fn restore(
         &self,
         pv: &str,
@@ -98,7 +104,8 @@ impl Engine {
         paused: bool,
         last_stored: Option<Timestamp>,
     ) -> Result<ArchiveOutcome, EngineError> {
-        self.add(pv, config, archived_type, paused, last_stored)
+        let auto_fields = archived_type.is_none() && config.archive_fields.is_empty();
+        self.add(pv, config, archived_type, paused, last_stored, auto_fields)
     }
 
     /// Whether [`Engine::archive`] would take `pv` with `config`: the checks it makes
@@ -135,9 +142,9 @@ impl Engine {
         archived_type: Option<PayloadType>,
         paused: bool,
         last_stored: Option<Timestamp>,
+        auto_fields: bool,
     ) -> Result<ArchiveOutcome, EngineError> {
         let (pv, pva) = Self::checked(pv, &config)?;
-        let auto_fields = config.archive_fields.is_empty();
         if auto_fields {
             config.archive_fields = self.inner.config.default_archive_fields.clone();
         }

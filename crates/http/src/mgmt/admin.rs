@@ -65,6 +65,22 @@ pub async fn get_appliance_info(
     Ok(Json(appliance_info(app.identity(), &host(&headers))))
 }
 
+/// `webAppReady` (Java's `WebappReady`): another web app of the appliance (`webapp` =
+/// `RETRIEVAL`, `ETL`, `ENGINE` or `MGMT`) says it has started. Every component runs in
+/// this process, started with it: an empty 200, as Java answers once started; no or
+/// another `webapp` is a 404, as Java's.
+pub async fn web_app_ready(req: BplRequest) -> ApiResult<Response> {
+    match req.get("webapp") {
+        Some("RETRIEVAL" | "ETL" | "ENGINE" | "MGMT") => Ok(().into_response()),
+        Some(other) if !other.is_empty() => Err(ApiError::not_found(format!(
+            "webapp {other:?} is not one of RETRIEVAL, ETL, ENGINE, MGMT"
+        ))),
+        _ => Err(ApiError::not_found(
+            "webAppReady needs the parameter 'webapp' naming the web app",
+        )),
+    }
+}
+
 /// `getAppliancesInCluster`: a list holding this appliance's info.
 pub async fn get_appliances_in_cluster(
     State(app): State<SharedAppliance>,

@@ -238,7 +238,8 @@ pub async fn set_named_flag(
     Ok(Json(json!({"status": "ok"})))
 }
 
-/// `getAllNamedFlags`: `{"<name>": "true"|"false", …}`.
+/// `getAllNamedFlags`: `{"<name>": true|false, …}`, JSON booleans as Java's
+/// `NamedFlagsAll` writes them.
 pub async fn get_all_named_flags(
     State(app): State<SharedAppliance>,
 ) -> ApiResult<Json<serde_json::Map<String, Value>>> {
@@ -246,7 +247,7 @@ pub async fn get_all_named_flags(
     Ok(Json(
         flags
             .into_iter()
-            .map(|(k, v)| (k, Value::String(v.to_string())))
+            .map(|(k, v)| (k, Value::Bool(v)))
             .collect(),
     ))
 }
@@ -373,9 +374,28 @@ pub async fn export_config(State(app): State<SharedAppliance>) -> ApiResult<Json
     Ok(Json(infos.iter().map(PvTypeInfo::to_json_value).collect()))
 }
 
-/// `importConfig` (POST): a JSON list of type infos (as `exportConfig` writes them); each
-/// new PV is added paused, each existing one replaced. Answers `{"status":"ok",
-/// "desc": "Imported N PVTypeInfos"}`; nothing is imported if one of them is not valid.
+/// `getPVsForThisAppliance` (Java's `GetPVsForThisAppliance`): the names of every PV
+/// with a type info on this appliance, a JSON list (no limit).
+pub async fn pvs_for_this_appliance(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(catalogue(&app, |r| r.all_pv_names()).await?))
+}
+
+/// `getPausedPVsForThisAppliance` (Java's `GetPausedPVsForThisAppliance`): the names of
+/// the paused PVs of this appliance, a JSON list.
+pub async fn paused_pvs_for_this_appliance(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(catalogue(&app, |r| r.paused_pv_names()).await?))
+}
+
+/// `importConfig` and `importConfigForAppliance` (POST): a JSON list of type infos (as
+/// `exportConfig` writes them). As Java's `ImportConfigForAppliance`: a PV that already
+/// has a type info, or whose type info names another appliance, is skipped and listed in
+/// `errorPVs`; every other PV starts archiving in the state of its type info (paused only
+/// if it says so). Answers `{"appliance": "<identity>", "errorPVs": [...]}`; nothing is
+/// imported if one of the type infos is not valid (400).
 pub async fn import_config(State(app): State<SharedAppliance>, body: Bytes) -> ApiResult<Response> {
     let list: Vec<Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("the body is not a JSON list of PVTypeInfo: {e}")))?;
@@ -386,14 +406,35 @@ pub async fn import_config(State(app): State<SharedAppliance>, body: Bytes) -> A
                 .map_err(|e| ApiError::bad(format!("PVTypeInfo number {i}: {e}")))?,
         );
     }
-    let n = infos.len();
+    let me = app.identity().to_string();
+    let mut error_pvs = Vec::new();
     for info in infos {
         let pv = info.pv_name.clone();
-        app.put_type_info(&pv, info, true, true)
+        let foreign = info.appliance_identity.as_deref().is_some_and(|a| a != me);
+        let name = pv.clone();
+        if foreign
+            || catalogue(&app, move |r| r.get_type_info(&name))
+                .await?
+                .is_some()
+        {
+            tracing::warn!(
+                pv,
+                foreign,
+                "importConfig: skipped (another appliance's, or already archived)"
+            );
+            error_pvs.push(pv);
+            continue;
+        }
+        let paused = info.paused;
+        // putPVTypeInfo's creation (forced paused, as Java's), then the type info's state.
+        app.put_type_info(&pv, info, false, true)
             .await
             .map_err(api_error)?;
+        if !paused {
+            app.resume(&pv).await.map_err(api_error)?;
+        }
     }
-    Ok(Json(json!({"status": "ok", "desc": format!("Imported {n} PVTypeInfos")})).into_response())
+    Ok(Json(json!({"appliance": me, "errorPVs": error_pvs})).into_response())
 }
 
 /// `{"validation": msg}`, as Java answers a refusal (status 200).

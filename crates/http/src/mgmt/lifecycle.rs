@@ -68,6 +68,7 @@ async fn pause_or_resume(app: &dyn ApplianceApi, pv: &str, pause: bool) -> ApiRe
         )) => Ok(PauseReply::Validation {
             validation: e.to_string(),
         }),
+        Err(ApplianceError::Validation(validation)) => Ok(PauseReply::Validation { validation }),
         Err(e) => Err(api_error(e)),
     }
 }
@@ -257,16 +258,18 @@ pub async fn append_and_alias_pv(
 }
 
 /// `modifyMetaFields` (GET, POST): `pv` (paused), `command` (`add,ADEL,MDEL`,
-/// `remove,ADEL`, `clear`). `{"pvName": …, "fields": "<the archive fields, comma
-/// separated>"}`.
+/// `remove,ADEL`, `clear`), any number of them, applied in order (Java's
+/// `ModifyMetaFieldsAction`; `clear` leaves no field). `{"pvName": …, "fields": "<the
+/// archive fields, comma separated>"}`.
 pub async fn modify_meta_fields(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Response> {
     let pv = real_name(&app, req.required("pv")?).await?;
-    let command = req.required("command")?.to_string();
+    req.required("command")?;
+    let commands: Vec<String> = req.params().all("command").to_vec();
     answer(
-        app.modify_archive_fields(&pv, &command)
+        app.modify_archive_fields(&pv, &commands)
             .await
             .map(|f| json!({"pvName": pv, "fields": f.join(",")})),
     )

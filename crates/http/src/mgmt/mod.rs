@@ -14,6 +14,9 @@
 //!   Java's same list), `getApplianceProperties`, `getPVDetails`;
 //! * [`reports`] — the reports (`getEventRateReport`, `getSilentPVsReport`,
 //!   `getMetaGets`...).
+//! * the calls Java's appliances make of each other (`...ForAppliance`,
+//!   `...ForThisAppliance`, `webAppReady`): on one appliance the cluster call each names,
+//!   an `appliance` naming another appliance a 404.
 //!
 //! A refusal Java answers with `{"validation": "..."}` (a PV that must be paused first, a
 //! name that exists) is answered so, with status 200, as Java does; an unknown PV is a
@@ -174,10 +177,6 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
         )
         .route(
-            "/mgmt/bpl/getApplianceMetricsForAppliance",
-            get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
-        )
-        .route(
             "/mgmt/bpl/getInstanceMetrics",
             get(admin::get_appliance_metrics).post(admin::get_appliance_metrics),
         )
@@ -262,7 +261,76 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(reports::archived_waveforms).post(reports::archived_waveforms),
         )
         .merge(storage::routes())
+        .merge(for_appliance_routes(appliance.clone()))
         .with_state(appliance)
+}
+
+/// The calls Java's appliances make of each other (`...ForAppliance`,
+/// `...ForThisAppliance`, `webAppReady`): on a single appliance, the same as the cluster
+/// call each names (the Java answer shapes). An `appliance` parameter naming another
+/// appliance is a 404 `Cannot find appliance info for X`, as `getApplianceInfo` answers.
+fn for_appliance_routes(appliance: SharedAppliance) -> Router<SharedAppliance> {
+    let metrics = || get(admin::get_appliance_metrics).post(admin::get_appliance_metrics);
+    Router::new()
+        .route("/mgmt/bpl/getApplianceMetricsForAppliance", metrics())
+        .route("/mgmt/bpl/getStorageMetricsForAppliance", metrics())
+        .route("/mgmt/bpl/getInstanceMetricsForAppliance", metrics())
+        .route(
+            "/mgmt/bpl/exportConfigForAppliance",
+            get(catalogue::export_config).post(catalogue::export_config),
+        )
+        .route(
+            "/mgmt/bpl/importConfigForAppliance",
+            post(catalogue::import_config),
+        )
+        .route(
+            "/mgmt/bpl/getPVsForThisAppliance",
+            get(catalogue::pvs_for_this_appliance).post(catalogue::pvs_for_this_appliance),
+        )
+        .route(
+            "/mgmt/bpl/getPausedPVsForThisAppliance",
+            get(catalogue::paused_pvs_for_this_appliance)
+                .post(catalogue::paused_pvs_for_this_appliance),
+        )
+        .route(
+            "/mgmt/bpl/getNeverConnectedPVsForThisAppliance",
+            get(reports::never_connected).post(reports::never_connected),
+        )
+        .route(
+            "/mgmt/bpl/getMatchingPVsForThisAppliance",
+            get(get_all_pvs).post(get_all_pvs),
+        )
+        .route(
+            "/mgmt/bpl/abortArchivingPVForThisAppliance",
+            get(lifecycle::abort_archiving_pv).post(lifecycle::abort_archiving_pv),
+        )
+        .route(
+            "/mgmt/bpl/webAppReady",
+            get(admin::web_app_ready).post(admin::web_app_ready),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            appliance,
+            only_this_appliance,
+        ))
+}
+
+/// Refuses a request whose `appliance` query parameter names another appliance (404,
+/// Java's `Cannot find appliance info for X`).
+async fn only_this_appliance(
+    axum::extract::State(app): axum::extract::State<SharedAppliance>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let params = crate::params::Params::parse(req.uri().query());
+    if let Some(other) = params
+        .get("appliance")
+        .filter(|a| !a.is_empty() && *a != app.identity())
+    {
+        return axum::response::IntoResponse::into_response(ApiError::not_found(format!(
+            "Cannot find appliance info for {other}"
+        )));
+    }
+    next.run(req).await
 }
 
 /// Runs `f` over the appliance's catalogue on a blocking thread; a refusal of the

@@ -48,10 +48,10 @@ pub struct ConsolidateReply {
     pv_name: String,
     /// The store consolidated into.
     storage: String,
-    /// Files moved.
+    /// Files moved into the store (the last hop's; see `Appliance::consolidate`).
     #[serde(rename = "filesMoved")]
     files_moved: u64,
-    /// Samples appended to the destinations.
+    /// Samples that ended in the store, each once.
     #[serde(rename = "samplesMoved")]
     samples_moved: u64,
     /// Bytes of the files moved.
