@@ -227,12 +227,29 @@ pub struct StorageSection {
 }
 
 impl StorageSection {
-    /// The storage-rate guard's limits.
-    pub fn rate_limit(&self) -> RateLimit {
-        RateLimit {
+    /// The storage-rate guard's limits. Errors: a limit of 0 (it would drop every sample
+    /// of every PV it covers; leave the key out to turn the guard off), a key of
+    /// `pv_max_bytes_per_hour` that is no PV name (it would limit nothing).
+    pub fn rate_limit(&self) -> Result<RateLimit> {
+        anyhow::ensure!(
+            self.max_bytes_per_hour != Some(0),
+            "storage.max_bytes_per_hour = 0 would drop every sample of every PV: give a \
+             limit in bytes per hour, or leave the key out to turn the guard off"
+        );
+        for (pv, limit) in self.pv_max_bytes_per_hour.iter().flatten() {
+            archiver_registry::names::validate_pv_name(pv).map_err(|e| {
+                anyhow::anyhow!("storage.pv_max_bytes_per_hour: {pv:?} is not a PV name: {e}")
+            })?;
+            anyhow::ensure!(
+                *limit > 0,
+                "storage.pv_max_bytes_per_hour.{pv:?} = 0 would drop every sample of {pv}: \
+                 give a limit in bytes per hour, or leave the key out"
+            );
+        }
+        Ok(RateLimit {
             default_bytes_per_hour: self.max_bytes_per_hour,
             per_pv: self.pv_max_bytes_per_hour.clone().unwrap_or_default(),
-        }
+        })
     }
 
     /// True unless `etl = false`.
@@ -456,15 +473,32 @@ mod tests {
             s.out_of_space_policy().unwrap(),
             OutOfSpacePolicy::default()
         );
-        assert_eq!(s.rate_limit(), RateLimit::default());
+        assert_eq!(s.rate_limit().unwrap(), RateLimit::default());
         let s = storage(
             "[storage]\netl = false\nout_of_space = \"SKIP_ETL_WHEN_OUT_OF_SPACE\"\n\
              max_bytes_per_hour = 1000\n[storage.pv_max_bytes_per_hour]\n\"A:B\" = 5\n",
         );
+        let limits = s.rate_limit().unwrap();
         assert_eq!(
-            (s.rate_limit().for_pv("A:B"), s.rate_limit().for_pv("C:D")),
+            (limits.for_pv("A:B"), limits.for_pv("C:D")),
             (Some(5), Some(1000))
         );
+        // A 0 drops everything and a key that is no PV name limits nothing: refused,
+        // naming the key (found by a fresh-user test).
+        for (text, says) in [
+            (
+                "[storage]\nmax_bytes_per_hour = 0\n",
+                "max_bytes_per_hour = 0",
+            ),
+            (
+                "[storage.pv_max_bytes_per_hour]\n\"BAD PV*\" = 5\n",
+                "\"BAD PV*\" is not a PV name",
+            ),
+            ("[storage.pv_max_bytes_per_hour]\n\"A:B\" = 0\n", "= 0"),
+        ] {
+            let e = storage(text).rate_limit().unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
         assert!(!s.etl_enabled());
         assert_eq!(s.out_of_space_policy().unwrap(), OutOfSpacePolicy::Skip);
         let e = storage("[storage]\nout_of_space = \"PANIC\"\n")

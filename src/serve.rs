@@ -176,7 +176,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     if let Some(m) = file.engine.max_buffer_samples {
         engine_cfg.max_buffer_samples = m;
     }
-    engine_cfg.rate_limit = file.storage.rate_limit();
+    engine_cfg.rate_limit = file.storage.rate_limit()?;
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
 

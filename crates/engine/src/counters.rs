@@ -118,13 +118,15 @@ impl CountersSnapshot {
 
     /// Events lost for any reason the Java appliance counts (Java "How many events lost
     /// totally so far?": wrong time stamp, buffer overflow, type change), plus the events
-    /// the client dropped and those that arrived before the type was known.
+    /// the client dropped, those that arrived before the type was known, and those the
+    /// storage-rate guard dropped.
     pub fn events_lost(&self) -> u64 {
         self.dropped_timestamp
             + self.dropped_buffer_overflow
             + self.dropped_type_change
             + self.dropped_by_client
             + self.dropped_no_type
+            + self.dropped_rate_limit
     }
 
     /// Events received per second over `elapsed_secs` (0 when no time has passed).

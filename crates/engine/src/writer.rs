@@ -74,18 +74,20 @@ impl RateLimit {
     }
 }
 
-/// Bytes each PV (by id) wrote in the current hour: (hour number, bytes).
+/// Bytes each PV (by id) wrote in the current hour: (hour number, bytes, whether a drop
+/// was logged this hour).
 #[derive(Debug, Default)]
-pub(crate) struct RateState(Mutex<HashMap<u64, (i64, u64)>>);
+pub(crate) struct RateState(Mutex<HashMap<u64, (i64, u64, bool)>>);
 
 impl RateState {
     /// How many of `lines` (whole lines, from the start) PV `id` may write now under
-    /// `limit` bytes per hour; counts them as written.
-    fn admit(&self, id: u64, hour: i64, limit: u64, lines: &[u8]) -> usize {
+    /// `limit` bytes per hour (counted as written), and whether this is the PV's first
+    /// drop of the hour (to be logged once).
+    fn admit(&self, id: u64, hour: i64, limit: u64, lines: &[u8]) -> (usize, bool) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let used = map.entry(id).or_insert((hour, 0));
+        let used = map.entry(id).or_insert((hour, 0, false));
         if used.0 != hour {
-            *used = (hour, 0);
+            *used = (hour, 0, false);
         }
         let room = usize::try_from(limit.saturating_sub(used.1)).unwrap_or(usize::MAX);
         let take = if lines.len() <= room {
@@ -94,7 +96,9 @@ impl RateState {
             memchr::memrchr(b'\n', &lines[..room]).map_or(0, |i| i + 1)
         };
         used.1 += take as u64;
-        take
+        let first_drop = take < lines.len() && !used.2;
+        used.2 |= first_drop;
+        (take, first_drop)
     }
 }
 
@@ -217,10 +221,20 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_
     for (i, chunk) in batch.iter().enumerate() {
         let mut lines = chunk.lines_bytes();
         if let Some(g) = &guard {
-            let take = g.state.admit(slot.id, g.hour, g.limit, lines);
+            let (take, first_drop) = g.state.admit(slot.id, g.hour, g.limit, lines);
             if take < lines.len() {
                 let dropped = memchr::memchr_iter(b'\n', &lines[take..]).count() as u64;
                 slot.counters.dropped_rate_limit.fetch_add(dropped, Relaxed);
+                if first_drop {
+                    warn!(
+                        pv = %slot.name,
+                        limit = g.limit,
+                        "storage-rate guard: the PV wrote its {} bytes of this hour; what \
+                         comes until the next hour is dropped and counted \
+                         (droppedEventsRateLimit)",
+                        g.limit
+                    );
+                }
                 lines = &lines[..take];
             }
             if lines.is_empty() {
@@ -357,6 +371,16 @@ mod tests {
         flush_slot(&sts, &slot, IfBusy::Wait, Some(guard(1)));
         assert_eq!(stored(), kept);
         assert_eq!(slot.counters.dropped_rate_limit.load(Relaxed), dropped + 10);
+        // The drops count as lost events (getPVDetails), and the first drop of an hour is
+        // the one logged: once per PV per hour (a fresh-user test found them silent).
+        assert_eq!(slot.counters.snapshot().events_lost(), dropped + 10);
+        let fresh = RateState::default();
+        let line = b"0123456789\n";
+        assert_eq!(fresh.admit(7, 5, 15, line), (11, false));
+        assert_eq!(fresh.admit(7, 5, 15, line), (0, true));
+        assert_eq!(fresh.admit(7, 5, 15, line), (0, false));
+        assert_eq!(fresh.admit(7, 6, 15, line), (11, false));
+        assert_eq!(fresh.admit(7, 6, 15, line), (0, true));
         // The next hour: room again.
         push(110, 10);
         flush_slot(&sts, &slot, IfBusy::Wait, Some(guard(2)));

@@ -543,8 +543,16 @@ pub async fn get_pv_details(
     detail(
         &mut out,
         p,
+        "How many events lost because of the storage-rate guard so far?",
+        c.dropped_rate_limit.to_string(),
+    );
+    // Java's three causes and ours (the client's drops, events before the type was
+    // known, the storage-rate guard: a fresh-user test found its drops missing here).
+    detail(
+        &mut out,
+        p,
         "How many events lost totally so far?",
-        (c.dropped_timestamp + c.dropped_buffer_overflow + c.dropped_type_change).to_string(),
+        c.events_lost().to_string(),
     );
     if c.bytes_stored > 0 && c.events_stored > 0 {
         detail(
