@@ -97,6 +97,8 @@ async fn extra_fields_by_record_type_come_from_the_config() {
     let cfg = EngineConfig {
         default_archive_fields: vec!["HIHI".into()],
         record_type_fields: policy,
+        // every record type keeps the defaults here (the next test checks Java's list)
+        default_fields_record_types: Vec::new(),
         write_period: Duration::from_secs(3600),
         ..EngineConfig::default()
     };
@@ -161,6 +163,50 @@ async fn extra_fields_by_record_type_come_from_the_config() {
     // extras. (Both read, or skipped, well before the mbbo change above went through.)
     assert_eq!(archive_fields(&engine, "T:AO"), ["HIHI"]);
     assert_eq!(archive_fields(&engine, "T:CHOSEN"), ["HIHI"]);
+    engine.shutdown().await;
+}
+
+/// Java's default policy gives the default fields only to `ai calc calcout longin
+/// dfanout sub` (and `ao longout`, with DRVH and DRVL): a stringin or a waveform archived
+/// without named fields stops them once its `.RTYP` is read (a fresh-user test found
+/// channels on `SIM:SI:0.HIHI` searching forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_record_types_get_no_default_fields() {
+    let cfg = EngineConfig {
+        default_archive_fields: vec!["HIHI".into(), "LOPR".into()],
+        write_period: Duration::from_secs(3600),
+        ..EngineConfig::default()
+    };
+    let clock = manual_clock_now();
+    let (server, engine, _dir) = setup(cfg, clock.clone()).await;
+    for (pv, rtyp) in [
+        ("T:SI", "stringin"),
+        ("T:WF", "waveform"),
+        ("T:AI", "ai"),
+        ("T:LO", "longout"),
+    ] {
+        server.add_pv(PvSpec::new(pv, Value::Double(1.0)));
+        server.add_pv(PvSpec::new(&format!("{pv}.RTYP"), text(rtyp)));
+        server.add_pv(PvSpec::new(&format!("{pv}.LOPR"), Value::Double(0.0)));
+        let auto = PvConfig {
+            method: SamplingMethod::Monitor,
+            period: 0.0,
+            archive_fields: Vec::new(),
+        };
+        engine.archive(pv, auto).unwrap();
+    }
+    assert!(
+        wait_for(10, || archive_fields(&engine, "T:SI").is_empty()
+            && archive_fields(&engine, "T:WF").is_empty()
+            && archive_fields(&engine, "T:LO")
+                == ["HIHI", "LOPR", "DRVH", "DRVL"])
+        .await,
+        "{:?} {:?} {:?}",
+        archive_fields(&engine, "T:SI"),
+        archive_fields(&engine, "T:WF"),
+        archive_fields(&engine, "T:LO")
+    );
+    assert_eq!(archive_fields(&engine, "T:AI"), ["HIHI", "LOPR"]);
     engine.shutdown().await;
 }
 

@@ -264,6 +264,27 @@ impl Actor {
             // Read for the status only (`read_record_type`): its fields were chosen.
             return;
         }
+        let keeps = &self.inner.config.default_fields_record_types;
+        if !keeps.is_empty() && !keeps.iter().any(|t| t == rtyp) {
+            // Java's default policy gives this record type no fields: stop the defaults
+            // (a stringin has no HIHI: its channel would search forever), and let the
+            // catalogue record the list again.
+            for field in &self.inner.config.default_archive_fields {
+                if let Some(idx) = rt.annotator.forget_field(field)
+                    && let Some(ch) = rt.field_channels.get_mut(idx)
+                {
+                    *ch = None;
+                }
+            }
+            let mut st = lock(&rt.slot.state);
+            let defaults = &self.inner.config.default_archive_fields;
+            st.config.archive_fields.retain(|f| !defaults.contains(f));
+            drop(st);
+            rt.slot
+                .catalogued
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         for field in extra {
             let known = rt.annotator.has_field(field)
                 || lock(&rt.slot.state).config.archive_fields.contains(field);
@@ -425,9 +446,10 @@ impl Actor {
                 st.conn.loss_regain_count += 1;
             }
             rt.annotator.connected();
+            let by_rtyp = !self.inner.config.record_type_fields.is_empty()
+                || !self.inner.config.default_fields_record_types.is_empty();
             let due = !rt.rtyp_checked
-                && ((st.auto_fields && !self.inner.config.record_type_fields.is_empty())
-                    || self.inner.config.read_record_type);
+                && ((st.auto_fields && by_rtyp) || self.inner.config.read_record_type);
             rt.rtyp_checked |= due;
             due
         };

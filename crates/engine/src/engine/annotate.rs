@@ -42,6 +42,8 @@ struct FieldState {
     /// A runtime field: dumped daily, never reported as a change.
     runtime: bool,
     value: Option<String>,
+    /// No longer archived (its channel closed): values still queued are ignored.
+    gone: bool,
 }
 
 /// The annotation state of one PV.
@@ -86,13 +88,26 @@ impl Annotator {
             dump_name: dump_name.filter(|d| *d != name).map(str::to_string),
             runtime,
             value: None,
+            gone: false,
         });
         self.fields.len() - 1
     }
 
+    /// Stops archiving field `name` (its channel is closed by the caller): its value and
+    /// any change not yet reported are forgotten, values still queued for it are ignored.
+    /// Returns its index, `None` if it is not monitored.
+    pub fn forget_field(&mut self, name: &str) -> Option<usize> {
+        let idx = self.fields.iter().position(|f| f.name == name && !f.gone)?;
+        let f = &mut self.fields[idx];
+        f.gone = true;
+        f.value = None;
+        self.changed.retain(|c| c.name != name);
+        Some(idx)
+    }
+
     /// True when `name` is monitored.
     pub fn has_field(&self, name: &str) -> bool {
-        self.fields.iter().any(|f| f.name == name)
+        self.fields.iter().any(|f| f.name == name && !f.gone)
     }
 
     /// Fields monitored.
@@ -123,7 +138,7 @@ impl Annotator {
     /// Field `idx` has the value `text`. A different value from the one held is recorded
     /// as a change, unless it is the first value since the start or a runtime field.
     pub fn field_value(&mut self, idx: usize, text: String) {
-        let Some(f) = self.fields.get_mut(idx) else {
+        let Some(f) = self.fields.get_mut(idx).filter(|f| !f.gone) else {
             return;
         };
         if f.value.as_deref() == Some(text.as_str()) {
@@ -142,7 +157,7 @@ impl Annotator {
     /// pvAccess channel reports every field it names in V3 terms on the first sample after
     /// each connect.
     pub fn field_value_reported(&mut self, idx: usize, text: String) {
-        let Some(f) = self.fields.get_mut(idx) else {
+        let Some(f) = self.fields.get_mut(idx).filter(|f| !f.gone) else {
             return;
         };
         if !f.runtime {

@@ -31,6 +31,13 @@ pub struct EngineConfig {
     /// default policy (`policies.py`): `ao` and `longout` add `DRVH` and `DRVL`. Empty: the
     /// engine does not read `.RTYP` at all.
     pub record_type_fields: BTreeMap<String, Vec<String>>,
+    /// Record types whose PVs keep [`EngineConfig::default_archive_fields`] when their
+    /// request names no fields (Java's default policy, `policies.py`: `ai calc calcout
+    /// longin dfanout sub`, and the output records `ao longout`): a PV of another record
+    /// type (a `stringin`, a `waveform`, an `mbbi`...) stops archiving them once its
+    /// `.RTYP` is read. Empty: every record type keeps them (and `.RTYP` is read only for
+    /// the fields above).
+    pub default_fields_record_types: Vec<String>,
     /// Read `PV.RTYP` on the first connection of every PV (not only of those that get
     /// the fields above), for the status ([`crate::ConnState::record_type`]): the site
     /// policy's rules on record types need it. Default false.
@@ -68,6 +75,9 @@ impl Default for EngineConfig {
                     )
                 })
                 .collect(),
+            default_fields_record_types: crate::engine::fields::DEFAULT_FIELD_RECORD_TYPES
+                .map(String::from)
+                .to_vec(),
             read_record_type: false,
             max_buffer_samples: 100_000,
             rate_limit: Default::default(),

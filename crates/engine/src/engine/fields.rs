@@ -28,6 +28,11 @@ pub(crate) const OUTPUT_RECORD_TYPES: [&str; 2] = ["ao", "longout"];
 /// The extra fields of an output record (Java's default policy).
 pub(crate) const OUTPUT_RECORD_FIELDS: [&str; 2] = ["DRVH", "DRVL"];
 
+/// The record types that keep the default archive fields (Java's `policies.py`).
+pub(crate) const DEFAULT_FIELD_RECORD_TYPES: [&str; 8] = [
+    "ai", "calc", "calcout", "longin", "dfanout", "sub", "ao", "longout",
+];
+
 /// The most archive fields a request may name ([`crate::EngineError::TooManyFields`]).
 pub(crate) const MAX_ARCHIVE_FIELDS: usize = 200;
 
