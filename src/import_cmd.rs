@@ -143,6 +143,8 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         .clone()
         .or(file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("./archiver-data"));
+    let data_dir = std::path::absolute(&data_dir)
+        .with_context(|| format!("data dir {}", data_dir.display()))?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let _lock = crate::serve::lock_data_dir(&data_dir)?;

@@ -152,6 +152,11 @@ pub fn run(args: &GenerateArgs) -> Result<i32> {
             Timestamp::new((now - args.duration.min(now)) as i64, 0)
         }
     };
+    // It writes into the data folder (and its catalogue with --register): not while an
+    // archiver uses it (a fresh-user test wrote into a running server's folder).
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let _lock = crate::serve::lock_data_dir(&args.data_dir)?;
     let tier = tier(&args.store_url, args)?;
     let names: Vec<String> = (0..args.pvs)
         .map(|i| format!("{}{i}", args.prefix))

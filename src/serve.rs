@@ -120,6 +120,10 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .clone()
         .or(file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("./archiver-data"));
+    // Absolute: the stores' root folders go into every PV's dataStores (and exports),
+    // which must not depend on where the server was started.
+    let data_dir = std::path::absolute(&data_dir)
+        .with_context(|| format!("data dir {}", data_dir.display()))?;
     let listen = args
         .listen
         .or(file.listen)

@@ -120,9 +120,13 @@ fn a_second_archiver_on_the_same_data_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let mut first = Archiver::start_with(data, 9, 0, "");
+    // Given relative (from the folder above): taken as the absolute folder, which the
+    // stores' root folders in every PV's dataStores then name (a fresh-user test found
+    // `rootFolder=d1/sts`).
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_archiver"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
+        .arg(data.file_name().unwrap())
+        .current_dir(data.parent().unwrap())
         .env("EPICS_CA_ADDR_LIST", "127.0.0.1:9")
         .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
         .stdin(std::process::Stdio::null())
@@ -131,7 +135,10 @@ fn a_second_archiver_on_the_same_data_folder_is_refused() {
     assert!(!second.status.success(), "{second:?}");
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
-        stderr.contains("another archiver is already using the data folder"),
+        stderr.contains(&format!(
+            "another archiver is already using the data folder {}",
+            data.display()
+        )),
         "{stderr}"
     );
     assert!(first.terminate(), "the first archiver stops cleanly");

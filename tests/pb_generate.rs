@@ -191,4 +191,35 @@ fn registers_the_stores_it_is_given() {
         info.data_stores,
         [sts, mts, "blackhole://localhost?name=Gone"]
     );
+    drop(registry);
+    // Not into a folder an archiver uses (found by a fresh-user test): refused, nothing
+    // written.
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("archiver.lock"))
+        .unwrap();
+    held.try_lock().unwrap();
+    let out = archiver(
+        &[
+            "pb",
+            "generate",
+            "--pvs",
+            "1",
+            "--duration",
+            "10s",
+            "--prefix",
+            "T:LOCKED:",
+            "--store-url",
+            sts,
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("archiver.lock"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("sts/T/LOCKED").exists());
 }
