@@ -91,10 +91,7 @@ async fn get(client: &Client, names: &[String], wait: Duration) -> Result<()> {
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {} PVs could not be read", names.len());
-    }
-    Ok(())
+    all_read(failed, names.len())
 }
 
 async fn info(client: &Client, name: &str, wait: Duration) -> Result<()> {
@@ -176,6 +173,15 @@ async fn monitor(client: &Client, names: &[String], wait: Duration) -> Result<()
     let dropped: u64 = chans.iter().map(|c| c.dropped()).sum();
     if dropped > 0 {
         eprintln!("{dropped} updates dropped (output too slow)");
+    }
+    Ok(())
+}
+
+/// The end of a `get`/`info` over `n` PVs (CA and pvAccess alike): an error when `failed`
+/// of them could not be read (each already reported on stderr).
+pub(crate) fn all_read(failed: usize, n: usize) -> Result<()> {
+    if failed > 0 {
+        bail!("{failed} of {n} PVs could not be read");
     }
     Ok(())
 }

@@ -87,10 +87,7 @@ pub async fn run(cmd: PvaCommand) -> Result<()> {
                     failed += 1;
                 }
             }
-            if failed > 0 {
-                bail!("{failed} of {} PVs could not be read", names.len());
-            }
-            Ok(())
+            crate::ca_cmd::all_read(failed, names.len())
         }
         PvaCommand::Monitor {
             names,
@@ -160,10 +157,7 @@ async fn get(
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {} PVs could not be read", names.len());
-    }
-    Ok(())
+    crate::ca_cmd::all_read(failed, names.len())
 }
 
 async fn info(client: &Client, name: &str, wait: Duration) -> Result<()> {
