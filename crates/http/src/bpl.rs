@@ -6,10 +6,11 @@
 //! thread.
 //!
 //! Differences from Java, all for clear errors: a missing `pv`/`regex` is a 400 naming the
-//! parameter (Java: a bare 404), a `limit` that is not an integer a 400 (Java: 500), a bad
-//! regex a 400 naming it. A glob (`pv`) escapes every character but `*` and `?` (Java
-//! turns it into a regex by replacing those two only, so a `.` in the glob matches any
-//! character there).
+//! parameter (Java: a bare 404; `getMatchingPVs` with neither answers `[]` as Java), a
+//! `limit` that is not an integer a 400 (Java: 500), a bad regex a 400 naming it. A glob
+//! (`pv`) is Java's regex of it (`*` → `.*`, `?` → `.`, so `A:B[12]` is a character
+//! class); where that is not a valid regex (NSLS-II names such as `LN-AM{Rad*`, where Java
+//! answers 500) every character but `*` and `?` is taken literally.
 
 use archiver_registry::names::split_field;
 use archiver_registry::{Limit, NamePattern, Registry, RegistryError};
@@ -66,12 +67,9 @@ pub async fn get_matching_pvs(
     p: BplRequest,
 ) -> ApiResult<Response> {
     let pattern = match (p.get("pv"), p.get("regex")) {
-        (None, None) => {
-            return Err(ApiError::bad(
-                "missing parameter 'pv' (a glob such as SIM:*) or 'regex'",
-            ));
-        }
-        (Some(glob), _) => NamePattern::Regex(java_glob_regex(glob)),
+        // Java: "If neither is specified, we return an empty list".
+        (None, None) => return Ok(json(b"[]\n".to_vec())),
+        (Some(glob), _) => java_glob_pattern(glob),
         (None, regex) => NamePattern::from_java_params(None, regex),
     };
     let limit = limit(&p)?;
@@ -81,11 +79,17 @@ pub async fn get_matching_pvs(
     Ok(json(body))
 }
 
-/// The regex Java's `GetMatchingPVs` makes of its `pv` glob: `*` → `.*`, `?` → `.`, every
-/// other character as it is (so `A:B[12]` is a character class, as in Java, and `.` any
-/// character).
-fn java_glob_regex(glob: &str) -> String {
-    glob.replace('*', ".*").replace('?', ".")
+/// The pattern Java's `GetMatchingPVs` makes of its `pv` glob: the regex of `*` → `.*`,
+/// `?` → `.`, every other character as it is (so `A:B[12]` is a character class, as in
+/// Java, and `.` any character); when that is not a valid regex (`LN-AM{Rad*`: Java's
+/// `PatternSyntaxException`, a 500), the glob with every other character literal.
+fn java_glob_pattern(glob: &str) -> NamePattern {
+    let regex = glob.replace('*', ".*").replace('?', ".");
+    if regex::Regex::new(&regex).is_ok() {
+        NamePattern::Regex(regex)
+    } else {
+        NamePattern::Glob(glob.to_string())
+    }
 }
 
 /// PV names and aliases matching `pattern`, sorted together and cut at `limit` (Java's
@@ -162,7 +166,8 @@ pub async fn are_we_archiving_pv(
     Ok(json(format!("{{\"status\":\"{status}\"}}\n").into_bytes()))
 }
 
-/// `GET /retrieval/bpl/getMetadata`: the `PVTypeInfo` of `pv` (alias resolved) flattened
+/// `GET /retrieval/bpl/getMetadata`: the `PVTypeInfo` of `pv` (alias resolved; `PV.FIELD`
+/// of an archive field: the PV's, as Java's `determineAppropriatePVTypeInfo`) flattened
 /// to a JSON object of strings (arrays and objects as their JSON text, as Java's
 /// `combineJSONObjects`), then what the engine knows now (`EGU`, `PREC`, `ENUM_n`
 /// labels), overriding. 404 for a PV not in the catalogue.
@@ -172,9 +177,7 @@ pub async fn get_metadata(
 ) -> ApiResult<Response> {
     let pv = p.required("pv")?.to_string();
     let body = blocking(&state, move |r| {
-        let info = r
-            .catalogue()
-            .get_type_info_for_name(normalize_name(&pv))
+        let info = lookup(r.catalogue(), &pv)
             .map_err(registry_error)?
             .ok_or_else(|| ApiError::not_found(format!("Unable to find typeinfo for pv {pv}")))?;
         let tree = serde_json::to_value(&info).map_err(ApiError::internal)?;
@@ -216,26 +219,17 @@ pub async fn filter_archived_pvs(
     State(state): State<RetrievalState>,
     p: BplRequest,
 ) -> ApiResult<Response> {
-    let names: Vec<String> = p.names()?.into_iter().map(|e| e.pv).collect();
+    let names: Vec<String> = match p.names() {
+        Ok(names) => names.into_iter().map(|e| e.pv).collect(),
+        // An empty list body (`[]`): none of them archived.
+        Err(_) if p.has_list_body() => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let archived = blocking(&state, move |r| {
         let cat = r.catalogue();
         let mut out = Vec::new();
         for name in names {
-            let plain = normalize_name(&name);
-            let yes = if cat
-                .get_type_info_for_name(plain)
-                .map_err(registry_error)?
-                .is_some()
-            {
-                true
-            } else if let (base, Some(field)) = split_field(plain) {
-                cat.get_type_info_for_name(base)
-                    .map_err(registry_error)?
-                    .is_some_and(|i| i.archive_fields.iter().any(|f| f == field))
-            } else {
-                false
-            };
-            if yes {
+            if lookup(cat, &name).map_err(registry_error)?.is_some() {
                 out.push(name);
             }
         }

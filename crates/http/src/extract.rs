@@ -61,6 +61,7 @@ impl NameEntry {
 pub struct BplRequest {
     params: Params,
     body_names: Vec<NameEntry>,
+    list_body: bool,
 }
 
 impl BplRequest {
@@ -109,6 +110,13 @@ impl BplRequest {
         &self.body_names
     }
 
+    /// Whether the request had a JSON or text body listing PVs, even an empty one (`[]`):
+    /// calls that answer per PV (Java's `GetDataAtTime`) answer an empty list with an
+    /// empty answer instead of a 400.
+    pub fn has_list_body(&self) -> bool {
+        self.list_body
+    }
+
     /// Builds the request from its parts (what the extractor does once the body is read).
     ///
     /// # Errors
@@ -124,15 +132,18 @@ impl BplRequest {
         let mut req = BplRequest {
             params: Params::parse(query),
             body_names: Vec::new(),
+            list_body: false,
         };
         if *method != Method::POST || body.iter().all(u8::is_ascii_whitespace) {
             return Ok(req);
         }
-        match body_kind(headers, body)? {
+        let kind = body_kind(headers, body)?;
+        match kind {
             BodyKind::Form => req.params.extend_form(body),
             BodyKind::Json => req.body_names = json_names(body)?,
             BodyKind::Text => req.body_names = text_names(body)?,
         }
+        req.list_body = !matches!(kind, BodyKind::Form);
         Ok(req)
     }
 }

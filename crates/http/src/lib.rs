@@ -131,6 +131,20 @@ pub fn retrieval_router(state: RetrievalState) -> Router {
         )
         .route("/retrieval/ping", get(bpl::ping))
         .with_state(state)
+        .layer(retrieval_cors())
+}
+
+/// `Access-Control-Allow-Origin: *` on every retrieval answer, and the answer to a
+/// browser's preflight `OPTIONS`: Java's retrieval servlets set that header on their JSON
+/// answers (`getData.json`/`.qw`, `getMatchingPVs`, `getDataAtTime`, `filterArchivedPVs`)
+/// so that web viewers and Grafana in browser-access mode can read the data from another
+/// origin. Retrieval is read-only; management answers carry no such header.
+fn retrieval_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(tower_http::cors::Any)
 }
 
 /// Every endpoint: management over `appliance`, retrieval over `retrieval`, with the
@@ -193,7 +207,9 @@ async fn explain_too_large(resp: Response) -> Response {
             .and_then(|v| v.to_str().ok())
         {
             Some(allow) => format!("it takes {allow}"),
-            None => "putPVTypeInfo and importConfig take POST only, as in Java".to_string(),
+            None => "the data and management calls take GET and POST, putPVTypeInfo and \
+                     importConfig POST only, as in Java"
+                .to_string(),
         };
         let mut answer = ApiError::MethodNotAllowed(format!(
             "this call does not take this HTTP method; {takes}"

@@ -332,9 +332,14 @@ pub fn period_days(text: &str) -> Option<i64> {
 /// "status": 0, "meta": {"DBRType": "DBR_SCALAR_DOUBLE", "EGU": "mR/h", "PREC": "2"}}}`
 /// (values as in `getData.json`, waveforms as arrays); `meta` also has `"source":"engine"`
 /// when the value comes from the engine's buffer rather than a store, as in Java. A PV that is unknown, or has no
-/// value in the window, is left out (`{}` when none has one), as Java's.
+/// value in the window, is left out (`{}` when none has one, or for an empty list), as Java's.
 pub async fn get_data_at_time(state: RetrievalState, p: &BplRequest) -> ApiResult<Response> {
-    let names: Vec<String> = p.names()?.into_iter().map(|e| e.pv).collect();
+    let names: Vec<String> = match p.names() {
+        Ok(names) => names.into_iter().map(|e| e.pv).collect(),
+        // An empty list body (`[]`): Java's empty answer, `{}`.
+        Err(_) if p.has_list_body() => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let at = match p.get("at").filter(|v| !v.trim().is_empty()) {
         None => state.clock.now(),
         Some(v) => archiver_time::parse_iso8601(v)

@@ -650,7 +650,11 @@ async fn get_data_at_time_answers_by_requested_name() {
     )
     .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "'searchPeriod'");
+    // An empty list: Java's empty answer; no list at all: a 400 naming `pv`.
     let r = post_json(&app, "/retrieval/data/getDataAtTime", "[]").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({}));
+    let r = get(&app, "/retrieval/data/getDataAtTime").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "'pv'");
 }
 
@@ -676,8 +680,16 @@ async fn matching_and_search_list_names_and_aliases() {
     assert_eq!(r.json(), serde_json::json!(["B:DBL"]));
     let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=*&limit=many").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "'limit'");
+    // Neither `pv` nor `regex`: Java's empty list.
     let r = get(&app, "/retrieval/bpl/getMatchingPVs").await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "'regex'");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!([]));
+    // A glob that is no regex (NSLS-II braces): its characters taken literally.
+    let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=LN-AM%7BRad*").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!([]));
+    let r = get(&app, "/retrieval/bpl/getMatchingPVs?pv=A:DB%7B*").await;
+    assert_eq!(r.json(), serde_json::json!([]));
     let r = get(&app, "/retrieval/bpl/getMatchingPVs?regex=(unclosed").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "(unclosed");
 
@@ -722,6 +734,12 @@ async fn archiving_metadata_version_filter_and_ping() {
     assert_eq!(r.json()["pvName"], "A:DBL");
     let r = get(&app, "/retrieval/bpl/getMetadata?pv=NO:SUCH").await;
     assert_error(&r, StatusCode::NOT_FOUND, "NO:SUCH");
+    // An archive field: the PV's type info (Java's determineAppropriatePVTypeInfo).
+    let r = get(&app, "/retrieval/bpl/getMetadata?pv=A:DBL.HIHI").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["pvName"], "A:DBL");
+    let r = get(&app, "/retrieval/bpl/getMetadata?pv=A:DBL.DESC").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "A:DBL.DESC");
 
     let r = get(&app, "/retrieval/bpl/getVersion").await;
     assert_eq!(r.content_type(), "application/json");
@@ -739,6 +757,9 @@ async fn archiving_metadata_version_filter_and_ping() {
     );
 
     let r = post_json(&app, "/retrieval/bpl/filterArchivedPVs", "[]").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!([]));
+    let r = get(&app, "/retrieval/bpl/filterArchivedPVs").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "'pv'");
 
     let r = get(&app, "/retrieval/ping").await;
@@ -773,4 +794,47 @@ async fn a_retired_pv_is_served_from_its_files() {
     )
     .await;
     assert_error(&r, StatusCode::NOT_FOUND, "NEVER:THERE");
+}
+
+/// Browsers (web viewers, Grafana in browser-access mode) read retrieval answers from
+/// another origin: Java's servlets send `Access-Control-Allow-Origin: *`; a preflight
+/// `OPTIONS` is answered; a method no call takes is a 405 naming what they take.
+#[tokio::test]
+async fn retrieval_answers_allow_any_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    for uri in [
+        format!("/retrieval/data/getData.json?pv=A:DBL&{RANGE}"),
+        "/retrieval/bpl/getMatchingPVs?pv=*".to_string(),
+    ] {
+        let r = send(
+            &app,
+            Request::get(uri.as_str())
+                .header(header::ORIGIN, "http://viewer.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}");
+        assert_eq!(r.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*", "{uri}");
+        let r = send(
+            &app,
+            Request::options(uri.as_str())
+                .header(header::ORIGIN, "http://viewer.example")
+                .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "preflight {uri}");
+        assert_eq!(r.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*", "{uri}");
+    }
+    let r = send(
+        &app,
+        Request::delete(format!("/retrieval/data/getData.json?pv=A:DBL&{RANGE}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "GET");
 }

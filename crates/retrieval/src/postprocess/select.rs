@@ -285,19 +285,17 @@ impl PostProcessor for NCount {
     }
 }
 
-/// Java `Nth.MAX_COUNT`: at most `Integer.MAX_VALUE / 1000` samples are answered.
-pub(super) const NTH_MAX_COUNT: u64 = (i32::MAX / 1000) as u64;
-
 /// `nth_n`: every n-th sample with `from ≤ t ≤ to` (milliseconds), counting from the
-/// first, with its time, value, status and severity (no field values); any type; at most
-/// [`NTH_MAX_COUNT`] samples.
+/// first, with its time, value, status and severity (no field values); any type. Java's
+/// `Nth` stops silently after `Integer.MAX_VALUE / 1000` (2 147 483) samples, a bound of
+/// the memory it collects them in; this one streams them, so it answers every n-th
+/// sample of the range, however many (no silent cap).
 #[derive(Debug)]
 pub(super) struct Nth {
     n: u64,
     from: i64,
     to: i64,
     seen: u64,
-    emitted: u64,
 }
 
 impl Nth {
@@ -307,7 +305,6 @@ impl Nth {
             from: 0,
             to: 0,
             seen: 0,
-            emitted: 0,
         }
     }
 }
@@ -321,13 +318,12 @@ impl PostProcessor for Nth {
 
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
         let t = millis(s.time);
-        if t < self.from || t > self.to || self.emitted >= NTH_MAX_COUNT {
+        if t < self.from || t > self.to {
             return Ok(());
         }
         let keep = self.seen.is_multiple_of(self.n);
         self.seen += 1;
         if keep {
-            self.emitted += 1;
             let plain = s.field_values.is_empty()
                 && s.field_actual_change.is_none()
                 && s.repeat_count.is_none()

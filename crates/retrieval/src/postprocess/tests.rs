@@ -169,6 +169,17 @@ fn optimized_160_over_a_day_of_minutes() {
     assert_eq!(out.iter().map(|s| vector(s)[4]).sum::<f64>(), 1440.0);
 }
 
+/// `nth` streams every n-th sample however many there are: Java stops silently after
+/// 2 147 483 (`Nth.MAX_COUNT`), a bound of the memory it collects them in.
+#[test]
+fn nth_has_no_silent_cap() {
+    let n = 2_147_483i64 + 17;
+    let samples: Vec<Sample> = (0..n).map(|k| d(T + k, k as f64)).collect();
+    let out = run("nth_1", T, T + n, &samples);
+    assert_eq!(out.len() as i64, n);
+    assert_eq!(scalar(&out[out.len() - 1]), (n - 1) as f64);
+}
+
 /// `NthAndNCountProcessorTest`: 86 400 one-minute samples (and duplicates, which the
 /// merge drops): `nth_n` gives exactly 86400/n samples, every n-th; a 5-day window gives
 /// 7200/n; `ncount` counts them.
