@@ -245,6 +245,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(reports::dropped_type_change).post(reports::dropped_type_change),
         )
         .route(
+            "/mgmt/bpl/getPVsByDroppedEventsRateLimit",
+            get(reports::dropped_rate_limit).post(reports::dropped_rate_limit),
+        )
+        .route(
             "/mgmt/bpl/getSlowChangingPVsWithDroppedEvents",
             get(reports::slow_changing_dropped).post(reports::slow_changing_dropped),
         )
