@@ -91,13 +91,15 @@ fn sigkill_during_etl_loses_and_duplicates_nothing_after_a_restart() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    // The PVs' dataStores list the three stores (ETL follows each PV's dataStores).
+    // The PVs' dataStores list the three stores (ETL follows each PV's dataStores), and
+    // they are archiving: ETL leaves a paused PV's data where it is (no IOC serves them).
     let urls: Vec<String> = STORES.iter().map(|u| u.to_string()).collect();
     {
         let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
         let mut infos = reg.all_type_infos().unwrap();
         for i in &mut infos {
             i.data_stores = urls.clone();
+            i.paused = false;
         }
         reg.put_type_infos(&infos).unwrap();
     }
