@@ -463,8 +463,8 @@ struct Archiver {
 struct Extra {
     /// Retrieval clients pulling 1 M-sample responses during the window (scenario r).
     readers: usize,
-    /// PVs of generated history in the STS, registered paused with the STS → MTS → LTS
-    /// chain, `etl_hours` hours each at 1 Hz ending now: the ETL catch-up run at start
+    /// PVs of generated history in the STS, registered archiving (ETL leaves a paused
+    /// PV's data alone; no IOC serves them) with the STS → MTS → LTS chain, `etl_hours` hours each at 1 Hz ending now: the ETL catch-up run at start
     /// moves the closed hours to the MTS during the window (scenario e).
     etl_pvs: u64,
     /// See `etl_pvs`.
@@ -691,7 +691,12 @@ fn generate_etl_history(dir: &Path, pvs: u64, hours: u64) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_archiver"));
     cmd.args(["pb", "generate", "--pvs", &pvs.to_string(), "--rate", "1"])
         .args(["--duration", &format!("{hours}h"), "--prefix", ETL_PREFIX])
-        .args(["--store-url", ETL_STORES[0], "--register"]);
+        .args([
+            "--store-url",
+            ETL_STORES[0],
+            "--register",
+            "--register-archiving",
+        ]);
     for url in ETL_STORES {
         cmd.args(["--register-store", url]);
     }

@@ -62,6 +62,10 @@
 //! `PARTITION_YEAR`). `sts_granularity` only applies to that default; giving both keys is
 //! an error.
 //!
+//! What is accepted but probably a mistake is logged at WARN when `serve` starts, which
+//! then runs on ([`StorageSection::warnings`]): an unknown parameter of a store URL, a
+//! store name with white space, a store with coarser partitions than the next one.
+//!
 //! # ETL
 //!
 //! With `etl = true` (the default), closed partitions move from each store into the next
@@ -250,6 +254,57 @@ impl StorageSection {
             default_bytes_per_hour: self.max_bytes_per_hour,
             per_pv: self.pv_max_bytes_per_hour.clone().unwrap_or_default(),
         })
+    }
+
+    /// What is accepted but probably not meant, in the configured `stores` (from
+    /// [`StorageSection::data_stores`]): one line per finding, naming the key, the store
+    /// and the reason. `archiver serve` logs each at WARN and runs on.
+    ///
+    /// * a parameter of a store URL that no Java data store knows (`bogus=1`): ignored,
+    ///   most likely a misspelling (`partitiongranularity`, `Hold`);
+    /// * a store name with white space: names are written into every PV's `dataStores`
+    ///   and given to `consolidateDataForPV?storage=` and the `SKIP_<name>_FOR_ETL` flag,
+    ///   where a space must be encoded;
+    /// * a store whose partitions are coarser than the next store's (an STS of days
+    ///   before an MTS of hours): ETL moves whole closed partitions down, so the next
+    ///   store gets each day as 24 hour files and the tiers keep more files the older
+    ///   the data, the reverse of what tiers are for (Java's stores go hour, day, year).
+    pub fn warnings(&self, stores: &DataStores) -> Vec<String> {
+        let mut out = Vec::new();
+        let key = "storage.data_stores";
+        let tiers = stores.tiers();
+        for t in tiers {
+            let url = t.store_url();
+            for (k, v) in &url.extra {
+                out.push(format!(
+                    "{key}: store {}: unknown parameter {k}={v} is ignored (a data store \
+                     URL takes name, rootFolder, partitionGranularity, hold, gather, \
+                     consolidateOnShutdown, pp, reducedata, etlIntoStoreIf, etlOutofStoreIf, \
+                     terminator, compress)",
+                    url.name
+                ));
+            }
+            if url.name.chars().any(char::is_whitespace) {
+                out.push(format!(
+                    "{key}: store name {:?} contains white space; it is written into every \
+                     PV's dataStores and used in consolidateDataForPV?storage= and the \
+                     SKIP_<store>_FOR_ETL flag, where it must then be encoded",
+                    url.name
+                ));
+            }
+        }
+        for w in tiers.windows(2) {
+            let (a, b) = (w[0].store_url(), w[1].store_url());
+            if a.granularity > b.granularity {
+                out.push(format!(
+                    "{key}: store {} ({}) has coarser partitions than the next store {} \
+                     ({}): ETL moves whole partitions down, so older data ends in more, \
+                     smaller files; list stores from the finest granularity to the coarsest",
+                    a.name, a.granularity, b.name, b.granularity
+                ));
+            }
+        }
+        out
     }
 
     /// True unless `etl = false`.
@@ -642,5 +697,38 @@ mod tests {
             "[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=${ARCHIVER_TEST_SURELY_UNSET_VAR}&partitionGranularity=PARTITION_HOUR\"]\n",
         );
         assert!(e.contains("ARCHIVER_TEST_SURELY_UNSET_VAR"), "{e}");
+    }
+
+    /// Accepted but likely wrong: an unknown URL parameter, a store name with a space, an
+    /// STS coarser than the MTS; each is one warning naming the key and the store. A
+    /// Java-like configuration has none.
+    #[test]
+    fn store_warnings_name_unknown_parameters_spaced_names_and_coarser_before_finer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fine = storage(
+            "[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR\", \
+             \"pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY&hold=2&gather=1\", \
+             \"blackhole://localhost\"]",
+        );
+        let stores = fine.data_stores(dir.path(), Backend::fs()).unwrap();
+        assert_eq!(fine.warnings(&stores), Vec::<String>::new());
+        let odd = storage(
+            "[storage]\ndata_stores = [\"pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_DAY&bogus=1\", \
+             \"pb://localhost?name=My%20MTS&rootFolder=mts&partitionGranularity=PARTITION_HOUR\"]",
+        );
+        let stores = odd.data_stores(dir.path(), Backend::fs()).unwrap();
+        let w = odd.warnings(&stores);
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(
+            w[0].contains("storage.data_stores: store STS: unknown parameter bogus=1"),
+            "{}",
+            w[0]
+        );
+        assert!(w[1].contains("\"My MTS\" contains white space"), "{}", w[1]);
+        assert!(
+            w[2].contains("store STS (PARTITION_DAY) has coarser partitions than the next store My MTS (PARTITION_HOUR)"),
+            "{}",
+            w[2]
+        );
     }
 }

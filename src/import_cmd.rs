@@ -7,7 +7,7 @@
 //!
 //! With `--retired`, every configured store is also walked for PVs whose files exist but
 //! which have no `PVTypeInfo` (retired PVs); each gets one made from its files' header
-//! (type, element count), paused, so that retrieval serves it and the engine never
+//! (type, element count, and EGU, PREC and the limits of its `headers`), paused, so that retrieval serves it and the engine never
 //! connects it. One header is read per PV and folder.
 //!
 //! Run it while no archiver uses the folder (it takes the folder's lock, as `serve` does).
@@ -205,6 +205,9 @@ pub fn run(args: &ImportArgs) -> Result<()> {
                     continue;
                 }
             };
+            // What the Java appliance recorded of the PV (EGU, PREC, limits), as a live
+            // PV's type info holds it: retrieval's `meta` comes from it.
+            info.set_from_headers(&header.headers);
             info.paused = true;
             retired.push(info);
         }

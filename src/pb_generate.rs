@@ -13,7 +13,9 @@
 //!
 //! With `--register`, every PV is also put in the catalogue of `--data-dir`
 //! (`registry.sqlite`, paused, `dataStores` = the store URL as given), so that
-//! `archiver serve --data-dir` with that store configured serves them at once.
+//! `archiver serve --data-dir` with that store configured serves them at once. ETL leaves
+//! a paused PV's data where it is: `--register-archiving` registers them archiving, so
+//! that ETL moves them (benchmarks and tests of ETL).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -70,6 +72,11 @@ pub struct GenerateArgs {
     /// `--store-url` alone, so that ETL leaves the data where it is.
     #[arg(long = "register-store", requires = "register")]
     pub register_stores: Vec<String>,
+    /// With `--register`: register the PVs archiving, not paused. `archiver serve` then
+    /// searches for them, and ETL moves their data down their `dataStores` (it leaves a
+    /// paused PV's data where it is, as Java does).
+    #[arg(long, requires = "register")]
+    pub register_archiving: bool,
 }
 
 /// Parses `1d`, `90m`, `3600`, `1y` into seconds.
@@ -240,7 +247,7 @@ fn register(args: &GenerateArgs, names: &[String], start: Timestamp) -> Result<(
                 start,
             )
             .with_context(|| format!("PV name {name:?}"))?;
-            info.paused = true;
+            info.paused = !args.register_archiving;
             Ok(info)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -143,6 +143,9 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             Some(p) => format!("config file {}", p.display()),
             None => "the default data store".to_string(),
         })?;
+    for w in file.storage.warnings(&stores) {
+        warn!("{w}");
+    }
     let sts = stores
         .tiers()
         .first()

@@ -262,6 +262,7 @@ fn last_write_operator_period_storage_metrics_and_a_list_delete_through_the_bina
         "getPVsByDroppedEventsTimestamp?limit=10".into(),
         "getPVsByDroppedEventsBuffer?limit=10".into(),
         "getPVsByDroppedEventsTypeChange?limit=10".into(),
+        "getPVsByDroppedEventsRateLimit?limit=10".into(),
         "getSlowChangingPVsWithDroppedEvents?limit=10".into(),
         "getPausedPVsReport".into(),
         "getArchivedWaveforms".into(),

@@ -1,4 +1,4 @@
-//! The real `archiver serve` killed (SIGKILL) in the middle of ETL: 200 PVs × 6 closed
+//! The real `archiver serve` killed (SIGKILL) in the middle of ETL: 600 PVs × 6 closed
 //! hours in the STS (written by `archiver pb generate --register`), which the ETL run at
 //! start moves into the MTS; the process is killed once some files have moved and others
 //! have not; after a restart ETL finishes, and every PV holds every sample once, in order,
@@ -16,7 +16,12 @@ use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Tier;
 use support::{Archiver, iso, now_secs, wait_until_every};
 
-const PVS: u32 = 200;
+/// More than one ETL batch (`archiver_storage::etl::BATCH_PVS`, 512 PVs: copied, synced,
+/// then their sources deleted together), so that the kill falls between the first
+/// batch's deletions and the end of the second, a window of a whole batch's copy, not
+/// only the few milliseconds of one batch's deletions (with 200 PVs, a loaded machine
+/// sometimes saw the whole move finish between two looks).
+const PVS: u32 = 600;
 const STORES: [&str; 3] = [
     "pb://localhost?name=STS&rootFolder=sts&partitionGranularity=PARTITION_HOUR",
     "pb://localhost?name=MTS&rootFolder=mts&partitionGranularity=PARTITION_DAY",
@@ -91,13 +96,15 @@ fn sigkill_during_etl_loses_and_duplicates_nothing_after_a_restart() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    // The PVs' dataStores list the three stores (ETL follows each PV's dataStores).
+    // The PVs' dataStores list the three stores (ETL follows each PV's dataStores), and
+    // they are archiving: ETL leaves a paused PV's data where it is (no IOC serves them).
     let urls: Vec<String> = STORES.iter().map(|u| u.to_string()).collect();
     {
         let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();
         let mut infos = reg.all_type_infos().unwrap();
         for i in &mut infos {
             i.data_stores = urls.clone();
+            i.paused = false;
         }
         reg.put_type_infos(&infos).unwrap();
     }

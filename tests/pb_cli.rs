@@ -123,3 +123,54 @@ fn check_accepts_good_files_and_names_the_first_problem() {
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("/nonexistent/x.pb"));
 }
+
+/// `archiver pb FILE | head`: the reader closes the pipe after a few lines; the command
+/// ends quietly and successfully, as cat or ripgrep do, with no broken-pipe error.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("big.pb");
+    let mut w = PbWriter::open(&path, "BIG", PayloadType::ScalarDouble, 2020).expect("open");
+    // About 50 bytes of text a sample: far more than a pipe's buffer.
+    let samples: Vec<Sample> = (0..50_000)
+        .map(|k| {
+            Sample::new(
+                Timestamp::new(start_of_year(2020) + k, 0),
+                Value::ScalarDouble(k as f64),
+            )
+        })
+        .collect();
+    w.append(&samples).expect("append");
+    drop(w);
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_archiver"));
+        cmd.arg("pb");
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = [0u8; 200];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut first)
+            .expect("the first lines");
+        // The pipe's read end is closed here.
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "json={json}: {:?} {}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "", "json={json}");
+    }
+}

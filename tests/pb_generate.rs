@@ -191,6 +191,32 @@ fn registers_the_stores_it_is_given() {
         info.data_stores,
         [sts, mts, "blackhole://localhost?name=Gone"]
     );
+    assert!(info.paused, "paused: the engine never searches for it");
+    drop(registry);
+    // --register-archiving: not paused, so that ETL moves its data.
+    let active = tempfile::tempdir().unwrap();
+    let out = archiver(
+        &[
+            "pb",
+            "generate",
+            "--pvs",
+            "1",
+            "--duration",
+            "10s",
+            "--prefix",
+            "T:ACT:",
+            "--register",
+            "--register-archiving",
+        ],
+        active.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let registry = SqliteRegistry::open(&active.path().join("registry.sqlite")).unwrap();
+    let info = registry
+        .get_type_info("T:ACT:0")
+        .unwrap()
+        .expect("registered");
+    assert!(!info.paused);
     drop(registry);
     // Not into a folder an archiver uses (found by a fresh-user test): refused, nothing
     // written.

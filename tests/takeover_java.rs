@@ -20,7 +20,7 @@ use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::{PvTypeInfo, Registry, SqliteRegistry};
 use archiver_storage::Tier;
 use common::Ioc;
-use support::{Archiver, iso, now_secs};
+use support::{Archiver, enc, iso, now_secs};
 
 const PROTOTYPE: &str = include_str!("../crates/registry/tests/data/PVTypeInfoPrototype.json");
 const JAVA_VECTOR: &[u8] = include_bytes!("../crates/pb/tests/data/lrm01_raw.pb");
@@ -128,6 +128,9 @@ fn a_java_appliances_folders_are_imported_served_appended_and_moved_on() {
         let retired: PvTypeInfo = reg.get_type_info(RETIRED).unwrap().unwrap();
         assert!(retired.paused);
         assert_eq!(retired.dbr_type, PayloadType::ScalarDouble);
+        // The Java file's header: EGU mR/h, PREC 2, as a live PV's type info holds them.
+        assert_eq!(retired.units.as_deref(), Some("mR/h"));
+        assert_eq!(retired.precision, 2.0);
     }
     // A second import keeps what is there.
     let out = Command::new(env!("CARGO_BIN_EXE_archiver"))
@@ -172,5 +175,14 @@ fn a_java_appliances_folders_are_imported_served_appended_and_moved_on() {
     let r = a.data(RETIRED, "2014-12-08T00:00:00Z", "2014-12-09T00:00:00Z");
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0]["val"].as_f64(), Some(-0.09));
+    let v = a.json(&format!(
+        "/retrieval/data/getData.json?pv={}&from=2014-12-08T00:00:00Z&to=2014-12-09T00:00:00Z",
+        enc(RETIRED)
+    ));
+    assert_eq!(
+        (&v[0]["meta"]["EGU"], &v[0]["meta"]["PREC"]),
+        (&"mR/h".into(), &"2".into()),
+        "{v}"
+    );
     assert!(a.terminate());
 }

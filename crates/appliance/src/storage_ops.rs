@@ -119,27 +119,38 @@ impl Appliance {
     /// The PVs ETL looks at, sorted: every PV of the catalogue, each with the chain of
     /// its `dataStores`, and every PV of the engine not catalogued yet (a pending request,
     /// whose type info will list the configured stores).
-    pub async fn etl_pvs(&self) -> Result<Vec<EtlPv>, StorageOpsError> {
+    ///
+    /// Without `include_paused`, a PV whose type info says `paused` is left out, with its
+    /// data where it is until it is resumed (Java: a paused PV has no `ETLStages`).
+    pub async fn etl_pvs(&self, include_paused: bool) -> Result<Vec<EtlPv>, StorageOpsError> {
         let registry = self.registry().clone();
         let infos = blocking(move || Ok(registry.all_type_infos()?)).await?;
-        let mut pvs: BTreeMap<String, Option<Vec<ChainStore>>> = infos
-            .into_iter()
-            .map(|i| {
-                let chain = ChainStore::chain(&i.data_stores);
-                (i.pv_name, Some(chain))
-            })
-            .collect();
+        let mut pvs: BTreeMap<String, Option<Option<Vec<ChainStore>>>> = BTreeMap::new();
+        for i in infos {
+            // A paused PV stays in the map as `None` so that the engine's names below do
+            // not bring it back as an uncatalogued PV.
+            let chain =
+                (include_paused || !i.paused).then(|| Some(ChainStore::chain(&i.data_stores)));
+            pvs.insert(i.pv_name, chain);
+        }
         for name in self.engine().names() {
-            pvs.entry(name).or_insert(None);
+            pvs.entry(name).or_insert(Some(None));
         }
         Ok(pvs
             .into_iter()
-            .map(|(pv, chain)| EtlPv { pv, chain })
+            .filter_map(|(pv, chain)| chain.map(|chain| EtlPv { pv, chain }))
             .collect())
     }
 
     /// Runs every stage of `etl` due at `now` (all of them with `EtlMode::All`) over every
     /// PV, in order, on a blocking thread; stops between PVs once `cancel` is cancelled.
+    ///
+    /// A scheduled run (`EtlMode::Scheduled`) leaves paused PVs alone (Java: a paused PV
+    /// gets no ETL; [`Appliance::etl_pvs`]); `EtlMode::All` (the consolidation on
+    /// shutdown) moves theirs too: a store that asks for it is typically a RAM disk,
+    /// whose data would not survive the shutdown. Java consolidates such a store when the
+    /// PV is paused instead; here it happens at shutdown, which covers the PVs paused
+    /// before too.
     pub async fn run_etl(
         &self,
         etl: &Etl,
@@ -148,7 +159,7 @@ impl Appliance {
         mode: EtlMode,
         cancel: &CancellationToken,
     ) -> Result<EtlCounts, StorageOpsError> {
-        let pvs = self.etl_pvs().await?;
+        let pvs = self.etl_pvs(mode == EtlMode::All).await?;
         let etl = etl.clone();
         let cancel = cancel.clone();
         blocking(move || {

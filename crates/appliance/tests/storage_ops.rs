@@ -208,3 +208,64 @@ async fn consolidation_through_two_hops_counts_each_sample_once() {
     assert_eq!(c.errors, 0);
     s.appliance.engine().shutdown().await;
 }
+
+/// A paused PV gets no ETL (Java: no `ETLStages` for a paused PV): a scheduled run well
+/// past the hold leaves its files where they are; once resumed, the same run moves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_pvs_data_stays_put_until_it_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path(), "").await;
+    let stores = s.appliance.stores().clone();
+    let (sts, mts) = (&stores.tiers()[0], &stores.tiers()[1]);
+    fill(sts);
+    assert_eq!(s.appliance.restore().await.unwrap(), 1);
+    s.appliance.pause(PV).await.unwrap();
+    let files = |t: &Tier| -> Vec<(std::path::PathBuf, u64)> {
+        t.partitions(PV)
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let len = std::fs::metadata(&p.path).unwrap().len();
+                (p.path, len)
+            })
+            .collect()
+    };
+    let before = files(sts);
+    assert_eq!(before.len(), 4);
+    let etl = s.appliance.new_etl(OutOfSpacePolicy::default());
+    let never = CancellationToken::new();
+    let all: Vec<usize> = (0..etl.stages()).collect();
+    // Two days later every STS hour and the MTS day are past their hold.
+    let later = Timestamp::new(t0() + 2 * 86_400, 0);
+    let c = s
+        .appliance
+        .run_etl(
+            &etl,
+            all.clone(),
+            later,
+            archiver_storage::EtlMode::Scheduled,
+            &never,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c, EtlCounts::default(), "nothing moved while paused");
+    assert_eq!(files(sts), before, "the paused PV's files untouched");
+    assert_eq!(count(mts), 0);
+    s.appliance.resume(PV).await.unwrap();
+    let c = s
+        .appliance
+        .run_etl(
+            &etl,
+            all,
+            later,
+            archiver_storage::EtlMode::Scheduled,
+            &never,
+        )
+        .await
+        .unwrap();
+    // The four STS hours into the MTS day, and that day (past its hold) into the LTS.
+    assert_eq!((c.files_moved, c.samples_moved), (5, 2 * 210), "{c:?}");
+    assert_eq!((count(sts), count(mts)), (0, 0));
+    assert_eq!(count(&stores.tiers()[2]), 1);
+    s.appliance.engine().shutdown().await;
+}

@@ -59,6 +59,22 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// The storage-rate guard's limits (the Java appliance only reports rates; here a PV that
 /// writes more than its limit in a wall-clock hour has the excess dropped and counted,
 /// instead of filling the disk). Off by default.
+///
+/// Where the drops show: `droppedEventsRateLimit` in getPVStatus, the lost events of
+/// getPVDetails, the report `getPVsByDroppedEventsRateLimit`, a `droppedEventsRateLimit`
+/// column of getStorageRateReport, and one WARN log per PV and hour.
+///
+/// Two limits of the guard, by design:
+/// * The bytes a PV wrote in the current hour are kept in memory only ([`RateState`]):
+///   a restart starts every PV's budget afresh, so within the hour of a restart a PV may
+///   write up to twice its limit. Reading the hour's bytes back from the files at start
+///   would cost a walk of every PV's current partition; the guard bounds disk growth over
+///   hours, which a restart now and then does not change.
+/// * The guard decides when the buffer is written (every write period), not when a sample
+///   is received: until that write, retrieval's live part of a getData shows every
+///   buffered sample, including those the write will drop (at most one write period's
+///   worth, 10 s by default). Deciding at receive time would put the guard's lock on the
+///   ingest path of every sample.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateLimit {
     /// Bytes per hour for every PV without its own limit; `None`: no limit.

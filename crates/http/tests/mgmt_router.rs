@@ -800,6 +800,58 @@ async fn storage_metrics_appliance_properties_and_meta_gets_answer_as_java() {
     );
 }
 
+/// The storage-rate guard's drops are in the reports an operator reads: their own
+/// dropped-events report (Java's shape, PVs without drops left out, most first) and a
+/// column of the storage-rate report on the PVs that dropped (absent on the others).
+#[tokio::test]
+async fn the_rate_guards_drops_are_in_the_dropped_events_and_storage_rate_reports() {
+    let fake = Fake::with(&[
+        ("R:NONE", PvState::Archiving),
+        ("R:SOME", PvState::Archiving),
+        ("R:MANY", PvState::Archiving),
+    ]);
+    for (pv, dropped, bytes) in [("R:SOME", 5, 1000), ("R:MANY", 70, 2000), ("R:NONE", 0, 10)] {
+        let mut pvs = fake.pvs.lock().unwrap();
+        let c = &mut pvs.get_mut(pv).unwrap().counters;
+        c.dropped_rate_limit = dropped;
+        c.bytes_stored = bytes;
+        // Buffer overflows are another report's.
+        c.dropped_buffer_overflow = 1;
+    }
+    let r = get(&fake, "/mgmt/bpl/getPVsByDroppedEventsRateLimit").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!([
+            {"pvName": "R:MANY", "eventsDropped": "70"},
+            {"pvName": "R:SOME", "eventsDropped": "5"}
+        ])
+    );
+    let r = get(&fake, "/mgmt/bpl/getPVsByDroppedEventsRateLimit?limit=1").await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    let r = get(&fake, "/mgmt/bpl/getStorageRateReport").await.json();
+    let rows = r.as_array().unwrap();
+    let dropped: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row["pvName"].as_str().unwrap(),
+                row.get("droppedEventsRateLimit")
+                    .map(|v| v.as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            ("R:MANY", Some("70")),
+            ("R:SOME", Some("5")),
+            ("R:NONE", None)
+        ]
+    );
+    assert!(rows[0].get("storageRate_KBperHour").is_some(), "{r}");
+}
+
 #[tokio::test]
 async fn never_connected_and_all_pvs() {
     let fake = Fake::with(&[

@@ -50,14 +50,14 @@ impl ApplianceApi for Fake {
         Vec::new()
     }
     fn names(&self) -> Vec<String> {
-        vec!["A:B".into()]
+        vec!["A:B".into(), "C:D".into()]
     }
     async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
         self.calls
             .lock()
             .unwrap()
             .push(format!("consolidate {pv} {store}"));
-        if pv != "A:B" {
+        if pv != "A:B" && pv != "C:D" {
             return Err(StorageOpsError::UnknownPv(pv.into()));
         }
         if store != "MTS" && store != "LTS" {
@@ -92,10 +92,19 @@ impl ApplianceApi for Fake {
 }
 
 async fn get(fake: &Arc<Fake>, uri: &str) -> (StatusCode, Value) {
-    let resp = mgmt_router(fake.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
+    send(fake, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn post(fake: &Arc<Fake>, uri: &str, content_type: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::post(uri)
+        .header(axum::http::header::CONTENT_TYPE, content_type)
+        .body(Body::from(body.to_string()))
         .unwrap();
+    send(fake, req).await
+}
+
+async fn send(fake: &Arc<Fake>, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = mgmt_router(fake.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap())
@@ -162,4 +171,83 @@ async fn delete_pv_data_parses_the_range_and_answers_the_counts() {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}");
         assert!(v["message"].as_str().unwrap().contains(what), "{uri}: {v}");
     }
+}
+
+/// Both calls take their PVs as the other management calls do (repeated `pv`, comma
+/// lists, globs, JSON/text/form bodies) and act on every one, answering a list of one
+/// object per PV in Java's list shape; an unknown PV of a list is its `validation`.
+#[tokio::test]
+async fn both_calls_act_on_every_pv_of_a_list_or_body() {
+    let range = "from=2024-01-01T00:00:00Z&to=2024-01-02T00:00:00Z";
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("a list: {v}"))
+            .iter()
+            .map(|o| o["pvName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let requests: Vec<(&str, Option<(&str, String)>)> = vec![
+        ("pv=A:B&pv=C:D", None),
+        ("pv=A:B,C:D", None),
+        ("pv=*", None),
+        (
+            "",
+            Some(("application/json", r#"["A:B", "C:D"]"#.to_string())),
+        ),
+        (
+            "",
+            Some((
+                "application/json",
+                r#"[{"pv": "A:B"}, {"pv": "C:D"}]"#.to_string(),
+            )),
+        ),
+        ("", Some(("text/plain", "A:B\nC:D\n".to_string()))),
+        (
+            "",
+            Some((
+                "application/x-www-form-urlencoded",
+                "pv=A:B,C:D".to_string(),
+            )),
+        ),
+    ];
+    for (query, body) in requests {
+        for (call, extra) in [
+            ("deletePVData", range),
+            ("consolidateDataForPV", "storage=LTS"),
+        ] {
+            let fake = Arc::new(Fake::default());
+            let uri = format!("/mgmt/bpl/{call}?{extra}&{query}");
+            let (st, v) = match &body {
+                None => get(&fake, &uri).await,
+                Some((ct, b)) => post(&fake, &uri, ct, b).await,
+            };
+            assert_eq!(st, StatusCode::OK, "{uri} {body:?}: {v}");
+            assert_eq!(names(&v), ["A:B", "C:D"], "{uri} {body:?}");
+            assert!(v[1]["status"] == "ok", "{v}");
+            assert_eq!(fake.calls.lock().unwrap().len(), 2, "{uri} {body:?}");
+        }
+    }
+    let fake = Arc::new(Fake::default());
+    let (st, v) = get(
+        &fake,
+        "/mgmt/bpl/consolidateDataForPV?storage=MTS&pv=A:B,X:Y",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v[0]["status"], &v[0]["filesMoved"]),
+        (&"ok".into(), &3.into())
+    );
+    assert_eq!(v[1]["pvName"], "X:Y");
+    assert!(v[1]["validation"].as_str().unwrap().contains("X:Y"), "{v}");
+    let (st, v) = get(
+        &fake,
+        &format!("/mgmt/bpl/deletePVData?{range}&pv=A:B&pv=C:D"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (&v[0]["samplesDeleted"], &v[1]["samplesDeleted"]),
+        (&42.into(), &42.into())
+    );
 }

@@ -319,6 +319,43 @@ impl PvTypeInfo {
         self.limits = limits;
     }
 
+    /// Records what a PlainPB file header (`PayloadInfo.headers`) says of the PV, as a
+    /// live PV's metadata is recorded: `EGU` → `units`, `PREC` → `precision`, and the
+    /// limits `LOLO LOW HIGH HIHI LOPR HOPR DRVL DRVH` → [`CtrlLimits`]. A header that is
+    /// absent, or whose value is not a number (Java writes numbers as `Double.toString`
+    /// or integers), leaves the field as it was. Used for a retired PV (files without a
+    /// `PVTypeInfo`, `archiver import --retired`), so that retrieval's `meta` says what
+    /// the Java appliance said.
+    pub fn set_from_headers(&mut self, headers: &[archiver_pb::FieldValue]) {
+        for h in headers {
+            let num = || h.val.trim().parse::<f64>().ok();
+            let limit = match h.name.as_str() {
+                "EGU" => {
+                    self.set_units(h.val.clone());
+                    continue;
+                }
+                "PREC" => {
+                    if let Some(p) = num() {
+                        self.set_precision(p);
+                    }
+                    continue;
+                }
+                "LOLO" => &mut self.limits.lower_alarm,
+                "LOW" => &mut self.limits.lower_warning,
+                "HIGH" => &mut self.limits.upper_warning,
+                "HIHI" => &mut self.limits.upper_alarm,
+                "LOPR" => &mut self.limits.lower_display,
+                "HOPR" => &mut self.limits.upper_display,
+                "DRVL" => &mut self.limits.lower_ctrl,
+                "DRVH" => &mut self.limits.upper_ctrl,
+                _ => continue,
+            };
+            if let Some(v) = num() {
+                *limit = v;
+            }
+        }
+    }
+
     /// Records the IOC host the PV is served from.
     pub fn set_host_name(&mut self, host: impl Into<String>) {
         self.host_name = Some(host.into());
@@ -1132,5 +1169,40 @@ mod tests {
         let mut d = a.clone();
         d.unknown_fields.insert("x".into(), json!(1));
         assert_ne!(a, d);
+    }
+
+    /// A retired PV's type info takes EGU, PREC and the limits of its file header (the
+    /// Java vector's `EGU=mR/h`, `PREC=2`); a value that is not a number is left alone.
+    #[test]
+    fn a_file_header_gives_units_precision_and_limits() {
+        use archiver_pb::FieldValue;
+        let mut info = PvTypeInfo::new_for_archiving(
+            "R:1",
+            PayloadType::ScalarDouble,
+            1,
+            SamplingMethod::Monitor,
+            1.0,
+            Vec::new(),
+            Timestamp::new(1_700_000_000, 0),
+        )
+        .unwrap();
+        info.set_from_headers(&[
+            FieldValue::new("EGU", "mR/h"),
+            FieldValue::new("PREC", "2"),
+            FieldValue::new("HIHI", "10.5"),
+            FieldValue::new("LOPR", "-1"),
+            FieldValue::new("HOPR", "many"),
+            FieldValue::new("cnxlostepsecs", "1"),
+        ]);
+        assert_eq!(info.units.as_deref(), Some("mR/h"));
+        assert_eq!(info.precision, 2.0);
+        assert_eq!(info.limits.upper_alarm, 10.5);
+        assert_eq!(info.limits.lower_display, -1.0);
+        assert!(info.limits.upper_display.is_nan());
+        let json = info.to_json_value();
+        assert_eq!(
+            (&json["units"], &json["precision"]),
+            (&"mR/h".into(), &"2.0".into())
+        );
     }
 }

@@ -126,3 +126,52 @@ fn a_cached_reduction_answers_as_the_computed_one_would() {
     };
     assert!(cached.plan(&other).unwrap().cached.is_none());
 }
+
+/// A store with `reducedata=firstSample_3600` (Java's `PlainStoragePlugin` reducedata)
+/// keeps, of what ETL moves into it, the retrieval's firstSample of each hour, not the
+/// 1 Hz samples; the hour still in the STS is untouched.
+#[test]
+fn a_store_with_reducedata_keeps_the_post_processed_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let d0 = start_of_year(2024) + 30 * 86_400;
+    let stores = DataStores::from_urls(
+        urls(dir.path(), "&reducedata=firstSample_3600"),
+        Backend::fs(),
+    )
+    .unwrap();
+    let samples: Vec<Sample> = (0..4 * 3600)
+        .map(|k| Sample::new(Timestamp::new(d0 + k, 0), Value::ScalarDouble(k as f64)))
+        .collect();
+    let (sts, mts) = (&stores.tiers()[0], &stores.tiers()[1]);
+    sts.append(PV, PayloadType::ScalarDouble, &samples).unwrap();
+    let etl = Etl::new(stores.clone(), OutOfSpacePolicy::default())
+        .with_reducer(Arc::new(PostProcessorReducer));
+    let now = Timestamp::new(d0 + 3 * 3600 + 600, 0);
+    let c = etl.run_pv(0, PV, now, EtlMode::Scheduled).unwrap();
+    assert_eq!(
+        (c.files_moved, c.samples_moved, c.errors),
+        (3, 3, 0),
+        "{c:?}"
+    );
+    let read = |t: &archiver_storage::Tier| {
+        let mut q = t
+            .query(
+                PV,
+                Timestamp::new(0, 0),
+                Timestamp::new(i64::from(i32::MAX), 0),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(s) = q.next_sample().unwrap() {
+            out.push(s.clone());
+        }
+        out
+    };
+    let values: Vec<Value> = read(mts).into_iter().map(|s| s.value).collect();
+    assert_eq!(
+        values,
+        [0.0, 3600.0, 7200.0].map(Value::ScalarDouble),
+        "the first sample of each hour"
+    );
+    assert_eq!(read(sts).len(), 3600, "the current hour stays raw");
+}

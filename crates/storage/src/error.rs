@@ -100,6 +100,20 @@ pub enum StorageError {
         /// Why.
         source: Reentrant,
     },
+    /// The post-processor of a store's `reducedata=` could not reduce a file ETL moves
+    /// into it (an unknown post-processor, a type it does not take): the file stays
+    /// where it is, nothing is lost.
+    #[error("tier {tier}: reducedata={post_processor} cannot reduce {}: {reason}", path.display())]
+    Reduce {
+        /// The destination store.
+        tier: String,
+        /// Its `reducedata` value.
+        post_processor: String,
+        /// The source file.
+        path: PathBuf,
+        /// Why, from the post-processor.
+        reason: String,
+    },
     /// A `*_locked` method was given a lock of another backend.
     #[error("tier {tier}: the write lock of PV {pv:?} comes from another backend")]
     ForeignLock {

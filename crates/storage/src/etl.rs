@@ -30,6 +30,13 @@
 //!      line's time) to the destination, which **skips every sample not newer than its
 //!      last** (so a re-run after a crash appends nothing twice), and the destination files
 //!      are synced;
+//!
+//!      A destination with `reducedata=<post-processor>` (Java's `PlainStoragePlugin`
+//!      `reducedata`, e.g. `firstSample_3600`) gets the file's samples reduced by that
+//!      post-processor over the file's partition instead of its lines (decoded, reduced
+//!      by the [`Reducer`], appended with the same skip of what is not newer); a failed
+//!      reduction leaves the file in the source. Without a [`Reducer`] the lines are
+//!      copied as they are.
 //!   4. for a destination that caches post-processors (its URL's `pp=`, Java's
 //!      `PlainStoragePlugin` reductions) and an ETL given a [`Reducer`], each reduction of
 //!      the file's samples is appended to `<key><partition>.<post-processor>` in the
@@ -836,7 +843,12 @@ impl Etl {
             counts.files_skipped_out_of_space += 1;
             return Ok(Step::Stop);
         }
-        let c = copy_lines(src, dest, lock, path, listed.len, touched)?;
+        let c = match (&self.reducer, &dest.store_url().reduce_data) {
+            (Some(reducer), Some(pp)) => {
+                reduce_into(reducer.as_ref(), pp, src, dest, lock, listed, touched)?
+            }
+            _ => copy_lines(src, dest, lock, path, listed.len, touched)?,
+        };
         counts.samples_moved += c.written;
         counts.samples_skipped += c.not_newer;
         if let Some(reducer) = &self.reducer
@@ -861,16 +873,15 @@ fn write_reductions(
     counts: &mut EtlCounts,
 ) -> Result<(), StorageError> {
     let path = &listed.partition.path;
-    let Some(mut reader) = src.open_reader(path)? else {
+    let Some(PartitionSamples {
+        payload_type,
+        samples: input,
+        from,
+        to,
+    }) = read_partition(src, listed)?
+    else {
         return Ok(());
     };
-    let payload_type = reader.header().payload_type;
-    let mut input = Vec::new();
-    while let Some(s) = reader.next_sample().map_err(|e| src.io_error(path, e))? {
-        input.push(s.clone());
-    }
-    let from = Timestamp::new(listed.partition.start, 0);
-    let to = Timestamp::new(listed.partition.end - 1, 999_999_999);
     for pp in dest.cached_post_processors() {
         let reduced = reducer
             .reduce(pp, payload_type, &input, from, to)
@@ -888,6 +899,69 @@ fn write_reductions(
         }
     }
     Ok(())
+}
+
+/// A source file's samples, as a [`Reducer`] takes them.
+struct PartitionSamples {
+    /// Their type.
+    payload_type: PayloadType,
+    /// Oldest first.
+    samples: Vec<Sample>,
+    /// The start of the file's partition.
+    from: Timestamp,
+    /// Its last instant.
+    to: Timestamp,
+}
+
+/// The samples of the source file of `listed` and its partition's range; `None` for a
+/// file without a header.
+fn read_partition(src: &Tier, listed: &Listed) -> Result<Option<PartitionSamples>, StorageError> {
+    let path = &listed.partition.path;
+    let Some(mut reader) = src.open_reader(path)? else {
+        return Ok(None);
+    };
+    let payload_type = reader.header().payload_type;
+    let mut input = Vec::new();
+    while let Some(s) = reader.next_sample().map_err(|e| src.io_error(path, e))? {
+        input.push(s.clone());
+    }
+    let from = Timestamp::new(listed.partition.start, 0);
+    let to = Timestamp::new(listed.partition.end - 1, 999_999_999);
+    Ok(Some(PartitionSamples {
+        payload_type,
+        samples: input,
+        from,
+        to,
+    }))
+}
+
+/// Step 3 for a destination with `reducedata=<pp>` (Java's `PlainStoragePlugin`
+/// `reducedata`: the store keeps the post-processed samples, not the raw ones): the
+/// source file's samples reduced by `pp` over its partition are appended to `dest` (the
+/// destination again skips what is not newer than its last sample, so a re-run appends
+/// nothing twice), its files added to `touched`. A reduction that fails is
+/// [`StorageError::Reduce`]: the file is not moved (its data stays in the source).
+fn reduce_into(
+    reducer: &dyn Reducer,
+    pp: &str,
+    src: &Tier,
+    dest: &Tier,
+    lock: &PvLock,
+    listed: &Listed,
+    touched: &mut Vec<PathBuf>,
+) -> Result<AppendCounts, StorageError> {
+    let Some(p) = read_partition(src, listed)? else {
+        return Ok(AppendCounts::default());
+    };
+    let (ty, reduced) = reducer
+        .reduce(pp, p.payload_type, &p.samples, p.from, p.to)
+        .map_err(|reason| StorageError::Reduce {
+            tier: dest.name().to_string(),
+            post_processor: pp.to_string(),
+            path: listed.partition.path.clone(),
+            reason,
+        })?;
+    dest.append_touching(lock, ty, &reduced, touched)
 }
 
 /// What step (1) of a batch did with a file.

@@ -338,6 +338,18 @@ impl Tier {
         ty: PayloadType,
         samples: &[Sample],
     ) -> Result<AppendCounts, StorageError> {
+        self.append_touching(lock, ty, samples, &mut Vec::new())
+    }
+
+    /// [`Tier::append_locked`] that also adds to `touched` each file it wrote to (on
+    /// success), as [`Tier::append_lines_touching`].
+    pub(crate) fn append_touching(
+        &self,
+        lock: &PvLock,
+        ty: PayloadType,
+        samples: &[Sample],
+        touched: &mut Vec<PathBuf>,
+    ) -> Result<AppendCounts, StorageError> {
         let pv = self.check_lock(lock)?;
         let mut total = AppendCounts::default();
         let mut written = Written::new();
@@ -363,6 +375,7 @@ impl Tier {
                 .inspect_err(|_| self.roll_back(&written))?;
             add(&mut total, &c);
         }
+        touched.extend(written.into_iter().map(|(p, _)| p));
         Ok(total)
     }
 

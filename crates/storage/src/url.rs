@@ -127,7 +127,8 @@ pub struct StoreUrl {
     pub consolidate_on_shutdown: bool,
     /// Post-processors whose results ETL caches (`pp=`, in order).
     pub post_processors: Vec<String>,
-    /// The post-processor that reduces data moved into this store (`reducedata=`).
+    /// The post-processor that reduces data moved into this store (`reducedata=`): ETL
+    /// writes its output instead of the raw samples (`etl` module, with a `Reducer`).
     pub reduce_data: Option<String>,
     /// The named flag that gates ETL into this store (`etlIntoStoreIf=`).
     pub etl_into_store_if: Option<String>,

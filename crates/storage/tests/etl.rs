@@ -511,6 +511,75 @@ fn a_store_caching_post_processors_gets_their_reductions_as_files_move_in() {
     assert!(starts(mts, PV).is_empty());
 }
 
+/// `reducedata=<pp>` on a store (Java's `PlainStoragePlugin`): what ETL moves into it is
+/// the file's samples reduced by the post-processor, not the raw ones; a re-run after the
+/// source came back appends nothing twice; a reduction that fails leaves the file in the
+/// source (nothing lost); without a reducer the lines are copied as they are.
+#[test]
+fn a_store_with_reducedata_gets_the_reduced_samples_instead_of_the_raw_ones() {
+    let sim = SimBackend::new();
+    let ds = DataStores::from_urls(
+        [
+            url("STS", "PARTITION_HOUR", ""),
+            url("MTS", "PARTITION_DAY", "&reducedata=every3"),
+        ],
+        Backend::new(sim.clone()),
+    )
+    .expect("stores");
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let day = start_of_year(2024) + 40 * D;
+    let written = fill(sts, PV, day, day + 3 * H + 1800);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default())
+        .with_reducer(std::sync::Arc::new(EveryThird));
+    let now = at(day + 3 * H + 1800);
+    let c = etl.run_pv(0, PV, now, EtlMode::Scheduled).expect("etl");
+    assert_eq!(
+        (c.files_moved, c.samples_moved, c.errors),
+        (3, 6, 0),
+        "{c:?}"
+    );
+    // Each moved hour reduced on its own (6 samples an hour: the 1st and 4th).
+    let expected: Vec<Sample> = written[..18]
+        .chunks(6)
+        .flat_map(|hour| hour.iter().step_by(3).cloned())
+        .collect();
+    assert_eq!(read(mts, PV), expected);
+    assert_eq!(
+        read(sts, PV),
+        written[18..].to_vec(),
+        "the current hour stays"
+    );
+    // The first hour again in the STS (a crash before its deletion): nothing twice.
+    sts.append(PV, TY, &written[..6]).expect("append");
+    let c = etl.run_pv(0, PV, now, EtlMode::Scheduled).expect("etl");
+    assert_eq!((c.files_moved, c.samples_moved), (1, 0), "{c:?}");
+    assert_eq!(read(mts, PV), expected);
+
+    // A post-processor that fails: the files stay where they are.
+    let ds = DataStores::from_urls(
+        [
+            url("STS", "PARTITION_HOUR", ""),
+            url("MTS", "PARTITION_DAY", "&reducedata=bad"),
+        ],
+        Backend::new(SimBackend::new()),
+    )
+    .expect("stores");
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let written = fill(sts, PV, day, day + 3 * H + 1800);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default())
+        .with_reducer(std::sync::Arc::new(EveryThird));
+    let err = etl.run_pv(0, PV, now, EtlMode::Scheduled).unwrap_err();
+    assert!(err.to_string().contains("reducedata=bad"), "{err}");
+    assert_eq!(read(sts, PV), written);
+    assert!(read(mts, PV).is_empty());
+    // Without a reducer: the raw lines.
+    let c = Etl::new(ds.clone(), OutOfSpacePolicy::default())
+        .run_pv(0, PV, now, EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!(c.files_moved, 3);
+    assert_eq!(read(mts, PV), written[..18].to_vec());
+}
+
 #[test]
 fn a_simulated_year_keeps_few_files_per_pv_in_every_store() {
     // One PV, a sample every 10 minutes for a year (2023), each stage run on its Java

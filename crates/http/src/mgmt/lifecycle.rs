@@ -78,12 +78,8 @@ async fn pause_resume(
     req: BplRequest,
     pause: bool,
 ) -> ApiResult<Json<PauseReplies>> {
-    let entries = req.names()?;
-    let mut names = expand(app.as_ref(), &entries)?;
-    for n in names.iter_mut() {
-        *n = super::catalogue::archived_name(&app, n).await;
-    }
-    if entries.len() == 1 && !is_glob(&entries[0].pv) && names.len() == 1 {
+    let (names, one) = super::named_pvs(&app, &req).await?;
+    if one {
         return Ok(Json(PauseReplies::One(
             pause_or_resume(app.as_ref(), &names[0], pause).await?,
         )));

@@ -245,6 +245,10 @@ pub fn router(appliance: SharedAppliance) -> Router {
             get(reports::dropped_type_change).post(reports::dropped_type_change),
         )
         .route(
+            "/mgmt/bpl/getPVsByDroppedEventsRateLimit",
+            get(reports::dropped_rate_limit).post(reports::dropped_rate_limit),
+        )
+        .route(
             "/mgmt/bpl/getSlowChangingPVsWithDroppedEvents",
             get(reports::slow_changing_dropped).post(reports::slow_changing_dropped),
         )
@@ -411,6 +415,29 @@ fn api_error(e: ApplianceError) -> ApiError {
         }
         other => ApiError::internal(other),
     }
+}
+
+/// The PVs a call acting on several PVs names (pauseArchivingPV, resumeArchivingPV,
+/// consolidateDataForPV, deletePVData): every `pv` parameter (comma lists split, `pv=A&pv=B`
+/// each, globs expanded over the PVs archived here) and the names of a JSON, text or form
+/// body, in request order, each under the name the engine archives it (an alias resolved,
+/// [`catalogue::archived_name`]). The flag is true for one PV named without a glob: Java
+/// then answers with one object, else with a list of one object per PV.
+///
+/// # Errors
+///
+/// 400: no PV named, or a bad glob.
+async fn named_pvs(
+    app: &SharedAppliance,
+    req: &crate::extract::BplRequest,
+) -> ApiResult<(Vec<String>, bool)> {
+    let entries = req.names()?;
+    let mut names = expand(app.as_ref(), &entries)?;
+    for n in names.iter_mut() {
+        *n = catalogue::archived_name(app, n).await;
+    }
+    let one = entries.len() == 1 && !is_glob(&entries[0].pv) && names.len() == 1;
+    Ok((names, one))
 }
 
 /// The names of `entries`, globs expanded against the archived names (in request order).

@@ -146,6 +146,18 @@ pub async fn dropped_type_change(
     dropped_report(app, req, |s| s.counters.dropped_type_change).await
 }
 
+/// `getPVsByDroppedEventsRateLimit` (no Java counterpart: Java's storage rates are a
+/// report only): `[{pvName, eventsDropped}]` in the shape of Java's dropped-events
+/// reports, the samples the storage-rate guard dropped because the PV had written its
+/// bytes of the hour (`[storage] rate_limit_*`), most first; PVs without such drops are
+/// left out, as Java's reports leave them out.
+pub async fn dropped_rate_limit(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
+    dropped_report(app, req, |s| s.counters.dropped_rate_limit).await
+}
+
 /// `getSlowChangingPVsWithDroppedEvents`: `[{pvName, eventsDropped, totalEvents}]`, PVs
 /// that dropped more events for their time stamps than they stored (Java: "dropped more
 /// events than actual events", restricted to time stamps), most dropped first.
@@ -198,6 +210,9 @@ pub async fn event_rate(
 
 /// `getStorageRateReport`: `[{pvName, storageRate_KBperHour, storageRate_MBperDay,
 /// storageRate_GBperYear}]`, from the bytes each PV put into its buffer, largest first.
+/// A PV whose samples the storage-rate guard dropped also has `droppedEventsRateLimit`
+/// (the count, as in getPVStatus; absent when 0, so Java's rows keep Java's fields): its
+/// rate is what it produced, more than what was stored.
 pub async fn storage_rate(
     State(app): State<SharedAppliance>,
     req: BplRequest,
@@ -212,6 +227,11 @@ pub async fn storage_rate(
         mb_per_day: String,
         #[serde(rename = "storageRate_GBperYear")]
         gb_per_year: String,
+        #[serde(
+            rename = "droppedEventsRateLimit",
+            skip_serializing_if = "Option::is_none"
+        )]
+        dropped_rate_limit: Option<Str<u64>>,
     }
     let now = app.now_secs();
     let rate = move |s: &PvSummary| s.counters.storage_rate(now - s.counters.added_secs);
@@ -228,6 +248,9 @@ pub async fn storage_rate(
                 kb_per_hour: format!("{:?}", r * 3600.0 / 1024.0),
                 mb_per_day: format!("{:?}", r * 86_400.0 / 1_048_576.0),
                 gb_per_year: format!("{:?}", r * 86_400.0 * 365.0 / 1_073_741_824.0),
+                dropped_rate_limit: Some(s.counters.dropped_rate_limit)
+                    .filter(|&n| n > 0)
+                    .map(Str),
             }
         },
     );

@@ -1,6 +1,12 @@
 //! The storage family: `consolidateDataForPV` (Java's BPL: move everything of a PV down to
 //! a named store now) and `deletePVData` (this appliance's own: delete a PV's samples in a
 //! time range from every store; the Java appliance cannot).
+//!
+//! Both read their PVs as the other management calls do ([`super::named_pvs`]: `pv` comma
+//! lists and globs, `pv=A&pv=B`, a JSON, text or form body) and act on each: one PV named
+//! without a glob is answered with one object, several with a list of one object per PV
+//! in request order, the reply of a PV done or `{pvName, validation}` for one refused or
+//! unknown (Java's list shape, as pauseArchivingPV's).
 
 use archiver_appliance::{SharedAppliance, StorageOpsError};
 use archiver_time::parse_iso8601;
@@ -10,7 +16,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
+use serde_json::json;
 
+use super::catalogue::validation_json;
 use super::normalize;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::BplRequest;
@@ -38,6 +46,46 @@ fn storage_error(e: StorageOpsError) -> ApiError {
     }
 }
 
+/// What the call did for one PV: its reply, or Java's validation text of a refusal.
+type Outcome<T> = ApiResult<Result<T, String>>;
+
+/// Runs `one` for every PV the request names ([`super::named_pvs`]) and answers as the
+/// module documentation says. A 400 or 404 of one PV of a list is that PV's
+/// `validation`; any other error ends the request.
+async fn for_each_pv<T, F, Fut>(
+    app: &SharedAppliance,
+    req: &BplRequest,
+    one: F,
+) -> ApiResult<Response>
+where
+    T: Serialize,
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Outcome<T>>,
+{
+    let (names, single) = super::named_pvs(app, req).await?;
+    if single {
+        return Ok(match one(normalize(&names[0])?).await? {
+            Ok(reply) => Json(reply).into_response(),
+            Err(refused) => validation_json(refused),
+        });
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let r = match normalize(&name) {
+            Ok(pv) => one(pv).await,
+            Err(e) => Err(e),
+        };
+        out.push(match r {
+            Ok(Ok(reply)) => serde_json::to_value(reply).map_err(ApiError::internal)?,
+            Ok(Err(m)) | Err(ApiError::NotFound(m) | ApiError::BadRequest(m)) => {
+                json!({ "pvName": name, "validation": m })
+            }
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(Json(out).into_response())
+}
+
 /// The answer of `consolidateDataForPV`.
 #[derive(Debug, Serialize)]
 pub struct ConsolidateReply {
@@ -59,38 +107,41 @@ pub struct ConsolidateReply {
     bytes_moved: u64,
 }
 
-/// `consolidateDataForPV` (GET, POST): `pv`, `storage` (the name of a store after the
-/// first, e.g. `LTS`). Every file of the PV, the current partitions too, moves down into
-/// that store now. Unknown store: 400 naming the accepted ones; unknown PV: 404.
+/// `consolidateDataForPV` (GET, POST): `pv` (one or several, see the module
+/// documentation), `storage` (the name of a store after the first, e.g. `LTS`). Every file
+/// of each PV, the current partitions too, moves down into that store now. Unknown store:
+/// 400 naming the accepted ones; unknown PV: 404 (in a list: that PV's `validation`).
 pub async fn consolidate_data_for_pv(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Response> {
-    let pv = normalize(req.required("pv")?)?;
     let storage = req.required("storage")?.trim().to_string();
-    // Java (`ConsolidatePBFilesForOnePV`) moves only a paused PV's files: the engine
-    // writes the current partition of an archiving one.
-    if app
-        .status(&pv)
-        .is_some_and(|s| s.state != archiver_appliance::PvState::Paused)
-    {
-        return Ok(super::catalogue::validation_json(format!(
-            "Cannot consolidate unless PV {pv} is paused."
-        )));
-    }
-    let c = app
-        .consolidate(&pv, &storage)
-        .await
-        .map_err(storage_error)?;
-    Ok(Json(ConsolidateReply {
-        status: "ok",
-        pv_name: pv,
-        storage,
-        files_moved: c.files_moved,
-        samples_moved: c.samples_moved,
-        bytes_moved: c.bytes_moved,
+    for_each_pv(&app, &req, |pv| {
+        let (app, storage) = (&app, storage.clone());
+        async move {
+            // Java (`ConsolidatePBFilesForOnePV`) moves only a paused PV's files: the
+            // engine writes the current partition of an archiving one.
+            if app
+                .status(&pv)
+                .is_some_and(|s| s.state != archiver_appliance::PvState::Paused)
+            {
+                return Ok(Err(format!("Cannot consolidate unless PV {pv} is paused.")));
+            }
+            let c = app
+                .consolidate(&pv, &storage)
+                .await
+                .map_err(storage_error)?;
+            Ok(Ok(ConsolidateReply {
+                status: "ok",
+                pv_name: pv,
+                storage,
+                files_moved: c.files_moved,
+                samples_moved: c.samples_moved,
+                bytes_moved: c.bytes_moved,
+            }))
+        }
     })
-    .into_response())
+    .await
 }
 
 /// The answer of `deletePVData`.
@@ -112,16 +163,16 @@ pub struct DeleteDataReply {
     samples_deleted: u64,
 }
 
-/// `deletePVData` (GET, POST): `pv`, `from`, `to` (ISO 8601, as getData's). Deletes the
-/// PV's samples with `from ≤ time < to` from every store, crash-safe (a partition is
-/// rewritten to a new file and renamed into place; one the range covers is removed).
-/// Missing or bad times, or `from` not before `to`: 400; a PV neither archived nor with
-/// data: 404.
+/// `deletePVData` (GET, POST): `pv` (one or several, see the module documentation),
+/// `from`, `to` (ISO 8601, as getData's). Deletes each PV's samples with
+/// `from ≤ time < to` from every store, crash-safe (a partition is rewritten to a new
+/// file and renamed into place; one the range covers is removed). Missing or bad times,
+/// or `from` not before `to`: 400; a PV neither archived nor with data: 404 (in a list:
+/// that PV's `validation`).
 pub async fn delete_pv_data(
     State(app): State<SharedAppliance>,
     req: BplRequest,
-) -> ApiResult<Json<DeleteDataReply>> {
-    let pv = normalize(req.required("pv")?)?;
+) -> ApiResult<Response> {
     let time = |key: &str| -> ApiResult<archiver_time::Timestamp> {
         let v = req.required(key)?;
         parse_iso8601(v.trim()).map_err(|e| {
@@ -131,15 +182,21 @@ pub async fn delete_pv_data(
         })
     };
     let (from, to) = (time("from")?, time("to")?);
-    let c = app
-        .delete_data_range(&pv, from, to)
-        .await
-        .map_err(storage_error)?;
-    Ok(Json(DeleteDataReply {
-        status: "ok",
-        pv_name: pv,
-        files_removed: c.files_removed,
-        files_rewritten: c.files_rewritten,
-        samples_deleted: c.samples_deleted,
-    }))
+    for_each_pv(&app, &req, |pv| {
+        let app = &app;
+        async move {
+            let c = app
+                .delete_data_range(&pv, from, to)
+                .await
+                .map_err(storage_error)?;
+            Ok(Ok(DeleteDataReply {
+                status: "ok",
+                pv_name: pv,
+                files_removed: c.files_removed,
+                files_rewritten: c.files_rewritten,
+                samples_deleted: c.samples_deleted,
+            }))
+        }
+    })
+    .await
 }
