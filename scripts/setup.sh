@@ -22,4 +22,11 @@ if ! "$venv/bin/python" -c 'import p4p' >/dev/null 2>&1; then
     # reference client of the PVA benchmark
     "$venv/bin/pip" install --quiet --disable-pip-version-check p4p==4.3.0
 fi
+# Chromium (Debian's package) for the web UI's browser tests (tests/ui_browser.rs), which
+# drive it headless over the DevTools protocol. Skipped when it is already installed.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then apt_get() { apt-get "$@"; }; else apt_get() { sudo apt-get "$@"; }; fi
+    apt_get update -q
+    DEBIAN_FRONTEND=noninteractive apt_get install -y -q chromium
+fi
 "$venv/bin/python" -c 'import softioc, epics, aa.pb, p4p; print("test venv ready:", softioc.__version__)'

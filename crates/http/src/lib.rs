@@ -30,6 +30,8 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
 * [`bpl`] — `/retrieval/bpl/...`: `getMatchingPVs`, `searchForPVsRegex`,
   `areWeArchivingPV`, `getMetadata`, `getVersion`, `filterArchivedPVs`; and
   `/retrieval/ping`.
+* [`ui`] — the web UI (management pages and data viewer) under `/mgmt/ui/`, plain
+  HTML/CSS/JS compiled into the binary; `/` redirects there.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
 * [`ErrorBodies`] ([`edge`]) — the listener wrapper that gives hyper's own refusals
   (414 URI too long, 431, 400 before any handler) the JSON body of an [`ApiError`].
@@ -68,6 +70,7 @@ pub mod mgmt;
 mod params;
 pub mod retrieval;
 mod state;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -139,6 +142,7 @@ pub fn app(appliance: SharedAppliance, retrieval: RetrievalState) -> Router {
     with_layers(
         mgmt_router(appliance)
             .merge(retrieval_router(retrieval))
+            .merge(ui::router())
             .fallback(no_such_endpoint),
     )
 }
