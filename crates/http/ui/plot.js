@@ -170,6 +170,14 @@ class Plot {
           g.globalAlpha = 0.2; g.fillStyle = s.color; g.fill(); g.globalAlpha = 1;
         }
       }
+      // Alarm severity: a mark at each sample in alarm (under the line, which stays
+      // visible), and a strip along the time axis.
+      for (const p of pts) {
+        if (!p.sev) continue;
+        g.fillStyle = SEVERITY_COLORS[p.sev] || SEVERITY_COLORS[3];
+        g.beginPath(); g.arc(x(p.t), y(p.y), 3.5 * dpr, 0, 2 * Math.PI); g.fill();
+        g.fillRect(x(p.t) - 1.5 * dpr, a.bottom - 5 * dpr, 3 * dpr, 5 * dpr);
+      }
       g.strokeStyle = s.color; g.lineWidth = 2 * dpr; g.lineJoin = "round";
       g.beginPath();
       pts.forEach((p, i) => {
@@ -186,13 +194,6 @@ class Plot {
       }
       g.stroke();
       if (pts.length === 1) { g.fillStyle = s.color; g.fillRect(drawn[0][0] - 2 * dpr, drawn[0][1] - 2 * dpr, 4 * dpr, 4 * dpr); }
-      // Alarm severity: a mark at each sample in alarm, and a strip along the time axis.
-      for (const p of pts) {
-        if (!p.sev) continue;
-        g.fillStyle = SEVERITY_COLORS[p.sev] || SEVERITY_COLORS[3];
-        g.beginPath(); g.arc(x(p.t), y(p.y), 3.5 * dpr, 0, 2 * Math.PI); g.fill();
-        g.fillRect(x(p.t) - 1.5 * dpr, a.bottom - 5 * dpr, 3 * dpr, 5 * dpr);
-      }
       this.drawn.push({ name: s.name, color: s.color, points: drawn });
     }
     g.restore();

@@ -11,7 +11,7 @@ const V = {
   waves: [],        // waveforms: [{name, color, values, egu}]
   queries: [],      // the getData URLs of the last fetch
   generation: 0,    // fetches answered after a newer one started are dropped
-  loading: null,    // the promise of the current fetch
+  busy: 0,          // fetches under way
 };
 const plot = new Plot(document.getElementById("plot"));
 const wfPlot = new Plot(document.getElementById("wf-plot"));
@@ -23,7 +23,12 @@ const metaCache = {};
 
 /** getMetadata of a PV: its DBR type, EGU, enum labels (cached per page). */
 async function meta(pv) {
-  if (!metaCache[pv]) metaCache[pv] = AA.api(`/retrieval/bpl/getMetadata?pv=${AA.enc(pv)}`).catch(e => ({ error: e.message }));
+  if (!metaCache[pv]) {
+    metaCache[pv] = AA.api(`/retrieval/bpl/getMetadata?pv=${AA.enc(pv)}`).catch(e => {
+      delete metaCache[pv];  // not known yet (a PV just added): asked again next time
+      return { error: e.message };
+    });
+  }
   return metaCache[pv];
 }
 
@@ -62,6 +67,11 @@ function localInput(ms) {
 
 /** Fetches every PV for the current range and redraws. */
 async function refresh() {
+  V.busy++;
+  try { await fetchAndDraw(); } finally { V.busy--; }
+}
+
+async function fetchAndDraw() {
   const gen = ++V.generation;
   saveUrl();
   document.getElementById("from").value = localInput(V.from);

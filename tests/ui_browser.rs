@@ -1,0 +1,267 @@
+//! The web UI in a real headless Chromium (Debian's `chromium`, driven over the DevTools
+//! protocol), against the real `archiver serve` binary archiving a real EPICS IOC: add a
+//! PV through the management page, see it become "Being archived", plot it in the viewer
+//! and check the points the plotter drew (their values against the server's answer, and
+//! the canvas pixels under them), open the details and reports pages, pause the PV
+//! through the page. Screenshots of each page go to `target/ui-screenshots/`.
+//!
+//! Chromium missing is a failure that says to run `scripts/setup.sh`, never a skip.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "ui_support/cdp.rs"]
+mod cdp;
+#[path = "../crates/ca/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::path::PathBuf;
+
+use cdp::Browser;
+use common::Ioc;
+use serde_json::Value as Json;
+use support::Archiver;
+
+/// Where the screenshots go: `target/ui-screenshots/` beside the binary's profile folder.
+fn screenshot_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_archiver"));
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(|t| t.join("ui-screenshots"))
+        .unwrap()
+}
+
+/// The page's load time (navigation start to the load event's end), ms.
+fn load_ms(b: &mut Browser) -> f64 {
+    b.js("performance.getEntriesByType('navigation')[0].loadEventEnd")
+        .as_f64()
+        .unwrap()
+}
+
+/// A JS string literal of `s`.
+fn lit(s: &str) -> String {
+    Json::String(s.to_string()).to_string()
+}
+
+#[test]
+fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
+    let ioc = Ioc::start("UI");
+    let dir = tempfile::tempdir().unwrap();
+    let a = Archiver::start(dir.path(), ioc.port, ioc.beacon_port, 1.0);
+    let shots = screenshot_dir();
+    let mut b = Browser::start(1300, 1000);
+    let base = format!("http://{}", a.addr);
+    let ai = ioc.pv("AI");
+    let mut loads = Vec::new();
+
+    // `/` is the management page (Java's /mgmt/ui/index.html).
+    b.navigate(&format!("{base}/"));
+    assert_eq!(b.js("location.pathname"), "/mgmt/ui/index.html");
+    loads.push(("index.html", load_ms(&mut b)));
+    b.wait_js(
+        10.0,
+        "the appliance overview",
+        "document.querySelectorAll('#overview .tile').length > 5",
+    );
+
+    // Add the PV through the form, sampled every second.
+    b.js(&format!(
+        "document.getElementById('add-names').value = {}; \
+         document.getElementById('add-period').value = '1'; \
+         document.getElementById('add-go').click(); true",
+        lit(&ai)
+    ));
+    b.wait_js(
+        10.0,
+        "archivePV's answer in the page",
+        &format!(
+            "[...document.querySelectorAll('#add-result td')].some(td => td.textContent === {})",
+            lit(&ai)
+        ),
+    );
+    let status_of = format!(
+        "(document.querySelector('span.status[data-pv=\"' + CSS.escape({}) + '\"]') || {{}}).textContent",
+        lit(&ai)
+    );
+    // The page's own refresh (its Search button) shows the state the server reports.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        b.js("document.getElementById('search-go').click(); true");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if b.js(&status_of) == "Being archived" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never showed {ai} as Being archived (shows {:?}; server: {})",
+            b.js(&status_of),
+            a.status(&ai)
+        );
+    }
+    assert_eq!(a.status(&ai)["status"], "Being archived");
+    assert_eq!(a.status(&ai)["samplingPeriod"], "1.0");
+    b.screenshot(&shots.join("management.png"));
+
+    // The viewer, live over the last 5 minutes: wait for a few samples of the 1 s PV.
+    b.navigate(&format!(
+        "{base}/mgmt/ui/viewer.html?pv={}&range=300&live=1",
+        support::enc(&ai)
+    ));
+    loads.push(("viewer.html", load_ms(&mut b)));
+    b.wait_js(
+        30.0,
+        "at least 4 plotted points",
+        "viewer.series.length === 1 && viewerPlot.drawn.length === 1 && viewerPlot.drawn[0].points.length >= 4",
+    );
+    // Stop following, so what is checked is what stays on the canvas.
+    b.js("document.getElementById('live').click(); true");
+    b.wait_js(
+        5.0,
+        "live off, nothing being fetched",
+        "viewer.live === false && viewer.busy === 0",
+    );
+    // One evaluation (the page's script cannot run in between): what the viewer asked,
+    // the points it has, the pixels it drew them at, and the canvas under those pixels —
+    // the series' colour (the line passes through each point), not the background.
+    let view = b.js(
+        "(() => { const c = document.getElementById('plot'), g = c.getContext('2d'); \
+          const d = viewerPlot.drawn[0]; let hit = 0; \
+          const want = [1, 3, 5].map(i => parseInt(d.color.slice(i, i + 2), 16)); \
+          for (const [x, y] of d.points) { \
+            const px = g.getImageData(x - 1, y - 1, 3, 3).data; let ok = false; \
+            for (let i = 0; i < px.length; i += 4) \
+              if (Math.abs(px[i]-want[0]) + Math.abs(px[i+1]-want[1]) + Math.abs(px[i+2]-want[2]) < 60) ok = true; \
+            if (ok) hit++; } \
+          return {query: viewer.queries[0], points: viewer.series[0].points.map(p => ({t: p.t, y: p.y})), \
+            drawn: d.points, hit, egu: viewer.series[0].egu, canvasPoints: c.dataset.points}; })()",
+    );
+    let query = view["query"].as_str().unwrap();
+    assert!(query.contains("optimized_"), "{query}");
+    assert_eq!(view["egu"], "mm", "the AI record's EGU");
+    let points = view["points"].as_array().unwrap();
+    let drawn = view["drawn"].as_array().unwrap();
+    assert_eq!(points.len(), drawn.len());
+    assert!(drawn.len() >= 4, "{view}");
+    assert_eq!(view["canvasPoints"], drawn.len().to_string());
+    assert_eq!(
+        view["hit"].as_u64(),
+        Some(drawn.len() as u64),
+        "drawn points without the line's colour on the canvas: {view}"
+    );
+    // Every plotted value is one the server answers for the same query (raw samples: fewer
+    // than N in 5 minutes at 1 Hz), at the same time.
+    let server: Json = a.json(query);
+    let samples = server[0]["data"].as_array().unwrap();
+    for p in points {
+        let t = p["t"].as_f64().unwrap();
+        let y = p["y"].as_f64().unwrap();
+        assert!(
+            samples.iter().any(|s| {
+                let st = s["secs"].as_f64().unwrap() * 1000.0
+                    + (s["nanos"].as_f64().unwrap() / 1e6).floor();
+                st == t && s["val"].as_f64() == Some(y)
+            }),
+            "plotted point t={t} y={y} is not in the server's answer {server}"
+        );
+    }
+    // Drawn left to right in time, and a higher value higher on the canvas.
+    for (i, w) in drawn.windows(2).enumerate() {
+        let (x0, y0) = (w[0][0].as_f64().unwrap(), w[0][1].as_f64().unwrap());
+        let (x1, y1) = (w[1][0].as_f64().unwrap(), w[1][1].as_f64().unwrap());
+        assert!(x1 >= x0, "x goes back at point {i}: {drawn:?}");
+        let dv = points[i + 1]["y"].as_f64().unwrap() - points[i]["y"].as_f64().unwrap();
+        let dy = y1 - y0;
+        if dv.abs() > 1.0 && dy.abs() >= 1.0 {
+            assert!(
+                dv.signum() == -dy.signum(),
+                "value up, pixel down at {i}: {drawn:?}"
+            );
+        }
+    }
+    b.screenshot(&shots.join("viewer.png"));
+
+    // The shareable URL reopens the same view.
+    let url = b.js("location.href").as_str().unwrap().to_string();
+    assert!(url.contains("from=") && url.contains("to="), "{url}");
+    let (from, to) = (b.js("viewer.from"), b.js("viewer.to"));
+    b.navigate(&url);
+    b.wait_js(
+        10.0,
+        "the shared view",
+        "viewer.generation > 0 && viewer.series.length === 1",
+    );
+    assert_eq!(b.js("viewer.from"), from);
+    assert_eq!(b.js("viewer.to"), to);
+    assert_eq!(b.js("viewer.pvs"), serde_json::json!([ai]));
+
+    // Zoom in: the viewer re-queries the halved range.
+    let span0 = to.as_f64().unwrap() - from.as_f64().unwrap();
+    b.js("document.getElementById('zoom-in').click(); true");
+    b.wait_js(
+        10.0,
+        "a re-query of the zoomed range",
+        &format!(
+            "viewer.queries.length === 1 && Math.abs((viewer.to - viewer.from) - {}) < 1 && \
+             viewer.queries[0].includes(encodeURIComponent(new Date(viewer.from).toISOString()))",
+            span0 / 2.0
+        ),
+    );
+
+    // The PV's details page and the reports.
+    b.navigate(&format!("{base}/mgmt/ui/pv.html?pv={}", support::enc(&ai)));
+    loads.push(("pv.html", load_ms(&mut b)));
+    b.wait_js(
+        10.0,
+        "the details and type info tables",
+        "document.querySelectorAll('#details tr').length > 3 && \
+         [...document.querySelectorAll('#typeinfo td')].some(td => td.textContent === 'DBR_SCALAR_DOUBLE')",
+    );
+    b.screenshot(&shots.join("pv-details.png"));
+    b.navigate(&format!(
+        "{base}/mgmt/ui/reports.html?report=getEventRateReport"
+    ));
+    loads.push(("reports.html", load_ms(&mut b)));
+    b.wait_js(
+        10.0,
+        "the event rate report with the PV",
+        &format!(
+            "[...document.querySelectorAll('#table td a')].some(a => a.textContent === {})",
+            lit(&ai)
+        ),
+    );
+    // Sorting by a column orders the rows by it.
+    b.js("document.querySelector('#table th[data-key=\"eventRate\"]').click(); true");
+    b.wait_js(
+        2.0,
+        "the sorted header",
+        "!!document.querySelector('#table th.sorted-asc')",
+    );
+    b.screenshot(&shots.join("reports.png"));
+
+    // Pause the PV through the management page: select its row, press Pause.
+    b.navigate(&format!(
+        "{base}/mgmt/ui/index.html?search={}",
+        support::enc(&ai)
+    ));
+    b.wait_js(
+        10.0,
+        "the PV's row",
+        &format!("{status_of} === 'Being archived'"),
+    );
+    b.js(&format!(
+        "document.querySelector('input.sel[data-pv=\"' + CSS.escape({}) + '\"]').click(); \
+         document.getElementById('act-pause').click(); true",
+        lit(&ai)
+    ));
+    b.wait_js(
+        10.0,
+        "the page showing the PV paused",
+        &format!("{status_of} === 'Paused'"),
+    );
+    assert_eq!(a.status(&ai)["status"], "Paused");
+    b.screenshot(&shots.join("management-paused.png"));
+
+    for (page, ms) in loads {
+        println!("page load {page}: {ms:.0} ms");
+    }
+}
