@@ -52,6 +52,7 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     let mut b = Browser::start(1300, 1000);
     let base = format!("http://{}", a.addr);
     let ai = ioc.pv("AI");
+    let (mbbi, wf, li) = (ioc.pv("MBBI"), ioc.pv("WF"), ioc.pv("LI"));
     let mut loads = Vec::new();
 
     // `/` is the management page (Java's /mgmt/ui/index.html).
@@ -64,12 +65,12 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         "document.querySelectorAll('#overview .tile').length > 5",
     );
 
-    // Add the PV through the form, sampled every second.
+    // Add PVs through the form, pasted one a line, sampled every second.
     b.js(&format!(
         "document.getElementById('add-names').value = {}; \
          document.getElementById('add-period').value = '1'; \
          document.getElementById('add-go').click(); true",
-        lit(&ai)
+        lit(&format!("{ai}\n{mbbi}\n{wf}\n"))
     ));
     b.wait_js(
         10.0,
@@ -100,18 +101,60 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     }
     assert_eq!(a.status(&ai)["status"], "Being archived");
     assert_eq!(a.status(&ai)["samplingPeriod"], "1.0");
+    for pv in [&mbbi, &wf] {
+        a.wait_until(20.0, &format!("{pv} being archived"), |a| {
+            a.status(pv)["status"] == "Being archived"
+        });
+    }
+
+    // Import a CSV list (the export's columns): each PV with its own method and period.
+    b.js(&format!(
+        "document.getElementById('add-period').value = ''; \
+         document.getElementById('add-names').value = {}; \
+         document.getElementById('add-go').click(); true",
+        lit(&format!(
+            "pv,samplingmethod,samplingperiod\n{li},SCAN,2.0\n"
+        ))
+    ));
+    a.wait_until(20.0, "LI archived as the CSV says", |a| {
+        let s = a.status(&li);
+        s["status"] == "Being archived"
+            && s["samplingMethod"] == "SCAN"
+            && s["samplingPeriod"] == "2.0"
+    });
+    // The export lists every archived PV with its parameters, in the columns imported.
+    let csv = b.js("pvListCsv().then(c => c.text)");
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("pv,samplingmethod,samplingperiod,status\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!("\n{li},SCAN,2.0,Being archived\n")),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!("\n{ai},MONITOR,1.0,")), "{csv}");
+    b.js("document.getElementById('search-go').click(); true");
+    b.wait_js(
+        10.0,
+        "four PVs in the table",
+        "document.querySelectorAll('#pv-table tbody tr').length === 4",
+    );
     b.screenshot(&shots.join("management.png"));
 
     // The viewer, live over the last 5 minutes: wait for a few samples of the 1 s PV.
     b.navigate(&format!(
-        "{base}/mgmt/ui/viewer.html?pv={}&range=300&live=1",
-        support::enc(&ai)
+        "{base}/mgmt/ui/viewer.html?pv={}&pv={}&pv={}&range=300&live=1",
+        support::enc(&ai),
+        support::enc(&mbbi),
+        support::enc(&wf)
     ));
     loads.push(("viewer.html", load_ms(&mut b)));
     b.wait_js(
         30.0,
         "at least 4 plotted points",
-        "viewer.series.length === 1 && viewerPlot.drawn.length === 1 && viewerPlot.drawn[0].points.length >= 4",
+        "viewer.series.length === 2 && viewerPlot.drawn.length === 2 && viewerPlot.drawn[0].points.length >= 4 \
+         && viewerPlot.drawn[1].alarms.length >= 1 && viewer.waves.length === 1",
     );
     // Stop following, so what is checked is what stays on the canvas.
     b.js("document.getElementById('live').click(); true");
@@ -133,7 +176,8 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
               if (Math.abs(px[i]-want[0]) + Math.abs(px[i+1]-want[1]) + Math.abs(px[i+2]-want[2]) < 60) ok = true; \
             if (ok) hit++; } \
           return {query: viewer.queries[0], points: viewer.series[0].points.map(p => ({t: p.t, y: p.y})), \
-            drawn: d.points, hit, egu: viewer.series[0].egu, canvasPoints: c.dataset.points}; })()",
+            drawn: d.points, hit, egu: viewer.series[0].egu, canvasPoints: c.dataset.points, \
+            total: String(viewerPlot.drawn.reduce((n, s) => n + s.points.length, 0))}; })()",
     );
     let query = view["query"].as_str().unwrap();
     assert!(query.contains("optimized_"), "{query}");
@@ -142,7 +186,7 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     let drawn = view["drawn"].as_array().unwrap();
     assert_eq!(points.len(), drawn.len());
     assert!(drawn.len() >= 4, "{view}");
-    assert_eq!(view["canvasPoints"], drawn.len().to_string());
+    assert_eq!(view["canvasPoints"], view["total"]);
     assert_eq!(
         view["hit"].as_u64(),
         Some(drawn.len() as u64),
@@ -178,6 +222,58 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
             );
         }
     }
+    // The enum PV: its labels from the IOC (the value axis shows them), and alarm marks in
+    // the severity's colour beside the points in alarm (WARN is MINOR, FAULT MAJOR).
+    assert_eq!(
+        b.js("viewer.series[1].labels"),
+        serde_json::json!(["OK", "WARN", "FAULT", "OFF"])
+    );
+    let marks = b.js(
+        "(() => { const g = document.getElementById('plot').getContext('2d'); \
+          const want = {1: [0xd2, 0x99, 0x22], 2: [0xcf, 0x22, 0x2e]}; let hit = 0; const d = viewerPlot.drawn[1]; \
+          for (const [x, y, sev] of d.alarms) { let ok = false; \
+            for (const [dx, dy] of [[-3, 0], [3, 0], [0, -3], [0, 3]]) { \
+              const p = g.getImageData(x + dx, y + dy, 1, 1).data, w = want[sev]; \
+              if (w && Math.abs(p[0]-w[0]) + Math.abs(p[1]-w[1]) + Math.abs(p[2]-w[2]) < 60) ok = true; } \
+            if (ok) hit++; } \
+          return [hit, d.alarms.length, viewer.series[1].points.filter(p => p.sev > 0).length]; })()",
+    );
+    assert!(
+        marks[1].as_u64() >= Some(1) && marks[0] == marks[1] && marks[1] == marks[2],
+        "alarm marks drawn / drawn with their colour / samples in alarm: {marks}"
+    );
+    // The waveform: its latest value, 16 elements, drawn by index.
+    assert_eq!(b.js("viewer.waves[0].values.length"), 16);
+    assert_eq!(b.js("viewerWaveformPlot.drawn[0].points.length"), 16);
+    assert_eq!(b.js("document.getElementById('wf-section').hidden"), false);
+    // The min/max band of binned data (optimized_N answers [mean, std, min, max, count]
+    // once there are more samples than pixels): inside the band the canvas is tinted with
+    // the series' colour, outside it stays white.
+    let band = b.js(
+        "(() => { const c = document.createElement('canvas'); c.style.width = '400px'; c.style.height = '200px'; \
+          document.body.append(c); const p = new Plot(c); \
+          const pts = [0, 5000, 10000].map(t => ({t, y: 0, min: -5, max: 5})); \
+          const s = {name: 'band', color: '#1f6feb', binned: true, points: pts}; \
+          p.draw({from: 0, to: 10000, series: [s]}); \
+          const x = Math.round((p.area.left + p.area.right) / 2), g = c.getContext('2d'); \
+          const at = v => Array.from(g.getImageData(x, Math.round(s.group.y(v)), 1, 1).data.slice(0, 3)); \
+          const r = {inside: at(3), outside: at(s.group.hi * 0.5 + 5 * 0.5 + 0.3), line: at(0)}; c.remove(); return r; })()",
+    );
+    let rgb = |k: &str| -> Vec<u64> {
+        band[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let (inside, outside, line) = (rgb("inside"), rgb("outside"), rgb("line"));
+    assert!(
+        inside[2] > 200 && inside[0] < 240 && inside[0] > 100,
+        "band not tinted: {band}"
+    );
+    assert_eq!(outside, vec![255, 255, 255], "outside the band: {band}");
+    assert!(line[0] < 80 && line[2] > 200, "the mean line: {band}");
     b.screenshot(&shots.join("viewer.png"));
 
     // The shareable URL reopens the same view.
@@ -188,11 +284,11 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     b.wait_js(
         10.0,
         "the shared view",
-        "viewer.generation > 0 && viewer.series.length === 1",
+        "viewer.generation > 0 && viewer.busy === 0 && viewer.series.length === 2",
     );
     assert_eq!(b.js("viewer.from"), from);
     assert_eq!(b.js("viewer.to"), to);
-    assert_eq!(b.js("viewer.pvs"), serde_json::json!([ai]));
+    assert_eq!(b.js("viewer.pvs"), serde_json::json!([ai, mbbi, wf]));
 
     // Zoom in: the viewer re-queries the halved range.
     let span0 = to.as_f64().unwrap() - from.as_f64().unwrap();
@@ -201,7 +297,7 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         10.0,
         "a re-query of the zoomed range",
         &format!(
-            "viewer.queries.length === 1 && Math.abs((viewer.to - viewer.from) - {}) < 1 && \
+            "viewer.queries.length === 2 && Math.abs((viewer.to - viewer.from) - {}) < 1 && \
              viewer.queries[0].includes(encodeURIComponent(new Date(viewer.from).toISOString()))",
             span0 / 2.0
         ),

@@ -190,15 +190,21 @@ async function act(what) {
   await search();
 }
 
+/** Every archived PV (not only the shown ones) with its sampling parameters, as the CSV
+ *  that "Add PVs" imports: `pv,samplingmethod,samplingperiod,status`. */
+async function pvListCsv() {
+  const all = await AA.api("/mgmt/bpl/getPVStatus?pv=*&limit=-1");
+  const rows = (all || []).filter(s => s.status !== "Not being archived").map(s => ({
+    pv: s.pvName, samplingmethod: s.samplingMethod, samplingperiod: s.samplingPeriod, status: s.status,
+  }));
+  return { rows: rows.length, text: AA.toCsv(["pv", "samplingmethod", "samplingperiod", "status"], rows) };
+}
+
 async function exportCsv() {
   try {
-    // Every archived PV (not only the shown ones), with its sampling parameters.
-    const all = await AA.api("/mgmt/bpl/getPVStatus?pv=*&limit=-1");
-    const rows = (all || []).filter(s => s.status !== "Not being archived").map(s => ({
-      pv: s.pvName, samplingmethod: s.samplingMethod, samplingperiod: s.samplingPeriod, status: s.status,
-    }));
-    AA.download("archived-pvs.csv", AA.toCsv(["pv", "samplingmethod", "samplingperiod", "status"], rows));
-    AA.say("pv-msg", `Exported ${rows.length} PV(s).`);
+    const csv = await pvListCsv();
+    AA.download("archived-pvs.csv", csv.text);
+    AA.say("pv-msg", `Exported ${csv.rows} PV(s).`);
   } catch (e) {
     AA.say("pv-msg", e.message, "err");
   }

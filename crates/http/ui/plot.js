@@ -5,7 +5,8 @@
 // library with a build step.
 //
 // Plot(canvas).draw({from, to, series}) draws; after each draw `plot.drawn` holds, per
-// series, the canvas-pixel points it drew ([[x, y], ...]) and the canvas carries
+// series, the canvas-pixel points it drew ([[x, y], ...]) and its alarm marks
+// ([[x, y, severity], ...]), and the canvas carries
 // `data-points` (their total), so tests and tools can check what was rendered.
 "use strict";
 
@@ -52,7 +53,8 @@ function timeLabel(t, step) {
 
 function numLabel(v, step) {
   const digits = Math.max(0, Math.min(10, -Math.floor(Math.log10(step) + 1e-9)));
-  if (Math.abs(v) >= 1e6 || (Math.abs(v) < 1e-4 && v !== 0)) {
+  if (Number.isInteger(step) && Math.abs(v) < 1e12) return v.toFixed(0);
+  if (Math.abs(v) >= 1e12 || (Math.abs(v) < 1e-4 && v !== 0)) {
     // as many digits as tell neighbouring ticks apart
     const k = Math.max(2, Math.min(12, Math.ceil(Math.log10(Math.abs(v) / step))));
     return v.toExponential(k);
@@ -85,7 +87,7 @@ class Plot {
 
   /** The plot area's width in CSS pixels (the N of optimized_N). */
   widthPx() {
-    return Math.max(10, Math.round(this.canvas.clientWidth - 130));
+    return Math.max(10, Math.round(this.canvas.clientWidth - 140));
   }
 
   /** Draws `series` ([{name, color, egu, labels, points: [{t, y, min, max, sev}], binned}])
@@ -95,7 +97,7 @@ class Plot {
     const dpr = this.resize(), c = this.canvas, g = c.getContext("2d");
     this.from = view.from; this.to = view.to;
     const W = c.width, H = c.height, font = 12 * dpr;
-    const a = this.area = { left: 70 * dpr, right: W - 60 * dpr, top: 10 * dpr, bottom: H - 28 * dpr };
+    const a = this.area = { left: 80 * dpr, right: W - 60 * dpr, top: 10 * dpr, bottom: H - 28 * dpr };
     g.fillStyle = "#fff"; g.fillRect(0, 0, W, H);
     g.font = `${font}px system-ui, sans-serif`;
     const x = t => a.left + (t - view.from) / (view.to - view.from) * (a.right - a.left);
@@ -172,10 +174,12 @@ class Plot {
       }
       // Alarm severity: a mark at each sample in alarm (under the line, which stays
       // visible), and a strip along the time axis.
+      const alarms = [];
       for (const p of pts) {
         if (!p.sev) continue;
         g.fillStyle = SEVERITY_COLORS[p.sev] || SEVERITY_COLORS[3];
         g.beginPath(); g.arc(x(p.t), y(p.y), 3.5 * dpr, 0, 2 * Math.PI); g.fill();
+        alarms.push([Math.round(x(p.t)), Math.round(y(p.y)), p.sev]);
         g.fillRect(x(p.t) - 1.5 * dpr, a.bottom - 5 * dpr, 3 * dpr, 5 * dpr);
       }
       g.strokeStyle = s.color; g.lineWidth = 2 * dpr; g.lineJoin = "round";
@@ -194,7 +198,7 @@ class Plot {
       }
       g.stroke();
       if (pts.length === 1) { g.fillStyle = s.color; g.fillRect(drawn[0][0] - 2 * dpr, drawn[0][1] - 2 * dpr, 4 * dpr, 4 * dpr); }
-      this.drawn.push({ name: s.name, color: s.color, points: drawn });
+      this.drawn.push({ name: s.name, color: s.color, points: drawn, alarms });
     }
     g.restore();
     c.dataset.points = String(this.drawn.reduce((n, d) => n + d.points.length, 0));
@@ -204,7 +208,7 @@ class Plot {
   drawWaveforms(waves) {
     const dpr = this.resize(), c = this.canvas, g = c.getContext("2d");
     const W = c.width, H = c.height;
-    const a = this.area = { left: 70 * dpr, right: W - 20 * dpr, top: 10 * dpr, bottom: H - 28 * dpr };
+    const a = this.area = { left: 80 * dpr, right: W - 20 * dpr, top: 10 * dpr, bottom: H - 28 * dpr };
     g.fillStyle = "#fff"; g.fillRect(0, 0, W, H);
     g.font = `${12 * dpr}px system-ui, sans-serif`;
     let lo = Infinity, hi = -Infinity, n = 1;

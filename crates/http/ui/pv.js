@@ -30,8 +30,13 @@ async function load() {
       [k, typeof v === "object" && v !== null ? (Array.isArray(v) ? v.join("\n") : JSON.stringify(v, null, 1)) : String(v)]));
   } catch (e) { document.getElementById("typeinfo").textContent = e.message; }
   try {
-    const stores = await AA.api(`/mgmt/bpl/getStoresForPV?pv=${AA.enc(pv)}`);
-    kvTable(document.getElementById("stores"), Object.entries(stores || {}));
+    const [stores, consumed] = await Promise.all([
+      AA.api(`/mgmt/bpl/getStoresForPV?pv=${AA.enc(pv)}`),
+      AA.api("/mgmt/bpl/getPVsByStorageConsumed?limit=-1").catch(() => []),
+    ]);
+    const mine = (consumed || []).find(r => r.pvName === pv);
+    kvTable(document.getElementById("stores"), [...Object.entries(stores || {}),
+      ["Disk use (MB, every store)", mine ? mine.storageConsumedInMB : "0"]]);
   } catch (e) { document.getElementById("stores").textContent = e.message; }
 }
 
