@@ -112,6 +112,7 @@ async function search() {
     const names = new Set(status.map(s => s.pvName));
     for (const n of [...M.selected]) if (!names.has(n)) M.selected.delete(n);
     drawTable();
+    AA.ready();
     AA.say("pv-msg", status.length ? "" : `No PV matches ${q}.`, "info");
   } catch (e) {
     AA.say("pv-msg", e.message, "err");

@@ -23,6 +23,7 @@ async function load() {
     const details = await AA.api(`/mgmt/bpl/getPVDetails?pv=${AA.enc(pv)}`);
     AA.table(document.getElementById("details"),
       [{ key: "name", label: "Name" }, { key: "value", label: "Value" }, { key: "source", label: "Source" }], details);
+    AA.ready();
   } catch (e) { document.getElementById("details").textContent = e.message; }
   try {
     const info = await AA.api(`/mgmt/bpl/getPVTypeInfo?pv=${AA.enc(pv)}`);

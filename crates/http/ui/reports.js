@@ -46,6 +46,7 @@ async function show() {
       : { key: k, render: typeof rows[0][k] === "object" ? r => JSON.stringify(r[k]) : undefined });
     AA.table(document.getElementById("table"), columns, rows);
     shown = { keys, rows };
+    AA.ready();
     document.getElementById("count").textContent = `${rows.length} row(s)`;
     AA.say("msg", rows.length ? "" : "This report is empty.");
   } catch (e) {

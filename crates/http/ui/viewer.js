@@ -12,6 +12,7 @@ const V = {
   queries: [],      // the getData URLs of the last fetch
   generation: 0,    // fetches answered after a newer one started are dropped
   busy: 0,          // fetches under way
+  retries: 0,       // re-asks after an error, in a row
 };
 const plot = new Plot(document.getElementById("plot"));
 const wfPlot = new Plot(document.getElementById("wf-plot"));
@@ -115,7 +116,12 @@ async function fetchAndDraw() {
   V.queries = queries;
   draw();
   legend();
+  if (V.series.length || V.waves.length) AA.ready();
   AA.say("msg", errors.join("\n"), "err");
+  // A PV just added is "Being archived" a moment before its type info is recorded (its
+  // metadata and data are 404 until then): ask again a few times, as live mode would.
+  if (errors.length && !V.live && V.retries < 5) { V.retries++; setTimeout(refresh, 3000); }
+  if (!errors.length) V.retries = 0;
   const pts = V.series.reduce((k, s) => k + s.points.length, 0);
   document.getElementById("status-line").textContent =
     `${pts} point(s) from the server for ${V.pvs.length} PV(s), optimized_${n}; ${new Date(V.from).toLocaleString()} – ${new Date(V.to).toLocaleString()}`;
