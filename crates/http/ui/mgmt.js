@@ -98,11 +98,17 @@ async function search() {
     }
     status = (status || []).filter(s => s.status !== "Not being archived" || !/[*?]/.test(q)).slice(0, limit);
     const now = Date.now();
+    // The engine's event rate (the event rate report, as Java's status page); between two
+    // refreshes, the rate measured here.
+    const report = {};
+    if (status.some(s => !M.rates[s.pvName])) {
+      for (const r of await AA.api("/mgmt/bpl/getEventRateReport").catch(() => [])) report[r.pvName] = r.eventRate;
+    }
     for (const s of status) {
-      // The event rate between two refreshes (events received per second).
       const prev = M.rates[s.pvName];
       const n = Number(s.eventsReceived || 0);
       if (prev && now > prev.t) s.eventRate = ((n - prev.n) * 1000 / (now - prev.t)).toFixed(2);
+      else if (report[s.pvName] !== undefined) s.eventRate = Number(report[s.pvName]).toFixed(2);
       M.rates[s.pvName] = { n, t: now };
       s.drops = ["droppedEventsTimestamp", "droppedEventsBuffer", "droppedEventsTypeChange",
         "droppedEventsNoType", "droppedEventsClient", "droppedEventsRateLimit"]
