@@ -383,6 +383,54 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     assert_eq!(a.status(&ai)["status"], "Paused");
     b.screenshot(&shots.join("management-paused.png"));
 
+    // A regular expression search; then change the period of the LI, pause and delete it
+    // (keeping its data). The page's dialogs are answered by replacing `prompt` and
+    // `confirm` (a dialog would stop the page's script, and this client with it).
+    b.js(&format!(
+        "document.getElementById('search').value = {}; \
+         document.getElementById('search-regex').checked = true; \
+         document.getElementById('search-go').click(); true",
+        lit(&format!("{}:(AI|LI)$", ioc.prefix.trim_end_matches(':')))
+    ));
+    b.wait_js(
+        10.0,
+        "the regex's two PVs",
+        "document.querySelectorAll('#pv-table tbody tr').length === 2",
+    );
+    let select_li = format!(
+        "M.selected.clear(); drawTable(); document.querySelector('input.sel[data-pv=\"' + CSS.escape({}) + '\"]').click();",
+        lit(&li)
+    );
+    b.js(&format!(
+        "{select_li} const answers = ['5', 'MONITOR']; window.prompt = () => answers.shift(); \
+         document.getElementById('act-period').click(); true"
+    ));
+    a.wait_until(10.0, "LI's new period", |a| {
+        let s = a.status(&li);
+        s["samplingPeriod"] == "5.0" && s["samplingMethod"] == "MONITOR"
+    });
+    b.wait_js(
+        10.0,
+        "the page after the change",
+        "document.getElementById('pv-msg').textContent.startsWith('period: done')",
+    );
+    b.js(&format!(
+        "{select_li} document.getElementById('act-pause').click(); true"
+    ));
+    a.wait_until(10.0, "LI paused", |a| a.status(&li)["status"] == "Paused");
+    b.wait_js(
+        10.0,
+        "the page after the pause",
+        "document.getElementById('pv-msg').textContent.startsWith('pause: done')",
+    );
+    b.js(&format!(
+        "{select_li} const yes = [true, false]; window.confirm = () => yes.shift(); \
+         document.getElementById('act-delete').click(); true"
+    ));
+    a.wait_until(10.0, "LI deleted", |a| {
+        a.status(&li)["status"] == "Not being archived"
+    });
+
     // Reported, not asserted (speed is a benchmark's business, not a test's).
     for (page, (load, ready)) in loads {
         println!("page {page}: loaded in {load:.0} ms, data shown at {ready:.0} ms");

@@ -84,7 +84,8 @@ async function addPvs() {
   }
 }
 
-async function search() {
+/** Searches and shows the status table; `keepMessage` leaves the message of an action. */
+async function search(keepMessage) {
   const q = document.getElementById("search").value.trim() || "*";
   const regex = document.getElementById("search-regex").checked;
   const limit = Number(document.getElementById("search-limit").value) || 500;
@@ -119,7 +120,8 @@ async function search() {
     for (const n of [...M.selected]) if (!names.has(n)) M.selected.delete(n);
     drawTable();
     AA.ready();
-    AA.say("pv-msg", status.length ? "" : `No PV matches ${q}.`, "info");
+    if (!status.length) AA.say("pv-msg", `No PV matches ${q}.`, "info");
+    else if (keepMessage !== true) AA.say("pv-msg", "");
   } catch (e) {
     AA.say("pv-msg", e.message, "err");
   }
@@ -194,7 +196,7 @@ async function act(what) {
   } catch (e) {
     AA.say("pv-msg", e.message, "err");
   }
-  await search();
+  await search(true);
 }
 
 /** Every archived PV (not only the shown ones) with its sampling parameters, as the CSV
@@ -222,7 +224,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const params = new URLSearchParams(location.search);
   document.getElementById("search").value = params.get("search") || "*";
   document.getElementById("add-go").onclick = addPvs;
-  document.getElementById("search-go").onclick = search;
+  document.getElementById("search-go").onclick = () => search();
   document.getElementById("search").addEventListener("keydown", e => { if (e.key === "Enter") search(); });
   document.getElementById("act-pause").onclick = () => act("pause");
   document.getElementById("act-resume").onclick = () => act("resume");
