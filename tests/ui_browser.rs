@@ -248,8 +248,8 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     );
     stop_live(&mut b);
 
-    // The enum PV: its labels from the IOC (the value axis shows them), and alarm marks in
-    // the severity's colour beside the points in alarm (WARN is MINOR, FAULT MAJOR).
+    // The enum PV: its labels from the IOC (the value axis shows them), and alarm rings in
+    // the severity's colour around the points in alarm (WARN is MINOR, FAULT MAJOR).
     assert_eq!(
         b.js("viewer.series[1].labels"),
         serde_json::json!(["OK", "WARN", "FAULT", "OFF"])
@@ -258,7 +258,7 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         "(() => { const g = document.getElementById('plot').getContext('2d'); \
           const want = {1: [0xd2, 0x99, 0x22], 2: [0xcf, 0x22, 0x2e]}; let hit = 0; const d = viewerPlot.drawn[1]; \
           for (const [x, y, sev] of d.alarms) { let ok = false; \
-            for (const [dx, dy] of [[-3, 0], [3, 0], [0, -3], [0, 3]]) { \
+            for (const [dx, dy] of [[-4, 0], [4, 0], [0, -4], [0, 4]]) { \
               const p = g.getImageData(x + dx, y + dy, 1, 1).data, w = want[sev]; \
               if (w && Math.abs(p[0]-w[0]) + Math.abs(p[1]-w[1]) + Math.abs(p[2]-w[2]) < 60) ok = true; } \
             if (ok) hit++; } \
@@ -300,6 +300,24 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     );
     assert_eq!(outside, vec![255, 255, 255], "outside the band: {band}");
     assert!(line[0] < 80 && line[2] > 200, "the mean line: {band}");
+    // The CSV export of the shown data: a row a point, the enum's values as labels.
+    let csv = b.js("dataCsv()");
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("time,pv,value,min,max,count,severity,status\n"),
+        "{csv}"
+    );
+    let rows_of = |pv: &str| {
+        csv.lines()
+            .filter(|l| l.split(',').nth(1) == Some(pv))
+            .count()
+    };
+    assert_eq!(
+        rows_of(&ai),
+        b.js("viewer.series[0].points.length").as_u64().unwrap() as usize
+    );
+    assert!(csv.contains(&format!(",{mbbi},WARN,")), "{csv}");
+    assert_eq!(rows_of(&wf), 1, "{csv}");
     b.screenshot(&shots.join("viewer.png"));
 
     // The shareable URL reopens the same view.
@@ -327,6 +345,44 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
              viewer.queries[0].includes(encodeURIComponent(new Date(viewer.from).toISOString()))",
             span0 / 2.0
         ),
+    );
+
+    // The mouse: the wheel zooms around the pointer, a drag pans (and stops live mode);
+    // each re-queries the range shown.
+    let span1 = span0 / 2.0;
+    b.js(
+        "(() => { const c = document.getElementById('plot'), r = c.getBoundingClientRect(); \
+          c.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + r.width / 2, \
+            clientY: r.top + r.height / 2, bubbles: true, cancelable: true})); return true; })()",
+    );
+    b.wait_js(
+        10.0,
+        "a re-query after the wheel",
+        &format!(
+            "Math.abs((viewer.to - viewer.from) - {}) < 1 && viewer.busy === 0 && \
+             viewer.queries[0].includes(encodeURIComponent(new Date(viewer.from).toISOString()))",
+            span1 * 0.8
+        ),
+    );
+    let before = b.js("viewer.from").as_f64().unwrap();
+    b.js(
+        "(() => { const c = document.getElementById('plot'), r = c.getBoundingClientRect(); \
+          const y = r.top + r.height / 2; \
+          c.dispatchEvent(new MouseEvent('mousedown', {clientX: r.left + 600, clientY: y, bubbles: true})); \
+          window.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 400, clientY: y})); \
+          window.dispatchEvent(new MouseEvent('mouseup', {clientX: r.left + 400, clientY: y})); return true; })()",
+    );
+    // Dragged 200 px left: the view moves later in time by 200 px worth of it.
+    let moved = b.js("viewer.from").as_f64().unwrap() - before;
+    let expect = span1 * 0.8 * 200.0 / b.js("viewerPlot.widthPx()").as_f64().unwrap();
+    assert!(
+        (moved - expect).abs() < 1.0,
+        "moved {moved} ms, expected {expect}"
+    );
+    b.wait_js(
+        10.0,
+        "a re-query after the drag",
+        "viewer.busy === 0 && viewer.queries[0].includes(encodeURIComponent(new Date(viewer.from).toISOString()))",
     );
 
     // The PV's details page and the reports.

@@ -172,15 +172,15 @@ class Plot {
           g.globalAlpha = 0.2; g.fillStyle = s.color; g.fill(); g.globalAlpha = 1;
         }
       }
-      // Alarm severity: a mark at each sample in alarm (under the line, which stays
-      // visible), and a strip along the time axis.
+      // Alarm severity: a strip along the time axis here, and a ring around each sample in
+      // alarm once every line is drawn (on top, so no line hides it; hollow, so the
+      // point stays visible).
       const alarms = [];
       for (const p of pts) {
         if (!p.sev) continue;
         g.fillStyle = SEVERITY_COLORS[p.sev] || SEVERITY_COLORS[3];
-        g.beginPath(); g.arc(x(p.t), y(p.y), 3.5 * dpr, 0, 2 * Math.PI); g.fill();
-        alarms.push([Math.round(x(p.t)), Math.round(y(p.y)), p.sev]);
         g.fillRect(x(p.t) - 1.5 * dpr, a.bottom - 5 * dpr, 3 * dpr, 5 * dpr);
+        alarms.push([Math.round(x(p.t)), Math.round(y(p.y)), p.sev]);
       }
       g.strokeStyle = s.color; g.lineWidth = 2 * dpr; g.lineJoin = "round";
       g.beginPath();
@@ -199,6 +199,13 @@ class Plot {
       g.stroke();
       if (pts.length === 1) { g.fillStyle = s.color; g.fillRect(drawn[0][0] - 2 * dpr, drawn[0][1] - 2 * dpr, 4 * dpr, 4 * dpr); }
       this.drawn.push({ name: s.name, color: s.color, points: drawn, alarms });
+    }
+    g.lineWidth = 1.5 * dpr;
+    for (const d of this.drawn) {
+      for (const [ax, ay, sev] of d.alarms) {
+        g.strokeStyle = SEVERITY_COLORS[sev] || SEVERITY_COLORS[3];
+        g.beginPath(); g.arc(ax, ay, 4 * dpr, 0, 2 * Math.PI); g.stroke();
+      }
     }
     g.restore();
     c.dataset.points = String(this.drawn.reduce((n, d) => n + d.points.length, 0));

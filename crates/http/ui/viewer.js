@@ -181,7 +181,9 @@ function setLive(on) {
   document.getElementById("live").checked = on;
 }
 
-function exportCsv() {
+/** The shown data as CSV: `time,pv,value,min,max,count,severity,status`, a row a point
+ *  (enum values as their labels), a waveform's latest value as one row of values. */
+function dataCsv() {
   const rows = [];
   for (const s of V.series) {
     for (const p of s.points) {
@@ -191,7 +193,11 @@ function exportCsv() {
   }
   for (const w of V.waves) rows.push({ time: iso(Math.min(V.to, Date.now())), pv: w.name, value: w.values.join(" ") });
   rows.sort((a, b) => a.time.localeCompare(b.time));
-  AA.download("archiver-data.csv", AA.toCsv(["time", "pv", "value", "min", "max", "count", "severity", "status"], rows));
+  return AA.toCsv(["time", "pv", "value", "min", "max", "count", "severity", "status"], rows);
+}
+
+function exportCsv() {
+  AA.download("archiver-data.csv", dataCsv());
 }
 
 async function suggest(text) {
