@@ -13,9 +13,9 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
     pipeline built once at start-up: catalogue, data stores, the engine as live source;
     and the clock),
 
-  wrapped in the tower layers below. [`router`] builds the same from an
-  `archiver_appliance::Appliance` alone (its retrieval pipeline and clock). Tests drive
-  either without a socket (`tower::ServiceExt::oneshot`).
+  and the web UI's pages ([`ui`]), wrapped in the tower layers below. [`router`] builds
+  the same from an `archiver_appliance::Appliance` alone (its retrieval pipeline and
+  clock). Tests drive either without a socket (`tower::ServiceExt::oneshot`).
 * [`mgmt`] — handlers by family: `archivePV` ([`mgmt::archive`]); `getPVStatus`,
   `getAllPVs`, `getNeverConnectedPVs` ([`mgmt::status`]); `pauseArchivingPV`,
   `resumeArchivingPV`, `deletePV` ([`mgmt::lifecycle`]). Responses are typed structs
@@ -136,8 +136,9 @@ pub fn retrieval_router(state: RetrievalState) -> Router {
         .with_state(state)
 }
 
-/// Every endpoint: management over `appliance`, retrieval over `retrieval`, with the
-/// tracing, body-limit and compression layers.
+/// Every endpoint: management over `appliance`, retrieval over `retrieval`, the web UI
+/// ([`ui::router`]: `/mgmt/ui/...`, `/` redirects there), with the tracing, body-limit
+/// and compression layers.
 pub fn app(appliance: SharedAppliance, retrieval: RetrievalState) -> Router {
     with_layers(
         mgmt_router(appliance)

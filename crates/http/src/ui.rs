@@ -4,7 +4,8 @@
 //!
 //! The pages live under Java's `/mgmt/ui/` (where a Java appliance user finds the
 //! management UI, `/mgmt/ui/index.html`); `/` redirects there, and Java's viewer address
-//! `/retrieval/ui/viewer/archViewer.html` to our viewer. The pages use only the public
+//! `/retrieval/ui/viewer/archViewer.html` to our viewer, its PV page
+//! `pvdetails.html?pv=NAME` to `pv.html?pv=NAME`. The pages use only the public
 //! HTTP API (`/mgmt/bpl/*`, `/retrieval/*`), as any client does:
 //!
 //! * `index.html` — appliance overview, add PVs (one, pasted, CSV/text file), search
@@ -66,6 +67,16 @@ pub fn router() -> Router {
             "/retrieval/ui/viewer/archViewer.html",
             get(|| async { Redirect::to("/mgmt/ui/viewer.html") }),
         )
+        .route("/mgmt/ui/pvdetails.html", get(java_pv_details))
+}
+
+/// Java's PV details page (`/mgmt/ui/pvdetails.html?pv=NAME`, bookmarked by Java users):
+/// a redirect to `pv.html` with the same query.
+async fn java_pv_details(uri: axum::http::Uri) -> Redirect {
+    match uri.query() {
+        Some(q) => Redirect::to(&format!("/mgmt/ui/pv.html?{q}")),
+        None => Redirect::to("/mgmt/ui/pv.html"),
+    }
 }
 
 /// One file of the UI by name, or a 404 naming it.
@@ -126,6 +137,10 @@ mod tests {
             (
                 "/retrieval/ui/viewer/archViewer.html",
                 "/mgmt/ui/viewer.html",
+            ),
+            (
+                "/mgmt/ui/pvdetails.html?pv=A:B%3AC",
+                "/mgmt/ui/pv.html?pv=A:B%3AC",
             ),
         ] {
             let (status, _, _, location) = get(path).await;
