@@ -57,6 +57,23 @@ fn stop_live(b: &mut Browser) {
     );
 }
 
+/// Presses the management page's Search (its refresh) every 300 ms until `expression`
+/// is true; fails naming `what` after `secs`, with what the page shows.
+fn refresh_until(b: &mut Browser, secs: f64, what: &str, expression: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        b.js("document.getElementById('search-go').click(); true");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if b.js(expression) == Json::Bool(true) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            // wait_js's failure message carries the page's text.
+            b.wait_js(0.0, what, expression);
+        }
+    }
+}
+
 /// A JS string literal of `s`.
 fn lit(s: &str) -> String {
     Json::String(s.to_string()).to_string()
@@ -104,20 +121,12 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         lit(&ai)
     );
     // The page's own refresh (its Search button) shows the state the server reports.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        b.js("document.getElementById('search-go').click(); true");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        if b.js(&status_of) == "Being archived" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page never showed {ai} as Being archived (shows {:?}; server: {})",
-            b.js(&status_of),
-            a.status(&ai)
-        );
-    }
+    refresh_until(
+        &mut b,
+        30.0,
+        &format!("{ai} shown as Being archived"),
+        &format!("{status_of} === 'Being archived'"),
+    );
     assert_eq!(a.status(&ai)["status"], "Being archived");
     assert_eq!(a.status(&ai)["samplingPeriod"], "1.0");
     for pv in [&mbbi, &wf] {
@@ -153,9 +162,11 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         "{csv}"
     );
     assert!(csv.contains(&format!("\n{ai},MONITOR,1.0,")), "{csv}");
-    b.js("document.getElementById('search-go').click(); true");
-    b.wait_js(
-        10.0,
+    // (A PV is listed by getAllPVs once its type info is recorded, a moment after its
+    // status says "Being archived".)
+    refresh_until(
+        &mut b,
+        20.0,
         "four PVs in the table",
         "document.querySelectorAll('#pv-table tbody tr').length === 4",
     );

@@ -91,11 +91,15 @@ async function search(keepMessage) {
   const limit = Number(document.getElementById("search-limit").value) || 500;
   try {
     let status;
-    if (regex) {
-      const names = await AA.api(`/mgmt/bpl/getAllPVs?regex=${AA.enc(q)}&limit=${limit}`);
-      status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names) : [];
+    if (!regex && !/[*?]/.test(q)) {
+      // One name: its status even when it is not archived (Java's answer says so).
+      status = await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(q)}`);
     } else {
-      status = await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(q)}&limit=${limit}`);
+      // The names first, cut at the limit (getPVStatus has no limit: with a glob it
+      // answers every match), then the status of those (as Java's UI does).
+      const by = regex ? `regex=${AA.enc(q)}` : `pv=${AA.enc(q)}`;
+      const names = await AA.api(`/mgmt/bpl/getAllPVs?${by}&limit=${limit}`);
+      status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names) : [];
     }
     status = (status || []).filter(s => s.status !== "Not being archived" || !/[*?]/.test(q)).slice(0, limit);
     const now = Date.now();
