@@ -200,6 +200,7 @@ async function act(what) {
   } catch (e) {
     AA.say("pv-msg", e.message, "err");
   }
+  overview();
   await search(true);
 }
 
