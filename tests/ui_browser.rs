@@ -260,7 +260,9 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     stop_live(&mut b);
 
     // The enum PV: its labels from the IOC (the value axis shows them), and alarm rings in
-    // the severity's colour around the points in alarm (WARN is MINOR, FAULT MAJOR).
+    // the severity's colour around the points in alarm (WARN is MINOR, FAULT MAJOR): some
+    // pixel within 5 px of each has the colour (the ring's radius is 4 px; the pixels
+    // its anti-aliased edge half covers are blends).
     assert_eq!(
         b.js("viewer.series[1].labels"),
         serde_json::json!(["OK", "WARN", "FAULT", "OFF"])
@@ -268,10 +270,10 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     let marks = b.js(
         "(() => { const g = document.getElementById('plot').getContext('2d'); \
           const want = {1: [0xd2, 0x99, 0x22], 2: [0xcf, 0x22, 0x2e]}; let hit = 0; const d = viewerPlot.drawn[1]; \
-          for (const [x, y, sev] of d.alarms) { let ok = false; \
-            for (const [dx, dy] of [[-4, 0], [4, 0], [0, -4], [0, 4]]) { \
-              const p = g.getImageData(x + dx, y + dy, 1, 1).data, w = want[sev]; \
-              if (w && Math.abs(p[0]-w[0]) + Math.abs(p[1]-w[1]) + Math.abs(p[2]-w[2]) < 60) ok = true; } \
+          for (const [x, y, sev] of d.alarms) { let ok = false; const w = want[sev]; \
+            const p = g.getImageData(x - 5, y - 5, 11, 11).data; \
+            for (let i = 0; i < p.length; i += 4) \
+              if (w && Math.abs(p[i]-w[0]) + Math.abs(p[i+1]-w[1]) + Math.abs(p[i+2]-w[2]) < 60) ok = true; \
             if (ok) hit++; } \
           return [hit, d.alarms.length, viewer.series[1].points.filter(p => p.sev > 0).length]; })()",
     );
