@@ -3,7 +3,8 @@
 # EPICS IOC (softioc, EPICS base 7) and a real CA client (pyepics), used by the Channel
 # Access integration tests, and aapy (a Python archiver client from PyPI, with the protobuf
 # it needs) for the real-client test (tests/aapy_client.rs), and p4p (pvAccess server and
-# client on pvxs) for the PVA tests (tests/pva_*.rs). Idempotent. The venv lives at $ARCHIVER_TEST_VENV
+# client on pvxs) for the PVA tests (tests/pva_*.rs), and Debian's Chromium for the web
+# UI's browser tests (tests/ui_browser.rs). Idempotent. The venv lives at $ARCHIVER_TEST_VENV
 # (default /tmp/archiver-test-venv).
 set -euo pipefail
 venv="${ARCHIVER_TEST_VENV:-/tmp/archiver-test-venv}"
@@ -21,5 +22,13 @@ if ! "$venv/bin/python" -c 'import p4p' >/dev/null 2>&1; then
     # p4p (pvxs-based): the PVA server of the custom-structure/NTTable tests and the
     # reference client of the PVA benchmark
     "$venv/bin/pip" install --quiet --disable-pip-version-check p4p==4.3.0
+fi
+# Chromium (Debian's package) for the web UI's browser tests (tests/ui_browser.rs), which
+# drive it headless over the DevTools protocol. Skipped when it is already installed.
+if ! command -v chromium >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 "$venv/bin/python" -c 'import softioc, epics, aa.pb, p4p; print("test venv ready:", softioc.__version__)'

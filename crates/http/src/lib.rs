@@ -13,9 +13,9 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
     pipeline built once at start-up: catalogue, data stores, the engine as live source;
     and the clock),
 
-  wrapped in the tower layers below. [`router`] builds the same from an
-  `archiver_appliance::Appliance` alone (its retrieval pipeline and clock). Tests drive
-  either without a socket (`tower::ServiceExt::oneshot`).
+  and the web UI's pages ([`ui`]), wrapped in the tower layers below. [`router`] builds
+  the same from an `archiver_appliance::Appliance` alone (its retrieval pipeline and
+  clock). Tests drive either without a socket (`tower::ServiceExt::oneshot`).
 * [`mgmt`] — handlers by family: `archivePV` ([`mgmt::archive`]); `getPVStatus`,
   `getAllPVs`, `getNeverConnectedPVs` ([`mgmt::status`]); `pauseArchivingPV`,
   `resumeArchivingPV`, `deletePV` ([`mgmt::lifecycle`]). Responses are typed structs
@@ -30,6 +30,8 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
 * [`bpl`] — `/retrieval/bpl/...`: `getMatchingPVs`, `searchForPVsRegex`,
   `areWeArchivingPV`, `getMetadata`, `getVersion`, `filterArchivedPVs`; and
   `/retrieval/ping`.
+* [`ui`] — the web UI (management pages and data viewer) under `/mgmt/ui/`, plain
+  HTML/CSS/JS compiled into the binary; `/` redirects there.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
 * [`ErrorBodies`] ([`edge`]) — the listener wrapper that gives hyper's own refusals
   (414 URI too long, 431, 400 before any handler) the JSON body of an [`ApiError`].
@@ -68,6 +70,7 @@ pub mod mgmt;
 mod params;
 pub mod retrieval;
 mod state;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -147,12 +150,14 @@ fn retrieval_cors() -> tower_http::cors::CorsLayer {
         .allow_headers(tower_http::cors::Any)
 }
 
-/// Every endpoint: management over `appliance`, retrieval over `retrieval`, with the
-/// tracing, body-limit and compression layers.
+/// Every endpoint: management over `appliance`, retrieval over `retrieval`, the web UI
+/// ([`ui::router`]: `/mgmt/ui/...`, `/` redirects there), with the tracing, body-limit
+/// and compression layers.
 pub fn app(appliance: SharedAppliance, retrieval: RetrievalState) -> Router {
     with_layers(
         mgmt_router(appliance)
             .merge(retrieval_router(retrieval))
+            .merge(ui::router())
             .fallback(no_such_endpoint),
     )
 }

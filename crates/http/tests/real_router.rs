@@ -199,7 +199,11 @@ async fn get_data_json_is_gzipped_and_still_streamed_and_raw_is_never_compressed
 async fn an_unknown_endpoint_is_a_json_404_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _, _) = state(dir.path()).await;
-    for path in ["/mgmt/bpl/noSuchCall", "/retrieval/nothing/here", "/"] {
+    for path in [
+        "/mgmt/bpl/noSuchCall",
+        "/retrieval/nothing/here",
+        "/nothing",
+    ] {
         let r = support::get(&app, path).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -209,4 +213,8 @@ async fn an_unknown_endpoint_is_a_json_404_naming_it() {
             "{msg}"
         );
     }
+    // `/` is the web UI (a redirect to Java's /mgmt/ui/index.html), not a 404.
+    let r = support::get(&app, "/").await;
+    assert!(r.status.is_redirection(), "{}", r.status);
+    assert_eq!(r.headers[header::LOCATION], "/mgmt/ui/index.html");
 }

@@ -1,0 +1,172 @@
+// Shared helpers of the archiver's pages: calling the HTTP API, building DOM, sortable
+// tables, the navigation bar. Plain JavaScript (no framework, no build step).
+"use strict";
+
+const AA = {};
+
+/** GET (or POST `body`, JSON-encoded unless a string) `path`; the parsed JSON answer.
+ *  An HTTP error throws an Error carrying the server's message. */
+AA.api = async function (path, body) {
+  const opts = {};
+  if (body !== undefined) {
+    opts.method = "POST";
+    if (typeof body === "string") {
+      opts.body = body;
+      opts.headers = { "Content-Type": "text/plain" };
+    } else {
+      opts.body = JSON.stringify(body);
+      opts.headers = { "Content-Type": "application/json" };
+    }
+  }
+  const resp = await fetch(path, opts);
+  const text = await resp.text();
+  let json;
+  try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
+  if (!resp.ok) {
+    const m = json && (json.message || json.error || json.validation) || text || resp.statusText;
+    throw new Error(`${resp.status}: ${m}`);
+  }
+  return json;
+};
+
+/** `encodeURIComponent`, short. */
+AA.enc = encodeURIComponent;
+
+/** An element: `el("td", {class: "num"}, "12")`; attributes starting with `on` are
+ *  listeners; children are nodes or strings. */
+AA.el = function (tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "checked" || k === "value") e[k] = v;
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null) continue;
+    e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+};
+
+/** Marks the moment the page first shows its data (`performance` mark `aa-ready`): the
+ *  page's load time as a user sees it, read by the browser tests. */
+AA.ready = function () {
+  if (!performance.getEntriesByName("aa-ready").length) performance.mark("aa-ready");
+};
+
+/** Shows `text` in the message area `id` (kind "err" or "info"); empty text hides it. */
+AA.say = function (id, text, kind) {
+  const box = document.getElementById(id);
+  if (!box) return;
+  box.textContent = text || "";
+  box.className = text ? `msg ${kind || "info"}` : "";
+};
+
+/** The navigation bar, with the current page marked. */
+AA.nav = function (here) {
+  const links = [["index.html", "PVs"], ["reports.html", "Reports"], ["viewer.html", "Viewer"]];
+  const bar = AA.el("header", { class: "nav" }, AA.el("span", { class: "brand" }, "EPICS archiver"),
+    links.map(([href, label]) => AA.el("a", { href, class: href === here ? "here" : null }, label)));
+  document.body.prepend(bar);
+};
+
+/** A number for sorting and alignment, or NaN: "12.5", "1,024" (not dates). */
+AA.num = function (v) {
+  if (typeof v === "number") return v;
+  if (typeof v !== "string" || !/^\s*-?[\d,]*\.?\d+(e[-+]?\d+)?\s*$/i.test(v)) return NaN;
+  return Number(v.replace(/,/g, ""));
+};
+
+/** A sortable table in `container`: `columns` [{key, label, render(row)->Node|string}],
+ *  `rows` objects. A click on a header sorts by it (numbers as numbers), again reverses.
+ *  Returns the table; `table.rows_` are the rows in the shown order. */
+AA.table = function (container, columns, rows, opts) {
+  opts = opts || {};
+  let sortKey = opts.sortKey || null, dir = 1;
+  const table = AA.el("table", { class: "data" });
+  const thead = AA.el("thead"), tbody = AA.el("tbody");
+  table.append(thead, tbody);
+  function value(row, key) { const v = row[key]; return v === undefined || v === null ? "" : v; }
+  function draw() {
+    const shown = rows.slice();
+    if (sortKey) {
+      shown.sort((a, b) => {
+        const x = value(a, sortKey), y = value(b, sortKey);
+        const nx = AA.num(x), ny = AA.num(y);
+        if (!isNaN(nx) && !isNaN(ny)) return (nx - ny) * dir;
+        return String(x).localeCompare(String(y)) * dir;
+      });
+    }
+    thead.replaceChildren(AA.el("tr", {}, columns.map(c => {
+      const th = AA.el("th", { "data-key": c.key, onclick: () => {
+        if (c.key === sortKey) dir = -dir; else { sortKey = c.key; dir = 1; }
+        draw();
+      } }, c.label === undefined ? c.key : c.label);
+      if (c.key === sortKey) th.className = dir > 0 ? "sorted-asc" : "sorted-desc";
+      return th;
+    })));
+    tbody.replaceChildren(...shown.map(r => AA.el("tr", {}, columns.map(c => {
+      const v = c.render ? c.render(r) : value(r, c.key);
+      return AA.el("td", { class: !c.render && !isNaN(AA.num(v)) ? "num" : null }, v);
+    }))));
+    table.rows_ = shown;
+  }
+  draw();
+  container.replaceChildren(table);
+  return table;
+};
+
+/** `rows` (objects) as CSV text with `keys` as the header; values quoted as RFC 4180. */
+AA.toCsv = function (keys, rows) {
+  const q = v => {
+    const s = v === undefined || v === null ? "" : String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [keys.join(","), ...rows.map(r => keys.map(k => q(r[k])).join(","))].join("\n") + "\n";
+};
+
+/** Parses CSV text (RFC 4180: quotes, doubled quotes, CRLF) into arrays of fields. */
+AA.parseCsv = function (text) {
+  const out = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(field); out.push(row); row = []; field = "";
+    } else field += c;
+  }
+  if (field !== "" || row.length) { row.push(field); out.push(row); }
+  return out.filter(r => r.some(f => f.trim() !== ""));
+};
+
+/** Offers `text` as a file download named `name`. */
+AA.download = function (name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type: type || "text/csv" }));
+  const a = AA.el("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+};
+
+/** A Java status time ("Nov 30 2026 04:40:01.123 UTC", "Never") shown as it is; an ISO
+ *  or epoch time in the browser's local form. */
+AA.time = function (v) {
+  if (typeof v === "number") return new Date(v).toLocaleString();
+  return v || "";
+};
+
+/** The class for a PV status ("Being archived" good, paused warn, else bad). */
+AA.statusClass = function (s) {
+  if (s === "Being archived") return "st-ok";
+  if (/paused|Initial|request|pending/i.test(s || "")) return "st-warn";
+  return "st-bad";
+};

@@ -1,0 +1,254 @@
+// The management page: appliance overview, add PVs, search, status table and actions on a
+// selection, export/import of the PV list as CSV. Uses /mgmt/bpl/* only.
+"use strict";
+
+const M = { rows: [], selected: new Set(), rates: {} };
+
+async function overview() {
+  try {
+    const [metrics, versions, stored] = await Promise.all([
+      AA.api("/mgmt/bpl/getApplianceMetrics"),
+      AA.api("/mgmt/bpl/getVersions"),
+      AA.api("/mgmt/bpl/getPVsByStorageConsumed?limit=-1").catch(() => []),
+    ]);
+    const m = Array.isArray(metrics) ? metrics[0] || {} : metrics;
+    document.getElementById("instance").textContent = m.instance || "";
+    let bytes = 0;
+    for (const r of stored || []) bytes += AA.num(r.storageConsumedInMB || "0") || 0;
+    const tiles = [
+      ["PVs", m.pvCount], ["Connected", m.connectedPVCount], ["Disconnected", m.disconnectedPVCount],
+      ["Never connected", m.neverConnectedPVCount], ["Paused", m.pausedPVCount],
+      ["Events/s", m.eventRate], ["Bytes/s", m.dataRate], ["GB/day", m.dataRateGBPerDay],
+      ["Stored (MB)", bytes.toFixed(1)], ["Status", m.status],
+      ["Version", (versions.mgmt_version || "").replace("Archiver Appliance Version ", "")],
+    ];
+    document.getElementById("overview").replaceChildren(...tiles.map(([k, v]) =>
+      AA.el("div", { class: "tile", "data-metric": k }, AA.el("div", { class: "v" }, v === undefined ? "–" : v),
+        AA.el("div", { class: "k" }, k))));
+    AA.say("overview-msg", "");
+  } catch (e) {
+    AA.say("overview-msg", `Cannot read the appliance's metrics: ${e.message}`, "err");
+  }
+}
+
+async function policies() {
+  try {
+    const list = await AA.api("/mgmt/bpl/getPolicyList");
+    const sel = document.getElementById("add-policy");
+    for (const [name, desc] of Object.entries(list || {})) sel.append(AA.el("option", { value: name, title: desc }, name));
+  } catch (e) { /* the policy list is optional: site rules apply */ }
+}
+
+/** The entries to archive from the text box: names, or CSV rows with their own method
+ *  and period when the text has a `pv` header. */
+function entriesFromText(text) {
+  const method = document.getElementById("add-method").value;
+  const period = document.getElementById("add-period").value.trim();
+  const policy = document.getElementById("add-policy").value;
+  const common = {};
+  if (method) common.samplingmethod = method;
+  if (period) common.samplingperiod = period;
+  if (policy) common.policy = policy;
+  const rows = AA.parseCsv(text.trim() + "\n");
+  const head = rows.length ? rows[0].map(h => h.trim().toLowerCase()) : [];
+  if (head.includes("pv")) {
+    const col = k => head.indexOf(k);
+    return rows.slice(1).map(r => {
+      const e = Object.assign({}, common, { pv: r[col("pv")].trim() });
+      for (const k of ["samplingmethod", "samplingperiod", "policy"]) {
+        const i = col(k);
+        if (i >= 0 && r[i] && r[i].trim()) e[k] = r[i].trim();
+      }
+      return e;
+    }).filter(e => e.pv);
+  }
+  return text.split(/[\s,]+/).filter(Boolean).map(pv => Object.assign({ pv }, common));
+}
+
+async function addPvs() {
+  const entries = entriesFromText(document.getElementById("add-names").value);
+  if (!entries.length) { AA.say("add-msg", "Give at least one PV name.", "err"); return; }
+  AA.say("add-msg", `Submitting ${entries.length} PV(s)…`);
+  try {
+    const answer = await AA.api("/mgmt/bpl/archivePV", entries);
+    const rows = Array.isArray(answer) ? answer : [answer];
+    AA.table(document.getElementById("add-result"),
+      [{ key: "pvName", label: "PV" }, { key: "status", label: "Status" }, { key: "validation", label: "Message" }], rows);
+    AA.say("add-msg", `${rows.length} answer(s).`);
+    if (!document.getElementById("search").value) {
+      document.getElementById("search").value = entries.length === 1 ? entries[0].pv : "*";
+    }
+    await search();
+  } catch (e) {
+    AA.say("add-msg", e.message, "err");
+  }
+}
+
+/** Searches and shows the status table; `keepMessage` leaves the message of an action. */
+async function search(keepMessage) {
+  const q = document.getElementById("search").value.trim() || "*";
+  const regex = document.getElementById("search-regex").checked;
+  const limit = Number(document.getElementById("search-limit").value) || 500;
+  try {
+    let status;
+    if (!regex && !/[*?]/.test(q)) {
+      // One name: its status even when it is not archived (Java's answer says so).
+      status = await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(q)}`);
+    } else {
+      // The names first, cut at the limit (getPVStatus has no limit: with a glob it
+      // answers every match), then the status of those (as Java's UI does).
+      const by = regex ? `regex=${AA.enc(q)}` : `pv=${AA.enc(q)}`;
+      const names = await AA.api(`/mgmt/bpl/getAllPVs?${by}&limit=${limit}`);
+      status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names) : [];
+    }
+    status = (status || []).filter(s => s.status !== "Not being archived" || !/[*?]/.test(q)).slice(0, limit);
+    const now = Date.now();
+    // The engine's event rate (the event rate report, as Java's status page); between two
+    // refreshes, the rate measured here.
+    const report = {};
+    if (status.some(s => !M.rates[s.pvName])) {
+      for (const r of await AA.api("/mgmt/bpl/getEventRateReport").catch(() => [])) report[r.pvName] = r.eventRate;
+    }
+    for (const s of status) {
+      const prev = M.rates[s.pvName];
+      const n = Number(s.eventsReceived || 0);
+      if (prev && now > prev.t) s.eventRate = ((n - prev.n) * 1000 / (now - prev.t)).toFixed(2);
+      else if (report[s.pvName] !== undefined) s.eventRate = Number(report[s.pvName]).toFixed(2);
+      M.rates[s.pvName] = { n, t: now };
+      s.drops = ["droppedEventsTimestamp", "droppedEventsBuffer", "droppedEventsTypeChange",
+        "droppedEventsNoType", "droppedEventsClient", "droppedEventsRateLimit"]
+        .reduce((a, k) => a + Number(s[k] || 0), 0);
+    }
+    M.rows = status;
+    const names = new Set(status.map(s => s.pvName));
+    for (const n of [...M.selected]) if (!names.has(n)) M.selected.delete(n);
+    drawTable();
+    AA.ready();
+    if (!status.length) AA.say("pv-msg", `No PV matches ${q}.`, "info");
+    else if (keepMessage !== true) AA.say("pv-msg", "");
+  } catch (e) {
+    AA.say("pv-msg", e.message, "err");
+  }
+}
+
+function drawTable() {
+  const all = AA.el("input", { type: "checkbox", title: "select all", onclick: ev => {
+    for (const r of M.rows) ev.target.checked ? M.selected.add(r.pvName) : M.selected.delete(r.pvName);
+    drawTable();
+  } });
+  all.checked = M.rows.length > 0 && M.rows.every(r => M.selected.has(r.pvName));
+  const columns = [
+    { key: "", label: all, render: r => AA.el("input", { type: "checkbox", class: "sel", "data-pv": r.pvName,
+      checked: M.selected.has(r.pvName), onclick: ev => {
+        ev.target.checked ? M.selected.add(r.pvName) : M.selected.delete(r.pvName);
+        updateCount();
+      } }) },
+    { key: "pvName", label: "PV", render: r => AA.el("a", { href: `pv.html?pv=${AA.enc(r.pvName)}` }, r.pvName) },
+    { key: "status", label: "Status", render: r => AA.el("span", { class: `status ${AA.statusClass(r.status)}`,
+      "data-pv": r.pvName }, r.status) },
+    { key: "connectionState", label: "Connected" },
+    { key: "lastEvent", label: "Last event" },
+    { key: "eventRate", label: "Events/s" },
+    { key: "eventsReceived", label: "Received" },
+    { key: "drops", label: "Dropped" },
+    { key: "samplingMethod", label: "Method" },
+    { key: "samplingPeriod", label: "Period (s)" },
+    { key: "dbrType", label: "Type" },
+  ];
+  // The header cell of the first column is the "select all" box, not a label to sort by.
+  const t = AA.table(document.getElementById("pv-table"), columns, M.rows, { sortKey: M.sortKey });
+  t.querySelector("th").onclick = null;
+  updateCount();
+}
+
+function updateCount() {
+  const n = M.selected.size;
+  document.getElementById("sel-count").textContent = `${n} selected`;
+  for (const id of ["act-pause", "act-resume", "act-period", "act-view", "act-delete"]) {
+    document.getElementById(id).disabled = n === 0;
+  }
+}
+
+async function act(what) {
+  const names = [...M.selected];
+  if (!names.length) return;
+  try {
+    let answer;
+    if (what === "pause") answer = await AA.api("/mgmt/bpl/pauseArchivingPV", names);
+    else if (what === "resume") answer = await AA.api("/mgmt/bpl/resumeArchivingPV", names);
+    else if (what === "period") {
+      const p = prompt(`New sampling period in seconds for ${names.length} PV(s):`, "1.0");
+      if (p === null) return;
+      const m = prompt("Sampling method (MONITOR or SCAN):", "MONITOR");
+      if (m === null) return;
+      answer = [];
+      for (const pv of names) {
+        answer.push(await AA.api(`/mgmt/bpl/changeArchivalParameters?pv=${AA.enc(pv)}&samplingperiod=${AA.enc(p)}&samplingmethod=${AA.enc(m)}`));
+      }
+    } else if (what === "delete") {
+      if (!confirm(`Stop archiving ${names.length} PV(s)? They must be paused first.`)) return;
+      const data = confirm("Delete their data files too? (Cancel keeps the data.)");
+      answer = [];
+      for (const pv of names) {
+        answer.push(await AA.api(`/mgmt/bpl/deletePV?pv=${AA.enc(pv)}&deleteData=${data}`));
+      }
+    }
+    const list = Array.isArray(answer) ? answer : [answer];
+    const problems = list.filter(a => a && a.validation).map(a => `${a.pvName || ""} ${a.validation}`);
+    AA.say("pv-msg", problems.length ? problems.join("\n") : `${what}: done for ${names.length} PV(s).`,
+      problems.length ? "err" : "info");
+  } catch (e) {
+    AA.say("pv-msg", e.message, "err");
+  }
+  overview();
+  await search(true);
+}
+
+/** Every archived PV (not only the shown ones) with its sampling parameters, as the CSV
+ *  that "Add PVs" imports: `pv,samplingmethod,samplingperiod,status`. */
+async function pvListCsv() {
+  const all = await AA.api("/mgmt/bpl/getPVStatus?pv=*&limit=-1");
+  const rows = (all || []).filter(s => s.status !== "Not being archived").map(s => ({
+    pv: s.pvName, samplingmethod: s.samplingMethod, samplingperiod: s.samplingPeriod, status: s.status,
+  }));
+  return { rows: rows.length, text: AA.toCsv(["pv", "samplingmethod", "samplingperiod", "status"], rows) };
+}
+
+async function exportCsv() {
+  try {
+    const csv = await pvListCsv();
+    AA.download("archived-pvs.csv", csv.text);
+    AA.say("pv-msg", `Exported ${csv.rows} PV(s).`);
+  } catch (e) {
+    AA.say("pv-msg", e.message, "err");
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  AA.nav("index.html");
+  const params = new URLSearchParams(location.search);
+  document.getElementById("search").value = params.get("search") || "*";
+  document.getElementById("add-go").onclick = addPvs;
+  document.getElementById("search-go").onclick = () => search();
+  document.getElementById("search").addEventListener("keydown", e => { if (e.key === "Enter") search(); });
+  document.getElementById("act-pause").onclick = () => act("pause");
+  document.getElementById("act-resume").onclick = () => act("resume");
+  document.getElementById("act-period").onclick = () => act("period");
+  document.getElementById("act-delete").onclick = () => act("delete");
+  document.getElementById("act-view").onclick = () => {
+    location.href = "viewer.html?" + [...M.selected].map(p => `pv=${AA.enc(p)}`).join("&");
+  };
+  document.getElementById("export").onclick = exportCsv;
+  document.getElementById("add-file").onchange = async ev => {
+    const f = ev.target.files[0];
+    if (f) document.getElementById("add-names").value = await f.text();
+  };
+  let timer = null;
+  document.getElementById("auto-refresh").onchange = ev => {
+    clearInterval(timer);
+    if (ev.target.checked) timer = setInterval(() => { search(); overview(); }, 5000);
+  };
+  overview();
+  policies();
+  search();
+});

@@ -1,0 +1,69 @@
+// One PV: getPVDetails (engine and catalogue figures), getPVTypeInfo (type, archive
+// fields, stores), getStoresForPV, and the lifecycle actions.
+"use strict";
+
+const pv = new URLSearchParams(location.search).get("pv") || "";
+
+function kvTable(container, pairs) {
+  container.replaceChildren(AA.el("table", { class: "data kv" },
+    AA.el("tbody", {}, pairs.map(([k, v]) => AA.el("tr", {}, AA.el("td", {}, k), AA.el("td", {}, v))))));
+}
+
+async function load() {
+  document.getElementById("pvname").textContent = pv;
+  document.getElementById("plot-link").href = `viewer.html?pv=${AA.enc(pv)}`;
+  if (!pv) { AA.say("msg", "No PV given: open this page as pv.html?pv=NAME.", "err"); return; }
+  try {
+    const status = (await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(pv)}`))[0] || {};
+    const s = document.getElementById("pvstatus");
+    s.textContent = status.status || "";
+    s.className = `status ${AA.statusClass(status.status)}`;
+  } catch (e) { AA.say("msg", e.message, "err"); }
+  try {
+    const details = await AA.api(`/mgmt/bpl/getPVDetails?pv=${AA.enc(pv)}`);
+    AA.table(document.getElementById("details"),
+      [{ key: "name", label: "Name" }, { key: "value", label: "Value" }, { key: "source", label: "Source" }], details);
+    AA.ready();
+  } catch (e) { document.getElementById("details").textContent = e.message; }
+  try {
+    const info = await AA.api(`/mgmt/bpl/getPVTypeInfo?pv=${AA.enc(pv)}`);
+    kvTable(document.getElementById("typeinfo"), Object.entries(info).map(([k, v]) =>
+      [k, typeof v === "object" && v !== null ? (Array.isArray(v) ? v.join("\n") : JSON.stringify(v, null, 1)) : String(v)]));
+  } catch (e) { document.getElementById("typeinfo").textContent = e.message; }
+  try {
+    const [stores, consumed] = await Promise.all([
+      AA.api(`/mgmt/bpl/getStoresForPV?pv=${AA.enc(pv)}`),
+      AA.api("/mgmt/bpl/getPVsByStorageConsumed?limit=-1").catch(() => []),
+    ]);
+    const mine = (consumed || []).find(r => r.pvName === pv);
+    kvTable(document.getElementById("stores"), [...Object.entries(stores || {}),
+      ["Disk use (MB, every store)", mine ? mine.storageConsumedInMB : "0"]]);
+  } catch (e) { document.getElementById("stores").textContent = e.message; }
+}
+
+async function act(path) {
+  try {
+    const a = await AA.api(path);
+    const v = Array.isArray(a) ? a[0] : a;
+    AA.say("msg", v && v.validation ? v.validation : (v && (v.status || v.desc)) || "done", v && v.validation ? "err" : "info");
+  } catch (e) { AA.say("msg", e.message, "err"); }
+  load();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  AA.nav("");
+  const q = AA.enc(pv);
+  document.getElementById("pause").onclick = () => act(`/mgmt/bpl/pauseArchivingPV?pv=${q}`);
+  document.getElementById("resume").onclick = () => act(`/mgmt/bpl/resumeArchivingPV?pv=${q}`);
+  document.getElementById("period").onclick = () => {
+    const p = prompt("New sampling period (s):", "1.0");
+    const m = p === null ? null : prompt("Sampling method (MONITOR or SCAN):", "MONITOR");
+    if (m !== null) act(`/mgmt/bpl/changeArchivalParameters?pv=${q}&samplingperiod=${AA.enc(p)}&samplingmethod=${AA.enc(m)}`);
+  };
+  document.getElementById("delete").onclick = () => {
+    if (!confirm(`Stop archiving ${pv}? It must be paused first.`)) return;
+    const data = confirm("Delete its data files too? (Cancel keeps the data.)");
+    act(`/mgmt/bpl/deletePV?pv=${q}&deleteData=${data}`);
+  };
+  load();
+});
