@@ -24,6 +24,7 @@ use archiver_pb::{LineDecoder, PayloadType, Sample, Timestamp, Value};
 
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
+use crate::postprocess::{Binning, Runs};
 
 /// Bytes of stored lines per part (a part's JSON is about 4× that: close to a response
 /// piece, [`crate::PIECE`]).
@@ -43,6 +44,9 @@ pub(crate) struct Part {
     file: (PayloadType, i32),
     samples: Vec<Sample>,
     decoded: usize,
+    /// The samples binned (binning mode).
+    runs: Runs,
+    binning: bool,
     bytes: Vec<u8>,
     /// Samples decoded (and encoded).
     pub(crate) count: u64,
@@ -57,6 +61,8 @@ impl Part {
             file: (PayloadType::ScalarDouble, 0),
             samples: Vec::new(),
             decoded: 0,
+            runs: Runs::default(),
+            binning: false,
             bytes: Vec::new(),
             count: 0,
             skipped: 0,
@@ -72,6 +78,92 @@ impl Part {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The samples binned (binning mode).
+    pub(crate) fn runs(&self) -> Option<&Runs> {
+        self.binning.then_some(&self.runs)
+    }
+
+    /// Calls `f` with each sample of the part, in order: the decoded ones (decoding
+    /// mode), else the lines decoded again, here (binning mode, when the post-processor
+    /// wants the samples one by one: rare, a decoder per part).
+    pub(crate) fn each_sample(
+        &self,
+        mut f: impl FnMut(&Sample) -> Result<(), RetrievalError>,
+    ) -> Result<(), RetrievalError> {
+        if !self.binning {
+            return self.samples().iter().try_for_each(f);
+        }
+        let (t, year) = self.file;
+        let year_start = start_of_year(year);
+        let mut decoder = LineDecoder::new(t, year);
+        let mut sample = empty_sample();
+        for (line, escaped) in LinesOf::new(&self.lines) {
+            if decode_line(line, escaped, t, year_start, &mut decoder, &mut sample) {
+                f(&sample)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a part (cut at newlines; the last may lack one), each with whether it
+/// holds an escape byte (found for the whole part in one scan: a line without one decodes
+/// as it is, most lines, without looking for one line by line).
+struct LinesOf<'a> {
+    bytes: &'a [u8],
+    start: usize,
+    newlines: memchr::Memchr<'a>,
+    escapes: std::iter::Peekable<memchr::Memchr<'a>>,
+}
+
+impl<'a> LinesOf<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LinesOf {
+            bytes,
+            start: 0,
+            newlines: memchr::memchr_iter(b'\n', bytes),
+            escapes: memchr::memchr_iter(ESCAPE, bytes).peekable(),
+        }
+    }
+}
+
+impl<'a> Iterator for LinesOf<'a> {
+    type Item = (&'a [u8], bool);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let end = match self.newlines.next() {
+            Some(end) => end,
+            None if self.start < self.bytes.len() => self.bytes.len(),
+            None => return None,
+        };
+        let line = &self.bytes[self.start..end];
+        self.start = end + 1;
+        let mut escaped = false;
+        while self.escapes.next_if(|&e| e < end).is_some() {
+            escaped = true;
+        }
+        Some((line, escaped))
+    }
+}
+
+/// Decodes a stored line into `sample`: false when it does not decode (skipped, as the
+/// file reader skips it).
+#[inline]
+fn decode_line(
+    line: &[u8],
+    escaped: bool,
+    t: PayloadType,
+    year_start: i64,
+    decoder: &mut LineDecoder,
+    sample: &mut Sample,
+) -> bool {
+    if escaped {
+        decoder.decode(line, sample).is_ok()
+    } else {
+        decode_sample_into(line, t, year_start, sample).is_ok()
+    }
 }
 
 /// Decodes (and encodes) parts; one per thread.
@@ -80,14 +172,17 @@ struct Worker {
     decoder: Option<((PayloadType, i32), i64, LineDecoder)>,
     /// A fork of the response's encoder (encoding mode).
     encoder: Option<Box<dyn Encoder + Send>>,
+    /// The post-processor's binning (binning mode).
+    binning: Option<Binning>,
     sample: Sample,
 }
 
 impl Worker {
-    fn new(encoder: Option<Box<dyn Encoder + Send>>) -> Self {
+    fn new(encoder: Option<Box<dyn Encoder + Send>>, binning: Option<Binning>) -> Self {
         Worker {
             decoder: None,
             encoder,
+            binning,
             sample: empty_sample(),
         }
     }
@@ -96,6 +191,8 @@ impl Worker {
         part.count = 0;
         part.skipped = 0;
         part.decoded = 0;
+        part.runs.clear();
+        part.binning = self.binning.is_some();
         let (t, year) = part.file;
         let (year_start, decoder) = match &mut self.decoder {
             Some((file, start, d)) if *file == part.file => (*start, d),
@@ -105,46 +202,27 @@ impl Worker {
                 (*start, d)
             }
         };
-        let lines = &part.lines;
-        // The escape bytes of the whole part in one scan: a line without one decodes
-        // as it is (most lines), without looking for one line by line.
-        let mut escapes = memchr::memchr_iter(ESCAPE, lines).peekable();
-        let mut each_line = |line: &[u8], end: usize| {
-            let mut escaped = false;
-            while escapes.next_if(|&e| e < end).is_some() {
-                escaped = true;
-            }
-            let sample = match &self.encoder {
-                Some(_) => &mut self.sample,
-                None => {
-                    if part.samples.len() <= part.decoded {
-                        part.samples.push(empty_sample());
-                    }
-                    &mut part.samples[part.decoded]
-                }
-            };
-            let ok = if escaped {
-                decoder.decode(line, sample).is_ok()
+        for (line, escaped) in LinesOf::new(&part.lines) {
+            let sample = if self.encoder.is_some() || self.binning.is_some() {
+                &mut self.sample
             } else {
-                decode_sample_into(line, t, year_start, sample).is_ok()
+                if part.samples.len() <= part.decoded {
+                    part.samples.push(empty_sample());
+                }
+                &mut part.samples[part.decoded]
             };
-            if !ok {
+            if !decode_line(line, escaped, t, year_start, decoder, sample) {
                 part.skipped += 1;
-                return;
+                continue;
             }
             part.count += 1;
-            match &mut self.encoder {
-                Some(enc) => enc.sample(&self.sample),
-                None => part.decoded += 1,
+            if let Some(enc) = &mut self.encoder {
+                enc.sample(&self.sample);
+            } else if let Some(b) = &self.binning {
+                part.runs.push(&self.sample, b);
+            } else {
+                part.decoded += 1;
             }
-        };
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', lines) {
-            each_line(&lines[start..end], end);
-            start = end + 1;
-        }
-        if start < lines.len() {
-            each_line(&lines[start..], lines.len());
         }
         if let Some(enc) = &mut self.encoder {
             part.bytes = enc.take();
@@ -166,13 +244,13 @@ struct Helper {
 impl Helper {
     /// Starts the helper; `None` when no thread can be started (the calling thread then
     /// does all the work).
-    fn start(encoder: Option<Box<dyn Encoder + Send>>) -> Option<Helper> {
+    fn start(encoder: Option<Box<dyn Encoder + Send>>, binning: Option<Binning>) -> Option<Helper> {
         let (parts_tx, parts_rx) = channel::<Part>();
         let (done_tx, done_rx) = channel::<Part>();
         let thread = std::thread::Builder::new()
             .name("retrieval-decode".into())
             .spawn(move || {
-                let mut worker = Worker::new(encoder);
+                let mut worker = Worker::new(encoder, binning);
                 for mut part in parts_rx {
                     worker.run(&mut part);
                     if done_tx.send(part).is_err() {
@@ -227,6 +305,8 @@ pub(crate) struct Blocks {
     own: Worker,
     /// The encoder fork the helper gets when it starts (encoding mode).
     helper_encoder: Option<Box<dyn Encoder + Send>>,
+    /// The binning the helper gets when it starts (binning mode).
+    binning: Option<Binning>,
     helper: Option<Helper>,
     started: bool,
     file: (PayloadType, i32),
@@ -238,19 +318,29 @@ pub(crate) struct Blocks {
 impl Blocks {
     /// Parts decoded into samples.
     pub(crate) fn decoding() -> Self {
-        Self::new(None, None)
+        Self::new(None, None, None)
+    }
+
+    /// Parts decoded and binned for a post-processor ([`Part::runs`]).
+    pub(crate) fn binning(binning: Binning) -> Self {
+        Self::new(None, None, Some(binning))
     }
 
     /// Parts decoded and encoded by `forks` of the response's encoder (one per thread,
     /// both in the state of the encoder after a sample of the current PV).
     pub(crate) fn encoding(forks: [Box<dyn Encoder + Send>; 2]) -> Self {
         let [a, b] = forks;
-        Self::new(Some(a), Some(b))
+        Self::new(Some(a), Some(b), None)
     }
 
-    fn new(own: Option<Box<dyn Encoder + Send>>, helper: Option<Box<dyn Encoder + Send>>) -> Self {
+    fn new(
+        own: Option<Box<dyn Encoder + Send>>,
+        helper: Option<Box<dyn Encoder + Send>>,
+        binning: Option<Binning>,
+    ) -> Self {
         Blocks {
-            own: Worker::new(own),
+            own: Worker::new(own, binning),
+            binning,
             helper_encoder: helper,
             helper: None,
             started: false,
@@ -322,7 +412,7 @@ impl Blocks {
         part.file = self.file;
         if !self.started {
             self.started = true;
-            self.helper = Helper::start(self.helper_encoder.take());
+            self.helper = Helper::start(self.helper_encoder.take(), self.binning);
         }
         let at_helper = self
             .queue

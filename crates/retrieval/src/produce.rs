@@ -151,7 +151,8 @@ impl<E: Encoder> PvOutput<'_, E> {
 
 /// A post-processor over the merged samples; the stored lines after a sample that passed
 /// the merge are decoded in parts on two threads ([`Blocks`]), the post-processor running
-/// over them in order on this one.
+/// over them in order on this one — binned there too when the post-processor says how
+/// ([`PostProcessor::binning`]: it then joins each part's runs, [`PostProcessor::runs`]).
 struct PpLines<'p, 'o, 'a, P: ?Sized, E> {
     pp: &'p mut P,
     out: &'o mut PvOutput<'a, E>,
@@ -166,10 +167,12 @@ impl<P: PostProcessor + ?Sized, E: Encoder> PpLines<'_, '_, '_, P, E> {
         let (pp, out) = (&mut *self.pp, &mut *self.out);
         f(&mut self.blocks, &mut |p: &Part| {
             out.produced.skipped_lines += p.skipped;
-            for s in p.samples() {
-                pp.sample(s, out)?;
+            if let Some(runs) = p.runs()
+                && pp.runs(runs, out)?
+            {
+                return Ok(());
             }
-            Ok(())
+            p.each_sample(|s| pp.sample(s, out))
         })
     }
 }
@@ -375,10 +378,11 @@ impl<'s, E: Encoder> Producer<'s, E> {
         } else if pp.is_identity() {
             read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut out)?
         } else {
+            let blocks = pp.binning().map_or_else(Blocks::decoding, Blocks::binning);
             let mut sink = PpLines {
                 pp: &mut *pp,
                 out: &mut out,
-                blocks: Blocks::decoding(),
+                blocks,
             };
             read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut sink)?
         };

@@ -18,6 +18,7 @@
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::javanum::format_f64;
 
+use super::runs::{Binning, Runs};
 use super::spec::Stat;
 use super::stats::{Moments, kurtosis, linear_at, loess_at, percentile_legacy, skewness};
 use super::{Emit, PostProcessor, bin_centre, bin_of, number, reconnected};
@@ -108,12 +109,34 @@ impl Collector {
                     self.values.push(v);
                 }
             }
-            _ => {
-                if !v.is_nan() {
-                    self.moments.add(v);
-                }
-            }
+            _ => self.moments.add_number(v),
         }
+    }
+
+    /// Adds values in order, NaN skipped, as [`Collector::add`] does for a statistic of
+    /// the moments only.
+    fn fold(&mut self, values: &[f64]) {
+        for &v in values {
+            self.moments.add_number(v);
+        }
+    }
+
+    /// True when the statistic reads the moments only: the decoding threads may then bin
+    /// ([`super::runs`]).
+    fn moments_only(&self) -> bool {
+        matches!(
+            self.stat,
+            Stat::Mean
+                | Stat::Min
+                | Stat::Max
+                | Stat::Count
+                | Stat::Std
+                | Stat::Variance
+                | Stat::PopVariance
+                | Stat::Jitter
+                | Stat::ErrorBar
+                | Stat::Stats
+        )
     }
 
     /// The statistic of the bin `bin` of width `interval`.
@@ -237,6 +260,20 @@ impl Summary {
         bin
     }
 
+    /// Puts the latest sample before `from` alone in bin `firstBin − 1`, at the first
+    /// sample after it (or at the end), unless a sample lies at `from`.
+    fn add_before(&mut self) {
+        if let Some((t, v)) = self.before
+            && !self.before_suppressed
+            && !self.before_added
+        {
+            self.switch(self.first_bin - 1);
+            self.collector.add(t, v);
+            self.added += 1;
+            self.before_added = true;
+        }
+    }
+
     fn switch(&mut self, bin: i64) {
         self.current = Some(bin);
         self.collector.reset();
@@ -317,15 +354,7 @@ impl PostProcessor for Summary {
         if s.time == self.from {
             self.before_suppressed = true;
         }
-        if let Some((t, v)) = self.before
-            && !self.before_suppressed
-            && !self.before_added
-        {
-            self.switch(self.first_bin - 1);
-            self.collector.add(t, v);
-            self.added += 1;
-            self.before_added = true;
-        }
+        self.add_before();
         let bin = self.bin_of(s.time);
         if self.current != Some(bin) {
             self.commit(emit)?;
@@ -339,17 +368,46 @@ impl PostProcessor for Summary {
     }
 
     fn end_pv(&mut self, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
-        if let Some((t, v)) = self.before
-            && !self.before_suppressed
-            && !self.before_added
-        {
-            self.switch(self.first_bin - 1);
-            self.collector.add(t, v);
-            self.added += 1;
-            self.before_added = true;
-        }
+        self.add_before();
         self.commit(emit)?;
         self.fill_until(self.last_bin + 1, emit)
+    }
+
+    fn binning(&self) -> Option<Binning> {
+        self.collector.moments_only().then_some(Binning {
+            interval: self.interval,
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    /// What [`Summary::sample`] does with samples inside `(from, to]`, a run at a time:
+    /// the first run's values added one by one (it may continue the current bin), every
+    /// later run's moments taken as they are (a bin begun inside the part, computed from
+    /// an empty state as [`Summary::switch`] leaves it).
+    fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        if !r.inside() || !self.collector.moments_only() {
+            return Ok(false);
+        }
+        if r.runs().is_empty() {
+            return Ok(true);
+        }
+        self.add_before();
+        for (k, run) in r.runs().iter().enumerate() {
+            if self.current != Some(run.bin) {
+                self.commit(emit)?;
+                self.switch(run.bin);
+            }
+            if k == 0 {
+                self.collector.fold(r.head());
+            } else {
+                self.collector.moments = run.moments;
+            }
+            self.added += run.added;
+            self.severity = self.severity.max(run.severity);
+            self.connection_change |= run.connection_change;
+        }
+        Ok(true)
     }
 }
 
@@ -420,6 +478,19 @@ impl PostProcessor for Optimized {
     fn begin_pv(&mut self, desc: &mut StreamDesc) -> Result<(), RetrievalError> {
         self.input = Some((desc.payload_type, desc.element_count));
         self.summary.begin_pv(desc)
+    }
+
+    fn binning(&self) -> Option<Binning> {
+        self.summary.binning()
+    }
+
+    /// Runs once binned (more than N samples read: the raw samples are no longer kept);
+    /// before, sample by sample.
+    fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        if !self.binned {
+            return Ok(false);
+        }
+        self.summary.runs(r, emit)
     }
 
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
