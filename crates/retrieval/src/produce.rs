@@ -2,6 +2,7 @@
 //! buffer → merge/dedup → post-processor → encoder → pieces of bounded size handed to a
 //! [`PieceSink`] (in a server, a short queue to the connection).
 
+use archiver_pb::reader::count_newlines;
 use archiver_pb::{PayloadType, Sample, Timestamp};
 use archiver_storage::Tier;
 
@@ -102,10 +103,10 @@ impl<E: Encoder> LineSink<RetrievalError> for PvOutput<'_, E> {
         true
     }
 
-    fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), RetrievalError> {
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), RetrievalError> {
         if self.copying {
             self.encoder.lines(bytes);
-            return self.counted_n(count);
+            return self.counted_n(count_newlines(bytes));
         }
         self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
     }
@@ -188,7 +189,7 @@ impl<P: PostProcessor + ?Sized, E: Encoder> LineSink<RetrievalError> for PpLines
         true
     }
 
-    fn lines(&mut self, bytes: &[u8], _count: u64) -> Result<(), RetrievalError> {
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), RetrievalError> {
         self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
     }
 
