@@ -24,11 +24,16 @@ use archiver_pb::{LineDecoder, PayloadType, Sample, Timestamp, Value};
 
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
-use crate::postprocess::{Binning, Runs};
+use crate::postprocess::{Binning, Runs, bin_of};
 
 /// Bytes of stored lines per part (a part's JSON is about 4× that: close to a response
 /// piece, [`crate::PIECE`]).
 pub(crate) const PART: usize = 64 * 1024;
+
+/// Binning mode: the most bytes gathered while looking for the end of a bin; a longer
+/// bin is cut where the lines end (see [`Blocks::lines_binned`]). With [`QUEUED`], it
+/// bounds the memory of a binned response.
+const MAX_PART: usize = 2 * 1024 * 1024;
 
 /// Parts in flight: decoded or being decoded and not yet used. Bounds the memory (each
 /// part holds its lines, samples and encoded bytes) while leaving the helper work queued.
@@ -230,6 +235,11 @@ impl Worker {
     }
 }
 
+/// The start of the line holding byte `at` of `buf`.
+fn line_start(buf: &[u8], at: usize) -> usize {
+    memchr::memrchr(b'\n', &buf[..at]).map_or(0, |i| i + 1)
+}
+
 fn empty_sample() -> Sample {
     Sample::new(Timestamp::new(0, 0), Value::ScalarDouble(0.0))
 }
@@ -310,7 +320,13 @@ pub(crate) struct Blocks {
     helper: Option<Helper>,
     started: bool,
     file: (PayloadType, i32),
+    /// The start of a line that continues in the next block; in binning mode, every
+    /// line not yet in a part.
     carry: Vec<u8>,
+    /// A spare buffer for what follows a cut (binning mode).
+    rest: Vec<u8>,
+    /// The current file's decoder, for the times of lines (binning mode).
+    peek: Option<LineDecoder>,
     queue: VecDeque<Slot>,
     spare: Vec<Part>,
 }
@@ -346,6 +362,8 @@ impl Blocks {
             started: false,
             file: (PayloadType::ScalarDouble, 0),
             carry: Vec::new(),
+            rest: Vec::new(),
+            peek: None,
             queue: VecDeque::new(),
             spare: Vec::new(),
         }
@@ -354,6 +372,78 @@ impl Blocks {
     /// The lines that follow are of a file of this type and year.
     pub(crate) fn file(&mut self, payload_type: PayloadType, year: i32) {
         self.file = (payload_type, year);
+        if self.binning.is_some() {
+            self.peek = Some(LineDecoder::new(payload_type, year));
+        }
+    }
+
+    /// Binning mode: the lines are gathered and cut where a bin ends (after at least
+    /// [`PART`] bytes), so that a part's first run starts its bin and is computed by the
+    /// thread that decodes the part; a bin longer than [`MAX_PART`] bytes is cut where
+    /// the lines end (its later parts continue it: the post-processor adds their first
+    /// run's values itself). Where the cut falls never changes the result, only who
+    /// computes what.
+    fn lines_binned(
+        &mut self,
+        bytes: &[u8],
+        use_part: &mut UsePart<'_>,
+    ) -> Result<(), RetrievalError> {
+        self.carry.extend_from_slice(bytes);
+        while let Some(cut) = self.bin_cut() {
+            let mut rest = std::mem::take(&mut self.rest);
+            rest.extend_from_slice(&self.carry[cut..]);
+            self.carry.truncate(cut);
+            let mut lines = std::mem::replace(&mut self.carry, rest);
+            self.dispatch_taken(&mut lines, use_part)?;
+            self.rest = lines;
+        }
+        Ok(())
+    }
+
+    /// Where to cut the gathered lines (binning mode): after the last line of the bin
+    /// of the line at [`PART`] bytes, found by bisection on the lines' times (one
+    /// decoded time per step); `None` to wait for more lines. A time that does not
+    /// decode cuts after that line, as the other modes cut.
+    fn bin_cut(&mut self) -> Option<usize> {
+        let (Some(b), Some(peek)) = (self.binning, self.peek.as_mut()) else {
+            return None;
+        };
+        let buf = &self.carry;
+        let end = memchr::memrchr(b'\n', buf)? + 1;
+        if end <= PART {
+            return None;
+        }
+        let a = line_start(buf, PART);
+        let plain = a + memchr::memchr(b'\n', &buf[a..])? + 1;
+        let mut bin = |at: usize| {
+            let len = memchr::memchr(b'\n', &buf[at..])?;
+            let t = peek.decode_time(&buf[at..at + len]).ok()?;
+            Some(bin_of(t, b.interval))
+        };
+        let Some(first) = bin(a) else {
+            return Some(plain);
+        };
+        let (mut lo, mut hi) = (a, line_start(buf, end - 1));
+        match bin(hi) {
+            None => return Some(plain),
+            Some(last) if last == first => return (end >= MAX_PART).then_some(end),
+            Some(_) => {}
+        }
+        // `lo` starts a line of the first bin, `hi` one of another.
+        loop {
+            let mut mid = line_start(buf, lo + (hi - lo) / 2);
+            if mid <= lo {
+                mid = lo + memchr::memchr(b'\n', &buf[lo..hi])? + 1;
+            }
+            if mid >= hi {
+                return Some(hi);
+            }
+            match bin(mid) {
+                None => return Some(plain),
+                Some(x) if x == first => lo = mid,
+                Some(_) => hi = mid,
+            }
+        }
     }
 
     /// Takes a block of stored lines (escaped, newline-terminated; the last line may
@@ -363,6 +453,9 @@ impl Blocks {
         bytes: &[u8],
         use_part: &mut UsePart<'_>,
     ) -> Result<(), RetrievalError> {
+        if self.binning.is_some() {
+            return self.lines_binned(bytes, use_part);
+        }
         let mut rest = bytes;
         if !self.carry.is_empty() {
             let Some(nl) = memchr::memchr(b'\n', rest) else {
@@ -409,6 +502,25 @@ impl Blocks {
         let mut part = self.spare.pop().unwrap_or_else(Part::new);
         part.lines.clear();
         part.lines.extend_from_slice(lines);
+        self.send(part, use_part)
+    }
+
+    /// [`Blocks::dispatch`] of the bytes of `lines`, taken rather than copied: `lines` is
+    /// left with an empty buffer (the spare part's).
+    fn dispatch_taken(
+        &mut self,
+        lines: &mut Vec<u8>,
+        use_part: &mut UsePart<'_>,
+    ) -> Result<(), RetrievalError> {
+        self.use_ready(false, use_part)?;
+        let mut part = self.spare.pop().unwrap_or_else(Part::new);
+        std::mem::swap(&mut part.lines, lines);
+        lines.clear();
+        self.send(part, use_part)
+    }
+
+    /// Hands a part to the helper, or decodes it here when the helper has enough.
+    fn send(&mut self, mut part: Part, use_part: &mut UsePart<'_>) -> Result<(), RetrievalError> {
         part.file = self.file;
         if !self.started {
             self.started = true;
@@ -496,6 +608,9 @@ mod tests {
     use archiver_pb::LineDecoder;
     use archiver_pb::codec::encode_line;
 
+    /// A block of the file reader ([`archiver_pb::reader::COPY_BLOCK`]).
+    const COPY: usize = archiver_pb::reader::COPY_BLOCK;
+
     fn lines(n: usize) -> (Vec<u8>, Vec<Sample>) {
         let mut bytes = Vec::new();
         let mut scratch = Vec::new();
@@ -547,6 +662,58 @@ mod tests {
         )
         .expect("decode");
         assert_eq!(s, want[0]);
+    }
+
+    #[test]
+    fn binned_parts_are_cut_where_a_bin_ends() {
+        let (bytes, want) = lines(150_000);
+        let y = archiver_pb::time::start_of_year(2024);
+        for (interval, block) in [(600, 4096), (3600, PART + 3), (140_000, COPY)] {
+            let binning = Binning {
+                interval,
+                from: Timestamp::new(y - 1, 0),
+                to: Timestamp::new(y + 1_000_000, 0),
+            };
+            let mut blocks = Blocks::binning(binning);
+            blocks.file(PayloadType::ScalarDouble, 2024);
+            // (first bin, last bin, samples, bytes) of each part.
+            let mut parts = Vec::new();
+            let mut use_part = |p: &Part| {
+                let runs = p.runs().expect("binning mode");
+                assert!(runs.inside());
+                let (Some(a), Some(b)) = (runs.runs().first(), runs.runs().last()) else {
+                    return Ok(());
+                };
+                let n: u64 = runs.runs().iter().map(|r| r.added).sum();
+                assert_eq!(runs.head().len() as u64, a.added);
+                parts.push((a.bin, b.bin, n, p.lines.len()));
+                Ok(())
+            };
+            for b in bytes.chunks(block) {
+                blocks.lines(b, &mut use_part).expect("lines");
+            }
+            blocks.flush(&mut use_part).expect("flush");
+            let total: u64 = parts.iter().map(|p| p.2).sum();
+            assert_eq!(total, want.len() as u64, "interval {interval}");
+            assert!(
+                parts.len() > 2,
+                "interval {interval}: {} parts",
+                parts.len()
+            );
+            for w in parts.windows(2) {
+                let ((_, last, _, len), (first, _, _, _)) = (w[0], w[1]);
+                // A bin continues in the next part only when it is longer than a part
+                // may be.
+                assert!(
+                    first != last || len >= MAX_PART,
+                    "interval {interval}: {w:?}"
+                );
+                assert!(len > PART / 2, "interval {interval}: {w:?}");
+            }
+            if interval == 140_000 {
+                assert!(parts.iter().any(|p| p.3 >= MAX_PART));
+            }
+        }
     }
 
     #[test]

@@ -385,6 +385,9 @@ fn binned_parts_give_bit_for_bit_the_bins_of_the_samples_one_by_one() {
         "mean_600",
         "mean_3600",
         "mean_86400",
+        // Bins longer than a part can be (cut where the lines end, continued).
+        "mean_150000",
+        "stats_150000",
         "meanSample_7200",
         "min_3600",
         "max_1000",
@@ -420,7 +423,7 @@ fn binned_parts_give_bit_for_bit_the_bins_of_the_samples_one_by_one() {
             let raw = spec.text == "optimized_10000000";
             if binned && !raw {
                 assert!(
-                    taken > 20,
+                    taken >= 2,
                     "{} {from}..{to}: {taken} parts binned",
                     spec.text
                 );

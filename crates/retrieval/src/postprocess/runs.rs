@@ -7,8 +7,9 @@
 //! ([`Moments`]), whose last bits depend on the order the values were added, so runs are
 //! never merged by formula. A run is computed from an empty state, as the sequential path
 //! computes a bin from its first sample; the first run of a part may continue the bin of
-//! the part before it, so its values are kept instead and added one by one, in order, by
-//! the post-processor. The result is bit for bit what the samples one by one give (the
+//! the part before it, so its values are kept too, and then added one by one, in order,
+//! by the post-processor. The parts are cut where a bin ends when the bins are not too
+//! long ([`crate::block`]), so that this is rare. The result is bit for bit what the samples one by one give (the
 //! tests compare the two paths).
 
 use archiver_pb::{Sample, Timestamp};
@@ -34,8 +35,8 @@ pub struct Binning {
 pub struct Run {
     /// The bin ([`bin_of`]).
     pub bin: i64,
-    /// The run's non-NaN values, added in order to an empty state; empty for the first
-    /// run of a part (see [`Runs::head`]).
+    /// The run's non-NaN values, added in order to an empty state (for the first run of
+    /// a part: what it is if the run starts its bin, see [`Runs::head`]).
     pub moments: Moments,
     /// Samples in the run, NaN values included.
     pub added: u64,
@@ -101,9 +102,8 @@ impl Runs {
         let run = &mut self.runs[n - 1];
         if n == 1 {
             self.head.push(v);
-        } else {
-            run.moments.add_number(v);
         }
+        run.moments.add_number(v);
         run.added += 1;
         run.severity = run.severity.max(s.severity);
         run.connection_change |= reconnected(s);
@@ -115,8 +115,8 @@ impl Runs {
         !self.outside
     }
 
-    /// The values of the first run, in order, NaN included: it may continue the bin of
-    /// the part before, so they are added by the post-processor.
+    /// The values of the first run, in order, NaN included: when it continues the bin of
+    /// the part before, they are added by the post-processor.
     pub fn head(&self) -> &[f64] {
         &self.head
     }
@@ -163,8 +163,8 @@ mod tests {
             .iter()
             .map(|x| (x.bin, x.added, x.moments.n(), x.severity))
             .collect();
-        // The head run's moments are left to the post-processor; NaN counted as added.
-        assert_eq!(runs, vec![(10, 2, 0, 2), (11, 2, 2, 1), (12, 1, 0, 0)]);
+        // NaN counted as added, not in the moments.
+        assert_eq!(runs, vec![(10, 2, 1, 2), (11, 2, 2, 1), (12, 1, 0, 0)]);
         assert_eq!(r.runs()[1].moments.mean(), 4.0);
         // A sample at `from` or after `to`: the part goes sample by sample.
         r.push(&s(201, 1.0, 0), &b);

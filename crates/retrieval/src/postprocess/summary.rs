@@ -382,9 +382,9 @@ impl PostProcessor for Summary {
     }
 
     /// What [`Summary::sample`] does with samples inside `(from, to]`, a run at a time:
-    /// the first run's values added one by one (it may continue the current bin), every
-    /// later run's moments taken as they are (a bin begun inside the part, computed from
-    /// an empty state as [`Summary::switch`] leaves it).
+    /// a run that starts a bin brings its moments (computed from an empty state, as
+    /// [`Summary::switch`] leaves it); the first run of the part, when it continues the
+    /// current bin, its values, added here one by one.
     fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
         if !r.inside() || !self.collector.moments_only() {
             return Ok(false);
@@ -394,13 +394,11 @@ impl PostProcessor for Summary {
         }
         self.add_before();
         for (k, run) in r.runs().iter().enumerate() {
-            if self.current != Some(run.bin) {
-                self.commit(emit)?;
-                self.switch(run.bin);
-            }
-            if k == 0 {
+            if self.current == Some(run.bin) && k == 0 {
                 self.collector.fold(r.head());
             } else {
+                self.commit(emit)?;
+                self.switch(run.bin);
                 self.collector.moments = run.moments;
             }
             self.added += run.added;
