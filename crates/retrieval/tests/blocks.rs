@@ -404,9 +404,11 @@ fn binned_parts_give_bit_for_bit_the_bins_of_the_samples_one_by_one() {
         "optimized_100",
         "optimizedSample_150",
         "optimized_10000000",
+        "optimLastSample_300",
+        "optimLastSampleSample_3000",
         // Not binned by the threads: their samples one by one, as before.
         "median_3600",
-        "optimLastSample_300",
+        "linear_3600",
     ] {
         let spec = PostProcessorSpec::parse(spec).unwrap();
         let binned = build(&spec).binning().is_some();

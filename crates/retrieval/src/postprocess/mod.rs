@@ -94,8 +94,8 @@ pub trait PostProcessor: Send {
     /// The binning the decoding threads may do for this PV ([`runs`]), asked after
     /// [`PostProcessor::begin_pv`]: `Some` for the operators whose bins hold the moments
     /// only (`mean`, `min`, `max`, `count`, `std`, `variance`, `popvariance`, `jitter`,
-    /// `errorbar`, `stats`, `optimized`); `None` (the default) for the others, which get
-    /// every sample.
+    /// `errorbar`, `stats`, `optimized`, `optimLastSample`); `None` (the default) for
+    /// the others, which get every sample.
     fn binning(&self) -> Option<Binning> {
         None
     }

@@ -44,6 +44,8 @@ pub struct Run {
     pub severity: i32,
     /// A sample of the run carried `cnxregainedepsecs` ([`reconnected`]).
     pub connection_change: bool,
+    /// The run's last non-NaN value; NaN when it has none (`optimLastSample`).
+    pub last: f64,
 }
 
 /// The samples of one part, binned: see the module's text. Reused from part to part
@@ -96,6 +98,7 @@ impl Runs {
                 added: 0,
                 severity: 0,
                 connection_change: false,
+                last: f64::NAN,
             });
         }
         let n = self.runs.len();
@@ -104,6 +107,9 @@ impl Runs {
             self.head.push(v);
         }
         run.moments.add_number(v);
+        if !v.is_nan() {
+            run.last = v;
+        }
         run.added += 1;
         run.severity = run.severity.max(s.severity);
         run.connection_change |= reconnected(s);
@@ -166,6 +172,8 @@ mod tests {
         // NaN counted as added, not in the moments.
         assert_eq!(runs, vec![(10, 2, 1, 2), (11, 2, 2, 1), (12, 1, 0, 0)]);
         assert_eq!(r.runs()[1].moments.mean(), 4.0);
+        let last: Vec<f64> = r.runs().iter().map(|x| x.last).collect();
+        assert!(last[0] == 1.0 && last[1] == 5.0 && last[2].is_nan());
         // A sample at `from` or after `to`: the part goes sample by sample.
         r.push(&s(201, 1.0, 0), &b);
         assert!(!r.inside());

@@ -545,6 +545,8 @@ pub(super) struct OptimLastSample {
     points: u64,
     fill: bool,
     interval: i64,
+    from: Timestamp,
+    to: Timestamp,
     first_bin: i64,
     last_bin: i64,
     before: Option<Sample>,
@@ -570,6 +572,8 @@ impl OptimLastSample {
             points: u64::from(points.max(1)),
             fill,
             interval: 1,
+            from: Timestamp::new(0, 0),
+            to: Timestamp::new(0, 0),
             first_bin: 0,
             last_bin: 0,
             before: None,
@@ -693,11 +697,50 @@ impl PostProcessor for OptimLastSample {
         let ms = (desc.to.secs - desc.from.secs) * 1000
             + (i64::from(desc.to.nanos) - i64::from(desc.from.nanos)) / 1_000_000;
         self.interval = (ms / (1000 * self.points as i64)).clamp(1, i64::from(i32::MAX));
+        self.from = desc.from;
+        self.to = desc.to;
         self.first_bin = bin_of(desc.from, self.interval);
         self.last_bin = bin_of(desc.to, self.interval);
         desc.payload_type = PayloadType::WaveformDouble;
         desc.element_count = 6;
         Ok(())
+    }
+
+    fn binning(&self) -> Option<Binning> {
+        Some(Binning {
+            interval: self.interval,
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    /// What [`OptimLastSample::sample`] does with samples inside `(from, to]` once
+    /// binned (more than N samples read), a run at a time: a run that starts a bin
+    /// brings its moments, the first run of the part its values when it continues the
+    /// current bin; `last` is the run's last non-NaN value. Before, and while the
+    /// before-start sample waits, sample by sample.
+    fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        if !self.binned || !r.inside() || (!self.before_added && self.before.is_some()) {
+            return Ok(false);
+        }
+        for (k, run) in r.runs().iter().enumerate() {
+            if self.current == Some(run.bin) && k == 0 {
+                for &v in r.head() {
+                    self.moments.add_number(v);
+                }
+            } else {
+                self.commit(emit)?;
+                self.switch(run.bin);
+                self.moments = run.moments;
+            }
+            if !run.last.is_nan() {
+                self.last_value = run.last;
+            }
+            self.added += run.added;
+            self.severity = self.severity.max(run.severity);
+            self.connection_change |= run.connection_change;
+        }
+        Ok(true)
     }
 
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
