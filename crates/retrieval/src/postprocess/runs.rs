@@ -15,7 +15,8 @@
 use archiver_pb::{Sample, Timestamp};
 
 use super::stats::Moments;
-use super::{bin_of, number, reconnected};
+use super::{Emit, bin_of, number, reconnected};
+use crate::error::RetrievalError;
 
 /// The binning a post-processor lets the decoding threads do (from
 /// [`super::PostProcessor::binning`], asked after `begin_pv`).
@@ -131,6 +132,42 @@ impl Runs {
     pub fn runs(&self) -> &[Run] {
         &self.runs
     }
+}
+
+/// The bins of a binning post-processor, as [`join`] fills them.
+pub(super) trait Bins {
+    /// The bin being filled, if any.
+    fn current(&self) -> Option<i64>;
+    /// Emits the current bin (and what it completes) and starts `bin`, empty.
+    fn next_bin(&mut self, bin: i64, emit: &mut Emit<'_>) -> Result<(), RetrievalError>;
+    /// The moments of the current bin.
+    fn moments(&mut self) -> &mut Moments;
+    /// Counts the samples of `run`, now in the current bin (how many, the highest
+    /// severity, a connection change, the last value).
+    fn count(&mut self, run: &Run);
+}
+
+/// Fills `bins` with the runs of a part, in order, as the samples one by one would: a
+/// run that starts a bin brings its moments; the first run, when it continues the
+/// current bin, its values, added one by one.
+pub(super) fn join(
+    r: &Runs,
+    bins: &mut impl Bins,
+    emit: &mut Emit<'_>,
+) -> Result<(), RetrievalError> {
+    for (k, run) in r.runs().iter().enumerate() {
+        if k == 0 && bins.current() == Some(run.bin) {
+            let m = bins.moments();
+            for &v in r.head() {
+                m.add_number(v);
+            }
+        } else {
+            bins.next_bin(run.bin, emit)?;
+            *bins.moments() = run.moments;
+        }
+        bins.count(run);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

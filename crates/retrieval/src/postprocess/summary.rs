@@ -18,7 +18,7 @@
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::javanum::format_f64;
 
-use super::runs::{Binning, Runs};
+use super::runs::{Binning, Bins, Run, Runs, join};
 use super::spec::Stat;
 use super::stats::{Moments, kurtosis, linear_at, loess_at, percentile_legacy, skewness};
 use super::{Emit, PostProcessor, bin_centre, bin_of, number, reconnected};
@@ -110,14 +110,6 @@ impl Collector {
                 }
             }
             _ => self.moments.add_number(v),
-        }
-    }
-
-    /// Adds values in order, NaN skipped, as [`Collector::add`] does for a statistic of
-    /// the moments only.
-    fn fold(&mut self, values: &[f64]) {
-        for &v in values {
-            self.moments.add_number(v);
         }
     }
 
@@ -381,10 +373,9 @@ impl PostProcessor for Summary {
         })
     }
 
-    /// What [`Summary::sample`] does with samples inside `(from, to]`, a run at a time:
-    /// a run that starts a bin brings its moments (computed from an empty state, as
-    /// [`Summary::switch`] leaves it); the first run of the part, when it continues the
-    /// current bin, its values, added here one by one.
+    /// What [`Summary::sample`] does with samples inside `(from, to]`, a run at a time
+    /// ([`join`]: a run that starts a bin brings its moments, computed from an empty
+    /// state as [`Summary::switch`] leaves it).
     fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
         if !r.inside() || !self.collector.moments_only() {
             return Ok(false);
@@ -393,19 +384,30 @@ impl PostProcessor for Summary {
             return Ok(true);
         }
         self.add_before();
-        for (k, run) in r.runs().iter().enumerate() {
-            if self.current == Some(run.bin) && k == 0 {
-                self.collector.fold(r.head());
-            } else {
-                self.commit(emit)?;
-                self.switch(run.bin);
-                self.collector.moments = run.moments;
-            }
-            self.added += run.added;
-            self.severity = self.severity.max(run.severity);
-            self.connection_change |= run.connection_change;
-        }
+        join(r, self, emit)?;
         Ok(true)
+    }
+}
+
+impl Bins for Summary {
+    fn current(&self) -> Option<i64> {
+        self.current
+    }
+
+    fn next_bin(&mut self, bin: i64, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        self.commit(emit)?;
+        self.switch(bin);
+        Ok(())
+    }
+
+    fn moments(&mut self) -> &mut Moments {
+        &mut self.collector.moments
+    }
+
+    fn count(&mut self, run: &Run) {
+        self.added += run.added;
+        self.severity = self.severity.max(run.severity);
+        self.connection_change |= run.connection_change;
     }
 }
 
@@ -690,6 +692,31 @@ impl OptimLastSample {
     }
 }
 
+impl Bins for OptimLastSample {
+    fn current(&self) -> Option<i64> {
+        self.current
+    }
+
+    fn next_bin(&mut self, bin: i64, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        self.commit(emit)?;
+        self.switch(bin);
+        Ok(())
+    }
+
+    fn moments(&mut self) -> &mut Moments {
+        &mut self.moments
+    }
+
+    fn count(&mut self, run: &Run) {
+        if !run.last.is_nan() {
+            self.last_value = run.last;
+        }
+        self.added += run.added;
+        self.severity = self.severity.max(run.severity);
+        self.connection_change |= run.connection_change;
+    }
+}
+
 impl PostProcessor for OptimLastSample {
     fn begin_pv(&mut self, desc: &mut StreamDesc) -> Result<(), RetrievalError> {
         self.input = Some((desc.payload_type, desc.element_count));
@@ -715,31 +742,14 @@ impl PostProcessor for OptimLastSample {
     }
 
     /// What [`OptimLastSample::sample`] does with samples inside `(from, to]` once
-    /// binned (more than N samples read), a run at a time: a run that starts a bin
-    /// brings its moments, the first run of the part its values when it continues the
-    /// current bin; `last` is the run's last non-NaN value. Before, and while the
-    /// before-start sample waits, sample by sample.
+    /// binned (more than N samples read), a run at a time ([`join`]; a run's `last` is
+    /// its last non-NaN value). Before, and while the before-start sample waits, sample
+    /// by sample.
     fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
         if !self.binned || !r.inside() || (!self.before_added && self.before.is_some()) {
             return Ok(false);
         }
-        for (k, run) in r.runs().iter().enumerate() {
-            if self.current == Some(run.bin) && k == 0 {
-                for &v in r.head() {
-                    self.moments.add_number(v);
-                }
-            } else {
-                self.commit(emit)?;
-                self.switch(run.bin);
-                self.moments = run.moments;
-            }
-            if !run.last.is_nan() {
-                self.last_value = run.last;
-            }
-            self.added += run.added;
-            self.severity = self.severity.max(run.severity);
-            self.connection_change |= run.connection_change;
-        }
+        join(r, self, emit)?;
         Ok(true)
     }
 
