@@ -405,9 +405,6 @@ impl Blocks {
     /// decoded time per step); `None` to wait for more lines. A time that does not
     /// decode cuts after that line, as the other modes cut.
     fn bin_cut(&mut self) -> Option<usize> {
-        let (Some(b), Some(peek)) = (self.binning, self.peek.as_mut()) else {
-            return None;
-        };
         let buf = &self.carry;
         let end = memchr::memrchr(b'\n', buf)? + 1;
         if end <= PART {
@@ -415,6 +412,9 @@ impl Blocks {
         }
         let a = line_start(buf, PART);
         let plain = a + memchr::memchr(b'\n', &buf[a..])? + 1;
+        let (Some(b), Some(peek)) = (self.binning, self.peek.as_mut()) else {
+            return Some(plain);
+        };
         let mut bin = |at: usize| {
             let len = memchr::memchr(b'\n', &buf[at..])?;
             let t = peek.decode_time(&buf[at..at + len]).ok()?;
