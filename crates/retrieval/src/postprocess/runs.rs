@@ -1,7 +1,8 @@
-//! Binning on the decoding threads ([`crate::block`]): each part of stored lines is cut
-//! into runs — the samples of one bin in a row — and each run's statistics are computed
-//! by the thread that decoded the part; the post-processor ([`super::PostProcessor::runs`])
-//! then only joins the runs, in order, on the calling thread.
+//! Binning on the decoding threads (the module `block`): each part of stored lines is
+//! cut into runs — the samples of one bin in a row — and each run's statistics are
+//! computed by the thread that decoded the part; the post-processor
+//! ([`super::PostProcessor::runs`]) then only joins the runs, in order, on the calling
+//! thread ([`join`]).
 //!
 //! Exact, not approximate: the statistics are commons-math's incremental moments
 //! ([`Moments`]), whose last bits depend on the order the values were added, so runs are
@@ -9,8 +10,8 @@
 //! computes a bin from its first sample; the first run of a part may continue the bin of
 //! the part before it, so its values are kept too, and then added one by one, in order,
 //! by the post-processor. The parts are cut where a bin ends when the bins are not too
-//! long ([`crate::block`]), so that this is rare. The result is bit for bit what the samples one by one give (the
-//! tests compare the two paths).
+//! long (the module `block`), so that this is rare. The result is bit for bit what the
+//! samples one by one give (the tests compare the two paths).
 
 use archiver_pb::{Sample, Timestamp};
 
@@ -22,7 +23,7 @@ use crate::error::RetrievalError;
 /// [`super::PostProcessor::binning`], asked after `begin_pv`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binning {
-    /// Bin width in seconds: a sample's bin is `epochSeconds / interval` ([`bin_of`]).
+    /// Bin width in seconds: a sample's bin is `epochSeconds / interval` (Java's truncating division).
     pub interval: i64,
     /// Start of the request's range: a part with a sample at or before it goes sample by
     /// sample (the post-processor's rules for the before-start sample apply).
@@ -34,7 +35,7 @@ pub struct Binning {
 /// The samples of one bin in a row, within one part.
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
-    /// The bin ([`bin_of`]).
+    /// The bin: `epochSeconds / interval` of its samples.
     pub bin: i64,
     /// The run's non-NaN values, added in order to an empty state (for the first run of
     /// a part: what it is if the run starts its bin, see [`Runs::head`]).
@@ -43,7 +44,7 @@ pub struct Run {
     pub added: u64,
     /// The highest severity of the run's samples (0 when none is higher).
     pub severity: i32,
-    /// A sample of the run carried `cnxregainedepsecs` ([`reconnected`]).
+    /// A sample of the run carried `cnxregainedepsecs`.
     pub connection_change: bool,
     /// The run's last non-NaN value; NaN when it has none (`optimLastSample`).
     pub last: f64,
