@@ -2,7 +2,7 @@
 //! cut into runs — the samples of one bin in a row — and each run's statistics are
 //! computed by the thread that decoded the part; the post-processor
 //! ([`super::PostProcessor::runs`]) then only joins the runs, in order, on the calling
-//! thread ([`join`]).
+//! thread (`join`).
 //!
 //! Exact, not approximate: the statistics are commons-math's incremental moments
 //! ([`Moments`]), whose last bits depend on the order the values were added, so runs are
