@@ -24,10 +24,16 @@ use archiver_pb::{LineDecoder, PayloadType, Sample, Timestamp, Value};
 
 use crate::encode::Encoder;
 use crate::error::RetrievalError;
+use crate::postprocess::{Binning, Runs, bin_of};
 
 /// Bytes of stored lines per part (a part's JSON is about 4× that: close to a response
 /// piece, [`crate::PIECE`]).
 pub(crate) const PART: usize = 64 * 1024;
+
+/// Binning mode: the most bytes gathered while looking for the end of a bin; a longer
+/// bin is cut where the lines end (see [`Blocks::lines_binned`]). With [`QUEUED`], it
+/// bounds the memory of a binned response.
+const MAX_PART: usize = 2 * 1024 * 1024;
 
 /// Parts in flight: decoded or being decoded and not yet used. Bounds the memory (each
 /// part holds its lines, samples and encoded bytes) while leaving the helper work queued.
@@ -43,6 +49,9 @@ pub(crate) struct Part {
     file: (PayloadType, i32),
     samples: Vec<Sample>,
     decoded: usize,
+    /// The samples binned (binning mode).
+    runs: Runs,
+    binning: bool,
     bytes: Vec<u8>,
     /// Samples decoded (and encoded).
     pub(crate) count: u64,
@@ -57,6 +66,8 @@ impl Part {
             file: (PayloadType::ScalarDouble, 0),
             samples: Vec::new(),
             decoded: 0,
+            runs: Runs::default(),
+            binning: false,
             bytes: Vec::new(),
             count: 0,
             skipped: 0,
@@ -72,6 +83,92 @@ impl Part {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The samples binned (binning mode).
+    pub(crate) fn runs(&self) -> Option<&Runs> {
+        self.binning.then_some(&self.runs)
+    }
+
+    /// Calls `f` with each sample of the part, in order: the decoded ones (decoding
+    /// mode), else the lines decoded again, here (binning mode, when the post-processor
+    /// wants the samples one by one: rare, a decoder per part).
+    pub(crate) fn each_sample(
+        &self,
+        mut f: impl FnMut(&Sample) -> Result<(), RetrievalError>,
+    ) -> Result<(), RetrievalError> {
+        if !self.binning {
+            return self.samples().iter().try_for_each(f);
+        }
+        let (t, year) = self.file;
+        let year_start = start_of_year(year);
+        let mut decoder = LineDecoder::new(t, year);
+        let mut sample = empty_sample();
+        for (line, escaped) in LinesOf::new(&self.lines) {
+            if decode_line(line, escaped, t, year_start, &mut decoder, &mut sample) {
+                f(&sample)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The lines of a part (cut at newlines; the last may lack one), each with whether it
+/// holds an escape byte (found for the whole part in one scan: a line without one decodes
+/// as it is, most lines, without looking for one line by line).
+struct LinesOf<'a> {
+    bytes: &'a [u8],
+    start: usize,
+    newlines: memchr::Memchr<'a>,
+    escapes: std::iter::Peekable<memchr::Memchr<'a>>,
+}
+
+impl<'a> LinesOf<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LinesOf {
+            bytes,
+            start: 0,
+            newlines: memchr::memchr_iter(b'\n', bytes),
+            escapes: memchr::memchr_iter(ESCAPE, bytes).peekable(),
+        }
+    }
+}
+
+impl<'a> Iterator for LinesOf<'a> {
+    type Item = (&'a [u8], bool);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let end = match self.newlines.next() {
+            Some(end) => end,
+            None if self.start < self.bytes.len() => self.bytes.len(),
+            None => return None,
+        };
+        let line = &self.bytes[self.start..end];
+        self.start = end + 1;
+        let mut escaped = false;
+        while self.escapes.next_if(|&e| e < end).is_some() {
+            escaped = true;
+        }
+        Some((line, escaped))
+    }
+}
+
+/// Decodes a stored line into `sample`: false when it does not decode (skipped, as the
+/// file reader skips it).
+#[inline]
+fn decode_line(
+    line: &[u8],
+    escaped: bool,
+    t: PayloadType,
+    year_start: i64,
+    decoder: &mut LineDecoder,
+    sample: &mut Sample,
+) -> bool {
+    if escaped {
+        decoder.decode(line, sample).is_ok()
+    } else {
+        decode_sample_into(line, t, year_start, sample).is_ok()
+    }
 }
 
 /// Decodes (and encodes) parts; one per thread.
@@ -80,14 +177,17 @@ struct Worker {
     decoder: Option<((PayloadType, i32), i64, LineDecoder)>,
     /// A fork of the response's encoder (encoding mode).
     encoder: Option<Box<dyn Encoder + Send>>,
+    /// The post-processor's binning (binning mode).
+    binning: Option<Binning>,
     sample: Sample,
 }
 
 impl Worker {
-    fn new(encoder: Option<Box<dyn Encoder + Send>>) -> Self {
+    fn new(encoder: Option<Box<dyn Encoder + Send>>, binning: Option<Binning>) -> Self {
         Worker {
             decoder: None,
             encoder,
+            binning,
             sample: empty_sample(),
         }
     }
@@ -96,6 +196,8 @@ impl Worker {
         part.count = 0;
         part.skipped = 0;
         part.decoded = 0;
+        part.runs.clear();
+        part.binning = self.binning.is_some();
         let (t, year) = part.file;
         let (year_start, decoder) = match &mut self.decoder {
             Some((file, start, d)) if *file == part.file => (*start, d),
@@ -105,51 +207,37 @@ impl Worker {
                 (*start, d)
             }
         };
-        let lines = &part.lines;
-        // The escape bytes of the whole part in one scan: a line without one decodes
-        // as it is (most lines), without looking for one line by line.
-        let mut escapes = memchr::memchr_iter(ESCAPE, lines).peekable();
-        let mut each_line = |line: &[u8], end: usize| {
-            let mut escaped = false;
-            while escapes.next_if(|&e| e < end).is_some() {
-                escaped = true;
-            }
-            let sample = match &self.encoder {
-                Some(_) => &mut self.sample,
-                None => {
-                    if part.samples.len() <= part.decoded {
-                        part.samples.push(empty_sample());
-                    }
-                    &mut part.samples[part.decoded]
-                }
-            };
-            let ok = if escaped {
-                decoder.decode(line, sample).is_ok()
+        for (line, escaped) in LinesOf::new(&part.lines) {
+            let sample = if self.encoder.is_some() || self.binning.is_some() {
+                &mut self.sample
             } else {
-                decode_sample_into(line, t, year_start, sample).is_ok()
+                if part.samples.len() <= part.decoded {
+                    part.samples.push(empty_sample());
+                }
+                &mut part.samples[part.decoded]
             };
-            if !ok {
+            if !decode_line(line, escaped, t, year_start, decoder, sample) {
                 part.skipped += 1;
-                return;
+                continue;
             }
             part.count += 1;
-            match &mut self.encoder {
-                Some(enc) => enc.sample(&self.sample),
-                None => part.decoded += 1,
+            if let Some(enc) = &mut self.encoder {
+                enc.sample(&self.sample);
+            } else if let Some(b) = &self.binning {
+                part.runs.push(&self.sample, b);
+            } else {
+                part.decoded += 1;
             }
-        };
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', lines) {
-            each_line(&lines[start..end], end);
-            start = end + 1;
-        }
-        if start < lines.len() {
-            each_line(&lines[start..], lines.len());
         }
         if let Some(enc) = &mut self.encoder {
             part.bytes = enc.take();
         }
     }
+}
+
+/// The start of the line holding byte `at` of `buf`.
+fn line_start(buf: &[u8], at: usize) -> usize {
+    memchr::memrchr(b'\n', &buf[..at]).map_or(0, |i| i + 1)
 }
 
 fn empty_sample() -> Sample {
@@ -166,13 +254,13 @@ struct Helper {
 impl Helper {
     /// Starts the helper; `None` when no thread can be started (the calling thread then
     /// does all the work).
-    fn start(encoder: Option<Box<dyn Encoder + Send>>) -> Option<Helper> {
+    fn start(encoder: Option<Box<dyn Encoder + Send>>, binning: Option<Binning>) -> Option<Helper> {
         let (parts_tx, parts_rx) = channel::<Part>();
         let (done_tx, done_rx) = channel::<Part>();
         let thread = std::thread::Builder::new()
             .name("retrieval-decode".into())
             .spawn(move || {
-                let mut worker = Worker::new(encoder);
+                let mut worker = Worker::new(encoder, binning);
                 for mut part in parts_rx {
                     worker.run(&mut part);
                     if done_tx.send(part).is_err() {
@@ -227,10 +315,18 @@ pub(crate) struct Blocks {
     own: Worker,
     /// The encoder fork the helper gets when it starts (encoding mode).
     helper_encoder: Option<Box<dyn Encoder + Send>>,
+    /// The binning the helper gets when it starts (binning mode).
+    binning: Option<Binning>,
     helper: Option<Helper>,
     started: bool,
     file: (PayloadType, i32),
+    /// The start of a line that continues in the next block; in binning mode, every
+    /// line not yet in a part.
     carry: Vec<u8>,
+    /// A spare buffer for what follows a cut (binning mode).
+    rest: Vec<u8>,
+    /// The current file's decoder, for the times of lines (binning mode).
+    peek: Option<LineDecoder>,
     queue: VecDeque<Slot>,
     spare: Vec<Part>,
 }
@@ -238,24 +334,36 @@ pub(crate) struct Blocks {
 impl Blocks {
     /// Parts decoded into samples.
     pub(crate) fn decoding() -> Self {
-        Self::new(None, None)
+        Self::new(None, None, None)
+    }
+
+    /// Parts decoded and binned for a post-processor ([`Part::runs`]).
+    pub(crate) fn binning(binning: Binning) -> Self {
+        Self::new(None, None, Some(binning))
     }
 
     /// Parts decoded and encoded by `forks` of the response's encoder (one per thread,
     /// both in the state of the encoder after a sample of the current PV).
     pub(crate) fn encoding(forks: [Box<dyn Encoder + Send>; 2]) -> Self {
         let [a, b] = forks;
-        Self::new(Some(a), Some(b))
+        Self::new(Some(a), Some(b), None)
     }
 
-    fn new(own: Option<Box<dyn Encoder + Send>>, helper: Option<Box<dyn Encoder + Send>>) -> Self {
+    fn new(
+        own: Option<Box<dyn Encoder + Send>>,
+        helper: Option<Box<dyn Encoder + Send>>,
+        binning: Option<Binning>,
+    ) -> Self {
         Blocks {
-            own: Worker::new(own),
+            own: Worker::new(own, binning),
+            binning,
             helper_encoder: helper,
             helper: None,
             started: false,
             file: (PayloadType::ScalarDouble, 0),
             carry: Vec::new(),
+            rest: Vec::new(),
+            peek: None,
             queue: VecDeque::new(),
             spare: Vec::new(),
         }
@@ -264,6 +372,78 @@ impl Blocks {
     /// The lines that follow are of a file of this type and year.
     pub(crate) fn file(&mut self, payload_type: PayloadType, year: i32) {
         self.file = (payload_type, year);
+        if self.binning.is_some() {
+            self.peek = Some(LineDecoder::new(payload_type, year));
+        }
+    }
+
+    /// Binning mode: the lines are gathered and cut where a bin ends (after at least
+    /// [`PART`] bytes), so that a part's first run starts its bin and is computed by the
+    /// thread that decodes the part; a bin longer than [`MAX_PART`] bytes is cut where
+    /// the lines end (its later parts continue it: the post-processor adds their first
+    /// run's values itself). Where the cut falls never changes the result, only who
+    /// computes what.
+    fn lines_binned(
+        &mut self,
+        bytes: &[u8],
+        use_part: &mut UsePart<'_>,
+    ) -> Result<(), RetrievalError> {
+        self.carry.extend_from_slice(bytes);
+        while let Some(cut) = self.bin_cut() {
+            let mut rest = std::mem::take(&mut self.rest);
+            rest.extend_from_slice(&self.carry[cut..]);
+            self.carry.truncate(cut);
+            let mut lines = std::mem::replace(&mut self.carry, rest);
+            self.dispatch_taken(&mut lines, use_part)?;
+            self.rest = lines;
+        }
+        Ok(())
+    }
+
+    /// Where to cut the gathered lines (binning mode): after the last line of the bin
+    /// of the line at [`PART`] bytes, found by bisection on the lines' times (one
+    /// decoded time per step); `None` to wait for more lines. A time that does not
+    /// decode cuts after that line, as the other modes cut.
+    fn bin_cut(&mut self) -> Option<usize> {
+        let buf = &self.carry;
+        let end = memchr::memrchr(b'\n', buf)? + 1;
+        if end <= PART {
+            return None;
+        }
+        let a = line_start(buf, PART);
+        let plain = a + memchr::memchr(b'\n', &buf[a..])? + 1;
+        let (Some(b), Some(peek)) = (self.binning, self.peek.as_mut()) else {
+            return Some(plain);
+        };
+        let mut bin = |at: usize| {
+            let len = memchr::memchr(b'\n', &buf[at..])?;
+            let t = peek.decode_time(&buf[at..at + len]).ok()?;
+            Some(bin_of(t, b.interval))
+        };
+        let Some(first) = bin(a) else {
+            return Some(plain);
+        };
+        let (mut lo, mut hi) = (a, line_start(buf, end - 1));
+        match bin(hi) {
+            None => return Some(plain),
+            Some(last) if last == first => return (end >= MAX_PART).then_some(end),
+            Some(_) => {}
+        }
+        // `lo` starts a line of the first bin, `hi` one of another.
+        loop {
+            let mut mid = line_start(buf, lo + (hi - lo) / 2);
+            if mid <= lo {
+                mid = lo + memchr::memchr(b'\n', &buf[lo..hi])? + 1;
+            }
+            if mid >= hi {
+                return Some(hi);
+            }
+            match bin(mid) {
+                None => return Some(plain),
+                Some(x) if x == first => lo = mid,
+                Some(_) => hi = mid,
+            }
+        }
     }
 
     /// Takes a block of stored lines (escaped, newline-terminated; the last line may
@@ -273,6 +453,9 @@ impl Blocks {
         bytes: &[u8],
         use_part: &mut UsePart<'_>,
     ) -> Result<(), RetrievalError> {
+        if self.binning.is_some() {
+            return self.lines_binned(bytes, use_part);
+        }
         let mut rest = bytes;
         if !self.carry.is_empty() {
             let Some(nl) = memchr::memchr(b'\n', rest) else {
@@ -319,10 +502,29 @@ impl Blocks {
         let mut part = self.spare.pop().unwrap_or_else(Part::new);
         part.lines.clear();
         part.lines.extend_from_slice(lines);
+        self.send(part, use_part)
+    }
+
+    /// [`Blocks::dispatch`] of the bytes of `lines`, taken rather than copied: `lines` is
+    /// left with an empty buffer (the spare part's).
+    fn dispatch_taken(
+        &mut self,
+        lines: &mut Vec<u8>,
+        use_part: &mut UsePart<'_>,
+    ) -> Result<(), RetrievalError> {
+        self.use_ready(false, use_part)?;
+        let mut part = self.spare.pop().unwrap_or_else(Part::new);
+        std::mem::swap(&mut part.lines, lines);
+        lines.clear();
+        self.send(part, use_part)
+    }
+
+    /// Hands a part to the helper, or decodes it here when the helper has enough.
+    fn send(&mut self, mut part: Part, use_part: &mut UsePart<'_>) -> Result<(), RetrievalError> {
         part.file = self.file;
         if !self.started {
             self.started = true;
-            self.helper = Helper::start(self.helper_encoder.take());
+            self.helper = Helper::start(self.helper_encoder.take(), self.binning);
         }
         let at_helper = self
             .queue
@@ -406,6 +608,9 @@ mod tests {
     use archiver_pb::LineDecoder;
     use archiver_pb::codec::encode_line;
 
+    /// A block of the file reader ([`archiver_pb::reader::COPY_BLOCK`]).
+    const COPY: usize = archiver_pb::reader::COPY_BLOCK;
+
     fn lines(n: usize) -> (Vec<u8>, Vec<Sample>) {
         let mut bytes = Vec::new();
         let mut scratch = Vec::new();
@@ -457,6 +662,58 @@ mod tests {
         )
         .expect("decode");
         assert_eq!(s, want[0]);
+    }
+
+    #[test]
+    fn binned_parts_are_cut_where_a_bin_ends() {
+        let (bytes, want) = lines(150_000);
+        let y = archiver_pb::time::start_of_year(2024);
+        for (interval, block) in [(600, 4096), (3600, PART + 3), (140_000, COPY)] {
+            let binning = Binning {
+                interval,
+                from: Timestamp::new(y - 1, 0),
+                to: Timestamp::new(y + 1_000_000, 0),
+            };
+            let mut blocks = Blocks::binning(binning);
+            blocks.file(PayloadType::ScalarDouble, 2024);
+            // (first bin, last bin, samples, bytes) of each part.
+            let mut parts = Vec::new();
+            let mut use_part = |p: &Part| {
+                let runs = p.runs().expect("binning mode");
+                assert!(runs.inside());
+                let (Some(a), Some(b)) = (runs.runs().first(), runs.runs().last()) else {
+                    return Ok(());
+                };
+                let n: u64 = runs.runs().iter().map(|r| r.added).sum();
+                assert_eq!(runs.head().len() as u64, a.added);
+                parts.push((a.bin, b.bin, n, p.lines.len()));
+                Ok(())
+            };
+            for b in bytes.chunks(block) {
+                blocks.lines(b, &mut use_part).expect("lines");
+            }
+            blocks.flush(&mut use_part).expect("flush");
+            let total: u64 = parts.iter().map(|p| p.2).sum();
+            assert_eq!(total, want.len() as u64, "interval {interval}");
+            assert!(
+                parts.len() > 2,
+                "interval {interval}: {} parts",
+                parts.len()
+            );
+            for w in parts.windows(2) {
+                let ((_, last, _, len), (first, _, _, _)) = (w[0], w[1]);
+                // A bin continues in the next part only when it is longer than a part
+                // may be.
+                assert!(
+                    first != last || len >= MAX_PART,
+                    "interval {interval}: {w:?}"
+                );
+                assert!(len > PART / 2, "interval {interval}: {w:?}");
+            }
+            if interval == 140_000 {
+                assert!(parts.iter().any(|p| p.3 >= MAX_PART));
+            }
+        }
     }
 
     #[test]

@@ -59,10 +59,10 @@ pub(crate) trait LineSink<E> {
         false
     }
 
-    /// Stored lines (escaped, each ending in its newline), `count` of them, of the file
-    /// of the sample last given, following it. A block may end inside a line.
-    fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), E> {
-        let _ = (bytes, count);
+    /// Stored lines (escaped, each ending in its newline) of the file of the sample last
+    /// given, following it. A block may end inside a line.
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), E> {
+        let _ = bytes;
         Ok(())
     }
 
@@ -123,9 +123,9 @@ pub(crate) fn read_lines<E: From<StorageError>>(
                     && let Some(file) = file
                     && sink.takes_lines(origin, file)
                 {
-                    let copied = q.copy_lines_through(|b, n| sink.lines(b, n))?;
+                    let copied = q.copy_lines_through(|b| sink.lines(b))?;
                     sink.lines_end()?;
-                    if let Some((last, _)) = copied {
+                    if let Some(last) = copied {
                         merge.passed_through(last);
                     }
                 }

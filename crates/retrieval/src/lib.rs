@@ -63,7 +63,10 @@ DataRequest ──plan()──▶ Plan ──Producer::pv──▶ stores (oldes
   parts of 64 KiB and decoded on two threads (a helper thread and the producer's; the
   module `block`): raw data in json/csv/qw encoded there by forks of the encoder
   ([`Encoder::fork`], [`Encoder::append`]), a post-processor run over the decoded parts in
-  order on the producer's thread.
+  order on the producer's thread — or, for the operators of the moments
+  ([`PostProcessor::binning`]: `mean`, `stats`, `optimized`, `optimLastSample`, ...), the
+  parts cut where a bin ends and binned on both threads, the runs joined in order
+  ([`PostProcessor::runs`], [`postprocess::runs`]): bit for bit the sequential result.
   With the identity post-processor ([`PostProcessor::is_identity`]) the samples go to the
   encoder with their origin.
 * [`Retrieval`] — catalogue + store resolver + live source as one cloneable value;

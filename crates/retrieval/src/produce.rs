@@ -2,6 +2,7 @@
 //! buffer → merge/dedup → post-processor → encoder → pieces of bounded size handed to a
 //! [`PieceSink`] (in a server, a short queue to the connection).
 
+use archiver_pb::reader::count_newlines;
 use archiver_pb::{PayloadType, Sample, Timestamp};
 use archiver_storage::Tier;
 
@@ -102,10 +103,10 @@ impl<E: Encoder> LineSink<RetrievalError> for PvOutput<'_, E> {
         true
     }
 
-    fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), RetrievalError> {
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), RetrievalError> {
         if self.copying {
             self.encoder.lines(bytes);
-            return self.counted_n(count);
+            return self.counted_n(count_newlines(bytes));
         }
         self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
     }
@@ -151,7 +152,8 @@ impl<E: Encoder> PvOutput<'_, E> {
 
 /// A post-processor over the merged samples; the stored lines after a sample that passed
 /// the merge are decoded in parts on two threads ([`Blocks`]), the post-processor running
-/// over them in order on this one.
+/// over them in order on this one — binned there too when the post-processor says how
+/// ([`PostProcessor::binning`]: it then joins each part's runs, [`PostProcessor::runs`]).
 struct PpLines<'p, 'o, 'a, P: ?Sized, E> {
     pp: &'p mut P,
     out: &'o mut PvOutput<'a, E>,
@@ -166,10 +168,12 @@ impl<P: PostProcessor + ?Sized, E: Encoder> PpLines<'_, '_, '_, P, E> {
         let (pp, out) = (&mut *self.pp, &mut *self.out);
         f(&mut self.blocks, &mut |p: &Part| {
             out.produced.skipped_lines += p.skipped;
-            for s in p.samples() {
-                pp.sample(s, out)?;
+            if let Some(runs) = p.runs()
+                && pp.runs(runs, out)?
+            {
+                return Ok(());
             }
-            Ok(())
+            p.each_sample(|s| pp.sample(s, out))
         })
     }
 }
@@ -185,7 +189,7 @@ impl<P: PostProcessor + ?Sized, E: Encoder> LineSink<RetrievalError> for PpLines
         true
     }
 
-    fn lines(&mut self, bytes: &[u8], _count: u64) -> Result<(), RetrievalError> {
+    fn lines(&mut self, bytes: &[u8]) -> Result<(), RetrievalError> {
         self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
     }
 
@@ -375,10 +379,11 @@ impl<'s, E: Encoder> Producer<'s, E> {
         } else if pp.is_identity() {
             read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut out)?
         } else {
+            let blocks = pp.binning().map_or_else(Blocks::decoding, Blocks::binning);
             let mut sink = PpLines {
                 pp: &mut *pp,
                 out: &mut out,
-                blocks: Blocks::decoding(),
+                blocks,
             };
             read_lines(&tiers, &plan.pv, &spans, &plan.buffer, &mut sink)?
         };

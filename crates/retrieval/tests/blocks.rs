@@ -9,16 +9,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use archiver_pb::time::start_of_year;
-use archiver_pb::{Granularity, PayloadType, Sample, Timestamp, Value};
+use archiver_pb::{FieldValue, Granularity, PayloadType, Sample, Timestamp, Value};
 use archiver_retrieval::csv::CsvResponse;
 use archiver_retrieval::json::JsonResponse;
-use archiver_retrieval::postprocess::build;
+use archiver_retrieval::postprocess::{Binning, Runs, build};
 use archiver_retrieval::qw::QwResponse;
 use archiver_retrieval::{
-    Encoder, Origin, Plan, PostProcessorSpec, Produced, Producer, Raw, RetrievalError, StreamDesc,
-    TypeSource, for_each_sample,
+    Emit, Encoder, Origin, Plan, PostProcessor, PostProcessorSpec, Produced, Producer, Raw,
+    RetrievalError, StreamDesc, TypeSource, for_each_sample,
 };
 use archiver_storage::Tier;
 
@@ -267,6 +269,172 @@ fn post_processors_over_parts_emit_what_they_emit_over_samples_one_by_one() {
             // Compared as printed: NaN values are not equal to themselves.
             assert!(
                 format!("{:?}", *got) == format!("{want:?}"),
+                "{} {from}..{to}: {} / {} samples",
+                spec.text,
+                got.len(),
+                want.len()
+            );
+        }
+    }
+}
+
+/// Forwards to a post-processor, counting the parts it took binned.
+struct CountRuns {
+    inner: Box<dyn PostProcessor>,
+    taken: Arc<AtomicU64>,
+}
+
+impl PostProcessor for CountRuns {
+    fn begin_pv(&mut self, desc: &mut StreamDesc) -> Result<(), RetrievalError> {
+        self.inner.begin_pv(desc)
+    }
+    fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        self.inner.sample(s, emit)
+    }
+    fn end_pv(&mut self, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        self.inner.end_pv(emit)
+    }
+    fn binning(&self) -> Option<Binning> {
+        self.inner.binning()
+    }
+    fn runs(&mut self, runs: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        let taken = self.inner.runs(runs, emit)?;
+        self.taken.fetch_add(u64::from(taken), Ordering::Relaxed);
+        Ok(taken)
+    }
+}
+
+/// What `spec` emits for `plan` through the pipeline (and how many parts it took
+/// binned), and over the merged samples one by one.
+fn both_paths(spec: &PostProcessorSpec, p: &Plan) -> (Vec<Sample>, u64, Vec<Sample>) {
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let taken = Arc::new(AtomicU64::new(0));
+    let mut sink = |_: Vec<u8>, _| Ok::<(), RetrievalError>(());
+    let mut producer = Producer::new(Collect(got.clone()), &mut sink);
+    let mut pp = CountRuns {
+        inner: build(spec),
+        taken: taken.clone(),
+    };
+    producer.pv(p, &mut pp).unwrap();
+    producer.finish().unwrap();
+    let mut want: Vec<Sample> = Vec::new();
+    let mut pp = build(spec);
+    let mut desc = p.desc.clone();
+    pp.begin_pv(&mut desc).unwrap();
+    let tiers: Vec<&Tier> = p.stores.iter().collect();
+    let mut emit = |s: &Sample| {
+        want.push(s.clone());
+        Ok::<(), RetrievalError>(())
+    };
+    for_each_sample(&tiers, &p.pv, p.desc.from, p.desc.to, &p.buffer, |s| {
+        pp.sample(s, &mut emit)
+    })
+    .unwrap();
+    pp.end_pv(&mut emit).unwrap();
+    let got = got.borrow().clone();
+    (got, taken.load(Ordering::Relaxed), want)
+}
+
+/// Sample `k` of the year-boundary fixture: 1 Hz around the start of 2025, values that
+/// escape, NaN, alarms, and connection changes (`cnxregainedepsecs`) now and then.
+fn around_new_year(k: i64) -> Sample {
+    let v = match k % 17 {
+        0 => f64::from_bits(0x400A_1B0D_0000_0000 ^ k as u64),
+        3 => f64::NAN,
+        _ => (k as f64).sin() * 1e3 + 0.1,
+    };
+    let mut x = Sample::new(
+        Timestamp::new(y() + k, (k % 5) as u32),
+        Value::ScalarDouble(v),
+    );
+    if k % 29 == 0 {
+        x.severity = 1 + (k % 3) as i32;
+        x.status = 3;
+    }
+    if k % 4999 == 0 {
+        x.field_values = vec![
+            FieldValue::new("cnxlostepsecs", (y() + k - 5).to_string()),
+            FieldValue::new("cnxregainedepsecs", (y() + k).to_string()),
+            FieldValue::new("startup", "true"),
+        ];
+    }
+    x
+}
+
+#[test]
+fn binned_parts_give_bit_for_bit_the_bins_of_the_samples_one_by_one() {
+    // LTS (years): the 100 000 s before 2025 and the 100 000 s after, two files; the
+    // STS (hours) the 2 000 s after, overlapping by 100 s; the buffer after that.
+    let dir = tempfile::tempdir().unwrap();
+    let lts = Tier::new("LTS", dir.path().join("lts"), Granularity::Year);
+    let sts = Tier::new("STS", dir.path().join("sts"), Granularity::Hour);
+    let ty = PayloadType::ScalarDouble;
+    let range = |a: i64, b: i64| (a..b).map(around_new_year).collect::<Vec<_>>();
+    lts.append(PV, ty, &range(-100_000, 100_000)).unwrap();
+    sts.append(PV, ty, &range(99_900, 101_900)).unwrap();
+    let f = Fixture {
+        _dir: dir,
+        stores: vec![lts, sts],
+        buffer: range(101_800, 102_000),
+    };
+    // From inside the first file (the last sample before start in its own bin), from
+    // exactly at a sample (no such bin), from before the data; to inside the second
+    // file, in the STS, and after everything.
+    let ranges = [(-77_777, 88_888), (-50_000, 101_950), (-200_000, 300_000)];
+    for spec in [
+        "mean_600",
+        "mean_3600",
+        "mean_86400",
+        // Bins longer than a part can be (cut where the lines end, continued).
+        "mean_150000",
+        "stats_150000",
+        "meanSample_7200",
+        "min_3600",
+        "max_1000",
+        "count_3600",
+        "countSample_1000",
+        "std_3600",
+        "variance_5000",
+        "popvariance_3600",
+        "jitter_3600",
+        "errorbar_3600",
+        "stats_3600",
+        "statsSample_45000",
+        "optimized_1000",
+        "optimized_100",
+        "optimizedSample_150",
+        "optimized_10000000",
+        "optimLastSample_300",
+        "optimLastSampleSample_3000",
+        // Not binned by the threads: their samples one by one, as before.
+        "median_3600",
+        "linear_3600",
+    ] {
+        let spec = PostProcessorSpec::parse(spec).unwrap();
+        let binned = build(&spec).binning().is_some();
+        for (from, to) in ranges {
+            let mut p = plan(&f, from, to);
+            let t = |k: i64| around_new_year(k).time;
+            p.desc.from = if from == -50_000 {
+                t(from)
+            } else {
+                Timestamp::new(t(from).secs, 500_000_000)
+            };
+            let (got, taken, want) = both_paths(&spec, &p);
+            assert!(!want.is_empty());
+            let raw = spec.text == "optimized_10000000";
+            if binned && !raw {
+                assert!(
+                    taken >= 2,
+                    "{} {from}..{to}: {taken} parts binned",
+                    spec.text
+                );
+            } else {
+                assert_eq!(taken, 0, "{} {from}..{to}", spec.text);
+            }
+            // Compared as printed (every bit of each value; NaN is not equal to itself).
+            assert!(
+                format!("{got:?}") == format!("{want:?}"),
                 "{} {from}..{to}: {} / {} samples",
                 spec.text,
                 got.len(),

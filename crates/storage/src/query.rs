@@ -128,16 +128,15 @@ impl TierQuery {
 
     /// After a sample of the current file ([`TierQuery::next_sample`]): hands the
     /// following stored lines of that file up to the last one at or before the query's
-    /// `to`, verbatim, in blocks with their line counts, without decoding them
+    /// `to`, verbatim, in blocks, without decoding them
     /// (`archiver_pb::PbReader::copy_lines_through`: Java's copy of a partition inside
-    /// the range). Returns the time of the last line handed over and how many were,
-    /// `None` when none was. The query goes on after them (the next sample is in a later
+    /// the range). Returns the time of the last line handed over, `None` when none was. The query goes on after them (the next sample is in a later
     /// file, or after `to`). Errors: reading the file ([`StorageError::Io`]) or the
     /// sink's, which stops the copy.
     pub fn copy_lines_through<E: From<StorageError>>(
         &mut self,
-        sink: impl FnMut(&[u8], u64) -> Result<(), E>,
-    ) -> Result<Option<(Timestamp, u64)>, E> {
+        sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Option<Timestamp>, E> {
         let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };

@@ -5,6 +5,8 @@
 //! * [`spec`] — the spec of a request (`pv=mean_600(PV)`, `pv=mean(PV,600)`, `pp=mean_600`)
 //!   and the Java registry with its prefix lookup: [`PostProcessorSpec`], [`Op`].
 //! * [`stats`] — the numeric definitions of commons-math that the Java operators use.
+//! * [`runs`] — the binning the decoding threads do for the operators of the moments
+//!   ([`PostProcessor::binning`], [`PostProcessor::runs`]): exact, joined in order.
 //! * `summary` — the summarizing operators over epoch-aligned bins (`mean`, `min`, ...,
 //!   `stats`, `errorbar`, `optimized`, `optimLastSample`).
 //! * `select` — the operators that pick or count samples (`firstSample`, `lastSample`,
@@ -23,12 +25,14 @@ use archiver_pb::{PayloadType, Sample};
 use crate::error::RetrievalError;
 use crate::plan::StreamDesc;
 
+pub mod runs;
 pub mod spec;
 pub mod stats;
 
 mod select;
 mod summary;
 
+pub use runs::{Binning, Run, Runs};
 pub use spec::{Op, PostProcessorSpec, Stat};
 
 /// Where a post-processor sends the samples it emits: the rest of the pipeline (encoder,
@@ -85,6 +89,25 @@ pub trait PostProcessor: Send {
     fn end_pv(&mut self, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
         let _ = emit;
         Ok(())
+    }
+
+    /// The binning the decoding threads may do for this PV ([`runs`]), asked after
+    /// [`PostProcessor::begin_pv`]: `Some` for the operators whose bins hold the moments
+    /// only (`mean`, `min`, `max`, `count`, `std`, `variance`, `popvariance`, `jitter`,
+    /// `errorbar`, `stats`, `optimized`, `optimLastSample`); `None` (the default) for
+    /// the others, which get every sample.
+    fn binning(&self) -> Option<Binning> {
+        None
+    }
+
+    /// Takes the samples of a part of stored lines binned ([`Runs`]: all of them inside
+    /// `(from, to]` per [`Runs::inside`], in order, after the samples given before) and
+    /// emits what they complete, exactly as [`PostProcessor::sample`] would for each;
+    /// returns false, having changed nothing, when it wants them one by one instead.
+    /// The default: false.
+    fn runs(&mut self, runs: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        let _ = (runs, emit);
+        Ok(false)
     }
 
     /// True for the identity ([`Raw`]): the producer then hands the merged samples to
@@ -179,6 +202,14 @@ impl PostProcessor for Numeric {
 
     fn end_pv(&mut self, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
         self.inner.end_pv(emit)
+    }
+
+    fn binning(&self) -> Option<Binning> {
+        self.inner.binning()
+    }
+
+    fn runs(&mut self, runs: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        self.inner.runs(runs, emit)
     }
 }
 

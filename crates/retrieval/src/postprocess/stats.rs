@@ -58,6 +58,14 @@ impl Moments {
         }
     }
 
+    /// Adds a value unless it is NaN (the post-processors' statistics ignore NaN).
+    #[inline]
+    pub fn add_number(&mut self, d: f64) {
+        if !d.is_nan() {
+            self.add(d);
+        }
+    }
+
     /// Values added.
     pub fn n(&self) -> u64 {
         self.n

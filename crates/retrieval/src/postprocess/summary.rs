@@ -18,6 +18,7 @@
 use archiver_pb::{FieldValue, PayloadType, Sample, Timestamp, Value};
 use archiver_registry::javanum::format_f64;
 
+use super::runs::{Binning, Bins, Run, Runs, join};
 use super::spec::Stat;
 use super::stats::{Moments, kurtosis, linear_at, loess_at, percentile_legacy, skewness};
 use super::{Emit, PostProcessor, bin_centre, bin_of, number, reconnected};
@@ -108,12 +109,26 @@ impl Collector {
                     self.values.push(v);
                 }
             }
-            _ => {
-                if !v.is_nan() {
-                    self.moments.add(v);
-                }
-            }
+            _ => self.moments.add_number(v),
         }
+    }
+
+    /// True when the statistic reads the moments only: the decoding threads may then bin
+    /// ([`super::runs`]).
+    fn moments_only(&self) -> bool {
+        matches!(
+            self.stat,
+            Stat::Mean
+                | Stat::Min
+                | Stat::Max
+                | Stat::Count
+                | Stat::Std
+                | Stat::Variance
+                | Stat::PopVariance
+                | Stat::Jitter
+                | Stat::ErrorBar
+                | Stat::Stats
+        )
     }
 
     /// The statistic of the bin `bin` of width `interval`.
@@ -237,6 +252,20 @@ impl Summary {
         bin
     }
 
+    /// Puts the latest sample before `from` alone in bin `firstBin − 1`, at the first
+    /// sample after it (or at the end), unless a sample lies at `from`.
+    fn add_before(&mut self) {
+        if let Some((t, v)) = self.before
+            && !self.before_suppressed
+            && !self.before_added
+        {
+            self.switch(self.first_bin - 1);
+            self.collector.add(t, v);
+            self.added += 1;
+            self.before_added = true;
+        }
+    }
+
     fn switch(&mut self, bin: i64) {
         self.current = Some(bin);
         self.collector.reset();
@@ -317,15 +346,7 @@ impl PostProcessor for Summary {
         if s.time == self.from {
             self.before_suppressed = true;
         }
-        if let Some((t, v)) = self.before
-            && !self.before_suppressed
-            && !self.before_added
-        {
-            self.switch(self.first_bin - 1);
-            self.collector.add(t, v);
-            self.added += 1;
-            self.before_added = true;
-        }
+        self.add_before();
         let bin = self.bin_of(s.time);
         if self.current != Some(bin) {
             self.commit(emit)?;
@@ -339,17 +360,54 @@ impl PostProcessor for Summary {
     }
 
     fn end_pv(&mut self, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
-        if let Some((t, v)) = self.before
-            && !self.before_suppressed
-            && !self.before_added
-        {
-            self.switch(self.first_bin - 1);
-            self.collector.add(t, v);
-            self.added += 1;
-            self.before_added = true;
-        }
+        self.add_before();
         self.commit(emit)?;
         self.fill_until(self.last_bin + 1, emit)
+    }
+
+    fn binning(&self) -> Option<Binning> {
+        self.collector.moments_only().then_some(Binning {
+            interval: self.interval,
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    /// What [`Summary::sample`] does with samples inside `(from, to]`, a run at a time
+    /// ([`join`]: a run that starts a bin brings its moments, computed from an empty
+    /// state as [`Summary::switch`] leaves it).
+    fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        if !r.inside() || !self.collector.moments_only() {
+            return Ok(false);
+        }
+        if r.runs().is_empty() {
+            return Ok(true);
+        }
+        self.add_before();
+        join(r, self, emit)?;
+        Ok(true)
+    }
+}
+
+impl Bins for Summary {
+    fn current(&self) -> Option<i64> {
+        self.current
+    }
+
+    fn next_bin(&mut self, bin: i64, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        self.commit(emit)?;
+        self.switch(bin);
+        Ok(())
+    }
+
+    fn moments(&mut self) -> &mut Moments {
+        &mut self.collector.moments
+    }
+
+    fn count(&mut self, run: &Run) {
+        self.added += run.added;
+        self.severity = self.severity.max(run.severity);
+        self.connection_change |= run.connection_change;
     }
 }
 
@@ -422,6 +480,19 @@ impl PostProcessor for Optimized {
         self.summary.begin_pv(desc)
     }
 
+    fn binning(&self) -> Option<Binning> {
+        self.summary.binning()
+    }
+
+    /// Runs once binned (more than N samples read: the raw samples are no longer kept);
+    /// before, sample by sample.
+    fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        if !self.binned {
+            return Ok(false);
+        }
+        self.summary.runs(r, emit)
+    }
+
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
         let added = self.summary.added;
         self.run(emit, |sum, out| sum.sample(s, out))?;
@@ -476,6 +547,8 @@ pub(super) struct OptimLastSample {
     points: u64,
     fill: bool,
     interval: i64,
+    from: Timestamp,
+    to: Timestamp,
     first_bin: i64,
     last_bin: i64,
     before: Option<Sample>,
@@ -501,6 +574,8 @@ impl OptimLastSample {
             points: u64::from(points.max(1)),
             fill,
             interval: 1,
+            from: Timestamp::new(0, 0),
+            to: Timestamp::new(0, 0),
             first_bin: 0,
             last_bin: 0,
             before: None,
@@ -617,6 +692,31 @@ impl OptimLastSample {
     }
 }
 
+impl Bins for OptimLastSample {
+    fn current(&self) -> Option<i64> {
+        self.current
+    }
+
+    fn next_bin(&mut self, bin: i64, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
+        self.commit(emit)?;
+        self.switch(bin);
+        Ok(())
+    }
+
+    fn moments(&mut self) -> &mut Moments {
+        &mut self.moments
+    }
+
+    fn count(&mut self, run: &Run) {
+        if !run.last.is_nan() {
+            self.last_value = run.last;
+        }
+        self.added += run.added;
+        self.severity = self.severity.max(run.severity);
+        self.connection_change |= run.connection_change;
+    }
+}
+
 impl PostProcessor for OptimLastSample {
     fn begin_pv(&mut self, desc: &mut StreamDesc) -> Result<(), RetrievalError> {
         self.input = Some((desc.payload_type, desc.element_count));
@@ -624,11 +724,33 @@ impl PostProcessor for OptimLastSample {
         let ms = (desc.to.secs - desc.from.secs) * 1000
             + (i64::from(desc.to.nanos) - i64::from(desc.from.nanos)) / 1_000_000;
         self.interval = (ms / (1000 * self.points as i64)).clamp(1, i64::from(i32::MAX));
+        self.from = desc.from;
+        self.to = desc.to;
         self.first_bin = bin_of(desc.from, self.interval);
         self.last_bin = bin_of(desc.to, self.interval);
         desc.payload_type = PayloadType::WaveformDouble;
         desc.element_count = 6;
         Ok(())
+    }
+
+    fn binning(&self) -> Option<Binning> {
+        Some(Binning {
+            interval: self.interval,
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    /// What [`OptimLastSample::sample`] does with samples inside `(from, to]` once
+    /// binned (more than N samples read), a run at a time ([`join`]; a run's `last` is
+    /// its last non-NaN value). Before, and while the before-start sample waits, sample
+    /// by sample.
+    fn runs(&mut self, r: &Runs, emit: &mut Emit<'_>) -> Result<bool, RetrievalError> {
+        if !self.binned || !r.inside() || (!self.before_added && self.before.is_some()) {
+            return Ok(false);
+        }
+        join(r, self, emit)?;
+        Ok(true)
     }
 
     fn sample(&mut self, s: &Sample, emit: &mut Emit<'_>) -> Result<(), RetrievalError> {
