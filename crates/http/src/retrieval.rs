@@ -233,15 +233,7 @@ where
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(PIECES_QUEUED);
     let job_label = label.clone();
     tokio::task::spawn_blocking(move || {
-        let mut sink = |bytes: Vec<u8>, last: bool| {
-            let piece = if last {
-                Piece::Last(bytes)
-            } else {
-                Piece::More(bytes)
-            };
-            tx.blocking_send(piece)
-                .map_err(|_| RetrievalError::ClientGone)
-        };
+        let mut sink = ChannelSink(tx.clone());
         match job(&retrieval, &mut sink) {
             Ok(done) if done.skipped_lines > 0 => tracing::warn!(
                 pv = %job_label,
@@ -422,6 +414,27 @@ enum Piece {
     Last(Vec<u8>),
     /// The retrieval failed (before the first piece: the response is an error).
     Failed(RetrievalError),
+}
+
+/// The pieces of a response, to the connection's queue; gone once the connection's end
+/// of the queue is dropped (the client went away, before or during the body).
+struct ChannelSink(tokio::sync::mpsc::Sender<Piece>);
+
+impl PieceSink for ChannelSink {
+    fn piece(&mut self, bytes: Vec<u8>, last: bool) -> Result<(), RetrievalError> {
+        let piece = if last {
+            Piece::Last(bytes)
+        } else {
+            Piece::More(bytes)
+        };
+        self.0
+            .blocking_send(piece)
+            .map_err(|_| RetrievalError::ClientGone)
+    }
+
+    fn gone(&self) -> bool {
+        self.0.is_closed()
+    }
 }
 
 /// The body after its first piece. A failure after the status line has gone out ends the

@@ -190,6 +190,10 @@ impl<P: PostProcessor + ?Sized, E: Encoder> LineSink<RetrievalError> for PpLines
     }
 
     fn lines(&mut self, bytes: &[u8]) -> Result<(), RetrievalError> {
+        // Pieces are rare here (a bin a day...): ask whether anyone still listens.
+        if self.out.sink.gone() {
+            return Err(RetrievalError::ClientGone);
+        }
         self.with_blocks(|blocks, use_part| blocks.lines(bytes, use_part))
     }
 
@@ -253,6 +257,15 @@ pub const PIECES_QUEUED: usize = 4;
 pub trait PieceSink {
     /// Hands over the next piece.
     fn piece(&mut self, bytes: Vec<u8>, last: bool) -> Result<(), RetrievalError>;
+
+    /// Whether nobody will take the pieces any more (the client went away). The producer
+    /// asks between blocks of stored lines (about every 256 KiB read) and stops with
+    /// [`RetrievalError::ClientGone`]: a post-processor that emits one bin a day over a
+    /// year would otherwise read the whole year before it tried to hand a piece over.
+    /// Default: never.
+    fn gone(&self) -> bool {
+        false
+    }
 }
 
 impl<F> PieceSink for F

@@ -443,3 +443,57 @@ fn binned_parts_give_bit_for_bit_the_bins_of_the_samples_one_by_one() {
         }
     }
 }
+
+/// A sink whose client goes away after `after` questions, counting them.
+struct LeavingClient {
+    asked: Cell<u64>,
+    after: u64,
+}
+
+impl archiver_retrieval::PieceSink for LeavingClient {
+    fn piece(&mut self, _: Vec<u8>, _: bool) -> Result<(), RetrievalError> {
+        Ok(())
+    }
+    fn gone(&self) -> bool {
+        self.asked.set(self.asked.get() + 1);
+        self.asked.get() > self.after
+    }
+}
+
+/// A post-processor that emits one bin a day hands no piece over for days of data: the
+/// producer still asks, between blocks of stored lines, whether the client is there, and
+/// stops once it is gone instead of reading the rest of the range.
+#[test]
+fn a_client_gone_stops_a_post_processor_that_emits_rarely() {
+    let f = fixture();
+    let p = plan(&f, RANGES[0].0, RANGES[0].1);
+    for spec in ["mean_86400", "ncount", "median_86400", "count_86400"] {
+        let spec = PostProcessorSpec::parse(spec).unwrap();
+        // A client that stays: every block is asked about, the whole range is produced.
+        let mut stays = LeavingClient {
+            asked: Cell::new(0),
+            after: u64::MAX,
+        };
+        let mut producer = Producer::new(JsonResponse::new(), &mut stays);
+        producer.pv(&p, &mut *build(&spec)).unwrap();
+        producer.finish().unwrap();
+        let blocks = stays.asked.get();
+        assert!(blocks > 4, "{spec:?}: asked {blocks} times");
+        // A client that leaves after the second block.
+        let mut leaves = LeavingClient {
+            asked: Cell::new(0),
+            after: 2,
+        };
+        let mut producer = Producer::new(JsonResponse::new(), &mut leaves);
+        let r = producer.pv(&p, &mut *build(&spec));
+        assert!(
+            matches!(r, Err(RetrievalError::ClientGone)),
+            "{spec:?}: {r:?}"
+        );
+        assert_eq!(
+            leaves.asked.get(),
+            3,
+            "{spec:?}: read on after the client left"
+        );
+    }
+}
