@@ -38,6 +38,13 @@ pub enum StorageOpsError {
         /// The accepted names, comma separated.
         known: String,
     },
+    /// The named store is the blackhole: consolidating into it would delete the PV's data
+    /// in every store, a deletion that no management call does by moving.
+    #[error(
+        "{0:?} is a blackhole store: consolidating into it would delete the PV's data; \
+         use deletePVData to delete data (stores data can be consolidated into: {1})"
+    )]
+    BlackholeStore(String, String),
     /// The PV is not archived here and has no data.
     #[error("PV {0} is not archived here and has no data")]
     UnknownPv(String),
@@ -68,7 +75,9 @@ impl StorageOpsError {
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            StorageOpsError::UnknownStore { .. } | StorageOpsError::EmptyRange { .. }
+            StorageOpsError::UnknownStore { .. }
+                | StorageOpsError::BlackholeStore(..)
+                | StorageOpsError::EmptyRange { .. }
         )
     }
 
@@ -258,10 +267,22 @@ impl Appliance {
         let known: Vec<String> = (0..etl.stages())
             .filter_map(|s| etl.stage_names(s).map(|(_, d)| d.to_string()))
             .collect();
+        let blackhole = self.stores().blackhole();
+        let stores = || {
+            known
+                .iter()
+                .filter(|k| Some(k.as_str()) != blackhole)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if blackhole == Some(store) {
+            return Err(StorageOpsError::BlackholeStore(store.to_string(), stores()));
+        }
         if !known.iter().any(|k| k == store) {
             return Err(StorageOpsError::UnknownStore {
                 store: store.to_string(),
-                known: known.join(", "),
+                known: stores(),
             });
         }
         let chain = self.check_known(pv).await?;

@@ -39,6 +39,11 @@ fn t0() -> i64 {
 }
 
 async fn setup(dir: &std::path::Path, sts_extra: &str) -> Setup {
+    setup_with(dir, sts_extra, None).await
+}
+
+/// [`setup`] with one more store URL after the LTS (a blackhole).
+async fn setup_with(dir: &std::path::Path, sts_extra: &str, after_lts: Option<&str>) -> Setup {
     let server = Server::start(ServerConfig::loopback()).await.unwrap();
     let client = Client::new(server.client_config().build().unwrap())
         .await
@@ -49,7 +54,9 @@ async fn setup(dir: &std::path::Path, sts_extra: &str) -> Setup {
             format!("pb://localhost?name=STS&rootFolder={d}/sts&partitionGranularity=PARTITION_HOUR{sts_extra}"),
             format!("pb://localhost?name=MTS&rootFolder={d}/mts&partitionGranularity=PARTITION_DAY"),
             format!("pb://localhost?name=LTS&rootFolder={d}/lts&partitionGranularity=PARTITION_YEAR"),
-        ],
+        ]
+        .into_iter()
+        .chain(after_lts.map(str::to_string)),
         Backend::fs(),
     )
     .unwrap();
@@ -206,6 +213,35 @@ async fn consolidation_through_two_hops_counts_each_sample_once() {
         "the MTS's one file moved into the LTS: {c:?}"
     );
     assert_eq!(c.errors, 0);
+    s.appliance.engine().shutdown().await;
+}
+
+/// consolidateDataForPV into the appliance's blackhole would delete the PV's data in every
+/// store (a fresh user lost 72 files that way, answered "0 files moved"): a 400 that says
+/// so and names the stores data can be consolidated into; nothing is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consolidation_into_the_blackhole_is_refused_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup_with(dir.path(), "", Some("blackhole://localhost?name=Trash")).await;
+    let stores = s.appliance.stores().clone();
+    let sts = &stores.tiers()[0];
+    fill(sts);
+    let before = count(sts);
+    let err = s.appliance.consolidate(PV, "Trash").await.unwrap_err();
+    assert!(err.is_bad_request(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("blackhole") && msg.contains("deletePVData"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("MTS, LTS") && !msg.contains("LTS, Trash"),
+        "{msg}"
+    );
+    assert_eq!(count(sts), before);
+    // An unknown store's message does not offer the blackhole either.
+    let err = s.appliance.consolidate(PV, "XTS").await.unwrap_err();
+    assert!(!err.to_string().contains("Trash"), "{err}");
     s.appliance.engine().shutdown().await;
 }
 
