@@ -204,6 +204,36 @@ fn last_write_operator_period_storage_metrics_and_a_list_delete_through_the_bina
         pushed["value"].as_str().unwrap().ends_with(" UTC"),
         "{pushed}"
     );
+    // Disk use from the files: per store in the details, per PV in the report (Java's
+    // shape, bytes and MB), the PV without data last.
+    let line = |name: &str| {
+        details
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .map(|d| d["value"].as_str().unwrap().to_string())
+    };
+    let sts_bytes: u64 = line("Space consumed in STS (bytes)")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sts_bytes > 0, "{details}");
+    assert_ne!(line("Partition files in STS").unwrap(), "0", "{details}");
+    assert!(line("Total space consumed by this PV (bytes)").is_some());
+    let consumed = a.json("/mgmt/bpl/getPVsByStorageConsumed?limit=-1");
+    let rows = consumed.as_array().unwrap();
+    let ai_row = rows.iter().find(|r| r["pvName"] == json!(ai)).unwrap();
+    let ai_bytes: u64 = ai_row["storageConsumed"].as_str().unwrap().parse().unwrap();
+    assert!(ai_bytes >= sts_bytes, "{consumed}");
+    assert_eq!(ai_row["instance"], "appliance0", "{consumed}");
+    assert!(ai_row["storageConsumedInMB"].is_string(), "{consumed}");
+    assert_eq!(
+        rows.last().unwrap()["pvName"],
+        "M4:NOBODY:SERVES:THIS",
+        "{consumed}"
+    );
+    assert_eq!(rows.last().unwrap()["storageConsumed"], "0", "{consumed}");
 
     // The operator's period outlives a re-application of the policy (its rule says 2 s).
     let info = a.json(&format!("/mgmt/bpl/getPVTypeInfo?pv={}", enc(&ai)));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use archiver_engine::{PvStatus, PvSummary, SamplingMethod};
 use archiver_pb::Timestamp;
 use archiver_registry::{PvTypeInfo, Registry};
-use archiver_storage::{DeleteCounts, EtlCounts};
+use archiver_storage::{DeleteCounts, DiskUsage, EtlCounts};
 use async_trait::async_trait;
 
 use crate::appliance::{Appliance, Archived};
@@ -180,6 +180,20 @@ pub trait ApplianceApi: Send + Sync + 'static {
     /// (`consolidateDataForPV`). The default refuses ([`StorageOpsError::Unsupported`]).
     async fn consolidate(&self, pv: &str, store: &str) -> Result<EtlCounts, StorageOpsError> {
         let _ = (pv, store);
+        Err(StorageOpsError::Unsupported)
+    }
+
+    /// Disk use of `pv` in each store (files, bytes), by store name, in the stores' order.
+    /// The default: none.
+    async fn disk_usage(&self, pv: &str) -> Result<Vec<(String, DiskUsage)>, StorageOpsError> {
+        let _ = pv;
+        Ok(Vec::new())
+    }
+
+    /// Bytes on disk of each of `pvs`, every store together, in order (the storage-consumed
+    /// report). The default: none ([`StorageOpsError::Unsupported`]).
+    async fn disk_bytes(&self, pvs: Vec<String>) -> Result<Vec<u64>, StorageOpsError> {
+        let _ = pvs;
         Err(StorageOpsError::Unsupported)
     }
 
@@ -350,5 +364,13 @@ impl ApplianceApi for Appliance {
         to: Timestamp,
     ) -> Result<DeleteCounts, StorageOpsError> {
         Appliance::delete_data_range(self, pv, from, to).await
+    }
+
+    async fn disk_usage(&self, pv: &str) -> Result<Vec<(String, DiskUsage)>, StorageOpsError> {
+        Appliance::disk_usage(self, pv).await
+    }
+
+    async fn disk_bytes(&self, pvs: Vec<String>) -> Result<Vec<u64>, StorageOpsError> {
+        Appliance::disk_bytes(self, pvs).await
     }
 }

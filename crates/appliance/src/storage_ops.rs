@@ -375,6 +375,26 @@ impl Appliance {
         blocking(move || Ok(stores.disk_usage(&pv)?)).await
     }
 
+    /// Bytes of each of `pvs` on disk, every store together, in order (Java's
+    /// `StorageWithLifetime.getPVSByStorageConsumed`: `spaceConsumedByPV` summed over the
+    /// PV's stores). A PV's files are found through the stores' partition indexes and each
+    /// file's length read once: no folder of other PVs is listed.
+    pub async fn disk_bytes(&self, pvs: Vec<String>) -> Result<Vec<u64>, StorageOpsError> {
+        let stores = self.stores().clone();
+        blocking(move || {
+            pvs.iter()
+                .map(|pv| {
+                    Ok(stores
+                        .disk_usage(pv)?
+                        .iter()
+                        .map(|(_, u)| u.bytes)
+                        .sum::<u64>())
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The chain of stores of a known PV (`None`: archived, not catalogued yet); an
     /// unknown PV is [`StorageOpsError::UnknownPv`].
     async fn check_known(&self, pv: &str) -> Result<Option<Vec<ChainStore>>, StorageOpsError> {

@@ -242,7 +242,7 @@ fn yes_no(b: bool, yes: &str, no: &str) -> String {
 }
 
 /// Java's two-digit grouping (`###,###.##`).
-fn two_digits(x: f64) -> String {
+pub(super) fn two_digits(x: f64) -> String {
     let s = format!("{x:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -261,7 +261,8 @@ fn two_digits(x: f64) -> String {
 }
 
 /// `getPVDetails`: `pv`; a list of `{"name", "value", "source"}` with the Java labels,
-/// literally: the catalogue's part (`source` `mgmt`) then the engine's (`pv`).
+/// literally: the catalogue's part (`source` `mgmt`), the disk use in each store (`etl`:
+/// bytes and partition files per store, and the total), then the engine's (`pv`).
 pub async fn get_pv_details(
     State(app): State<SharedAppliance>,
     req: BplRequest,
@@ -358,6 +359,34 @@ pub async fn get_pv_details(
         }
         if let Some(c) = &t.controlling_pv {
             detail(&mut out, m, "Controlling PV:", c.clone());
+        }
+    }
+    // Disk use per store (Java's ETL part of the details, source `etl`): a store that
+    // cannot be listed just leaves its lines out of this page.
+    if let Ok(usage) = app.disk_usage(&pv).await {
+        let e = "etl";
+        let total: u64 = usage.iter().map(|(_, u)| u.bytes).sum();
+        for (store, u) in &usage {
+            detail(
+                &mut out,
+                e,
+                &format!("Space consumed in {store} (bytes)"),
+                u.bytes.to_string(),
+            );
+            detail(
+                &mut out,
+                e,
+                &format!("Partition files in {store}"),
+                u.files.to_string(),
+            );
+        }
+        if !usage.is_empty() {
+            detail(
+                &mut out,
+                e,
+                "Total space consumed by this PV (bytes)",
+                total.to_string(),
+            );
         }
     }
     let Some(s) = status else {

@@ -257,8 +257,11 @@ pub async fn storage_rate(
     json_rows(&rows)
 }
 
-/// `getPVsByStorageConsumed`: `[{pvName, storageConsumedInMB}]`, the bytes each PV put
-/// into its buffer since the engine got it, largest first.
+/// `getPVsByStorageConsumed`: `[{pvName, instance, storageConsumed, storageConsumedInMB}]`,
+/// the bytes of each PV's files in every store (Java `PVsByStorageConsumed` over
+/// `StorageWithLifetime.getPVSByStorageConsumed`: `storageConsumed` in bytes,
+/// `storageConsumedInMB` as Java's `###,###.##`), largest first, at most `limit` (Java's
+/// default 100; `-1` all).
 pub async fn storage_consumed(
     State(app): State<SharedAppliance>,
     req: BplRequest,
@@ -267,19 +270,33 @@ pub async fn storage_consumed(
     #[serde(rename_all = "camelCase")]
     struct Row {
         pv_name: String,
+        instance: String,
+        storage_consumed: String,
         storage_consumed_in_m_b: String,
     }
-    let rows = top(
-        summaries(&app).await?,
-        |_| true,
-        |s| s.counters.bytes_stored,
-        true,
-        limit(&req, None)?,
-        |s| Row {
-            pv_name: s.name.to_string(),
-            storage_consumed_in_m_b: format!("{:?}", s.counters.bytes_stored as f64 / 1_048_576.0),
-        },
-    );
+    let limit = limit(&req, Some(100))?;
+    let names: Vec<String> = summaries(&app)
+        .await?
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    let bytes = app
+        .disk_bytes(names.clone())
+        .await
+        .map_err(super::storage::storage_error)?;
+    let identity = app.identity();
+    let mut consumed: Vec<(String, u64)> = names.into_iter().zip(bytes).collect();
+    consumed.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    consumed.truncate(limit.unwrap_or(usize::MAX));
+    let rows: Vec<Row> = consumed
+        .into_iter()
+        .map(|(name, b)| Row {
+            pv_name: name,
+            instance: identity.to_string(),
+            storage_consumed: b.to_string(),
+            storage_consumed_in_m_b: super::admin::two_digits(b as f64 / 1_048_576.0),
+        })
+        .collect();
     json_rows(&rows)
 }
 

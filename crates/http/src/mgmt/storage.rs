@@ -36,7 +36,7 @@ pub fn routes() -> Router<SharedAppliance> {
         )
 }
 
-fn storage_error(e: StorageOpsError) -> ApiError {
+pub(super) fn storage_error(e: StorageOpsError) -> ApiError {
     if e.is_bad_request() {
         ApiError::bad(e.to_string())
     } else if e.is_not_found() {
