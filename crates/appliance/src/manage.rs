@@ -458,6 +458,16 @@ impl Appliance {
             .policy()
             .config_from_type_info(&info)
             .map_err(|e| ApplianceError::BadRequest(e.to_string()))?;
+        // Each data store URL must read as one (a typo such as `partitionGranularty`
+        // would otherwise surface only when the PV's data is first read or moved). A store
+        // name this appliance does not configure is accepted, as for data folders taken
+        // over: retrieval reads the configured stores for it.
+        for url in &info.data_stores {
+            if archiver_storage::blackhole_name(url).is_none() {
+                archiver_storage::StoreUrl::parse(url)
+                    .map_err(|e| ApplianceError::BadRequest(format!("dataStores: {url:?}: {e}")))?;
+            }
+        }
         let exists = self.has_type_info(pv).await?;
         if exists && !override_existing {
             return Err(ApplianceError::Validation(format!(

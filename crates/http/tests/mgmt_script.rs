@@ -1605,6 +1605,19 @@ async fn fields_aliases_and_name_lists_follow_java() {
         r["validation"].as_str().unwrap().contains("createnew"),
         "{r}"
     );
+    // A data store URL with a typo is a 400 naming it, not a surprise at the first read.
+    let mut typo = t.clone();
+    typo["dataStores"] =
+        json!(["pb://localhost?name=STS&rootFolder=/x&partitionGranularty=PARTITION_HOUR"]);
+    let (code, r) = h
+        .call(
+            Request::post("/mgmt/bpl/putPVTypeInfo?pv=NAMES:NEW&createnew=true")
+                .body(Body::from(typo.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r.to_string().contains("partitionGranularty"), "{r}");
     let r = h
         .post_json(
             "/mgmt/bpl/putPVTypeInfo?pv=NAMES:NEW&createnew=true",

@@ -84,7 +84,8 @@ pub struct DeleteCounts {
     pub files_removed: u64,
     /// Partition files rewritten without the range.
     pub files_rewritten: u64,
-    /// Samples deleted.
+    /// Samples deleted (summed over tiers: a sample held by two tiers, as between an ETL
+    /// copy and its source's deletion, counts in each).
     pub samples_deleted: u64,
 }
 

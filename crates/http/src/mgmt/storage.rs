@@ -158,7 +158,8 @@ pub struct DeleteDataReply {
     /// Partition files rewritten without the range.
     #[serde(rename = "filesRewritten")]
     files_rewritten: u64,
-    /// Samples deleted.
+    /// Samples deleted, counted in each store they were in (a sample that ETL had copied
+    /// to the next store and not yet deleted from the first counts twice).
     #[serde(rename = "samplesDeleted")]
     samples_deleted: u64,
 }
