@@ -16,7 +16,7 @@ use archiver_appliance::{
 };
 use archiver_ca::{Client, ClientConfig};
 use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
-use archiver_http::RetrievalState;
+use archiver_http::{RetrievalState, ops};
 use archiver_registry::{Registry, SqliteRegistry};
 use archiver_storage::Backend;
 use archiver_time::SystemClock;
@@ -103,6 +103,26 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File>
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
+}
+
+/// Every endpoint of `appliance` (management, retrieval over `retrieval`), the
+/// operations endpoints (`/metrics` over the appliance and `etl`, `/health`, `/ready` of
+/// `ready`), and the retrieval requests counted for `/metrics`.
+fn with_ops(
+    appliance: &Appliance,
+    etl: Option<archiver_storage::Etl>,
+    ready: &ops::Readiness,
+    retrieval: RetrievalState,
+) -> axum::Router {
+    let counters = Arc::new(ops::RetrievalCounters::default());
+    let source = appliance.clone();
+    let state = ops::OpsState {
+        figures: Arc::new(move || source.figures(etl.as_ref())),
+        retrieval: counters.clone(),
+        ready: ready.clone(),
+    };
+    let api = archiver_http::app(Arc::new(appliance.clone()), retrieval);
+    ops::count_retrieval(api.merge(ops::router(state)), counters)
 }
 
 /// How long requests under way at a shutdown signal may go on before they are cut and the
@@ -214,7 +234,17 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     };
     // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
     let retrieval = RetrievalState::new(appliance.retrieval(), clock);
-    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
+    // ETL over every store, on the Java schedule (started after the restore below); built
+    // here so that /metrics reads its totals.
+    let etl = appliance.new_etl(file.storage.out_of_space_policy()?);
+    let etl_enabled = file.storage.etl_enabled();
+    let ready = ops::Readiness::default();
+    let router = with_ops(
+        &appliance,
+        etl_enabled.then(|| etl.clone()),
+        &ready,
+        retrieval,
+    );
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -242,15 +272,15 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             .into_future(),
     );
     info!("HTTP listening on {local}; restoring the PVs of the catalogue");
+    // Registry open and engine started: ready (PVs not restored yet answer as not archived).
+    ready.set_restoring();
     let restored = appliance.restore().await?;
+    ready.set_restored();
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
     let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
-    // ETL over every store, on the Java schedule; stopped before the engine's final write.
-    let etl = appliance.new_etl(file.storage.out_of_space_policy()?);
-    let etl_service = file
-        .storage
-        .etl_enabled()
-        .then(|| appliance.spawn_etl(etl.clone(), CancellationToken::new()));
+    // ETL stopped before the engine's final write.
+    let etl_service =
+        etl_enabled.then(|| appliance.spawn_etl(etl.clone(), CancellationToken::new()));
     if demo {
         let mut specs = Vec::with_capacity(demo_pvs.len());
         for (name, period) in &demo_pvs {
