@@ -134,17 +134,8 @@ fn files_by_pv(
 
 /// Runs `archiver import`; prints what it did.
 pub fn run(args: &ImportArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("./archiver-data"));
-    let data_dir = std::path::absolute(&data_dir)
-        .with_context(|| format!("data dir {}", data_dir.display()))?;
+    let file = FileConfig::layered(args.config.as_deref())?;
+    let data_dir = file.data_dir(args.data_dir.as_deref())?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let _lock = crate::serve::lock_data_dir(&data_dir)?;

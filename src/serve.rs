@@ -12,22 +12,23 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use archiver_appliance::{
-    Appliance, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SYNC_PERIOD, SamplingPeriod,
+    Appliance, ApplianceParts, ArchiveSpec, CancellationToken, SYNC_PERIOD, SamplingPeriod,
 };
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
+use archiver_engine::{Engine, SamplingMethod, Unwritten};
 use archiver_http::{RetrievalState, ops};
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Backend;
 use archiver_time::SystemClock;
 use tracing::{info, warn};
 
-use crate::config::FileConfig;
+use crate::config::{FileConfig, Resolved};
 
 /// Flags shared by `serve` and `demo`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Configuration file (TOML); its keys are documented in the README and src/config.rs.
+    /// Configuration file (TOML); every key with its default: `archiver config defaults`.
+    /// Keys are also read from ARCHIVER_<KEY> / ARCHIVER_<SECTION>_<KEY> environment
+    /// variables (over the file); the flags below win over both.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folder for the registry and the storage tiers [default: ./archiver-data].
@@ -131,23 +132,22 @@ const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("./archiver-data"));
-    // Absolute: the stores' root folders go into every PV's dataStores (and exports),
-    // which must not depend on where the server was started.
-    let data_dir = std::path::absolute(&data_dir)
-        .with_context(|| format!("data dir {}", data_dir.display()))?;
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 17665)));
+    let file = FileConfig::layered(args.config.as_deref())?;
+    let Resolved {
+        data_dir,
+        listen,
+        identity,
+        stores,
+        policy,
+        engine: mut engine_cfg,
+        out_of_space,
+        etl: etl_enabled,
+        ..
+    } = file.resolve(
+        args.data_dir.as_deref(),
+        args.listen,
+        args.config.as_deref(),
+    )?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     // One archiver per data folder: a second one would write the same files and catalogue.
@@ -156,13 +156,6 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
     // Every configured store; the engine writes to the first (the STS), new PVs get all.
-    let stores = file
-        .storage
-        .data_stores(&data_dir, Backend::fs())
-        .with_context(|| match &args.config {
-            Some(p) => format!("config file {}", p.display()),
-            None => "the default data store".to_string(),
-        })?;
     let sts = stores
         .tiers()
         .first()
@@ -177,30 +170,6 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             sts.root().display()
         )
     })?;
-    // The Java default policy; new PVs list every store, STS first.
-    let mut policy = Policy::for_stores(&stores);
-    policy.site = file.policy.site_policy(&stores)?;
-    if let Some(f) = file.engine.default_archive_fields.clone() {
-        policy.archive_fields = f;
-    }
-    policy.default_pva = file
-        .engine
-        .default_protocol
-        .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case("pva"));
-
-    let mut engine_cfg = EngineConfig::default();
-    if let Some(p) = file.engine.write_period_secs {
-        engine_cfg.write_period = Duration::from_secs_f64(p);
-    }
-    if let Some(d) = file.engine.server_ioc_drift_secs {
-        engine_cfg.drift_secs = d;
-    }
-    policy.apply_to(&mut engine_cfg);
-    if let Some(m) = file.engine.max_buffer_samples {
-        engine_cfg.max_buffer_samples = m;
-    }
-    engine_cfg.rate_limit = file.storage.rate_limit()?;
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
 
@@ -218,7 +187,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let clock = Arc::new(SystemClock);
     let engine = Engine::start(client, sts, engine_cfg, clock.clone());
     let registry: Arc<dyn Registry> = Arc::new(registry);
-    let identity: Arc<str> = Arc::from(file.identity.as_deref().unwrap_or("appliance0"));
+    let identity: Arc<str> = Arc::from(identity.as_str());
     let appliance = Appliance::new(ApplianceParts {
         engine,
         registry,
@@ -236,8 +205,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let retrieval = RetrievalState::new(appliance.retrieval(), clock);
     // ETL over every store, on the Java schedule (started after the restore below); built
     // here so that /metrics reads its totals.
-    let etl = appliance.new_etl(file.storage.out_of_space_policy()?);
-    let etl_enabled = file.storage.etl_enabled();
+    let etl = appliance.new_etl(out_of_space);
     let ready = ops::Readiness::default();
     let router = with_ops(
         &appliance,
