@@ -126,6 +126,28 @@ fn with_ops(
     ops::count_retrieval(api.merge(ops::router(state)), counters)
 }
 
+/// When the start-up summary's second line (PVs connected) is logged.
+const CONNECTED_CHECK_AFTER: Duration = Duration::from_secs(10);
+
+/// The configuration file for the start-up summary.
+fn config_name(path: Option<&std::path::Path>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "none (defaults and ARCHIVER_* environment)".to_string(),
+    }
+}
+
+/// `NAME=root` of every data store, for the start-up summary.
+fn store_roots(stores: &archiver_storage::DataStores) -> String {
+    let mut roots: Vec<String> = stores
+        .tiers()
+        .iter()
+        .map(|t| format!("{}={}", t.name(), t.root().display()))
+        .collect();
+    roots.extend(stores.blackhole().map(|b| format!("{b}=blackhole")));
+    roots.join(" ")
+}
+
 /// How long requests under way at a shutdown signal may go on before they are cut and the
 /// shutdown goes on (a stuck client must not keep the buffers from being written).
 const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -276,7 +298,33 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         println!("  curl 'http://{local}/retrieval/data/getData.json?pv={first}'");
         println!("  (samples are written every write period; recent ones come from memory)");
     }
-    info!("listening on {local}");
+    info!(
+        config = %config_name(args.config.as_deref()),
+        data_dir = %data_dir.display(),
+        stores = %store_roots(appliance.stores()),
+        restored,
+        listen = %local,
+        etl = etl_enabled,
+        "started: listening on {local}, {restored} PVs restored"
+    );
+    // 10 s after start, how many PVs connected: a site whose IOCs cannot be reached (a
+    // wrong EPICS_CA_ADDR_LIST) sees it in the log at once.
+    let later = appliance.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(CONNECTED_CHECK_AFTER).await;
+        let c = archiver_appliance::PvCounts::of(&later.engine().summaries());
+        info!(
+            connected = c.connected,
+            not_connected = c.disconnected + c.never_connected,
+            paused = c.paused,
+            "{} s after start: {} of {} PVs connected, {} not (yet), {} paused",
+            CONNECTED_CHECK_AFTER.as_secs(),
+            c.connected,
+            c.total,
+            c.disconnected + c.never_connected,
+            c.paused
+        );
+    });
     let drain_deadline = async {
         signalled.notified().await;
         tokio::time::sleep(HTTP_DRAIN_DEADLINE).await;
