@@ -12,6 +12,7 @@ mod import_cmd;
 mod malloc;
 mod pb_cmd;
 mod pb_generate;
+mod progress;
 mod pva_cmd;
 mod serve;
 
