@@ -7,7 +7,8 @@
 //!
 //! Every key can be set by an environment variable `ARCHIVER_<KEY>` for a top-level key
 //! and `ARCHIVER_<SECTION>_<KEY>` for a key of a section, upper case:
-//! `ARCHIVER_LISTEN=0.0.0.0:17665`, `ARCHIVER_DATA_DIR=/var/lib/archiver`,
+//! `ARCHIVER_LISTEN=0.0.0.0:17665` (also `ARCHIVER_SERVER_LISTEN`: the top-level keys are
+//! the server's), `ARCHIVER_DATA_DIR=/var/lib/archiver`,
 //! `ARCHIVER_ENGINE_WRITE_PERIOD_SECS=5`, `ARCHIVER_STORAGE_ETL=false`,
 //! `ARCHIVER_POLICY_FILE=/etc/archiver/policies.toml`. The value is read as a TOML value
 //! (`5`, `false`, `["HIHI", "LOLO"]`, `{ "A:B" = 100 }`), and as a string when it is
@@ -396,7 +397,13 @@ pub const REFERENCE: &str = include_str!("../docs/archiver.reference.toml");
 /// for a variable of a section that names no key of it, `None` for a variable that is
 /// not configuration.
 fn env_key(var: &str) -> Option<Result<(&'static str, &'static str)>> {
-    let rest = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    let lower = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    // `ARCHIVER_SERVER_<KEY>` also names a top-level key (the file has no [server]
+    // section; its top-level keys are the server's).
+    let rest = match lower.strip_prefix("server_") {
+        Some(key) if KEYS.contains(&("", key)) => key.to_string(),
+        _ => lower,
+    };
     for &(section, key) in KEYS {
         let name = if section.is_empty() {
             key.to_string()
@@ -754,6 +761,10 @@ mod tests {
         let cfg =
             FileConfig::layered_from(None, env(&[("ARCHIVER_IDENTITY", "appliance7")])).unwrap();
         assert_eq!(cfg.identity.as_deref(), Some("appliance7"));
+        // The top-level keys also as ARCHIVER_SERVER_<KEY>.
+        let cfg = FileConfig::layered_from(None, env(&[("ARCHIVER_SERVER_LISTEN", "0.0.0.0:1")]))
+            .unwrap();
+        assert_eq!(cfg.listen, Some("0.0.0.0:1".parse().unwrap()));
 
         for (var, value, words) in [
             (
