@@ -1,5 +1,20 @@
 //! The configuration file (`--config FILE`, TOML). Every key is optional; command-line
-//! flags win over the file, the file over the embedded defaults.
+//! flags win over the environment, the environment over the file, the file over the
+//! embedded defaults (`archiver config defaults` prints every key with its default;
+//! `archiver config check FILE` validates a file and prints the effective configuration).
+//!
+//! # Environment overrides
+//!
+//! Every key can be set by an environment variable `ARCHIVER_<KEY>` for a top-level key
+//! and `ARCHIVER_<SECTION>_<KEY>` for a key of a section, upper case:
+//! `ARCHIVER_LISTEN=0.0.0.0:17665` (also `ARCHIVER_SERVER_LISTEN`: the top-level keys are
+//! the server's), `ARCHIVER_DATA_DIR=/var/lib/archiver`,
+//! `ARCHIVER_ENGINE_WRITE_PERIOD_SECS=5`, `ARCHIVER_STORAGE_ETL=false`,
+//! `ARCHIVER_POLICY_FILE=/etc/archiver/policies.toml`. The value is read as a TOML value
+//! (`5`, `false`, `["HIHI", "LOLO"]`, `{ "A:B" = 100 }`), and as a string when it is
+//! not one (`/var/lib/archiver`). A variable `ARCHIVER_ENGINE_*`, `ARCHIVER_STORAGE_*` or
+//! `ARCHIVER_POLICY_*` that names no key is an error naming it; other `ARCHIVER_*`
+//! variables (`ARCHIVER_TEST_PYTHON`...) are not configuration and are left alone.
 //!
 //! ```toml
 //! data_dir = "/var/lib/archiver"        # registry and storage tiers
@@ -84,7 +99,7 @@ use archiver_pb::Granularity;
 use archiver_storage::{
     Backend, DataStores, OutOfSpacePolicy, StoreUrl, SyncPolicy, Tier, blackhole_name,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The file's contents.
 #[derive(Debug, Default, Deserialize)]
@@ -405,11 +420,490 @@ impl FileConfig {
     }
 }
 
+/// Every key of the file: `(section, key)`, `""` for a top-level key. The environment
+/// overrides are these (see the module documentation); `archiver config defaults` lists
+/// them all, and a test checks that this list, the structs and [`REFERENCE`] agree.
+pub const KEYS: &[(&str, &str)] = &[
+    ("", "data_dir"),
+    ("", "listen"),
+    ("", "identity"),
+    ("engine", "write_period_secs"),
+    ("engine", "server_ioc_drift_secs"),
+    ("engine", "default_archive_fields"),
+    ("engine", "max_buffer_samples"),
+    ("engine", "default_protocol"),
+    ("storage", "sts_granularity"),
+    ("storage", "data_stores"),
+    ("storage", "fsync"),
+    ("storage", "etl"),
+    ("storage", "out_of_space"),
+    ("storage", "max_bytes_per_hour"),
+    ("storage", "pv_max_bytes_per_hour"),
+    ("policy", "file"),
+];
+
+/// The prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "ARCHIVER_";
+
+/// The commented reference of every key with its default (`archiver config defaults`).
+pub const REFERENCE: &str = include_str!("../docs/archiver.reference.toml");
+
+/// The key an environment variable names: `Some(Ok((section, key)))`, `Some(Err(..))`
+/// for a variable of a section that names no key of it, `None` for a variable that is
+/// not configuration.
+fn env_key(var: &str) -> Option<Result<(&'static str, &'static str)>> {
+    let lower = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    // `ARCHIVER_SERVER_<KEY>` also names a top-level key (the file has no [server]
+    // section; its top-level keys are the server's).
+    let rest = match lower.strip_prefix("server_") {
+        Some(key) if KEYS.contains(&("", key)) => key.to_string(),
+        _ => lower,
+    };
+    for &(section, key) in KEYS {
+        let name = if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}_{key}")
+        };
+        if rest == name {
+            return Some(Ok((section, key)));
+        }
+    }
+    for section in ["engine", "storage", "policy"] {
+        if rest.starts_with(&format!("{section}_")) {
+            let keys: Vec<String> = KEYS
+                .iter()
+                .filter(|(s, _)| *s == section)
+                .map(|(_, k)| format!("{ENV_PREFIX}{section}_{k}").to_ascii_uppercase())
+                .collect();
+            return Some(Err(anyhow::anyhow!(
+                "environment variable {var} names no key of [{section}]; the keys are {}",
+                keys.join(", ")
+            )));
+        }
+    }
+    None
+}
+
+/// `text` as a TOML value, or as a string when it is not one.
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+impl FileConfig {
+    /// The configuration of `path` (none: the defaults) with the environment overrides of
+    /// the process (see the module documentation). Errors name the file or the variable,
+    /// the key and why.
+    pub fn layered(path: Option<&Path>) -> Result<Self> {
+        Self::layered_from(path, std::env::vars())
+    }
+
+    /// [`FileConfig::layered`] with the environment `env`.
+    pub fn layered_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table = match path {
+            Some(p) => {
+                // Checked alone first, so that a bad file is named as such.
+                Self::load(p)?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("config file {} is not valid", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut applied = Vec::new();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        for (var, text) in env {
+            let Some(key) = env_key(&var) else { continue };
+            let (section, key) = key?;
+            let value = env_value(&text);
+            let target = if section.is_empty() {
+                &mut table
+            } else {
+                let entry = table
+                    .entry(section)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match entry {
+                    toml::Value::Table(t) => t,
+                    _ => anyhow::bail!("{section} is not a section ([{section}])"),
+                }
+            };
+            target.insert(key.to_string(), value);
+            applied.push(var);
+        }
+        if applied.is_empty() {
+            return Ok(match path {
+                Some(p) => Self::load(p)?,
+                None => FileConfig::default(),
+            });
+        }
+        let why = || format!("with the environment overrides {}", applied.join(", "));
+        let cfg: FileConfig = toml::Table::try_into(table).with_context(why)?;
+        cfg.engine.validate().with_context(why)?;
+        Ok(cfg)
+    }
+
+    /// The data folder: `flag` (`--data-dir`), else `data_dir`, else `./archiver-data`,
+    /// made absolute (the stores' root folders go into every PV's `dataStores` and into
+    /// exports, which must not depend on where the archiver was started).
+    pub fn data_dir(&self, flag: Option<&Path>) -> Result<PathBuf> {
+        let dir = flag
+            .map(Path::to_path_buf)
+            .or(self.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./archiver-data"));
+        std::path::absolute(&dir).with_context(|| format!("data dir {}", dir.display()))
+    }
+
+    /// Everything the server runs with, defaults filled in, every value checked (what
+    /// `archiver config check` prints). `data_dir` and `listen` are the flags; `path` names
+    /// the file in errors. Reads the policy file; touches no data folder.
+    pub fn resolve(
+        &self,
+        data_dir: Option<&Path>,
+        listen: Option<SocketAddr>,
+        path: Option<&Path>,
+    ) -> Result<Resolved> {
+        let data_dir = self.data_dir(data_dir)?;
+        let listen = listen
+            .or(self.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 17665)));
+        let stores = self
+            .storage
+            .data_stores(&data_dir, Backend::fs())
+            .with_context(|| match path {
+                Some(p) => format!("config file {}", p.display()),
+                None => "the default data store".to_string(),
+            })?;
+        anyhow::ensure!(!stores.tiers().is_empty(), "no data store is configured");
+        // The Java default policy; new PVs list every store, STS first.
+        let mut policy = archiver_appliance::Policy::for_stores(&stores);
+        policy.site = self.policy.site_policy(&stores)?;
+        if let Some(f) = self.engine.default_archive_fields.clone() {
+            policy.archive_fields = f;
+        }
+        policy.default_pva = self
+            .engine
+            .default_protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("pva"));
+        let mut engine = archiver_engine::EngineConfig::default();
+        if let Some(p) = self.engine.write_period_secs {
+            engine.write_period = std::time::Duration::from_secs_f64(p);
+        }
+        if let Some(d) = self.engine.server_ioc_drift_secs {
+            engine.drift_secs = d;
+        }
+        policy.apply_to(&mut engine);
+        if let Some(m) = self.engine.max_buffer_samples {
+            engine.max_buffer_samples = m;
+        }
+        engine.rate_limit = self.storage.rate_limit()?;
+        Ok(Resolved {
+            data_dir,
+            listen,
+            identity: self
+                .identity
+                .clone()
+                .unwrap_or_else(|| "appliance0".to_string()),
+            stores,
+            policy,
+            engine,
+            out_of_space: self.storage.out_of_space_policy()?,
+            etl: self.storage.etl_enabled(),
+            fsync: self.storage.fsync == Some(true),
+            policy_file: self.policy.file.clone(),
+        })
+    }
+}
+
+/// The configuration the server runs with: file, environment and flags, defaults filled
+/// in, checked ([`FileConfig::resolve`]).
+#[derive(Debug)]
+pub struct Resolved {
+    /// The data folder (absolute).
+    pub data_dir: PathBuf,
+    /// The HTTP listener.
+    pub listen: SocketAddr,
+    /// `applianceIdentity`.
+    pub identity: String,
+    /// The data stores, STS first.
+    pub stores: DataStores,
+    /// The archiving policy (Java defaults, site policies).
+    pub policy: archiver_appliance::Policy,
+    /// The engine's settings.
+    pub engine: archiver_engine::EngineConfig,
+    /// ETL's out-of-space policy.
+    pub out_of_space: OutOfSpacePolicy,
+    /// ETL on.
+    pub etl: bool,
+    /// Every append `fdatasync`ed.
+    pub fsync: bool,
+    /// The site policy file.
+    pub policy_file: Option<PathBuf>,
+}
+
+/// [`Resolved`] as the file it amounts to (`archiver config check`).
+#[derive(Serialize)]
+struct Effective {
+    data_dir: String,
+    listen: String,
+    identity: String,
+    engine: EffectiveEngine,
+    storage: EffectiveStorage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<EffectivePolicy>,
+}
+
+#[derive(Serialize)]
+struct EffectiveEngine {
+    write_period_secs: f64,
+    server_ioc_drift_secs: i64,
+    default_archive_fields: Vec<String>,
+    max_buffer_samples: usize,
+    default_protocol: &'static str,
+}
+
+#[derive(Serialize)]
+struct EffectiveStorage {
+    data_stores: Vec<String>,
+    fsync: bool,
+    etl: bool,
+    out_of_space: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_bytes_per_hour: Option<u64>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pv_max_bytes_per_hour: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+struct EffectivePolicy {
+    file: String,
+}
+
+impl Resolved {
+    /// The effective configuration as TOML: every key with the value in force.
+    pub fn to_toml(&self) -> Result<String> {
+        let limit = &self.engine.rate_limit;
+        let effective = Effective {
+            data_dir: self.data_dir.display().to_string(),
+            listen: self.listen.to_string(),
+            identity: self.identity.clone(),
+            engine: EffectiveEngine {
+                write_period_secs: self.engine.write_period.as_secs_f64(),
+                server_ioc_drift_secs: self.engine.drift_secs,
+                default_archive_fields: self.engine.default_archive_fields.clone(),
+                max_buffer_samples: self.engine.max_buffer_samples,
+                default_protocol: if self.policy.default_pva { "pva" } else { "ca" },
+            },
+            storage: EffectiveStorage {
+                data_stores: self.stores.urls(),
+                fsync: self.fsync,
+                etl: self.etl,
+                out_of_space: self.out_of_space.java_name(),
+                max_bytes_per_hour: limit.default_bytes_per_hour,
+                pv_max_bytes_per_hour: limit.per_pv.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            },
+            policy: self.policy_file.as_ref().map(|f| EffectivePolicy {
+                file: f.display().to_string(),
+            }),
+        };
+        toml::to_string(&effective).context("cannot write the configuration as TOML")
+    }
+}
+
+/// `archiver config ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file with the ARCHIVER_* environment overrides and the flags
+    /// as `serve` would take them, and print the effective configuration (every key, the
+    /// defaults filled in). Exits 1 with a message naming the bad key and why.
+    Check {
+        /// The configuration file (TOML).
+        file: PathBuf,
+        /// The --data-dir `serve` would get.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The --listen `serve` would get.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<SocketAddr>,
+    },
+    /// Print a commented reference configuration file: every key with its default.
+    Defaults,
+}
+
+/// Runs `archiver config ...`.
+pub fn run(cmd: &ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Defaults => {
+            print!("{REFERENCE}");
+            Ok(())
+        }
+        ConfigCommand::Check {
+            file,
+            data_dir,
+            listen,
+        } => {
+            let cfg = FileConfig::layered(Some(file))?;
+            let resolved = cfg.resolve(data_dir.as_deref(), *listen, Some(file))?;
+            println!("# {}: valid; the effective configuration:", file.display());
+            print!("{}", resolved.to_toml()?);
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The environment wins over the file, values are TOML or strings, variables that
+    /// are not configuration are left alone, and a bad one is named.
+    #[test]
+    fn environment_overrides_the_file_naming_a_bad_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\n[engine]\nwrite_period_secs = 5\nmax_buffer_samples = 50\n",
+        )
+        .unwrap();
+        let cfg = FileConfig::layered_from(
+            Some(&file),
+            env(&[
+                ("ARCHIVER_LISTEN", "0.0.0.0:17665"),
+                ("ARCHIVER_DATA_DIR", "/var/lib/archiver"),
+                ("ARCHIVER_ENGINE_WRITE_PERIOD_SECS", "2.5"),
+                (
+                    "ARCHIVER_ENGINE_DEFAULT_ARCHIVE_FIELDS",
+                    "[\"HIHI\", \"LOLO\"]",
+                ),
+                ("ARCHIVER_STORAGE_ETL", "false"),
+                (
+                    "ARCHIVER_STORAGE_PV_MAX_BYTES_PER_HOUR",
+                    "{ \"A:B\" = 100 }",
+                ),
+                ("ARCHIVER_TEST_PYTHON", "/usr/bin/python3"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, Some("0.0.0.0:17665".parse().unwrap()));
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/var/lib/archiver")));
+        assert_eq!(cfg.engine.write_period_secs, Some(2.5));
+        assert_eq!(cfg.engine.max_buffer_samples, Some(50), "the file's, kept");
+        assert_eq!(
+            cfg.engine.default_archive_fields,
+            Some(vec!["HIHI".to_string(), "LOLO".to_string()])
+        );
+        assert!(!cfg.storage.etl_enabled());
+        assert_eq!(cfg.storage.rate_limit().unwrap().for_pv("A:B"), Some(100));
+        // Without a file: the environment over the defaults.
+        let cfg =
+            FileConfig::layered_from(None, env(&[("ARCHIVER_IDENTITY", "appliance7")])).unwrap();
+        assert_eq!(cfg.identity.as_deref(), Some("appliance7"));
+        // The top-level keys also as ARCHIVER_SERVER_<KEY>.
+        let cfg = FileConfig::layered_from(None, env(&[("ARCHIVER_SERVER_LISTEN", "0.0.0.0:1")]))
+            .unwrap();
+        assert_eq!(cfg.listen, Some("0.0.0.0:1".parse().unwrap()));
+
+        for (var, value, words) in [
+            (
+                "ARCHIVER_ENGINE_WRITE_PERIOD",
+                "5",
+                vec!["ARCHIVER_ENGINE_WRITE_PERIOD", "names no key of [engine]"],
+            ),
+            (
+                "ARCHIVER_STORAGE_ETL",
+                "maybe",
+                vec!["ARCHIVER_STORAGE_ETL", "storage.etl", "boolean"],
+            ),
+            (
+                "ARCHIVER_ENGINE_WRITE_PERIOD_SECS",
+                "0.001",
+                vec!["engine.write_period_secs", "out of range"],
+            ),
+            (
+                "ARCHIVER_LISTEN",
+                "nowhere",
+                vec!["ARCHIVER_LISTEN", "listen"],
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                FileConfig::layered_from(Some(&file), env(&[(var, value)])).unwrap_err()
+            );
+            for w in words {
+                assert!(e.contains(w), "{var}={value}: {e:?} lacks {w:?}");
+            }
+        }
+    }
+
+    /// docs/archiver.reference.toml (`archiver config defaults`) is a valid file whose
+    /// values are the defaults, and it names every key of [`KEYS`], which are the fields
+    /// of the structs.
+    #[test]
+    fn the_reference_file_lists_every_key_with_its_default() {
+        let reference: FileConfig = toml::from_str(REFERENCE).unwrap();
+        let dir = Path::new("/data");
+        let of = |c: &FileConfig| c.resolve(Some(dir), None, None).unwrap().to_toml().unwrap();
+        assert_eq!(of(&reference), of(&FileConfig::default()));
+        let mut section = "";
+        let mut seen = Vec::new();
+        for line in REFERENCE.lines() {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = KEYS.iter().find(|(k, _)| *k == s).map_or("?", |(k, _)| k);
+            }
+            let line = line.trim_start_matches("# ");
+            if let Some((key, _)) = line.split_once(" = ") {
+                seen.push((section, key.trim()));
+            }
+        }
+        for &(s, k) in KEYS {
+            assert!(seen.contains(&(s, k)), "[{s}] {k} is not in the reference");
+        }
+        // Every field is a key (adding a field breaks this destructuring until it is
+        // listed in KEYS and the reference).
+        let FileConfig {
+            data_dir: _,
+            listen: _,
+            identity: _,
+            engine:
+                EngineSection {
+                    write_period_secs: _,
+                    server_ioc_drift_secs: _,
+                    default_archive_fields: _,
+                    max_buffer_samples: _,
+                    default_protocol: _,
+                },
+            storage:
+                StorageSection {
+                    sts_granularity: _,
+                    data_stores: _,
+                    fsync: _,
+                    etl: _,
+                    out_of_space: _,
+                    max_bytes_per_hour: _,
+                    pv_max_bytes_per_hour: _,
+                },
+            policy: PolicySection { file: _ },
+        } = reference;
+        assert_eq!(KEYS.len(), 16);
+    }
 
     #[test]
     fn default_protocol_is_ca_or_pva() {

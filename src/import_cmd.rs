@@ -22,6 +22,7 @@ use archiver_storage::{Backend, DataStores};
 use serde_json::Value;
 
 use crate::config::FileConfig;
+use crate::progress::{EVERY, Progress};
 
 /// Arguments of `archiver import`.
 #[derive(Debug, clap::Args)]
@@ -80,12 +81,14 @@ fn read_sources(sources: &[PathBuf]) -> Result<Vec<PvTypeInfo>> {
         }
     }
     let mut out = Vec::new();
+    let mut progress = Progress::new("files read", Some(files.len() as u64), EVERY);
     for f in files {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
         let doc: Value =
             serde_json::from_str(&text).with_context(|| format!("{}: not JSON", f.display()))?;
         out.extend(infos_of(doc, &f)?);
+        progress.add(1, &mut std::io::stderr());
     }
     Ok(out)
 }
@@ -96,10 +99,12 @@ fn files_by_pv(
     stores: &DataStores,
 ) -> Result<BTreeMap<String, (PathBuf, archiver_pb::PayloadInfo)>> {
     let mut out = BTreeMap::new();
+    let mut progress = Progress::new("folders walked for retired PVs", None, EVERY);
     for tier in stores.tiers() {
         let mut seen = BTreeSet::new();
         let mut stack = vec![tier.root().to_path_buf()];
         while let Some(dir) = stack.pop() {
+            progress.add(1, &mut std::io::stderr());
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -134,22 +139,14 @@ fn files_by_pv(
 
 /// Runs `archiver import`; prints what it did.
 pub fn run(args: &ImportArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("./archiver-data"));
-    let data_dir = std::path::absolute(&data_dir)
-        .with_context(|| format!("data dir {}", data_dir.display()))?;
+    let file = FileConfig::layered(args.config.as_deref())?;
+    let data_dir = file.data_dir(args.data_dir.as_deref())?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let _lock = crate::serve::lock_data_dir(&data_dir)?;
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
+    let started = std::time::Instant::now();
     if args.sources.is_empty() && !args.retired {
         bail!("nothing to import: give PVTypeInfo files or folders, or --retired");
     }
@@ -173,6 +170,7 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         "imported {} PVTypeInfos ({kept} already present, kept)",
         put.len()
     );
+    let mut retired_count = 0;
     if args.retired {
         let stores = file.storage.data_stores(&data_dir, Backend::fs())?;
         let now = Timestamp::new(
@@ -216,6 +214,15 @@ pub fn run(args: &ImportArgs) -> Result<()> {
             "registered {} retired PVs (files without a PVTypeInfo), paused",
             retired.len()
         );
+        retired_count = retired.len();
     }
+    println!(
+        "import done in {:.1} s: {} PVs in the catalogue of {} ({} imported, {kept} kept, \
+         {retired_count} retired registered)",
+        started.elapsed().as_secs_f64(),
+        known.len() + retired_count,
+        data_dir.display(),
+        put.len(),
+    );
     Ok(())
 }

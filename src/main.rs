@@ -1,5 +1,5 @@
 //! The `archiver` binary: an EPICS archiver compatible with the Java EPICS Archiver
-//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`, `import`.
+//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`, `import`, `config`.
 
 use std::process::ExitCode;
 
@@ -12,6 +12,7 @@ mod import_cmd;
 mod malloc;
 mod pb_cmd;
 mod pb_generate;
+mod progress;
 mod pva_cmd;
 mod serve;
 
@@ -41,6 +42,9 @@ enum Command {
     /// pvAccess diagnostics (get, info, monitor) with the archiver's own client.
     #[command(subcommand)]
     Pva(pva_cmd::PvaCommand),
+    /// Check a configuration file, or print every key with its default.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 fn init_logging() {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Ca(cmd) => runtime().and_then(|rt| rt.block_on(ca_cmd::run(cmd)).map(|()| 0)),
         Command::Import(args) => import_cmd::run(&args).map(|()| 0),
         Command::Pva(cmd) => runtime().and_then(|rt| rt.block_on(pva_cmd::run(cmd)).map(|()| 0)),
+        Command::Config(cmd) => config::run(&cmd).map(|()| 0),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,
@@ -103,4 +108,42 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<serde_json::Error>()
                 .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand, at every depth, says what it does, and every flag and argument
+    /// of each is documented in its `--help`.
+    #[test]
+    fn every_subcommand_and_flag_is_documented() {
+        fn walk(cmd: &clap::Command, path: &str, undocumented: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    undocumented.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    undocumented.push(p.clone());
+                }
+                walk(sub, &p, undocumented);
+            }
+        }
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        let mut undocumented = Vec::new();
+        walk(&cli, "archiver", &mut undocumented);
+        assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
+        let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+        for expected in ["serve", "demo", "pb", "ca", "import", "pva", "config"] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
 }

@@ -12,22 +12,23 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use archiver_appliance::{
-    Appliance, ApplianceParts, ArchiveSpec, CancellationToken, Policy, SYNC_PERIOD, SamplingPeriod,
+    Appliance, ApplianceParts, ArchiveSpec, CancellationToken, SYNC_PERIOD, SamplingPeriod,
 };
 use archiver_ca::{Client, ClientConfig};
-use archiver_engine::{Engine, EngineConfig, SamplingMethod, Unwritten};
-use archiver_http::RetrievalState;
+use archiver_engine::{Engine, SamplingMethod, Unwritten};
+use archiver_http::{RetrievalState, ops};
 use archiver_registry::{Registry, SqliteRegistry};
-use archiver_storage::Backend;
 use archiver_time::SystemClock;
 use tracing::{info, warn};
 
-use crate::config::FileConfig;
+use crate::config::{FileConfig, Resolved};
 
 /// Flags shared by `serve` and `demo`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Configuration file (TOML); its keys are documented in the README and src/config.rs.
+    /// Configuration file (TOML); every key with its default: `archiver config defaults`.
+    /// Keys are also read from ARCHIVER_<KEY> / ARCHIVER_<SECTION>_<KEY> environment
+    /// variables (over the file); the flags below win over both.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folder for the registry and the storage tiers [default: ./archiver-data].
@@ -105,29 +106,70 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File>
     }
 }
 
+/// Every endpoint of `appliance` (management, retrieval over `retrieval`), the
+/// operations endpoints (`/metrics` over the appliance and `etl`, `/health`, `/ready` of
+/// `ready`), and the retrieval requests counted for `/metrics`.
+fn with_ops(
+    appliance: &Appliance,
+    etl: Option<archiver_storage::Etl>,
+    ready: &ops::Readiness,
+    retrieval: RetrievalState,
+) -> axum::Router {
+    let counters = Arc::new(ops::RetrievalCounters::default());
+    let source = appliance.clone();
+    let state = ops::OpsState {
+        figures: Arc::new(move || source.figures(etl.as_ref())),
+        retrieval: counters.clone(),
+        ready: ready.clone(),
+    };
+    let api = archiver_http::app(Arc::new(appliance.clone()), retrieval);
+    ops::count_retrieval(api.merge(ops::router(state)), counters)
+}
+
+/// When the start-up summary's second line (PVs connected) is logged.
+const CONNECTED_CHECK_AFTER: Duration = Duration::from_secs(10);
+
+/// The configuration file for the start-up summary.
+fn config_name(path: Option<&std::path::Path>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "none (defaults and ARCHIVER_* environment)".to_string(),
+    }
+}
+
+/// `NAME=root` of every data store, for the start-up summary.
+fn store_roots(stores: &archiver_storage::DataStores) -> String {
+    let mut roots: Vec<String> = stores
+        .tiers()
+        .iter()
+        .map(|t| format!("{}={}", t.name(), t.root().display()))
+        .collect();
+    roots.extend(stores.blackhole().map(|b| format!("{b}=blackhole")));
+    roots.join(" ")
+}
+
 /// How long requests under way at a shutdown signal may go on before they are cut and the
 /// shutdown goes on (a stuck client must not keep the buffers from being written).
 const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("./archiver-data"));
-    // Absolute: the stores' root folders go into every PV's dataStores (and exports),
-    // which must not depend on where the server was started.
-    let data_dir = std::path::absolute(&data_dir)
-        .with_context(|| format!("data dir {}", data_dir.display()))?;
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 17665)));
+    let file = FileConfig::layered(args.config.as_deref())?;
+    let Resolved {
+        data_dir,
+        listen,
+        identity,
+        stores,
+        policy,
+        engine: mut engine_cfg,
+        out_of_space,
+        etl: etl_enabled,
+        ..
+    } = file.resolve(
+        args.data_dir.as_deref(),
+        args.listen,
+        args.config.as_deref(),
+    )?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     // One archiver per data folder: a second one would write the same files and catalogue.
@@ -136,13 +178,6 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
     // Every configured store; the engine writes to the first (the STS), new PVs get all.
-    let stores = file
-        .storage
-        .data_stores(&data_dir, Backend::fs())
-        .with_context(|| match &args.config {
-            Some(p) => format!("config file {}", p.display()),
-            None => "the default data store".to_string(),
-        })?;
     for w in file.storage.warnings(&stores) {
         warn!("{w}");
     }
@@ -160,30 +195,6 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             sts.root().display()
         )
     })?;
-    // The Java default policy; new PVs list every store, STS first.
-    let mut policy = Policy::for_stores(&stores);
-    policy.site = file.policy.site_policy(&stores)?;
-    if let Some(f) = file.engine.default_archive_fields.clone() {
-        policy.archive_fields = f;
-    }
-    policy.default_pva = file
-        .engine
-        .default_protocol
-        .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case("pva"));
-
-    let mut engine_cfg = EngineConfig::default();
-    if let Some(p) = file.engine.write_period_secs {
-        engine_cfg.write_period = Duration::from_secs_f64(p);
-    }
-    if let Some(d) = file.engine.server_ioc_drift_secs {
-        engine_cfg.drift_secs = d;
-    }
-    policy.apply_to(&mut engine_cfg);
-    if let Some(m) = file.engine.max_buffer_samples {
-        engine_cfg.max_buffer_samples = m;
-    }
-    engine_cfg.rate_limit = file.storage.rate_limit()?;
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
 
@@ -201,7 +212,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let clock = Arc::new(SystemClock);
     let engine = Engine::start(client, sts, engine_cfg, clock.clone());
     let registry: Arc<dyn Registry> = Arc::new(registry);
-    let identity: Arc<str> = Arc::from(file.identity.as_deref().unwrap_or("appliance0"));
+    let identity: Arc<str> = Arc::from(identity.as_str());
     let appliance = Appliance::new(ApplianceParts {
         engine,
         registry,
@@ -217,7 +228,16 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     };
     // The retrieval pipeline, built once: catalogue, data stores, the engine's buffers.
     let retrieval = RetrievalState::new(appliance.retrieval(), clock);
-    let router = archiver_http::app(Arc::new(appliance.clone()), retrieval);
+    // ETL over every store, on the Java schedule (started after the restore below); built
+    // here so that /metrics reads its totals.
+    let etl = appliance.new_etl(out_of_space);
+    let ready = ops::Readiness::default();
+    let router = with_ops(
+        &appliance,
+        etl_enabled.then(|| etl.clone()),
+        &ready,
+        retrieval,
+    );
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -245,15 +265,15 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             .into_future(),
     );
     info!("HTTP listening on {local}; restoring the PVs of the catalogue");
+    // Registry open and engine started: ready (PVs not restored yet answer as not archived).
+    ready.set_restoring();
     let restored = appliance.restore().await?;
+    ready.set_restored();
     // Stopped (cancelled) by `Appliance::shutdown`, after the HTTP listener.
     let sync = appliance.spawn_catalogue_sync(SYNC_PERIOD, CancellationToken::new());
-    // ETL over every store, on the Java schedule; stopped before the engine's final write.
-    let etl = appliance.new_etl(file.storage.out_of_space_policy()?);
-    let etl_service = file
-        .storage
-        .etl_enabled()
-        .then(|| appliance.spawn_etl(etl.clone(), CancellationToken::new()));
+    // ETL stopped before the engine's final write.
+    let etl_service =
+        etl_enabled.then(|| appliance.spawn_etl(etl.clone(), CancellationToken::new()));
     if demo {
         let mut specs = Vec::with_capacity(demo_pvs.len());
         for (name, period) in &demo_pvs {
@@ -281,7 +301,33 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         println!("  curl 'http://{local}/retrieval/data/getData.json?pv={first}'");
         println!("  (samples are written every write period; recent ones come from memory)");
     }
-    info!("listening on {local}");
+    info!(
+        config = %config_name(args.config.as_deref()),
+        data_dir = %data_dir.display(),
+        stores = %store_roots(appliance.stores()),
+        restored,
+        listen = %local,
+        etl = etl_enabled,
+        "started: listening on {local}, {restored} PVs restored"
+    );
+    // 10 s after start, how many PVs connected: a site whose IOCs cannot be reached (a
+    // wrong EPICS_CA_ADDR_LIST) sees it in the log at once.
+    let later = appliance.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(CONNECTED_CHECK_AFTER).await;
+        let c = archiver_appliance::PvCounts::of(&later.engine().summaries());
+        info!(
+            connected = c.connected,
+            not_connected = c.disconnected + c.never_connected,
+            paused = c.paused,
+            "{} s after start: {} of {} PVs connected, {} not (yet), {} paused",
+            CONNECTED_CHECK_AFTER.as_secs(),
+            c.connected,
+            c.total,
+            c.disconnected + c.never_connected,
+            c.paused
+        );
+    });
     let drain_deadline = async {
         signalled.notified().await;
         tokio::time::sleep(HTTP_DRAIN_DEADLINE).await;

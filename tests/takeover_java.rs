@@ -116,6 +116,13 @@ fn a_java_appliances_folders_are_imported_served_appended_and_moved_on() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("imported 2 PVTypeInfos"), "{stdout}");
     assert!(stdout.contains("registered 1 retired PVs"), "{stdout}");
+    // The summary at the end: what the catalogue holds now and where each PV came from.
+    assert!(
+        stdout.contains("PVs in the catalogue of")
+            && stdout.contains(": 3 PVs in the catalogue")
+            && stdout.contains("(2 imported, 0 kept, 1 retired registered)"),
+        "{stdout}"
+    );
     {
         // The prototype exports back to the same content.
         let reg = SqliteRegistry::open(&data.join("registry.sqlite")).unwrap();

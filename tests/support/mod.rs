@@ -42,12 +42,29 @@ impl Archiver {
 
     /// [`Archiver::start`] with `config` as the whole configuration file.
     pub fn start_with(data_dir: &Path, ioc_port: u16, beacon_port: u16, config: &str) -> Archiver {
+        Archiver::launch("serve", data_dir, ioc_port, beacon_port, config)
+    }
+
+    /// `archiver demo` (its own simulated IOC, its PVs archived) with `config` as the whole
+    /// configuration file.
+    pub fn start_demo(data_dir: &Path, config: &str) -> Archiver {
+        Archiver::launch("demo", data_dir, 0, 0, config)
+    }
+
+    /// `archiver <subcommand>` (`serve` or `demo`); see [`Archiver::start_with`].
+    fn launch(
+        subcommand: &str,
+        data_dir: &Path,
+        ioc_port: u16,
+        beacon_port: u16,
+        config: &str,
+    ) -> Archiver {
         let config_text = config;
         let config = data_dir.join("archiver.toml");
         std::fs::create_dir_all(data_dir).unwrap();
         std::fs::write(&config, config_text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_archiver"))
-            .args(["serve", "--config"])
+            .args([subcommand, "--config"])
             .arg(&config)
             .arg("--data-dir")
             .arg(data_dir)

@@ -33,6 +33,11 @@ the engine. (ETL scheduling and metrics aggregation will live here too.)
   validation of a sampling period, [`SamplingPeriod::new`]: `0` (every update) or
   `0.001 ..= 31 536 000` seconds (365 days); anything else is a [`PeriodError`] naming
   the value and the range.
+* [`Figures`] — the operational figures the metrics endpoint exports
+  ([`Appliance::figures`]): PVs by state ([`PvCounts`], also `getApplianceMetrics`'s),
+  the engine's counters summed, the writer's latency, buffer fill, ETL per stage, free
+  disk per store, the CA client's searches and circuits, all read from counters kept
+  anyway.
 * [`ApplianceApi`] — the trait the HTTP crate talks to ([`SharedAppliance`] =
   `Arc<dyn ApplianceApi>`); [`Appliance`] implements it, handler tests use fakes.
 * [`CatalogueSync`] — the task that writes a `PVTypeInfo` for each PV once it has
@@ -88,6 +93,7 @@ mod appliance;
 mod change_type;
 mod control;
 mod error;
+mod figures;
 mod live;
 mod manage;
 pub mod policy;
@@ -102,6 +108,7 @@ pub use crate::appliance::{Appliance, ApplianceParts, Archived};
 pub use crate::change_type::{Converted, convert_value};
 pub use crate::control::ControlStatus;
 pub use crate::error::ApplianceError;
+pub use crate::figures::{CaFigures, Figures, PvCounts, StageFigures, StoreFigures};
 pub use crate::live::EngineLive;
 pub use crate::manage::meta_from_type_info;
 pub use crate::policy::{ArchiveSpec, Decided, PeriodError, Policy, SamplingPeriod};

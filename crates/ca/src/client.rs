@@ -78,6 +78,23 @@ pub(crate) struct Inner {
     pub(crate) next_sub: AtomicU32,
     search_addrs: Vec<SocketAddr>,
     pub(crate) search_addrs_text: Arc<str>,
+    stats: Arc<ClientStats>,
+}
+
+/// Running totals of a [`Client`] since it started, for metrics (relaxed atomics, counted
+/// by the client's one task: a search pass adds once per datagram, not per name sent).
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Search datagrams sent (one per batch of names and search address).
+    pub search_datagrams: AtomicU64,
+    /// Names searched for (each name of each pass, once per pass).
+    pub search_names: AtomicU64,
+    /// Search replies that found a channel's server.
+    pub search_replies: AtomicU64,
+    /// Virtual circuits (TCP connections to an IOC) started.
+    pub circuits_opened: AtomicU64,
+    /// Virtual circuits open now.
+    pub circuits_open: AtomicU64,
 }
 
 impl Client {
@@ -100,7 +117,8 @@ impl Client {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" ");
-        let ctx = Context::new(cfg.clone(), udp, search_addrs.clone());
+        let stats = Arc::new(ClientStats::default());
+        let ctx = Context::new(cfg.clone(), udp, search_addrs.clone(), stats.clone());
         tokio::spawn(async move {
             ctx.run(cmd_rx).await;
             if let Some(t) = repeater_task {
@@ -115,6 +133,7 @@ impl Client {
                 next_sub: AtomicU32::new(1),
                 search_addrs,
                 search_addrs_text: text.into(),
+                stats,
             }),
         })
     }
@@ -122,6 +141,11 @@ impl Client {
     /// The configuration in use.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.cfg
+    }
+
+    /// The client's running totals (searches, circuits).
+    pub fn stats(&self) -> &ClientStats {
+        &self.inner.stats
     }
 
     /// Where searches are sent.
@@ -199,10 +223,16 @@ struct Context {
     circ_tx: mpsc::UnboundedSender<CircEvent>,
     circ_rx: mpsc::UnboundedReceiver<CircEvent>,
     repeater_confirmed: bool,
+    stats: Arc<ClientStats>,
 }
 
 impl Context {
-    fn new(cfg: Arc<ClientConfig>, udp: UdpSocket, search_addrs: Vec<SocketAddr>) -> Self {
+    fn new(
+        cfg: Arc<ClientConfig>,
+        udp: UdpSocket,
+        search_addrs: Vec<SocketAddr>,
+        stats: Arc<ClientStats>,
+    ) -> Self {
         let (circ_tx, circ_rx) = mpsc::unbounded_channel();
         let max = cfg.max_search_period;
         Context {
@@ -218,6 +248,7 @@ impl Context {
             circ_tx,
             circ_rx,
             repeater_confirmed: false,
+            stats,
         }
     }
 
@@ -261,6 +292,13 @@ impl Context {
             .iter()
             .filter_map(|cid| self.chans.get(cid).map(|c| (*cid, c.shared.name.as_str())));
         let datagrams = self.datagrams.build(names);
+        self.stats
+            .search_names
+            .fetch_add(due.len() as u64, Ordering::Relaxed);
+        self.stats.search_datagrams.fetch_add(
+            (datagrams.len() * self.search_addrs.len()) as u64,
+            Ordering::Relaxed,
+        );
         for d in &datagrams {
             for a in &self.search_addrs {
                 if let Err(e) = self.udp.send_to(d, a).await {
@@ -292,6 +330,7 @@ impl Context {
                     return;
                 }
                 self.schedule.remove(cid);
+                self.stats.search_replies.fetch_add(1, Ordering::Relaxed);
                 self.attach(cid, server);
             }
             UdpMessage::Beacon { server, id } => {
@@ -302,6 +341,12 @@ impl Context {
             }
             UdpMessage::RepeaterConfirm => self.repeater_confirmed = true,
         }
+    }
+
+    /// Records the number of open circuits in the stats.
+    fn count_circuits(&self) {
+        let open = self.circuits.len() as u64;
+        self.stats.circuits_open.store(open, Ordering::Relaxed);
     }
 
     fn circuit_id(&self, server: SocketAddr) -> u64 {
@@ -324,6 +369,9 @@ impl Context {
                     let id = self.next_circuit;
                     self.next_circuit += 1;
                     let h = circuit::spawn(id, server, self.cfg.clone(), self.circ_tx.clone());
+                    self.stats.circuits_opened.fetch_add(1, Ordering::Relaxed);
+                    let open = self.circuits.len() as u64 + 1;
+                    self.stats.circuits_open.store(open, Ordering::Relaxed);
                     self.circuits.entry(server).or_insert(h)
                 }
             };
@@ -338,6 +386,7 @@ impl Context {
                 Err(e) => {
                     // that circuit task has ended; its Down event will follow
                     self.circuits.remove(&server);
+                    self.count_circuits();
                     cmd = e.0;
                 }
             }
@@ -364,6 +413,7 @@ impl Context {
                     .map(|(s, _)| *s);
                 if let Some(s) = server {
                     self.circuits.remove(&s);
+                    self.count_circuits();
                     self.beacons.forget(s);
                 }
                 for (cid, rec) in self.chans.iter_mut() {

@@ -62,7 +62,7 @@ pub mod status;
 pub mod value;
 
 pub use channel::{Channel, ConnInfo, DbrRequest, Subscription, mask};
-pub use client::Client;
+pub use client::{Client, ClientStats};
 pub use config::{ClientConfig, ClientConfigBuilder};
 pub use dbr::{DbfType, DbrClass, DbrType};
 pub use error::{CaError, DecodeError, ProtocolError};

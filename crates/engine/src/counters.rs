@@ -181,3 +181,88 @@ impl Counters {
         }
     }
 }
+
+/// Upper bounds (seconds) of the buckets of [`WriteStats`]: from 100 µs (an append to a
+/// file in the page cache) to 10 s (a stalled disk).
+pub const WRITE_SECONDS_BUCKETS: [f64; 10] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0,
+];
+
+/// The writer's flush latency: one observation per PV whose buffer the writer appended to
+/// the short-term store (taking the buffer, appending, putting a failed batch back), in a
+/// fixed-bucket histogram of relaxed atomics (no lock, no allocation; one observation per
+/// PV and write period, not per sample).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Observations in each bucket of [`WRITE_SECONDS_BUCKETS`] (not cumulative); the last
+    /// slot counts those above the last bound.
+    buckets: [AtomicU64; WRITE_SECONDS_BUCKETS.len() + 1],
+    /// Sum of the observations, in nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+/// A copy of [`WriteStats`]: the Prometheus histogram shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteStatsSnapshot {
+    /// `(upper bound in seconds, observations at most that)`, cumulative, ending with
+    /// `(+Inf, count)`.
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations.
+    pub count: u64,
+    /// Sum of the observations, in seconds.
+    pub sum_secs: f64,
+}
+
+impl WriteStats {
+    /// Records one flush of one PV that took `d`.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = WRITE_SECONDS_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(WRITE_SECONDS_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// A copy, buckets made cumulative.
+    pub fn snapshot(&self) -> WriteStatsSnapshot {
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        let mut seen = 0u64;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Relaxed);
+            let bound = WRITE_SECONDS_BUCKETS
+                .get(i)
+                .copied()
+                .unwrap_or(f64::INFINITY);
+            buckets.push((bound, seen));
+        }
+        WriteStatsSnapshot {
+            buckets,
+            count: seen,
+            sum_secs: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn write_stats_buckets_are_cumulative_and_end_with_the_count() {
+        let w = WriteStats::default();
+        w.observe(Duration::from_micros(50)); // first bucket
+        w.observe(Duration::from_millis(3)); // <= 0.005
+        w.observe(Duration::from_secs(20)); // above the last bound
+        let s = w.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.buckets.first(), Some(&(0.0001, 1)));
+        assert_eq!(s.buckets[3], (0.005, 2));
+        assert_eq!(s.buckets[9], (10.0, 2));
+        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 3)));
+        assert!((s.sum_secs - 20.00305).abs() < 1e-9, "{}", s.sum_secs);
+    }
+}

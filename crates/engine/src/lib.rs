@@ -34,7 +34,9 @@ mod pv;
 pub mod sampler;
 mod writer;
 
-pub use crate::counters::{Counters, CountersSnapshot};
+pub use crate::counters::{
+    Counters, CountersSnapshot, WRITE_SECONDS_BUCKETS, WriteStats, WriteStatsSnapshot,
+};
 pub use crate::engine::{ArchiveOutcome, Engine, EngineConfig, SHUTDOWN_WRITE_TRIES};
 pub use crate::error::EngineError;
 pub use crate::filter::TimestampFilter;

@@ -240,6 +240,16 @@ impl PvSlot {
         }
     }
 
+    /// Samples in memory (buffered and being written) and the buffer's capacity.
+    pub fn buffer_fill(&self) -> (u64, u64) {
+        let st = lock(&self.state);
+        let in_flight = st
+            .in_flight
+            .as_ref()
+            .map_or(0, |v| v.iter().map(|c| c.lines).sum::<usize>());
+        ((st.buffer.len() + in_flight) as u64, st.capacity as u64)
+    }
+
     /// The fields the reports read, copied without allocating (the name is shared).
     pub fn summary(&self) -> PvSummary {
         let st = lock(&self.state);

@@ -170,6 +170,7 @@ async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) -> 
 
 fn flush_slot_guarded(inner: &Inner, slot: &PvSlot, if_busy: IfBusy) -> u64 {
     let written_before = slot.counters.events_written.load(Relaxed);
+    let started = std::time::Instant::now();
     let kept = match inner.config.rate_limit.for_pv(&slot.name) {
         None => flush_slot(&inner.sts, slot, if_busy, None),
         Some(limit) => {
@@ -184,6 +185,7 @@ fn flush_slot_guarded(inner: &Inner, slot: &PvSlot, if_busy: IfBusy) -> u64 {
     // Java's `WriterRunnable` sets `lastRotateLogs` each time it writes a PV's buffer to
     // the short-term store.
     if slot.counters.events_written.load(Relaxed) != written_before {
+        inner.write_stats.observe(started.elapsed());
         let now = inner.clock.now().secs;
         slot.counters.last_written_secs.store(now, Relaxed);
     }

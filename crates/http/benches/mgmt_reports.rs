@@ -1,5 +1,5 @@
 //! Times every management report, `getPVStatus` of every PV (a glob; a POST list of every
-//! name and one unknown name in ten) and a bulk `archivePV`
+//! name and one unknown name in ten), a `/metrics` scrape and a bulk `archivePV`
 //! through the real router over a real appliance holding many PVs (default 100 000; `N`
 //! in the environment). The PVs are restored from a catalogue of as many type infos,
 //! with counters set as a live engine's would be; the engine's CA client searches a
@@ -88,7 +88,14 @@ async fn main() {
     let app = support::appliance(stores, registry.clone()).await;
     app.restore().await.unwrap();
     println!("setup: {n} PVs in {:.1} s", t0.elapsed().as_secs_f64());
-    let router = archiver_http::router(app.clone());
+    // With the operations endpoints, to time a /metrics scrape beside the reports.
+    let source = app.clone();
+    let ops = archiver_http::ops::OpsState {
+        figures: Arc::new(move || source.figures(None)),
+        retrieval: Arc::default(),
+        ready: archiver_http::ops::Readiness::default(),
+    };
+    let router = archiver_http::router(app.clone()).merge(archiver_http::ops::router(ops));
     let call = |uri: String, body: Option<String>| {
         let router = router.clone();
         async move {
@@ -130,6 +137,11 @@ async fn main() {
                     status_label.clone(),
                     "/mgmt/bpl/getPVStatus".to_string(),
                     Some(status_body.clone()),
+                )))
+                .chain(std::iter::once((
+                    "GET /metrics (Prometheus scrape)".to_string(),
+                    "/metrics".to_string(),
+                    None,
                 )));
             for (label, uri, body) in calls {
                 let mut best = f64::MAX;

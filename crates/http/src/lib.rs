@@ -33,6 +33,9 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
 * [`ui`] — the web UI (management pages and data viewer) under `/mgmt/ui/`, plain
   HTML/CSS/JS compiled into the binary; `/` redirects there.
 * [`ApiError`] — every error: 400, 404 and 413 name the problem; 500 is logged.
+* [`ops`] — `/metrics` (Prometheus), `/health`, `/ready` over an [`ops::OpsState`]
+  (the appliance's figures, read at scrape time, and the retrieval counters that
+  [`ops::count_retrieval`] fills); the binary merges [`ops::router`] into [`app`].
 * [`ErrorBodies`] ([`edge`]) — the listener wrapper that gives hyper's own refusals
   (414 URI too long, 431, 400 before any handler) the JSON body of an [`ApiError`].
 
@@ -67,6 +70,7 @@ pub mod edge;
 mod error;
 pub mod extract;
 pub mod mgmt;
+pub mod ops;
 mod params;
 pub mod retrieval;
 mod state;

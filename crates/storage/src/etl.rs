@@ -315,12 +315,21 @@ enum Dest<'a> {
     Blackhole,
 }
 
+/// The number of ETL stages of `stores`: one per pair of consecutive stores, the
+/// blackhole included.
+fn stage_count(stores: &DataStores) -> usize {
+    let n = stores.tiers().len() + usize::from(stores.blackhole().is_some());
+    n.saturating_sub(1)
+}
+
 /// The ETL of the configured data stores (see the module documentation). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Etl {
     stores: DataStores,
     out_of_space: OutOfSpacePolicy,
     totals: Arc<EtlTotals>,
+    /// The totals of each stage (index: the stage).
+    stage_totals: Arc<[EtlTotals]>,
     reducer: Option<Arc<dyn Reducer>>,
     flags: Option<Arc<dyn NamedFlags>>,
 }
@@ -328,10 +337,12 @@ pub struct Etl {
 impl Etl {
     /// ETL over `stores` with the out-of-space policy `out_of_space`.
     pub fn new(stores: DataStores, out_of_space: OutOfSpacePolicy) -> Self {
+        let stages = stage_count(&stores);
         Etl {
             stores,
             out_of_space,
             totals: Arc::default(),
+            stage_totals: (0..stages).map(|_| EtlTotals::default()).collect(),
             reducer: None,
             flags: None,
         }
@@ -385,10 +396,14 @@ impl Etl {
         &self.totals
     }
 
+    /// The totals of `stage` since this was built (`None`: no such stage).
+    pub fn stage_totals(&self, stage: usize) -> Option<&EtlTotals> {
+        self.stage_totals.get(stage)
+    }
+
     /// The number of stages: one per pair of consecutive stores, the blackhole included.
     pub fn stages(&self) -> usize {
-        let n = self.stores.tiers().len() + usize::from(self.stores.blackhole().is_some());
-        n.saturating_sub(1)
+        stage_count(&self.stores)
     }
 
     /// The names of a stage's source and destination.
@@ -597,6 +612,9 @@ impl Etl {
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.totals.add(&total, micros);
+        if let Some(t) = self.stage_totals.get(stage) {
+            t.add(&total, micros);
+        }
         total
     }
 

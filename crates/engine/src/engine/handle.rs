@@ -60,6 +60,7 @@ impl Engine {
             cmd: cmd_tx,
             next_id: AtomicU64::new(1),
             rate: Default::default(),
+            write_stats: Default::default(),
         });
         actor::spawn(inner.clone(), client.clone(), cmd_rx);
         tokio::spawn(writer::run(inner.clone()));
@@ -391,6 +392,25 @@ impl Engine {
     /// never holds up the PV's ingest while it decodes.
     pub fn buffered(&self, pv: &str) -> Option<BufferSnapshot> {
         self.slot(pv)?.buffered()
+    }
+
+    /// The writer's flush latency so far (see [`crate::WriteStats`]).
+    pub fn write_stats(&self) -> crate::WriteStatsSnapshot {
+        self.inner.write_stats.snapshot()
+    }
+
+    /// Samples in memory now over every PV, and the most they may hold: `(buffered,
+    /// capacity)`, summed. Each PV's lock is taken for a moment (no copy): meant for a
+    /// metrics scrape, not for every request.
+    pub fn buffer_fill(&self) -> (u64, u64) {
+        let slots = self.inner.slots_where(|_| true);
+        let (mut used, mut capacity) = (0u64, 0u64);
+        for slot in slots {
+            let (u, c) = slot.buffer_fill();
+            used += u;
+            capacity += c;
+        }
+        (used, capacity)
     }
 
     /// The CA client of the engine's channels: the appliance monitors controlling PVs

@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     /// What each PV wrote in the current hour, for the storage-rate guard.
     pub rate: crate::writer::RateState,
+    /// The writer's flush latency.
+    pub write_stats: crate::counters::WriteStats,
 }
 
 impl Inner {

@@ -6,7 +6,7 @@
 //! The URLs of `getApplianceInfo` are built from the request's `Host` (one listener
 //! serves every Java webapp's path here), so they are the ones the client can reach.
 
-use archiver_appliance::{PvState, SharedAppliance};
+use archiver_appliance::{PvCounts, PvState, SharedAppliance};
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -192,21 +192,20 @@ pub async fn get_appliance_metrics(
     State(app): State<SharedAppliance>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let now = app.now_secs();
-    let (mut total, mut connected, mut paused, mut never) = (0u64, 0u64, 0u64, 0u64);
     let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
-    for s in super::reports::summaries(&app).await? {
-        total += 1;
-        match s.state {
-            PvState::Paused => paused += 1,
-            PvState::NeverConnected => never += 1,
-            PvState::Archiving if s.connected => connected += 1,
-            PvState::Archiving => {}
-        }
+    let summaries = super::reports::summaries(&app).await?;
+    for s in &summaries {
         let since = now - s.counters.added_secs;
         rate += s.counters.event_rate(since);
         bytes_rate += s.counters.storage_rate(since);
     }
-    let disconnected = total - connected - paused - never;
+    let PvCounts {
+        total,
+        connected,
+        disconnected,
+        paused,
+        never_connected: never,
+    } = PvCounts::of(&summaries);
     Ok(Json(vec![json!({
         "instance": app.identity(),
         "status": "Working",
