@@ -221,6 +221,10 @@ fn last_write_operator_period_storage_metrics_and_a_list_delete_through_the_bina
     assert!(sts_bytes > 0, "{details}");
     assert_ne!(line("Partition files in STS").unwrap(), "0", "{details}");
     assert!(line("Total space consumed by this PV (bytes)").is_some());
+    let bps: f64 = line("Bytes per sample in STS").unwrap().parse().unwrap();
+    // At least a time stamp and a double; the first sample also carries the archive
+    // fields' values, so there is no useful upper bound on a file of a few samples.
+    assert!(bps >= 10.0 && bps <= sts_bytes as f64, "{details}");
     let consumed = a.json("/mgmt/bpl/getPVsByStorageConsumed?limit=-1");
     let rows = consumed.as_array().unwrap();
     let ai_row = rows.iter().find(|r| r["pvName"] == json!(ai)).unwrap();
@@ -234,6 +238,20 @@ fn last_write_operator_period_storage_metrics_and_a_list_delete_through_the_bina
         "{consumed}"
     );
     assert_eq!(rows.last().unwrap()["storageConsumed"], "0", "{consumed}");
+    // Per store (Java's getStorageMetricsForAppliance shape, plus files and bytes used).
+    let stores = a.json("/mgmt/bpl/getStorageMetricsForAppliance?appliance=appliance0");
+    let names: Vec<&str> = stores
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["STS", "MTS", "LTS"], "{stores}");
+    let sts = &stores[0];
+    assert!(sts["total_space"].is_string() && sts["available_space_percent"].is_string());
+    let used: u64 = sts["used_bytes"].as_str().unwrap().parse().unwrap();
+    assert!(used >= ai_bytes, "{stores}");
+    assert_ne!(sts["files"], "0", "{stores}");
 
     // The operator's period outlives a re-application of the policy (its rule says 2 s).
     let info = a.json(&format!("/mgmt/bpl/getPVTypeInfo?pv={}", enc(&ai)));

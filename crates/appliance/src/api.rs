@@ -22,7 +22,7 @@ use crate::control::ControlStatus;
 use crate::error::ApplianceError;
 use crate::policy::{ArchiveSpec, SamplingPeriod};
 use crate::reapply::Reapplied;
-use crate::storage_ops::StorageOpsError;
+use crate::storage_ops::{StorageOpsError, StoreReport};
 
 /// What an operation an implementation does not provide answers (the default of the
 /// optional methods of [`ApplianceApi`]).
@@ -188,6 +188,22 @@ pub trait ApplianceApi: Send + Sync + 'static {
     async fn disk_usage(&self, pv: &str) -> Result<Vec<(String, DiskUsage)>, StorageOpsError> {
         let _ = pv;
         Ok(Vec::new())
+    }
+
+    /// Bytes per sample of `pv` in each store (on its newest file with samples), by store
+    /// name. The default: none.
+    async fn bytes_per_sample(
+        &self,
+        pv: &str,
+    ) -> Result<Vec<(String, Option<f64>)>, StorageOpsError> {
+        let _ = pv;
+        Ok(Vec::new())
+    }
+
+    /// Every store's disk figures (`getStorageMetricsForAppliance`). The default: none
+    /// ([`StorageOpsError::Unsupported`]).
+    async fn store_report(&self) -> Result<Vec<StoreReport>, StorageOpsError> {
+        Err(StorageOpsError::Unsupported)
     }
 
     /// Bytes on disk of each of `pvs`, every store together, in order (the storage-consumed
@@ -372,5 +388,16 @@ impl ApplianceApi for Appliance {
 
     async fn disk_bytes(&self, pvs: Vec<String>) -> Result<Vec<u64>, StorageOpsError> {
         Appliance::disk_bytes(self, pvs).await
+    }
+
+    async fn store_report(&self) -> Result<Vec<StoreReport>, StorageOpsError> {
+        Appliance::store_report(self).await
+    }
+
+    async fn bytes_per_sample(
+        &self,
+        pv: &str,
+    ) -> Result<Vec<(String, Option<f64>)>, StorageOpsError> {
+        Appliance::bytes_per_sample(self, pv).await
     }
 }

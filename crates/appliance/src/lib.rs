@@ -115,7 +115,7 @@ pub use crate::policy::{ArchiveSpec, Decided, PeriodError, Policy, SamplingPerio
 pub use crate::reapply::Reapplied;
 pub use crate::site_file::SiteSource;
 pub use crate::site_policy::{NamedPolicy, PolicyError, PvFacts, SitePolicy};
-pub use crate::storage_ops::{EtlService, StorageOpsError};
+pub use crate::storage_ops::{EtlService, StorageOpsError, StoreReport};
 pub use crate::sync::{CatalogueSync, SYNC_PERIOD, ShutdownReport};
 /// The storage results of [`ApplianceApi`]'s storage operations, re-exported so that the
 /// HTTP crate needs no storage of its own.

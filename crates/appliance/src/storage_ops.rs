@@ -25,6 +25,24 @@ use tracing::{info, warn};
 
 use crate::appliance::Appliance;
 
+/// One data store's disk figures (`getStorageMetricsForAppliance`, Java's
+/// `StorageWithLifetime.getStorageDetails` per store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreReport {
+    /// Store name (`STS`, `MTS`, `LTS`...).
+    pub name: String,
+    /// Its root folder.
+    pub root: std::path::PathBuf,
+    /// Size of its filesystem in bytes; `None` when unknown.
+    pub total_bytes: Option<u64>,
+    /// Bytes still free for the archiver on its filesystem; `None` when unknown.
+    pub available_bytes: Option<u64>,
+    /// Partition (`.pb`) files in the store.
+    pub files: u64,
+    /// Their bytes.
+    pub used_bytes: u64,
+}
+
 /// Why a storage operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageOpsError {
@@ -373,6 +391,48 @@ impl Appliance {
         let stores = self.stores().clone();
         let pv = pv.to_string();
         blocking(move || Ok(stores.disk_usage(&pv)?)).await
+    }
+
+    /// Bytes per sample of `pv` in each store, measured on its newest partition file with
+    /// samples (`None` for a store without one), by store name.
+    pub async fn bytes_per_sample(
+        &self,
+        pv: &str,
+    ) -> Result<Vec<(String, Option<f64>)>, StorageOpsError> {
+        let stores = self.stores().clone();
+        let pv = pv.to_string();
+        blocking(move || {
+            stores
+                .tiers()
+                .iter()
+                .map(|t| Ok((t.name().to_string(), t.bytes_per_sample(&pv)?)))
+                .collect()
+        })
+        .await
+    }
+
+    /// Every configured store's disk figures (one walk of each store's folder): files and
+    /// bytes of `.pb` files, and the size and free space of its filesystem.
+    pub async fn store_report(&self) -> Result<Vec<StoreReport>, StorageOpsError> {
+        let stores = self.stores().clone();
+        blocking(move || {
+            let usage = stores.store_usage()?;
+            let io = stores.backend().io();
+            Ok(stores
+                .tiers()
+                .iter()
+                .zip(usage)
+                .map(|(t, (name, u))| StoreReport {
+                    name,
+                    root: t.root().to_path_buf(),
+                    total_bytes: io.total_space(t.root()).ok().flatten(),
+                    available_bytes: io.available_space(t.root()).ok().flatten(),
+                    files: u.files,
+                    used_bytes: u.bytes,
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Bytes of each of `pvs` on disk, every store together, in order (Java's

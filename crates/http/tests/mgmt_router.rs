@@ -931,7 +931,6 @@ async fn the_for_this_appliance_calls_answer_for_this_appliance_only() {
     );
     for call in [
         "getApplianceMetricsForAppliance",
-        "getStorageMetricsForAppliance",
         "getInstanceMetricsForAppliance",
     ] {
         let r = get(&fake, &format!("/mgmt/bpl/{call}?appliance=fake0")).await;

@@ -84,6 +84,14 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// The size of the filesystem holding `dir` in bytes (`statvfs`: `f_blocks ×
+    /// f_frsize`); `None` if unknown (the default). For the storage reports (Java's
+    /// `StorageMetrics.getTotalSpace`).
+    fn total_space(&self, dir: &Path) -> io::Result<Option<u64>> {
+        let _ = dir;
+        Ok(None)
+    }
+
     /// Bytes an unprivileged process may still write on the filesystem holding `dir`
     /// (`statvfs`: `f_bavail × f_frsize`); `None` if unknown. Not an operation of the
     /// fault-injecting backend. ETL checks it before a move (Java's free-space check).
@@ -177,13 +185,23 @@ impl StorageBackend for FsBackend {
     }
 
     fn available_space(&self, dir: &Path) -> io::Result<Option<u64>> {
-        // The nearest existing ancestor (a store's folder may not exist yet).
-        let Some(existing) = dir.ancestors().find(|d| d.exists()) else {
-            return Ok(None);
-        };
-        let st = rustix::fs::statvfs(existing).map_err(io::Error::from)?;
-        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+        Ok(statvfs_near(dir)?.map(|st| st.f_bavail.saturating_mul(st.f_frsize)))
     }
+
+    fn total_space(&self, dir: &Path) -> io::Result<Option<u64>> {
+        Ok(statvfs_near(dir)?.map(|st| st.f_blocks.saturating_mul(st.f_frsize)))
+    }
+}
+
+/// `statvfs` of the filesystem of `dir`, or of its nearest existing ancestor (a store's
+/// folder may not exist yet); `None` when no ancestor exists.
+fn statvfs_near(dir: &Path) -> io::Result<Option<rustix::fs::StatVfs>> {
+    let Some(existing) = dir.ancestors().find(|d| d.exists()) else {
+        return Ok(None);
+    };
+    rustix::fs::statvfs(existing)
+        .map(Some)
+        .map_err(io::Error::from)
 }
 
 /// A storage backend and the per-PV write locks of everything stored through it; cheap to

@@ -259,9 +259,57 @@ pub(super) fn two_digits(x: f64) -> String {
     }
 }
 
+/// `getStorageMetricsForAppliance`: one object per configured store, Java's
+/// `StorageReportDetails` (the ETL's `getStorageDetailsForAppliance`): `name`,
+/// `total_space` and `available_space` in GB and `available_space_percent` (Java's
+/// `###,###.##`), left out when the filesystem cannot be read; and, beyond Java, the store's
+/// `files` and `used_space` (GB) and `used_bytes` (its `.pb` files, one walk of its folder).
+/// Java's `time_copy_data_into_store` figures are in `/metrics` (`archiver_etl_*`) instead.
+pub async fn get_storage_details(
+    State(app): State<SharedAppliance>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let stores = app
+        .store_report()
+        .await
+        .map_err(super::storage::storage_error)?;
+    const GB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let rows = stores
+        .into_iter()
+        .map(|s| {
+            let mut o = serde_json::Map::new();
+            o.insert("name".into(), Value::String(s.name));
+            if let (Some(total), Some(free)) = (s.total_bytes, s.available_bytes) {
+                o.insert(
+                    "total_space".into(),
+                    Value::String(two_digits(total as f64 / GB)),
+                );
+                o.insert(
+                    "available_space".into(),
+                    Value::String(two_digits(free as f64 / GB)),
+                );
+                if total > 0 {
+                    o.insert(
+                        "available_space_percent".into(),
+                        Value::String(two_digits(free as f64 * 100.0 / total as f64)),
+                    );
+                }
+            }
+            o.insert("files".into(), Value::String(s.files.to_string()));
+            o.insert(
+                "used_space".into(),
+                Value::String(two_digits(s.used_bytes as f64 / GB)),
+            );
+            o.insert("used_bytes".into(), Value::String(s.used_bytes.to_string()));
+            Value::Object(o)
+        })
+        .collect();
+    Ok(Json(rows))
+}
+
 /// `getPVDetails`: `pv`; a list of `{"name", "value", "source"}` with the Java labels,
 /// literally: the catalogue's part (`source` `mgmt`), the disk use in each store (`etl`:
-/// bytes and partition files per store, and the total), then the engine's (`pv`).
+/// bytes and partition files per store, the total, bytes per sample on each store's newest
+/// file), then the engine's (`pv`).
 pub async fn get_pv_details(
     State(app): State<SharedAppliance>,
     req: BplRequest,
@@ -386,6 +434,16 @@ pub async fn get_pv_details(
                 "Total space consumed by this PV (bytes)",
                 total.to_string(),
             );
+        }
+        for (store, bps) in app.bytes_per_sample(&pv).await.unwrap_or_default() {
+            if let Some(bps) = bps {
+                detail(
+                    &mut out,
+                    e,
+                    &format!("Bytes per sample in {store}"),
+                    two_digits(bps),
+                );
+            }
         }
     }
     let Some(s) = status else {

@@ -277,7 +277,10 @@ fn for_appliance_routes(appliance: SharedAppliance) -> Router<SharedAppliance> {
     let metrics = || get(admin::get_appliance_metrics).post(admin::get_appliance_metrics);
     Router::new()
         .route("/mgmt/bpl/getApplianceMetricsForAppliance", metrics())
-        .route("/mgmt/bpl/getStorageMetricsForAppliance", metrics())
+        .route(
+            "/mgmt/bpl/getStorageMetricsForAppliance",
+            get(admin::get_storage_details).post(admin::get_storage_details),
+        )
         .route("/mgmt/bpl/getInstanceMetricsForAppliance", metrics())
         .route(
             "/mgmt/bpl/exportConfigForAppliance",
