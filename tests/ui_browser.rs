@@ -100,6 +100,13 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         "the appliance overview",
         "document.querySelectorAll('#overview .tile').length > 5",
     );
+    // The overview shows the uptime and each store's disk use.
+    let up = b
+        .js("(document.querySelector('#overview .tile[data-metric=\"Up\"] .v') || {}).textContent");
+    let up = up.as_str().unwrap_or_default().to_string();
+    assert!(up.ends_with(" s") || up.ends_with(" min"), "uptime {up:?}");
+    let sts = b.js("[...document.querySelectorAll('#overview .tile')].some(t => t.dataset.metric.startsWith('STS GB'))");
+    assert_eq!(sts, serde_json::json!(true), "no STS tile in the overview");
 
     // Add PVs through the form, pasted one a line, sampled every second.
     b.js(&format!(

@@ -6,22 +6,25 @@ const M = { rows: [], selected: new Set(), rates: {} };
 
 async function overview() {
   try {
-    const [metrics, versions, stored] = await Promise.all([
+    const [metrics, versions, stores] = await Promise.all([
       AA.api("/mgmt/bpl/getApplianceMetrics"),
       AA.api("/mgmt/bpl/getVersions"),
-      AA.api("/mgmt/bpl/getPVsByStorageConsumed?limit=-1").catch(() => []),
+      AA.api("/mgmt/bpl/getStorageMetricsForAppliance").catch(() => []),
     ]);
     const m = Array.isArray(metrics) ? metrics[0] || {} : metrics;
     document.getElementById("instance").textContent = m.instance || "";
-    let bytes = 0;
-    for (const r of stored || []) bytes += AA.num(r.storageConsumedInMB || "0") || 0;
     const tiles = [
       ["PVs", m.pvCount], ["Connected", m.connectedPVCount], ["Disconnected", m.disconnectedPVCount],
       ["Never connected", m.neverConnectedPVCount], ["Paused", m.pausedPVCount],
       ["Events/s", m.eventRate], ["Bytes/s", m.dataRate], ["GB/day", m.dataRateGBPerDay],
-      ["Stored (MB)", bytes.toFixed(1)], ["Status", m.status],
+      ["Status", m.status], ["Up", uptime(AA.num(m.uptimeSeconds))],
       ["Version", (versions.mgmt_version || "").replace("Archiver Appliance Version ", "")],
     ];
+    // Storage per store: the GB its files use, and what is free on its file system.
+    for (const s of stores || []) {
+      const free = s.available_space === undefined ? "" : ` (${s.available_space} GB free)`;
+      tiles.push([`${s.name} GB${free}`, s.used_space]);
+    }
     document.getElementById("overview").replaceChildren(...tiles.map(([k, v]) =>
       AA.el("div", { class: "tile", "data-metric": k }, AA.el("div", { class: "v" }, v === undefined ? "–" : v),
         AA.el("div", { class: "k" }, k))));
@@ -29,6 +32,15 @@ async function overview() {
   } catch (e) {
     AA.say("overview-msg", `Cannot read the appliance's metrics: ${e.message}`, "err");
   }
+}
+
+/** Seconds as "3 d 4 h", "2 h 5 min", "42 s". */
+function uptime(secs) {
+  if (!Number.isFinite(secs)) return undefined;
+  const d = Math.floor(secs / 86400), h = Math.floor(secs % 86400 / 3600), m = Math.floor(secs % 3600 / 60);
+  if (d) return `${d} d ${h} h`;
+  if (h) return `${h} h ${m} min`;
+  return m ? `${m} min` : `${Math.floor(secs)} s`;
 }
 
 async function policies() {

@@ -182,16 +182,34 @@ pub async fn get_policy_text(State(app): State<SharedAppliance>) -> String {
     app.policy_text()
 }
 
+/// When the management routes were first built in this process (the server's start), as
+/// epoch seconds, and the seconds since.
+fn process_start() -> (i64, u64) {
+    static START: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::SystemTime::now);
+    let epoch = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    (epoch, start.elapsed().map_or(0, |d| d.as_secs()))
+}
+
+/// Notes the process's start (see [`process_start`]); called when the routes are built.
+pub(crate) fn note_process_start() {
+    process_start();
+}
+
 /// `getApplianceMetrics`: one object with this appliance's figures, values as strings
 /// (Java `ApplianceMetrics`: `instance`, `status`, `pvCount`, `connectedPVCount`,
 /// `disconnectedPVCount`, `pausedPVCount`, `eventRate`, `dataRateGBPerDay`...,
-/// `capacityUtilized` `N/A` as Java's `combineMetrics`). Also `getStorageMetrics`, the
+/// `capacityUtilized` `N/A` as Java's `combineMetrics`; beyond Java `startTime` and
+/// `uptimeSeconds` of this process). Also `getStorageMetrics`, the
 /// report's list of appliances: Java's `StorageReport` answers the same objects ("the
 /// getApplianceMetrics here is not a typo", its source says).
 pub async fn get_appliance_metrics(
     State(app): State<SharedAppliance>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let now = app.now_secs();
+    let started = process_start();
     let (mut rate, mut bytes_rate) = (0.0f64, 0.0f64);
     let summaries = super::reports::summaries(&app).await?;
     for s in &summaries {
@@ -219,6 +237,10 @@ pub async fn get_appliance_metrics(
         "dataRateGBPerDay": format!("{:.2}", bytes_rate * 86_400.0 / f64::from(1u32 << 30)),
         "dataRateGBPerYear": format!("{:.2}", bytes_rate * 86_400.0 * 365.0 / f64::from(1u32 << 30)),
         "capacityUtilized": "N/A",
+        // Beyond Java: when this process started serving, and for how long (the UI's
+        // overview shows them).
+        "startTime": java_time(started.0),
+        "uptimeSeconds": started.1.to_string(),
     })]))
 }
 

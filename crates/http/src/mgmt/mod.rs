@@ -53,6 +53,7 @@ use crate::extract::NameEntry;
 /// The management routes over `appliance`, GET and POST each (Java's `BPLServlet`
 /// answers both).
 pub fn router(appliance: SharedAppliance) -> Router {
+    admin::note_process_start();
     Router::new()
         .route("/mgmt/bpl/archivePV", get(archive_pv).post(archive_pv))
         .route(
