@@ -30,6 +30,7 @@ mod engine;
 mod error;
 pub mod filter;
 mod linebuf;
+mod noise;
 mod pv;
 pub mod sampler;
 mod writer;

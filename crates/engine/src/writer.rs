@@ -20,9 +20,9 @@ use tracing::warn;
 
 use archiver_storage::Tier;
 
-use crate::counters::Counters;
 use crate::engine::Inner;
 use crate::linebuf::Chunk;
+use crate::noise;
 use crate::pv::{PvSlot, lock};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -168,6 +168,33 @@ async fn flush(inner: &Arc<Inner>, slots: Vec<Arc<PvSlot>>, if_busy: IfBusy) -> 
     .unwrap_or(Unwritten { samples: 0, pvs: n })
 }
 
+/// The write failures of all PVs: at most [`noise::Gate::PER_MINUTE`] lines a minute.
+static WRITE_FAILURES: noise::Gate = noise::Gate::new();
+
+/// Counts a failed write of `slot` (`write_errors`) and logs it within the noise limits: a
+/// PV's 1st, 2nd, 4th, 8th... failure, and at most [`noise::Gate::PER_MINUTE`] such lines
+/// a minute for the whole process (a full disk fails every PV every write period).
+fn write_failure(slot: &PvSlot, message: impl FnOnce() -> String) {
+    let n = slot.counters.write_errors.fetch_add(1, Relaxed) + 1;
+    if !noise::repeat_worth_logging(n) {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let noise::Admit::Log { left_out } = WRITE_FAILURES.admit(now) {
+        warn!(
+            pv = %slot.name,
+            failures = n,
+            left_out,
+            "{} (this PV's failure {n}; the next logged at {}; {left_out} other lines \
+             left out in the last minute)",
+            message(),
+            n * 2
+        );
+    }
+}
+
 fn flush_slot_guarded(inner: &Inner, slot: &PvSlot, if_busy: IfBusy) -> u64 {
     let written_before = slot.counters.events_written.load(Relaxed);
     let started = std::time::Instant::now();
@@ -219,8 +246,7 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_
         Ok(Some(l)) => l,
         Ok(None) => return 0, // another flush, an ETL job or a deletion holds it: next period
         Err(e) => {
-            warn!(pv = %slot.name, "not written: {e}");
-            Counters::inc(&slot.counters.write_errors);
+            write_failure(slot, || format!("not written: {e}"));
             return lock(&slot.state).buffer.len() as u64;
         }
     };
@@ -268,8 +294,9 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_
             }
             Err(e) => {
                 let left: usize = batch[i..].iter().map(|c| c.lines).sum();
-                warn!(pv = %slot.name, "write failed, keeping {left} samples to retry: {e}");
-                Counters::inc(&slot.counters.write_errors);
+                write_failure(slot, || {
+                    format!("write failed, keeping {left} samples to retry: {e}")
+                });
                 failed_at = Some(i);
                 break;
             }
