@@ -553,6 +553,8 @@ impl Etl {
     /// include the source, or end with it, has nothing moved: data never goes where its
     /// `dataStores` would not find it. An error ends the PV's run (files already moved stay
     /// moved; the failed one stays in the source, whole, to be moved by the next run).
+    /// Waits while a batch, a consolidation or a deletion holds the PV's move lock
+    /// ([`DataStores::lock_pv_moves`]), and holds it meanwhile.
     pub fn run_pv_chain(
         &self,
         stage: usize,
@@ -561,11 +563,25 @@ impl Etl {
         now: Timestamp,
         mode: EtlMode,
     ) -> Result<EtlCounts, StorageError> {
+        let moves = self.stores.lock_pv_moves(pv)?;
+        self.run_pv_held(stage, pv, chain, now, mode, &moves)
+    }
+
+    /// [`Etl::run_pv_chain`] with the PV's move lock held by the caller (`_moves`).
+    fn run_pv_held(
+        &self,
+        stage: usize,
+        pv: &str,
+        chain: Option<&[ChainStore]>,
+        now: Timestamp,
+        mode: EtlMode,
+        _moves: &PvLock,
+    ) -> Result<EtlCounts, StorageError> {
         let one = [EtlPv {
             pv: pv.to_string(),
             chain: chain.map(<[ChainStore]>::to_vec),
         }];
-        let (counts, mut errors) = self.run_batch(stage, &one, now, mode);
+        let (counts, mut errors) = self.run_batch(stage, &one, now, mode, true);
         match errors.pop() {
             Some((_, e)) => Err(e),
             None => Ok(counts),
@@ -589,7 +605,7 @@ impl Etl {
             if stop() {
                 break;
             }
-            let (c, errors) = self.run_batch(stage, batch, now, mode);
+            let (c, errors) = self.run_batch(stage, batch, now, mode, false);
             total.add(&c);
             for (pv, e) in errors {
                 tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
@@ -604,15 +620,24 @@ impl Etl {
     /// (each under the PV's lock, in order, the PV stopping at its first file that cannot
     /// move); (2) every destination file written and its folders are synced, once each;
     /// (3) each copied source is deleted if unchanged (under the PV's lock; a PV stops at
-    /// its first changed file). A failure in (2) deletes nothing: the next run copies the
-    /// files again and the destinations skip what they have. Returns the counts and each
-    /// failed PV's error (counted in [`EtlCounts::errors`]).
+    /// its first changed file). A failure in (2) deletes nothing of the PVs whose files it
+    /// concerns: each PV's files are then synced alone, and only the PVs whose sync fails
+    /// keep their sources (the next run copies the files again and the destinations skip
+    /// what they have). Returns the counts and each failed PV's error (counted in
+    /// [`EtlCounts::errors`]).
+    ///
+    /// A PV is moved under its move lock ([`DataStores::lock_pv_moves`]), held from its
+    /// first copy to the deletion of its sources, so a consolidation or a deletion of its
+    /// data never changes its files in between; a PV whose move lock another thread holds
+    /// is skipped (moved by the next run). With `held`, the caller holds the move lock of
+    /// every PV of `pvs`.
     fn run_batch(
         &self,
         stage: usize,
         pvs: &[EtlPv],
         now: Timestamp,
         mode: EtlMode,
+        held: bool,
     ) -> (EtlCounts, Vec<(String, StorageError)>) {
         let mut counts = EtlCounts::default();
         let mut errors = Vec::new();
@@ -628,7 +653,10 @@ impl Etl {
         let mut gates: Vec<(&str, Gate)> = Vec::new();
         // (1) Copy.
         let mut pending: Vec<(usize, Listed)> = Vec::new(); // (index in pvs, source file)
-        let mut touched: Vec<(&Tier, Vec<PathBuf>)> = Vec::new();
+        // (index in pvs, destination, its files written), one entry per PV that wrote.
+        let mut touched: Vec<(usize, &Tier, Vec<PathBuf>)> = Vec::new();
+        // The move locks of the PVs with copies pending, until their sources are deleted.
+        let mut move_locks: Vec<PvLock> = Vec::new();
         for (i, pv) in pvs.iter().enumerate() {
             let r = (|| -> Result<(), StorageError> {
                 let Some((mut dest, first)) = self.dest_in_chain(stage, pv.chain.as_deref())?
@@ -653,7 +681,18 @@ impl Etl {
                         Gate::Discard => dest = Dest::Blackhole,
                     }
                 }
+                let moves = match held {
+                    true => None,
+                    false => match self.stores.try_lock_pv_moves(&pv.pv)? {
+                        Some(l) => Some(l),
+                        None => {
+                            tracing::debug!(pv = %pv.pv, "being consolidated or deleted; ETL moves it next run");
+                            return Ok(());
+                        }
+                    },
+                };
                 let mut files = Vec::new();
+                let mut copied = false;
                 for listed in self.eligible(stage, &pv.pv, now, mode)? {
                     let lock = self.stores.lock_pv(&pv.pv)?;
                     let step =
@@ -661,15 +700,18 @@ impl Etl {
                     drop(lock);
                     match step {
                         Step::Done => {}
-                        Step::Copied => pending.push((i, listed)),
+                        Step::Copied => {
+                            pending.push((i, listed));
+                            copied = true;
+                        }
                         Step::Stop => break,
                     }
                 }
                 if let (Dest::Tier(t), false) = (dest, files.is_empty()) {
-                    match touched.iter_mut().find(|(d, _)| d.name() == t.name()) {
-                        Some((_, v)) => v.extend(files),
-                        None => touched.push((t, files)),
-                    }
+                    touched.push((i, t, files));
+                }
+                if copied {
+                    move_locks.extend(moves);
                 }
                 Ok(())
             })();
@@ -681,25 +723,33 @@ impl Etl {
         if pending.is_empty() {
             return (counts, errors);
         }
-        // (2) Make the copies durable, together.
-        for (dest, files) in &touched {
-            if let Err(e) = dest.sync_touched(files) {
-                let mut failed: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
-                failed.dedup();
-                for i in failed {
-                    counts.errors += 1;
-                    errors.push((
-                        pvs[i].pv.clone(),
-                        StorageError::Io {
-                            tier: dest.name().to_string(),
-                            path: dest.root().to_path_buf(),
-                            source: io::Error::other(e.to_string()),
-                        },
-                    ));
-                }
-                return (counts, errors);
+        // (2) Make the copies durable, together; if that fails, PV by PV.
+        let mut unsynced: Vec<usize> = Vec::new();
+        let mut dests: Vec<&Tier> = Vec::new();
+        for (_, t, _) in &touched {
+            if !dests.iter().any(|d| d.name() == t.name()) {
+                dests.push(t);
             }
         }
+        for dest in dests {
+            let mine = || touched.iter().filter(|(_, t, _)| t.name() == dest.name());
+            let all: Vec<PathBuf> = mine().flat_map(|(_, _, f)| f.iter().cloned()).collect();
+            let Err(e) = dest.sync_touched(&all) else {
+                continue;
+            };
+            tracing::warn!(
+                dest = dest.name(),
+                "ETL: syncing the batch failed ({e}); syncing PV by PV"
+            );
+            for (i, _, files) in mine() {
+                if let Err(e) = dest.sync_touched(files) {
+                    unsynced.push(*i);
+                    counts.errors += 1;
+                    errors.push((pvs[*i].pv.clone(), e));
+                }
+            }
+        }
+        pending.retain(|(i, _)| !unsynced.contains(i));
         // (3) Delete the sources that did not change.
         let mut stopped = Vec::new();
         for (i, listed) in pending {
@@ -736,14 +786,16 @@ impl Etl {
                 }
             }
         }
+        drop(move_locks);
         (counts, errors)
     }
 
     /// Moves every file of `pv` down to the store named `store` now, the current
     /// partitions included (Java's `consolidateDataForPV`): every stage from the first up
     /// to the one whose destination is `store`, in order, along `chain` (as
-    /// [`Etl::run_pv_chain`]). An unknown store, or the first store (nothing moves into
-    /// it), is [`StorageError::UnknownStore`].
+    /// [`Etl::run_pv_chain`]), holding the PV's move lock throughout (waiting for an ETL
+    /// batch that moves the PV to finish with it; ETL skips the PV meanwhile). An unknown
+    /// store, or the first store (nothing moves into it), is [`StorageError::UnknownStore`].
     pub fn consolidate(
         &self,
         pv: &str,
@@ -765,9 +817,10 @@ impl Etl {
                     name: store.to_string(),
                     url: format!("consolidate {pv} into {store}"),
                 })?;
+        let moves = self.stores.lock_pv_moves(pv)?;
         let mut total = EtlCounts::default();
         for stage in 0..=last {
-            total.add(&self.run_pv_chain(stage, pv, chain, now, EtlMode::All)?);
+            total.add(&self.run_pv_held(stage, pv, chain, now, EtlMode::All, &moves)?);
         }
         Ok(total)
     }
