@@ -57,7 +57,8 @@
 //!   sources are deleted; so at most one batch (plus a file) is on disk twice. A stop
 //!   (shutdown) starts no new copy and finishes the batch's sync and deletions. Each PV
 //!   is moved under its move lock ([`DataStores::lock_pv_moves`]): a consolidation or a
-//!   deletion of its data waits for the batch, and ETL skips a PV they hold.
+//!   deletion of its data waits for the batch, and a batch skips a PV they hold (moved
+//!   alone after the batches, once they are done with it).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -622,8 +623,15 @@ impl Etl {
         let mut resumed = false;
         loop {
             // A batch cut by its byte bound has consumed nothing: the PV goes on.
-            let (end, counts, mut errors) =
-                self.run_batch(stage, &one, now, mode, (true, resumed), &|| false);
+            let (end, counts, mut errors) = self.run_batch(
+                stage,
+                &one,
+                now,
+                mode,
+                (true, resumed),
+                &|| false,
+                &mut Vec::new(),
+            );
             total.add(&counts);
             if let Some((_, e)) = errors.pop() {
                 return Err(e);
@@ -652,13 +660,41 @@ impl Etl {
         let started = std::time::Instant::now();
         let mut total = EtlCounts::default();
         let (mut next, mut resumed) = (0, false);
+        let warn = |pv: &str, e: StorageError| {
+            tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
+        };
+        let mut busy = Vec::new(); // PVs skipped while consolidated or deleted
         while next < pvs.len() && !stop() {
             let batch = &pvs[next..pvs.len().min(next + BATCH_PVS)];
-            let (end, c, errors) = self.run_batch(stage, batch, now, mode, (false, resumed), stop);
+            let mut skipped = Vec::new();
+            let (end, c, errors) = self.run_batch(
+                stage,
+                batch,
+                now,
+                mode,
+                (false, resumed),
+                stop,
+                &mut skipped,
+            );
+            busy.extend(skipped.into_iter().map(|i| &batch[i]));
             (next, resumed) = (next + end.done, end.cut);
             total.add(&c);
             for (pv, e) in errors {
-                tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
+                warn(&pv, e);
+            }
+        }
+        // The PVs skipped as busy, each alone, waiting for its consolidation or deletion
+        // (holding no other PV's lock meanwhile).
+        for pv in busy {
+            if stop() {
+                break;
+            }
+            match self.run_pv_chain(stage, &pv.pv, pv.chain.as_deref(), now, mode) {
+                Ok(c) => total.add(&c),
+                Err(e) => {
+                    total.errors += 1;
+                    warn(&pv.pv, e);
+                }
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -679,7 +715,8 @@ impl Etl {
     /// A PV is moved under its move lock ([`DataStores::lock_pv_moves`]), held from its
     /// first copy to the deletion of its sources, so a consolidation or a deletion of its
     /// data never changes its files in between; a PV whose move lock another thread holds
-    /// is skipped (moved by the next run). With `held`, the caller holds the move lock of
+    /// is skipped and its index added to `busy` ([`Etl::run_stage`] moves it alone once
+    /// the batches are done). With `held`, the caller holds the move lock of
     /// every PV of `pvs`; with `resumed`, the first PV was cut by the previous batch (its
     /// hold is passed).
     ///
@@ -688,6 +725,7 @@ impl Etl {
     /// (asked before each PV and each file): no new copy starts, steps (2) and (3) run
     /// for what was copied. Also returns where it ended (a cut PV is not done, unless it
     /// failed: the next batch starts with it).
+    #[allow(clippy::too_many_arguments)]
     fn run_batch(
         &self,
         stage: usize,
@@ -696,6 +734,7 @@ impl Etl {
         mode: EtlMode,
         (held, resumed): (bool, bool),
         stop: &dyn Fn() -> bool,
+        busy: &mut Vec<usize>,
     ) -> (BatchEnd, EtlCounts, Vec<(String, StorageError)>) {
         let mut counts = EtlCounts::default();
         let mut errors = Vec::new();
@@ -756,7 +795,8 @@ impl Etl {
                     false => match self.stores.try_lock_pv_moves(&pv.pv)? {
                         Some(l) => Some(l),
                         None => {
-                            tracing::debug!(pv = %pv.pv, "being consolidated or deleted; ETL moves it next run");
+                            tracing::debug!(pv = %pv.pv, "being consolidated or deleted; ETL moves it after this run's batches");
+                            busy.push(i);
                             return Ok(());
                         }
                     },

@@ -780,44 +780,49 @@ fn a_pv_whose_sync_fails_in_a_batch_does_not_fail_the_others() {
 
 #[test]
 fn etl_skips_a_pv_being_consolidated_or_deleted_and_they_wait_for_its_batch() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let day = start_of_year(2024) + 200 * D;
     let now = at(day + 2 * H + 60);
     let sim = SimBackend::new();
     let ds = three_pvs(&sim, day);
     let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
-    // A consolidation or deletion of SYNC:B holds its move lock: ETL leaves it alone.
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    // A consolidation or deletion of SYNC:B holds its move lock: the batch leaves it
+    // alone and moves the others, then waits for SYNC:B alone.
     let held = ds.lock_pv_moves("SYNC:B").expect("lock");
     let (e2, pvs) = (etl.clone(), etl_pvs(&["SYNC:A", "SYNC:B", "SYNC:C"]));
-    let c = std::thread::spawn(move || e2.run_stage(0, &pvs, now, EtlMode::Scheduled, &|| false))
-        .join()
-        .expect("join");
-    assert_eq!((c.errors, c.files_moved), (0, 4), "{c:?}");
-    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    let run = std::thread::spawn(move || e2.run_stage(0, &pvs, now, EtlMode::Scheduled, &|| false));
+    let moved = |pv: &str| starts(sts, pv) == vec![day + 2 * H];
+    let t = std::time::Instant::now();
+    while !(moved("SYNC:A") && moved("SYNC:C")) {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "SYNC:A and SYNC:C move while SYNC:B is held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(starts(sts, "SYNC:B"), vec![day, day + H, day + 2 * H]);
     assert!(read(mts, "SYNC:B").is_empty());
     // A deletion waits for the lock too (it is not taken from under ETL).
-    let (ds2, done) = (
-        ds.clone(),
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    );
+    let (ds2, done) = (ds.clone(), Arc::new(AtomicBool::new(false)));
     let d2 = done.clone();
-    let t = std::thread::spawn(move || {
+    let del = std::thread::spawn(move || {
         let c = ds2
             .delete_range("SYNC:B", at(day), at(day + 600))
             .expect("delete");
-        d2.store(true, std::sync::atomic::Ordering::SeqCst);
+        d2.store(true, SeqCst);
         c
     });
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(
-        !done.load(std::sync::atomic::Ordering::SeqCst),
-        "deletion waited"
-    );
+    assert!(!done.load(SeqCst), "the deletion waits");
+    assert!(!run.is_finished(), "the run waits for SYNC:B");
     drop(held);
-    assert_eq!(t.join().expect("join").samples_deleted, 1);
-    // Released: the next run moves it.
-    let c = etl.run_stage(0, &etl_pvs(&["SYNC:B"]), now, EtlMode::Scheduled, &|| false);
-    assert_eq!((c.errors, c.files_moved), (0, 2), "{c:?}");
+    assert_eq!(del.join().expect("join").samples_deleted, 1);
+    let c = run.join().expect("join");
+    assert_eq!((c.errors, c.files_moved), (0, 6), "{c:?}");
+    // Whichever came first, SYNC:B moved without its deleted sample.
+    assert!(moved("SYNC:B"));
     assert_eq!(read(mts, "SYNC:B").len(), 11);
 }
 
