@@ -430,9 +430,11 @@ impl Appliance {
 
     /// What archivePV makes of each requested name (Java `ArchivePVAction.archivePV`):
     /// `PV.FIELD` with a stream field ([`Policy::is_stream_field`]) is `PV` with that
-    /// field (`specs[i].pv` is rewritten to `PV`); a name the engine holds, or an alias
-    /// of a PV it holds, is [`Target::Existing`] (answered "Already submitted" under the
-    /// real name). Java learns of an alias only once its archive workflow has read the
+    /// field (`specs[i].pv` is rewritten to `PV`); a name the engine holds or the
+    /// catalogue knows (a type info or a pending request the background restore has not
+    /// put in the engine yet: found by a fresh-user test, such a PV was archived anew with
+    /// the request's parameters), or an alias of one, is [`Target::Existing`] (answered
+    /// "Already submitted" under the real name, nothing changed). Java learns of an alias only once its archive workflow has read the
     /// channel's `.NAME`, then drops the request and adds the alias; the catalogue knows
     /// the aliases here, so the answer is given at once. One blocking task looks up every
     /// name the engine does not hold.
@@ -461,18 +463,28 @@ impl Appliance {
             }
             fields.push(field);
         }
-        let real_names: HashMap<usize, String> = if unknown.is_empty() {
-            HashMap::new()
+        let (real_names, catalogued): (HashMap<usize, String>, Vec<usize>) = if unknown.is_empty() {
+            (HashMap::new(), Vec::new())
         } else {
             let reg = self.parts.registry.clone();
+            let mut catalogued = Vec::new();
             blocking(move || {
                 let mut found = HashMap::new();
                 for (i, name) in unknown {
-                    if let Some(real) = reg.resolve_alias(&name)? {
+                    let real = reg.resolve_alias(&name)?;
+                    let n = real.as_deref().unwrap_or(&name);
+                    // Catalogued (a type info or a pending request) but not in the engine
+                    // yet: the background restore has not reached it.
+                    let known =
+                        reg.get_type_info(n)?.is_some() || reg.get_archive_request(n)?.is_some();
+                    if known {
+                        catalogued.push(i);
+                    }
+                    if let Some(real) = real {
                         found.insert(i, real);
                     }
                 }
-                Ok::<_, RegistryError>(found)
+                Ok::<_, RegistryError>((found, catalogued))
             })
             .await?
         };
@@ -485,7 +497,7 @@ impl Appliance {
                     .get(&i)
                     .cloned()
                     .unwrap_or_else(|| protocol_of(&spec.pv, false).1);
-                if self.parts.engine.status(&name).is_some() {
+                if self.parts.engine.status(&name).is_some() || catalogued.contains(&i) {
                     Target::Existing { name, field }
                 } else {
                     Target::New { field }

@@ -449,3 +449,49 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
     );
     s.appliance.engine().shutdown().await;
 }
+
+/// Found by a fresh-user test: during the background restore, archivePV of a catalogued
+/// PV (MONITOR 0) with SCAN 7 s was "Archive request submitted" and the engine archived
+/// SCAN 7 s while the type info said MONITOR 0. Java: "Already submitted", nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_a_catalogued_pv_not_restored_yet_is_already_submitted_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    registry.put_type_info(&info("T:CAT", 0.0)).unwrap();
+    registry
+        .add_archive_request(&ArchiveRequest {
+            pv_name: "T:PENDING".into(),
+            user_params: serde_json::json!({"samplingperiod": "1.0"}),
+        })
+        .unwrap();
+    let s = setup(dir.path(), registry.clone()).await;
+    // Not restored yet: the engine does not hold them.
+    let asked = ["T:CAT", "T:PENDING"].map(|pv| ArchiveSpec {
+        method: Some(SamplingMethod::Scan),
+        period: Some(SamplingPeriod::new(7.0).unwrap()),
+        ..ArchiveSpec::new(pv)
+    });
+    let out = s.appliance.archive(asked.to_vec()).await.unwrap();
+    assert_eq!(
+        out.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        vec![ArchiveOutcome::AlreadySubmitted; 2]
+    );
+    assert!(s.appliance.status("T:CAT").is_none());
+    assert!(s.appliance.status("T:PENDING").is_none());
+    let ti = registry.get_type_info("T:CAT").unwrap().unwrap();
+    assert_eq!(ti.sampling_period, 0.0);
+    assert_eq!(
+        ti.sampling_method,
+        archiver_registry::SamplingMethod::Monitor
+    );
+    assert_eq!(
+        registry
+            .get_archive_request("T:PENDING")
+            .unwrap()
+            .unwrap()
+            .user_params,
+        serde_json::json!({"samplingperiod": "1.0"})
+    );
+    assert!(registry.get_archive_request("T:CAT").unwrap().is_none());
+    s.appliance.engine().shutdown().await;
+}
