@@ -924,9 +924,11 @@ impl Appliance {
             // archivePV workflow; a type info put by putPVTypeInfo or imported is kept
             // as given).
             let mut created = Vec::new();
+            let mut unchanged = Vec::new();
             for s in &todo {
                 let Some(ty) = s.archived_type else { continue };
-                let mut info = match reg.get_type_info(&s.name)? {
+                let stored = reg.get_type_info(&s.name)?;
+                let mut info = match stored.clone() {
                     Some(info) => info,
                     None => {
                         created.push(s.name.clone());
@@ -977,12 +979,19 @@ impl Appliance {
                 if let Some(server) = s.conn.server {
                     info.set_host_name(server.ip().to_string());
                 }
+                // Only a change is written and bumps modificationTime (found by a
+                // fresh-user test: every shutdown's final sync rewrote every PV's, and
+                // getRecentlyModifiedPVs then listed them all).
+                if stored.as_ref() == Some(&info) {
+                    unchanged.push(s.name.as_str());
+                    continue;
+                }
                 info.modification_time = Some(now);
                 infos.push(info);
             }
             reg.put_type_infos(&infos)?;
-            for i in &infos {
-                reg.remove_archive_request(&i.pv_name)?;
+            for pv in infos.iter().map(|i| i.pv_name.as_str()).chain(unchanged) {
+                reg.remove_archive_request(pv)?;
             }
             Ok::<_, ApplianceError>(created)
         })

@@ -495,3 +495,39 @@ async fn archiving_a_catalogued_pv_not_restored_yet_is_already_submitted_and_cha
     assert!(registry.get_archive_request("T:CAT").unwrap().is_none());
     s.appliance.engine().shutdown().await;
 }
+
+/// Found by a fresh-user test: every shutdown (its final catalogue sync) rewrote the
+/// modificationTime of every PV, so getRecentlyModifiedPVs listed them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_sync_bumps_modification_time_only_of_a_changed_type_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let s = setup(dir.path(), registry.clone()).await;
+    let _pv = s.server.add_pv(PvSpec::new("T:MOD", Value::Double(1.0)));
+    s.appliance
+        .archive(vec![ArchiveSpec::new("T:MOD")])
+        .await
+        .unwrap();
+    let app = s.appliance.clone();
+    assert!(
+        wait_for(10, || app
+            .status("T:MOD")
+            .is_some_and(|st| st.conn.connected && st.meta.known))
+        .await
+    );
+    assert_eq!(s.appliance.sync_catalogue(true).await.unwrap(), 1);
+    let first = registry.get_type_info("T:MOD").unwrap().unwrap();
+    // The final sync of a shutdown, nothing changed: the type info is left as it is.
+    assert_eq!(s.appliance.sync_catalogue(true).await.unwrap(), 1);
+    let again = registry.get_type_info("T:MOD").unwrap().unwrap();
+    assert_eq!(again.modification_time, first.modification_time);
+    // A stored type info that differs from what the engine knows is rewritten, and bumped.
+    let mut stale = again.clone();
+    stale.paused = true;
+    registry.put_type_info(&stale).unwrap();
+    s.appliance.sync_catalogue(true).await.unwrap();
+    let fixed = registry.get_type_info("T:MOD").unwrap().unwrap();
+    assert!(!fixed.paused);
+    assert!(fixed.modification_time > first.modification_time);
+    s.appliance.engine().shutdown().await;
+}
