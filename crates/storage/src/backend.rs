@@ -201,7 +201,7 @@ pub struct Backend {
 #[derive(Debug, Default)]
 pub struct BackendCounters {
     /// Files whose torn last line (a crash in the middle of a write) was cut when they
-    /// were opened for appending.
+    /// were opened for appending, or left out when ETL moved them.
     pub torn_repairs: AtomicU64,
     /// Bytes cut by those repairs.
     pub torn_bytes: AtomicU64,

@@ -1220,6 +1220,18 @@ fn copy_lines(
         buf.copy_within(cut..filled, 0);
         carry = filled - cut;
     }
+    if carry > 0 {
+        // A torn last line (a write cut by a crash; never returned by a reader) is not
+        // copied, and goes with the source: logged and counted as the writer's repair.
+        let bytes = carry as u64;
+        tracing::warn!(
+            tier = src.name(),
+            file = %path.display(),
+            bytes,
+            "ETL: dropped a torn last line (a write interrupted by a crash) of the file moved"
+        );
+        src.backend().counters().torn_repair(bytes);
+    }
     Ok(total)
 }
 

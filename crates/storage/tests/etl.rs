@@ -940,3 +940,32 @@ fn a_stopped_run_starts_no_new_copy_and_finishes_what_it_copied() {
     let c = etl.run_stage(0, &pvs, now, EtlMode::Scheduled, &|| false);
     assert_eq!((c.files_moved, c.errors), (5, 0), "{c:?}");
 }
+
+#[test]
+fn a_torn_last_line_left_out_by_a_move_is_logged_and_counted() {
+    // (Found by a fresh-user test: the writer's open logs its repair, ETL's move did not.)
+    use std::sync::atomic::Ordering::Relaxed;
+    let day = start_of_year(2024) + 200 * D;
+    let sim = SimBackend::new();
+    let ds = stores(&sim, &[]);
+    let (sts, mts) = (&ds.tiers()[0], &ds.tiers()[1]);
+    fill(sts, PV, day, day + 2 * H);
+    let first = &sts.partitions(PV).expect("list")[0].path;
+    let mut bytes = sim.read_file(first).expect("file");
+    bytes.extend_from_slice(b"\x08\x01\x10"); // a line cut by a crash
+    sim.put_file(first, &bytes);
+    let etl = Etl::new(ds.clone(), OutOfSpacePolicy::default());
+    let c = etl
+        .run_pv(0, PV, at(day + 2 * H + 60), EtlMode::Scheduled)
+        .expect("etl");
+    assert_eq!((c.files_moved, c.samples_moved), (2, 12), "{c:?}");
+    assert_eq!(read(mts, PV).len(), 12);
+    let counters = ds.backend().counters();
+    assert_eq!(
+        (
+            counters.torn_repairs.load(Relaxed),
+            counters.torn_bytes.load(Relaxed)
+        ),
+        (1, 3)
+    );
+}
