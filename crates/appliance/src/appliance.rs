@@ -360,6 +360,22 @@ impl Appliance {
                 self.parts.engine.check(&engine_pv, &d.config)?;
             }
         }
+        // A field cannot be added to a catalogued PV the restore has not put in the
+        // engine yet (its configuration is the engine's): refused before anything is
+        // archived, saying so.
+        for target in &targets {
+            if let Target::Existing {
+                name,
+                field: Some(f),
+            } = target
+                && self.parts.engine.status(name).is_none()
+            {
+                return Err(ApplianceError::Validation(format!(
+                    "{name} is being restored at start-up; archive {name}.{f} again once \
+                     getPVStatus says it is being archived"
+                )));
+            }
+        }
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
         let mut aliases = Vec::new();

@@ -493,6 +493,15 @@ async fn archiving_a_catalogued_pv_not_restored_yet_is_already_submitted_and_cha
         serde_json::json!({"samplingperiod": "1.0"})
     );
     assert!(registry.get_archive_request("T:CAT").unwrap().is_none());
+    // A field of it: refused, saying why, rather than "unknown PV".
+    let e = s
+        .appliance
+        .archive(vec![ArchiveSpec::new("T:CAT.HIHI")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("T:CAT is being restored"), "{e}");
+    assert!(s.appliance.status("T:CAT").is_none());
     s.appliance.engine().shutdown().await;
 }
 
