@@ -416,6 +416,12 @@ impl FileConfig {
         cfg.engine
             .validate()
             .with_context(|| format!("config file {}", path.display()))?;
+        // Checked with the rest, before anything starts (a bad `out_of_space` was
+        // reported only after HTTP was listening and the PVs restored: found by a
+        // fresh-user test).
+        cfg.storage
+            .out_of_space_policy()
+            .with_context(|| format!("config file {}", path.display()))?;
         Ok(cfg)
     }
 }
@@ -903,6 +909,24 @@ mod tests {
             policy: PolicySection { file: _ },
         } = reference;
         assert_eq!(KEYS.len(), 16);
+    }
+
+    #[test]
+    fn a_bad_out_of_space_policy_fails_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archiver.toml");
+        std::fs::write(&path, "[storage]\nout_of_space = \"PANIC\"\n").unwrap();
+        let e = format!("{:#}", FileConfig::load(&path).unwrap_err());
+        assert!(
+            e.contains("storage.out_of_space") && e.contains("PANIC"),
+            "{e}"
+        );
+        std::fs::write(
+            &path,
+            "[storage]\nout_of_space = \"SKIP_ETL_WHEN_OUT_OF_SPACE\"\n",
+        )
+        .unwrap();
+        assert!(FileConfig::load(&path).is_ok());
     }
 
     #[test]

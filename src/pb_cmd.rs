@@ -270,8 +270,10 @@ fn check_file(path: &Path) -> Result<std::result::Result<String, String>> {
     let mut last: Option<Timestamp> = None;
     let mut line_no = 1u64;
     let mut count = 0u64;
+    let mut end = r.header_len(); // where the next line starts
     while let Some(line) = r.next_line()? {
         line_no += 1;
+        end = line.offset + line.bytes.len() as u64 + 1;
         let at = format!("line {line_no} (byte offset {})", line.offset);
         if let Err(e) = decoder.decode(line.bytes, &mut sample) {
             return Ok(Err(format!("{at}: sample does not decode: {e}")));
@@ -293,7 +295,7 @@ fn check_file(path: &Path) -> Result<std::result::Result<String, String>> {
     }
     if r.torn_tail() {
         return Ok(Err(format!(
-            "line {}: file ends inside a line (torn last write)",
+            "line {} (byte offset {end}): file ends inside a line (torn last write)",
             line_no + 1
         )));
     }

@@ -112,6 +112,13 @@ fn check_accepts_good_files_and_names_the_first_problem() {
         (&garbage, "line 3"),
         (&garbage, "does not decode"),
         (&torn, "ends inside a line"),
+        (
+            &torn,
+            &format!(
+                "line 4 (byte offset {}): file ends inside a line",
+                lines[..3].concat().len()
+            ),
+        ),
         (&junk, "header line does not decode"),
     ] {
         let out = archiver(&["pb", "--check", path.to_str().expect("utf8")]);

@@ -360,6 +360,22 @@ impl Appliance {
                 self.parts.engine.check(&engine_pv, &d.config)?;
             }
         }
+        // A field cannot be added to a catalogued PV the restore has not put in the
+        // engine yet (its configuration is the engine's): refused before anything is
+        // archived, saying so.
+        for target in &targets {
+            if let Target::Existing {
+                name,
+                field: Some(f),
+            } = target
+                && self.parts.engine.status(name).is_none()
+            {
+                return Err(ApplianceError::Validation(format!(
+                    "{name} is being restored at start-up; archive {name}.{f} again once \
+                     getPVStatus says it is being archived"
+                )));
+            }
+        }
         let mut results = Vec::with_capacity(specs.len());
         let mut requests = Vec::new();
         let mut aliases = Vec::new();
@@ -430,9 +446,11 @@ impl Appliance {
 
     /// What archivePV makes of each requested name (Java `ArchivePVAction.archivePV`):
     /// `PV.FIELD` with a stream field ([`Policy::is_stream_field`]) is `PV` with that
-    /// field (`specs[i].pv` is rewritten to `PV`); a name the engine holds, or an alias
-    /// of a PV it holds, is [`Target::Existing`] (answered "Already submitted" under the
-    /// real name). Java learns of an alias only once its archive workflow has read the
+    /// field (`specs[i].pv` is rewritten to `PV`); a name the engine holds or the
+    /// catalogue knows (a type info or a pending request the background restore has not
+    /// put in the engine yet: found by a fresh-user test, such a PV was archived anew with
+    /// the request's parameters), or an alias of one, is [`Target::Existing`] (answered
+    /// "Already submitted" under the real name, nothing changed). Java learns of an alias only once its archive workflow has read the
     /// channel's `.NAME`, then drops the request and adds the alias; the catalogue knows
     /// the aliases here, so the answer is given at once. One blocking task looks up every
     /// name the engine does not hold.
@@ -461,18 +479,28 @@ impl Appliance {
             }
             fields.push(field);
         }
-        let real_names: HashMap<usize, String> = if unknown.is_empty() {
-            HashMap::new()
+        let (real_names, catalogued): (HashMap<usize, String>, Vec<usize>) = if unknown.is_empty() {
+            (HashMap::new(), Vec::new())
         } else {
             let reg = self.parts.registry.clone();
+            let mut catalogued = Vec::new();
             blocking(move || {
                 let mut found = HashMap::new();
                 for (i, name) in unknown {
-                    if let Some(real) = reg.resolve_alias(&name)? {
+                    let real = reg.resolve_alias(&name)?;
+                    let n = real.as_deref().unwrap_or(&name);
+                    // Catalogued (a type info or a pending request) but not in the engine
+                    // yet: the background restore has not reached it.
+                    let known =
+                        reg.get_type_info(n)?.is_some() || reg.get_archive_request(n)?.is_some();
+                    if known {
+                        catalogued.push(i);
+                    }
+                    if let Some(real) = real {
                         found.insert(i, real);
                     }
                 }
-                Ok::<_, RegistryError>(found)
+                Ok::<_, RegistryError>((found, catalogued))
             })
             .await?
         };
@@ -485,7 +513,7 @@ impl Appliance {
                     .get(&i)
                     .cloned()
                     .unwrap_or_else(|| protocol_of(&spec.pv, false).1);
-                if self.parts.engine.status(&name).is_some() {
+                if self.parts.engine.status(&name).is_some() || catalogued.contains(&i) {
                     Target::Existing { name, field }
                 } else {
                     Target::New { field }
@@ -912,9 +940,11 @@ impl Appliance {
             // archivePV workflow; a type info put by putPVTypeInfo or imported is kept
             // as given).
             let mut created = Vec::new();
+            let mut unchanged = Vec::new();
             for s in &todo {
                 let Some(ty) = s.archived_type else { continue };
-                let mut info = match reg.get_type_info(&s.name)? {
+                let stored = reg.get_type_info(&s.name)?;
+                let mut info = match stored.clone() {
                     Some(info) => info,
                     None => {
                         created.push(s.name.clone());
@@ -965,12 +995,19 @@ impl Appliance {
                 if let Some(server) = s.conn.server {
                     info.set_host_name(server.ip().to_string());
                 }
+                // Only a change is written and bumps modificationTime (found by a
+                // fresh-user test: every shutdown's final sync rewrote every PV's, and
+                // getRecentlyModifiedPVs then listed them all).
+                if stored.as_ref() == Some(&info) {
+                    unchanged.push(s.name.as_str());
+                    continue;
+                }
                 info.modification_time = Some(now);
                 infos.push(info);
             }
             reg.put_type_infos(&infos)?;
-            for i in &infos {
-                reg.remove_archive_request(&i.pv_name)?;
+            for pv in infos.iter().map(|i| i.pv_name.as_str()).chain(unchanged) {
+                reg.remove_archive_request(pv)?;
             }
             Ok::<_, ApplianceError>(created)
         })

@@ -132,8 +132,10 @@ impl EtlService {
         &self.etl
     }
 
-    /// Stops the service and waits for it: a run under way stops after the PV it is
-    /// moving (that PV's move completes or is left whole for the next run).
+    /// Stops the service and waits for it: a run under way starts no new copy (it ends
+    /// after the file it is copying), syncs what its batch copied and deletes those
+    /// sources, then returns (`archiver_storage::Etl::run_stage`): seconds, not the
+    /// batch's whole run.
     pub async fn stop(self) {
         self.cancel.cancel();
         if let Err(e) = self.task.await {
@@ -170,7 +172,8 @@ impl Appliance {
     }
 
     /// Runs every stage of `etl` due at `now` (all of them with `EtlMode::All`) over every
-    /// PV, in order, on a blocking thread; stops between PVs once `cancel` is cancelled.
+    /// PV, in order, on a blocking thread; stops between files once `cancel` is cancelled
+    /// (finishing what the batch copied).
     ///
     /// A scheduled run (`EtlMode::Scheduled`) leaves paused PVs alone (Java: a paused PV
     /// gets no ETL; [`Appliance::etl_pvs`]); `EtlMode::All` (the consolidation on

@@ -449,3 +449,94 @@ async fn restore_takes_the_newest_sample_of_every_store_and_delete_removes_every
     );
     s.appliance.engine().shutdown().await;
 }
+
+/// Found by a fresh-user test: during the background restore, archivePV of a catalogued
+/// PV (MONITOR 0) with SCAN 7 s was "Archive request submitted" and the engine archived
+/// SCAN 7 s while the type info said MONITOR 0. Java: "Already submitted", nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_a_catalogued_pv_not_restored_yet_is_already_submitted_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    registry.put_type_info(&info("T:CAT", 0.0)).unwrap();
+    registry
+        .add_archive_request(&ArchiveRequest {
+            pv_name: "T:PENDING".into(),
+            user_params: serde_json::json!({"samplingperiod": "1.0"}),
+        })
+        .unwrap();
+    let s = setup(dir.path(), registry.clone()).await;
+    // Not restored yet: the engine does not hold them.
+    let asked = ["T:CAT", "T:PENDING"].map(|pv| ArchiveSpec {
+        method: Some(SamplingMethod::Scan),
+        period: Some(SamplingPeriod::new(7.0).unwrap()),
+        ..ArchiveSpec::new(pv)
+    });
+    let out = s.appliance.archive(asked.to_vec()).await.unwrap();
+    assert_eq!(
+        out.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        vec![ArchiveOutcome::AlreadySubmitted; 2]
+    );
+    assert!(s.appliance.status("T:CAT").is_none());
+    assert!(s.appliance.status("T:PENDING").is_none());
+    let ti = registry.get_type_info("T:CAT").unwrap().unwrap();
+    assert_eq!(ti.sampling_period, 0.0);
+    assert_eq!(
+        ti.sampling_method,
+        archiver_registry::SamplingMethod::Monitor
+    );
+    assert_eq!(
+        registry
+            .get_archive_request("T:PENDING")
+            .unwrap()
+            .unwrap()
+            .user_params,
+        serde_json::json!({"samplingperiod": "1.0"})
+    );
+    assert!(registry.get_archive_request("T:CAT").unwrap().is_none());
+    // A field of it: refused, saying why, rather than "unknown PV".
+    let e = s
+        .appliance
+        .archive(vec![ArchiveSpec::new("T:CAT.HIHI")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("T:CAT is being restored"), "{e}");
+    assert!(s.appliance.status("T:CAT").is_none());
+    s.appliance.engine().shutdown().await;
+}
+
+/// Found by a fresh-user test: every shutdown (its final catalogue sync) rewrote the
+/// modificationTime of every PV, so getRecentlyModifiedPVs listed them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_sync_bumps_modification_time_only_of_a_changed_type_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SqliteRegistry::open_in_memory().unwrap());
+    let s = setup(dir.path(), registry.clone()).await;
+    let _pv = s.server.add_pv(PvSpec::new("T:MOD", Value::Double(1.0)));
+    s.appliance
+        .archive(vec![ArchiveSpec::new("T:MOD")])
+        .await
+        .unwrap();
+    let app = s.appliance.clone();
+    assert!(
+        wait_for(10, || app
+            .status("T:MOD")
+            .is_some_and(|st| st.conn.connected && st.meta.known))
+        .await
+    );
+    assert_eq!(s.appliance.sync_catalogue(true).await.unwrap(), 1);
+    let first = registry.get_type_info("T:MOD").unwrap().unwrap();
+    // The final sync of a shutdown, nothing changed: the type info is left as it is.
+    assert_eq!(s.appliance.sync_catalogue(true).await.unwrap(), 1);
+    let again = registry.get_type_info("T:MOD").unwrap().unwrap();
+    assert_eq!(again.modification_time, first.modification_time);
+    // A stored type info that differs from what the engine knows is rewritten, and bumped.
+    let mut stale = again.clone();
+    stale.paused = true;
+    registry.put_type_info(&stale).unwrap();
+    s.appliance.sync_catalogue(true).await.unwrap();
+    let fixed = registry.get_type_info("T:MOD").unwrap().unwrap();
+    assert!(!fixed.paused);
+    assert!(fixed.modification_time > first.modification_time);
+    s.appliance.engine().shutdown().await;
+}

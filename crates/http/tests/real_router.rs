@@ -218,3 +218,67 @@ async fn an_unknown_endpoint_is_a_json_404_naming_it() {
     assert!(r.status.is_redirection(), "{}", r.status);
     assert_eq!(r.headers[header::LOCATION], "/mgmt/ui/index.html");
 }
+
+/// Found by a fresh-user test: during the background restore, getPVStatus of a
+/// catalogued PV not restored yet answered "Not being archived". Java: "Appliance
+/// assigned" (a type info, no channel yet), "Paused", or "Initial sampling" (a request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogued_pv_not_restored_yet_has_the_catalogues_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, registry, _) = state(dir.path()).await;
+    let info = |pv: &str, paused: bool| {
+        let mut i = archiver_registry::PvTypeInfo::new_for_archiving(
+            pv,
+            archiver_pb::PayloadType::ScalarDouble,
+            1,
+            archiver_registry::SamplingMethod::Monitor,
+            1.0,
+            Vec::new(),
+            archiver_pb::Timestamp::new(1_700_000_000, 0),
+        )
+        .unwrap();
+        i.paused = paused;
+        i
+    };
+    registry
+        .put_type_infos(&[info("T:CAT", false), info("T:CATP", true)])
+        .unwrap();
+    registry.add_alias("T:CATALIAS", "T:CAT").unwrap();
+    registry
+        .add_archive_request(&archiver_registry::ArchiveRequest {
+            pv_name: "T:REQ".into(),
+            user_params: serde_json::json!({}),
+        })
+        .unwrap();
+    let r = support::get(
+        &state,
+        "/mgmt/bpl/getPVStatus?pv=T:CAT,T:CATP,T:CATALIAS,T:REQ,T:NONE",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let got: Vec<(&str, &str, &str)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["pvName"].as_str().unwrap(),
+                o["status"].as_str().unwrap(),
+                o["pvNameOnly"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("T:CAT", "Appliance assigned", "T:CAT"),
+            ("T:CATP", "Paused", "T:CATP"),
+            ("T:CATALIAS", "Appliance assigned", "T:CAT"),
+            ("T:REQ", "Initial sampling", "T:REQ"),
+            ("T:NONE", "Not being archived", ""),
+        ]
+    );
+    assert!(v[0]["appliance"].is_string());
+    state.engine().shutdown().await;
+}

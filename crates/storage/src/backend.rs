@@ -205,12 +205,13 @@ fn statvfs_near(dir: &Path) -> io::Result<Option<rustix::fs::StatVfs>> {
 }
 
 /// A storage backend and the per-PV write locks of everything stored through it; cheap to
-/// clone (two `Arc`s). Every [`Tier`](crate::Tier) built from one `Backend` (or its
+/// clone (a few `Arc`s). Every [`Tier`](crate::Tier) built from one `Backend` (or its
 /// clones) takes the same lock for a PV, whichever tier it writes.
 #[derive(Clone)]
 pub struct Backend {
     io: Arc<dyn StorageBackend>,
     locks: Arc<PvLocks>,
+    moves: Arc<PvLocks>,
     counters: Arc<BackendCounters>,
 }
 
@@ -218,7 +219,7 @@ pub struct Backend {
 #[derive(Debug, Default)]
 pub struct BackendCounters {
     /// Files whose torn last line (a crash in the middle of a write) was cut when they
-    /// were opened for appending.
+    /// were opened for appending, or left out when ETL moved them.
     pub torn_repairs: AtomicU64,
     /// Bytes cut by those repairs.
     pub torn_bytes: AtomicU64,
@@ -244,6 +245,7 @@ impl Backend {
         Backend {
             io: Arc::new(io),
             locks: Arc::new(PvLocks::default()),
+            moves: Arc::new(PvLocks::default()),
             counters: Arc::new(BackendCounters::default()),
         }
     }
@@ -265,6 +267,15 @@ impl Backend {
     /// The per-PV write locks.
     pub fn locks(&self) -> &Arc<PvLocks> {
         &self.locks
+    }
+
+    /// The per-PV move locks: held by whatever moves or rewrites a PV's files across
+    /// several steps (an ETL batch from a PV's first copy to the deletion of its sources,
+    /// a consolidation, a deletion of its data), so that those never interleave on one PV.
+    /// Taken before the write lock, never while holding it; the engine's writer does not
+    /// take it (it only appends, under the write lock).
+    pub fn moves(&self) -> &Arc<PvLocks> {
+        &self.moves
     }
 
     /// The repair counters of every tier of this backend.

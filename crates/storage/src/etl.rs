@@ -52,6 +52,13 @@
 //!   destination never gets a newer file before an older one (which would then be refused
 //!   as not newer and lost).
 //! * **Empty files** (no header, or no sample) before the current partition are deleted.
+//! * **Batches** ([`Etl::run_stage`]): PVs are moved in batches of at most [`BATCH_PVS`]
+//!   PVs and [`BATCH_BYTES`] copied, the copies of a batch synced together before its
+//!   sources are deleted; so at most one batch (plus a file) is on disk twice. A stop
+//!   (shutdown) starts no new copy and finishes the batch's sync and deletions. Each PV
+//!   is moved under its move lock ([`DataStores::lock_pv_moves`]): a consolidation or a
+//!   deletion of its data waits for the batch, and a batch skips a PV they hold (moved
+//!   alone after the batches, once they are done with it).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -74,8 +81,16 @@ pub const MAX_STAGE_PERIOD_SECS: i64 = 8 * 3600;
 pub const STAGE_OFFSET_SECS: i64 = 5 * 60;
 /// Free space a move must leave on the destination beyond the file's size (Java: 1 MiB).
 pub const SPACE_MARGIN_BYTES: u64 = 1 << 20;
-/// PVs per batch of a stage run (their destination files and folders are synced together).
+/// The most PVs per batch of a stage run (their destination files and folders are synced
+/// together, then their sources deleted).
 pub const BATCH_PVS: usize = 512;
+/// A batch of a stage run ends once it has copied this many bytes of source files (or at
+/// [`BATCH_PVS`] PVs, whichever comes first; a PV whose files pass the bound is cut after
+/// the file that passes it, and the next batch goes on with it). A copy's source is
+/// deleted at the end of its batch, so this (plus one file) is the most disk ETL holds
+/// twice at any time (found by a fresh-user test: a 300-PV catch-up kept 1.4 GB twice for
+/// minutes). Set per ETL with [`Etl::with_batch_bytes`].
+pub const BATCH_BYTES: u64 = 64 << 20;
 /// The most bytes copied per append call.
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -332,6 +347,7 @@ pub struct Etl {
     stage_totals: Arc<[EtlTotals]>,
     reducer: Option<Arc<dyn Reducer>>,
     flags: Option<Arc<dyn NamedFlags>>,
+    batch_bytes: u64,
 }
 
 impl Etl {
@@ -345,7 +361,15 @@ impl Etl {
             stage_totals: (0..stages).map(|_| EtlTotals::default()).collect(),
             reducer: None,
             flags: None,
+            batch_bytes: BATCH_BYTES,
         }
+    }
+
+    /// This ETL with batches ending at `bytes` bytes copied instead of [`BATCH_BYTES`]
+    /// (at least one file is copied per batch, whatever its size).
+    pub fn with_batch_bytes(mut self, bytes: u64) -> Self {
+        self.batch_bytes = bytes;
+        self
     }
 
     /// This ETL gated by the named flags `flags` (see [`NamedFlags`]); without them every
@@ -456,6 +480,20 @@ impl Etl {
         now: Timestamp,
         mode: EtlMode,
     ) -> Result<Vec<Listed>, StorageError> {
+        self.eligible_after(stage, pv, now, mode, false)
+    }
+
+    /// [`Etl::eligible`]; with `hold_passed`, the hold was found passed by an earlier
+    /// batch of this run, which moved the PV's oldest files (its moves go on to the
+    /// gather time as if in one batch).
+    fn eligible_after(
+        &self,
+        stage: usize,
+        pv: &str,
+        now: Timestamp,
+        mode: EtlMode,
+        hold_passed: bool,
+    ) -> Result<Vec<Listed>, StorageError> {
         let Some(src) = self.stores.tiers().get(stage) else {
             return Ok(Vec::new());
         };
@@ -469,7 +507,7 @@ impl Etl {
         let skip_hold_gather = mode == EtlMode::All || (hold == 0 && gather == 0);
         let io = src.backend().io();
         let mut out = Vec::new();
-        let mut hold_ok = false;
+        let mut hold_ok = hold_passed;
         for p in src.partitions(pv)? {
             if mode == EtlMode::Scheduled && p.end > current_start {
                 break; // the current partition (and any later) never moves
@@ -568,6 +606,8 @@ impl Etl {
     /// include the source, or end with it, has nothing moved: data never goes where its
     /// `dataStores` would not find it. An error ends the PV's run (files already moved stay
     /// moved; the failed one stays in the source, whole, to be moved by the next run).
+    /// Waits while a batch, a consolidation or a deletion holds the PV's move lock
+    /// ([`DataStores::lock_pv_moves`]), and holds it meanwhile.
     pub fn run_pv_chain(
         &self,
         stage: usize,
@@ -576,20 +616,54 @@ impl Etl {
         now: Timestamp,
         mode: EtlMode,
     ) -> Result<EtlCounts, StorageError> {
+        let moves = self.stores.lock_pv_moves(pv)?;
+        self.run_pv_held(stage, pv, chain, now, mode, &moves)
+    }
+
+    /// [`Etl::run_pv_chain`] with the PV's move lock held by the caller (`_moves`).
+    fn run_pv_held(
+        &self,
+        stage: usize,
+        pv: &str,
+        chain: Option<&[ChainStore]>,
+        now: Timestamp,
+        mode: EtlMode,
+        _moves: &PvLock,
+    ) -> Result<EtlCounts, StorageError> {
         let one = [EtlPv {
             pv: pv.to_string(),
             chain: chain.map(<[ChainStore]>::to_vec),
         }];
-        let (counts, mut errors) = self.run_batch(stage, &one, now, mode);
-        match errors.pop() {
-            Some((_, e)) => Err(e),
-            None => Ok(counts),
+        let mut total = EtlCounts::default();
+        let mut resumed = false;
+        loop {
+            // A batch cut by its byte bound has consumed nothing: the PV goes on.
+            let (end, counts, mut errors) = self.run_batch(
+                stage,
+                &one,
+                now,
+                mode,
+                (true, resumed),
+                &|| false,
+                &mut Vec::new(),
+            );
+            total.add(&counts);
+            if let Some((_, e)) = errors.pop() {
+                return Err(e);
+            }
+            if end.done == one.len() {
+                return Ok(total);
+            }
+            resumed = end.cut;
         }
     }
 
-    /// Runs `stage` for each of `pvs` at `now`, in batches of [`BATCH_PVS`]; a PV whose
-    /// run fails is logged, counted in [`EtlCounts::errors`], and the others go on. `stop`
-    /// is asked before each batch; once it says true the run ends there.
+    /// Runs `stage` for each of `pvs` at `now`, in batches (of at most [`BATCH_PVS`] PVs
+    /// and about [`BATCH_BYTES`] copied); a PV whose run fails is logged, counted in
+    /// [`EtlCounts::errors`], and the others go on. `stop` is asked before each PV (and
+    /// between a PV's files); once it says true no new copy starts: what the batch copied
+    /// is synced and its sources deleted, and the run ends (a shutdown during ETL waits
+    /// for at most one file's copy and one batch's sync).
     pub fn run_stage(
         &self,
         stage: usize,
@@ -600,14 +674,42 @@ impl Etl {
     ) -> EtlCounts {
         let started = std::time::Instant::now();
         let mut total = EtlCounts::default();
-        for batch in pvs.chunks(BATCH_PVS) {
+        let (mut next, mut resumed) = (0, false);
+        let warn = |pv: &str, e: StorageError| {
+            tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
+        };
+        let mut busy = Vec::new(); // PVs skipped while consolidated or deleted
+        while next < pvs.len() && !stop() {
+            let batch = &pvs[next..pvs.len().min(next + BATCH_PVS)];
+            let mut skipped = Vec::new();
+            let (end, c, errors) = self.run_batch(
+                stage,
+                batch,
+                now,
+                mode,
+                (false, resumed),
+                stop,
+                &mut skipped,
+            );
+            busy.extend(skipped.into_iter().map(|i| &batch[i]));
+            (next, resumed) = (next + end.done, end.cut);
+            total.add(&c);
+            for (pv, e) in errors {
+                warn(&pv, e);
+            }
+        }
+        // The PVs skipped as busy, each alone, waiting for its consolidation or deletion
+        // (holding no other PV's lock meanwhile).
+        for pv in busy {
             if stop() {
                 break;
             }
-            let (c, errors) = self.run_batch(stage, batch, now, mode);
-            total.add(&c);
-            for (pv, e) in errors {
-                tracing::warn!(pv = %pv, stage, "ETL stopped for this PV, to be retried: {e}");
+            match self.run_pv_chain(stage, &pv.pv, pv.chain.as_deref(), now, mode) {
+                Ok(c) => total.add(&c),
+                Err(e) => {
+                    total.errors += 1;
+                    warn(&pv.pv, e);
+                }
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -622,32 +724,67 @@ impl Etl {
     /// (each under the PV's lock, in order, the PV stopping at its first file that cannot
     /// move); (2) every destination file written and its folders are synced, once each;
     /// (3) each copied source is deleted if unchanged (under the PV's lock; a PV stops at
-    /// its first changed file). A failure in (2) deletes nothing: the next run copies the
-    /// files again and the destinations skip what they have. Returns the counts and each
-    /// failed PV's error (counted in [`EtlCounts::errors`]).
+    /// its first changed file). A failure in (2) deletes nothing of the PVs whose files it
+    /// concerns: each PV's files are then synced alone, and only the PVs whose sync fails
+    /// keep their sources (the next run copies the files again and the destinations skip
+    /// what they have). Returns the counts and each failed PV's error (counted in
+    /// [`EtlCounts::errors`]).
+    ///
+    /// A PV is moved under its move lock ([`DataStores::lock_pv_moves`]), held from its
+    /// first copy to the deletion of its sources, so a consolidation or a deletion of its
+    /// data never changes its files in between; a PV whose move lock another thread holds
+    /// is skipped and its index added to `busy` ([`Etl::run_stage`] moves it alone once
+    /// the batches are done). With `held`, the caller holds the move lock of
+    /// every PV of `pvs`; with `resumed`, the first PV was cut by the previous batch (its
+    /// hold is passed).
+    ///
+    /// The batch ends early once it has copied [`Etl::with_batch_bytes`] bytes (cutting
+    /// the PV it is moving after the file that passed the bound), or when `stop` says true
+    /// (asked before each PV and each file): no new copy starts, steps (2) and (3) run
+    /// for what was copied. Also returns where it ended (a cut PV is not done, unless it
+    /// failed: the next batch starts with it).
+    #[allow(clippy::too_many_arguments)]
     fn run_batch(
         &self,
         stage: usize,
         pvs: &[EtlPv],
         now: Timestamp,
         mode: EtlMode,
-    ) -> (EtlCounts, Vec<(String, StorageError)>) {
+        (held, resumed): (bool, bool),
+        stop: &dyn Fn() -> bool,
+        busy: &mut Vec<usize>,
+    ) -> (BatchEnd, EtlCounts, Vec<(String, StorageError)>) {
         let mut counts = EtlCounts::default();
         let mut errors = Vec::new();
+        let all = BatchEnd {
+            done: pvs.len(),
+            cut: false,
+        };
         let Some(src) = self.stores.tiers().get(stage) else {
-            return (counts, errors);
+            return (all, counts, errors);
         };
         if let Some(f) = &src.store_url().etl_out_of_store_if
             && self.flag(f) != Some(true)
         {
-            return (counts, errors); // the store accumulates while its flag is false
+            return (all, counts, errors); // the store accumulates while its flag is false
         }
+        let mut copied_bytes = 0u64;
+        let mut done = pvs.len();
+        // The PV cut by the bound or `stop`, if any.
+        let mut cut = None;
         // The named flags, read once per batch and destination.
         let mut gates: Vec<(&str, Gate)> = Vec::new();
         // (1) Copy.
         let mut pending: Vec<(usize, Listed)> = Vec::new(); // (index in pvs, source file)
-        let mut touched: Vec<(&Tier, Vec<PathBuf>)> = Vec::new();
+        // (index in pvs, destination, its files written), one entry per PV that wrote.
+        let mut touched: Vec<(usize, &Tier, Vec<PathBuf>)> = Vec::new();
+        // The move locks of the PVs with copies pending, until their sources are deleted.
+        let mut move_locks: Vec<PvLock> = Vec::new();
         for (i, pv) in pvs.iter().enumerate() {
+            if copied_bytes >= self.batch_bytes || stop() {
+                done = i;
+                break;
+            }
             let r = (|| -> Result<(), StorageError> {
                 let Some((mut dest, first)) = self.dest_in_chain(stage, pv.chain.as_deref())?
                 else {
@@ -671,23 +808,43 @@ impl Etl {
                         Gate::Discard => dest = Dest::Blackhole,
                     }
                 }
+                let moves = match held {
+                    true => None,
+                    false => match self.stores.try_lock_pv_moves(&pv.pv)? {
+                        Some(l) => Some(l),
+                        None => {
+                            tracing::debug!(pv = %pv.pv, "being consolidated or deleted; ETL moves it after this run's batches");
+                            busy.push(i);
+                            return Ok(());
+                        }
+                    },
+                };
                 let mut files = Vec::new();
-                for listed in self.eligible(stage, &pv.pv, now, mode)? {
+                let mut copied = false;
+                for listed in self.eligible_after(stage, &pv.pv, now, mode, resumed && i == 0)? {
+                    if copied && (copied_bytes >= self.batch_bytes || stop()) {
+                        cut = Some(i);
+                        break;
+                    }
                     let lock = self.stores.lock_pv(&pv.pv)?;
                     let step =
                         self.copy_file(first, src, dest, &lock, &listed, &mut files, &mut counts)?;
                     drop(lock);
                     match step {
                         Step::Done => {}
-                        Step::Copied => pending.push((i, listed)),
+                        Step::Copied => {
+                            copied_bytes = copied_bytes.saturating_add(listed.len);
+                            pending.push((i, listed));
+                            copied = true;
+                        }
                         Step::Stop => break,
                     }
                 }
                 if let (Dest::Tier(t), false) = (dest, files.is_empty()) {
-                    match touched.iter_mut().find(|(d, _)| d.name() == t.name()) {
-                        Some((_, v)) => v.extend(files),
-                        None => touched.push((t, files)),
-                    }
+                    touched.push((i, t, files));
+                }
+                if copied {
+                    move_locks.extend(moves);
                 }
                 Ok(())
             })();
@@ -695,29 +852,42 @@ impl Etl {
                 counts.errors += 1;
                 errors.push((pv.pv.clone(), e));
             }
-        }
-        if pending.is_empty() {
-            return (counts, errors);
-        }
-        // (2) Make the copies durable, together.
-        for (dest, files) in &touched {
-            if let Err(e) = dest.sync_touched(files) {
-                let mut failed: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
-                failed.dedup();
-                for i in failed {
-                    counts.errors += 1;
-                    errors.push((
-                        pvs[i].pv.clone(),
-                        StorageError::Io {
-                            tier: dest.name().to_string(),
-                            path: dest.root().to_path_buf(),
-                            source: io::Error::other(e.to_string()),
-                        },
-                    ));
-                }
-                return (counts, errors);
+            if let Some(c) = cut {
+                done = c + 1;
+                break;
             }
         }
+        if pending.is_empty() {
+            let end = BatchEnd { done, cut: false };
+            return (end, counts, errors);
+        }
+        // (2) Make the copies durable, together; if that fails, PV by PV.
+        let mut unsynced: Vec<usize> = Vec::new();
+        let mut dests: Vec<&Tier> = Vec::new();
+        for (_, t, _) in &touched {
+            if !dests.iter().any(|d| d.name() == t.name()) {
+                dests.push(t);
+            }
+        }
+        for dest in dests {
+            let mine = || touched.iter().filter(|(_, t, _)| t.name() == dest.name());
+            let all: Vec<PathBuf> = mine().flat_map(|(_, _, f)| f.iter().cloned()).collect();
+            let Err(e) = dest.sync_touched(&all) else {
+                continue;
+            };
+            tracing::warn!(
+                dest = dest.name(),
+                "ETL: syncing the batch failed ({e}); syncing PV by PV"
+            );
+            for (i, _, files) in mine() {
+                if let Err(e) = dest.sync_touched(files) {
+                    unsynced.push(*i);
+                    counts.errors += 1;
+                    errors.push((pvs[*i].pv.clone(), e));
+                }
+            }
+        }
+        pending.retain(|(i, _)| !unsynced.contains(i));
         // (3) Delete the sources that did not change.
         let mut stopped = Vec::new();
         for (i, listed) in pending {
@@ -754,14 +924,25 @@ impl Etl {
                 }
             }
         }
-        (counts, errors)
+        drop(move_locks);
+        // A cut PV goes on in the next batch, unless it failed or stopped (a changed file).
+        let mut end = BatchEnd { done, cut: false };
+        if let Some(c) = cut
+            && !stopped.contains(&c)
+            && !unsynced.contains(&c)
+            && !errors.iter().any(|(pv, _)| *pv == pvs[c].pv)
+        {
+            end = BatchEnd { done: c, cut: true };
+        }
+        (end, counts, errors)
     }
 
     /// Moves every file of `pv` down to the store named `store` now, the current
     /// partitions included (Java's `consolidateDataForPV`): every stage from the first up
     /// to the one whose destination is `store`, in order, along `chain` (as
-    /// [`Etl::run_pv_chain`]). An unknown store, or the first store (nothing moves into
-    /// it), is [`StorageError::UnknownStore`].
+    /// [`Etl::run_pv_chain`]), holding the PV's move lock throughout (waiting for an ETL
+    /// batch that moves the PV to finish with it; ETL skips the PV meanwhile). An unknown
+    /// store, or the first store (nothing moves into it), is [`StorageError::UnknownStore`].
     pub fn consolidate(
         &self,
         pv: &str,
@@ -783,9 +964,10 @@ impl Etl {
                     name: store.to_string(),
                     url: format!("consolidate {pv} into {store}"),
                 })?;
+        let moves = self.stores.lock_pv_moves(pv)?;
         let mut total = EtlCounts::default();
         for stage in 0..=last {
-            total.add(&self.run_pv_chain(stage, pv, chain, now, EtlMode::All)?);
+            total.add(&self.run_pv_held(stage, pv, chain, now, EtlMode::All, &moves)?);
         }
         Ok(total)
     }
@@ -982,6 +1164,15 @@ fn reduce_into(
     dest.append_touching(lock, ty, &reduced, touched)
 }
 
+/// Where a batch ended, in its PVs.
+#[derive(Debug, Clone, Copy)]
+struct BatchEnd {
+    /// How many PVs of the batch are done.
+    done: usize,
+    /// The PV after those was cut after some of its files (its hold is passed).
+    cut: bool,
+}
+
 /// What step (1) of a batch did with a file.
 enum Step {
     /// Handled whole (deleted, or gone).
@@ -1046,6 +1237,18 @@ fn copy_lines(
         }
         buf.copy_within(cut..filled, 0);
         carry = filled - cut;
+    }
+    if carry > 0 {
+        // A torn last line (a write cut by a crash; never returned by a reader) is not
+        // copied, and goes with the source: logged and counted as the writer's repair.
+        let bytes = carry as u64;
+        tracing::warn!(
+            tier = src.name(),
+            file = %path.display(),
+            bytes,
+            "ETL: dropped a torn last line (a write interrupted by a crash) of the file moved"
+        );
+        src.backend().counters().torn_repair(bytes);
     }
     Ok(total)
 }

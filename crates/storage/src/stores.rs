@@ -176,17 +176,22 @@ impl DataStores {
     /// Takes the write lock of `pv`, shared by every tier here; hold it to make a move
     /// between tiers (or several writes) one step, through the tiers' `*_locked` methods.
     pub fn lock_pv(&self, pv: &str) -> Result<PvLock, StorageError> {
-        self.backend
-            .locks()
-            .lock(pv)
-            .map_err(|source| StorageError::Lock {
-                tier: "*".to_string(),
-                source,
-            })
+        self.backend.locks().lock(pv).map_err(lock_error)
+    }
+
+    /// Takes the move lock of `pv` (see [`Backend::moves`](crate::Backend::moves)),
+    /// waiting while an ETL batch or another consolidation or deletion holds it.
+    pub fn lock_pv_moves(&self, pv: &str) -> Result<PvLock, StorageError> {
+        self.backend.moves().lock(pv).map_err(lock_error)
+    }
+
+    /// Takes the move lock of `pv` if nobody holds it (`None` if another thread does).
+    pub fn try_lock_pv_moves(&self, pv: &str) -> Result<Option<PvLock>, StorageError> {
+        self.backend.moves().try_lock(pv).map_err(lock_error)
     }
 
     /// Deletes the samples of `pv` with `from ≤ time < to` from every tier, under one hold
-    /// of its write lock (see [`Tier::delete_range_locked`]); stops at the first error
+    /// of its move lock (an ETL batch skips the PV meanwhile) and its write lock (see [`Tier::delete_range_locked`]); stops at the first error
     /// (what was done stays done; calling again finishes it).
     pub fn delete_range(
         &self,
@@ -194,6 +199,7 @@ impl DataStores {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<DeleteCounts, StorageError> {
+        let _moves = self.lock_pv_moves(pv)?;
         let lock = self.lock_pv(pv)?;
         let mut total = DeleteCounts::default();
         for tier in &self.tiers {
@@ -239,9 +245,11 @@ impl DataStores {
             .collect()
     }
 
-    /// Removes every partition file of `pv` from every tier, under one hold of its write
-    /// lock; returns how many files. Every tier is tried; the first error is returned.
+    /// Removes every partition file of `pv` from every tier, under one hold of its move
+    /// and write locks; returns how many files. Every tier is tried; the first error is
+    /// returned.
     pub fn remove_pv_data(&self, pv: &str) -> Result<usize, StorageError> {
+        let _moves = self.lock_pv_moves(pv)?;
         let lock = self.lock_pv(pv)?;
         let mut removed = 0;
         let mut first_err = None;
@@ -257,5 +265,13 @@ impl DataStores {
             Some(e) => Err(e),
             None => Ok(removed),
         }
+    }
+}
+
+/// A lock refused (taken twice by one thread) as a [`StorageError`].
+fn lock_error(source: crate::locks::Reentrant) -> StorageError {
+    StorageError::Lock {
+        tier: "*".to_string(),
+        source,
     }
 }

@@ -106,6 +106,39 @@ struct NotArchived<'a> {
     status: &'static str,
 }
 
+/// The `getPVStatus` object of a PV of the catalogue that the engine does not hold yet
+/// (the background restore has not reached it): Java's `"Appliance assigned"` (a type
+/// info, no channel yet), `"Paused"`, or `"Initial sampling"` (a pending request).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotRestored<'a> {
+    pv_name: &'a str,
+    status: &'static str,
+    appliance: &'a str,
+    pv_name_only: String,
+}
+
+/// What the catalogue says of `name` (or the PV it aliases) when the engine does not
+/// hold it: its real name and status word, `None` if it knows nothing of it.
+fn catalogued_status(
+    app: &dyn ApplianceApi,
+    name: &str,
+) -> Result<Option<(String, &'static str)>, archiver_registry::RegistryError> {
+    let reg = app.catalogue();
+    let real = reg.resolve_name(name)?;
+    if let Some(info) = reg.get_type_info(&real)? {
+        let status = if info.paused {
+            "Paused"
+        } else {
+            "Appliance assigned"
+        };
+        return Ok(Some((real, status)));
+    }
+    Ok(reg
+        .get_archive_request(&real)?
+        .map(|_| (real, "Initial sampling")))
+}
+
 /// The `getPVStatus` object of one PV; `control` is its controlling PV's status, if it has
 /// one.
 pub fn status_json<'a>(
@@ -196,13 +229,24 @@ fn status_body(app: &dyn ApplianceApi, names: &[String]) -> ApiResult<Vec<u8>> {
                 &mut out,
                 &status_json(s, app.identity(), app.control_status(&s.name)).asked_as(n),
             ),
-            None => serde_json::to_writer(
-                &mut out,
-                &NotArchived {
-                    pv_name: n,
-                    status: "Not being archived",
-                },
-            ),
+            None => match catalogued_status(app, n).map_err(super::registry_error)? {
+                Some((real, status)) => serde_json::to_writer(
+                    &mut out,
+                    &NotRestored {
+                        pv_name: n,
+                        status,
+                        appliance: app.identity(),
+                        pv_name_only: real,
+                    },
+                ),
+                None => serde_json::to_writer(
+                    &mut out,
+                    &NotArchived {
+                        pv_name: n,
+                        status: "Not being archived",
+                    },
+                ),
+            },
         };
         written.map_err(|e| ApiError::internal(format!("status of {n}: {e}")))?;
     }
