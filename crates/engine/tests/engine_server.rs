@@ -239,3 +239,63 @@ async fn after_write_hook_runs_and_catalogue_candidates_skip_recorded_pvs() {
     );
     engine.shutdown().await;
 }
+
+/// A PV that never connects is one name searched for, not one per archive field: the
+/// fields' channels open once the PV's own channel has connected (an IOC serving PV serves
+/// PV.FIELD). 3000 such PVs with 6 archive fields each searched 21 000 names a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pv_that_never_connects_searches_one_name_and_its_fields_open_once_it_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
+    let engine = Engine::start(
+        client.clone(),
+        Tier::new("STS", dir.path().join("sts"), Granularity::Hour),
+        EngineConfig::default(),
+        Arc::new(SystemClock),
+    );
+    let cfg = archiver_engine::PvConfig {
+        archive_fields: ["HIHI", "HIGH", "LOW", "LOLO"].map(String::from).to_vec(),
+        ..monitor(0.0)
+    };
+    engine.archive("T:NOBODY", cfg).unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let stats = client.stats();
+    let names = stats
+        .search_names
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let datagrams = stats
+        .search_datagrams
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(datagrams >= 3, "{datagrams} search datagrams in 0.7 s");
+    assert_eq!(
+        names, datagrams,
+        "one name a pass: {names} names in {datagrams} datagrams"
+    );
+
+    // Once the PV exists and connects, its fields are monitored: their values arrive.
+    server.add_pv(PvSpec::new("T:NOBODY", Value::Double(1.0)));
+    for f in ["HIHI", "HIGH", "LOW", "LOLO"] {
+        server.add_pv(PvSpec::new(&format!("T:NOBODY.{f}"), Value::Double(5.0)));
+    }
+    assert!(
+        wait_for(20, || engine
+            .status("T:NOBODY")
+            .is_some_and(|s| s.conn.connected))
+        .await
+    );
+    let searched_fields = wait_for(10, || {
+        stats
+            .search_replies
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 5
+    })
+    .await;
+    assert!(
+        searched_fields,
+        "the four fields' channels were never searched and found"
+    );
+    engine.shutdown().await;
+}

@@ -119,6 +119,12 @@ struct Runtime {
     /// The channel of each field, in the order of the annotator's fields (field index
     /// `i + 1` on the event queue); `None` where it could not be created.
     field_channels: Vec<Option<Channel>>,
+    /// Whether the fields' channels are open: only once the PV's own channel has connected
+    /// (an IOC that serves PV serves PV.FIELD), so that a PV that never connects is one
+    /// name searched for, not one per archive field.
+    fields_open: bool,
+    /// The fields registered before that (their `field_channels` index, their name).
+    unopened_fields: Vec<(usize, Box<str>)>,
     filter: TimestampFilter,
     sampler: Sampler,
     annotator: Annotator,
@@ -136,10 +142,29 @@ impl Runtime {
             warn!(pv = %self.slot.name, "field {name} not monitored: more than {MAX_FIELD_INDEX} fields");
             return false;
         }
-        let channel = field_channel(client, queue, &self.slot.name, name, self.slot.id, idx);
+        let channel = if self.fields_open {
+            field_channel(client, queue, &self.slot.name, name, self.slot.id, idx)
+        } else {
+            self.unopened_fields
+                .push((self.field_channels.len(), Box::from(name)));
+            None
+        };
         self.annotator.add_field(name, is_runtime(name));
         self.field_channels.push(channel);
         true
+    }
+
+    /// Opens the channels of the fields registered before the PV connected.
+    fn open_fields(&mut self, client: &Client, queue: &EventQueue) {
+        if self.fields_open {
+            return;
+        }
+        self.fields_open = true;
+        for (i, name) in std::mem::take(&mut self.unopened_fields) {
+            if let Some(ch) = self.field_channels.get_mut(i) {
+                *ch = field_channel(client, queue, &self.slot.name, &name, self.slot.id, i + 1);
+            }
+        }
     }
 }
 
@@ -270,10 +295,11 @@ impl Actor {
             // (a stringin has no HIHI: its channel would search forever), and let the
             // catalogue record the list again.
             for field in &self.inner.config.default_archive_fields {
-                if let Some(idx) = rt.annotator.forget_field(field)
-                    && let Some(ch) = rt.field_channels.get_mut(idx)
-                {
-                    *ch = None;
+                if let Some(idx) = rt.annotator.forget_field(field) {
+                    if let Some(ch) = rt.field_channels.get_mut(idx) {
+                        *ch = None;
+                    }
+                    rt.unopened_fields.retain(|(i, _)| *i != idx);
                 }
             }
             let mut st = lock(&rt.slot.state);
@@ -323,6 +349,8 @@ impl Actor {
                 channel: None,
                 pva: None,
                 field_channels: Vec::new(),
+                fields_open: false,
+                unopened_fields: Vec::new(),
                 filter: TimestampFilter::new(self.inner.config.drift_secs),
                 sampler: Sampler::new(config.method, config.period),
                 annotator: Annotator::default(),
@@ -356,6 +384,8 @@ impl Actor {
             }
         }
         rt.field_channels.clear();
+        rt.unopened_fields.clear();
+        rt.fields_open = false;
         let names = config
             .archive_fields
             .iter()
@@ -474,6 +504,7 @@ impl Actor {
         let Some(rt) = self.pvs.get_mut(&id) else {
             return;
         };
+        rt.open_fields(&self.client, &self.queue);
         let slot = rt.slot.clone();
         if read_rtyp_now {
             // Read PV.RTYP on a channel of the shared queue (its events are ignored: no
