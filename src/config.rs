@@ -13,8 +13,10 @@
 //! `ARCHIVER_POLICY_FILE=/etc/archiver/policies.toml`. The value is read as a TOML value
 //! (`5`, `false`, `["HIHI", "LOLO"]`, `{ "A:B" = 100 }`), and as a string when it is
 //! not one (`/var/lib/archiver`). A variable `ARCHIVER_ENGINE_*`, `ARCHIVER_STORAGE_*` or
-//! `ARCHIVER_POLICY_*` that names no key is an error naming it; other `ARCHIVER_*`
-//! variables (`ARCHIVER_TEST_PYTHON`...) are not configuration and are left alone.
+//! `ARCHIVER_POLICY_*` that names no key is an error naming it, and so is any other
+//! `ARCHIVER_*` variable (a typo such as `ARCHIVER_LISTN` must not leave the default in
+//! force unnoticed) but the tests' `ARCHIVER_TEST_*` and the benches' `ARCHIVER_CA_BENCH_*`;
+//! two variables for one key (`ARCHIVER_LISTEN` and `ARCHIVER_SERVER_LISTEN`) are an error.
 //!
 //! ```toml
 //! data_dir = "/var/lib/archiver"        # registry and storage tiers
@@ -488,7 +490,22 @@ fn env_key(var: &str) -> Option<Result<(&'static str, &'static str)>> {
             )));
         }
     }
-    None
+    // The test harness's and benches' own variables are not configuration.
+    if ["test_", "ca_bench_"].iter().any(|p| rest.starts_with(p)) {
+        return None;
+    }
+    // Anything else is a typo of a key (`ARCHIVER_LISTN`): an error, not a silent default.
+    let top: Vec<String> = KEYS
+        .iter()
+        .filter(|(s, _)| s.is_empty())
+        .map(|(_, k)| format!("{ENV_PREFIX}{k}").to_ascii_uppercase())
+        .collect();
+    Some(Err(anyhow::anyhow!(
+        "environment variable {var} names no configuration key; the top-level keys are {}, \
+         a section's are ARCHIVER_<SECTION>_<KEY> (ENGINE, STORAGE, POLICY); \
+         ARCHIVER_TEST_* variables are the tests'",
+        top.join(", ")
+    )))
 }
 
 /// `text` as a TOML value, or as a string when it is not one.
@@ -526,9 +543,21 @@ impl FileConfig {
         let mut applied = Vec::new();
         let mut env: Vec<(String, String)> = env.into_iter().collect();
         env.sort();
+        let mut set_by: Vec<((&str, &str), String)> = Vec::new();
         for (var, text) in env {
             let Some(key) = env_key(&var) else { continue };
             let (section, key) = key?;
+            if let Some((_, other)) = set_by.iter().find(|(k, _)| *k == (section, key)) {
+                anyhow::bail!(
+                    "environment variables {other} and {var} both set {}: keep one",
+                    if section.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{section}.{key}")
+                    }
+                );
+            }
+            set_by.push(((section, key), var.clone()));
             let value = env_value(&text);
             let target = if section.is_empty() {
                 &mut table
@@ -550,6 +579,10 @@ impl FileConfig {
                 None => FileConfig::default(),
             });
         }
+        tracing::info!(
+            overrides = %applied.join(", "),
+            "configuration keys set by the environment"
+        );
         let why = || format!("with the environment overrides {}", applied.join(", "));
         let cfg: FileConfig = toml::Table::try_into(table).with_context(why)?;
         cfg.engine.validate().with_context(why)?;
@@ -611,6 +644,14 @@ impl FileConfig {
             engine.max_buffer_samples = m;
         }
         engine.rate_limit = self.storage.rate_limit()?;
+        if let Some(id) = &self.identity {
+            // It names the appliance in every PVTypeInfo and in the ...ForAppliance calls.
+            anyhow::ensure!(
+                !id.trim().is_empty() && !id.chars().any(char::is_whitespace),
+                "identity {id:?}: the appliance's name must be a non-empty word (it is \
+                 applianceIdentity in every PVTypeInfo)"
+            );
+        }
         Ok(Resolved {
             data_dir,
             listen,
@@ -848,6 +889,21 @@ mod tests {
                 "nowhere",
                 vec!["ARCHIVER_LISTEN", "listen"],
             ),
+            // A typo of a top-level key is named, not ignored.
+            (
+                "ARCHIVER_LISTN",
+                "0.0.0.0:17665",
+                vec![
+                    "ARCHIVER_LISTN",
+                    "names no configuration key",
+                    "ARCHIVER_LISTEN",
+                ],
+            ),
+            (
+                "ARCHIVER_STORAG_ETL",
+                "false",
+                vec!["ARCHIVER_STORAG_ETL", "names no configuration key"],
+            ),
         ] {
             let e = format!(
                 "{:#}",
@@ -857,6 +913,32 @@ mod tests {
                 assert!(e.contains(w), "{var}={value}: {e:?} lacks {w:?}");
             }
         }
+        // One key set by two variables.
+        let e = format!(
+            "{:#}",
+            FileConfig::layered_from(
+                None,
+                env(&[
+                    ("ARCHIVER_LISTEN", "0.0.0.0:1"),
+                    ("ARCHIVER_SERVER_LISTEN", "0.0.0.0:2")
+                ])
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("ARCHIVER_LISTEN") && e.contains("ARCHIVER_SERVER_LISTEN"),
+            "{e}"
+        );
+        // An empty identity is refused by the resolution (config check, serve).
+        let cfg = FileConfig::layered_from(None, env(&[("ARCHIVER_IDENTITY", "\"\"")])).unwrap();
+        let e = format!(
+            "{:#}",
+            cfg.resolve(Some(Path::new("/data")), None, None)
+                .unwrap_err()
+        );
+        assert!(e.contains("identity"), "{e}");
+        // The benches' variables are not configuration either.
+        FileConfig::layered_from(None, env(&[("ARCHIVER_CA_BENCH_SERVE", "1")])).unwrap();
     }
 
     /// docs/archiver.reference.toml (`archiver config defaults`) is a valid file whose

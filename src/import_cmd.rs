@@ -34,7 +34,8 @@ pub struct ImportArgs {
     /// Configuration file (its `[storage]` stores are walked by `--retired`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The archiver's data folder (its catalogue) [default: ./archiver-data].
+    /// The archiver's data folder (its catalogue); over `data_dir` of the config file and
+    /// ARCHIVER_DATA_DIR, whose default is ./archiver-data.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Replace PVs already in the catalogue (default: keep them and say so).

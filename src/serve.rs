@@ -31,10 +31,13 @@ pub struct ServeArgs {
     /// variables (over the file); the flags below win over both.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Folder for the registry and the storage tiers [default: ./archiver-data].
+    /// Folder for the registry and the storage tiers; over `data_dir` of the config file
+    /// and ARCHIVER_DATA_DIR, whose default is ./archiver-data.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address of the HTTP listener [default: 127.0.0.1:17665].
+    /// Address of the HTTP listener; over `listen` of the config file and
+    /// ARCHIVER_LISTEN, whose default is 127.0.0.1:17665. Channel Access reads the usual
+    /// EPICS_CA_* environment (EPICS_CA_ADDR_LIST, EPICS_CA_AUTO_ADDR_LIST, ...).
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
 }
@@ -132,7 +135,11 @@ const CONNECTED_CHECK_AFTER: Duration = Duration::from_secs(10);
 /// The configuration file for the start-up summary.
 fn config_name(path: Option<&std::path::Path>) -> String {
     match path {
-        Some(p) => p.display().to_string(),
+        // Absolute, so that the log says which file whatever the service's folder.
+        Some(p) => std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string(),
         None => "none (defaults and ARCHIVER_* environment)".to_string(),
     }
 }
@@ -286,7 +293,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         appliance.archive_many(specs).await?;
     }
     println!(
-        "archiver {} listening on http://{local} (data in {}, {restored} PVs restored)",
+        "archiver {} listening on http://{local} (data in {}, {restored} PVs and pending \
+         archive requests restored)",
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
@@ -308,7 +316,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         restored,
         listen = %local,
         etl = etl_enabled,
-        "started: listening on {local}, {restored} PVs restored"
+        "started: listening on {local}, {restored} PVs and pending archive requests restored"
     );
     // 10 s after start, how many PVs connected: a site whose IOCs cannot be reached (a
     // wrong EPICS_CA_ADDR_LIST) sees it in the log at once.
