@@ -1,5 +1,5 @@
 //! The `archiver` binary: an EPICS archiver compatible with the Java EPICS Archiver
-//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`, `import`, `config`.
+//! Appliance. Subcommands: `serve`, `demo`, `pb`, `ca`, `pva`, `import`, `config`, `mgmt`.
 
 use std::process::ExitCode;
 
@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod import_cmd;
 mod malloc;
+mod mgmt_cmd;
 mod pb_cmd;
 mod pb_generate;
 mod progress;
@@ -45,6 +46,9 @@ enum Command {
     /// Check a configuration file, or print every key with its default.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run a management call of a running archiver over many PVs (globs), in batches, with
+    /// progress and a summary: consolidateDataForPV, reapplyPolicies, pauseArchivingPV...
+    Mgmt(mgmt_cmd::MgmtArgs),
 }
 
 fn init_logging() {
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import_cmd::run(&args).map(|()| 0),
         Command::Pva(cmd) => runtime().and_then(|rt| rt.block_on(pva_cmd::run(cmd)).map(|()| 0)),
         Command::Config(cmd) => config::run(&cmd).map(|()| 0),
+        Command::Mgmt(args) => mgmt_cmd::run(&args).map(i32::from),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,
@@ -139,7 +144,9 @@ mod tests {
         walk(&cli, "archiver", &mut undocumented);
         assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
         let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
-        for expected in ["serve", "demo", "pb", "ca", "import", "pva", "config"] {
+        for expected in [
+            "serve", "demo", "pb", "ca", "import", "pva", "config", "mgmt",
+        ] {
             assert!(
                 names.contains(&expected),
                 "{expected} missing from {names:?}"

@@ -1,4 +1,4 @@
-//! Progress of long command-line operations (`archiver import`): a line on stderr at
+//! Progress of long command-line operations (`archiver import`, `archiver mgmt`): a line on stderr at
 //! most once per interval (`import: 1200/5000 files read, 2 s`), and the caller prints
 //! the summary. Plain lines, not a redrawn bar, so that a log file or a pipe reads the
 //! same as a terminal. Small enough not to need a progress-bar crate.
@@ -12,6 +12,8 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// One operation's progress.
 #[derive(Debug)]
 pub struct Progress {
+    /// The command, at the start of each line (`import`).
+    command: &'static str,
     /// What is counted (`files read`).
     what: &'static str,
     /// The count to reach, when known.
@@ -23,10 +25,22 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts counting `what` towards `total`, reporting at most once per `every`.
+    /// Starts counting `what` towards `total` for `archiver import`, reporting at most once
+    /// per `every`.
     pub fn new(what: &'static str, total: Option<u64>, every: Duration) -> Self {
+        Self::of("import", what, total, every)
+    }
+
+    /// [`Progress::new`] for another command, its lines starting with `command`.
+    pub fn of(
+        command: &'static str,
+        what: &'static str,
+        total: Option<u64>,
+        every: Duration,
+    ) -> Self {
         let now = Instant::now();
         Progress {
+            command,
             what,
             total,
             done: 0,
@@ -41,7 +55,7 @@ impl Progress {
         self.done += n;
         if self.last.elapsed() >= self.every {
             self.last = Instant::now();
-            let _ = writeln!(out, "import: {}", self.line());
+            let _ = writeln!(out, "{}: {}", self.command, self.line());
         }
     }
 
