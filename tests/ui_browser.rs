@@ -507,6 +507,150 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         a.status(&li)["status"] == "Not being archived"
     });
 
+    // Issue 12 (a fresh user's defects). Reading the import text: comment and blank
+    // lines skipped, a short row refused naming its line, `;` as the delimiter when the
+    // header has it.
+    b.navigate(&format!("{base}/mgmt/ui/index.html?search=nothing"));
+    b.wait_js(10.0, "the page", "typeof entriesFromText === 'function'");
+    let read = b.js(
+        "(() => { document.getElementById('add-period').value = ''; \
+          const f = t => entriesFromText(t); \
+          return [f('# names\\n\\nA\\n  # more\\nB C'), f('samplingperiod,pv\\n3,X\\n5'), \
+                  f('pv;samplingmethod;samplingperiod\\nP1;SCAN;2\\n')]; })()",
+    );
+    assert_eq!(
+        read[0]["entries"],
+        serde_json::json!([{"pv": "A"}, {"pv": "B"}, {"pv": "C"}]),
+        "{read}"
+    );
+    assert_eq!(
+        read[1]["entries"],
+        serde_json::json!([{"pv": "X", "samplingperiod": "3"}]),
+        "{read}"
+    );
+    assert_eq!(read[1]["refused"][0]["line"], 3, "{read}");
+    assert!(
+        read[1]["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no pv field"),
+        "{read}"
+    );
+    assert_eq!(
+        read[2]["entries"],
+        serde_json::json!([{"pv": "P1", "samplingmethod": "SCAN", "samplingperiod": "2"}]),
+        "{read}"
+    );
+    // A semicolon CSV with a comment, a blank line and two rows the server refuses: the
+    // good rows are archived (PVs no IOC serves: they stay waiting to connect), every
+    // refused row listed with its reason.
+    let nc = |i: u32| ioc.pv(&format!("NC:{i}"));
+    b.js(&format!(
+        "document.getElementById('add-names').value = {}; document.getElementById('add-go').click(); true",
+        lit(&format!(
+            "# PVs no IOC serves\npv;samplingmethod;samplingperiod\n{};SCAN;2\n{};MONITOR;1\n\n{}\n\
+             {};MONITOR;fast\nca://pva://{};MONITOR;1\n",
+            nc(1),
+            nc(2),
+            nc(3),
+            nc(4),
+            nc(5)
+        ))
+    ));
+    b.wait_js(
+        20.0,
+        "the import's answers, two rows refused",
+        "[...document.querySelectorAll('#add-result tbody tr')].length === 5 && \
+         [...document.querySelectorAll('#add-result td')].filter(td => td.textContent === 'Refused').length === 2",
+    );
+    for i in 1..=3 {
+        assert_ne!(
+            a.status(&nc(i))["status"],
+            "Not being archived",
+            "{}",
+            nc(i)
+        );
+    }
+    for i in 4..=5 {
+        assert_eq!(
+            a.status(&nc(i))["status"],
+            "Not being archived",
+            "{}",
+            nc(i)
+        );
+    }
+    // A glob search lists the PVs waiting to connect (getAllPVs leaves them out).
+    let nc_glob = format!("{}NC:*", ioc.prefix);
+    b.js(&format!(
+        "document.getElementById('search').value = {}; document.getElementById('search-regex').checked = false; true",
+        lit(&nc_glob)
+    ));
+    refresh_until(
+        &mut b,
+        10.0,
+        "the three PVs waiting to connect",
+        "document.querySelectorAll('#pv-table tbody tr').length === 3",
+    );
+    // Change period… offers the PV's own period and method.
+    let defaults = b.js(&format!(
+        "M.selected.clear(); M.selected.add({}); const seen = []; \
+         window.prompt = (q, d) => {{ seen.push(d); return null; }}; \
+         act('period').then(() => seen)",
+        lit(&nc(1))
+    ));
+    assert_eq!(
+        defaults,
+        serde_json::json!(["2.0"]),
+        "period prompt default"
+    );
+    let defaults = b.js(
+        "const seen2 = []; window.prompt = (q, d) => { seen2.push(d); return seen2.length === 1 ? d : null; }; \
+         act('period').then(() => seen2)",
+    );
+    assert_eq!(
+        defaults,
+        serde_json::json!(["2.0", "SCAN"]),
+        "method prompt default"
+    );
+    // The sort survives a refresh; "Last event" sorts by time, not as text.
+    b.js("document.querySelector('#pv-table th[data-key=\"samplingPeriod\"]').click(); true");
+    refresh_until(
+        &mut b,
+        5.0,
+        "the sort kept after a refresh",
+        "!!document.querySelector('#pv-table th.sorted-asc[data-key=\"samplingPeriod\"]')",
+    );
+    assert_eq!(
+        b.js("AA.javaTimeMs('Nov 30 2026 04:40:01.123 UTC') < AA.javaTimeMs('Dec 1 2026 00:00:00 UTC') \
+              && AA.javaTimeMs('Never') < AA.javaTimeMs('Jan 1 1990 00:00:00 UTC')"),
+        true
+    );
+    // A counter that went down (channel recreated) gives no negative rate.
+    let rate = b.js(&format!(
+        "M.rates[{0}] = {{n: 1e9, t: Date.now() - 1000}}; \
+         search().then(() => M.rows.find(r => r.pvName === {0}).eventRate)",
+        lit(&nc(1))
+    ));
+    assert!(
+        rate.as_str()
+            .map_or(true, |r| r.parse::<f64>().unwrap() >= 0.0),
+        "negative rate {rate}"
+    );
+    // Abort their requests: select all, press Abort request.
+    b.js("window.confirm = () => true; M.selected.clear(); \
+         for (const r of M.rows) M.selected.add(r.pvName); drawTable(); \
+         document.getElementById('act-abort').click(); true");
+    for i in 1..=3 {
+        a.wait_until(10.0, &format!("{} aborted", nc(i)), |a| {
+            a.status(&nc(i))["status"] == "Not being archived"
+        });
+    }
+    b.wait_js(
+        10.0,
+        "the page after the abort",
+        "document.getElementById('pv-msg').textContent.startsWith('abort: done for 3')",
+    );
+
     // Reported, not asserted (speed is a benchmark's business, not a test's).
     for (page, (load, ready)) in loads {
         println!("page {page}: loaded in {load:.0} ms, data shown at {ready:.0} ms");
