@@ -74,6 +74,16 @@ fn refresh_until(b: &mut Browser, secs: f64, what: &str, expression: &str) {
     }
 }
 
+/// True when `legend` shows a value with exactly 3 decimals (`= -12.250 mm`).
+fn regex_lite_prec3(legend: &str) -> bool {
+    legend
+        .split("= ")
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(_, d)| d.len() == 3 && d.bytes().all(|c| c.is_ascii_digit()))
+}
+
 /// A JS string literal of `s`.
 fn lit(s: &str) -> String {
     Json::String(s.to_string()).to_string()
@@ -338,6 +348,31 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     );
     assert!(csv.contains(&format!(",{mbbi},WARN,")), "{csv}");
     assert_eq!(rows_of(&wf), 1, "{csv}");
+    // Issue 12: a binned enum's mean (1.2999…) shows as the nearest state's label, in the
+    // legend and the CSV; the AI's legend value has its PREC (3) digits; the waveform
+    // plot's value axis carries its EGU.
+    let shown = b.js(&format!(
+        "(() => {{ const s = viewer.series[1], last = s.points[s.points.length - 1]; \
+          s.points.push({{t: last.t + 1, y: 1.2999999999999998, min: 1, max: 2, count: 10}}); legend(); \
+          const at = pv => document.querySelector('#legend [data-pv=\"' + CSS.escape(pv) + '\"]').textContent; \
+          const r = {{mbbi: at(s.name), csv: dataCsv(), ai: at({})}}; s.points.pop(); legend(); \
+          r.wfAxis = viewerWaveformPlot.axisLabel; return r; }})()",
+        lit(&ai)
+    ));
+    assert!(
+        shown["mbbi"].as_str().unwrap().contains("= WARN"),
+        "{shown}"
+    );
+    assert!(
+        !shown["csv"].as_str().unwrap().contains("1.2999"),
+        "{shown}"
+    );
+    let ai_legend = shown["ai"].as_str().unwrap();
+    assert!(
+        regex_lite_prec3(ai_legend),
+        "AI legend without PREC 3: {ai_legend}"
+    );
+    assert_eq!(shown["wfAxis"], "V", "{shown}");
     b.screenshot(&shots.join("viewer.png"));
 
     // The shareable URL reopens the same view.
@@ -415,6 +450,38 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
          [...document.querySelectorAll('#typeinfo td')].some(td => td.textContent === 'DBR_SCALAR_DOUBLE')",
     );
     b.screenshot(&shots.join("pv-details.png"));
+    // Issue 12: the disk use in bytes, formatted (a small PV is not "0 MB").
+    b.wait_js(
+        10.0,
+        "the disk use formatted",
+        "[...document.querySelectorAll('#stores tr')].some(tr => tr.cells[0].textContent === 'Disk use (every store)' \
+         && /^\\d+(\\.\\d+)? (B|KB|MB|GB|TB)$/.test(tr.cells[1].textContent))",
+    );
+    // PV.FIELD: said to be a field of the PV, with a link to it.
+    b.navigate(&format!(
+        "{base}/mgmt/ui/pv.html?pv={}",
+        support::enc(&format!("{ai}.HIHI"))
+    ));
+    b.wait_js(
+        10.0,
+        "the field's PV named and linked",
+        &format!(
+            "(document.getElementById('owner-link') || {{}}).textContent === {}",
+            lit(&ai)
+        ),
+    );
+    // The time span report's times as dates, not epoch seconds.
+    b.navigate(&format!(
+        "{base}/mgmt/ui/reports.html?report=getTimeSpanReport"
+    ));
+    b.wait_js(
+        10.0,
+        "the time span report's creation time as a date",
+        "(() => { const th = [...document.querySelectorAll('#table th')]; \
+          const i = th.findIndex(h => h.dataset.key === 'creationTS'); \
+          const td = document.querySelector('#table tbody tr') && document.querySelector('#table tbody tr').cells[i]; \
+          return i >= 0 && !!td && td.textContent !== '' && !/^\\d+$/.test(td.textContent); })()",
+    );
     b.navigate(&format!(
         "{base}/mgmt/ui/reports.html?report=getEventRateReport"
     ));

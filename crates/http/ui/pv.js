@@ -18,6 +18,17 @@ async function load() {
     const s = document.getElementById("pvstatus");
     s.textContent = status.status || "";
     s.className = `status ${AA.statusClass(status.status)}`;
+    // PV.FIELD (an archive field of PV) or an alias answers its PV's status: say whose,
+    // with a link; a field has no details of its own (its samples are in PV's data).
+    const main = status.pvNameOnly;
+    if (main && main !== pv) {
+      const field = pv.startsWith(`${main}.`);
+      document.getElementById("owner").replaceChildren(
+        field ? `${pv} is the archive field ${pv.slice(main.length + 1)} of ` : `${pv} is an alias of `,
+        AA.el("a", { href: `pv.html?pv=${AA.enc(main)}`, id: "owner-link" }, main),
+        field ? " (archived with it: its details are that PV's)." : ".");
+      if (field) { AA.ready(); return; }
+    }
   } catch (e) { AA.say("msg", e.message, "err"); }
   try {
     const details = await AA.api(`/mgmt/bpl/getPVDetails?pv=${AA.enc(pv)}`);
@@ -37,8 +48,17 @@ async function load() {
     ]);
     const mine = (consumed || []).find(r => r.pvName === pv);
     kvTable(document.getElementById("stores"), [...Object.entries(stores || {}),
-      ["Disk use (MB, every store)", mine ? mine.storageConsumedInMB : "0"]]);
+      ["Disk use (every store)", bytesText(mine ? Number(mine.storageConsumed) : 0)]]);
   } catch (e) { document.getElementById("stores").textContent = e.message; }
+}
+
+/** A size in bytes as "512 B", "12.3 KB", "4.56 MB", "1.20 GB" (1024 based). */
+function bytesText(n) {
+  if (!Number.isFinite(n)) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return i ? `${n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)} ${units[i]}` : `${n} B`;
 }
 
 async function act(path) {
