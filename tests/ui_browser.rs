@@ -700,7 +700,7 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     ));
     assert!(
         rate.as_str()
-            .map_or(true, |r| r.parse::<f64>().unwrap() >= 0.0),
+            .is_none_or(|r| r.parse::<f64>().unwrap() >= 0.0),
         "negative rate {rate}"
     );
     // Abort their requests: select all, press Abort request.
