@@ -658,6 +658,27 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         "the three PVs waiting to connect",
         "document.querySelectorAll('#pv-table tbody tr').length === 3",
     );
+    // A regular expression finds them too (getAllPVs's names plus getNeverConnectedPVs').
+    b.js(&format!(
+        "document.getElementById('search').value = {}; document.getElementById('search-regex').checked = true; true",
+        lit(&format!("{}NC:[12]", ioc.prefix))
+    ));
+    refresh_until(
+        &mut b,
+        10.0,
+        "the regex's two PVs waiting to connect",
+        "document.querySelectorAll('#pv-table tbody tr').length === 2",
+    );
+    b.js(&format!(
+        "document.getElementById('search').value = {}; document.getElementById('search-regex').checked = false; true",
+        lit(&nc_glob)
+    ));
+    refresh_until(
+        &mut b,
+        10.0,
+        "the three PVs again",
+        "document.querySelectorAll('#pv-table tbody tr').length === 3",
+    );
     // Change period… offers the PV's own period and method.
     let defaults = b.js(&format!(
         "M.selected.clear(); M.selected.add({}); const seen = []; \

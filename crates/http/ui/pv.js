@@ -3,6 +3,7 @@
 "use strict";
 
 const pv = new URLSearchParams(location.search).get("pv") || "";
+let current = {};  // the PV's getPVStatus object (its sampling period and method)
 
 function kvTable(container, pairs) {
   container.replaceChildren(AA.el("table", { class: "data kv" },
@@ -14,7 +15,7 @@ async function load() {
   document.getElementById("plot-link").href = `viewer.html?pv=${AA.enc(pv)}`;
   if (!pv) { AA.say("msg", "No PV given: open this page as pv.html?pv=NAME.", "err"); return; }
   try {
-    const status = (await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(pv)}`))[0] || {};
+    const status = current = (await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(pv)}`))[0] || {};
     const s = document.getElementById("pvstatus");
     s.textContent = status.status || "";
     s.className = `status ${AA.statusClass(status.status)}`;
@@ -76,8 +77,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("pause").onclick = () => act(`/mgmt/bpl/pauseArchivingPV?pv=${q}`);
   document.getElementById("resume").onclick = () => act(`/mgmt/bpl/resumeArchivingPV?pv=${q}`);
   document.getElementById("period").onclick = () => {
-    const p = prompt("New sampling period (s):", "1.0");
-    const m = p === null ? null : prompt("Sampling method (MONITOR or SCAN):", "MONITOR");
+    const p = prompt("New sampling period (s):", current.samplingPeriod || "1.0");
+    const m = p === null ? null : prompt("Sampling method (MONITOR or SCAN):", current.samplingMethod || "MONITOR");
     if (m !== null) act(`/mgmt/bpl/changeArchivalParameters?pv=${q}&samplingperiod=${AA.enc(p)}&samplingmethod=${AA.enc(m)}`);
   };
   document.getElementById("delete").onclick = () => {
