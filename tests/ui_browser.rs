@@ -74,6 +74,16 @@ fn refresh_until(b: &mut Browser, secs: f64, what: &str, expression: &str) {
     }
 }
 
+/// True when `legend` shows a value with exactly 3 decimals (`= -12.250 mm`).
+fn regex_lite_prec3(legend: &str) -> bool {
+    legend
+        .split("= ")
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(_, d)| d.len() == 3 && d.bytes().all(|c| c.is_ascii_digit()))
+}
+
 /// A JS string literal of `s`.
 fn lit(s: &str) -> String {
     Json::String(s.to_string()).to_string()
@@ -338,6 +348,31 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     );
     assert!(csv.contains(&format!(",{mbbi},WARN,")), "{csv}");
     assert_eq!(rows_of(&wf), 1, "{csv}");
+    // Issue 12: a binned enum's mean (1.2999…) shows as the nearest state's label, in the
+    // legend and the CSV; the AI's legend value has its PREC (3) digits; the waveform
+    // plot's value axis carries its EGU.
+    let shown = b.js(&format!(
+        "(() => {{ const s = viewer.series[1], last = s.points[s.points.length - 1]; \
+          s.points.push({{t: last.t + 1, y: 1.2999999999999998, min: 1, max: 2, count: 10}}); legend(); \
+          const at = pv => document.querySelector('#legend [data-pv=\"' + CSS.escape(pv) + '\"]').textContent; \
+          const r = {{mbbi: at(s.name), csv: dataCsv(), ai: at({})}}; s.points.pop(); legend(); \
+          r.wfAxis = viewerWaveformPlot.axisLabel; return r; }})()",
+        lit(&ai)
+    ));
+    assert!(
+        shown["mbbi"].as_str().unwrap().contains("= WARN"),
+        "{shown}"
+    );
+    assert!(
+        !shown["csv"].as_str().unwrap().contains("1.2999"),
+        "{shown}"
+    );
+    let ai_legend = shown["ai"].as_str().unwrap();
+    assert!(
+        regex_lite_prec3(ai_legend),
+        "AI legend without PREC 3: {ai_legend}"
+    );
+    assert_eq!(shown["wfAxis"], "V", "{shown}");
     b.screenshot(&shots.join("viewer.png"));
 
     // The shareable URL reopens the same view.
@@ -415,6 +450,38 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
          [...document.querySelectorAll('#typeinfo td')].some(td => td.textContent === 'DBR_SCALAR_DOUBLE')",
     );
     b.screenshot(&shots.join("pv-details.png"));
+    // Issue 12: the disk use in bytes, formatted (a small PV is not "0 MB").
+    b.wait_js(
+        10.0,
+        "the disk use formatted",
+        "[...document.querySelectorAll('#stores tr')].some(tr => tr.cells[0].textContent === 'Disk use (every store)' \
+         && /^\\d+(\\.\\d+)? (B|KB|MB|GB|TB)$/.test(tr.cells[1].textContent))",
+    );
+    // PV.FIELD: said to be a field of the PV, with a link to it.
+    b.navigate(&format!(
+        "{base}/mgmt/ui/pv.html?pv={}",
+        support::enc(&format!("{ai}.HIHI"))
+    ));
+    b.wait_js(
+        10.0,
+        "the field's PV named and linked",
+        &format!(
+            "(document.getElementById('owner-link') || {{}}).textContent === {}",
+            lit(&ai)
+        ),
+    );
+    // The time span report's times as dates, not epoch seconds.
+    b.navigate(&format!(
+        "{base}/mgmt/ui/reports.html?report=getTimeSpanReport"
+    ));
+    b.wait_js(
+        10.0,
+        "the time span report's creation time as a date",
+        "(() => { const th = [...document.querySelectorAll('#table th')]; \
+          const i = th.findIndex(h => h.dataset.key === 'creationTS'); \
+          const td = document.querySelector('#table tbody tr') && document.querySelector('#table tbody tr').cells[i]; \
+          return i >= 0 && !!td && td.textContent !== '' && !/^\\d+$/.test(td.textContent); })()",
+    );
     b.navigate(&format!(
         "{base}/mgmt/ui/reports.html?report=getEventRateReport"
     ));
@@ -506,6 +573,171 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
     a.wait_until(10.0, "LI deleted", |a| {
         a.status(&li)["status"] == "Not being archived"
     });
+
+    // Issue 12 (a fresh user's defects). Reading the import text: comment and blank
+    // lines skipped, a short row refused naming its line, `;` as the delimiter when the
+    // header has it.
+    b.navigate(&format!("{base}/mgmt/ui/index.html?search=nothing"));
+    b.wait_js(10.0, "the page", "typeof entriesFromText === 'function'");
+    let read = b.js(
+        "(() => { document.getElementById('add-period').value = ''; \
+          const f = t => entriesFromText(t); \
+          return [f('# names\\n\\nA\\n  # more\\nB C'), f('samplingperiod,pv\\n3,X\\n5'), \
+                  f('pv;samplingmethod;samplingperiod\\nP1;SCAN;2\\n')]; })()",
+    );
+    assert_eq!(
+        read[0]["entries"],
+        serde_json::json!([{"pv": "A"}, {"pv": "B"}, {"pv": "C"}]),
+        "{read}"
+    );
+    assert_eq!(
+        read[1]["entries"],
+        serde_json::json!([{"pv": "X", "samplingperiod": "3"}]),
+        "{read}"
+    );
+    assert_eq!(read[1]["refused"][0]["line"], 3, "{read}");
+    assert!(
+        read[1]["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no pv field"),
+        "{read}"
+    );
+    assert_eq!(
+        read[2]["entries"],
+        serde_json::json!([{"pv": "P1", "samplingmethod": "SCAN", "samplingperiod": "2"}]),
+        "{read}"
+    );
+    // A semicolon CSV with a comment, a blank line and two rows the server refuses: the
+    // good rows are archived (PVs no IOC serves: they stay waiting to connect), every
+    // refused row listed with its reason.
+    let nc = |i: u32| ioc.pv(&format!("NC:{i}"));
+    b.js(&format!(
+        "document.getElementById('add-names').value = {}; document.getElementById('add-go').click(); true",
+        lit(&format!(
+            "# PVs no IOC serves\npv;samplingmethod;samplingperiod\n{};SCAN;2\n{};MONITOR;1\n\n{}\n\
+             {};MONITOR;fast\nca://pva://{};MONITOR;1\n",
+            nc(1),
+            nc(2),
+            nc(3),
+            nc(4),
+            nc(5)
+        ))
+    ));
+    b.wait_js(
+        20.0,
+        "the import's answers, two rows refused",
+        "[...document.querySelectorAll('#add-result tbody tr')].length === 5 && \
+         [...document.querySelectorAll('#add-result td')].filter(td => td.textContent === 'Refused').length === 2",
+    );
+    for i in 1..=3 {
+        assert_ne!(
+            a.status(&nc(i))["status"],
+            "Not being archived",
+            "{}",
+            nc(i)
+        );
+    }
+    for i in 4..=5 {
+        assert_eq!(
+            a.status(&nc(i))["status"],
+            "Not being archived",
+            "{}",
+            nc(i)
+        );
+    }
+    // A glob search lists the PVs waiting to connect (getAllPVs leaves them out).
+    let nc_glob = format!("{}NC:*", ioc.prefix);
+    b.js(&format!(
+        "document.getElementById('search').value = {}; document.getElementById('search-regex').checked = false; true",
+        lit(&nc_glob)
+    ));
+    refresh_until(
+        &mut b,
+        10.0,
+        "the three PVs waiting to connect",
+        "document.querySelectorAll('#pv-table tbody tr').length === 3",
+    );
+    // A regular expression finds them too (getAllPVs's names plus getNeverConnectedPVs').
+    b.js(&format!(
+        "document.getElementById('search').value = {}; document.getElementById('search-regex').checked = true; true",
+        lit(&format!("{}NC:[12]", ioc.prefix))
+    ));
+    refresh_until(
+        &mut b,
+        10.0,
+        "the regex's two PVs waiting to connect",
+        "document.querySelectorAll('#pv-table tbody tr').length === 2",
+    );
+    b.js(&format!(
+        "document.getElementById('search').value = {}; document.getElementById('search-regex').checked = false; true",
+        lit(&nc_glob)
+    ));
+    refresh_until(
+        &mut b,
+        10.0,
+        "the three PVs again",
+        "document.querySelectorAll('#pv-table tbody tr').length === 3",
+    );
+    // Change period… offers the PV's own period and method.
+    let defaults = b.js(&format!(
+        "M.selected.clear(); M.selected.add({}); const seen = []; \
+         window.prompt = (q, d) => {{ seen.push(d); return null; }}; \
+         act('period').then(() => seen)",
+        lit(&nc(1))
+    ));
+    assert_eq!(
+        defaults,
+        serde_json::json!(["2.0"]),
+        "period prompt default"
+    );
+    let defaults = b.js(
+        "const seen2 = []; window.prompt = (q, d) => { seen2.push(d); return seen2.length === 1 ? d : null; }; \
+         act('period').then(() => seen2)",
+    );
+    assert_eq!(
+        defaults,
+        serde_json::json!(["2.0", "SCAN"]),
+        "method prompt default"
+    );
+    // The sort survives a refresh; "Last event" sorts by time, not as text.
+    b.js("document.querySelector('#pv-table th[data-key=\"samplingPeriod\"]').click(); true");
+    refresh_until(
+        &mut b,
+        5.0,
+        "the sort kept after a refresh",
+        "!!document.querySelector('#pv-table th.sorted-asc[data-key=\"samplingPeriod\"]')",
+    );
+    assert_eq!(
+        b.js("AA.javaTimeMs('Nov 30 2026 04:40:01.123 UTC') < AA.javaTimeMs('Dec 1 2026 00:00:00 UTC') \
+              && AA.javaTimeMs('Never') < AA.javaTimeMs('Jan 1 1990 00:00:00 UTC')"),
+        true
+    );
+    // A counter that went down (channel recreated) gives no negative rate.
+    let rate = b.js(&format!(
+        "M.rates[{0}] = {{n: 1e9, t: Date.now() - 1000}}; \
+         search().then(() => M.rows.find(r => r.pvName === {0}).eventRate)",
+        lit(&nc(1))
+    ));
+    assert!(
+        rate.as_str()
+            .is_none_or(|r| r.parse::<f64>().unwrap() >= 0.0),
+        "negative rate {rate}"
+    );
+    // Abort their requests: select all, press Abort request.
+    b.js("window.confirm = () => true; M.selected.clear(); \
+         for (const r of M.rows) M.selected.add(r.pvName); drawTable(); \
+         document.getElementById('act-abort').click(); true");
+    for i in 1..=3 {
+        a.wait_until(10.0, &format!("{} aborted", nc(i)), |a| {
+            a.status(&nc(i))["status"] == "Not being archived"
+        });
+    }
+    b.wait_js(
+        10.0,
+        "the page after the abort",
+        "document.getElementById('pv-msg').textContent.startsWith('abort: done for 3')",
+    );
 
     // Reported, not asserted (speed is a benchmark's business, not a test's).
     for (page, (load, ready)) in loads {

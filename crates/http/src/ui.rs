@@ -50,7 +50,9 @@ const FILES: &[(&str, &str, &str)] = &[
     ("reports.js", JS, include_str!("../ui/reports.js")),
     ("plot.js", JS, include_str!("../ui/plot.js")),
     ("viewer.js", JS, include_str!("../ui/viewer.js")),
+    ("favicon.svg", SVG, include_str!("../ui/favicon.svg")),
 ];
+const SVG: &str = "image/svg+xml";
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -68,6 +70,11 @@ pub fn router() -> Router {
             get(|| async { Redirect::to("/mgmt/ui/viewer.html") }),
         )
         .route("/mgmt/ui/pvdetails.html", get(java_pv_details))
+        // Browsers ask for it on every page (the pages also link favicon.svg).
+        .route(
+            "/favicon.ico",
+            get(|| async { ui_file(Path("favicon.svg".to_string())).await }),
+        )
 }
 
 /// Java's PV details page (`/mgmt/ui/pvdetails.html?pv=NAME`, bookmarked by Java users):
@@ -174,6 +181,20 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_favicon_is_served_and_every_page_links_it() {
+        let (status, ct, body, _) = get("/favicon.ico").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ct.as_deref(), Some(SVG));
+        assert!(body.starts_with("<svg"), "{body}");
+        for (name, _, text) in FILES.iter().filter(|(n, _, _)| n.ends_with(".html")) {
+            assert!(
+                text.contains(r#"<link rel="icon" href="favicon.svg""#),
+                "{name} links no icon"
+            );
         }
     }
 

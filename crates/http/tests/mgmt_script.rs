@@ -257,6 +257,49 @@ async fn a_java_era_script_and_channelfinder_get_java_answers() {
     assert_ne!(r[0]["status"], "Paused", "{r}");
     let r = h.get("/mgmt/bpl/getPausedPVsReport").await;
     assert!(!r.to_string().contains("SCRIPT:NOBODY"), "{r}");
+    // A glob in getPVStatus lists the PVs still waiting to connect (getAllPVs, as Java's,
+    // does not), `limit` keeping the first ones.
+    h.get("/mgmt/bpl/archivePV?pv=SCRIPT:NOBODY2").await;
+    let r = h.get("/mgmt/bpl/getAllPVs?pv=SCRIPT:NOB*").await;
+    assert_eq!(r, json!([]));
+    let r = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:NOB*").await;
+    let names: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pvName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["SCRIPT:NOBODY", "SCRIPT:NOBODY2"], "{r}");
+    let r = h.get("/mgmt/bpl/getPVStatus?pv=SCRIPT:NOB*&limit=1").await;
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r[0]["pvName"], "SCRIPT:NOBODY");
+    let (code, r) = h
+        .get_status("/mgmt/bpl/getPVStatus?pv=SCRIPT:NOB*&limit=x")
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(r.to_string().contains("limit must be an integer"), "{r}");
+    // abortArchivingPV takes a list as pauseArchivingPV does: one answer a PV.
+    let r = h
+        .post_json(
+            "/mgmt/bpl/abortArchivingPV",
+            r#"["SCRIPT:NOBODY2", "SCRIPT:PV000", "bad name"]"#,
+        )
+        .await;
+    assert_eq!(
+        r[0],
+        json!({"pvName": "SCRIPT:NOBODY2", "status": "ok", "desc": "Aborted request for archiving PV SCRIPT:NOBODY2"})
+    );
+    assert_eq!(r[1]["pvName"], "SCRIPT:PV000");
+    assert_eq!(r[1]["status"], "no");
+    assert_eq!(r[2]["pvName"], "bad name");
+    assert!(
+        r[2]["validation"]
+            .as_str()
+            .unwrap()
+            .contains("invalid PV name"),
+        "{r}"
+    );
+    assert_eq!(h.status_of("SCRIPT:NOBODY2").await, "Not being archived");
     let r = h.get("/mgmt/bpl/abortArchivingPV?pv=SCRIPT:NOBODY").await;
     assert_eq!(
         r,

@@ -78,16 +78,22 @@ AA.num = function (v) {
   return Number(v.replace(/,/g, ""));
 };
 
-/** A sortable table in `container`: `columns` [{key, label, render(row)->Node|string}],
- *  `rows` objects. A click on a header sorts by it (numbers as numbers), again reverses.
- *  Returns the table; `table.rows_` are the rows in the shown order. */
+/** A sortable table in `container`: `columns` [{key, label, render(row)->Node|string,
+ *  sortValue(row)}], `rows` objects. A click on a header sorts by it (numbers as numbers,
+ *  `sortValue` when the column has one), again reverses. `opts.sortKey`/`opts.sortDir`
+ *  give the order to start with, `opts.onSort(key, dir)` hears a change (so a refresh
+ *  keeps it). Returns the table; `table.rows_` are the rows in the shown order. */
 AA.table = function (container, columns, rows, opts) {
   opts = opts || {};
-  let sortKey = opts.sortKey || null, dir = 1;
+  let sortKey = opts.sortKey || null, dir = opts.sortDir || 1;
   const table = AA.el("table", { class: "data" });
   const thead = AA.el("thead"), tbody = AA.el("tbody");
   table.append(thead, tbody);
-  function value(row, key) { const v = row[key]; return v === undefined || v === null ? "" : v; }
+  function value(row, key) {
+    const c = columns.find(c => c.key === key);
+    const v = c && c.sortValue ? c.sortValue(row) : row[key];
+    return v === undefined || v === null ? "" : v;
+  }
   function draw() {
     const shown = rows.slice();
     if (sortKey) {
@@ -101,13 +107,14 @@ AA.table = function (container, columns, rows, opts) {
     thead.replaceChildren(AA.el("tr", {}, columns.map(c => {
       const th = AA.el("th", { "data-key": c.key, onclick: () => {
         if (c.key === sortKey) dir = -dir; else { sortKey = c.key; dir = 1; }
+        if (opts.onSort) opts.onSort(sortKey, dir);
         draw();
       } }, c.label === undefined ? c.key : c.label);
       if (c.key === sortKey) th.className = dir > 0 ? "sorted-asc" : "sorted-desc";
       return th;
     })));
     tbody.replaceChildren(...shown.map(r => AA.el("tr", {}, columns.map(c => {
-      const v = c.render ? c.render(r) : value(r, c.key);
+      const v = c.render ? c.render(r) : (r[c.key] === undefined || r[c.key] === null ? "" : r[c.key]);
       return AA.el("td", { class: !c.render && !isNaN(AA.num(v)) ? "num" : null }, v);
     }))));
     table.rows_ = shown;
@@ -126,24 +133,29 @@ AA.toCsv = function (keys, rows) {
   return [keys.join(","), ...rows.map(r => keys.map(k => q(r[k])).join(","))].join("\n") + "\n";
 };
 
-/** Parses CSV text (RFC 4180: quotes, doubled quotes, CRLF) into arrays of fields. */
-AA.parseCsv = function (text) {
+/** Parses CSV text (RFC 4180: quotes, doubled quotes, CRLF) into arrays of fields, split
+ *  at `delim` ("," unless given, ";" for a European spreadsheet's export). Each row has
+ *  `line`: the line of the text it starts on (1-based), for messages naming a row. */
+AA.parseCsv = function (text, delim) {
+  delim = delim || ",";
   const out = [];
-  let row = [], field = "", quoted = false;
+  let row = [], field = "", quoted = false, line = 1, start = 1;
+  const end = () => { row.push(field); row.line = start; out.push(row); row = []; field = ""; start = line; };
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (quoted) {
       if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
       else if (c === '"') quoted = false;
-      else field += c;
+      else { if (c === "\n") line++; field += c; }
     } else if (c === '"') quoted = true;
-    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === delim) { row.push(field); field = ""; }
     else if (c === "\n" || c === "\r") {
       if (c === "\r" && text[i + 1] === "\n") i++;
-      row.push(field); out.push(row); row = []; field = "";
+      line++;
+      end();
     } else field += c;
   }
-  if (field !== "" || row.length) { row.push(field); out.push(row); }
+  if (field !== "" || row.length) end();
   return out.filter(r => r.some(f => f.trim() !== ""));
 };
 
@@ -162,6 +174,15 @@ AA.download = function (name, text, type) {
 AA.time = function (v) {
   if (typeof v === "number") return new Date(v).toLocaleString();
   return v || "";
+};
+
+/** A Java status time ("Nov 30 2026 04:40:01.123 UTC") as epoch ms, for sorting by
+ *  time; "Never" or empty is -Infinity (before every time), any other text NaN. */
+AA.javaTimeMs = function (v) {
+  const m = /^(\w{3}) (\d{1,2}) (\d{4}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,3}))?/.exec(v || "");
+  if (!m) return !v || v === "Never" ? -Infinity : NaN;
+  const mon = "JanFebMarAprMayJunJulAugSepOctNovDec".indexOf(m[1]) / 3;
+  return Date.UTC(+m[3], mon, +m[2], +m[4], +m[5], +m[6], Number((m[7] || "0").padEnd(3, "0")));
 };
 
 /** The class for a PV status ("Being archived" good, paused warn, else bad). */

@@ -51,8 +51,11 @@ async function policies() {
   } catch (e) { /* the policy list is optional: site rules apply */ }
 }
 
-/** The entries to archive from the text box: names, or CSV rows with their own method
- *  and period when the text has a `pv` header. */
+/** What to archive from the text box: `{entries, refused}`. Names (one a line, or
+ *  separated by commas or spaces), or CSV rows with their own method and period when the
+ *  first line is a header with `pv` (`,` or `;` separated: a `;` in the header makes `;`
+ *  the delimiter). Lines starting with `#` and blank lines are skipped; a row that cannot
+ *  be read (no PV field, a name with spaces) is refused: `{line, text, reason}`. */
 function entriesFromText(text) {
   const method = document.getElementById("add-method").value;
   const period = document.getElementById("add-period").value.trim();
@@ -61,36 +64,84 @@ function entriesFromText(text) {
   if (method) common.samplingmethod = method;
   if (period) common.samplingperiod = period;
   if (policy) common.policy = policy;
-  const rows = AA.parseCsv(text.trim() + "\n");
+  const comment = l => l.trim().startsWith("#");
+  const first = text.split(/\r?\n/).find(l => l.trim() && !comment(l)) || "";
+  const delim = first.includes(";") ? ";" : ",";
+  const rows = AA.parseCsv(text.trim() + "\n", delim).filter(r => !comment(r[0]));
   const head = rows.length ? rows[0].map(h => h.trim().toLowerCase()) : [];
+  const entries = [], refused = [];
   if (head.includes("pv")) {
     const col = k => head.indexOf(k);
-    return rows.slice(1).map(r => {
-      const e = Object.assign({}, common, { pv: r[col("pv")].trim() });
+    for (const r of rows.slice(1)) {
+      const pv = (r[col("pv")] || "").trim();
+      const bad = reason => refused.push({ line: r.line, text: r.join(delim), reason });
+      if (!pv) { bad(`no pv field (${r.length} field(s), the header has ${head.length}: ${head.join(delim)})`); continue; }
+      if (/\s/.test(pv)) { bad(`the PV name ${JSON.stringify(pv)} has a space`); continue; }
+      const e = Object.assign({}, common, { pv });
       for (const k of ["samplingmethod", "samplingperiod", "policy"]) {
         const i = col(k);
         if (i >= 0 && r[i] && r[i].trim()) e[k] = r[i].trim();
       }
-      return e;
-    }).filter(e => e.pv);
+      entries.push(e);
+    }
+    return { entries, refused };
   }
-  return text.split(/[\s,]+/).filter(Boolean).map(pv => Object.assign({ pv }, common));
+  const names = text.split(/\r?\n/).filter(l => !comment(l)).join("\n");
+  for (const pv of names.split(/[\s,]+/).filter(Boolean)) entries.push(Object.assign({ pv }, common));
+  return { entries, refused };
+}
+
+/** Archives `entries` in one request; when the server refuses the whole list (a 400 for
+ *  one bad name), one request a PV, so the good ones are archived and each refusal
+ *  listed with its reason. The answers, one a PV. */
+async function archiveEach(entries) {
+  try {
+    const answer = await AA.api("/mgmt/bpl/archivePV", entries);
+    return Array.isArray(answer) ? answer : [answer];
+  } catch (e) {
+    if (!e.message.startsWith("400") || entries.length < 2) throw e;
+  }
+  const out = [];
+  for (const e of entries) {
+    try {
+      const a = await AA.api("/mgmt/bpl/archivePV", [e]);
+      out.push(...(Array.isArray(a) ? a : [a]));
+    } catch (err) {
+      out.push({ pvName: e.pv, status: "Refused", validation: err.message });
+    }
+  }
+  return out;
 }
 
 async function addPvs() {
-  const entries = entriesFromText(document.getElementById("add-names").value);
-  if (!entries.length) { AA.say("add-msg", "Give at least one PV name.", "err"); return; }
+  let read;
+  try {
+    read = entriesFromText(document.getElementById("add-names").value);
+  } catch (e) {
+    AA.say("add-msg", `Cannot read the list: ${e.message}`, "err");
+    return;
+  }
+  const { entries, refused } = read;
+  const refusedRows = refused.map(r => ({ pvName: `line ${r.line}: ${r.text}`, status: "Refused", validation: r.reason }));
+  const columns = [{ key: "pvName", label: "PV" }, { key: "status", label: "Status" }, { key: "validation", label: "Message" }];
+  if (!entries.length) {
+    AA.table(document.getElementById("add-result"), columns, refusedRows);
+    AA.say("add-msg", refused.length ? `No PV to archive: ${refused.length} row(s) refused (listed below).`
+      : "Give at least one PV name.", "err");
+    return;
+  }
   AA.say("add-msg", `Submitting ${entries.length} PV(s)…`);
   try {
-    const answer = await AA.api("/mgmt/bpl/archivePV", entries);
-    const rows = Array.isArray(answer) ? answer : [answer];
-    AA.table(document.getElementById("add-result"),
-      [{ key: "pvName", label: "PV" }, { key: "status", label: "Status" }, { key: "validation", label: "Message" }], rows);
-    AA.say("add-msg", `${rows.length} answer(s).`);
+    const rows = await archiveEach(entries);
+    const all = refusedRows.concat(rows);
+    AA.table(document.getElementById("add-result"), columns, all);
+    const bad = all.filter(r => r.status === "Refused").length;
+    AA.say("add-msg", bad ? `${rows.length - bad + refused.length} answer(s); ${bad} row(s) refused (listed below).`
+      : `${rows.length} answer(s).`, bad ? "err" : "info");
     if (!document.getElementById("search").value) {
       document.getElementById("search").value = entries.length === 1 ? entries[0].pv : "*";
     }
-    await search();
+    await search(true);
   } catch (e) {
     AA.say("add-msg", e.message, "err");
   }
@@ -106,12 +157,18 @@ async function search(keepMessage) {
     if (!regex && !/[*?]/.test(q)) {
       // One name: its status even when it is not archived (Java's answer says so).
       status = await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(q)}`);
+    } else if (!regex) {
+      // A glob: getPVStatus's, cut at the limit, which also lists the PVs still waiting
+      // to connect (getAllPVs, as Java's, leaves them out).
+      status = await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(q)}&limit=${limit}`);
     } else {
-      // The names first, cut at the limit (getPVStatus has no limit: with a glob it
-      // answers every match), then the status of those (as Java's UI does).
-      const by = regex ? `regex=${AA.enc(q)}` : `pv=${AA.enc(q)}`;
-      const names = await AA.api(`/mgmt/bpl/getAllPVs?${by}&limit=${limit}`);
-      status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names) : [];
+      // A regular expression: the archived names, then the PVs that never connected
+      // matching it (getAllPVs leaves them out), then the status of those.
+      const names = await AA.api(`/mgmt/bpl/getAllPVs?regex=${AA.enc(q)}&limit=${limit}`);
+      const re = new RegExp(`^(?:${q})$`);
+      const pending = await AA.api("/mgmt/bpl/getNeverConnectedPVs").catch(() => []);
+      for (const p of pending || []) if (re.test(p.pvName) && !names.includes(p.pvName)) names.push(p.pvName);
+      status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names.slice(0, limit)) : [];
     }
     status = (status || []).filter(s => s.status !== "Not being archived" || !/[*?]/.test(q)).slice(0, limit);
     const now = Date.now();
@@ -124,7 +181,9 @@ async function search(keepMessage) {
     for (const s of status) {
       const prev = M.rates[s.pvName];
       const n = Number(s.eventsReceived || 0);
-      if (prev && now > prev.t) s.eventRate = ((n - prev.n) * 1000 / (now - prev.t)).toFixed(2);
+      // A counter that went down was reset (a change of period recreates the channel):
+      // no rate from the two counts then, the engine's report or nothing.
+      if (prev && now > prev.t && n >= prev.n) s.eventRate = ((n - prev.n) * 1000 / (now - prev.t)).toFixed(2);
       else if (report[s.pvName] !== undefined) s.eventRate = Number(report[s.pvName]).toFixed(2);
       M.rates[s.pvName] = { n, t: now };
       s.drops = ["droppedEventsTimestamp", "droppedEventsBuffer", "droppedEventsTypeChange",
@@ -136,7 +195,7 @@ async function search(keepMessage) {
     for (const n of [...M.selected]) if (!names.has(n)) M.selected.delete(n);
     drawTable();
     AA.ready();
-    if (!status.length) AA.say("pv-msg", `No PV matches ${q}.`, "info");
+    if (!status.length && keepMessage !== true) AA.say("pv-msg", `No PV matches ${q}.`, "info");
     else if (keepMessage !== true) AA.say("pv-msg", "");
   } catch (e) {
     AA.say("pv-msg", e.message, "err");
@@ -159,7 +218,7 @@ function drawTable() {
     { key: "status", label: "Status", render: r => AA.el("span", { class: `status ${AA.statusClass(r.status)}`,
       "data-pv": r.pvName }, r.status) },
     { key: "connectionState", label: "Connected" },
-    { key: "lastEvent", label: "Last event" },
+    { key: "lastEvent", label: "Last event", sortValue: r => AA.javaTimeMs(r.lastEvent) },
     { key: "eventRate", label: "Events/s" },
     { key: "eventsReceived", label: "Received" },
     { key: "drops", label: "Dropped" },
@@ -168,7 +227,8 @@ function drawTable() {
     { key: "dbrType", label: "Type" },
   ];
   // The header cell of the first column is the "select all" box, not a label to sort by.
-  const t = AA.table(document.getElementById("pv-table"), columns, M.rows, { sortKey: M.sortKey });
+  const t = AA.table(document.getElementById("pv-table"), columns, M.rows, { sortKey: M.sortKey, sortDir: M.sortDir,
+    onSort: (key, dir) => { M.sortKey = key; M.sortDir = dir; } });
   t.querySelector("th").onclick = null;
   updateCount();
 }
@@ -176,7 +236,7 @@ function drawTable() {
 function updateCount() {
   const n = M.selected.size;
   document.getElementById("sel-count").textContent = `${n} selected`;
-  for (const id of ["act-pause", "act-resume", "act-period", "act-view", "act-delete"]) {
+  for (const id of ["act-pause", "act-resume", "act-abort", "act-period", "act-view", "act-delete"]) {
     document.getElementById(id).disabled = n === 0;
   }
 }
@@ -188,15 +248,31 @@ async function act(what) {
     let answer;
     if (what === "pause") answer = await AA.api("/mgmt/bpl/pauseArchivingPV", names);
     else if (what === "resume") answer = await AA.api("/mgmt/bpl/resumeArchivingPV", names);
-    else if (what === "period") {
-      const p = prompt(`New sampling period in seconds for ${names.length} PV(s):`, "1.0");
+    else if (what === "abort") {
+      // The PVs still waiting to connect: their archive requests are withdrawn (they
+      // cannot be paused, so not deleted either).
+      if (!confirm(`Abort the archive requests of ${names.length} PV(s) that never connected?`)) return;
+      answer = await AA.api("/mgmt/bpl/abortArchivingPV", names);
+      answer = (Array.isArray(answer) ? answer : [Object.assign({ pvName: names[0] }, answer)]).map(a =>
+        a.status === "no" ? { pvName: a.pvName, validation: "not waiting to connect: nothing to abort (pause, then delete it)" } : a);
+    } else if (what === "period") {
+      const current = (M.rows.find(r => r.pvName === names[0]) || {});
+      const p = prompt(`New sampling period in seconds for ${names.length} PV(s):`, current.samplingPeriod || "1.0");
       if (p === null) return;
-      const m = prompt("Sampling method (MONITOR or SCAN):", "MONITOR");
+      const m = prompt("Sampling method (MONITOR or SCAN):", current.samplingMethod || "MONITOR");
       if (m === null) return;
       answer = [];
+      const changed = [];
       for (const pv of names) {
-        answer.push(await AA.api(`/mgmt/bpl/changeArchivalParameters?pv=${AA.enc(pv)}&samplingperiod=${AA.enc(p)}&samplingmethod=${AA.enc(m)}`));
+        try {
+          const a = await AA.api(`/mgmt/bpl/changeArchivalParameters?pv=${AA.enc(pv)}&samplingperiod=${AA.enc(p)}&samplingmethod=${AA.enc(m)}`);
+          if (a && a.validation) answer.push({ pvName: pv, validation: a.validation });
+          else changed.push(pv);
+        } catch (e) {
+          answer.push({ pvName: pv, validation: e.message });
+        }
       }
+      if (answer.length) answer.push({ validation: `Changed: ${changed.length ? changed.join(", ") : "none"}.` });
     } else if (what === "delete") {
       if (!confirm(`Stop archiving ${names.length} PV(s)? They must be paused first.`)) return;
       const data = confirm("Delete their data files too? (Cancel keeps the data.)");
@@ -245,6 +321,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("search").addEventListener("keydown", e => { if (e.key === "Enter") search(); });
   document.getElementById("act-pause").onclick = () => act("pause");
   document.getElementById("act-resume").onclick = () => act("resume");
+  document.getElementById("act-abort").onclick = () => act("abort");
   document.getElementById("act-period").onclick = () => act("period");
   document.getElementById("act-delete").onclick = () => act("delete");
   document.getElementById("act-view").onclick = () => {

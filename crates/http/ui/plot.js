@@ -233,6 +233,15 @@ class Plot {
     g.textAlign = "center"; g.textBaseline = "top";
     for (const i of nx.ticks) if (i <= n - 1) g.fillText(String(Math.round(i)), x(i), a.bottom + 4 * dpr);
     g.strokeStyle = "#8c959f"; g.strokeRect(a.left + 0.5, a.top + 0.5, a.right - a.left, a.bottom - a.top);
+    // The EGU along the value axis (the first waveform's), as the time plot's.
+    const egu = (waves.find(w => w.egu) || {}).egu || "(no EGU)";
+    g.save();
+    g.translate(12 * dpr, (a.top + a.bottom) / 2);
+    g.rotate(-Math.PI / 2);
+    g.textAlign = "center"; g.textBaseline = "middle"; g.fillStyle = "#1d232b";
+    g.fillText(egu, 0, 0);
+    g.restore();
+    this.axisLabel = egu;
     this.drawn = [];
     for (const w of waves) {
       g.strokeStyle = w.color; g.lineWidth = 2 * dpr; g.beginPath();

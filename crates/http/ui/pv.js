@@ -3,6 +3,7 @@
 "use strict";
 
 const pv = new URLSearchParams(location.search).get("pv") || "";
+let current = {};  // the PV's getPVStatus object (its sampling period and method)
 
 function kvTable(container, pairs) {
   container.replaceChildren(AA.el("table", { class: "data kv" },
@@ -14,10 +15,21 @@ async function load() {
   document.getElementById("plot-link").href = `viewer.html?pv=${AA.enc(pv)}`;
   if (!pv) { AA.say("msg", "No PV given: open this page as pv.html?pv=NAME.", "err"); return; }
   try {
-    const status = (await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(pv)}`))[0] || {};
+    const status = current = (await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(pv)}`))[0] || {};
     const s = document.getElementById("pvstatus");
     s.textContent = status.status || "";
     s.className = `status ${AA.statusClass(status.status)}`;
+    // PV.FIELD (an archive field of PV) or an alias answers its PV's status: say whose,
+    // with a link; a field has no details of its own (its samples are in PV's data).
+    const main = status.pvNameOnly;
+    if (main && main !== pv) {
+      const field = pv.startsWith(`${main}.`);
+      document.getElementById("owner").replaceChildren(
+        field ? `${pv} is the archive field ${pv.slice(main.length + 1)} of ` : `${pv} is an alias of `,
+        AA.el("a", { href: `pv.html?pv=${AA.enc(main)}`, id: "owner-link" }, main),
+        field ? " (archived with it: its details are that PV's)." : ".");
+      if (field) { AA.ready(); return; }
+    }
   } catch (e) { AA.say("msg", e.message, "err"); }
   try {
     const details = await AA.api(`/mgmt/bpl/getPVDetails?pv=${AA.enc(pv)}`);
@@ -37,8 +49,17 @@ async function load() {
     ]);
     const mine = (consumed || []).find(r => r.pvName === pv);
     kvTable(document.getElementById("stores"), [...Object.entries(stores || {}),
-      ["Disk use (MB, every store)", mine ? mine.storageConsumedInMB : "0"]]);
+      ["Disk use (every store)", bytesText(mine ? Number(mine.storageConsumed) : 0)]]);
   } catch (e) { document.getElementById("stores").textContent = e.message; }
+}
+
+/** A size in bytes as "512 B", "12.3 KB", "4.56 MB", "1.20 GB" (1024 based). */
+function bytesText(n) {
+  if (!Number.isFinite(n)) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return i ? `${n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)} ${units[i]}` : `${n} B`;
 }
 
 async function act(path) {
@@ -56,8 +77,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("pause").onclick = () => act(`/mgmt/bpl/pauseArchivingPV?pv=${q}`);
   document.getElementById("resume").onclick = () => act(`/mgmt/bpl/resumeArchivingPV?pv=${q}`);
   document.getElementById("period").onclick = () => {
-    const p = prompt("New sampling period (s):", "1.0");
-    const m = p === null ? null : prompt("Sampling method (MONITOR or SCAN):", "MONITOR");
+    const p = prompt("New sampling period (s):", current.samplingPeriod || "1.0");
+    const m = p === null ? null : prompt("Sampling method (MONITOR or SCAN):", current.samplingMethod || "MONITOR");
     if (m !== null) act(`/mgmt/bpl/changeArchivalParameters?pv=${q}&samplingperiod=${AA.enc(p)}&samplingmethod=${AA.enc(m)}`);
   };
   document.getElementById("delete").onclick = () => {

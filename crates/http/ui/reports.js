@@ -23,6 +23,17 @@ const REPORTS = [
 
 let shown = { keys: [], rows: [] };
 
+/** The columns of a report that are epoch seconds (Java writes them so), shown as dates
+ *  (the CSV export keeps the seconds). */
+const EPOCH_KEYS = { getTimeSpanReport: ["creationTS", "lastEvent"] };
+
+/** Epoch seconds (a number or its text) as the browser's local date and time; anything
+ *  else ("Never", empty) as it is. */
+function epochText(v) {
+  const secs = AA.num(v);
+  return Number.isFinite(secs) && secs > 0 ? new Date(secs * 1000).toLocaleString() : (v ?? "");
+}
+
 /** A report's answer as rows: a list of objects as it is; an object of objects (the time
  *  span report) as one row per key. */
 function rowsOf(answer) {
@@ -43,7 +54,9 @@ async function show() {
     for (const r of rows) for (const k of Object.keys(r)) if (!keys.includes(k)) keys.push(k);
     const columns = keys.map(k => k === "pvName"
       ? { key: k, label: "PV", render: r => AA.el("a", { href: `pv.html?pv=${AA.enc(r.pvName)}` }, r.pvName) }
-      : { key: k, render: typeof rows[0][k] === "object" ? r => JSON.stringify(r[k]) : undefined });
+      : EPOCH_KEYS[name] && EPOCH_KEYS[name].includes(k)
+        ? { key: k, render: r => epochText(r[k]) }  // sorted by the seconds, shown as a date
+        : { key: k, render: typeof rows[0][k] === "object" ? r => JSON.stringify(r[k]) : undefined });
     AA.table(document.getElementById("table"), columns, rows);
     shown = { keys, rows };
     AA.ready();

@@ -106,7 +106,9 @@ async function fetchAndDraw() {
       }
       return { t, y: Number(s.val), sev: s.severity, stat: s.status };
     }).filter(p => p.t <= to);
-    return { series: { name: pv, color, egu: m.EGU || "", labels: enumLabels(m), points, binned, type } };
+    const prec = Number.parseInt(m.PREC, 10);
+    return { series: { name: pv, color, egu: m.EGU || "", labels: enumLabels(m), points, binned, type,
+      prec: Number.isInteger(prec) && prec >= 0 && prec <= 15 ? prec : undefined } };
   });
   let results;
   try { results = await Promise.all(work); } catch (e) { errors.push(e.message); results = []; }
@@ -134,6 +136,17 @@ function draw() {
   if (V.waves.length) wfPlot.drawWaveforms(V.waves);
 }
 
+/** A value of series `s` as text: an enum's label (a bin's mean, 1.2999…, rounded to the
+ *  nearest state), else the number (with the PV's PREC digits when `usePrec` and known). */
+function valueText(s, y, usePrec) {
+  if (s.labels && Number.isFinite(y)) {
+    const label = s.labels[Math.round(y)];
+    if (label !== undefined) return label;
+  }
+  if (usePrec && s.prec !== undefined && Number.isFinite(y)) return y.toFixed(s.prec);
+  return y;
+}
+
 function legend() {
   const box = document.getElementById("legend");
   const entries = V.pvs.map((pv, i) => {
@@ -141,7 +154,7 @@ function legend() {
     const last = s && s.points && s.points[s.points.length - 1];
     let value = "";
     if (last) {
-      const shown = s.labels && s.labels[last.y] !== undefined ? s.labels[last.y] : last.y;
+      const shown = valueText(s, last.y, true);
       value = ` = ${shown}${s.egu ? " " + s.egu : ""}${last.sev ? ` (${SEVERITY_NAMES[last.sev] || last.sev})` : ""}`;
     }
     return AA.el("span", { "data-pv": pv },
@@ -187,7 +200,7 @@ function dataCsv() {
   const rows = [];
   for (const s of V.series) {
     for (const p of s.points) {
-      rows.push({ time: iso(p.t), pv: s.name, value: s.labels && s.labels[p.y] !== undefined ? s.labels[p.y] : p.y,
+      rows.push({ time: iso(p.t), pv: s.name, value: valueText(s, p.y, false),
         min: p.min ?? "", max: p.max ?? "", count: p.count ?? "", severity: SEVERITY_NAMES[p.sev] ?? p.sev, status: p.stat });
     }
   }

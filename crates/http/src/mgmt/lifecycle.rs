@@ -219,17 +219,54 @@ pub async fn change_archival_parameters(
 /// `abortArchivingPV` (GET, POST): `pv`. `{"status": "ok"|"no", "desc": "Aborted request
 /// for archiving PV X"}`: `ok` when the PV was still waiting to connect and its request
 /// is gone, `no` when there was nothing to abort (Java).
+///
+/// Beyond Java (whose action takes one `pv`), several PVs as `pauseArchivingPV` takes them:
+/// a `pv` comma list or glob, or a POST body list (JSON list of names or `{"pv": …}`
+/// objects, text one name a line). The answer is then a list with one such object per PV,
+/// each with its `pvName`, in request order; a name refused as a PV name answers
+/// `{"pvName": …, "validation": …}`. This is how the web UI removes PVs that never
+/// connected (they cannot be paused, hence not deleted).
 pub async fn abort_archiving_pv(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Response> {
-    let pv = normalize(req.required("pv")?)?;
-    let aborted = app.abort(&pv).await.map_err(api_error)?;
-    Ok(Json(json!({
-        "status": if aborted { "ok" } else { "no" },
-        "desc": format!("Aborted request for archiving PV {pv}"),
-    }))
-    .into_response())
+    let (names, one) = super::named_pvs(&app, &req).await?;
+    if one {
+        let pv = normalize(&req.names()?[0].pv)?;
+        let aborted = app.abort(&pv).await.map_err(api_error)?;
+        return Ok(Json(abort_reply(&pv, aborted, false)).into_response());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for n in &names {
+        out.push(match normalize(n) {
+            Ok(pv) => match app.abort(&pv).await {
+                Ok(aborted) => abort_reply(&pv, aborted, true),
+                Err(e) => match api_error(e) {
+                    ApiError::NotFound(m) | ApiError::BadRequest(m) => {
+                        json!({"pvName": n, "validation": m})
+                    }
+                    e => return Err(e),
+                },
+            },
+            Err(ApiError::BadRequest(m)) => json!({"pvName": n, "validation": m}),
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(Json(out).into_response())
+}
+
+/// Java's `abortArchivingPV` object; `named` adds the `pvName` (in a list answer).
+fn abort_reply(pv: &str, aborted: bool, named: bool) -> serde_json::Value {
+    let mut reply = serde_json::Map::new();
+    if named {
+        reply.insert("pvName".into(), json!(pv));
+    }
+    reply.insert("status".into(), json!(if aborted { "ok" } else { "no" }));
+    reply.insert(
+        "desc".into(),
+        json!(format!("Aborted request for archiving PV {pv}")),
+    );
+    serde_json::Value::Object(reply)
 }
 
 /// `renamePV` (GET, POST): `pv` (paused), `newname`. Copies the PV's type info and data

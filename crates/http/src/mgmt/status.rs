@@ -201,11 +201,20 @@ pub fn status_json<'a>(
 /// ([`statuses_for_names`](super::catalogue::statuses_for_names)) and written in turn
 /// into one buffer, without a JSON tree, on a blocking thread (100 000 names are a
 /// fraction of a second of CPU that must not hold an async worker).
+///
+/// Beyond Java: `limit` (an integer, -1 or absent = all) keeps the first `limit` names
+/// of the expanded list, so a UI can show the first matches of a glob over 100 000 PVs;
+/// unlike `getAllPVs`, a glob here also matches the PVs still waiting to connect (their
+/// archive request pending).
 pub async fn get_pv_status(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Response> {
-    let names = expand(app.as_ref(), &req.names()?)?;
+    let limit = limit_param(&req, Limit::All)?;
+    let mut names = expand(app.as_ref(), &req.names()?)?;
+    if let Limit::AtMost(n) = limit {
+        names.truncate(n);
+    }
     let out = tokio::task::spawn_blocking(move || status_body(app.as_ref(), &names))
         .await
         .map_err(ApiError::internal)??;
@@ -264,14 +273,7 @@ pub async fn get_all_pvs(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Json<Vec<String>>> {
-    let limit = match req.get("limit") {
-        None | Some("") => Limit::JAVA_DEFAULT,
-        Some(l) => Limit::from_java(
-            l.trim()
-                .parse()
-                .map_err(|_| ApiError::bad(format!("limit must be an integer, not {l:?}")))?,
-        ),
-    };
+    let limit = limit_param(&req, Limit::JAVA_DEFAULT)?;
     let pv = req.get("pv").map(str::to_string);
     let regex = req.get("regex").map(str::to_string);
     let names = super::catalogue_call(&app, move |r| {
@@ -295,6 +297,17 @@ pub async fn get_all_pvs(
     })
     .await?;
     Ok(Json(names))
+}
+
+/// The `limit` parameter (Java's: an integer, negative = all); absent or empty gives
+/// `default`. 400 naming the text when it is not an integer.
+fn limit_param(req: &BplRequest, default: Limit) -> ApiResult<Limit> {
+    match req.get("limit") {
+        None | Some("") => Ok(default),
+        Some(l) => Ok(Limit::from_java(l.trim().parse().map_err(|_| {
+            ApiError::bad(format!("limit must be an integer, not {l:?}"))
+        })?)),
+    }
 }
 
 #[cfg(test)]
