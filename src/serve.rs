@@ -163,6 +163,7 @@ const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let file = FileConfig::layered(args.config.as_deref())?;
     let Resolved {
+        access,
         data_dir,
         listen,
         identity,
@@ -239,11 +240,14 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // here so that /metrics reads its totals.
     let etl = appliance.new_etl(out_of_space);
     let ready = ops::Readiness::default();
-    let router = with_ops(
-        &appliance,
-        etl_enabled.then(|| etl.clone()),
-        &ready,
-        retrieval,
+    let router = archiver_http::auth::guard(
+        with_ops(
+            &appliance,
+            etl_enabled.then(|| etl.clone()),
+            &ready,
+            retrieval,
+        ),
+        access.clone(),
     );
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -316,6 +320,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         restored,
         listen = %local,
         etl = etl_enabled,
+        writes_need_key = access.writes_need_key,
+        reads_need_key = access.reads_need_key,
         "started: listening on {local}, {restored} PVs and pending archive requests restored"
     );
     // 10 s after start, how many PVs connected: a site whose IOCs cannot be reached (a

@@ -180,6 +180,11 @@ impl Access {
         }
     }
 
+    /// Whether a key is set.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Whether a request of `kind` needs the key.
     pub fn needs_key(&self, kind: Kind) -> bool {
         match kind {
