@@ -122,6 +122,10 @@ pub struct FileConfig {
     /// Retrieval and read-only management calls without the key. Default true (retrieval
     /// clients send no credentials); false needs an `api_key`.
     pub open_retrieval: Option<bool>,
+    /// PEM certificate chain of the listener; with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Engine settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -447,6 +451,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "api_key"),
     ("", "open_management"),
     ("", "open_retrieval"),
+    ("", "tls_cert"),
+    ("", "tls_key"),
     ("engine", "write_period_secs"),
     ("engine", "server_ioc_drift_secs"),
     ("engine", "default_archive_fields"),
@@ -699,7 +705,16 @@ impl FileConfig {
             );
         }
         let access = self.access(listen)?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "tls_cert and tls_key go together: give both (PEM files) to serve HTTPS, or \
+                 neither"
+            ),
+        };
         Ok(Resolved {
+            tls,
             access,
             open_management: self.open_management.unwrap_or(false),
             open_retrieval: self.open_retrieval.unwrap_or(true),
@@ -726,6 +741,8 @@ impl FileConfig {
 pub struct Resolved {
     /// Who may call what: the API key and what needs it.
     pub access: archiver_http::auth::Access,
+    /// `tls_cert`, `tls_key`: HTTPS with these PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// `open_management` as configured.
     pub open_management: bool,
     /// `open_retrieval` as configured.
@@ -763,6 +780,10 @@ struct Effective {
     api_key: Option<&'static str>,
     open_management: bool,
     open_retrieval: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<String>,
     engine: EffectiveEngine,
     storage: EffectiveStorage,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -806,6 +827,8 @@ impl Resolved {
             api_key: self.access.has_key().then_some("(set; not shown)"),
             open_management: self.open_management,
             open_retrieval: self.open_retrieval,
+            tls_cert: self.tls.as_ref().map(|t| t.0.display().to_string()),
+            tls_key: self.tls.as_ref().map(|t| t.1.display().to_string()),
             engine: EffectiveEngine {
                 write_period_secs: self.engine.write_period.as_secs_f64(),
                 server_ioc_drift_secs: self.engine.drift_secs,
@@ -1077,6 +1100,8 @@ mod tests {
             api_key: _,
             open_management: _,
             open_retrieval: _,
+            tls_cert: _,
+            tls_key: _,
             engine:
                 EngineSection {
                     write_period_secs: _,
@@ -1097,7 +1122,7 @@ mod tests {
                 },
             policy: PolicySection { file: _ },
         } = reference;
-        assert_eq!(KEYS.len(), 19);
+        assert_eq!(KEYS.len(), 21);
     }
 
     #[test]
