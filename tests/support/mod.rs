@@ -340,7 +340,10 @@ pub fn wait_until_every(every: Duration, secs: f64, what: &str, mut f: impl FnMu
 /// The address in `archiver X listening on http://ADDR (...)`, the line `archiver serve`
 /// prints once its socket is bound.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once(" listening on http://")?.1;
+    let rest = line.split_once(" listening on ")?.1;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     rest.split_whitespace().next()?.parse().ok()
 }
 
