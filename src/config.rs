@@ -113,6 +113,19 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Appliance identity.
     pub identity: Option<String>,
+    /// The API key management writes need (`archiver_http::auth`); required when
+    /// `listen` is not a loopback address, unless `open_management`.
+    pub api_key: Option<String>,
+    /// Management writes without a key even when bound beyond loopback (behind an
+    /// authenticating proxy, say). Default false.
+    pub open_management: Option<bool>,
+    /// Retrieval and read-only management calls without the key. Default true (retrieval
+    /// clients send no credentials); false needs an `api_key`.
+    pub open_retrieval: Option<bool>,
+    /// PEM certificate chain of the listener; with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Engine settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -435,6 +448,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "data_dir"),
     ("", "listen"),
     ("", "identity"),
+    ("", "api_key"),
+    ("", "open_management"),
+    ("", "open_retrieval"),
+    ("", "tls_cert"),
+    ("", "tls_key"),
     ("engine", "write_period_secs"),
     ("engine", "server_ioc_drift_secs"),
     ("engine", "default_archive_fields"),
@@ -600,6 +618,40 @@ impl FileConfig {
         std::path::absolute(&dir).with_context(|| format!("data dir {}", dir.display()))
     }
 
+    /// The access rule of `api_key`, `open_management`, `open_retrieval` for a server on
+    /// `listen`; an error when bound beyond loopback with neither a key nor
+    /// `open_management = true`, or with `open_retrieval = false` and no key (issue 13,
+    /// "Security").
+    fn access(&self, listen: SocketAddr) -> Result<archiver_http::auth::Access> {
+        let open_management = self.open_management.unwrap_or(false);
+        let open_retrieval = self.open_retrieval.unwrap_or(true);
+        let key = self.api_key.as_deref();
+        if let Some(k) = key {
+            anyhow::ensure!(
+                !k.trim().is_empty() && k.trim() == k,
+                "api_key: the key must be a non-empty string without surrounding spaces"
+            );
+        }
+        if key.is_none() && !listen.ip().is_loopback() && !open_management {
+            anyhow::bail!(
+                "listen = {listen} reaches beyond this host, so management calls that change \
+                 the archiver need an API key: set api_key in the configuration file (or \
+                 ARCHIVER_API_KEY), and clients send it as 'Authorization: Bearer <key>'; or \
+                 set open_management = true to allow them without one (behind an \
+                 authenticating proxy, say); or listen on 127.0.0.1"
+            );
+        }
+        anyhow::ensure!(
+            open_retrieval || key.is_some(),
+            "open_retrieval = false needs an api_key (reads would need a key that does not exist)"
+        );
+        Ok(archiver_http::auth::Access::new(
+            key,
+            open_management,
+            open_retrieval,
+        ))
+    }
+
     /// Everything the server runs with, defaults filled in, every value checked (what
     /// `archiver config check` prints). `data_dir` and `listen` are the flags; `path` names
     /// the file in errors. Reads the policy file; touches no data folder.
@@ -652,7 +704,20 @@ impl FileConfig {
                  applianceIdentity in every PVTypeInfo)"
             );
         }
+        let access = self.access(listen)?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "tls_cert and tls_key go together: give both (PEM files) to serve HTTPS, or \
+                 neither"
+            ),
+        };
         Ok(Resolved {
+            tls,
+            access,
+            open_management: self.open_management.unwrap_or(false),
+            open_retrieval: self.open_retrieval.unwrap_or(true),
             data_dir,
             listen,
             identity: self
@@ -674,6 +739,14 @@ impl FileConfig {
 /// in, checked ([`FileConfig::resolve`]).
 #[derive(Debug)]
 pub struct Resolved {
+    /// Who may call what: the API key and what needs it.
+    pub access: archiver_http::auth::Access,
+    /// `tls_cert`, `tls_key`: HTTPS with these PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `open_management` as configured.
+    pub open_management: bool,
+    /// `open_retrieval` as configured.
+    pub open_retrieval: bool,
     /// The data folder (absolute).
     pub data_dir: PathBuf,
     /// The HTTP listener.
@@ -702,6 +775,15 @@ struct Effective {
     data_dir: String,
     listen: String,
     identity: String,
+    /// Never the key itself: whether one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<&'static str>,
+    open_management: bool,
+    open_retrieval: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<String>,
     engine: EffectiveEngine,
     storage: EffectiveStorage,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -742,6 +824,11 @@ impl Resolved {
             data_dir: self.data_dir.display().to_string(),
             listen: self.listen.to_string(),
             identity: self.identity.clone(),
+            api_key: self.access.has_key().then_some("(set; not shown)"),
+            open_management: self.open_management,
+            open_retrieval: self.open_retrieval,
+            tls_cert: self.tls.as_ref().map(|t| t.0.display().to_string()),
+            tls_key: self.tls.as_ref().map(|t| t.1.display().to_string()),
             engine: EffectiveEngine {
                 write_period_secs: self.engine.write_period.as_secs_f64(),
                 server_ioc_drift_secs: self.engine.drift_secs,
@@ -941,6 +1028,46 @@ mod tests {
         FileConfig::layered_from(None, env(&[("ARCHIVER_CA_BENCH_SERVE", "1")])).unwrap();
     }
 
+    /// Bound beyond loopback, the server needs an API key unless management is opened;
+    /// `open_retrieval = false` needs a key; the key is never printed (issue 13).
+    #[test]
+    fn a_server_bound_beyond_loopback_needs_a_key_unless_opened() {
+        let dir = Path::new("/data");
+        let wide: SocketAddr = "0.0.0.0:17665".parse().unwrap();
+        let cfg = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        let e = cfg("").resolve(Some(dir), Some(wide), None).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("api_key") && e.contains("open_management"),
+            "{e}"
+        );
+        // Loopback: open without a key.
+        let r = cfg("").resolve(Some(dir), None, None).unwrap();
+        assert!(!r.access.writes_need_key && !r.access.reads_need_key);
+        let r = cfg("api_key = \"k3y\"")
+            .resolve(Some(dir), Some(wide), None)
+            .unwrap();
+        assert!(r.access.writes_need_key && !r.access.reads_need_key);
+        assert!(!r.to_toml().unwrap().contains("k3y"));
+        let r = cfg("open_management = true")
+            .resolve(Some(dir), Some(wide), None)
+            .unwrap();
+        assert!(!r.access.writes_need_key);
+        let e = cfg("open_retrieval = false")
+            .resolve(Some(dir), None, None)
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("open_retrieval"));
+        let r = cfg("api_key = \"k3y\"\nopen_retrieval = false")
+            .resolve(Some(dir), None, None)
+            .unwrap();
+        assert!(r.access.reads_need_key);
+        assert!(
+            cfg("api_key = \" \"")
+                .resolve(Some(dir), None, None)
+                .is_err()
+        );
+    }
+
     /// docs/archiver.reference.toml (`archiver config defaults`) is a valid file whose
     /// values are the defaults, and it names every key of [`KEYS`], which are the fields
     /// of the structs.
@@ -970,6 +1097,11 @@ mod tests {
             data_dir: _,
             listen: _,
             identity: _,
+            api_key: _,
+            open_management: _,
+            open_retrieval: _,
+            tls_cert: _,
+            tls_key: _,
             engine:
                 EngineSection {
                     write_period_secs: _,
@@ -990,7 +1122,7 @@ mod tests {
                 },
             policy: PolicySection { file: _ },
         } = reference;
-        assert_eq!(KEYS.len(), 16);
+        assert_eq!(KEYS.len(), 21);
     }
 
     #[test]

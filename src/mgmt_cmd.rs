@@ -32,6 +32,11 @@ pub struct MgmtArgs {
     /// The archiver's address.
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:17665")]
     pub server: String,
+    /// The archiver's API key (its `api_key`), sent as `Authorization: Bearer <key>`; the
+    /// default is the ARCHIVER_API_KEY environment variable. Needed for the calls that
+    /// change something when the archiver is bound beyond loopback.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
     /// PVs per request.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub batch: usize,
@@ -61,8 +66,15 @@ pub fn run(args: &MgmtArgs) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let server = Server {
+        addr: &args.server,
+        key: args
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("ARCHIVER_API_KEY").ok()),
+    };
     rt.block_on(async {
-        let names = expand(&args.server, &args.pvs).await?;
+        let names = expand(&server, &args.pvs).await?;
         if names.is_empty() {
             bail!("no archived PV matches {}", args.pvs.join(" "));
         }
@@ -73,7 +85,7 @@ pub fn run(args: &MgmtArgs) -> Result<u8> {
         for batch in names.chunks(args.batch) {
             let body = serde_json::to_vec(batch)?;
             let path = format!("/mgmt/bpl/{}?{}", args.call, query.trim_start_matches('&'));
-            let answer = request(&args.server, "POST", &path, Some(body)).await?;
+            let answer = request(&server, "POST", &path, Some(body)).await?;
             let rows = match answer {
                 Value::Array(rows) => rows,
                 one => vec![one],
@@ -120,8 +132,14 @@ pub fn run(args: &MgmtArgs) -> Result<u8> {
     })
 }
 
+/// The archiver to call: its address and API key.
+struct Server<'a> {
+    addr: &'a str,
+    key: Option<String>,
+}
+
 /// The archived PVs named by `pvs` (globs through getAllPVs), each once, in order.
-async fn expand(server: &str, pvs: &[String]) -> Result<Vec<String>> {
+async fn expand(server: &Server<'_>, pvs: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for p in pvs {
         let names = if p.contains(['*', '?']) {
@@ -148,20 +166,28 @@ async fn expand(server: &str, pvs: &[String]) -> Result<Vec<String>> {
 
 /// One HTTP/1.1 request to `server`; the answer's JSON, or an error with the server's
 /// message for a status other than 200.
-async fn request(server: &str, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
-    let stream = tokio::net::TcpStream::connect(server)
+async fn request(
+    server: &Server<'_>,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Value> {
+    let stream = tokio::net::TcpStream::connect(server.addr)
         .await
-        .with_context(|| format!("cannot connect to the archiver at {server}"))?;
+        .with_context(|| format!("cannot connect to the archiver at {}", server.addr))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP handshake")?;
     tokio::spawn(conn);
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, server)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        .header(hyper::header::HOST, server.addr)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = &server.key {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let resp = sender
         .send_request(req)
         .await

@@ -163,6 +163,8 @@ const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let file = FileConfig::layered(args.config.as_deref())?;
     let Resolved {
+        access,
+        tls,
         data_dir,
         listen,
         identity,
@@ -239,13 +241,22 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // here so that /metrics reads its totals.
     let etl = appliance.new_etl(out_of_space);
     let ready = ops::Readiness::default();
-    let router = with_ops(
-        &appliance,
-        etl_enabled.then(|| etl.clone()),
-        &ready,
-        retrieval,
+    let router = archiver_http::auth::guard(
+        with_ops(
+            &appliance,
+            etl_enabled.then(|| etl.clone()),
+            &ready,
+            retrieval,
+        ),
+        access.clone(),
     );
 
+    // Read before binding: a bad certificate is an error at start, naming the file.
+    let tls = match &tls {
+        Some((cert, key)) => Some(archiver_http::tls::server_config(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -257,20 +268,31 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // that stops reading a large body must not keep the buffers from being written).
     let signalled = Arc::new(tokio::sync::Notify::new());
     let on_signal = signalled.clone();
-    let mut server = tokio::spawn(
-        axum::serve(archiver_http::ErrorBodies(listener), router)
-            .with_graceful_shutdown(async move {
-                signals.recv().await;
-                info!("shutting down: flushing every buffer (a second signal exits at once)");
-                on_signal.notify_one();
-                tokio::spawn(async move {
-                    signals.recv().await;
-                    eprintln!("second signal: exiting without flushing");
-                    std::process::exit(130);
-                });
-            })
+    let shutdown = async move {
+        signals.recv().await;
+        info!("shutting down: flushing every buffer (a second signal exits at once)");
+        on_signal.notify_one();
+        tokio::spawn(async move {
+            signals.recv().await;
+            eprintln!("second signal: exiting without flushing");
+            std::process::exit(130);
+        });
+    };
+    let mut server = match tls {
+        Some(config) => tokio::spawn(
+            axum::serve(
+                archiver_http::ErrorBodies(archiver_http::tls::TlsListener::new(listener, config)),
+                router,
+            )
+            .with_graceful_shutdown(shutdown)
             .into_future(),
-    );
+        ),
+        None => tokio::spawn(
+            axum::serve(archiver_http::ErrorBodies(listener), router)
+                .with_graceful_shutdown(shutdown)
+                .into_future(),
+        ),
+    };
     info!("HTTP listening on {local}; restoring the PVs of the catalogue");
     // Registry open and engine started: ready (PVs not restored yet answer as not archived).
     ready.set_restoring();
@@ -293,7 +315,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         appliance.archive_many(specs).await?;
     }
     println!(
-        "archiver {} listening on http://{local} (data in {}, {restored} PVs and pending \
+        "archiver {} listening on {scheme}://{local} (data in {}, {restored} PVs and pending \
          archive requests restored)",
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
@@ -304,9 +326,9 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             "demo: {} simulated PVs are being archived. Try:",
             demo_pvs.len()
         );
-        println!("  curl 'http://{local}/mgmt/bpl/getAllPVs'");
-        println!("  curl 'http://{local}/mgmt/bpl/getPVStatus?pv={first}'");
-        println!("  curl 'http://{local}/retrieval/data/getData.json?pv={first}'");
+        println!("  curl '{scheme}://{local}/mgmt/bpl/getAllPVs'");
+        println!("  curl '{scheme}://{local}/mgmt/bpl/getPVStatus?pv={first}'");
+        println!("  curl '{scheme}://{local}/retrieval/data/getData.json?pv={first}'");
         println!("  (samples are written every write period; recent ones come from memory)");
     }
     info!(
@@ -316,6 +338,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         restored,
         listen = %local,
         etl = etl_enabled,
+        writes_need_key = access.writes_need_key,
+        reads_need_key = access.reads_need_key,
         "started: listening on {local}, {restored} PVs and pending archive requests restored"
     );
     // 10 s after start, how many PVs connected: a site whose IOCs cannot be reached (a

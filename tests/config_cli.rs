@@ -42,9 +42,13 @@ fn config_check_prints_the_effective_configuration_or_names_the_bad_key() {
         &[
             ("ARCHIVER_LISTEN", "0.0.0.0:17665"),
             ("ARCHIVER_DATA_DIR", "/ignored"),
+            // Bound beyond loopback: management writes need a key (issue 13).
+            ("ARCHIVER_API_KEY", "s3cret-key"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The key is never printed.
+    assert!(!text(&out.stdout).contains("s3cret-key"));
     let effective: toml::Table = toml::from_str(&text(&out.stdout)).unwrap();
     assert_eq!(effective["listen"].as_str(), Some("0.0.0.0:17665"));
     assert_eq!(effective["data_dir"].as_str(), Some("/srv/archiver"));

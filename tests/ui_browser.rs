@@ -744,3 +744,38 @@ fn add_a_pv_plot_it_and_pause_it_through_the_web_ui() {
         println!("page {page}: loaded in {load:.0} ms, data shown at {ready:.0} ms");
     }
 }
+
+/// Issue 13: with an API key, the page's write action is refused (401), the page then
+/// shows the key field; with the key entered there the same action goes through (the
+/// key sent by `AA.api` as `X-Archiver-Key`).
+#[test]
+fn a_write_through_the_page_asks_for_the_api_key_and_sends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "ui-key-42";
+    let a = Archiver::start_on(dir.path(), "", "127.0.0.1:0", &[("ARCHIVER_API_KEY", key)]);
+    let mut b = Browser::start(1300, 900);
+    b.navigate(&format!("http://{}/mgmt/ui/index.html", a.addr));
+    let pv = "UIKEY:PV";
+    let add = format!(
+        "document.getElementById('add-names').value = {}; \
+         document.getElementById('add-go').click(); true",
+        lit(pv)
+    );
+    b.wait_js(10.0, "the add form", "!!document.getElementById('add-go')");
+    b.js(&add);
+    b.wait_js(
+        10.0,
+        "the API key field after a 401",
+        "!!document.querySelector('#aa-key input')",
+    );
+    assert_eq!(a.status(pv)["status"], "Not being archived");
+    b.js(&format!(
+        "document.querySelector('#aa-key input').value = {}; \
+         document.querySelector('#aa-key button').click(); true",
+        lit(key)
+    ));
+    b.js(&add);
+    a.wait_until(10.0, "the PV submitted through the page", |a| {
+        a.status(pv)["status"] != "Not being archived"
+    });
+}

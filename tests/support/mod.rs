@@ -51,6 +51,12 @@ impl Archiver {
         Archiver::launch("demo", data_dir, 0, 0, config)
     }
 
+    /// `archiver serve` listening on `listen` (`0.0.0.0:0` for a wide one) with `config`
+    /// and the environment `env`, searching no IOC.
+    pub fn start_on(data_dir: &Path, config: &str, listen: &str, env: &[(&str, &str)]) -> Archiver {
+        Archiver::launch_on("serve", data_dir, (1, 0), config, listen, env)
+    }
+
     /// `archiver <subcommand>` (`serve` or `demo`); see [`Archiver::start_with`].
     fn launch(
         subcommand: &str,
@@ -58,6 +64,25 @@ impl Archiver {
         ioc_port: u16,
         beacon_port: u16,
         config: &str,
+    ) -> Archiver {
+        Archiver::launch_on(
+            subcommand,
+            data_dir,
+            (ioc_port, beacon_port),
+            config,
+            "127.0.0.1:0",
+            &[],
+        )
+    }
+
+    /// [`Archiver::launch`] listening on `listen`, with `env` added to its environment.
+    fn launch_on(
+        subcommand: &str,
+        data_dir: &Path,
+        (ioc_port, beacon_port): (u16, u16),
+        config: &str,
+        listen: &str,
+        env: &[(&str, &str)],
     ) -> Archiver {
         let config_text = config;
         let config = data_dir.join("archiver.toml");
@@ -68,7 +93,8 @@ impl Archiver {
             .arg(&config)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
+            .envs(env.iter().copied())
             .env("EPICS_CA_ADDR_LIST", format!("127.0.0.1:{ioc_port}"))
             .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
             .env("EPICS_CA_REPEATER_PORT", beacon_port.to_string())
@@ -247,12 +273,28 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, St
 
 /// Like [`http`], with the body as bytes (HTTP/1.0, so never chunked).
 pub fn http_bytes(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    http_with(port, method, path, &[], body)
+}
+
+/// Like [`http_bytes`], with the extra request headers `headers` (`("Authorization",
+/// "Bearer k")`).
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -298,7 +340,10 @@ pub fn wait_until_every(every: Duration, secs: f64, what: &str, mut f: impl FnMu
 /// The address in `archiver X listening on http://ADDR (...)`, the line `archiver serve`
 /// prints once its socket is bound.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once(" listening on http://")?.1;
+    let rest = line.split_once(" listening on ")?.1;
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     rest.split_whitespace().next()?.parse().ok()
 }
 

@@ -36,6 +36,12 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
 * [`ops`] — `/metrics` (Prometheus), `/health`, `/ready` over an [`ops::OpsState`]
   (the appliance's figures, read at scrape time, and the retrieval counters that
   [`ops::count_retrieval`] fills); the binary merges [`ops::router`] into [`app`].
+* [`auth`] — the API key: [`auth::guard`] wraps a router in the middleware that answers
+  401 to a management write ([`auth::WRITE_CALLS`]; reads too when so configured) without
+  `Authorization: Bearer <key>`, under an [`auth::Access`]; the binary applies it over
+  [`app`] and the operations routes.
+* [`tls`] — optional HTTPS: [`tls::server_config`] reads the PEM certificate and key,
+  [`tls::TlsListener`] is the listener whose connections are rustls streams.
 * [`ErrorBodies`] ([`edge`]) — the listener wrapper that gives hyper's own refusals
   (414 URI too long, 431, 400 before any handler) the JSON body of an [`ApiError`].
 
@@ -65,6 +71,7 @@ From the outside in:
 */
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod bpl;
 pub mod edge;
 mod error;
@@ -74,6 +81,7 @@ pub mod ops;
 mod params;
 pub mod retrieval;
 mod state;
+pub mod tls;
 pub mod ui;
 
 use std::sync::Arc;

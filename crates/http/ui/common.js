@@ -4,21 +4,29 @@
 
 const AA = {};
 
+/** Where the page keeps the server's API key for this tab (sessionStorage). */
+AA.KEY_ITEM = "archiver.apiKey";
+
 /** GET (or POST `body`, JSON-encoded unless a string) `path`; the parsed JSON answer.
- *  An HTTP error throws an Error carrying the server's message. */
+ *  An HTTP error throws an Error carrying the server's message. The API key entered in
+ *  the navigation bar (shown after a 401: the server needs one) goes with every call as
+ *  `X-Archiver-Key`. */
 AA.api = async function (path, body) {
-  const opts = {};
+  const opts = { headers: {} };
+  const key = sessionStorage.getItem(AA.KEY_ITEM);
   if (body !== undefined) {
     opts.method = "POST";
     if (typeof body === "string") {
       opts.body = body;
-      opts.headers = { "Content-Type": "text/plain" };
+      opts.headers["Content-Type"] = "text/plain";
     } else {
       opts.body = JSON.stringify(body);
-      opts.headers = { "Content-Type": "application/json" };
+      opts.headers["Content-Type"] = "application/json";
     }
   }
+  if (key) opts.headers["X-Archiver-Key"] = key;
   const resp = await fetch(path, opts);
+  if (resp.status === 401) AA.askKey();
   const text = await resp.text();
   let json;
   try { json = text ? JSON.parse(text) : null; } catch (e) { json = null; }
@@ -27,6 +35,24 @@ AA.api = async function (path, body) {
     throw new Error(`${resp.status}: ${m}`);
   }
   return json;
+};
+
+/** Shows the API key field in the navigation bar (once): the key is kept for this tab
+ *  and sent with the next calls. */
+AA.askKey = function () {
+  if (document.getElementById("aa-key")) return;
+  const input = AA.el("input", { type: "password", placeholder: "API key", size: 16,
+    value: sessionStorage.getItem(AA.KEY_ITEM) || "" });
+  const save = () => {
+    if (input.value) sessionStorage.setItem(AA.KEY_ITEM, input.value);
+    else sessionStorage.removeItem(AA.KEY_ITEM);
+    box.lastChild.textContent = input.value ? " saved; retry" : "";
+  };
+  const box = AA.el("span", { id: "aa-key", title: "This server needs its API key for this action" },
+    input, AA.el("button", { onclick: save }, "Use key"), AA.el("span", {}));
+  input.addEventListener("keydown", e => { if (e.key === "Enter") save(); });
+  const bar = document.querySelector("header.nav") || document.body;
+  bar.append(box);
 };
 
 /** `encodeURIComponent`, short. */
