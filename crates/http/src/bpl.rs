@@ -219,12 +219,7 @@ pub async fn filter_archived_pvs(
     State(state): State<RetrievalState>,
     p: BplRequest,
 ) -> ApiResult<Response> {
-    let names: Vec<String> = match p.names() {
-        Ok(names) => names.into_iter().map(|e| e.pv).collect(),
-        // An empty list body (`[]`): none of them archived.
-        Err(_) if p.has_list_body() => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let names = p.names_or_empty_list()?;
     let archived = blocking(&state, move |r| {
         let cat = r.catalogue();
         let mut out = Vec::new();

@@ -110,11 +110,19 @@ impl BplRequest {
         &self.body_names
     }
 
-    /// Whether the request had a JSON or text body listing PVs, even an empty one (`[]`):
-    /// calls that answer per PV (Java's `GetDataAtTime`) answer an empty list with an
-    /// empty answer instead of a 400.
-    pub fn has_list_body(&self) -> bool {
-        self.list_body
+    /// The PV names of the request ([`BplRequest::names`]), where a JSON or text body
+    /// listing none (`[]`) is an empty list rather than a 400: calls that answer per PV
+    /// (Java's `GetDataAtTime`, `ArchivedPVsInList`) answer it with an empty answer.
+    ///
+    /// # Errors
+    ///
+    /// 400 when there is neither a `pv` parameter nor a list body.
+    pub fn names_or_empty_list(&self) -> ApiResult<Vec<String>> {
+        match self.names() {
+            Ok(names) => Ok(names.into_iter().map(|e| e.pv).collect()),
+            Err(_) if self.list_body => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Builds the request from its parts (what the extractor does once the body is read).

@@ -326,12 +326,7 @@ pub fn period_days(text: &str) -> Option<i64> {
 /// when the value comes from the engine's buffer rather than a store, as in Java. A PV that is unknown, or has no
 /// value in the window, is left out (`{}` when none has one, or for an empty list), as Java's.
 pub async fn get_data_at_time(state: RetrievalState, p: &BplRequest) -> ApiResult<Response> {
-    let names: Vec<String> = match p.names() {
-        Ok(names) => names.into_iter().map(|e| e.pv).collect(),
-        // An empty list body (`[]`): Java's empty answer, `{}`.
-        Err(_) if p.has_list_body() => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let names = p.names_or_empty_list()?;
     let at = match p.get("at").filter(|v| !v.trim().is_empty()) {
         None => state.clock.now(),
         Some(v) => archiver_time::parse_iso8601(v)
