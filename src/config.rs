@@ -29,6 +29,9 @@
 //! default_archive_fields = ["HIHI", "HIGH", "LOW", "LOLO", "LOPR", "HOPR"]  # the policy's
 //! max_buffer_samples = 100000           # per PV archived at every event
 //! default_protocol = "ca"               # "pva": names without ca:// or pva:// use pvAccess
+//! journal = true                        # write-ahead journal (<data_dir>/journal)
+//! journal_fsync_secs = 1.0              # what a power cut can lose
+//! journal_max_bytes = 1073741824        # beyond it the oldest segments go (logged)
 //!
 //! [storage]
 //! # The data stores, newest data first, as the Java appliance's data store URLs
@@ -177,7 +180,18 @@ pub struct EngineSection {
     /// The protocol of a requested name without `ca://` or `pva://`: `"ca"` (default) or
     /// `"pva"` (Java's `ArchivePVAction.defaultAccessProtocol`).
     pub default_protocol: Option<String>,
+    /// The write-ahead journal on (default) or off.
+    pub journal: Option<bool>,
+    /// Seconds between two syncs of the journal.
+    pub journal_fsync_secs: Option<f64>,
+    /// Bytes of journal kept at most.
+    pub journal_max_bytes: Option<u64>,
 }
+
+/// The range of `engine.journal_fsync_secs`.
+pub const JOURNAL_FSYNC_SECS: std::ops::RangeInclusive<f64> = 0.01..=60.0;
+/// The range of `engine.journal_max_bytes`: 64 MiB (one segment) to 1 TiB.
+pub const JOURNAL_MAX_BYTES: std::ops::RangeInclusive<u64> = (64 << 20)..=(1 << 40);
 
 /// The range of `engine.write_period_secs`: 0.1 s to one hour (Java's `secondsToBuffer`
 /// is 10 s; a longer period only keeps more in memory and loses more in a crash).
@@ -199,6 +213,24 @@ impl EngineSection {
                  {} seconds",
                 WRITE_PERIOD_SECS.start(),
                 WRITE_PERIOD_SECS.end()
+            );
+        }
+        if let Some(s) = self.journal_fsync_secs {
+            anyhow::ensure!(
+                JOURNAL_FSYNC_SECS.contains(&s),
+                "engine.journal_fsync_secs = {s} is out of range: it must be between {} and \
+                 {} seconds",
+                JOURNAL_FSYNC_SECS.start(),
+                JOURNAL_FSYNC_SECS.end()
+            );
+        }
+        if let Some(b) = self.journal_max_bytes {
+            anyhow::ensure!(
+                JOURNAL_MAX_BYTES.contains(&b),
+                "engine.journal_max_bytes = {b} is out of range: it must be between {} and {} \
+                 bytes",
+                JOURNAL_MAX_BYTES.start(),
+                JOURNAL_MAX_BYTES.end()
             );
         }
         if let Some(d) = self.server_ioc_drift_secs {
@@ -458,6 +490,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("engine", "default_archive_fields"),
     ("engine", "max_buffer_samples"),
     ("engine", "default_protocol"),
+    ("engine", "journal"),
+    ("engine", "journal_fsync_secs"),
+    ("engine", "journal_max_bytes"),
     ("storage", "sts_granularity"),
     ("storage", "data_stores"),
     ("storage", "fsync"),
@@ -696,6 +731,17 @@ impl FileConfig {
             engine.max_buffer_samples = m;
         }
         engine.rate_limit = self.storage.rate_limit()?;
+        if self.engine.journal.unwrap_or(true) {
+            // Its first segment's number is set at start, after the replay.
+            let mut j = archiver_engine::JournalConfig::new(data_dir.join("journal"), 1);
+            if let Some(s) = self.engine.journal_fsync_secs {
+                j.fsync_interval = std::time::Duration::from_secs_f64(s);
+            }
+            if let Some(b) = self.engine.journal_max_bytes {
+                j.max_bytes = b;
+            }
+            engine.journal = Some(j);
+        }
         if let Some(id) = &self.identity {
             // It names the appliance in every PVTypeInfo and in the ...ForAppliance calls.
             anyhow::ensure!(
@@ -797,6 +843,9 @@ struct EffectiveEngine {
     default_archive_fields: Vec<String>,
     max_buffer_samples: usize,
     default_protocol: &'static str,
+    journal: bool,
+    journal_fsync_secs: f64,
+    journal_max_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -835,6 +884,20 @@ impl Resolved {
                 default_archive_fields: self.engine.default_archive_fields.clone(),
                 max_buffer_samples: self.engine.max_buffer_samples,
                 default_protocol: if self.policy.default_pva { "pva" } else { "ca" },
+                journal: self.engine.journal.is_some(),
+                journal_fsync_secs: self.engine.journal.as_ref().map_or(
+                    archiver_engine::JournalConfig::new("", 1)
+                        .fsync_interval
+                        .as_secs_f64(),
+                    |j| j.fsync_interval.as_secs_f64(),
+                ),
+                journal_max_bytes: self
+                    .engine
+                    .journal
+                    .as_ref()
+                    .map_or(archiver_engine::JournalConfig::new("", 1).max_bytes, |j| {
+                        j.max_bytes
+                    }),
             },
             storage: EffectiveStorage {
                 data_stores: self.stores.urls(),
@@ -1109,6 +1172,9 @@ mod tests {
                     default_archive_fields: _,
                     max_buffer_samples: _,
                     default_protocol: _,
+                    journal: _,
+                    journal_fsync_secs: _,
+                    journal_max_bytes: _,
                 },
             storage:
                 StorageSection {
@@ -1122,7 +1188,7 @@ mod tests {
                 },
             policy: PolicySection { file: _ },
         } = reference;
-        assert_eq!(KEYS.len(), 21);
+        assert_eq!(KEYS.len(), 24);
     }
 
     #[test]

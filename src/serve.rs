@@ -159,6 +159,47 @@ fn store_roots(stores: &archiver_storage::DataStores) -> String {
 /// shutdown goes on (a stuck client must not keep the buffers from being written).
 const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Replays the write-ahead journal in `dir` into `sts` (samples of PVs the catalogue no
+/// longer holds are left out) and returns the number its next segment takes. Creates the
+/// folder: a journal that cannot be written is an error at start, naming it.
+async fn replay_journal(
+    dir: &std::path::Path,
+    sts: &archiver_storage::Tier,
+    registry: &SqliteRegistry,
+) -> Result<u64> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the journal folder {}", dir.display()))?;
+    if archiver_storage::journal::segments(dir)?.is_empty() {
+        return Ok(1);
+    }
+    let started = std::time::Instant::now();
+    let archived = |pv: &str| {
+        registry.get_type_info(pv).ok().flatten().is_some()
+            || registry.get_archive_request(pv).ok().flatten().is_some()
+    };
+    let (r, next) = archiver_storage::journal::replay(dir, sts, &archived)
+        .with_context(|| format!("cannot replay the journal in {}", dir.display()))?;
+    info!(
+        samples = r.samples,
+        written = r.written,
+        already_stored = r.already_stored,
+        pvs = r.pvs,
+        failed = r.failed,
+        not_archived = r.not_archived,
+        "journal replayed in {:.2} s: {} samples of {} PVs recovered that the last run had \
+         not written ({} already stored, {} of deleted PVs left out, {} failed) from {} \
+         segments",
+        started.elapsed().as_secs_f64(),
+        r.written,
+        r.pvs,
+        r.already_stored,
+        r.not_archived,
+        r.failed,
+        r.segments
+    );
+    Ok(next)
+}
+
 /// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let file = FileConfig::layered(args.config.as_deref())?;
@@ -206,6 +247,11 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     })?;
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
+    // What a crash left in the journal goes to the short-term store before anything else
+    // writes there (a newer sample first would make the replayed ones "not newer").
+    if let Some(journal) = engine_cfg.journal.as_mut() {
+        journal.first_seq = replay_journal(&journal.dir, &sts, &registry).await?;
+    }
 
     // The demo serves its own simulated IOC on a free loopback port and searches only there.
     let (ca_cfg, demo_pvs, _demo_server) = if demo {

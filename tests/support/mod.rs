@@ -176,6 +176,14 @@ impl Archiver {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path_and_query}: {e}: {body}"))
     }
 
+    /// Kills the process with SIGKILL (nothing flushed) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status success.
     pub fn terminate(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {

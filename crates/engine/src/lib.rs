@@ -29,6 +29,7 @@ mod counters;
 mod engine;
 mod error;
 pub mod filter;
+mod journal;
 mod linebuf;
 mod noise;
 mod pv;
@@ -41,6 +42,7 @@ pub use crate::counters::{
 pub use crate::engine::{ArchiveOutcome, Engine, EngineConfig, SHUTDOWN_WRITE_TRIES};
 pub use crate::error::EngineError;
 pub use crate::filter::TimestampFilter;
+pub use crate::journal::{JournalConfig, JournalStats, WRITE_EVERY as JOURNAL_WRITE_EVERY};
 pub use crate::pv::{BufferSnapshot, ConnState, PvConfig, PvMeta, PvState, PvStatus, PvSummary};
 pub use crate::sampler::{Sampler, SamplingMethod};
 pub use crate::writer::{RateLimit, Unwritten};

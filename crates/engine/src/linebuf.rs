@@ -85,6 +85,16 @@ impl LineBuffer {
         self.last_line_len
     }
 
+    /// The year and bytes (escaped, with its newline) of the line the last successful
+    /// push encoded, while it is still held: what the journal records.
+    pub fn last_line(&self) -> Option<(i32, &[u8])> {
+        let c = self.chunks.back()?;
+        let b = c.lines_bytes();
+        b.len()
+            .checked_sub(self.last_line_len)
+            .map(|start| (c.year, &b[start..]))
+    }
+
     /// Time of the newest sample held.
     pub fn last_time(&self) -> Option<Timestamp> {
         self.last

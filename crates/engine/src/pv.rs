@@ -81,6 +81,11 @@ pub(crate) struct SlotState {
     pub buffer: LineBuffer,
     /// Chunks being written (still visible to retrieval).
     pub in_flight: Option<Arc<Vec<Chunk>>>,
+    /// The journal segment of the oldest sample in `buffer` (`None`: empty, or no journal):
+    /// the journal keeps that segment until the sample is written.
+    pub unwritten_seg: Option<u64>,
+    /// The same for `in_flight`.
+    pub in_flight_seg: Option<u64>,
     pub capacity: usize,
     /// Time of the newest sample already stored (from storage at restore), so that the
     /// first event after a restart, often the value archived last, is not stored twice.
@@ -215,6 +220,10 @@ pub(crate) struct PvSlot {
     /// it without looking at its name, so a round over 100,000 recorded PVs is one pass
     /// over a flag each ([`crate::Engine::uncatalogued_status`]).
     pub catalogued: std::sync::atomic::AtomicBool,
+    /// The write-ahead journal every buffered sample also goes to (`None`: none).
+    pub journal: Option<Arc<crate::journal::Journal>>,
+    /// The journal segment this PV last declared its id in.
+    pub journal_declared: std::sync::atomic::AtomicU64,
 }
 
 /// Locks a mutex, recovering the data if a holder panicked (the state stays usable).
@@ -304,6 +313,13 @@ impl PvSlot {
                     st.buffer.last_line_len() as u64,
                     std::sync::atomic::Ordering::Relaxed,
                 );
+                if let (Some(j), Some(ty), Some((year, line))) =
+                    (&self.journal, st.archived_type, st.buffer.last_line())
+                    && let Some(seg) =
+                        j.record(self.id, &self.name, &self.journal_declared, ty, year, line)
+                {
+                    st.unwritten_seg.get_or_insert(seg);
+                }
             }
             // Only a time the filter let through with bad nanoseconds; counted as such.
             Err(()) => Counters::inc(&self.counters.dropped_timestamp),
@@ -424,6 +440,8 @@ impl PvSlot {
             pva: None,
             counters: Counters::default(),
             catalogued: Default::default(),
+            journal: None,
+            journal_declared: Default::default(),
             state: Mutex::new(SlotState {
                 config: PvConfig {
                     method: SamplingMethod::Monitor,
@@ -436,6 +454,8 @@ impl PvSlot {
                 meta: PvMeta::default(),
                 buffer: LineBuffer::default(),
                 in_flight: None,
+                unwritten_seg: None,
+                in_flight_seg: None,
                 capacity,
                 last_stored: None,
                 auto_fields: false,

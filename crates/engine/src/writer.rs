@@ -229,8 +229,13 @@ struct Guard<'a> {
 /// Writes one PV's buffer; returns how many samples a failed write kept in memory.
 fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_>>) -> u64 {
     {
-        let st = lock(&slot.state);
-        if st.archived_type.is_none() || st.buffer.is_empty() {
+        let mut st = lock(&slot.state);
+        if st.buffer.is_empty() {
+            // Nothing unwritten (a buffer emptied otherwise): no journal segment needed.
+            st.unwritten_seg = None;
+            return 0;
+        }
+        if st.archived_type.is_none() {
             return 0;
         }
     }
@@ -258,6 +263,7 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_
         }
         let batch: Arc<Vec<Chunk>> = Arc::new(st.buffer.take());
         st.in_flight = Some(batch.clone());
+        st.in_flight_seg = st.unwritten_seg.take();
         (ty, batch)
     };
     // Chunk by chunk (one year each); a failure keeps that chunk and the later ones.
@@ -304,7 +310,13 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_
     }
     let mut st = lock(&slot.state);
     st.in_flight = None;
+    let journaled_in = st.in_flight_seg.take();
     if let Some(i) = failed_at {
+        // The kept samples still need their journal segment.
+        st.unwritten_seg = match (journaled_in, st.unwritten_seg) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let capacity = st.capacity;
         let dropped = st.buffer.put_back(batch[i..].to_vec(), capacity);
         slot.counters

@@ -73,6 +73,12 @@ pub trait StorageBackend: Send + Sync + fmt::Debug {
     /// Makes the entries of the folder `dir` durable (`fsync` of the folder).
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
+    /// Makes everything written on the filesystem holding `dir` durable: every file's data
+    /// and every folder's entries (`syncfs(2)`). One call instead of a sync per file, for
+    /// the write-ahead journal, which removes a segment only once the samples it held are
+    /// durable in their partition files (see `crate::journal`).
+    fn sync_filesystem(&self, dir: &Path) -> io::Result<()>;
+
     /// A stamp of the entries of the folder `dir`: equal stamps mean no entry was created,
     /// removed or renamed in between, unless [`DirStamp::settled`] is false (a change
     /// within the filesystem's clock tick may keep it). `NotFound` if absent; `None`: no
@@ -161,6 +167,14 @@ impl StorageBackend for FsBackend {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn sync_filesystem(&self, dir: &Path) -> io::Result<()> {
+        let Some(existing) = dir.ancestors().find(|d| d.exists()) else {
+            return Ok(());
+        };
+        let d = std::fs::File::open(existing)?;
+        rustix::fs::syncfs(&d).map_err(io::Error::from)
     }
 
     /// The folder's modification time in nanoseconds; settled when more than [`SETTLED`]

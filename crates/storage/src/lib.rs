@@ -28,6 +28,9 @@ written through a storage backend.
   PV's lock, so the engine's writer and an ETL job serialize on it. Sharded and without a
   global lock; an entry lives only while its lock is held or awaited (see [`locks`]).
 
+* [`journal`] — the write-ahead journal's files: segments of CRC-checked frames of the
+  samples the engine buffers, [`journal::replay`] into the short-term store at start-up.
+
 The tier is blocking I/O; async callers use `spawn_blocking`.
 
 # Durability: when a write is durable
@@ -113,6 +116,7 @@ mod backend;
 mod error;
 pub mod etl;
 mod index;
+pub mod journal;
 pub mod locks;
 mod query;
 mod stores;

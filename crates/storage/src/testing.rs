@@ -483,6 +483,18 @@ impl StorageBackend for SimBackend {
         Ok(())
     }
 
+    fn sync_filesystem(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.st();
+        if let Some(f) = st.begin("sync-fs", dir)? {
+            return Err(fail(f));
+        }
+        for f in st.inodes.values_mut() {
+            f.durable = f.live.clone();
+        }
+        st.durable = st.live.clone();
+        Ok(())
+    }
+
     fn dir_stamp(&self, dir: &Path) -> io::Result<Option<crate::backend::DirStamp>> {
         let st = self.st();
         if !st.dir_exists(dir) {

@@ -426,6 +426,19 @@ impl Tier {
         Ok(c)
     }
 
+    /// Makes everything written on this tier's filesystem durable (`syncfs(2)` through the
+    /// backend): what the write-ahead journal waits for before it removes a segment.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`] naming the tier's root.
+    pub fn sync_filesystem(&self) -> Result<(), StorageError> {
+        self.backend
+            .io()
+            .sync_filesystem(&self.root)
+            .map_err(|e| self.io_err(&self.root, e))
+    }
+
     /// Makes the files `touched` durable, and their folders' entries up to (and the entry
     /// of) this tier's root: `fdatasync` of each file, `fsync` of each folder, each once.
     pub(crate) fn sync_touched(&self, touched: &[PathBuf]) -> Result<(), StorageError> {

@@ -58,6 +58,8 @@ pub struct EngineConfig {
     /// The pvAccess client of `pva://` PVs; `None`: from the `EPICS_PVA_*` environment
     /// (read when the first `pva://` PV starts).
     pub pva: Option<archiver_pva::ClientConfig>,
+    /// The write-ahead journal (`None`, the default here: none; `archiver serve` has one).
+    pub journal: Option<crate::journal::JournalConfig>,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +87,7 @@ impl Default for EngineConfig {
             tick: Duration::from_millis(200),
             after_write: None,
             pva: None,
+            journal: None,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Engine {
     /// Starts the engine: its event task and its writer. Must be called in a tokio runtime.
     pub fn start(client: Client, sts: Tier, config: EngineConfig, clock: Arc<dyn Clock>) -> Engine {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let journal = config.journal.clone();
         let inner = Arc::new(Inner {
             slots: RwLock::new(HashMap::new()),
             sts,
@@ -61,7 +62,13 @@ impl Engine {
             next_id: AtomicU64::new(1),
             rate: Default::default(),
             write_stats: Default::default(),
+            journal: Default::default(),
         });
+        if let Some(j) = journal {
+            let _ = inner
+                .journal
+                .set(crate::journal::Journal::start(j, Arc::downgrade(&inner)));
+        }
         actor::spawn(inner.clone(), client.clone(), cmd_rx);
         tokio::spawn(writer::run(inner.clone()));
         Engine { inner, client }
@@ -165,6 +172,8 @@ impl Engine {
             pva,
             counters,
             catalogued: Default::default(),
+            journal: self.inner.journal.get().cloned(),
+            journal_declared: Default::default(),
             state: std::sync::Mutex::new(SlotState {
                 config,
                 // A PV restored with its archived type was archived before this start:
@@ -181,6 +190,8 @@ impl Engine {
                 meta: PvMeta::default(),
                 buffer: Default::default(),
                 in_flight: None,
+                unwritten_seg: None,
+                in_flight_seg: None,
                 capacity,
                 last_stored,
                 auto_fields,
@@ -447,6 +458,16 @@ impl Engine {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             left = writer::flush_all(&self.inner).await;
         }
+        if let Some(j) = self.inner.journal.get().cloned() {
+            let sts = self.inner.sts.clone();
+            let all_written = left.samples == 0;
+            let _ = tokio::task::spawn_blocking(move || j.close(&sts, all_written)).await;
+        }
         left
+    }
+
+    /// The write-ahead journal's counters; `None` without a journal.
+    pub fn journal_stats(&self) -> Option<crate::journal::JournalStats> {
+        self.inner.journal.get().map(|j| j.stats())
     }
 }

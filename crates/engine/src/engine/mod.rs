@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub rate: crate::writer::RateState,
     /// The writer's flush latency.
     pub write_stats: crate::counters::WriteStats,
+    /// The write-ahead journal, when configured (set once, right after the start).
+    pub journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
 }
 
 impl Inner {
