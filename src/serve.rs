@@ -165,6 +165,7 @@ const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 async fn replay_journal(
     dir: &std::path::Path,
     sts: &archiver_storage::Tier,
+    stores: &archiver_storage::DataStores,
     registry: &SqliteRegistry,
 ) -> Result<u64> {
     std::fs::create_dir_all(dir)
@@ -173,11 +174,12 @@ async fn replay_journal(
         return Ok(1);
     }
     let started = std::time::Instant::now();
-    let archived = |pv: &str| {
-        registry.get_type_info(pv).ok().flatten().is_some()
-            || registry.get_archive_request(pv).ok().flatten().is_some()
+    let newest_stored = |pv: &str| {
+        let archived = registry.get_type_info(pv).ok().flatten().is_some()
+            || registry.get_archive_request(pv).ok().flatten().is_some();
+        archived.then(|| archiver_appliance::newest_stored(stores, pv))
     };
-    let (r, next) = archiver_storage::journal::replay(dir, sts, &archived)
+    let (r, next) = archiver_storage::journal::replay(dir, sts, &newest_stored)
         .with_context(|| format!("cannot replay the journal in {}", dir.display()))?;
     info!(
         samples = r.samples,
@@ -250,7 +252,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     // What a crash left in the journal goes to the short-term store before anything else
     // writes there (a newer sample first would make the replayed ones "not newer").
     if let Some(journal) = engine_cfg.journal.as_mut() {
-        journal.first_seq = replay_journal(&journal.dir, &sts, &registry).await?;
+        journal.first_seq = replay_journal(&journal.dir, &sts, &stores, &registry).await?;
     }
 
     // The demo serves its own simulated IOC on a free loopback port and searches only there.

@@ -183,7 +183,7 @@ const RESTORE_CHUNK: usize = 2048;
 
 /// The time of the newest sample of `pv` over every store (a store whose files cannot be
 /// read is logged and skipped).
-pub(crate) fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
+pub fn newest_stored(stores: &DataStores, pv: &str) -> Option<Timestamp> {
     stores
         .tiers()
         .iter()

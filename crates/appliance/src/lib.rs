@@ -104,7 +104,7 @@ mod storage_ops;
 mod sync;
 
 pub use crate::api::{ApplianceApi, SharedAppliance};
-pub use crate::appliance::{Appliance, ApplianceParts, Archived};
+pub use crate::appliance::{Appliance, ApplianceParts, Archived, newest_stored};
 pub use crate::change_type::{Converted, convert_value};
 pub use crate::control::ControlStatus;
 pub use crate::error::ApplianceError;

@@ -226,7 +226,7 @@ impl Journal {
             let due = writer
                 .as_ref()
                 .is_some_and(|w| opened.elapsed() >= rotate_every || w.len() >= SEGMENT_BYTES);
-            let seg = {
+            let (seg, next) = {
                 let mut p = lock(&self.pending);
                 std::mem::swap(&mut p.buf, &mut spare);
                 let seg = p.seg;
@@ -234,7 +234,7 @@ impl Journal {
                     p.seg += 1;
                     p.rotate = false;
                 }
-                seg
+                (seg, p.seg)
             };
             if !spare.is_empty() {
                 if writer.as_ref().is_none_or(|w| w.seq() != seg) {
@@ -267,6 +267,16 @@ impl Journal {
                     }
                 }
                 spare.clear();
+            }
+            if next != seg {
+                // The segment is complete (by age, size or a failure): closed and synced
+                // now, even if nothing more comes, so the trimmer may remove it; the next
+                // one is created with its first frame.
+                if let Some(old) = writer.take() {
+                    self.sync(&old);
+                }
+                unsynced = false;
+                self.current.store(next, Relaxed);
             }
             if unsynced
                 && let Some(w) = &writer

@@ -41,7 +41,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use archiver_pb::PayloadType;
+use archiver_pb::{PayloadType, Timestamp};
 
 use crate::error::StorageError;
 use crate::tier::Tier;
@@ -438,7 +438,8 @@ pub struct ReplayReport {
     pub samples: u64,
     /// Samples appended to the store: what the crash would otherwise have lost.
     pub written: u64,
-    /// Samples the store already held (the writer had stored them before the crash).
+    /// Samples not newer than the PV's newest stored sample (the writer had stored them
+    /// before the crash; ETL may have moved them on since).
     pub already_stored: u64,
     /// Samples of PVs the catalogue no longer holds (deleted before the crash), left out.
     pub not_archived: u64,
@@ -453,8 +454,10 @@ pub struct ReplayReport {
 
 /// Replays every segment in `dir` into `sts`, then syncs `sts`'s filesystem and removes
 /// the segments replayed; returns what it did and the number the next segment should
-/// take. Samples of a PV for which `archived` is false are left out (a PV deleted before
-/// the crash). A segment some of whose samples could not be appended (logged, counted in
+/// take. `newest_stored(pv)` is `None` for a PV the catalogue no longer holds (deleted
+/// before the crash: its samples are left out), else the time of its newest sample in any
+/// store (samples not newer are left out: stored before the crash, perhaps moved on by
+/// ETL since). A segment some of whose samples could not be appended (logged, counted in
 /// [`ReplayReport::failed`]) is kept, to be replayed again at the next start.
 ///
 /// # Errors
@@ -464,7 +467,7 @@ pub struct ReplayReport {
 pub fn replay(
     dir: &Path,
     sts: &Tier,
-    archived: &dyn Fn(&str) -> bool,
+    newest_stored: &dyn Fn(&str) -> Option<Option<Timestamp>>,
 ) -> Result<(ReplayReport, u64), JournalError> {
     let mut report = ReplayReport::default();
     let segs = segments(dir)?;
@@ -486,7 +489,7 @@ pub fn replay(
         };
         report.segments += 1;
         let failed_before = report.failed;
-        replay_segment(&mut records, sts, archived, &mut report);
+        replay_segment(&mut records, sts, newest_stored, &mut report);
         if let Some(at) = records.torn_at() {
             report.torn += 1;
             tracing::info!(
@@ -510,6 +513,32 @@ pub fn replay(
     Ok((report, next_seq))
 }
 
+/// Splits off the lines (of type `ty` in `year`, in time order) at the front of `lines`
+/// that are not newer than `newest`: (how many, the rest). A line whose time cannot be
+/// decoded is kept (the append refuses it, counted).
+fn split_not_newer(
+    ty: PayloadType,
+    year: i32,
+    lines: &[u8],
+    newest: Option<Timestamp>,
+) -> (u64, &[u8]) {
+    let Some(newest) = newest else {
+        return (0, lines);
+    };
+    let mut decoder = archiver_pb::LineDecoder::new(ty, year);
+    let (mut at, mut older) = (0, 0);
+    while let Some(len) = memchr::memchr(b'\n', &lines[at..]) {
+        match decoder.decode_time(&lines[at..at + len]) {
+            Ok(t) if t <= newest => {
+                older += 1;
+                at += len + 1;
+            }
+            _ => break,
+        }
+    }
+    (older, &lines[at..])
+}
+
 /// One PV's samples of a segment: runs of lines of one type and year, in order.
 #[derive(Default)]
 struct PvLines {
@@ -519,7 +548,7 @@ struct PvLines {
 fn replay_segment(
     records: &mut SegmentRecords<'_>,
     sts: &Tier,
-    archived: &dyn Fn(&str) -> bool,
+    newest_stored: &dyn Fn(&str) -> Option<Option<Timestamp>>,
     report: &mut ReplayReport,
 ) {
     let mut names: HashMap<u32, &str> = HashMap::new();
@@ -553,14 +582,19 @@ fn replay_segment(
     }
     for (name, pv) in by_pv {
         let n: u64 = pv.runs.iter().map(|r| r.3).sum();
-        if !archived(name) {
+        let Some(newest) = newest_stored(name) else {
             report.not_archived += n;
             continue;
-        }
+        };
         let mut wrote = false;
         let result: Result<(), StorageError> = (|| {
             let lock = sts.lock_pv(name)?;
             for (ty, year, lines, _) in &pv.runs {
+                let (older, lines) = split_not_newer(*ty, *year, lines, newest);
+                report.already_stored += older;
+                if lines.is_empty() {
+                    continue;
+                }
                 let c = sts.append_lines_locked(&lock, *ty, *year, lines)?;
                 report.written += c.written;
                 report.already_stored += c.not_newer;
@@ -588,6 +622,84 @@ mod tests {
 
     fn line(k: u8) -> Vec<u8> {
         vec![b'a' + k, b'\n']
+    }
+
+    /// A segment with samples 1..=n (seconds after 1_700_000_000) of each PV.
+    fn segment_of(dir: &Path, seq: u64, pvs: &[(&str, i64)]) {
+        let mut w = SegmentWriter::create(dir, seq).expect("create");
+        let mut buf = RecordBuf::default();
+        let (mut line, mut scratch) = (Vec::new(), Vec::new());
+        for (id, (pv, n)) in pvs.iter().enumerate() {
+            buf.declare(id as u32, pv);
+            for k in 1..=*n {
+                let s = archiver_pb::Sample::new(
+                    Timestamp::new(1_700_000_000 + k, 0),
+                    archiver_pb::Value::ScalarDouble(k as f64),
+                );
+                line.clear();
+                archiver_pb::codec::encode_line(&s, 2023, &mut line, &mut scratch).expect("encode");
+                buf.sample(id as u32, PayloadType::ScalarDouble, 2023, &line);
+            }
+        }
+        w.append_frame(buf.as_bytes(), &mut scratch).expect("frame");
+    }
+
+    /// Replay writes what the stores do not hold, leaves out what they do (even when it is
+    /// in another store: `newest_stored`) and the samples of deleted PVs, removes the
+    /// segments; a segment whose samples cannot be written is kept for the next start.
+    #[test]
+    fn replay_writes_only_what_is_missing_and_keeps_a_segment_it_could_not_write() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let jdir = dir.path().join("journal");
+        std::fs::create_dir_all(&jdir).expect("mkdir");
+        segment_of(&jdir, 3, &[("A:OLD", 5), ("B:DELETED", 2), ("C:NEW", 4)]);
+        let sts = Tier::new(
+            "STS",
+            dir.path().join("sts"),
+            archiver_pb::Granularity::Hour,
+        );
+        let newest = |pv: &str| match pv {
+            "A:OLD" => Some(Some(Timestamp::new(1_700_000_002, 0))),
+            "B:DELETED" => None,
+            _ => Some(None),
+        };
+        let (r, next) = replay(&jdir, &sts, &newest).expect("replay");
+        assert_eq!(next, 4);
+        assert_eq!(
+            (
+                r.samples,
+                r.written,
+                r.already_stored,
+                r.not_archived,
+                r.failed,
+                r.pvs
+            ),
+            (11, 3 + 4, 2, 2, 0, 2),
+            "{r:?}"
+        );
+        assert_eq!(
+            sts.last_time("A:OLD").expect("read"),
+            Some(Timestamp::new(1_700_000_005, 0))
+        );
+        assert_eq!(sts.last_time("B:DELETED").expect("read"), None);
+        assert!(segments(&jdir).expect("list").is_empty());
+        // Replayed twice (a crash during the first replay): nothing stored twice.
+        segment_of(&jdir, 4, &[("C:NEW", 4)]);
+        let (r, _) = replay(&jdir, &sts, &|_| Some(None)).expect("replay");
+        assert_eq!((r.written, r.already_stored), (0, 4), "{r:?}");
+
+        // A store that cannot be written: counted, the segment kept.
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"a file").expect("write");
+        let bad = Tier::new("STS", blocker.join("sts"), archiver_pb::Granularity::Hour);
+        segment_of(&jdir, 5, &[("D:X", 3)]);
+        let (r, _) = replay(&jdir, &bad, &|_| Some(None)).expect("replay");
+        assert_eq!((r.written, r.failed), (0, 3), "{r:?}");
+        assert_eq!(
+            segments(&jdir).expect("list").len(),
+            1,
+            "kept for the next start"
+        );
     }
 
     #[test]
