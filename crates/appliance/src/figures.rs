@@ -110,6 +110,8 @@ pub struct Figures {
     pub etl: Vec<StageFigures>,
     /// The CA client.
     pub ca: CaFigures,
+    /// The write-ahead journal; `None` without one.
+    pub journal: Option<archiver_engine::JournalStats>,
 }
 
 /// Adds every counter of `b` to `a` (times are not added: they stay 0).
@@ -181,6 +183,7 @@ impl Appliance {
             buffer_capacity,
             stores,
             etl,
+            journal: self.engine().journal_stats(),
             ca: CaFigures {
                 search_datagrams: ca.search_datagrams.load(Relaxed),
                 search_names: ca.search_names.load(Relaxed),

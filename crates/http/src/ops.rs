@@ -356,6 +356,49 @@ impl prometheus_client::collector::Collector for Collector {
             MetricType::Histogram,
         )?;
         encode_histogram(m, w.sum_secs, w.count, &w.buckets)?;
+        if let Some(j) = &f.journal {
+            for (name, help, kind, v) in [
+                (
+                    "archiver_journal_written_bytes",
+                    "Bytes appended to the write-ahead journal.",
+                    Counter,
+                    j.bytes_written,
+                ),
+                (
+                    "archiver_journal_syncs",
+                    "Syncs (fdatasync) of the journal's current segment.",
+                    Counter,
+                    j.syncs,
+                ),
+                (
+                    "archiver_journal_write_errors",
+                    "Journal frames that could not be written (their samples were in memory \
+                     only, unprotected against a crash).",
+                    Counter,
+                    j.write_errors,
+                ),
+                (
+                    "archiver_journal_segments_removed",
+                    "Journal segments removed once every sample in them was written.",
+                    Counter,
+                    j.segments_removed,
+                ),
+                (
+                    "archiver_journal_segments_forced_out",
+                    "Journal segments removed over journal_max_bytes while still needed.",
+                    Counter,
+                    j.segments_forced_out,
+                ),
+                (
+                    "archiver_journal_bytes",
+                    "Bytes of journal segments on disk.",
+                    Gauge,
+                    j.bytes_on_disk,
+                ),
+            ] {
+                single(&mut enc, name, help, kind, v as f64)?;
+            }
+        }
         single(
             &mut enc,
             "archiver_buffered_samples",
