@@ -29,6 +29,11 @@
 //!   batches of 10,000, wait until every PV stores, SIGTERM, start again on the same data
 //!   folder: the time until HTTP answers, until every PV is restored (in getPVStatus), and
 //!   until every PV is connected and storing again; RSS and CPU of both runs.
+//! * j) b) with `[engine] journal = false`: run `BENCH_SCENARIOS=jb` to compare the
+//!   write-ahead journal's CPU cost at 100k events/s (same IOC, same window).
+//! * l) load/soak: b) while 4 retrieval clients pull 1 M-sample responses and a management
+//!   script loops (status, reports, details, archive/abort), for `BENCH_L_SECS` (600); RSS
+//!   printed each minute. Longer soaks: raise `BENCH_L_SECS`.
 //! * d) this project's CA server (`archiver_ca::server`) in a child process (this binary
 //!   re-executed with `INGEST_ROLE=source`) serving N PVs at rising rates, until loss.
 //!
@@ -471,6 +476,9 @@ struct Extra {
     etl_hours: u64,
     /// Lines added to the `[engine]` table of the configuration.
     engine_toml: String,
+    /// A management script looping over status, reports, details and an archive/abort
+    /// of a PV that never connects, for the whole window (scenario l).
+    mgmt_loop: bool,
 }
 
 /// The prefix of the history PVs of scenario e.
@@ -774,6 +782,43 @@ fn read_loop(port: u16, i: usize, stop: &std::sync::atomic::AtomicBool) -> Reade
     st
 }
 
+/// What the management loop did.
+#[derive(Debug, Default)]
+struct MgmtStats {
+    calls: u64,
+    failures: u64,
+    slowest_ms: f64,
+}
+
+/// The management script of scenario l: until `stop`, the calls an operator's script makes,
+/// in turn (a non-2xx answer or a broken connection is a failure).
+fn mgmt_loop(port: u16, glob: &str, stop: &std::sync::atomic::AtomicBool) -> MgmtStats {
+    use std::sync::atomic::Ordering;
+    let mut st = MgmtStats::default();
+    let calls = [
+        format!("/mgmt/bpl/getPVStatus?pv={}", glob.replace('*', "%2A")),
+        "/mgmt/bpl/getAllPVs?limit=-1".to_string(),
+        "/mgmt/bpl/getApplianceMetrics".to_string(),
+        "/mgmt/bpl/getStorageRateReport?limit=100".to_string(),
+        format!("/mgmt/bpl/getPVDetails?pv={}", glob.replace('*', "0")),
+        "/mgmt/bpl/getCurrentlyDisconnectedPVs".to_string(),
+        "/mgmt/bpl/archivePV?pv=SOAK:NEVER:CONNECTS".to_string(),
+        "/mgmt/bpl/abortArchivingPV?pv=SOAK:NEVER:CONNECTS".to_string(),
+    ];
+    let mut k = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let ok = std::panic::catch_unwind(|| http(port, "GET", &calls[k % calls.len()], None))
+            .is_ok_and(|(code, _)| (200..300).contains(&code));
+        st.slowest_ms = st.slowest_ms.max(t.elapsed().as_secs_f64() * 1e3);
+        st.calls += 1;
+        st.failures += u64::from(!ok);
+        k += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    st
+}
+
 fn run_scenario(label: &str, src: Source, secs: f64, libca_exe: Option<&Path>, work: &Path) -> Row {
     run_scenario_with(label, src, secs, libca_exe, work, &Extra::default())
 }
@@ -883,13 +928,32 @@ fn run_scenario_with(
             std::thread::spawn(move || read_loop(port, i, &stop))
         })
         .collect();
+    let mgmt = extra.mgmt_loop.then(|| {
+        let (stop, port, glob) = (stop.clone(), arch.port, glob.clone());
+        std::thread::spawn(move || mgmt_loop(port, &glob, &stop))
+    });
+    // RSS once a minute for long windows (is it stable?).
+    let mut rss_series = Vec::new();
     while i0.elapsed().as_secs_f64() < secs {
         let rss = status_kb(apid, "VmRSS:");
         rss_max = rss_max.max(rss);
         rss_min = rss_min.min(rss);
+        if i0.elapsed().as_secs_f64() >= 60.0 * rss_series.len() as f64 {
+            rss_series.push(rss / 1024);
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(m) = mgmt {
+        let m = m.join().unwrap();
+        eprintln!(
+            "  management loop during the window: {} calls, {} failed, slowest {:.0} ms",
+            m.calls, m.failures, m.slowest_ms
+        );
+    }
+    if rss_series.len() > 2 {
+        eprintln!("  RSS each minute (MiB): {rss_series:?}");
+    }
     let mut read = ReaderStats::default();
     for c in clients {
         let r = c.join().unwrap();
@@ -1390,6 +1454,33 @@ fn main() {
             &Extra {
                 etl_pvs: pvs,
                 etl_hours: hours,
+                ..Extra::default()
+            },
+        ));
+    }
+    if scenarios.contains('j') {
+        rows.push(run_scenario_with(
+            "b) 2000 x 50 Hz, journal off",
+            start_ioc(2000, 50),
+            secs,
+            None,
+            &work,
+            &Extra {
+                engine_toml: "journal = false\n".into(),
+                ..Extra::default()
+            },
+        ));
+    }
+    if scenarios.contains('l') {
+        rows.push(run_scenario_with(
+            "l) 2000 x 50 Hz + 4 readers + mgmt loop",
+            start_ioc(2000, 50),
+            env_num("BENCH_L_SECS", 600.0),
+            None,
+            &work,
+            &Extra {
+                readers: 4,
+                mgmt_loop: true,
                 ..Extra::default()
             },
         ));

@@ -197,3 +197,73 @@ async fn beyond_its_bound_the_oldest_segment_goes_even_while_needed() {
         .collect();
     assert_eq!(got, (1..=60).map(f64::from).collect::<Vec<_>>());
 }
+
+/// A journal that cannot be written (its folder gone: a full or failed disk alike) never
+/// stops ingest: the failures are counted, the samples still reach the store, and the
+/// journal resumes, in a new segment, once it can write again. It syncs about once per
+/// `fsync_interval` while samples come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_cannot_be_written_never_stops_ingest_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let server = Server::start(ServerConfig::loopback()).await.unwrap();
+    let client = Client::new(server.client_config().build().unwrap())
+        .await
+        .unwrap();
+    let mut journal = JournalConfig::new(&jdir, 1);
+    journal.fsync_interval = Duration::from_millis(200);
+    let cfg = EngineConfig {
+        write_period: Duration::from_millis(200),
+        journal: Some(journal),
+        ..EngineConfig::default()
+    };
+    let sts = dir.path().join("sts");
+    let engine = Engine::start(
+        client,
+        Tier::new("STS", &sts, Granularity::Hour),
+        cfg,
+        Arc::new(SystemClock),
+    );
+    let pv = server.add_pv(PvSpec::new("T:JFAIL", Value::Double(0.0)));
+    engine.archive("T:JFAIL", every_event()).unwrap();
+    assert!(
+        wait_for(10, || engine
+            .status("T:JFAIL")
+            .is_some_and(|s| s.conn.connected))
+        .await
+    );
+    post(&pv, 1, 20).await;
+    assert!(wait_for(10, || engine.journal_stats().unwrap().syncs >= 1).await);
+    // The journal's folder becomes a file: no segment can be created or written.
+    std::fs::rename(&jdir, dir.path().join("journal.away")).unwrap();
+    std::fs::write(&jdir, b"not a folder").unwrap();
+    // Past the segment's age (1 s at least), so a new segment is needed.
+    for round in 0..4 {
+        post(&pv, 21 + round * 10, 10).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(
+        wait_for(10, || engine.journal_stats().unwrap().write_errors >= 1).await,
+        "{:?}",
+        engine.journal_stats()
+    );
+    assert!(wait_for(10, || engine.status("T:JFAIL").unwrap().buffered == 0).await);
+    // Back: frames are written again, into a new segment.
+    std::fs::remove_file(&jdir).unwrap();
+    std::fs::create_dir_all(&jdir).unwrap();
+    let frames = engine.journal_stats().unwrap().frames;
+    post(&pv, 61, 10).await;
+    assert!(
+        wait_for(10, || engine.journal_stats().unwrap().frames > frames).await,
+        "{:?}",
+        engine.journal_stats()
+    );
+    engine.shutdown().await;
+    let tier = Tier::new("STS", &sts, Granularity::Hour);
+    let got: Vec<f64> = values(&tier, "T:JFAIL")
+        .into_iter()
+        .filter(|v| *v >= 1.0)
+        .collect();
+    assert_eq!(got, (1..=70).map(f64::from).collect::<Vec<_>>());
+}
