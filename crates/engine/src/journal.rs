@@ -18,6 +18,9 @@
 //!   the oldest segments go anyway, logged and counted: those samples are still in memory,
 //!   only no longer protected against a crash.
 //!
+//! If the writer falls [`MAX_PENDING`] (64 MiB) behind (a stalled disk), samples are no
+//! longer journaled (counted) until it catches up, rather than held twice in memory.
+//!
 //! A failed journal write (a full disk) never stops ingest: the frame is dropped and
 //! counted (the samples stay in the PVs' buffers, as without a journal) and the next frame
 //! starts a new segment, so every segment still declares each PV it names.
@@ -40,6 +43,11 @@ pub const WRITE_EVERY: Duration = Duration::from_millis(20);
 
 /// A segment grows to at most about this many bytes before the next one starts.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most bytes waiting for the journal writer: if it stalls (a hung disk) longer than
+/// that holds, samples are no longer journaled (counted) rather than held twice in memory
+/// without bound; they stay in the PVs' buffers as without a journal.
+const MAX_PENDING: usize = 64 * 1024 * 1024;
 
 /// How often the trimmer looks for segments to remove.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
@@ -81,6 +89,8 @@ pub struct JournalStats {
     pub syncs: u64,
     /// Frames that could not be written (their samples were only in memory).
     pub write_errors: u64,
+    /// Samples not journaled because the journal writer had fallen 64 MiB behind.
+    pub samples_not_journaled: u64,
     /// Segments removed once their samples were stored.
     pub segments_removed: u64,
     /// Segments removed beyond `max_bytes` while still needed.
@@ -95,6 +105,7 @@ struct Counters {
     frames: AtomicU64,
     syncs: AtomicU64,
     write_errors: AtomicU64,
+    samples_not_journaled: AtomicU64,
     segments_removed: AtomicU64,
     segments_forced_out: AtomicU64,
     bytes_on_disk: AtomicU64,
@@ -177,6 +188,10 @@ impl Journal {
         // samples are simply not journaled.
         let id = u32::try_from(id).ok()?;
         let mut p = lock(&self.pending);
+        if p.buf.len() > MAX_PENDING {
+            self.counters.samples_not_journaled.fetch_add(1, Relaxed);
+            return None;
+        }
         if declared.load(Relaxed) != p.seg {
             p.buf.declare(id, name);
             declared.store(p.seg, Relaxed);
@@ -193,6 +208,7 @@ impl Journal {
             frames: c.frames.load(Relaxed),
             syncs: c.syncs.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
+            samples_not_journaled: c.samples_not_journaled.load(Relaxed),
             segments_removed: c.segments_removed.load(Relaxed),
             segments_forced_out: c.segments_forced_out.load(Relaxed),
             bytes_on_disk: c.bytes_on_disk.load(Relaxed),

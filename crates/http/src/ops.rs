@@ -378,6 +378,12 @@ impl prometheus_client::collector::Collector for Collector {
                     j.write_errors,
                 ),
                 (
+                    "archiver_journal_samples_not_journaled",
+                    "Samples not journaled because the journal writer fell 64 MiB behind.",
+                    Counter,
+                    j.samples_not_journaled,
+                ),
+                (
                     "archiver_journal_segments_removed",
                     "Journal segments removed once every sample in them was written.",
                     Counter,
