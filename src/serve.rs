@@ -188,6 +188,8 @@ async fn replay_journal(
         pvs = r.pvs,
         failed = r.failed,
         not_archived = r.not_archived,
+        refused = r.refused,
+        unreadable = r.unreadable,
         "journal replayed in {:.2} s: {} samples of {} PVs recovered that the last run had \
          not written ({} already stored, {} of deleted PVs left out, {} failed) from {} \
          segments",

@@ -65,7 +65,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// column of getStorageRateReport, and one WARN log per PV and hour.
 ///
 /// Two limits of the guard, by design:
-/// * The bytes a PV wrote in the current hour are kept in memory only ([`RateState`]):
+/// * The bytes a PV wrote in the current hour are kept in memory only (`RateState`):
 ///   a restart starts every PV's budget afresh, so within the hour of a restart a PV may
 ///   write up to twice its limit. Reading the hour's bytes back from the files at start
 ///   would cost a walk of every PV's current partition; the guard bounds disk growth over

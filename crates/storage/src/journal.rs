@@ -443,8 +443,14 @@ pub struct ReplayReport {
     pub already_stored: u64,
     /// Samples of PVs the catalogue no longer holds (deleted before the crash), left out.
     pub not_archived: u64,
-    /// Samples whose append failed (logged); their segment is kept for the next start.
+    /// Samples whose append failed (an I/O error, logged); their segment is kept for the
+    /// next start.
     pub failed: u64,
+    /// Samples the partition files refused for good (another type since a changeTypeForPV,
+    /// a time outside the line's year, a PV declared nowhere): left out, logged.
+    pub refused: u64,
+    /// Segments that were not journal segments (renamed `<name>.unreadable`, logged).
+    pub unreadable: u64,
     /// PVs with samples written.
     pub pvs: u64,
     /// Segments that ended in a torn or damaged frame (expected once after a crash: the
@@ -485,7 +491,18 @@ pub fn replay(
                 done.push(path.clone());
                 continue;
             }
-            return Err(JournalError::NotASegment { path: path.clone() });
+            // Not ours (or its first bytes damaged): set aside for the operator, never
+            // replayed nor removed, and never a reason not to start.
+            let aside = path.with_extension("journal.unreadable");
+            tracing::error!(
+                segment = %path.display(),
+                "journal: {}; renamed to {} and left out",
+                JournalError::NotASegment { path: path.clone() },
+                aside.display()
+            );
+            std::fs::rename(path, &aside).map_err(io_err(path, "rename aside"))?;
+            report.unreadable += 1;
+            continue;
         };
         report.segments += 1;
         let failed_before = report.failed;
@@ -578,7 +595,7 @@ fn replay_segment(
     }
     if unknown_ids > 0 {
         tracing::warn!("journal: {unknown_ids} samples of undeclared PVs left out");
-        report.failed += unknown_ids;
+        report.refused += unknown_ids;
     }
     for (name, pv) in by_pv {
         let n: u64 = pv.runs.iter().map(|r| r.3).sum();
@@ -599,8 +616,16 @@ fn replay_segment(
                 report.written += c.written;
                 report.already_stored += c.not_newer;
                 // Refused for another reason (another type, another year...): as the
-                // writer, counted and left out.
-                report.failed += c.refused() - c.not_newer;
+                // writer does, counted and left out; they could never be written.
+                let refused = c.refused() - c.not_newer;
+                if refused > 0 {
+                    tracing::warn!(
+                        pv = name,
+                        "journal: {refused} samples refused by the partition files (of \
+                         another type or year than the file's), left out"
+                    );
+                }
+                report.refused += refused;
                 wrote |= c.written > 0;
             }
             Ok(())
@@ -687,6 +712,14 @@ mod tests {
         segment_of(&jdir, 4, &[("C:NEW", 4)]);
         let (r, _) = replay(&jdir, &sts, &|_| Some(None)).expect("replay");
         assert_eq!((r.written, r.already_stored), (0, 4), "{r:?}");
+
+        // A file that is no segment: set aside, the others replayed.
+        std::fs::write(segment_path(&jdir, 6), b"garbage, not a journal").expect("write");
+        segment_of(&jdir, 7, &[("E:Y", 2)]);
+        let (r, next) = replay(&jdir, &sts, &|_| Some(None)).expect("replay");
+        assert_eq!((r.unreadable, r.written, next), (1, 2, 8), "{r:?}");
+        assert!(jdir.join("0000000000000006.journal.unreadable").exists());
+        assert!(segments(&jdir).expect("list").is_empty());
 
         // A store that cannot be written: counted, the segment kept.
         let blocker = dir.path().join("blocker");
