@@ -29,7 +29,7 @@ mod common;
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use archiver_pb::{Granularity, PbReader, Timestamp};
@@ -96,26 +96,6 @@ fn wait_storing(a: &Archiver, prefix: &str, n: usize) {
                         > Some(0)
             })
     });
-}
-
-/// Every `.pb` file under `dir`.
-fn pb_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pb") {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// (time, k) of every sample of `pv` over both stores, sorted by time.
@@ -208,22 +188,13 @@ fn sigkill_at_random_moments_loses_only_what_the_journal_had_not_written() {
     let ended = now_f64();
 
     // Every file reads.
-    let files = pb_files(dir.path());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_archiver"))
-        .arg("pb")
-        .arg("--check")
-        .args(&files)
-        .output()
-        .unwrap();
-    let unreadable = if out.status.success() { 0 } else { 1 };
+    let files = support::pb_files(dir.path());
+    let check = support::pb_check(&files);
+    let unreadable = u32::from(check.is_err());
     println!(
         "{} files checked: {}",
         files.len(),
-        if unreadable == 0 {
-            "all readable".to_string()
-        } else {
-            String::from_utf8_lossy(&out.stderr).to_string()
-        }
+        check.err().unwrap_or_else(|| "all readable".to_string())
     );
 
     // Every PV against the IOC's sequence.

@@ -112,30 +112,11 @@ fn recent(a: &Archiver, pv: &str) -> Vec<Json> {
 }
 
 fn check_files(dir: &std::path::Path) -> usize {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.join("sts")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pb") {
-                files.push(p);
-            }
-        }
-    }
+    let files = support::pb_files(&dir.join("sts"));
     assert!(!files.is_empty(), "no .pb files under {}", dir.display());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_archiver"))
-        .arg("pb")
-        .arg("--check")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "archiver pb --check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = support::pb_check(&files) {
+        panic!("archiver pb --check failed: {e}");
+    }
     files.len()
 }
 
@@ -551,6 +532,23 @@ fn ioc_restart_is_seen_and_bridged_without_duplicates_or_gaps() {
     check_files(dir.path());
 }
 
+/// Archives `pvs` at every event and waits until each has 10 samples (in memory, with a
+/// long write period).
+fn archive_until_10_in_memory(a: &Archiver, pvs: &[String]) {
+    archive(
+        a,
+        json!(
+            pvs.iter()
+                .map(|p| json!({"pv": p, "samplingperiod": 0}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    wait_archiving(a, pvs);
+    a.wait_until(10.0, "10 samples of each PV in memory", |a| {
+        pvs.iter().all(|pv| recent(a, pv).len() >= 10)
+    });
+}
+
 /// The samples of `pv` in the STS files of `dir`, as ticks, in file order.
 fn ticks_on_disk(dir: &std::path::Path, pv: &str) -> Vec<i64> {
     let sts = archiver_storage::Tier::new("STS", dir.join("sts"), archiver_pb::Granularity::Hour);
@@ -578,18 +576,7 @@ fn kill_9_loses_nothing_received_100_ms_before_thanks_to_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = Archiver::start(dir.path(), ioc.port, ioc.beacon_port, 300.0);
     let pvs = [ioc.pv("LI"), ioc.pv("WF"), ioc.pv("MBBI")];
-    archive(
-        &a,
-        json!(
-            pvs.iter()
-                .map(|p| json!({"pv": p, "samplingperiod": 0}))
-                .collect::<Vec<_>>()
-        ),
-    );
-    wait_archiving(&a, &pvs);
-    a.wait_until(10.0, "10 samples of each PV in memory", |a| {
-        pvs.iter().all(|pv| recent(a, pv).len() >= 10)
-    });
+    archive_until_10_in_memory(&a, &pvs);
     let seen: Vec<Vec<i64>> = pvs.iter().map(|pv| ticks(&recent(&a, pv))).collect();
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(
@@ -645,18 +632,7 @@ fn sigterm_loses_nothing_and_a_restart_restores_every_pv() {
     // A long write period: everything received is still in memory at SIGTERM.
     let mut a = Archiver::start(dir.path(), ioc.port, ioc.beacon_port, 300.0);
     let pvs = [ioc.pv("LI"), ioc.pv("WF"), ioc.pv("MBBI")];
-    archive(
-        &a,
-        json!(
-            pvs.iter()
-                .map(|p| json!({"pv": p, "samplingperiod": 0}))
-                .collect::<Vec<_>>()
-        ),
-    );
-    wait_archiving(&a, &pvs);
-    a.wait_until(10.0, "10 samples of each PV in memory", |a| {
-        pvs.iter().all(|pv| recent(a, pv).len() >= 10)
-    });
+    archive_until_10_in_memory(&a, &pvs);
     let before: Vec<Vec<i64>> = pvs.iter().map(|pv| ticks(&recent(&a, pv))).collect();
     assert!(before.iter().all(|k| k.len() >= 10), "{before:?}");
     assert_eq!(

@@ -9,6 +9,41 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
+/// Every `.pb` file under `dir` (none if it does not exist).
+pub fn pb_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pb") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// `archiver pb --check` of `files`: `Err` with its error output if any is unreadable.
+pub fn pb_check(files: &[PathBuf]) -> Result<(), String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_archiver"))
+        .arg("pb")
+        .arg("--check")
+        .args(files)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// A running `archiver serve`.
 pub struct Archiver {
     pub child: Option<Child>,

@@ -16,7 +16,7 @@ use archiver_pb::{Granularity, PbReader};
 use archiver_storage::Tier;
 use archiver_time::SystemClock;
 
-use support::{every_event, monitor, wait_for};
+use support::{every_event, monitor, post_values, wait_for};
 
 async fn setup(sts_root: std::path::PathBuf, cfg: EngineConfig) -> (Server, Engine) {
     let server = Server::start(ServerConfig::loopback()).await.unwrap();
@@ -55,20 +55,7 @@ async fn a_failing_disk_keeps_every_sample_until_it_can_write() {
             .is_some_and(|s| s.conn.connected))
         .await
     );
-    let t0 = now().secs + 1;
-    for k in 1..=50 {
-        pv.post(
-            Value::Double(f64::from(k)),
-            Timestamp {
-                secs: t0,
-                nanos: k * 1000,
-            },
-            0,
-            0,
-        )
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    post_values(&pv, 1, 50, Duration::from_millis(10)).await;
     assert!(
         wait_for(10, || engine
             .status("T:DISK")

@@ -12,19 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archiver_ca::server::{PvSpec, Server, ServerConfig};
-use archiver_ca::{Client, Timestamp, Value};
+use archiver_ca::{Client, Value};
 use archiver_engine::{Engine, EngineConfig, JournalConfig};
 use archiver_pb::{Granularity, PbReader};
 use archiver_storage::Tier;
 use archiver_storage::journal::{replay, segments};
 use archiver_time::SystemClock;
 
-use support::{every_event, wait_for};
+use support::{every_event, post_values, wait_for};
 
-/// An engine whose STS root is under a regular file (every write fails until `blocker` is
-/// removed), journaling into `journal`.
-async fn setup(blocker: &Path, journal: JournalConfig) -> (Server, Engine) {
-    std::fs::write(blocker, b"not a folder").unwrap();
+/// An engine writing to an STS at `sts`, journaling as `journal` says, with a CA server.
+async fn setup(sts: &Path, journal: JournalConfig) -> (Server, Engine) {
     let server = Server::start(ServerConfig::loopback()).await.unwrap();
     let client = Client::new(server.client_config().build().unwrap())
         .await
@@ -36,11 +34,19 @@ async fn setup(blocker: &Path, journal: JournalConfig) -> (Server, Engine) {
     };
     let engine = Engine::start(
         client,
-        Tier::new("STS", blocker.join("sts"), Granularity::Hour),
+        Tier::new("STS", sts, Granularity::Hour),
         cfg,
         Arc::new(SystemClock),
     );
     (server, engine)
+}
+
+/// A PV `name` served by `server`, archived at every event, once connected.
+async fn archived(server: &Server, engine: &Engine, name: &str) -> Arc<archiver_ca::server::Pv> {
+    let pv = server.add_pv(PvSpec::new(name, Value::Double(0.0)));
+    engine.archive(name, every_event()).unwrap();
+    assert!(wait_for(10, || engine.status(name).is_some_and(|s| s.conn.connected)).await);
+    pv
 }
 
 fn values(tier: &Tier, pv: &str) -> Vec<f64> {
@@ -64,22 +70,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Posts `n` distinct samples of `pv`, 5 ms apart, values `from..from+n`.
+/// Posts values `from..from + n` to `pv`, 5 ms apart.
 async fn post(pv: &archiver_ca::server::Pv, from: u32, n: u32) {
-    let t0 = Timestamp::now().secs + 1;
-    for k in from..from + n {
-        pv.post(
-            Value::Double(f64::from(k)),
-            Timestamp {
-                secs: t0,
-                nanos: k * 1000,
-            },
-            0,
-            0,
-        )
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    post_values(pv, from, n, Duration::from_millis(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,16 +80,11 @@ async fn a_segment_stays_while_its_samples_are_unwritten_and_replays_them_exactl
     let dir = tempfile::tempdir().unwrap();
     let jdir: PathBuf = dir.path().join("journal");
     std::fs::create_dir_all(&jdir).unwrap();
+    // The STS root is under a regular file: every write fails until it is removed.
     let blocker = dir.path().join("blocked");
-    let (server, engine) = setup(&blocker, JournalConfig::new(&jdir, 1)).await;
-    let pv = server.add_pv(PvSpec::new("T:JRNL", Value::Double(0.0)));
-    engine.archive("T:JRNL", every_event()).unwrap();
-    assert!(
-        wait_for(10, || engine
-            .status("T:JRNL")
-            .is_some_and(|s| s.conn.connected))
-        .await
-    );
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let (server, engine) = setup(&blocker.join("sts"), JournalConfig::new(&jdir, 1)).await;
+    let pv = archived(&server, &engine, "T:JRNL").await;
     post(&pv, 1, 50).await;
     assert!(
         wait_for(10, || engine.status("T:JRNL").unwrap().buffered >= 50).await,
@@ -160,15 +148,9 @@ async fn beyond_its_bound_the_oldest_segment_goes_even_while_needed() {
     let blocker = dir.path().join("blocked");
     let mut cfg = JournalConfig::new(&jdir, 1);
     cfg.max_bytes = 1;
-    let (server, engine) = setup(&blocker, cfg).await;
-    let pv = server.add_pv(PvSpec::new("T:BOUND", Value::Double(0.0)));
-    engine.archive("T:BOUND", every_event()).unwrap();
-    assert!(
-        wait_for(10, || engine
-            .status("T:BOUND")
-            .is_some_and(|s| s.conn.connected))
-        .await
-    );
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let (server, engine) = setup(&blocker.join("sts"), cfg).await;
+    let pv = archived(&server, &engine, "T:BOUND").await;
     // Samples over more than two rotations: the first segment is over the bound.
     for round in 0..6 {
         post(&pv, 1 + round * 10, 10).await;
@@ -207,32 +189,11 @@ async fn a_journal_that_cannot_be_written_never_stops_ingest_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let jdir = dir.path().join("journal");
     std::fs::create_dir_all(&jdir).unwrap();
-    let server = Server::start(ServerConfig::loopback()).await.unwrap();
-    let client = Client::new(server.client_config().build().unwrap())
-        .await
-        .unwrap();
     let mut journal = JournalConfig::new(&jdir, 1);
     journal.fsync_interval = Duration::from_millis(200);
-    let cfg = EngineConfig {
-        write_period: Duration::from_millis(200),
-        journal: Some(journal),
-        ..EngineConfig::default()
-    };
     let sts = dir.path().join("sts");
-    let engine = Engine::start(
-        client,
-        Tier::new("STS", &sts, Granularity::Hour),
-        cfg,
-        Arc::new(SystemClock),
-    );
-    let pv = server.add_pv(PvSpec::new("T:JFAIL", Value::Double(0.0)));
-    engine.archive("T:JFAIL", every_event()).unwrap();
-    assert!(
-        wait_for(10, || engine
-            .status("T:JFAIL")
-            .is_some_and(|s| s.conn.connected))
-        .await
-    );
+    let (server, engine) = setup(&sts, journal).await;
+    let pv = archived(&server, &engine, "T:JFAIL").await;
     post(&pv, 1, 20).await;
     assert!(wait_for(10, || engine.journal_stats().unwrap().syncs >= 1).await);
     // The journal's folder becomes a file: no segment can be created or written.
