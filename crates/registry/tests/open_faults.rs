@@ -41,8 +41,7 @@ fn catalogue(dir: &Path, n: usize) -> PathBuf {
 fn refused(path: &Path) -> RegistryError {
     let before = std::fs::read(path).unwrap();
     let err = SqliteRegistry::open_waiting(path, Duration::from_millis(200))
-        .err()
-        .expect("the open must fail");
+        .expect_err("the open must fail");
     assert_eq!(
         std::fs::read(path).unwrap(),
         before,
