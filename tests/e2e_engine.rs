@@ -112,31 +112,7 @@ fn recent(a: &Archiver, pv: &str) -> Vec<Json> {
 }
 
 fn check_files(dir: &std::path::Path) -> usize {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.join("sts")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "pb") {
-                files.push(p);
-            }
-        }
-    }
-    assert!(!files.is_empty(), "no .pb files under {}", dir.display());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_archiver"))
-        .arg("pb")
-        .arg("--check")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "archiver pb --check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    files.len()
+    support::check_pb_files(&dir.join("sts"))
 }
 
 #[test]
