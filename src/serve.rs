@@ -109,6 +109,39 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File>
     }
 }
 
+/// Fails, naming `dir` and why (`EROFS`, `EACCES`), when this process may not create files
+/// in the existing folder `dir` (`access(2)` with `W_OK`, which sees a read-only mount even
+/// for root); a missing folder passes (its creation reports its own error). `what` names
+/// the folder and `why` says what needs it. Writes nothing.
+pub(crate) fn check_writable(dir: &std::path::Path, what: &str, why: &str) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if !dir.exists() {
+            return Ok(());
+        }
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .with_context(|| format!("{what} {} has a NUL byte", dir.display()))?;
+        // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+        #[allow(unsafe_code)]
+        let refused = unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0;
+        if refused {
+            let e = std::io::Error::last_os_error();
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            };
+            anyhow::bail!(
+                "{what} {} is not writable ({e}){why}; nothing was written (give a writable \
+                 folder, or fix its permissions or its mount)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every endpoint of `appliance` (management, retrieval over `retrieval`), the
 /// operations endpoints (`/metrics` over the appliance and `etl`, `/health`, `/ready` of
 /// `ready`), and the retrieval requests counted for `/metrics`.
@@ -226,11 +259,16 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     )?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    // A read-only folder is refused before anything is written, naming the folder: a
+    // service that started but could archive nothing would look healthy to systemd.
+    check_writable(
+        &data_dir,
+        "the data folder",
+        "the archiver creates archiver.lock and registry.sqlite there",
+    )?;
     // One archiver per data folder: a second one would write the same files and catalogue.
     // Held (an OS lock, released when the process ends, however it ends) until exit.
     let _data_dir_lock = lock_data_dir(&data_dir)?;
-    let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
-        .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
     // Every configured store; the engine writes to the first (the STS), new PVs get all.
     for w in file.storage.warnings(&stores) {
         warn!("{w}");
@@ -240,8 +278,9 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .first()
         .cloned()
         .context("no data store is configured")?;
-    // The engine writes here: a folder that cannot be created is an error now, not a
-    // write failure for every PV later.
+    // The engine writes here: a folder that cannot be created or written is an error now,
+    // not a write failure for every PV later. Checked before the registry is opened, so
+    // that a refused start writes nothing.
     std::fs::create_dir_all(sts.root()).with_context(|| {
         format!(
             "cannot create the folder of data store {} ({})",
@@ -249,6 +288,20 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             sts.root().display()
         )
     })?;
+    check_writable(
+        sts.root(),
+        &format!("the folder of data store {}", sts.name()),
+        "the engine writes every sample there first",
+    )?;
+    // The later stores only receive ETL moves, which keep the data in the store before
+    // when they fail: a warning, not a refusal.
+    for tier in stores.tiers().iter().skip(1) {
+        if let Err(e) = check_writable(tier.root(), &format!("data store {}", tier.name()), "") {
+            warn!("{e:#}; ETL into it will fail and keep the data where it is");
+        }
+    }
+    let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
+        .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
     // What a crash left in the journal goes to the short-term store before anything else

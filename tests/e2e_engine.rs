@@ -112,12 +112,7 @@ fn recent(a: &Archiver, pv: &str) -> Vec<Json> {
 }
 
 fn check_files(dir: &std::path::Path) -> usize {
-    let files = support::pb_files(&dir.join("sts"));
-    assert!(!files.is_empty(), "no .pb files under {}", dir.display());
-    if let Err(e) = support::pb_check(&files) {
-        panic!("archiver pb --check failed: {e}");
-    }
-    files.len()
+    support::check_pb_files(&dir.join("sts"))
 }
 
 #[test]

@@ -92,6 +92,20 @@ impl Archiver {
         Archiver::launch_on("serve", data_dir, (1, 0), config, listen, env)
     }
 
+    /// [`Archiver::start_demo`] with the binary's log (stderr, `RUST_LOG=warn`) written to
+    /// the file `log` instead of the test's stderr.
+    pub fn start_demo_logging(data_dir: &Path, config: &str, log: &Path) -> Archiver {
+        Archiver::spawn(
+            "demo",
+            data_dir,
+            (0, 0),
+            config,
+            "127.0.0.1:0",
+            &[],
+            Some(log),
+        )
+    }
+
     /// `archiver <subcommand>` (`serve` or `demo`); see [`Archiver::start_with`].
     fn launch(
         subcommand: &str,
@@ -114,10 +128,23 @@ impl Archiver {
     fn launch_on(
         subcommand: &str,
         data_dir: &Path,
+        ports: (u16, u16),
+        config: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Archiver {
+        Archiver::spawn(subcommand, data_dir, ports, config, listen, env, None)
+    }
+
+    /// [`Archiver::launch_on`] with stderr into the file `log` if given.
+    fn spawn(
+        subcommand: &str,
+        data_dir: &Path,
         (ioc_port, beacon_port): (u16, u16),
         config: &str,
         listen: &str,
         env: &[(&str, &str)],
+        log: Option<&Path>,
     ) -> Archiver {
         let config_text = config;
         let config = data_dir.join("archiver.toml");
@@ -138,7 +165,10 @@ impl Archiver {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match log {
+                Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn archiver");
         let out = child.stdout.take().unwrap();
@@ -403,4 +433,15 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Runs `archiver pb --check` on every `.pb` file under `root`, which must pass; returns
+/// how many files were checked (at least one).
+pub fn check_pb_files(root: &Path) -> usize {
+    let files = pb_files(root);
+    assert!(!files.is_empty(), "no .pb files under {}", root.display());
+    if let Err(e) = pb_check(&files) {
+        panic!("archiver pb --check failed: {e}");
+    }
+    files.len()
 }

@@ -107,6 +107,12 @@ pub trait ApplianceApi: Send + Sync + 'static {
         None
     }
 
+    /// `pv`'s last write error, if its last write into a data store failed (see
+    /// `Appliance::last_write_error`); shown by getPVStatus and getPVDetails.
+    fn last_write_error(&self, _pv: &str) -> Option<String> {
+        None
+    }
+
     /// Why the site policy file's last change was not taken, naming the file and the
     /// problem (the policies read before stay in force); `None` when all is well.
     fn policy_file_error(&self) -> Option<String> {
@@ -312,6 +318,10 @@ impl ApplianceApi for Appliance {
 
     fn policy_file_error(&self) -> Option<String> {
         Appliance::policy_file_error(self)
+    }
+
+    fn last_write_error(&self, pv: &str) -> Option<String> {
+        Appliance::last_write_error(self, pv)
     }
 
     async fn change_parameters(

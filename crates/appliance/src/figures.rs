@@ -52,6 +52,10 @@ pub struct StoreFigures {
     /// Bytes available to the archiver on the store's file system (`statvfs`); `None`
     /// when it cannot be known (the folder's file system cannot be read).
     pub available_bytes: Option<u64>,
+    /// Failed writes into the store since start (the engine's and ETL's), by reason.
+    pub write_failures: archiver_storage::StoreWriteFailures,
+    /// PVs whose last write into the store failed.
+    pub failing_pvs: usize,
 }
 
 /// One ETL stage (a move from one store into the next) since start.
@@ -134,6 +138,20 @@ fn add_counters(a: &mut CountersSnapshot, b: &CountersSnapshot) {
 }
 
 impl Appliance {
+    /// `pv`'s last write error if its last write into a data store failed (the first
+    /// store with one, in the configured order), as `<ISO time> <reason>: <error>`, e.g.
+    /// `2026-11-30T08:00:00Z out_of_space: tier STS: ...: No space left on device`.
+    pub fn last_write_error(&self, pv: &str) -> Option<String> {
+        self.stores().tiers().iter().find_map(|t| {
+            let e = t.last_write_error(pv)?;
+            let at =
+                archiver_time::Timestamp::new(e.at_secs, 0).iso(archiver_time::Precision::Seconds);
+            Some(format!("{at} {}: {}", e.reason.label(), e.message))
+        })
+    }
+}
+
+impl Appliance {
     /// The operational figures now, ETL's from `etl` (the one the server runs; `None`:
     /// no ETL). Reads every PV's counters (one short lock each) and `statvfs`s each
     /// store's folder: blocking, meant for a metrics scrape (run it off the async
@@ -154,6 +172,8 @@ impl Appliance {
                 name: t.name().to_string(),
                 root: t.root().to_path_buf(),
                 available_bytes: io.available_space(t.root()).ok().flatten(),
+                write_failures: t.write_failures(),
+                failing_pvs: t.failing_pvs(),
             })
             .collect();
         let etl = etl.map_or_else(Vec::new, |etl| {

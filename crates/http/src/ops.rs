@@ -431,6 +431,40 @@ impl prometheus_client::collector::Collector for Collector {
             Gauge,
             &free,
         )?;
+        let failed: Vec<([(&'static str, String); 2], f64)> = f
+            .stores
+            .iter()
+            .flat_map(|s| {
+                s.write_failures.iter().map(|(reason, n)| {
+                    (
+                        [
+                            ("store", s.name.clone()),
+                            ("reason", reason.label().to_string()),
+                        ],
+                        n as f64,
+                    )
+                })
+            })
+            .collect();
+        family(
+            &mut enc,
+            "archiver_store_write_errors",
+            "Failed writes into each data store (the engine's and ETL's), by reason.",
+            Counter,
+            &failed,
+        )?;
+        let failing: Vec<(Labels1, f64)> = f
+            .stores
+            .iter()
+            .map(|s| (l1("store", s.name.clone()), s.failing_pvs as f64))
+            .collect();
+        family(
+            &mut enc,
+            "archiver_store_failing_pvs",
+            "PVs whose last write into each data store failed.",
+            Gauge,
+            &failing,
+        )?;
         let stage =
             |s: &archiver_appliance::StageFigures| [("from", s.from.clone()), ("to", s.to.clone())];
         let etl = |v: &dyn Fn(&archiver_appliance::StageFigures) -> f64| {

@@ -193,10 +193,13 @@ pub enum RegistryError {
     },
     /// The database was written by a newer version of the archiver.
     #[error(
-        "registry schema version {found} is newer than this build supports ({supported}); \
-         upgrade the archiver"
+        "the registry file {} has schema version {found}, newer than this build supports \
+         ({supported}); it was left as it is: upgrade the archiver",
+        .path.display()
     )]
     SchemaTooNew {
+        /// The catalogue file (`:memory:` for a catalogue in memory).
+        path: PathBuf,
         /// The version in `schema_version`.
         found: u32,
         /// The newest version this build knows.
@@ -211,6 +214,49 @@ pub enum RegistryError {
         description: &'static str,
         /// The backend's error.
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The catalogue file is damaged or is not an SQLite database (garbage bytes, a
+    /// truncated copy). It is never replaced or repaired: the operator decides.
+    #[error(
+        "the registry file {} is damaged or is not an SQLite database ({detail}); it was \
+         left as it is: restore it from a backup, or move it away to start with an empty \
+         catalogue (the PVs must then be archived or imported again)",
+        .path.display()
+    )]
+    Corrupt {
+        /// The catalogue file.
+        path: PathBuf,
+        /// SQLite's words for what is wrong.
+        detail: String,
+    },
+    /// The catalogue file is an SQLite database of something else: tables that are not
+    /// the archiver's, or the archiver's tables without their columns.
+    #[error(
+        "the registry file {} is not an archiver catalogue ({detail}); it was left as it \
+         is: give the archiver another --data-dir, or move the file away",
+        .path.display()
+    )]
+    ForeignSchema {
+        /// The catalogue file.
+        path: PathBuf,
+        /// What was found instead, e.g. `tables foo, bar and no schema_version`.
+        detail: String,
+    },
+    /// Another process held a lock on the catalogue file for longer than the busy
+    /// timeout ([`crate::sqlite::BUSY_TIMEOUT`]) while it was opened.
+    #[error(
+        "the registry file {} is locked by another process (waited {:?}): another \
+         archiver, or a tool such as sqlite3 in a transaction, has it open; stop that \
+         process (`fuser -v {}` names it) and start again",
+        .path.display(),
+        .waited,
+        .path.display()
+    )]
+    Locked {
+        /// The catalogue file.
+        path: PathBuf,
+        /// How long the open waited for the lock.
+        waited: std::time::Duration,
     },
     /// The registry's folder cannot be created.
     #[error("cannot create registry folder {}: {source}", .path.display())]

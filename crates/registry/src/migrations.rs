@@ -130,6 +130,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: u32) -> Result<u32, Regi
     let found = version_of(&tx)?;
     if found > SCHEMA_VERSION {
         return Err(RegistryError::SchemaTooNew {
+            path: db_path(&tx),
             found,
             supported: SCHEMA_VERSION,
         });
@@ -178,6 +179,64 @@ pub(crate) fn version_of(conn: &Connection) -> Result<u32, RegistryError> {
         |r| r.get(0),
     )
     .map_err(|e| RegistryError::backend("schema_version", None, e))
+}
+
+/// The file of `conn`, `:memory:` for a database in memory.
+pub(crate) fn db_path(conn: &Connection) -> std::path::PathBuf {
+    std::path::PathBuf::from(conn.path().filter(|p| !p.is_empty()).unwrap_or(":memory:"))
+}
+
+/// The tables of [`SCHEMA_VERSION`] and the columns the catalogue reads and writes.
+const TABLES: &[(&str, &str)] = &[
+    (
+        "PVTypeInfo",
+        "pvName, typeInfoJSON, last_modified, paused, applianceIdentity, creationTime, \
+         modificationTime",
+    ),
+    ("PVAliases", "pvName, realName, last_modified"),
+    ("ArchivePVRequests", "pvName, userParams, last_modified"),
+    ("NamedFlags", "name, value, last_modified"),
+];
+
+/// Why the database is not an archiver catalogue that [`migrate`] may bring up to date, or
+/// `None` if it is one (or empty). Reads only: run before anything writes to the file, so
+/// that a foreign file is left exactly as it was. A database without `schema_version`
+/// but with tables belongs to something else (the archiver creates `schema_version` in
+/// the transaction that creates its first table).
+pub(crate) fn foreign_schema(conn: &Connection) -> Result<Option<String>, RegistryError> {
+    if version_of(conn)? > 0 {
+        return Ok(None);
+    }
+    let db = |e: rusqlite::Error| RegistryError::backend("schema_check", None, e);
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .map_err(db)?;
+    let tables = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "tables {} and no schema_version table",
+        tables.join(", ")
+    )))
+}
+
+/// Checks that a database at [`SCHEMA_VERSION`] has every table and column the catalogue
+/// uses; the error names the first one missing (e.g. `PVAliases: no such table:
+/// PVAliases`).
+pub(crate) fn check_tables(conn: &Connection) -> Result<(), String> {
+    for (table, columns) in TABLES {
+        conn.prepare(&format!("SELECT {columns} FROM {table} LIMIT 0"))
+            .map_err(|e| format!("{table}: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -308,7 +367,9 @@ mod tests {
         )
         .unwrap();
         match migrate(&mut conn) {
-            Err(RegistryError::SchemaTooNew { found, supported }) => {
+            Err(RegistryError::SchemaTooNew {
+                found, supported, ..
+            }) => {
                 assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),

@@ -52,11 +52,46 @@ impl SqliteRegistry {
     }
 
     /// Opens or creates the catalogue file at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// Each names `path`, and none changes a byte of an existing file that is not a
+    /// catalogue: [`RegistryError::Corrupt`] (garbage, a truncated copy),
+    /// [`RegistryError::ForeignSchema`] (another program's database, or the archiver's
+    /// tables without their columns), [`RegistryError::SchemaTooNew`],
+    /// [`RegistryError::Locked`] (another process held the file for [`BUSY_TIMEOUT`]),
+    /// else [`RegistryError::Backend`] (e.g. a read-only file).
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        Self::open_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteRegistry::open`] with another busy timeout (tests of a locked file).
+    pub fn open_waiting(path: &Path, busy_timeout: Duration) -> Result<Self, RegistryError> {
+        Self::open_checked(path, busy_timeout)
+            .map_err(|e| classify_open_error(path, busy_timeout, e))
+    }
+
+    fn open_checked(path: &Path, busy_timeout: Duration) -> Result<Self, RegistryError> {
         let op = "open";
         let db = |e: rusqlite::Error| RegistryError::backend(op, None, e);
         let conn = Connection::open(path).map_err(db)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        conn.busy_timeout(busy_timeout).map_err(db)?;
+        // The first read of the file, before anything writes to it (the journal mode
+        // below rewrites the header): garbage and foreign databases stop here untouched.
+        if let Some(detail) = migrations::foreign_schema(&conn)? {
+            return Err(RegistryError::ForeignSchema {
+                path: path.to_path_buf(),
+                detail,
+            });
+        }
+        let found = migrations::version_of(&conn)?;
+        if found > migrations::SCHEMA_VERSION {
+            return Err(RegistryError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: migrations::SCHEMA_VERSION,
+            });
+        }
         // A page cache of 512 KiB instead of SQLite's 2 MiB: the catalogue is read whole at
         // start and then written a row at a time, which a larger cache does not speed up,
         // and the archiver's resident memory is one of its targets.
@@ -85,6 +120,12 @@ impl SqliteRegistry {
 
     fn finish_open(mut conn: Connection, path: Option<PathBuf>) -> Result<Self, RegistryError> {
         migrations::migrate(&mut conn)?;
+        if let Err(detail) = migrations::check_tables(&conn) {
+            return Err(RegistryError::ForeignSchema {
+                path: migrations::db_path(&conn),
+                detail,
+            });
+        }
         Ok(SqliteRegistry {
             conn: Mutex::new(conn),
             path,
@@ -656,6 +697,32 @@ fn decode_request(pv: String, params: &str) -> Result<ArchiveRequest, RegistryEr
             user_params,
         }),
         Err(source) => Err(RegistryError::CorruptArchiveRequest { pv, source }),
+    }
+}
+
+/// An error of [`SqliteRegistry::open`] in the operator's terms: SQLite's "not a
+/// database" and "malformed" become [`RegistryError::Corrupt`], "busy" and "locked"
+/// [`RegistryError::Locked`], each naming the file; anything else is kept.
+fn classify_open_error(path: &Path, waited: Duration, e: RegistryError) -> RegistryError {
+    use rusqlite::ErrorCode;
+    let code = match &e {
+        RegistryError::Backend { source, .. } | RegistryError::Migration { source, .. } => source
+            .downcast_ref::<rusqlite::Error>()
+            .and_then(|s| s.sqlite_error_code().map(|c| (c, s.to_string()))),
+        _ => None,
+    };
+    match code {
+        Some((ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt, detail)) => {
+            RegistryError::Corrupt {
+                path: path.to_path_buf(),
+                detail,
+            }
+        }
+        Some((ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked, _)) => RegistryError::Locked {
+            path: path.to_path_buf(),
+            waited,
+        },
+        _ => e,
     }
 }
 

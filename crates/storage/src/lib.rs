@@ -115,6 +115,7 @@ assert_eq!(stores.remove_pv_data("A:B")?, 1);
 mod backend;
 mod error;
 pub mod etl;
+mod faults;
 mod index;
 pub mod journal;
 pub mod locks;
@@ -131,6 +132,7 @@ pub use crate::error::StorageError;
 pub use crate::etl::{
     ChainStore, Etl, EtlCounts, EtlMode, EtlPv, NamedFlags, OutOfSpacePolicy, Reducer,
 };
+pub use crate::faults::{LastWriteError, StoreWriteFailures, WriteFailureReason};
 pub use crate::locks::{PvLock, PvLocks};
 pub use crate::query::TierQuery;
 pub use crate::stores::DataStores;

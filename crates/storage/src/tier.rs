@@ -13,6 +13,7 @@ use archiver_pb::{
 
 use crate::backend::{Backend, OpenMode};
 use crate::error::StorageError;
+use crate::faults::{LastWriteError, StoreWriteFailures};
 use crate::index::PartitionIndex;
 use crate::locks::PvLock;
 use crate::query::TierQuery;
@@ -51,6 +52,8 @@ pub struct Tier {
     /// The file name extension of this view's partitions: `.pb` for the samples, or
     /// `.<post-processor>` for the reductions ETL caches ([`Tier::reduced`]).
     extension: Arc<str>,
+    /// Failed writes by reason and each failing PV's last error (shared by clones).
+    faults: Arc<crate::faults::WriteFaults>,
 }
 
 /// One partition file of a PV.
@@ -138,6 +141,7 @@ impl Tier {
             sync: SyncPolicy::default(),
             index: Arc::default(),
             extension: PB_EXTENSION.into(),
+            faults: Arc::default(),
         }
     }
 
@@ -165,6 +169,7 @@ impl Tier {
             sync: SyncPolicy::default(),
             index: Arc::default(),
             extension: PB_EXTENSION.into(),
+            faults: Arc::default(),
         }
     }
 
@@ -352,6 +357,18 @@ impl Tier {
         touched: &mut Vec<PathBuf>,
     ) -> Result<AppendCounts, StorageError> {
         let pv = self.check_lock(lock)?;
+        let result = self.append_samples(pv, ty, samples, touched);
+        self.faults.note(pv, &result);
+        result
+    }
+
+    fn append_samples(
+        &self,
+        pv: &str,
+        ty: PayloadType,
+        samples: &[Sample],
+        touched: &mut Vec<PathBuf>,
+    ) -> Result<AppendCounts, StorageError> {
         let mut total = AppendCounts::default();
         let mut written = Written::new();
         let mut rest = samples;
@@ -378,6 +395,22 @@ impl Tier {
         }
         touched.extend(written.into_iter().map(|(p, _)| p));
         Ok(total)
+    }
+
+    /// This store's failed writes since start, by reason (see [`crate::WriteFailureReason`]).
+    pub fn write_failures(&self) -> StoreWriteFailures {
+        self.faults.counts()
+    }
+
+    /// The last error of `pv`'s writes to this store if its last write failed; `None`
+    /// once a write succeeded again.
+    pub fn last_write_error(&self, pv: &str) -> Option<LastWriteError> {
+        self.faults.last(pv)
+    }
+
+    /// How many PVs' last write to this store failed.
+    pub fn failing_pvs(&self) -> usize {
+        self.faults.failing_pvs()
     }
 
     /// Appends already encoded lines (escaped, newline-terminated) of samples of `pv` of
@@ -419,9 +452,11 @@ impl Tier {
     ) -> Result<AppendCounts, StorageError> {
         let pv = self.check_lock(lock)?;
         let mut written = Written::new();
-        let c = self
+        let result = self
             .append_lines_runs(pv, ty, year, lines, &mut written)
-            .inspect_err(|_| self.roll_back(&written))?;
+            .inspect_err(|_| self.roll_back(&written));
+        self.faults.note(pv, &result);
+        let c = result?;
         touched.extend(written.into_iter().map(|(p, _)| p));
         Ok(c)
     }

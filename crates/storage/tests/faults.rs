@@ -10,7 +10,7 @@ use std::path::Path;
 use archiver_pb::time::start_of_year;
 use archiver_pb::{Granularity, PayloadType, PbReader, Sample, Timestamp, Value};
 use archiver_storage::testing::{CrashImage, Fault, SimBackend};
-use archiver_storage::{Backend, StorageError, SyncPolicy, Tier};
+use archiver_storage::{Backend, StorageError, SyncPolicy, Tier, WriteFailureReason};
 
 const PV: &str = "SIM:AI-1";
 const TY: PayloadType = PayloadType::ScalarDouble;
@@ -105,6 +105,45 @@ fn enospc_in_the_middle_of_an_append_keeps_no_torn_line_and_the_retry_writes_onc
     let (samples, skipped, torn) = stored(&sim);
     assert_eq!(samples, [batch(0), batch(1)].concat());
     assert_eq!((skipped, torn), (0, 0));
+}
+
+/// A full disk is counted by reason and kept as the PV's last write error, for /metrics
+/// and getPVStatus; the PV's next good write clears its error, the count stays; a clone of
+/// the tier (the engine's, ETL's) shares the record.
+#[test]
+fn a_failed_write_is_counted_by_reason_and_kept_as_the_pvs_last_error_until_it_succeeds() {
+    let sim = SimBackend::new();
+    let tier = sts(&sim, SyncPolicy::OsWriteback);
+    let view = tier.clone();
+    tier.append(PV, TY, &batch(0)).expect("a");
+    assert_eq!(tier.write_failures().by_reason, [0; 4]);
+    assert_eq!(tier.last_write_error(PV), None);
+    sim.set_capacity(Some(sim.used_bytes()));
+    for _ in 0..3 {
+        tier.append(PV, TY, &batch(1)).expect_err("full");
+    }
+    let (mut lines, mut scratch) = (Vec::new(), Vec::new());
+    archiver_pb::codec::encode_line(&s(99_000), 2024, &mut lines, &mut scratch).expect("line");
+    tier.append_lines("OTHER:PV", TY, 2024, &lines)
+        .expect_err("full");
+    let counts: Vec<_> = view.write_failures().iter().collect();
+    assert_eq!(counts[0], (WriteFailureReason::OutOfSpace, 4), "{counts:?}");
+    assert!(counts[1..].iter().all(|(_, n)| *n == 0), "{counts:?}");
+    let last = view.last_write_error(PV).expect("a last error");
+    assert_eq!(last.reason, WriteFailureReason::OutOfSpace);
+    assert!(last.message.contains("STS"), "{}", last.message);
+    assert!(last.at_secs > 1_700_000_000);
+    assert_eq!(view.failing_pvs(), 2);
+    sim.set_capacity(None);
+    tier.append(PV, TY, &batch(1)).expect("retry");
+    assert_eq!(view.last_write_error(PV), None);
+    assert!(view.last_write_error("OTHER:PV").is_some());
+    assert_eq!(view.failing_pvs(), 1);
+    assert_eq!(
+        view.write_failures().by_reason[0],
+        4,
+        "a count never goes down"
+    );
 }
 
 #[test]

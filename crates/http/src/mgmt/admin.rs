@@ -523,6 +523,19 @@ pub async fn get_pv_details(
     detail(
         &mut out,
         p,
+        "Write errors (short-term store)",
+        c.write_errors.to_string(),
+    );
+    detail(
+        &mut out,
+        p,
+        "Last write error",
+        app.last_write_error(&s.name)
+            .unwrap_or_else(|| "none".to_string()),
+    );
+    detail(
+        &mut out,
+        p,
         "Is engine currently archiving this?",
         yes_no(s.state != PvState::Paused, "yes", "no"),
     );

@@ -364,6 +364,9 @@ fn registry_error(e: RegistryError) -> ApiError {
         | RegistryError::CorruptArchiveRequest { .. }
         | RegistryError::SchemaTooNew { .. }
         | RegistryError::Migration { .. }
+        | RegistryError::Corrupt { .. }
+        | RegistryError::ForeignSchema { .. }
+        | RegistryError::Locked { .. }
         | RegistryError::Io { .. } => ApiError::internal(e),
         client => ApiError::bad(client.to_string()),
     }

@@ -57,6 +57,10 @@ pub struct StatusJson<'a> {
     last_disconnect: Str<JavaTime>,
     transient_errors: Str<u64>,
     write_errors: Str<u64>,
+    /// The PV's last write error while its writes fail (beyond Java's keys; absent once
+    /// a write succeeded again).
+    #[serde(rename = "lastWriteError", skip_serializing_if = "Option::is_none")]
+    last_write_error: Option<String>,
     first_event: Str<JavaTime>,
     archive_fields: Str<Joined<'a>>,
     /// Conditional archiving (beyond Java's keys, only for a PV with a controlling PV).
@@ -85,6 +89,12 @@ impl<'a> StatusJson<'a> {
     /// `pvName` is `asked`, `pvNameOnly` stays the PV's name (Java `GetPVStatusAction`).
     pub fn asked_as(mut self, asked: &'a str) -> Self {
         self.pv_name = asked;
+        self
+    }
+
+    /// With `lastWriteError` (see `ApplianceApi::last_write_error`).
+    pub fn with_last_write_error(mut self, error: Option<String>) -> Self {
+        self.last_write_error = error;
         self
     }
 }
@@ -185,6 +195,7 @@ pub fn status_json<'a>(
         last_disconnect: Str(JavaTime(c.last_disconnect_secs)),
         transient_errors: Str(c.transient_errors),
         write_errors: Str(c.write_errors),
+        last_write_error: None,
         first_event: Str(JavaTime(c.first_event_secs)),
         archive_fields: Str(Joined(&s.config.archive_fields)),
         controlling_pv_state: control.as_ref().map(control_state),
@@ -236,7 +247,9 @@ fn status_body(app: &dyn ApplianceApi, names: &[String]) -> ApiResult<Vec<u8>> {
         let written = match s {
             Some(s) => serde_json::to_writer(
                 &mut out,
-                &status_json(s, app.identity(), app.control_status(&s.name)).asked_as(n),
+                &status_json(s, app.identity(), app.control_status(&s.name))
+                    .asked_as(n)
+                    .with_last_write_error(app.last_write_error(&s.name)),
             ),
             None => match catalogued_status(app, n).map_err(super::registry_error)? {
                 Some((real, status)) => serde_json::to_writer(
