@@ -43,7 +43,7 @@
 //! ]
 //! fsync = false                         # true: fdatasync every append (see StorageSection)
 //! etl = true                            # move closed partitions down the stores (ETL)
-//! out_of_space = "DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE"  # Java's policies
+//! out_of_space = "SKIP_ETL_WHEN_OUT_OF_SPACE"  # or Java's two deleting policies
 //! max_bytes_per_hour = 50000000         # storage-rate guard per PV (off without it)
 //! [storage.pv_max_bytes_per_hour]       # single PVs' limits
 //! "SR:NOISY:PV" = 1000000000

@@ -96,16 +96,23 @@ const COPY_CHUNK: usize = 1 << 20;
 
 /// What a stage does when the destination lacks the space for a file (Java's
 /// `OutOfSpaceHandling`, in `archappl.properties`).
+///
+/// The default here is [`OutOfSpacePolicy::Skip`], not Java's
+/// `DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE`: nothing archived is deleted
+/// because a disk is full. While the MTS is full the STS keeps its files (and, once it is
+/// full too, new samples wait in memory, then drop, counted); choose Java's policy for an
+/// STS on a small RAM disk where fresh data matters more than the oldest hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutOfSpacePolicy {
     /// `DELETE_SRC_STREAMS_IF_FIRST_DEST_WHEN_OUT_OF_SPACE` (Java's default): the first
     /// stage (STS → MTS) deletes the file it cannot move, so the short-term store (often
     /// a RAM disk) never fills; later stages wait for space.
-    #[default]
     DeleteSrcIfFirstDest,
     /// `DELETE_SRC_STREAMS_WHEN_OUT_OF_SPACE`: every stage deletes what it cannot move.
     DeleteSrc,
-    /// `SKIP_ETL_WHEN_OUT_OF_SPACE`: the file stays where it is until there is space.
+    /// `SKIP_ETL_WHEN_OUT_OF_SPACE` (the default here): the file stays where it is until
+    /// there is space.
+    #[default]
     Skip,
 }
 
