@@ -4,6 +4,7 @@
 # INTERVAL seconds:
 #   - search datagrams/s as counted by a UDP listener standing where the IOC would be
 #     (EPICS_CA_ADDR_LIST points at it: every search the archiver sends arrives there),
+#     and the most it received in any one second of the row's window,
 #   - search datagrams/s and names/s from the archiver's own /metrics
 #     (archiver_ca_search_datagrams_total, archiver_ca_searched_names_total),
 #   - the RSS of `archiver serve` (VmRSS from /proc).
@@ -30,27 +31,36 @@ cleanup() {
 trap cleanup EXIT
 trap "exit 1" INT TERM
 
-# The listener: binds a free loopback UDP port, prints it, then keeps the number of
-# datagrams received so far in listener.count (rewritten every 0.2 s).
+# The listener: binds a free loopback UDP port, prints it, then keeps in listener.count
+# (rewritten every 0.2 s) the number of datagrams received so far and the most received
+# in one whole second since the reader last deleted listener.peak.
 python3 -u - "$WORK/listener.count" >"$WORK/listener.out" <<'EOF' &
 import os, socket, sys, time
 out = sys.argv[1]
+peak_file = out.replace(".count", ".peak")
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 s.bind(("127.0.0.1", 0))
 print("PORT", s.getsockname()[1], flush=True)
 s.settimeout(0.05)
 n, t = 0, 0.0
+sec, in_sec, peak = int(time.monotonic()), 0, 0
 while True:
     try:
         s.recv(65536)
         n += 1
+        in_sec += 1
     except socket.timeout:
         pass
     now = time.monotonic()
+    if int(now) != sec:
+        sec, peak, in_sec = int(now), max(peak, in_sec), 0
     if now - t >= 0.2:
+        if not os.path.exists(peak_file):
+            peak = 0
+            open(peak_file, "w").close()
         with open(out + ".tmp", "w") as f:
-            f.write("%d\n" % n)
+            f.write("%d %d\n" % (n, max(peak, in_sec)))
         os.replace(out + ".tmp", out)
         t = now
 EOF
@@ -75,7 +85,9 @@ URL="$(grep -o 'http://[0-9.:]*' "$WORK/serve.out" | head -1)"
 metric() { curl -fsS "$URL/metrics" | awk -v m="$1" '$1==m{print $2}' | head -1; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$SERVE/status"; }
 now_s() { date +%s.%N; }
-listened() { cat "$WORK/listener.count" 2>/dev/null || echo 0; }
+listened() { awk '{print $1}' "$WORK/listener.count" 2>/dev/null || echo 0; }
+# The most datagrams the listener received in one second since the last call.
+peak() { awk '{print $2}' "$WORK/listener.count" 2>/dev/null || echo 0; rm -f "$WORK/listener.peak"; }
 
 echo "# $(date -u +%FT%TZ) nproc=$(nproc) mem=$(free -g | awk '/Mem/{print $2}')G N=$N SECS=$SECS binary=$BIN"
 echo "# RSS before archivePV: $(rss_kb) kB"
@@ -91,14 +103,15 @@ echo "# $N archive requests submitted"
 T0="$(now_s)"; T_PREV="$T0"
 D0="$(metric archiver_ca_search_datagrams_total)"; M0="$(metric archiver_ca_searched_names_total)"
 L0="$(listened)"
-printf '%6s %14s %14s %12s %10s\n' t_s listener_dg/s metrics_dg/s names/s rss_MB
+printf '%6s %14s %12s %14s %12s %10s\n' t_s listener_dg/s peak_dg/1s metrics_dg/s names/s rss_MB
+peak >/dev/null
 while awk -v a="$(now_s)" -v b="$T0" -v s="$SECS" 'BEGIN{exit !(a - b < s)}'; do
     sleep "$INTERVAL"
-    T1="$(now_s)"; L1="$(listened)"
+    T1="$(now_s)"; L1="$(listened)"; P="$(peak)"
     D1="$(metric archiver_ca_search_datagrams_total)"; M1="$(metric archiver_ca_searched_names_total)"
     awk -v t="$T1" -v t0="$T0" -v tp="$T_PREV" -v l0="$L0" -v l1="$L1" -v d0="$D0" -v d1="$D1" \
-        -v m0="$M0" -v m1="$M1" -v r="$(rss_kb)" \
-        'BEGIN{e=t-tp; printf "%6d %14.1f %14.1f %12.1f %10.1f\n", t-t0, (l1-l0)/e, (d1-d0)/e, (m1-m0)/e, r/1024}'
+        -v m0="$M0" -v m1="$M1" -v r="$(rss_kb)" -v p="$P" \
+        'BEGIN{e=t-tp; printf "%6d %14.1f %12d %14.1f %12.1f %10.1f\n", t-t0, (l1-l0)/e, p, (d1-d0)/e, (m1-m0)/e, r/1024}'
     T_PREV="$T1"; L0="$L1"; D0="$D1"; M0="$M1"
 done
 echo "# datagrams in all: listener $(listened), metrics $(metric archiver_ca_search_datagrams_total)"
