@@ -151,6 +151,8 @@ fn metrics_health_and_ready_of_the_demo() {
     assert!(json_bytes(&second) > json_bytes(&first));
     assert!(value(&second, "archiver_ca_circuits", &[]).unwrap() >= 1.0);
     assert!(value(&second, "archiver_ca_search_datagrams_total", &[]).unwrap() >= 1.0);
+    // exported (its value depends on the other CA clients of the host, on port 5065)
+    assert!(value(&second, "archiver_ca_repeater_takeovers_total", &[]).is_some());
     let buffered = value(&second, "archiver_buffered_samples", &[]).unwrap();
     let capacity = value(&second, "archiver_buffer_capacity_samples", &[]).unwrap();
     assert!(

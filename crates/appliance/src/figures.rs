@@ -92,6 +92,9 @@ pub struct CaFigures {
     pub circuits_opened: u64,
     /// Virtual circuits open now.
     pub circuits_open: u64,
+    /// Times the client took the host's beacon repeater port over after its holder went
+    /// away (`archiver_ca::repeater`).
+    pub repeater_takeovers: u64,
 }
 
 /// Everything the metrics endpoint exports, read at one moment.
@@ -210,6 +213,7 @@ impl Appliance {
                 search_replies: ca.search_replies.load(Relaxed),
                 circuits_opened: ca.circuits_opened.load(Relaxed),
                 circuits_open: ca.circuits_open.load(Relaxed),
+                repeater_takeovers: ca.repeater_takeovers.load(Relaxed),
             },
         }
     }

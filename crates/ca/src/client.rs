@@ -95,6 +95,9 @@ pub struct ClientStats {
     pub circuits_opened: AtomicU64,
     /// Virtual circuits open now.
     pub circuits_open: AtomicU64,
+    /// Times this client bound the repeater port after its holder had gone (see
+    /// [`crate::repeater`]), and runs the host's repeater since.
+    pub repeater_takeovers: AtomicU64,
 }
 
 impl Client {
@@ -109,6 +112,8 @@ impl Client {
         }
         let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).await?;
         udp.set_broadcast(true)?;
+        // Bound here, before `new` returns, so that a short-lived client holds the port
+        // for its whole life (the case the repeater hand-over has to survive).
         let repeater_task =
             repeater::try_bind(cfg.repeater_port).map(|s| tokio::spawn(repeater::run(s)));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -118,13 +123,9 @@ impl Client {
             .collect::<Vec<_>>()
             .join(" ");
         let stats = Arc::new(ClientStats::default());
-        let ctx = Context::new(cfg.clone(), udp, search_addrs.clone(), stats.clone());
-        tokio::spawn(async move {
-            ctx.run(cmd_rx).await;
-            if let Some(t) = repeater_task {
-                t.abort();
-            }
-        });
+        let mut ctx = Context::new(cfg.clone(), udp, search_addrs.clone(), stats.clone());
+        ctx.repeater_task = repeater_task;
+        tokio::spawn(ctx.run(cmd_rx));
         Ok(Client {
             inner: Arc::new(Inner {
                 cmd: cmd_tx,
@@ -222,8 +223,19 @@ struct Context {
     beacons: BeaconTracker,
     circ_tx: mpsc::UnboundedSender<CircEvent>,
     circ_rx: mpsc::UnboundedReceiver<CircEvent>,
-    repeater_confirmed: bool,
+    /// Our registration with the host's repeater, renewed for the client's whole life.
+    registration: repeater::Registration,
+    /// The repeater this process runs, if it holds the port (aborted with the context).
+    repeater_task: Option<tokio::task::JoinHandle<()>>,
     stats: Arc<ClientStats>,
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        if let Some(t) = self.repeater_task.take() {
+            t.abort();
+        }
+    }
 }
 
 impl Context {
@@ -247,7 +259,8 @@ impl Context {
             beacons: BeaconTracker::new(Instant::now()),
             circ_tx,
             circ_rx,
-            repeater_confirmed: false,
+            registration: repeater::Registration::default(),
+            repeater_task: None,
             stats,
         }
     }
@@ -255,7 +268,8 @@ impl Context {
     async fn run(mut self, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut buf = vec![0u8; 0x10000];
         let mut msgs = Vec::new();
-        let mut register = tokio::time::interval(Duration::from_secs(1));
+        let mut register = tokio::time::interval(repeater::TICK);
+        register.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.schedule.next_due();
             let sleep = tokio::time::sleep_until(next.map_or_else(
@@ -278,11 +292,36 @@ impl Context {
                     }
                 }
                 _ = sleep, if next.is_some() => self.search_pass().await,
-                _ = register.tick(), if !self.repeater_confirmed => {
-                    let to = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.cfg.repeater_port);
-                    let _ = self.udp.send_to(&repeater::register_message(Ipv4Addr::LOCALHOST), to).await;
-                }
+                _ = register.tick() => self.repeater_tick().await,
             }
+        }
+    }
+
+    /// Keeps this client registered with the host's repeater, whatever happens to the
+    /// process that holds the port ([`repeater::Registration`]).
+    async fn repeater_tick(&mut self) {
+        let step = self.registration.tick(Instant::now());
+        if step == repeater::Step::Wait {
+            return;
+        }
+        let port = self.cfg.repeater_port;
+        if step == repeater::Step::TakePortAndRegister
+            && self.repeater_task.as_ref().is_none_or(|t| t.is_finished())
+            && let Some(sock) = repeater::try_bind(port)
+        {
+            tracing::info!(
+                port,
+                "no repeater answered: this process runs the beacon repeater now"
+            );
+            self.stats
+                .repeater_takeovers
+                .fetch_add(1, Ordering::Relaxed);
+            self.repeater_task = Some(tokio::spawn(repeater::run(sock)));
+        }
+        let to = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let msg = repeater::register_message(Ipv4Addr::LOCALHOST);
+        if let Err(e) = self.udp.send_to(&msg, to).await {
+            tracing::debug!(%to, error = %e, "repeater registration failed");
         }
     }
 
@@ -334,12 +373,14 @@ impl Context {
                 self.attach(cid, server);
             }
             UdpMessage::Beacon { server, id } => {
+                // beacons reach us only through a repeater: it is alive
+                self.registration.heard(Instant::now());
                 if self.beacons.beacon(server, id, Instant::now()) && !self.schedule.is_empty() {
                     tracing::debug!(%server, "beacon anomaly: searching again now");
                     self.schedule.reset_all(Instant::now());
                 }
             }
-            UdpMessage::RepeaterConfirm => self.repeater_confirmed = true,
+            UdpMessage::RepeaterConfirm => self.registration.heard(Instant::now()),
         }
     }
 

@@ -568,6 +568,14 @@ impl prometheus_client::collector::Collector for Collector {
             Gauge,
             ca.circuits_open as f64,
         )?;
+        single(
+            &mut enc,
+            "archiver_ca_repeater_takeovers",
+            "Times the CA client bound the host's beacon repeater port after the process \
+             holding it had gone (it runs the repeater since).",
+            Counter,
+            ca.repeater_takeovers as f64,
+        )?;
         Ok(())
     }
 }
