@@ -10,14 +10,13 @@ use std::collections::{HashMap, HashSet};
 use archiver_appliance::{ApplianceApi, PvStatus, SharedAppliance};
 use archiver_registry::{PvTypeInfo, RegistryError};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{api_error, catalogue_call as catalogue, normalize, validation};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::BplRequest;
+use crate::extract::{BplRequest, RawBody};
 use crate::params::Params;
 
 /// The real name of `name` (an alias resolved), `.VAL` and `ca://` stripped.
@@ -131,7 +130,7 @@ pub fn type_info_body(body: &[u8]) -> ApiResult<PvTypeInfo> {
 pub async fn put_pv_type_info(
     State(app): State<SharedAppliance>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let params = Params::parse(query.as_deref());
     let pv = normalize(params.required("pv")?)?;
@@ -415,7 +414,10 @@ pub async fn paused_pvs_for_this_appliance(
 /// `errorPVs`; every other PV starts archiving in the state of its type info (paused only
 /// if it says so). Answers `{"appliance": "<identity>", "errorPVs": [...]}`; nothing is
 /// imported if one of the type infos is not valid (400).
-pub async fn import_config(State(app): State<SharedAppliance>, body: Bytes) -> ApiResult<Response> {
+pub async fn import_config(
+    State(app): State<SharedAppliance>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
     let infos = import_config_body(&body)?;
     let me = app.identity().to_string();
     let mut error_pvs = Vec::new();
