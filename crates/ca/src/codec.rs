@@ -499,6 +499,28 @@ mod tests {
             }
         }
 
+        /// What the `ca_dbr` fuzz target checks, bounded for CI: whatever decodes and
+        /// encodes, decodes again and encodes to the same bytes (no half characters, no
+        /// lossy field).
+        #[test]
+        fn encode_of_a_decoded_value_is_stable(
+            id in 0u16..35,
+            count in 0u32..8,
+            scalar in any::<bool>(),
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let ty = DbrType::from_u16(id).expect("valid");
+            if let Ok(d) = decode(ty, count, &data, scalar) {
+                let mut once = Vec::new();
+                if encode(ty, &d, &mut once).is_ok() {
+                    let again = decode(ty, d.value.len() as u32, &once, scalar).expect("decodes");
+                    let mut twice = Vec::new();
+                    encode(ty, &again, &mut twice).expect("encodes");
+                    prop_assert_eq!(once, twice);
+                }
+            }
+        }
+
         /// Every class × type round-trips through encode/decode.
         #[test]
         fn roundtrip((ty, value) in arb_typed()) {
