@@ -446,8 +446,7 @@ async fn named_pvs(
     Ok((names, one))
 }
 
-/// The names of `entries`, globs expanded against the archived names (in request order);
-/// a name that is not a valid PV name ([`normalize`]) is a 400.
+/// The names of `entries`, globs expanded against the archived names (in request order).
 fn expand(app: &dyn ApplianceApi, entries: &[NameEntry]) -> ApiResult<Vec<String>> {
     let mut all: Option<Vec<String>> = None;
     let mut out = Vec::new();
@@ -458,9 +457,7 @@ fn expand(app: &dyn ApplianceApi, entries: &[NameEntry]) -> ApiResult<Vec<String
             let all = all.get_or_insert_with(|| app.names());
             out.extend(all.iter().filter(|n| re.is_match(n)).cloned());
         } else {
-            // checked as every other call checks a name: found by the hostile-input test,
-            // `deletePVData?pv=/victim` reached the store and answered 500
-            out.push(normalize(&e.pv)?);
+            out.push(normalize_channel_name(e.pv.trim()).name.to_string());
         }
     }
     Ok(out)
