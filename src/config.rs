@@ -129,6 +129,14 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a whole request head; also the idle time after which
+    /// a keep-alive connection is closed (`archiver_http::server::ConnLimits`). Default 30.
+    pub header_read_timeout_secs: Option<f64>,
+    /// Longest pause, in seconds, between two pieces of a request body (then 408).
+    /// Default 30.
+    pub body_read_timeout_secs: Option<f64>,
+    /// HTTP connections served at once; one more gets a quick 503. Default 1024.
+    pub max_connections: Option<usize>,
     /// Engine settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -485,6 +493,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "open_retrieval"),
     ("", "tls_cert"),
     ("", "tls_key"),
+    ("", "header_read_timeout_secs"),
+    ("", "body_read_timeout_secs"),
+    ("", "max_connections"),
     ("engine", "write_period_secs"),
     ("engine", "server_ioc_drift_secs"),
     ("engine", "default_archive_fields"),
@@ -653,6 +664,34 @@ impl FileConfig {
         std::path::absolute(&dir).with_context(|| format!("data dir {}", dir.display()))
     }
 
+    /// The HTTP connection limits: `header_read_timeout_secs` and `body_read_timeout_secs`
+    /// (seconds, more than 0 and at most a day), `max_connections` (at least 1); defaults
+    /// from [`archiver_http::server::ConnLimits::default`].
+    fn conn_limits(&self) -> Result<archiver_http::server::ConnLimits> {
+        let mut limits = archiver_http::server::ConnLimits::default();
+        let secs = |key: &str, v: f64| -> Result<std::time::Duration> {
+            anyhow::ensure!(
+                v.is_finite() && v > 0.0 && v <= 86_400.0,
+                "{key} = {v}: give seconds, more than 0 and at most 86400"
+            );
+            Ok(std::time::Duration::from_secs_f64(v))
+        };
+        if let Some(v) = self.header_read_timeout_secs {
+            limits.header_read_timeout = secs("header_read_timeout_secs", v)?;
+        }
+        if let Some(v) = self.body_read_timeout_secs {
+            limits.body_read_timeout = secs("body_read_timeout_secs", v)?;
+        }
+        if let Some(n) = self.max_connections {
+            anyhow::ensure!(
+                n >= 1,
+                "max_connections = 0: at least one connection is served"
+            );
+            limits.max_connections = n;
+        }
+        Ok(limits)
+    }
+
     /// The access rule of `api_key`, `open_management`, `open_retrieval` for a server on
     /// `listen`; an error when bound beyond loopback with neither a key nor
     /// `open_management = true`, or with `open_retrieval = false` and no key (issue 13,
@@ -759,8 +798,10 @@ impl FileConfig {
                  neither"
             ),
         };
+        let conn_limits = self.conn_limits()?;
         Ok(Resolved {
             tls,
+            conn_limits,
             access,
             open_management: self.open_management.unwrap_or(false),
             open_retrieval: self.open_retrieval.unwrap_or(true),
@@ -789,6 +830,8 @@ pub struct Resolved {
     pub access: archiver_http::auth::Access,
     /// `tls_cert`, `tls_key`: HTTPS with these PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `header_read_timeout_secs`, `body_read_timeout_secs`, `max_connections`.
+    pub conn_limits: archiver_http::server::ConnLimits,
     /// `open_management` as configured.
     pub open_management: bool,
     /// `open_retrieval` as configured.
@@ -830,6 +873,9 @@ struct Effective {
     tls_cert: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_key: Option<String>,
+    header_read_timeout_secs: f64,
+    body_read_timeout_secs: f64,
+    max_connections: usize,
     engine: EffectiveEngine,
     storage: EffectiveStorage,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -878,6 +924,9 @@ impl Resolved {
             open_retrieval: self.open_retrieval,
             tls_cert: self.tls.as_ref().map(|t| t.0.display().to_string()),
             tls_key: self.tls.as_ref().map(|t| t.1.display().to_string()),
+            header_read_timeout_secs: self.conn_limits.header_read_timeout.as_secs_f64(),
+            body_read_timeout_secs: self.conn_limits.body_read_timeout.as_secs_f64(),
+            max_connections: self.conn_limits.max_connections,
             engine: EffectiveEngine {
                 write_period_secs: self.engine.write_period.as_secs_f64(),
                 server_ioc_drift_secs: self.engine.drift_secs,
@@ -961,6 +1010,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use std::time::Duration;
 
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
         vars.iter()
@@ -1091,6 +1141,32 @@ mod tests {
         FileConfig::layered_from(None, env(&[("ARCHIVER_CA_BENCH_SERVE", "1")])).unwrap();
     }
 
+    /// The HTTP connection limits: defaults, the keys, and values refused with the key named.
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_bad_values() {
+        let dir = Path::new("/data");
+        let cfg = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        let r = cfg("").resolve(Some(dir), None, None).unwrap();
+        assert_eq!(r.conn_limits, archiver_http::server::ConnLimits::default());
+        let r =
+            cfg("header_read_timeout_secs = 5\nbody_read_timeout_secs = 2.5\nmax_connections = 64")
+                .resolve(Some(dir), None, None)
+                .unwrap();
+        assert_eq!(r.conn_limits.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(r.conn_limits.body_read_timeout, Duration::from_millis(2500));
+        assert_eq!(r.conn_limits.max_connections, 64);
+        assert!(r.to_toml().unwrap().contains("max_connections = 64"));
+        for (text, key) in [
+            ("header_read_timeout_secs = 0", "header_read_timeout_secs"),
+            ("body_read_timeout_secs = -1", "body_read_timeout_secs"),
+            ("header_read_timeout_secs = 1e9", "header_read_timeout_secs"),
+            ("max_connections = 0", "max_connections"),
+        ] {
+            let e = cfg(text).resolve(Some(dir), None, None).unwrap_err();
+            assert!(format!("{e:#}").contains(key), "{text}: {e:#}");
+        }
+    }
+
     /// Bound beyond loopback, the server needs an API key unless management is opened;
     /// `open_retrieval = false` needs a key; the key is never printed (issue 13).
     #[test]
@@ -1165,6 +1241,9 @@ mod tests {
             open_retrieval: _,
             tls_cert: _,
             tls_key: _,
+            header_read_timeout_secs: _,
+            body_read_timeout_secs: _,
+            max_connections: _,
             engine:
                 EngineSection {
                     write_period_secs: _,
@@ -1188,7 +1267,7 @@ mod tests {
                 },
             policy: PolicySection { file: _ },
         } = reference;
-        assert_eq!(KEYS.len(), 24);
+        assert_eq!(KEYS.len(), 27);
     }
 
     #[test]

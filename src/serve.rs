@@ -4,7 +4,6 @@
 //! every buffer written → final catalogue sync → consolidation of the stores that ask for
 //! it (`consolidateOnShutdown=true`) → exit).
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -243,6 +242,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let Resolved {
         access,
         tls,
+        conn_limits,
         data_dir,
         listen,
         identity,
@@ -381,20 +381,23 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             std::process::exit(130);
         });
     };
+    let limits = conn_limits;
     let mut server = match tls {
-        Some(config) => tokio::spawn(
-            axum::serve(
-                archiver_http::ErrorBodies(archiver_http::tls::TlsListener::new(listener, config)),
-                router,
-            )
-            .with_graceful_shutdown(shutdown)
-            .into_future(),
-        ),
-        None => tokio::spawn(
-            axum::serve(archiver_http::ErrorBodies(listener), router)
-                .with_graceful_shutdown(shutdown)
-                .into_future(),
-        ),
+        Some(config) => tokio::spawn(archiver_http::server::serve(
+            archiver_http::ErrorBodies(
+                archiver_http::tls::TlsListener::new(listener, config)
+                    .max_handshakes(limits.max_connections),
+            ),
+            router,
+            limits,
+            shutdown,
+        )),
+        None => tokio::spawn(archiver_http::server::serve(
+            archiver_http::ErrorBodies(listener),
+            router,
+            limits,
+            shutdown,
+        )),
     };
     info!("HTTP listening on {local}; restoring the PVs of the catalogue");
     // Registry open and engine started: ready (PVs not restored yet answer as not archived).

@@ -96,6 +96,9 @@ impl StorageOpsError {
             StorageOpsError::UnknownStore { .. }
                 | StorageOpsError::BlackholeStore(..)
                 | StorageOpsError::EmptyRange { .. }
+                // a PV name that maps to no file inside a store (`/X`, `..:X`): found by the
+                // hostile-input test, deletePVData answered it 500
+                | StorageOpsError::Storage(archiver_storage::StorageError::BadName { .. })
         )
     }
 

@@ -359,7 +359,9 @@ impl Circuit {
                 }
             }
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
-                rbuf.reserve(64 * 1024);
+                // exact: an amortized reserve doubles a buffer that one large message
+                // (up to max_payload) made large
+                rbuf.reserve_exact(64 * 1024);
             }
             tokio::select! {
                 r = rd.read_buf(&mut rbuf) => {
@@ -416,6 +418,8 @@ impl Circuit {
     /// while a batch is pending).
     async fn process(&mut self, buf: &mut Vec<u8>) -> Result<(), ProtocolError> {
         let mut at = 0;
+        // the whole size of a partial message at the end of `buf`
+        let mut partial = 0;
         let result = loop {
             let Some((h, hl)) = Header::decode(&buf[at..]) else {
                 break Ok(());
@@ -425,8 +429,7 @@ impl Circuit {
                 Err(e) => break Err(e),
             };
             if buf.len() - at < hl + size {
-                // make room for the whole message (bounded by max_payload)
-                buf.reserve(hl + size);
+                partial = hl + size;
                 break Ok(());
             }
             let start = at + hl;
@@ -452,6 +455,11 @@ impl Circuit {
         // hold no queue between reads: a receiver ends when its last channel is gone
         self.batch_queue = None;
         buf.drain(..at);
+        // Room for the whole partial message (bounded by max_payload), exactly: reserving
+        // its size on top of the bytes already read, and the amortized doubling of
+        // `reserve`, let the buffer reach twice the largest message (found by the
+        // `ca_tcp_stream` fuzz target).
+        buf.reserve_exact(partial.saturating_sub(buf.len()));
         result
     }
 
@@ -929,40 +937,43 @@ async fn write_loop(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::channel::Subscription;
-    use crate::queue::{Overflow, event_queue};
-    use proptest::prelude::*;
-    use std::sync::atomic::AtomicU64;
+/// A channel's shared state for tests and fuzzing: `name`, CID `cid`, client key `key`.
+#[cfg(any(test, feature = "fuzzing"))]
+fn test_channel(name: &str, cid: u32, key: u64, queue: EventQueue) -> Arc<ChannelShared> {
+    Arc::new(ChannelShared {
+        name: name.into(),
+        cid,
+        key,
+        queue,
+        dropped: std::sync::atomic::AtomicU64::new(0),
+        conn: Default::default(),
+    })
+}
 
-    fn test_channel(name: &str, cid: u32, key: u64, queue: EventQueue) -> Arc<ChannelShared> {
-        Arc::new(ChannelShared {
-            name: name.into(),
-            cid,
-            key,
-            queue,
-            dropped: AtomicU64::new(0),
-            conn: Default::default(),
-        })
-    }
-
-    fn circuit_with_channel() -> (
+/// A circuit with one channel (`X`, CID 1, a DBR_DOUBLE of 3 elements once created) and one
+/// DBR_TIME_DOUBLE subscription (subscription id 2) into a 64-event queue that drops the
+/// newest: what the unit tests and the `ca_tcp_stream` fuzz target feed server bytes to.
+#[cfg(any(test, feature = "fuzzing"))]
+impl Circuit {
+    fn with_test_channel() -> (
         Circuit,
         crate::queue::EventReceiver,
         mpsc::UnboundedReceiver<CircEvent>,
     ) {
-        let cfg = Arc::new(
-            ClientConfig::builder()
-                .max_array_bytes(16384)
-                .build()
-                .expect("config"),
-        );
+        use crate::channel::Subscription;
+        use crate::queue::{Overflow, event_queue};
         let (etx, erx) = mpsc::unbounded_channel();
-        let mut c = Circuit::new(1, "127.0.0.1:5064".parse().expect("addr"), cfg, etx);
-        let (q, rx) = event_queue(64, Overflow::DropNewest);
-        let shared = test_channel("X", 1, 5, q);
+        let mut c = Circuit::new(
+            1,
+            SocketAddr::from(([127, 0, 0, 1], 5064)),
+            Arc::new(ClientConfig {
+                max_array_bytes: crate::config::MIN_ARRAY_BYTES,
+                ..ClientConfig::default()
+            }),
+            etx,
+        );
+        let (queue, rx) = event_queue(64, Overflow::DropNewest);
+        let shared = test_channel("X", 1, 5, queue);
         let spec = SubSpec {
             id: SubscriptionId(2),
             sub: Subscription::time(6),
@@ -971,6 +982,49 @@ mod tests {
             shared,
             subs: vec![spec],
         });
+        (c, rx, erx)
+    }
+}
+
+/// Feeds `stream` (bytes as a server sends them) to a fresh circuit of
+/// [`Circuit::with_test_channel`] in two reads cut at `split % (len + 1)`, as the read loop
+/// does: never panics; returns the circuit's verdict (a protocol error closes a real
+/// circuit), the largest capacity the read buffer reached, and the events queued.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) async fn feed_server_bytes(
+    stream: &[u8],
+    split: usize,
+) -> (Result<(), ProtocolError>, usize, usize) {
+    let (mut c, rx, _events) = Circuit::with_test_channel();
+    let cut = split % (stream.len() + 1);
+    let mut buf = stream[..cut].to_vec();
+    let mut r = c.process(&mut buf).await;
+    let mut cap = buf.capacity();
+    if r.is_ok() {
+        // as `read_buf` into the spare room the read loop reserves
+        buf.reserve_exact(stream.len() - cut);
+        buf.extend_from_slice(&stream[cut..]);
+        r = c.process(&mut buf).await;
+        cap = cap.max(buf.capacity());
+    }
+    let mut got = Vec::new();
+    rx.try_recv_many(&mut got, usize::MAX);
+    (r, cap, got.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::Subscription;
+    use crate::queue::{Overflow, event_queue};
+    use proptest::prelude::*;
+
+    fn circuit_with_channel() -> (
+        Circuit,
+        crate::queue::EventReceiver,
+        mpsc::UnboundedReceiver<CircEvent>,
+    ) {
+        let (c, rx, erx) = Circuit::with_test_channel();
         (c, rx, erx)
     }
 
@@ -1237,6 +1291,50 @@ mod tests {
         ));
     }
 
+    /// The stream from the server in the `ca_tcp_stream` fuzz target's form (create the
+    /// channel, then the input after its 8 bytes of read split).
+    fn fuzz_stream(data: &[u8]) -> (Vec<u8>, usize) {
+        let split = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
+        let mut stream = Vec::new();
+        Header {
+            data_type: 6,
+            count: 3,
+            param1: 1,
+            param2: 1,
+            ..Header::new(cmd::CREATE_CHAN)
+        }
+        .encode(&mut stream);
+        stream.extend_from_slice(&data[8..]);
+        (stream, split)
+    }
+
+    /// Found by the `ca_tcp_stream` fuzz target (`crash-bfcb631d`): a partial message made
+    /// the read buffer reserve its announced size on top of the bytes already buffered,
+    /// amortized, and the next read doubled it: 35,260 bytes for a 17 KiB message limit.
+    /// Now the buffer holds at most the largest message plus what was read.
+    #[tokio::test]
+    async fn read_buffer_grew_to_twice_the_largest_message() {
+        let data: &[u8] = &[
+            10, 0, 36, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 126, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 113, 68, 0, 0, 0, 146, 245, 238, 0, 11, 0, 56,
+            36, 57, 57, 57, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 199, 198, 52, 10,
+            53, 117, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183,
+            183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 183, 8, 0, 0, 0, 0, 0, 0,
+            0, 0, 30, 245, 0, 19, 0, 0, 6, 1, 0, 0, 0, 0, 0, 0, 0, 0, 230, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 57, 57, 1, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            45, 0, 0, 33, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 126, 0, 0, 0, 0, 4, 0, 0, 0,
+            0, 0, 0, 9, 0, 0, 9, 0, 0, 10, 0, 1, 0, 0, 16, 255, 6, 59, 2, 0, 78, 255,
+        ];
+        let (stream, split) = fuzz_stream(data);
+        let (r, cap, _) = feed_server_bytes(&stream, split).await;
+        assert!(r.is_ok(), "{r:?}");
+        let max = crate::config::MIN_ARRAY_BYTES + 1024 + 24;
+        assert!(cap <= max + stream.len(), "{cap} bytes");
+    }
+
     fn arb_message() -> impl Strategy<Value = Vec<u8>> {
         (
             0u16..30,
@@ -1272,31 +1370,18 @@ mod tests {
         fn arbitrary_server_bytes_never_panic(
             msgs in proptest::collection::vec(arb_message(), 0..20),
             noise in proptest::collection::vec(any::<u8>(), 0..64),
-            split in any::<usize>(),
+            split in any::<u64>(),
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-            rt.block_on(async {
-                let (mut c, rx, _e) = circuit_with_channel();
-                let mut stream = Vec::new();
-                Header { data_type: 6, count: 3, param1: 1, param2: 1, ..Header::new(cmd::CREATE_CHAN) }.encode(&mut stream);
-                for m in &msgs {
-                    stream.extend_from_slice(m);
-                }
-                stream.extend_from_slice(&noise);
-                let cut = split % (stream.len() + 1);
-                let mut buf = stream[..cut].to_vec();
-                let mut r = c.process(&mut buf).await;
-                if r.is_ok() {
-                    buf.extend_from_slice(&stream[cut..]);
-                    r = c.process(&mut buf).await;
-                }
-                let _ = r;
-                prop_assert!(buf.capacity() <= 2 * (16384 + 1024 + 24) + stream.len());
-                let mut got = Vec::new();
-                rx.try_recv_many(&mut got, 1000);
-                prop_assert!(got.len() <= 64 + 10);
-                Ok(())
-            })?;
+            let mut data = split.to_le_bytes().to_vec();
+            for m in &msgs {
+                data.extend_from_slice(m);
+            }
+            data.extend_from_slice(&noise);
+            let (stream, split) = fuzz_stream(&data);
+            let (_, cap, events) = rt.block_on(feed_server_bytes(&stream, split));
+            prop_assert!(cap <= 16384 + 1024 + 24 + stream.len());
+            prop_assert!(events <= 64 + stream.len() / 16);
         }
     }
 }

@@ -195,9 +195,10 @@ fn put_limit(out: &mut Vec<u8>, field: DbfType, v: f64) {
 }
 
 fn put_text(out: &mut Vec<u8>, s: &str, len: usize) {
-    let c = CaString::new(s);
+    // on a character boundary: half a character would decode as U+FFFD (found by the
+    // `ca_dbr` fuzz target)
+    let c = CaString::new(crate::value::truncate_utf8(s, len - 1));
     let b = c.as_bytes();
-    let b = &b[..b.len().min(len - 1)];
     out.extend_from_slice(b);
     out.resize(out.len() + len - b.len(), 0);
 }
@@ -315,6 +316,53 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(encode(DbrType::time(DbfType::Double), &d, &mut out), Ok(1));
         assert_eq!(out, payload);
+    }
+
+    /// Found by the `ca_dbr` fuzz target: units (8-byte field) and enum strings (26 bytes)
+    /// were cut at a byte count, splitting a UTF-8 character; the half decoded as U+FFFD,
+    /// so encode(decode(encode(x))) differed from encode(x). They are cut on a character
+    /// boundary now.
+    #[test]
+    fn units_and_enum_strings_cut_mid_character() {
+        let mut d = Dbr::plain(Value::Double(1.0));
+        d.meta = Some(Box::new(Meta {
+            units: "µµµµµ".into(), // 10 bytes: 7 fit, a boundary at 6
+            ..Meta::default()
+        }));
+        let ty = DbrType::new(DbrClass::Gr, DbfType::Double);
+        let mut out = Vec::new();
+        encode(ty, &d, &mut out).expect("encodes");
+        let back = decode(ty, 1, &out, true).expect("decodes");
+        assert_eq!(back.meta.expect("meta").units, "µµµ");
+        let mut e = Dbr::plain(Value::Enum(0));
+        e.meta = Some(Box::new(Meta {
+            enum_strs: vec!["é".repeat(13), "ok".into()], // 26 bytes: 25 fit
+            ..Meta::default()
+        }));
+        let ty = DbrType::ctrl(DbfType::Enum);
+        let mut out = Vec::new();
+        encode(ty, &e, &mut out).expect("encodes");
+        let back = decode(ty, 1, &out, true).expect("decodes");
+        assert_eq!(
+            back.meta.expect("meta").enum_strs,
+            vec!["é".repeat(12), "ok".to_string()]
+        );
+        // the fuzzer's input: its second encoding is its first
+        let crash: &[u8] = &[
+            61, 10, 0, 0, 0, 2, 0, 0, 0, 213, 213, 213, 213, 213, 169, 19, 0, 0, 0, 0, 213, 213,
+            213, 255, 255, 255, 255, 255, 255, 255, 255, 10, 219, 0, 0, 0, 1, 0, 213, 213, 213,
+        ];
+        let ty = DbrType::from_u16(u16::from_be_bytes([crash[0], crash[1]]) % 40).expect("id");
+        let mut payload = crash[7..].to_vec();
+        payload.resize(200, 255);
+        if let Ok(d) = decode(ty, 2, &payload, false) {
+            let mut once = Vec::new();
+            encode(ty, &d, &mut once).expect("encodes");
+            let again = decode(ty, d.value.len() as u32, &once, false).expect("decodes");
+            let mut twice = Vec::new();
+            encode(ty, &again, &mut twice).expect("encodes");
+            assert_eq!(once, twice);
+        }
     }
 
     #[test]
@@ -448,6 +496,28 @@ mod tests {
                     prop_assert!(d.value.len() == count as usize);
                 }
                 let _ = decode_scalar_fast(ty, &data);
+            }
+        }
+
+        /// What the `ca_dbr` fuzz target checks, bounded for CI: whatever decodes and
+        /// encodes, decodes again and encodes to the same bytes (no half characters, no
+        /// lossy field).
+        #[test]
+        fn encode_of_a_decoded_value_is_stable(
+            id in 0u16..35,
+            count in 0u32..8,
+            scalar in any::<bool>(),
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let ty = DbrType::from_u16(id).expect("valid");
+            if let Ok(d) = decode(ty, count, &data, scalar) {
+                let mut once = Vec::new();
+                if encode(ty, &d, &mut once).is_ok() {
+                    let again = decode(ty, d.value.len() as u32, &once, scalar).expect("decodes");
+                    let mut twice = Vec::new();
+                    encode(ty, &again, &mut twice).expect("encodes");
+                    prop_assert_eq!(once, twice);
+                }
             }
         }
 

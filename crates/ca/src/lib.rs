@@ -53,6 +53,8 @@ pub mod config;
 pub mod dbr;
 pub mod error;
 pub mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod header;
 pub mod queue;
 pub mod repeater;

@@ -455,4 +455,31 @@ mod tests {
         assert_eq!(s.take_due(t0, 4).len(), 4);
         assert_eq!(s.take_due(t0 + PASS_INTERVAL, 100).len(), 6);
     }
+
+    proptest::proptest! {
+        /// What the `ca_udp` fuzz target checks, bounded for CI: any datagram from any
+        /// sender parses without panicking into at most one message per 16-byte header,
+        /// and its beacons go through the beacon tracker.
+        #[test]
+        fn arbitrary_datagrams_never_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            v6 in proptest::prelude::any::<bool>(),
+        ) {
+            let from = if v6 {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5064))
+            } else {
+                SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 5064))
+            };
+            let mut out = Vec::new();
+            parse_datagram(&data, from, &mut out);
+            proptest::prop_assert!(out.len() <= data.len() / 16);
+            let t0 = Instant::now();
+            let mut tracker = crate::beacon::BeaconTracker::new(t0);
+            for (i, m) in out.iter().enumerate() {
+                if let UdpMessage::Beacon { server, id } = *m {
+                    let _ = tracker.beacon(server, id, t0 + Duration::from_millis(i as u64 * 100));
+                }
+            }
+        }
+    }
 }

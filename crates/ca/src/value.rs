@@ -14,6 +14,16 @@ pub const EPICS_EPOCH_OFFSET: i64 = 631_152_000;
 /// Maximum length of a DBR string field, including the terminating NUL.
 pub const MAX_STRING_SIZE: usize = 40;
 
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary
+/// (a fixed-size CA text field never ends in half a character).
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
+    let mut n = text.len().min(max);
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    &text[..n]
+}
+
 /// A DBR string held inline (no heap allocation): up to 40 bytes, no NUL.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CaString {
@@ -41,11 +51,7 @@ impl CaString {
     /// From text, truncated to 39 bytes (room for the NUL that writers must send), on a
     /// character boundary.
     pub fn new(text: &str) -> Self {
-        let mut n = text.len().min(MAX_STRING_SIZE - 1);
-        while !text.is_char_boundary(n) {
-            n -= 1;
-        }
-        Self::from_field(&text.as_bytes()[..n])
+        Self::from_field(truncate_utf8(text, MAX_STRING_SIZE - 1).as_bytes())
     }
 
     /// The raw bytes.

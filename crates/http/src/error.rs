@@ -18,6 +18,10 @@ pub enum ApiError {
     /// [`crate::MAX_BODY_BYTES`]).
     #[error("{0}")]
     TooLarge(String),
+    /// 408: the client stopped sending its request body (see
+    /// [`crate::server::ConnLimits::body_read_timeout`]).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 405: the call exists but not with this HTTP method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -66,6 +70,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m),
+            ApiError::RequestTimeout(m) => (StatusCode::REQUEST_TIMEOUT, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error: {m}");
                 (

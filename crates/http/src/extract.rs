@@ -170,14 +170,35 @@ impl<S: Send + Sync> FromRequest<S> for BplRequest {
     }
 }
 
+/// A whole request body, read under the same rules as [`BplRequest`]'s: 413 over
+/// [`crate::MAX_BODY_BYTES`], 408 when it stops arriving, both with a JSON message (axum's
+/// own `Bytes` extractor answers those in plain text). For the calls whose body is one
+/// document (`putPVTypeInfo`, `importConfig`).
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req.into_body()).await.map(RawBody)
+    }
+}
+
 /// Reads a whole request body; the size limit is the body limit layer's
 /// ([`crate::MAX_BODY_BYTES`]), which makes the body fail once it is passed.
 async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
     match body.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if is_length_limit(&e) {
+            if is_error::<http_body_util::LengthLimitError>(&e) {
                 Err(ApiError::body_too_large())
+            } else if is_error::<tower_http::timeout::TimeoutError>(&e) {
+                Err(ApiError::RequestTimeout(
+                    "the request body stopped arriving: no data within the server's \
+                     body_read_timeout_secs"
+                        .to_string(),
+                ))
             } else {
                 Err(ApiError::bad(format!("cannot read the request body: {e}")))
             }
@@ -185,11 +206,11 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
     }
 }
 
-/// Whether a body error is the body limit's.
-fn is_length_limit(e: &axum::Error) -> bool {
+/// Whether a body error is (or was caused by) an `E`: the body limit's, the body timeout's.
+fn is_error<E: std::error::Error + 'static>(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
+        if s.is::<E>() {
             return true;
         }
         source = s.source();

@@ -42,6 +42,9 @@ and the retrieval BPL (`getMatchingPVs`...), on one listener.
   [`app`] and the operations routes.
 * [`tls`] — optional HTTPS: [`tls::server_config`] reads the PEM certificate and key,
   [`tls::TlsListener`] is the listener whose connections are rustls streams.
+* [`server::serve`] — the connection loop the binary runs: hyper's HTTP/1 connections
+  under [`server::ConnLimits`] (request-head and keep-alive idle timeout, body read
+  timeout, a bounded number of connections with a quick 503 beyond it).
 * [`ErrorBodies`] ([`edge`]) — the listener wrapper that gives hyper's own refusals
   (414 URI too long, 431, 400 before any handler) the JSON body of an [`ApiError`].
 
@@ -80,6 +83,7 @@ pub mod mgmt;
 pub mod ops;
 mod params;
 pub mod retrieval;
+pub mod server;
 mod state;
 pub mod tls;
 pub mod ui;

@@ -145,7 +145,7 @@ fn do_not_chunk(p: &BplRequest) -> bool {
 /// `retiredPVTemplate` (where to look for the files of a PV not in the catalogue,
 /// [`DataRequest::retired_template`]). 400 for bad times
 /// or time ranges.
-fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
+pub fn data_request(p: &BplRequest, pv: &str, now: Timestamp) -> ApiResult<DataRequest> {
     let mut req = DataRequest::parse_with_pp(pv, p.get("pp"), p.get("from"), p.get("to"), now)
         .and_then(|r| r.with_time_ranges(p.get("timeranges")))
         .map_err(|e| api_error(e, pv))?;
@@ -180,7 +180,7 @@ async fn get_data(state: RetrievalState, p: &BplRequest, format: Format) -> ApiR
 /// The PV names of `getDataForPVs`: each `pv` value (a comma list, as the form body
 /// `pv=A,B` of the other calls, unless it holds a post-processor's arguments
 /// `op(PV,a,b)`), then the names of a JSON or text body.
-fn multi_names(p: &BplRequest) -> ApiResult<Vec<String>> {
+pub fn multi_names(p: &BplRequest) -> ApiResult<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for v in p.params().all("pv") {
         if v.contains('(') {

@@ -98,6 +98,7 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+    max_handshakes: usize,
 }
 
 impl std::fmt::Debug for TlsListener {
@@ -116,9 +117,22 @@ impl TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
             handshakes: JoinSet::new(),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
+
+    /// At most `n` (at least 1) handshakes at a time: beyond, new connections wait in the
+    /// listen backlog, so a flood of clients that never finish a handshake holds a bounded
+    /// number of sockets (each for at most the handshake timeout). The binary passes its
+    /// `max_connections`; default [`DEFAULT_MAX_HANDSHAKES`].
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n.max(1);
+        self
+    }
 }
+
+/// Handshakes under way at a time, unless [`TlsListener::max_handshakes`] says otherwise.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 
 impl Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
@@ -127,7 +141,7 @@ impl Listener for TlsListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
+                accepted = self.tcp.accept(), if self.handshakes.len() < self.max_handshakes => match accepted {
                     Ok((stream, addr)) => {
                         let acceptor = self.acceptor.clone();
                         self.handshakes.spawn(async move {
@@ -228,6 +242,69 @@ mod tests {
         let mut got = Vec::new();
         let _ = plain.read_to_end(&mut got).await;
         assert!(!String::from_utf8_lossy(&got).contains("Pong"));
+    }
+
+    /// The limits of `server::serve` hold over TLS too: an idle connection (handshake done,
+    /// no request) is closed after the header timeout; with one connection allowed, a
+    /// second gets the 503 over TLS; and a client that never starts its handshake does not
+    /// stop a later one (handshakes run beside the accept loop).
+    #[tokio::test]
+    async fn tls_connections_get_the_same_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, der) = self_signed(dir.path());
+        let config = server_config(&cert, &key).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let router = axum::Router::new().route("/ping", axum::routing::get(|| async { "Pong" }));
+        let limits = crate::server::ConnLimits {
+            header_read_timeout: Duration::from_millis(300),
+            body_read_timeout: Duration::from_millis(300),
+            max_connections: 1,
+        };
+        tokio::spawn(crate::server::serve(
+            crate::ErrorBodies(TlsListener::new(tcp, config).max_handshakes(4)),
+            router,
+            limits,
+            std::future::pending(),
+        ));
+        let mut roots = RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = TlsConnector::from(Arc::new(client));
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        // a silent TCP client first: it never sends a ClientHello
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let mut idle = connector
+            .connect(name.clone(), TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut got)).await;
+        assert!(closed.is_ok(), "the idle TLS connection stayed open");
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+        // one connection allowed: hold it, the next one gets the 503
+        let mut held = connector
+            .connect(name.clone(), TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap();
+        held.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = held.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let mut over = connector
+            .connect(name, TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     }
 
     #[test]

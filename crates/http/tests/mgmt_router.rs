@@ -981,3 +981,42 @@ async fn the_for_this_appliance_calls_answer_for_this_appliance_only() {
         assert_eq!(get(&fake, uri).await.status, StatusCode::NOT_FOUND, "{uri}");
     }
 }
+
+/// Every management call, POSTed a chunked body (no length) that passes the limit while it
+/// is read, under each body type: 413 with the JSON message, never a 400 or a 500 (and
+/// never the body buffered whole). `putPVTypeInfo` and `importConfig` read their body
+/// as one document (not through `BplRequest`): they answered axum's plain-text 413.
+#[tokio::test]
+async fn every_post_route_refuses_an_oversized_chunked_body_with_413() {
+    let fake = Fake::with(&[]);
+    let chunk = bytes_of("[\"B\",", 1 << 20);
+    for call in archiver_http::auth::WRITE_CALLS
+        .iter()
+        .chain(archiver_http::auth::READ_CALLS)
+    {
+        for content_type in [JSON, FORM, TEXT] {
+            let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+                (0..17).map(|_| Ok(chunk.clone())).collect();
+            let r = send(
+                app(&fake),
+                Request::post(format!("/mgmt/bpl/{call}?pv=A"))
+                    .header(header::CONTENT_TYPE, content_type.unwrap())
+                    .body(Body::from_stream(futures_stream(chunks)))
+                    .unwrap(),
+            )
+            .await;
+            let writes = archiver_http::auth::WRITE_CALLS.contains(call);
+            if r.status == StatusCode::PAYLOAD_TOO_LARGE {
+                assert!(
+                    r.message().contains("larger than 16 MiB"),
+                    "{call}: {}",
+                    r.message()
+                );
+            } else {
+                // only a read call that takes no body may answer otherwise (it never reads it)
+                assert!(!writes, "{call} {content_type:?}: {}", r.status);
+                assert_ne!(r.status, StatusCode::BAD_REQUEST, "{call} {content_type:?}");
+            }
+        }
+    }
+}

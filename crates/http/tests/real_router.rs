@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use archiver_appliance::Appliance;
 use archiver_pb::time::start_of_year;
+use archiver_pb::{Granularity, PayloadType};
 use archiver_registry::{Registry, SqliteRegistry};
+use archiver_storage::Tier;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 
@@ -281,4 +283,129 @@ async fn a_catalogued_pv_not_restored_yet_has_the_catalogues_status() {
     );
     assert!(v[0]["appliance"].is_string());
     state.engine().shutdown().await;
+}
+
+/// The files under `root` (relative paths) with their bytes, but those under `skip`.
+fn files_under(root: &std::path::Path, skip: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.starts_with(skip) {
+                continue;
+            }
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// PV names that try to leave the store's folder (`..` components, made of the `:` and
+/// `-` separators too, absolute, NUL, backslash, percent-encoded dots) through archivePV,
+/// getData, and deletePVData (query and JSON body): each is a 4xx with a message, and no
+/// file outside the store — a victim PV's partitions next to it among them — is changed,
+/// removed or created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pv_names_that_try_to_escape_the_store_are_refused_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _, t0) = state(dir.path()).await;
+    // a victim's partitions beside the store's folder (dir/sts): "..:victim" maps there
+    let beside = Tier::new("X", dir.path().to_path_buf(), Granularity::Hour);
+    beside
+        .append(
+            "victim",
+            PayloadType::ScalarDouble,
+            &support::steady(t0, 100, 10),
+        )
+        .unwrap();
+    let outside = files_under(dir.path(), &dir.path().join("sts"));
+    assert!(!outside.is_empty());
+    let (from, to) = (support::iso(t0 - 3600), support::iso(t0 + 7200));
+    let names = [
+        "..:victim",
+        "../victim",
+        "..-victim",
+        "T:..:..:victim",
+        "T:FILE/../../victim",
+        "/victim",
+        "//victim",
+        "..",
+        "ca://..:victim",
+        "pva://..:victim",
+        "T:X\0",
+        "..\\victim",
+        "T\\..\\..\\victim",
+        "%2e%2e:victim",
+        "%2E%2E%2Fvictim",
+    ];
+    let mut asked = 0;
+    for name in names {
+        let enc: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        // the name percent-encoded, and (for the %-names) as written: decoded by the server
+        let mut forms = vec![enc];
+        if name.contains('%') {
+            forms.push(name.to_string());
+        }
+        for pv in forms {
+            let uris = [
+                format!("/mgmt/bpl/archivePV?pv={pv}"),
+                format!("/retrieval/data/getData.json?pv={pv}&from={from}&to={to}"),
+                format!("/retrieval/data/getData.raw?pv={pv}&from={from}&to={to}"),
+                format!("/mgmt/bpl/deletePVData?pv={pv}&from={from}&to={to}"),
+            ];
+            for uri in uris {
+                let (status, _, _, body) =
+                    send(&state, Request::get(&uri).body(Body::empty()).unwrap()).await;
+                let msg = String::from_utf8_lossy(&body);
+                assert!(status.is_client_error(), "{uri}: {status} {msg}");
+                assert!(msg.contains("\"message\""), "{uri}: {msg}");
+                asked += 1;
+            }
+        }
+        for call in ["/mgmt/bpl/archivePV", "/mgmt/bpl/deletePVData"] {
+            let uri = format!("{call}?from={from}&to={to}");
+            let body = serde_json::to_string(&[name]).unwrap();
+            let (status, _, _, answer) = send(
+                &state,
+                Request::post(&uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+            let msg = String::from_utf8_lossy(&answer);
+            // a list answers per PV: a 4xx, or 200 with the PV's refusal in it
+            assert!(
+                status.is_client_error() || (status == StatusCode::OK && msg.contains("alidation")),
+                "POST {call} {name:?}: {status} {msg}"
+            );
+            asked += 1;
+        }
+    }
+    assert!(asked > 60);
+    assert_eq!(files_under(dir.path(), &dir.path().join("sts")), outside);
+}
+
+/// Found by the test above: `deletePVData?pv=/victim` (a name Java's characters allow,
+/// whose file would be an absolute path) reached the store, whose refusal answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_pv_data_of_a_name_mapping_outside_the_store_was_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _, t0) = state(dir.path()).await;
+    let (from, to) = (support::iso(t0), support::iso(t0 + 60));
+    for pv in ["%2Fvictim", "T:%2F%2Fvictim"] {
+        let uri = format!("/mgmt/bpl/deletePVData?pv={pv}&from={from}&to={to}");
+        let (status, _, _, body) =
+            send(&state, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        let msg = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {msg}");
+        assert!(msg.contains("victim"), "{msg}");
+    }
 }

@@ -23,11 +23,13 @@ pub struct ArchiveReply {
 
 /// A sampling period parameter: checked by the appliance's policy (0, or 1 ms to 365
 /// days); the 400 names the value and the range.
-pub(super) fn parse_period(text: &str) -> ApiResult<SamplingPeriod> {
+pub fn parse_period(text: &str) -> ApiResult<SamplingPeriod> {
     SamplingPeriod::parse(text).map_err(|e| ApiError::bad(e.to_string()))
 }
 
-pub(super) fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
+/// A sampling method parameter: `MONITOR` or `SCAN` (`SamplingMethod::parse`); the 400
+/// names the value.
+pub fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
     SamplingMethod::parse(text.trim()).ok_or_else(|| {
         ApiError::bad(format!(
             "samplingmethod must be MONITOR or SCAN, not {text:?}"
@@ -35,8 +37,9 @@ pub(super) fn parse_method(text: &str) -> ApiResult<SamplingMethod> {
     })
 }
 
-/// Archive field names: a comma list or a JSON array of names like `HIHI`.
-fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
+/// Archive field names: a comma list or a JSON array of names like `HIHI`; the 400 names
+/// the first that is not an archive field name (`policy::is_archive_field_name`).
+pub fn parse_fields(text: &str) -> ApiResult<Vec<String>> {
     let names: Vec<String> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text)
             .map_err(|e| ApiError::bad(format!("archiveFields is not a JSON list of names: {e}")))?

@@ -10,14 +10,13 @@ use std::collections::{HashMap, HashSet};
 use archiver_appliance::{ApplianceApi, PvStatus, SharedAppliance};
 use archiver_registry::{PvTypeInfo, RegistryError};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{api_error, catalogue_call as catalogue, normalize, validation};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::BplRequest;
+use crate::extract::{BplRequest, RawBody};
 use crate::params::Params;
 
 /// The real name of `name` (an alias resolved), `.VAL` and `ca://` stripped.
@@ -103,22 +102,41 @@ pub async fn get_pv_type_info(
     Ok(Json(info.to_json_value()))
 }
 
+/// The body of `importConfig`: a JSON list of `PVTypeInfo` objects (as `exportConfig`
+/// writes it). 400 naming the problem (and the position of a bad type info).
+pub fn import_config_body(body: &[u8]) -> ApiResult<Vec<PvTypeInfo>> {
+    let list: Vec<Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("the body is not a JSON list of PVTypeInfo: {e}")))?;
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            PvTypeInfo::from_json_value(v)
+                .map_err(|e| ApiError::bad(format!("PVTypeInfo number {i}: {e}")))
+        })
+        .collect()
+}
+
+/// The body of `putPVTypeInfo`: one `PVTypeInfo` as JSON text. 400 naming the problem.
+pub fn type_info_body(body: &[u8]) -> ApiResult<PvTypeInfo> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad(format!("request body is not UTF-8: {e}")))?;
+    PvTypeInfo::from_json_str(text)
+        .map_err(|e| ApiError::bad(format!("the body is not a PVTypeInfo: {e}")))
+}
+
 /// `putPVTypeInfo` (POST): `pv`, `override`, `createnew` as parameters, the `PVTypeInfo`
 /// JSON as the body. A new PV needs `createnew=true` and is forced paused; an existing one
 /// needs `override=true`. Answers the stored type info.
 pub async fn put_pv_type_info(
     State(app): State<SharedAppliance>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let params = Params::parse(query.as_deref());
     let pv = normalize(params.required("pv")?)?;
     let override_existing = params.flag("override", false)?;
     let create_new = params.flag("createnew", false)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad(format!("request body is not UTF-8: {e}")))?;
-    let info = PvTypeInfo::from_json_str(text)
-        .map_err(|e| ApiError::bad(format!("the body is not a PVTypeInfo: {e}")))?;
+    let info = type_info_body(&body)?;
     match app
         .put_type_info(&pv, info, override_existing, create_new)
         .await
@@ -396,16 +414,11 @@ pub async fn paused_pvs_for_this_appliance(
 /// `errorPVs`; every other PV starts archiving in the state of its type info (paused only
 /// if it says so). Answers `{"appliance": "<identity>", "errorPVs": [...]}`; nothing is
 /// imported if one of the type infos is not valid (400).
-pub async fn import_config(State(app): State<SharedAppliance>, body: Bytes) -> ApiResult<Response> {
-    let list: Vec<Value> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad(format!("the body is not a JSON list of PVTypeInfo: {e}")))?;
-    let mut infos = Vec::with_capacity(list.len());
-    for (i, v) in list.into_iter().enumerate() {
-        infos.push(
-            PvTypeInfo::from_json_value(v)
-                .map_err(|e| ApiError::bad(format!("PVTypeInfo number {i}: {e}")))?,
-        );
-    }
+pub async fn import_config(
+    State(app): State<SharedAppliance>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let infos = import_config_body(&body)?;
     let me = app.identity().to_string();
     let mut error_pvs = Vec::new();
     for info in infos {

@@ -381,8 +381,10 @@ fn validation(e: ApplianceError) -> ApiResult<Response> {
     }
 }
 
-/// A PV name as stored: `.VAL` and `ca://` stripped, checked against Java's characters.
-fn normalize(name: &str) -> ApiResult<String> {
+/// A PV name as stored: `.VAL` and `ca://` stripped, checked against Java's characters
+/// (`archiver_registry::names::validate_pv_name`); the 400 names the name and the problem.
+/// Every management call reads its PV names through here.
+pub fn normalize(name: &str) -> ApiResult<String> {
     let n = normalize_channel_name(name.trim());
     let pv = n.name.to_string();
     if pv.contains("://") {
