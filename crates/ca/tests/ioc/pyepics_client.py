@@ -40,12 +40,16 @@ def main():
             emit({"kind": "error", "name": pv.pvname, "error": "not connected"})
             continue
         v = pv.get(timeout=5, use_monitor=False)
+        # The get's own time stamp and alarm, read before get_ctrlvars: for a string PV
+        # pyepics reads the control values as DBR_TIME_STRING, which replaces the PV's
+        # time stamp with a later tick's (a CI run under load compared the value of tick k
+        # with the stamp of tick k+1).
+        stamp = {"secs": pv.posixseconds, "nsec": pv.nanoseconds,
+                 "severity": pv.severity, "status": pv.status}
         ctrl = pv.get_ctrlvars(timeout=5) or {}
-        emit({"kind": "get", "name": pv.pvname, "value": plain(v),
-              "secs": pv.posixseconds, "nsec": pv.nanoseconds,
-              "severity": pv.severity, "status": pv.status,
-              "count": pv.count, "type": pv.type,
-              "ctrl": {k: plain(x) for k, x in ctrl.items()}})
+        emit(dict({"kind": "get", "name": pv.pvname, "value": plain(v),
+                   "count": pv.count, "type": pv.type,
+                   "ctrl": {k: plain(x) for k, x in ctrl.items()}}, **stamp))
 
     def cb(pvname=None, value=None, posixseconds=None, nanoseconds=None,
            severity=None, status=None, **kw):
