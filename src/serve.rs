@@ -306,8 +306,21 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     engine_cfg.after_write = Some(crate::malloc::trim);
     // What a crash left in the journal goes to the short-term store before anything else
     // writes there (a newer sample first would make the replayed ones "not newer").
-    if let Some(journal) = engine_cfg.journal.as_mut() {
-        journal.first_seq = replay_journal(&journal.dir, &sts, &stores, &registry).await?;
+    // Replayed even with the journal now off: its samples were received and are nowhere
+    // else (found by a fresh-user test: a journal left by a crash was ignored, then later
+    // counted as already stored).
+    let journal_dir = data_dir.join("journal");
+    let first_seq = if journal_dir.exists() || engine_cfg.journal.is_some() {
+        replay_journal(&journal_dir, &sts, &stores, &registry).await?
+    } else {
+        1
+    };
+    match engine_cfg.journal.as_mut() {
+        Some(journal) => journal.first_seq = first_seq,
+        None => info!(
+            "write-ahead journal off ([engine] journal = false): a kill -9 loses what is \
+             still in memory, up to a write period"
+        ),
     }
 
     // The demo serves its own simulated IOC on a free loopback port and searches only there.

@@ -644,6 +644,11 @@ impl Appliance {
     /// [`archiver_engine::EngineError::NotFound`] or `NotPaused`, or the catalogue fails.
     pub async fn delete(&self, pv: &str, delete_data: bool) -> Result<usize, ApplianceError> {
         self.parts.engine.delete(pv).await?;
+        if delete_data {
+            // No journal segment left to bring the deleted samples back after a crash
+            // (a PV archived again under the name would take them).
+            self.parts.engine.journal_checkpoint().await;
+        }
         self.control.remove(pv);
         let reg = self.parts.registry.clone();
         let stores = self.parts.stores.clone();

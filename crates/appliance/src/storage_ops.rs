@@ -374,7 +374,9 @@ impl Appliance {
         }
         let archived = self.check_known(pv).await.is_ok();
         if archived {
-            self.engine().flush().await;
+            // Buffered samples written (so they are deleted too), and no journal segment
+            // left to bring the deleted ones back after a crash.
+            self.engine().journal_checkpoint().await;
         }
         let stores = self.stores().clone();
         let name = pv.to_string();

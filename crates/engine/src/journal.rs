@@ -416,6 +416,26 @@ impl Journal {
         }
     }
 
+    /// Makes every segment written so far unneeded and removes it: starts a new segment
+    /// (waiting up to 2 s for the writer thread to switch), then trims as the trimmer
+    /// does. Called after every buffer was written, before data is deleted, so that no
+    /// segment still holds samples of the deleted data for a later replay to bring back.
+    /// Blocking.
+    pub(crate) fn checkpoint(&self, inner: &Inner) {
+        let target = {
+            let mut p = lock(&self.pending);
+            p.rotate = true;
+            p.seg + 1
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.current.load(Relaxed) < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let current = self.current.load(Relaxed);
+        let keep_from = Self::oldest_needed(inner).map_or(current, |n| n.min(current));
+        self.trim(&inner.sts, keep_from, false);
+    }
+
     /// Stops the threads after a last write and sync; with `all_written` (every buffer
     /// was written at shutdown) removes the segments, once the store is synced. Blocking.
     pub(crate) fn close(&self, sts: &archiver_storage::Tier, all_written: bool) {

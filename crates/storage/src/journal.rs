@@ -317,6 +317,9 @@ pub struct SegmentRecords<'a> {
     /// The current frame's unread records.
     frame: &'a [u8],
     torn_at: Option<usize>,
+    /// The frame reading stopped at was whole but damaged (its CRC or records wrong), not
+    /// cut short by the end of the file.
+    damaged: bool,
 }
 
 impl<'a> SegmentRecords<'a> {
@@ -331,7 +334,14 @@ impl<'a> SegmentRecords<'a> {
             next_frame: MAGIC.len(),
             frame: &[],
             torn_at: None,
+            damaged: false,
         })
+    }
+
+    /// True when reading stopped at a whole frame that is damaged (a bad CRC, records that
+    /// do not parse): bytes in the middle of the segment changed, not a crash mid-write.
+    pub fn damaged(&self) -> bool {
+        self.damaged
     }
 
     /// The byte offset of a torn or damaged frame reading stopped at, if any (`None` also
@@ -359,6 +369,12 @@ impl<'a> SegmentRecords<'a> {
                 Some(p)
             }
             None => {
+                // Whole but wrong (vs. running past the end: the frame being written at a
+                // crash).
+                self.damaged = header.is_some_and(|h| {
+                    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                    len <= MAX_FRAME && FRAME_HEADER + len <= rest.len()
+                });
                 self.torn_at = Some(self.next_frame);
                 self.next_frame = self.bytes.len();
                 None
@@ -419,6 +435,7 @@ impl<'a> Iterator for SegmentRecords<'a> {
                 // A frame whose CRC matched but whose records do not parse: written by
                 // something else. Stop, as at a torn frame.
                 None => {
+                    self.damaged = true;
                     self.torn_at = Some(at);
                     self.frame = &[];
                     self.next_frame = self.bytes.len();
@@ -509,6 +526,24 @@ pub fn replay(
         replay_segment(&mut records, sts, newest_stored, &mut report);
         if let Some(at) = records.torn_at() {
             report.torn += 1;
+            if records.damaged() {
+                // Not a crash mid-write: the bytes after it are kept for the operator.
+                let aside = path.with_extension("journal.damaged");
+                tracing::warn!(
+                    segment = %path.display(),
+                    "journal: a damaged frame at byte {at} of {} (bytes changed on disk, \
+                     not a crash mid-write): what precedes it is replayed, the {} bytes from \
+                     it on are unreadable; the segment is kept as {}",
+                    bytes.len(),
+                    bytes.len() - at,
+                    aside.display()
+                );
+                if report.failed == failed_before {
+                    std::fs::rename(path, &aside).map_err(io_err(path, "rename aside"))?;
+                    report.unreadable += 1;
+                }
+                continue;
+            }
             tracing::info!(
                 segment = %path.display(),
                 "journal: segment ends in a torn frame at byte {at} (the frame being \
@@ -735,6 +770,34 @@ mod tests {
         );
     }
 
+    /// Found by a fresh-user test: a byte changed in the middle of a segment was reported
+    /// as the torn frame of a crash and the segment, with the samples after it, deleted.
+    #[test]
+    fn a_damaged_frame_mid_segment_was_taken_for_a_torn_tail_and_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let jdir = dir.path().join("journal");
+        std::fs::create_dir_all(&jdir).expect("mkdir");
+        segment_of(&jdir, 1, &[("A:ONE", 3)]);
+        let path = segment_path(&jdir, 1);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let whole = bytes.clone();
+        // A second frame after the first, then a byte of the first frame's payload changed.
+        bytes.extend_from_slice(&whole[MAGIC.len()..]);
+        bytes[MAGIC.len() + FRAME_HEADER + 3] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("write");
+        let sts = Tier::new(
+            "STS",
+            dir.path().join("sts"),
+            archiver_pb::Granularity::Hour,
+        );
+        let (r, _) = replay(&jdir, &sts, &|_| Some(None)).expect("replay");
+        assert_eq!((r.torn, r.unreadable), (1, 1), "{r:?}");
+        assert!(
+            jdir.join("0000000000000001.journal.damaged").exists(),
+            "kept for the operator"
+        );
+    }
+
     #[test]
     fn records_read_back_in_order_and_a_torn_tail_stops_reading() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -783,6 +846,16 @@ mod tests {
         let mut r = SegmentRecords::new(&bad).expect("magic");
         assert_eq!(r.by_ref().count(), 0);
         assert_eq!(r.torn_at(), Some(MAGIC.len()));
+        assert!(
+            r.damaged(),
+            "a whole frame with a bad CRC is damage, not a torn tail"
+        );
+        let mut r = SegmentRecords::new(torn).expect("magic");
+        r.by_ref().count();
+        assert!(
+            !r.damaged(),
+            "a frame cut by the end of the file is a torn tail"
+        );
         assert!(SegmentRecords::new(b"garbage!").is_none());
     }
 }

@@ -466,6 +466,18 @@ impl Engine {
         left
     }
 
+    /// Writes every buffer, then removes the journal segments holding what was written
+    /// ([`crate::journal`]): called before data is deleted (deletePV with its data,
+    /// deletePVData), so that a crash afterwards cannot replay deleted samples. Without a
+    /// journal, only the writing.
+    pub async fn journal_checkpoint(&self) {
+        writer::flush_all(&self.inner).await;
+        if let Some(j) = self.inner.journal.get().cloned() {
+            let inner = self.inner.clone();
+            let _ = tokio::task::spawn_blocking(move || j.checkpoint(&inner)).await;
+        }
+    }
+
     /// The write-ahead journal's counters; `None` without a journal.
     pub fn journal_stats(&self) -> Option<crate::journal::JournalStats> {
         self.inner.journal.get().map(|j| j.stats())
