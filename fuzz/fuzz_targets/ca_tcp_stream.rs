@@ -9,27 +9,13 @@
 //! Input: 8 bytes where to cut the stream into two reads, then the stream.
 #![no_main]
 
-use archiver_ca::fuzzing::{MAX_PAYLOAD, server_stream};
-use archiver_ca::header::{Header, cmd};
+use archiver_ca::fuzzing::{MAX_PAYLOAD, server_stream, stream_from_input};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 8 {
+    let Some((stream, split)) = stream_from_input(data) else {
         return;
-    }
-    let mut cut = [0u8; 8];
-    cut.copy_from_slice(&data[..8]);
-    let split = u64::from_le_bytes(cut) as usize;
-    let mut stream = Vec::with_capacity(16 + data.len());
-    Header {
-        data_type: 6,
-        count: 3,
-        param1: 1,
-        param2: 1,
-        ..Header::new(cmd::CREATE_CHAN)
-    }
-    .encode(&mut stream);
-    stream.extend_from_slice(&data[8..]);
+    };
     let out = server_stream(&stream, split);
     assert!(
         out.buffer_capacity <= MAX_PAYLOAD + 24 + stream.len(),

@@ -1291,21 +1291,9 @@ mod tests {
         ));
     }
 
-    /// The stream from the server in the `ca_tcp_stream` fuzz target's form (create the
-    /// channel, then the input after its 8 bytes of read split).
+    /// The stream from the server in the `ca_tcp_stream` fuzz target's form.
     fn fuzz_stream(data: &[u8]) -> (Vec<u8>, usize) {
-        let split = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
-        let mut stream = Vec::new();
-        Header {
-            data_type: 6,
-            count: 3,
-            param1: 1,
-            param2: 1,
-            ..Header::new(cmd::CREATE_CHAN)
-        }
-        .encode(&mut stream);
-        stream.extend_from_slice(&data[8..]);
-        (stream, split)
+        crate::fuzzing::stream_from_input(data).expect("8 bytes")
     }
 
     /// Found by the `ca_tcp_stream` fuzz target (`crash-bfcb631d`): a partial message made

@@ -19,6 +19,25 @@ pub struct StreamOutcome {
 /// minimum) plus 1 KiB of DBR header, as `Circuit::new` sets it.
 pub const MAX_PAYLOAD: usize = crate::config::MIN_ARRAY_BYTES + 1024;
 
+/// The `ca_tcp_stream` fuzz target's input as a server's stream: the first 8 bytes (little
+/// endian) say where to cut it into two reads; the server first creates channel CID 1
+/// (DBR_DOUBLE, 3 elements), then sends the rest of the input. `None` under 8 bytes.
+pub fn stream_from_input(data: &[u8]) -> Option<(Vec<u8>, usize)> {
+    use crate::header::{Header, cmd};
+    let cut: [u8; 8] = data.get(..8)?.try_into().ok()?;
+    let mut stream = Vec::with_capacity(16 + data.len());
+    Header {
+        data_type: 6,
+        count: 3,
+        param1: 1,
+        param2: 1,
+        ..Header::new(cmd::CREATE_CHAN)
+    }
+    .encode(&mut stream);
+    stream.extend_from_slice(&data[8..]);
+    Some((stream, u64::from_le_bytes(cut) as usize))
+}
+
 /// Feeds `stream` (bytes as a CA server sends them) to the client's message parser: a
 /// circuit with one channel (CID 1) and one DBR_TIME_DOUBLE subscription (id 2), in two
 /// reads cut at `split % (len + 1)`.

@@ -53,7 +53,7 @@ pub mod config;
 pub mod dbr;
 pub mod error;
 pub mod event;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod header;
 pub mod queue;
