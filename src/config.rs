@@ -106,6 +106,11 @@ use archiver_storage::{
 };
 use serde::{Deserialize, Serialize};
 
+/// The default of `http_nice`: HTTP threads 10 nice levels below archiving (a tenth of
+/// the CPU share when both want it, under Linux's scheduler), so a flood of large
+/// retrievals cannot starve the CA/PVA circuits (issue 13, load suite).
+pub const DEFAULT_HTTP_NICE: i32 = 10;
+
 /// The file's contents.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +142,9 @@ pub struct FileConfig {
     pub body_read_timeout_secs: Option<f64>,
     /// HTTP connections served at once; one more gets a quick 503. Default 1024.
     pub max_connections: Option<usize>,
+    /// How much lower than archiving the threads answering HTTP run: a nice increment,
+    /// 0 to 19 (Linux). Default 10.
+    pub http_nice: Option<i32>,
     /// Engine settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -496,6 +504,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "header_read_timeout_secs"),
     ("", "body_read_timeout_secs"),
     ("", "max_connections"),
+    ("", "http_nice"),
     ("engine", "write_period_secs"),
     ("engine", "server_ioc_drift_secs"),
     ("engine", "default_archive_fields"),
@@ -799,9 +808,16 @@ impl FileConfig {
             ),
         };
         let conn_limits = self.conn_limits()?;
+        let http_nice = self.http_nice.unwrap_or(DEFAULT_HTTP_NICE);
+        anyhow::ensure!(
+            (0..=19).contains(&http_nice),
+            "http_nice = {http_nice}: give 0 (HTTP at the priority of archiving) to 19 (the \
+             lowest)"
+        );
         Ok(Resolved {
             tls,
             conn_limits,
+            http_nice,
             access,
             open_management: self.open_management.unwrap_or(false),
             open_retrieval: self.open_retrieval.unwrap_or(true),
@@ -832,6 +848,8 @@ pub struct Resolved {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `header_read_timeout_secs`, `body_read_timeout_secs`, `max_connections`.
     pub conn_limits: archiver_http::server::ConnLimits,
+    /// `http_nice`: the nice increment of the HTTP threads (0..=19).
+    pub http_nice: i32,
     /// `open_management` as configured.
     pub open_management: bool,
     /// `open_retrieval` as configured.
@@ -876,6 +894,7 @@ struct Effective {
     header_read_timeout_secs: f64,
     body_read_timeout_secs: f64,
     max_connections: usize,
+    http_nice: i32,
     engine: EffectiveEngine,
     storage: EffectiveStorage,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -927,6 +946,7 @@ impl Resolved {
             header_read_timeout_secs: self.conn_limits.header_read_timeout.as_secs_f64(),
             body_read_timeout_secs: self.conn_limits.body_read_timeout.as_secs_f64(),
             max_connections: self.conn_limits.max_connections,
+            http_nice: self.http_nice,
             engine: EffectiveEngine {
                 write_period_secs: self.engine.write_period.as_secs_f64(),
                 server_ioc_drift_secs: self.engine.drift_secs,
@@ -969,10 +989,12 @@ impl Resolved {
 pub enum ConfigCommand {
     /// Check a configuration file with the ARCHIVER_* environment overrides and the flags
     /// as `serve` would take them, and print the effective configuration (every key, the
-    /// defaults filled in). Exits 1 with a message naming the bad key and why.
+    /// defaults filled in). Without FILE, the defaults with the environment and flags (a
+    /// service configured by ARCHIVER_* variables alone). Exits 1 with a message naming
+    /// the bad key and why.
     Check {
-        /// The configuration file (TOML).
-        file: PathBuf,
+        /// The configuration file (TOML); none: the defaults.
+        file: Option<PathBuf>,
         /// The --data-dir `serve` would get.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -996,9 +1018,15 @@ pub fn run(cmd: &ConfigCommand) -> Result<()> {
             data_dir,
             listen,
         } => {
-            let cfg = FileConfig::layered(Some(file))?;
-            let resolved = cfg.resolve(data_dir.as_deref(), *listen, Some(file))?;
-            println!("# {}: valid; the effective configuration:", file.display());
+            let cfg = FileConfig::layered(file.as_deref())?;
+            let resolved = cfg.resolve(data_dir.as_deref(), *listen, file.as_deref())?;
+            match file {
+                Some(f) => println!("# {}: valid; the effective configuration:", f.display()),
+                None => println!(
+                    "# no file: the defaults with the ARCHIVER_* environment and the flags are \
+                     valid; the effective configuration:"
+                ),
+            }
             print!("{}", resolved.to_toml()?);
             Ok(())
         }
@@ -1141,6 +1169,24 @@ mod tests {
         FileConfig::layered_from(None, env(&[("ARCHIVER_CA_BENCH_SERVE", "1")])).unwrap();
     }
 
+    /// `http_nice`: 10 by default, 0..=19, anything else refused naming the key.
+    #[test]
+    fn http_nice_has_a_default_and_a_range() {
+        let dir = Path::new("/data");
+        let cfg = |text: &str| toml::from_str::<FileConfig>(text).unwrap();
+        assert_eq!(
+            cfg("").resolve(Some(dir), None, None).unwrap().http_nice,
+            10
+        );
+        let r = cfg("http_nice = 0").resolve(Some(dir), None, None).unwrap();
+        assert_eq!(r.http_nice, 0);
+        assert!(r.to_toml().unwrap().contains("http_nice = 0"));
+        for bad in ["http_nice = -1", "http_nice = 20"] {
+            let e = cfg(bad).resolve(Some(dir), None, None).unwrap_err();
+            assert!(format!("{e:#}").contains("http_nice"), "{bad}: {e:#}");
+        }
+    }
+
     /// The HTTP connection limits: defaults, the keys, and values refused with the key named.
     #[test]
     fn connection_limits_have_defaults_and_refuse_bad_values() {
@@ -1244,6 +1290,7 @@ mod tests {
             header_read_timeout_secs: _,
             body_read_timeout_secs: _,
             max_connections: _,
+            http_nice: _,
             engine:
                 EngineSection {
                     write_period_secs: _,
@@ -1267,7 +1314,7 @@ mod tests {
                 },
             policy: PolicySection { file: _ },
         } = reference;
-        assert_eq!(KEYS.len(), 27);
+        assert_eq!(KEYS.len(), 28);
     }
 
     #[test]

@@ -108,6 +108,44 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File>
     }
 }
 
+/// The lock file in each data store's root folder (held until exit, as `archiver.lock`).
+const STORE_LOCK: &str = ".archiver.lock";
+
+/// Takes a shared-nothing lock on each existing store folder (the file [`STORE_LOCK`] in its
+/// root) and warns, naming the store and the folder, when another archiver process holds
+/// it: two archivers writing the same PV's files corrupt them (a fresh-user test pointed a
+/// second server's data_stores at a running server's STS without a word). A warning, not a
+/// refusal: appliances of a Java-style cluster may share a long-term store's folder for
+/// different PVs. Folders that cannot take the file (read-only) are passed over.
+fn lock_store_folders(stores: &archiver_storage::DataStores) -> Vec<std::fs::File> {
+    let mut held = Vec::new();
+    for tier in stores.tiers() {
+        let path = tier.root().join(STORE_LOCK);
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        match file.try_lock() {
+            Ok(()) => held.push(file),
+            Err(std::fs::TryLockError::WouldBlock) => warn!(
+                store = tier.name(),
+                folder = %tier.root().display(),
+                "another archiver process is using the folder of data store {} ({}): two \
+                 archivers writing the same PV's files corrupt them; give each its own \
+                 folder unless they archive different PVs",
+                tier.name(),
+                tier.root().display()
+            ),
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
+    held
+}
+
 /// Fails, naming `dir` and why (`EROFS`, `EACCES`), when this process may not create files
 /// in the existing folder `dir` (`access(2)` with `W_OK`, which sees a read-only mount even
 /// for root); a missing folder passes (its creation reports its own error). `what` names
@@ -236,6 +274,102 @@ async fn replay_journal(
     Ok(next)
 }
 
+/// Pending connections the listener queues (tokio's `TcpListener::bind` default).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A TCP socket bound to `addr` (address reuse on Unix, as `TcpListener::bind` sets it, so
+/// that a restart does not wait for the last run's connections in TIME_WAIT), not yet
+/// listening.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// The threads that answer HTTP: a runtime of their own, each thread at `http_nice` nice
+/// levels below the process ([`lower_thread_priority`]), so that the CA/PVA circuits, the engine and the
+/// writer (on the main runtime, at the process's priority) win the CPU over retrieval
+/// encoding and response writing when it is short. Found by the load suite (issue 13): on
+/// a saturated 2-core machine 4 clients pulling large retrievals delayed the reading of
+/// the IOCs' circuits until the IOC coalesced updates. Tasks spawned by handlers run here
+/// too; the engine's and the CA client's own tasks stay on the runtime they started on.
+/// Shut down in the background when dropped (allowed in async code, unlike a drop).
+struct HttpRuntime(Option<tokio::runtime::Runtime>);
+
+impl HttpRuntime {
+    fn start(nice: i32) -> Result<HttpRuntime> {
+        let base = thread_nice();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("http")
+            .on_thread_start(move || lower_thread_priority(base, nice))
+            .enable_all()
+            .build()
+            .context("cannot start the HTTP threads")?;
+        Ok(HttpRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for HttpRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Sets the calling thread's nice value to `nice` levels above the process's `base`
+/// (`setpriority(2)`: on Linux the nice value belongs to the thread, and threads it starts
+/// inherit it, such as retrieval's decoding helper). Absolute, not relative: a blocking
+/// thread started from an HTTP worker has already inherited the worker's value. Elsewhere,
+/// where it would lower the whole process, nothing is done. A failure is logged: the
+/// thread then keeps its priority. libc directly: one call, and the crate is already a
+/// dependency for `access(2)`.
+fn lower_thread_priority(base: i32, nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let target = (base + nice).min(19);
+        // SAFETY: setpriority(2) takes integers and only changes the calling thread's
+        // priority (who = 0: the calling thread, under Linux).
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) };
+        if r != 0 {
+            warn!(
+                "cannot lower the priority of an HTTP thread to nice {target}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (base, nice);
+}
+
+/// The calling thread's nice value (0 when it cannot be read).
+fn thread_nice() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpriority(2) takes integers; errno is reset first because -1 is a
+        // valid answer.
+        #[allow(unsafe_code)]
+        let (r, errno) = unsafe {
+            *libc::__errno_location() = 0;
+            let r = libc::getpriority(libc::PRIO_PROCESS, 0);
+            (r, *libc::__errno_location())
+        };
+        if errno == 0 { r } else { 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// Runs the appliance until SIGTERM/SIGINT; a second signal exits at once.
 pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     let file = FileConfig::layered(args.config.as_deref())?;
@@ -243,6 +377,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         access,
         tls,
         conn_limits,
+        http_nice,
         data_dir,
         listen,
         identity,
@@ -257,6 +392,10 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         args.listen,
         args.config.as_deref(),
     )?;
+    // The port first: a port in use refuses the start before anything is created or
+    // locked (a fresh-user test found a failed start's folders left behind). Listening
+    // starts later, on the HTTP threads, once the engine runs.
+    let socket = bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     // A read-only folder is refused before anything is written, naming the folder: a
@@ -278,21 +417,17 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         .first()
         .cloned()
         .context("no data store is configured")?;
-    // The engine writes here: a folder that cannot be created or written is an error now,
-    // not a write failure for every PV later. Checked before the registry is opened, so
-    // that a refused start writes nothing.
-    std::fs::create_dir_all(sts.root()).with_context(|| {
-        format!(
-            "cannot create the folder of data store {} ({})",
-            sts.name(),
-            sts.root().display()
+    // The engine writes here: a folder that cannot be written is an error now, not a write
+    // failure for every PV later. Checked (an existing one) before the registry is opened,
+    // so that a refused start writes nothing.
+    let sts_check = |what: &str| {
+        check_writable(
+            sts.root(),
+            &format!("the folder of data store {}", sts.name()),
+            what,
         )
-    })?;
-    check_writable(
-        sts.root(),
-        &format!("the folder of data store {}", sts.name()),
-        "the engine writes every sample there first",
-    )?;
+    };
+    sts_check("the engine writes every sample there first")?;
     // The later stores only receive ETL moves, which keep the data in the store before
     // when they fail: a warning, not a refusal.
     for tier in stores.tiers().iter().skip(1) {
@@ -300,8 +435,20 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             warn!("{e:#}; ETL into it will fail and keep the data where it is");
         }
     }
+    // Before any folder is created: a registry refused (corrupt, foreign, newer, locked)
+    // leaves nothing behind but the data folder's lock (a fresh-user test found sts/ and
+    // journal/ created by a start that then failed).
     let registry = SqliteRegistry::open(&data_dir.join("registry.sqlite"))
         .with_context(|| format!("cannot open the registry in {}", data_dir.display()))?;
+    std::fs::create_dir_all(sts.root()).with_context(|| {
+        format!(
+            "cannot create the folder of data store {} ({})",
+            sts.name(),
+            sts.root().display()
+        )
+    })?;
+    sts_check("the engine writes every sample there first")?;
+    let _store_locks = lock_store_folders(&stores);
     // Free heap pages go back to the kernel after each write (see malloc.rs).
     engine_cfg.after_write = Some(crate::malloc::trim);
     // What a crash left in the journal goes to the short-term store before anything else
@@ -373,9 +520,18 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let http_runtime = HttpRuntime::start(http_nice)?;
+    let http = http_runtime
+        .handle()
+        .context("the HTTP threads are gone")?
+        .clone();
+    // Registered with the HTTP threads' reactor: the connections' readiness is theirs too.
+    let listener = {
+        let _in_http = http.enter();
+        socket
+            .listen(LISTEN_BACKLOG)
+            .with_context(|| format!("cannot listen on {listen}"))?
+    };
     let local = listener.local_addr()?;
     let mut signals = Signals::install();
     // HTTP answers at once, while the PVs are restored (with many PVs that takes a while;
@@ -396,7 +552,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
     };
     let limits = conn_limits;
     let mut server = match tls {
-        Some(config) => tokio::spawn(archiver_http::server::serve(
+        Some(config) => http.spawn(archiver_http::server::serve(
             archiver_http::ErrorBodies(
                 archiver_http::tls::TlsListener::new(listener, config)
                     .max_handshakes(limits.max_connections),
@@ -405,7 +561,7 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             limits,
             shutdown,
         )),
-        None => tokio::spawn(archiver_http::server::serve(
+        None => http.spawn(archiver_http::server::serve(
             archiver_http::ErrorBodies(listener),
             router,
             limits,

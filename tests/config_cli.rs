@@ -92,3 +92,35 @@ fn config_check_prints_the_effective_configuration_or_names_the_bad_key() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("/nonexistent/archiver.toml"));
 }
+
+/// A service configured by ARCHIVER_* variables alone (a container) checks them without a
+/// file (a fresh-user test found `config check` required one).
+#[test]
+fn config_check_without_a_file_checks_the_environment() {
+    let out = archiver(
+        &["config", "check"],
+        &[
+            ("ARCHIVER_ENGINE_WRITE_PERIOD_SECS", "5"),
+            ("ARCHIVER_HTTP_NICE", "3"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("# no file"), "{stdout}");
+    let effective: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(
+        effective["engine"]["write_period_secs"].as_float(),
+        Some(5.0)
+    );
+    assert_eq!(effective["http_nice"].as_integer(), Some(3));
+    let bad = archiver(
+        &["config", "check"],
+        &[("ARCHIVER_ENGINE_WRITE_PERIOD_SECS", "0")],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("write_period_secs"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

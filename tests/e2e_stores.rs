@@ -112,6 +112,40 @@ fn configured_stores_are_read_and_emptied_by_the_binary() {
     );
 }
 
+/// A second archiver whose data_stores name a running archiver's STS folder starts with a
+/// warning naming the store and the folder (found by a fresh-user test: no word at all).
+#[test]
+fn a_store_folder_used_by_another_archiver_is_warned_about() {
+    let first_dir = tempfile::tempdir().unwrap();
+    let mut first = Archiver::start_with(first_dir.path(), 9, 0, "");
+    let second_dir = tempfile::tempdir().unwrap();
+    let sts = first_dir.path().join("sts");
+    let config = format!(
+        "[storage]\netl = false\ndata_stores = [\"pb://localhost?name=STS&rootFolder={}\
+         &partitionGranularity=PARTITION_HOUR\"]\n",
+        sts.display()
+    );
+    let log = second_dir.path().join("log");
+    let mut second = Archiver::start_demo_logging(&second_dir.path().join("data"), &config, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("another archiver process is using the folder of data store STS")
+            && text.contains(&sts.display().to_string()),
+        "{text}"
+    );
+    assert!(second.terminate());
+    // Its own folders draw no such warning.
+    let mut again = Archiver::start_demo_logging(&second_dir.path().join("data"), "", &log);
+    assert!(again.terminate());
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("another archiver process"),
+        "a restart alone must not warn"
+    );
+    assert!(first.terminate());
+}
+
 /// One archiver per data folder: a second `serve` on the same folder refuses to start
 /// (it would write the same files and catalogue), naming the folder; once the first has
 /// stopped, the folder can be used again.

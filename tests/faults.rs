@@ -15,8 +15,13 @@ use std::time::{Duration, Instant};
 /// Runs `archiver serve --data-dir DIR` (no config file, any free port), which must exit
 /// within `secs`; returns (exit code, stderr).
 fn serve_refused(data_dir: &Path, secs: u64) -> (Option<i32>, String) {
+    serve_refused_on(data_dir, "127.0.0.1:0", secs)
+}
+
+/// [`serve_refused`] listening on `listen`.
+fn serve_refused_on(data_dir: &Path, listen: &str, secs: u64) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_archiver"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .env("EPICS_CA_ADDR_LIST", "127.0.0.1:1")
         .env("EPICS_CA_AUTO_ADDR_LIST", "NO")
@@ -174,6 +179,40 @@ fn a_read_only_store_folder_was_accepted_and_every_write_failed() {
     );
     // Refused before the registry is opened: no catalogue was created.
     assert!(!data.join("registry.sqlite").exists());
+}
+
+/// Found by a fresh-user test: a start refused for its port or its registry had already
+/// created the data folder's sts/ and journal/. Now a port in use is refused before the
+/// data folder is even created, and a refused registry leaves only the data folder's lock.
+#[test]
+fn a_failed_start_left_store_and_journal_folders_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("fresh");
+    let (code, err) = serve_refused_on(&data, &port, 30);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {port}")), "{err}");
+    assert!(
+        !data.exists(),
+        "a start refused for its port created {}",
+        data.display()
+    );
+
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("registry.sqlite"),
+        b"not a database at all, not even close",
+    )
+    .unwrap();
+    let (code, err) = serve_refused(&data, 30);
+    assert_eq!(code, Some(1), "{err}");
+    let mut left: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["archiver.lock", "registry.sqlite"], "{err}");
 }
 
 /// `registry.sqlite` replaced by `bytes`: refused, naming the file, and the file and the

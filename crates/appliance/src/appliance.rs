@@ -230,7 +230,7 @@ impl Appliance {
         let site = Arc::new(SiteSource::fixed(parts.policy.site.clone()));
         Appliance {
             parts: Arc::new(parts),
-            control: Arc::new(Control::default()),
+            control: Arc::new(Control::on_current_runtime()),
             site,
         }
     }

@@ -70,9 +70,21 @@ struct State {
 pub struct Control {
     state: Mutex<State>,
     cancel: CancellationToken,
+    /// The runtime the appliance was built on (the engine's): the monitor tasks run there
+    /// even when an HTTP request (on the server's own, lower-priority threads) starts them.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Control {
+    /// No controlling PV yet; monitor tasks will run on the current tokio runtime, if any
+    /// (else on the runtime of the call that starts them).
+    pub(crate) fn on_current_runtime() -> Control {
+        Control {
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            ..Control::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -148,7 +160,11 @@ impl Control {
                 .collect()
         };
         for name in todo {
-            tokio::spawn(watch(app.clone(), name, self.cancel.clone()));
+            let task = watch(app.clone(), name, self.cancel.clone());
+            match &self.runtime {
+                Some(rt) => drop(rt.spawn(task)),
+                None => drop(tokio::spawn(task)),
+            }
         }
     }
 

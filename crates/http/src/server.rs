@@ -11,9 +11,12 @@
 //!   [`crate::MAX_BODY_BYTES`] is refused with 413 by the body limit of [`crate::app`]).
 //! * **Connections**: at most [`ConnLimits::max_connections`] are served at once; one more
 //!   gets a quick `503` with a JSON body and `Retry-After: 1` (at most
-//!   [`BUSY_ANSWERS`] such answers are being written at a time, each for at most one
-//!   second; beyond that the connection is closed at once), so a flood costs a bounded
-//!   number of tasks, buffers and file descriptors.
+//!   [`BUSY_ANSWERS`] such answers are under way at a time, each for at most half a second
+//!   reading the request line and a second writing; beyond that the connection is closed at once), so a flood costs a bounded
+//!   number of tasks, buffers and file descriptors. `GET /health` is answered `200`
+//!   even then (the request line is read first): the process is alive, and a liveness
+//!   probe must not restart it because of a flood; `/ready` answers the 503 (no room for
+//!   more).
 //!
 //! axum's own `axum::serve` sets no timer, so none of the timeouts exists there; this
 //! loop is the same as its (hyper-util's `TowerToHyperService` over the router, hyper's
@@ -28,7 +31,7 @@ use axum::serve::Listener;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -61,6 +64,17 @@ pub const BUSY_ANSWERS: usize = 256;
 
 /// How long writing a `503` to a connection over the limit may take.
 const BUSY_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The answer to `GET /health` on a connection over [`ConnLimits::max_connections`]: the
+/// route's own answer (`crate::ops`).
+const HEALTH_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+    connection: close\r\ncontent-length: 15\r\n\r\n{\"status\":\"ok\"}";
+
+/// How long a connection over the limit has to send its request line.
+const BUSY_HEAD_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The most bytes of a request read, over the limit, to find its request line.
+const BUSY_HEAD_BYTES: usize = 1024;
 
 /// The answer to a connection over [`ConnLimits::max_connections`].
 fn busy_response() -> Vec<u8> {
@@ -134,11 +148,44 @@ where
     Ok(())
 }
 
-/// Writes the 503 of a connection over the limit, for at most [`BUSY_WRITE_TIMEOUT`].
-async fn answer_busy<T: AsyncWrite + Unpin>(mut io: T, answer: &[u8]) {
+/// Answers a connection over the limit: reads its request line for at most
+/// [`BUSY_HEAD_TIMEOUT`], then writes, for at most [`BUSY_WRITE_TIMEOUT`], [`HEALTH_OK`] to
+/// a `GET`/`HEAD` of `/health` and `busy` (the 503) to anything else (also to a client
+/// that sent no request line in time).
+async fn answer_busy<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, busy: &[u8]) {
+    let mut head = [0u8; BUSY_HEAD_BYTES];
+    let mut n = 0;
+    let _ = tokio::time::timeout(BUSY_HEAD_TIMEOUT, async {
+        while n < head.len() && !head[..n].contains(&b'\n') {
+            match io.read(&mut head[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    })
+    .await;
+    let answer = if is_health_check(&head[..n]) {
+        HEALTH_OK
+    } else {
+        busy
+    };
     let _ = tokio::time::timeout(BUSY_WRITE_TIMEOUT, async {
         io.write_all(answer).await?;
         io.shutdown().await
     })
     .await;
+}
+
+/// True when `head` starts with the request line of `GET /health` or `HEAD /health`
+/// (with or without a query).
+fn is_health_check(head: &[u8]) -> bool {
+    let Some(line) = head.split(|&b| b == b'\n').next() else {
+        return false;
+    };
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    (method == b"GET" || method == b"HEAD") && path == b"/health"
 }

@@ -138,6 +138,22 @@ async fn connections_over_the_limit_get_a_quick_503_and_are_served_once_one_is_f
         "{got}"
     );
     assert!(after < Duration::from_secs(2), "{after:?}");
+    // A liveness probe is answered even now (a flood must not get the process restarted);
+    // readiness is not.
+    for (request, want) in [
+        ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200"),
+        ("GET /health?x=1 HTTP/1.0\r\n\r\n", "HTTP/1.1 200"),
+        ("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503"),
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503"),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let (got, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(got.starts_with(want), "{request:?}: {got}");
+        if want.ends_with("200") {
+            assert!(got.ends_with("{\"status\":\"ok\"}"), "{got}");
+        }
+    }
     drop(held.pop());
     // the freed place is taken by the next connection (poll: the close is seen async)
     let t0 = Instant::now();
