@@ -195,35 +195,75 @@ mod tests {
         (cert, key, c.cert.der().clone())
     }
 
+    /// A TLS server set up in `dir`: a loopback listener, the server configuration of a
+    /// self-signed certificate for `localhost`, and a rustls client trusting only it.
+    struct Fixture {
+        tcp: TcpListener,
+        addr: std::net::SocketAddr,
+        config: Arc<ServerConfig>,
+        client: TlsConnector,
+    }
+
+    impl Fixture {
+        async fn new(dir: &Path) -> Fixture {
+            let (cert, key, der) = self_signed(dir);
+            let config = server_config(&cert, &key).unwrap();
+            let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = tcp.local_addr().unwrap();
+            let mut roots = RootCertStore::empty();
+            roots.add(der).unwrap();
+            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+            let client = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Fixture {
+                tcp,
+                addr,
+                config,
+                client: TlsConnector::from(Arc::new(client)),
+            }
+        }
+    }
+
+    /// A TLS connection of `client` to `addr`, for `localhost`.
+    async fn connect(
+        client: &TlsConnector,
+        addr: std::net::SocketAddr,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        client
+            .connect(name, TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn ping_router() -> axum::Router {
+        axum::Router::new().route("/ping", axum::routing::get(|| async { "Pong" }))
+    }
+
     /// A real HTTPS request: a rustls client trusting the self-signed certificate gets the
     /// router's answer over [`TlsListener`] (through [`crate::ErrorBodies`], as the binary
     /// serves it); a plain-HTTP request on the same port gets no HTTP answer.
     #[tokio::test]
     async fn a_request_over_tls_is_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key, der) = self_signed(dir.path());
-        let config = server_config(&cert, &key).unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let router = axum::Router::new().route("/ping", axum::routing::get(|| async { "Pong" }));
+        let Fixture {
+            tcp,
+            addr,
+            config,
+            client,
+        } = Fixture::new(dir.path()).await;
         tokio::spawn(async move {
-            axum::serve(crate::ErrorBodies(TlsListener::new(tcp, config)), router)
-                .await
-                .unwrap();
+            axum::serve(
+                crate::ErrorBodies(TlsListener::new(tcp, config)),
+                ping_router(),
+            )
+            .await
+            .unwrap();
         });
-
-        let mut roots = RootCertStore::empty();
-        roots.add(der).unwrap();
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = TlsConnector::from(Arc::new(client));
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, stream).await.unwrap();
+        let mut tls = connect(&client, addr).await;
         tls.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
@@ -251,11 +291,12 @@ mod tests {
     #[tokio::test]
     async fn tls_connections_get_the_same_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key, der) = self_signed(dir.path());
-        let config = server_config(&cert, &key).unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let router = axum::Router::new().route("/ping", axum::routing::get(|| async { "Pong" }));
+        let Fixture {
+            tcp,
+            addr,
+            config,
+            client,
+        } = Fixture::new(dir.path()).await;
         let limits = crate::server::ConnLimits {
             header_read_timeout: Duration::from_millis(300),
             body_read_timeout: Duration::from_millis(300),
@@ -263,44 +304,28 @@ mod tests {
         };
         tokio::spawn(crate::server::serve(
             crate::ErrorBodies(TlsListener::new(tcp, config).max_handshakes(4)),
-            router,
+            ping_router(),
             limits,
             std::future::pending(),
         ));
-        let mut roots = RootCertStore::empty();
-        roots.add(der).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = TlsConnector::from(Arc::new(client));
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
         // a silent TCP client first: it never sends a ClientHello
         let _silent = TcpStream::connect(addr).await.unwrap();
         let t0 = std::time::Instant::now();
-        let mut idle = connector
-            .connect(name.clone(), TcpStream::connect(addr).await.unwrap())
-            .await
-            .unwrap();
+        let mut idle = connect(&client, addr).await;
         let mut got = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut got)).await;
         assert!(closed.is_ok(), "the idle TLS connection stayed open");
         assert!(t0.elapsed() >= Duration::from_millis(250));
         assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
         // one connection allowed: hold it, the next one gets the 503
-        let mut held = connector
-            .connect(name.clone(), TcpStream::connect(addr).await.unwrap())
-            .await
-            .unwrap();
+        let mut held = connect(&client, addr).await;
         held.write_all(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .await
             .unwrap();
         let mut buf = [0u8; 256];
         let n = held.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        let mut over = connector
-            .connect(name, TcpStream::connect(addr).await.unwrap())
-            .await
-            .unwrap();
+        let mut over = connect(&client, addr).await;
         let mut answer = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut answer)).await;
         let answer = String::from_utf8_lossy(&answer);

@@ -39,6 +39,13 @@ fn limits(timeout_ms: u64, max_connections: usize) -> ConnLimits {
     }
 }
 
+/// A connection to `addr` that has sent `request`.
+async fn send(addr: std::net::SocketAddr, request: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    s
+}
+
 /// Reads until the server closes the connection (or `within` passes: a failure); returns
 /// what it sent and when it closed.
 async fn read_to_close(s: &mut TcpStream, within: Duration) -> (String, Duration) {
@@ -61,10 +68,7 @@ async fn read_to_close(s: &mut TcpStream, within: Duration) -> (String, Duration
 #[tokio::test]
 async fn a_dribbled_request_head_is_cut_off_after_the_header_timeout() {
     let addr = start(limits(300, 16)).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    let mut s = send(addr, b"GET /ping HTTP/1.1\r\nHost: x\r\n").await;
     // one more header line every 100 ms: never a whole head
     let dribble = async {
         for i in 0..100 {
@@ -89,10 +93,7 @@ async fn a_dribbled_request_head_is_cut_off_after_the_header_timeout() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let addr = start(limits(300, 16)).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = send(addr, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let (got, after) = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert!(
         got.starts_with("HTTP/1.1 200") && got.ends_with("Pong"),
@@ -104,12 +105,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn a_body_that_stops_arriving_gets_408_with_a_message() {
     let addr = start(limits(300, 16)).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        b"POST /names HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nA,B",
-    )
-    .await
-    .unwrap();
+    let mut s = send(addr, b"POST /names HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nA,B").await;
     let (got, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
     assert!(got.contains("body_read_timeout_secs"), "{got}");
@@ -121,10 +117,7 @@ async fn connections_over_the_limit_get_a_quick_503_and_are_served_once_one_is_f
     // two idle connections hold the two places (a request proves each is being served)
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let mut s = send(addr, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let mut buf = [0u8; 256];
         let n = s.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
@@ -146,8 +139,7 @@ async fn connections_over_the_limit_get_a_quick_503_and_are_served_once_one_is_f
         ("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503"),
         ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503"),
     ] {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request.as_bytes()).await.unwrap();
+        let mut s = send(addr, request.as_bytes()).await;
         let (got, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
         assert!(got.starts_with(want), "{request:?}: {got}");
         if want.ends_with("200") {
@@ -158,10 +150,11 @@ async fn connections_over_the_limit_get_a_quick_503_and_are_served_once_one_is_f
     // the freed place is taken by the next connection (poll: the close is seen async)
     let t0 = Instant::now();
     loop {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let mut s = send(
+            addr,
+            b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         let (got, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
         if got.starts_with("HTTP/1.1 200") {
             break;
