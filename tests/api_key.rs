@@ -85,15 +85,11 @@ fn with_a_key_writes_need_it_and_reads_do_not() {
 /// self-signed certificate made here), and prints an https:// address.
 #[test]
 fn serve_with_a_certificate_speaks_https() {
-    use std::sync::Arc;
+    use archiver_http::tls::testing::{client_trusting, connect, self_signed};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
     let dir = tempfile::tempdir().unwrap();
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, c.cert.pem()).unwrap();
-    std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+    let (cert, key, der) = self_signed(dir.path());
     let config = format!(
         "tls_cert = {:?}\ntls_key = {:?}\n",
         cert.display().to_string(),
@@ -105,20 +101,7 @@ fn serve_with_a_certificate_speaks_https() {
         .build()
         .unwrap();
     let answer = rt.block_on(async {
-        let mut roots = RootCertStore::empty();
-        roots.add(c.cert.der().clone()).unwrap();
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
-            .connect(name, stream)
-            .await
-            .unwrap();
+        let mut tls = connect(&client_trusting(der), a.addr).await;
         tls.write_all(
             b"GET /retrieval/ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         )

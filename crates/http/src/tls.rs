@@ -179,15 +179,23 @@ impl Listener for TlsListener {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Test support: a self-signed certificate for `localhost` and a rustls client trusting it
+/// (this crate's tests, and with the feature `testing` the binary's HTTPS test).
+#[cfg(any(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+pub mod testing {
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use tokio::net::TcpStream;
     use tokio_rustls::TlsConnector;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-    /// A self-signed certificate for `localhost`, written as PEM files in `dir`.
-    fn self_signed(dir: &Path) -> (PathBuf, PathBuf, CertificateDer<'static>) {
+    /// A self-signed certificate for `localhost`, written as `cert.pem` and `key.pem` (PEM)
+    /// in `dir`: their paths and the certificate (DER). Panics on failure (tests only).
+    pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, CertificateDer<'static>) {
         let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert, c.cert.pem()).unwrap();
@@ -195,48 +203,58 @@ mod tests {
         (cert, key, c.cert.der().clone())
     }
 
+    /// A rustls client (ring, default protocol versions) trusting only `der`.
+    pub fn client_trusting(der: CertificateDer<'static>) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots.add(der).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsConnector::from(Arc::new(client))
+    }
+
+    /// A TLS connection of `client` to `addr`, for the name `localhost`. Panics on failure.
+    pub async fn connect(
+        client: &TlsConnector,
+        addr: SocketAddr,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let name = ServerName::try_from("localhost").unwrap();
+        client
+            .connect(name, TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{client_trusting, connect, self_signed};
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     /// A TLS server set up in `dir`: a loopback listener, the server configuration of a
     /// self-signed certificate for `localhost`, and a rustls client trusting only it.
     struct Fixture {
         tcp: TcpListener,
         addr: std::net::SocketAddr,
         config: Arc<ServerConfig>,
-        client: TlsConnector,
+        client: tokio_rustls::TlsConnector,
     }
 
     impl Fixture {
         async fn new(dir: &Path) -> Fixture {
             let (cert, key, der) = self_signed(dir);
-            let config = server_config(&cert, &key).unwrap();
             let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = tcp.local_addr().unwrap();
-            let mut roots = RootCertStore::empty();
-            roots.add(der).unwrap();
-            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-            let client = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
             Fixture {
+                addr: tcp.local_addr().unwrap(),
                 tcp,
-                addr,
-                config,
-                client: TlsConnector::from(Arc::new(client)),
+                config: server_config(&cert, &key).unwrap(),
+                client: client_trusting(der),
             }
         }
-    }
-
-    /// A TLS connection of `client` to `addr`, for `localhost`.
-    async fn connect(
-        client: &TlsConnector,
-        addr: std::net::SocketAddr,
-    ) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        client
-            .connect(name, TcpStream::connect(addr).await.unwrap())
-            .await
-            .unwrap()
     }
 
     fn ping_router() -> axum::Router {
@@ -249,15 +267,11 @@ mod tests {
     #[tokio::test]
     async fn a_request_over_tls_is_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let Fixture {
-            tcp,
-            addr,
-            config,
-            client,
-        } = Fixture::new(dir.path()).await;
+        let f = Fixture::new(dir.path()).await;
+        let (addr, client) = (f.addr, f.client);
         tokio::spawn(async move {
             axum::serve(
-                crate::ErrorBodies(TlsListener::new(tcp, config)),
+                crate::ErrorBodies(TlsListener::new(f.tcp, f.config)),
                 ping_router(),
             )
             .await
@@ -291,19 +305,15 @@ mod tests {
     #[tokio::test]
     async fn tls_connections_get_the_same_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let Fixture {
-            tcp,
-            addr,
-            config,
-            client,
-        } = Fixture::new(dir.path()).await;
+        let f = Fixture::new(dir.path()).await;
+        let (addr, client) = (f.addr, f.client);
         let limits = crate::server::ConnLimits {
             header_read_timeout: Duration::from_millis(300),
             body_read_timeout: Duration::from_millis(300),
             max_connections: 1,
         };
         tokio::spawn(crate::server::serve(
-            crate::ErrorBodies(TlsListener::new(tcp, config).max_handshakes(4)),
+            crate::ErrorBodies(TlsListener::new(f.tcp, f.config).max_handshakes(4)),
             ping_router(),
             limits,
             std::future::pending(),
