@@ -154,6 +154,9 @@ pub struct FileConfig {
     /// The site policy file.
     #[serde(default)]
     pub policy: PolicySection,
+    /// The ARCHIVER_* variables that set keys ([`FileConfig::layered`]), named in errors.
+    #[serde(skip)]
+    pub env_overrides: Vec<String>,
 }
 
 /// `[policy]`: the site policy file (`archiver_appliance::site_policy`; an example with
@@ -657,8 +660,9 @@ impl FileConfig {
             "configuration keys set by the environment"
         );
         let why = || format!("with the environment overrides {}", applied.join(", "));
-        let cfg: FileConfig = toml::Table::try_into(table).with_context(why)?;
+        let mut cfg: FileConfig = toml::Table::try_into(table).with_context(why)?;
         cfg.engine.validate().with_context(why)?;
+        cfg.env_overrides = applied;
         Ok(cfg)
     }
 
@@ -694,7 +698,7 @@ impl FileConfig {
         if let Some(n) = self.max_connections {
             anyhow::ensure!(
                 n >= 1,
-                "max_connections = 0: at least one connection is served"
+                "max_connections = 0: give 1 or more (the HTTP connections served at once)"
             );
             limits.max_connections = n;
         }
@@ -739,6 +743,26 @@ impl FileConfig {
     /// `archiver config check` prints). `data_dir` and `listen` are the flags; `path` names
     /// the file in errors. Reads the policy file; touches no data folder.
     pub fn resolve(
+        &self,
+        data_dir: Option<&Path>,
+        listen: Option<SocketAddr>,
+        path: Option<&Path>,
+    ) -> Result<Resolved> {
+        // A bad value set by a variable is named as such (a fresh-user test looked for
+        // `http_nice = -1` in a file that said 5).
+        let resolved = self.resolve_values(data_dir, listen, path);
+        if self.env_overrides.is_empty() {
+            return resolved;
+        }
+        resolved.with_context(|| {
+            format!(
+                "with the environment overrides {}",
+                self.env_overrides.join(", ")
+            )
+        })
+    }
+
+    fn resolve_values(
         &self,
         data_dir: Option<&Path>,
         listen: Option<SocketAddr>,
@@ -1313,6 +1337,7 @@ mod tests {
                     pv_max_bytes_per_hour: _,
                 },
             policy: PolicySection { file: _ },
+            env_overrides: _,
         } = reference;
         assert_eq!(KEYS.len(), 28);
     }

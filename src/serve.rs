@@ -111,12 +111,14 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File>
 /// The lock file in each data store's root folder (held until exit, as `archiver.lock`).
 const STORE_LOCK: &str = ".archiver.lock";
 
-/// Takes an exclusive lock (`flock`) on each existing store folder (the file [`STORE_LOCK`] in its
-/// root) and warns, naming the store and the folder, when another archiver process holds
-/// it: two archivers writing the same PV's files corrupt them (a fresh-user test pointed a
-/// second server's data_stores at a running server's STS without a word). A warning, not a
-/// refusal: appliances of a Java-style cluster may share a long-term store's folder for
-/// different PVs. Folders that cannot take the file (read-only) are passed over.
+/// Takes a shared lock (`flock`) on the file [`STORE_LOCK`] in each existing store folder
+/// and warns, naming the store and the folder, when another archiver process holds one
+/// too (an exclusive lock is tried first, then kept as a shared one, so whichever of two
+/// servers starts later sees the other): two archivers writing the same PV's files corrupt
+/// them (a fresh-user test pointed a second server's data_stores at a running server's STS
+/// without a word). A warning, not a refusal: appliances of a Java-style cluster may share
+/// a long-term store's folder for different PVs. Folders that do not exist yet or cannot
+/// take the file (read-only) are passed over.
 fn lock_store_folders(stores: &archiver_storage::DataStores) -> Vec<std::fs::File> {
     let mut held = Vec::new();
     for tier in stores.tiers() {
@@ -130,16 +132,26 @@ fn lock_store_folders(stores: &archiver_storage::DataStores) -> Vec<std::fs::Fil
             continue;
         };
         match file.try_lock() {
-            Ok(()) => held.push(file),
-            Err(std::fs::TryLockError::WouldBlock) => warn!(
-                store = tier.name(),
-                folder = %tier.root().display(),
-                "another archiver process is using the folder of data store {} ({}): two \
-                 archivers writing the same PV's files corrupt them; give each its own \
-                 folder unless they archive different PVs",
-                tier.name(),
-                tier.root().display()
-            ),
+            // Alone: kept shared, so that a later server sees this one.
+            Ok(()) => {
+                if file.lock_shared().is_ok() {
+                    held.push(file);
+                }
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                warn!(
+                    store = tier.name(),
+                    folder = %tier.root().display(),
+                    "another archiver process is using the folder of data store {} ({}): \
+                     two archivers writing the same PV's files corrupt them; give each its \
+                     own folder unless they archive different PVs",
+                    tier.name(),
+                    tier.root().display()
+                );
+                if file.try_lock_shared().is_ok() {
+                    held.push(file);
+                }
+            }
             Err(std::fs::TryLockError::Error(_)) => {}
         }
     }
@@ -274,6 +286,41 @@ async fn replay_journal(
     Ok(next)
 }
 
+/// File descriptors kept for archiving (CA/PVA circuits, the journal, the registry, the
+/// partition files being written, ETL) when `max_connections` is fitted to the open-file
+/// limit ([`fit_to_open_file_limit`]), with those of the quick 503 answers over the limit
+/// (`archiver_http::server::BUSY_ANSWERS`).
+const FDS_KEPT: u64 = 256 + archiver_http::server::BUSY_ANSWERS as u64;
+
+/// File descriptors one HTTP connection may hold: its socket and the partition file a
+/// retrieval is reading.
+const FDS_PER_CONNECTION: u64 = 2;
+
+/// Raises the open-file limit (`RLIMIT_NOFILE`) to its hard limit, then lowers
+/// `limits.max_connections`, with a warning, if that many connections could take the file
+/// descriptors archiving needs (found by a fresh-user test: with the usual soft limit of
+/// 1024 and the default 1024 connections, idle clients took every descriptor; partition
+/// files, journal segments and `/health` failed with EMFILE and samples were dropped).
+fn fit_to_open_file_limit(limits: &mut archiver_http::server::ConnLimits) {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot read or raise the open-file limit: {e}");
+            return;
+        }
+    };
+    let fit = (limit.saturating_sub(FDS_KEPT) / FDS_PER_CONNECTION).max(1);
+    if limits.max_connections as u64 > fit {
+        warn!(
+            "max_connections = {} lowered to {fit}: the open-file limit is {limit} (ulimit \
+             -n; LimitNOFILE= in a systemd unit) and archiving keeps {FDS_KEPT} of them; \
+             raise the limit to serve more connections at once",
+            limits.max_connections
+        );
+        limits.max_connections = usize::try_from(fit).unwrap_or(usize::MAX);
+    }
+}
+
 /// Pending connections the listener queues (tokio's `TcpListener::bind` default).
 const LISTEN_BACKLOG: u32 = 1024;
 
@@ -306,6 +353,13 @@ struct HttpRuntime(Option<tokio::runtime::Runtime>);
 impl HttpRuntime {
     fn start(nice: i32) -> Result<HttpRuntime> {
         let base = thread_nice();
+        if nice > 0 && base + nice > 19 {
+            info!(
+                "the process runs at nice {base}: the HTTP threads get nice 19, {} below \
+                 archiving instead of http_nice = {nice}",
+                19 - base
+            );
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .thread_name("http")
             .on_thread_start(move || lower_thread_priority(base, nice))
@@ -552,7 +606,8 @@ pub async fn run(args: &ServeArgs, demo: bool) -> Result<()> {
             std::process::exit(130);
         });
     };
-    let limits = conn_limits;
+    let mut limits = conn_limits;
+    fit_to_open_file_limit(&mut limits);
     let mut server = match tls {
         Some(config) => http.spawn(archiver_http::server::serve(
             archiver_http::ErrorBodies(

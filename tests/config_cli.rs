@@ -113,14 +113,19 @@ fn config_check_without_a_file_checks_the_environment() {
         Some(5.0)
     );
     assert_eq!(effective["http_nice"].as_integer(), Some(3));
-    let bad = archiver(
-        &["config", "check"],
-        &[("ARCHIVER_ENGINE_WRITE_PERIOD_SECS", "0")],
-    );
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(
-        text(&bad.stderr).contains("write_period_secs"),
-        "{}",
-        text(&bad.stderr)
-    );
+    // A bad value from a variable: the variable is named (the value alone sent a
+    // fresh-user test looking in the file).
+    for (var, value, key) in [
+        (
+            "ARCHIVER_ENGINE_WRITE_PERIOD_SECS",
+            "0",
+            "write_period_secs",
+        ),
+        ("ARCHIVER_HTTP_NICE", "-1", "http_nice"),
+    ] {
+        let bad = archiver(&["config", "check"], &[(var, value)]);
+        assert_eq!(bad.status.code(), Some(1));
+        let err = text(&bad.stderr);
+        assert!(err.contains(key) && err.contains(var), "{err}");
+    }
 }

@@ -113,37 +113,38 @@ fn configured_stores_are_read_and_emptied_by_the_binary() {
 }
 
 /// A second archiver whose data_stores name a running archiver's STS folder starts with a
-/// warning naming the store and the folder (found by a fresh-user test: no word at all).
+/// warning naming the store and the folder (found by a fresh-user test: no word at all),
+/// and so does the first when restarted while the second runs; alone, no warning.
 #[test]
 fn a_store_folder_used_by_another_archiver_is_warned_about() {
-    let first_dir = tempfile::tempdir().unwrap();
-    let mut first = Archiver::start_with(first_dir.path(), 9, 0, "");
-    let second_dir = tempfile::tempdir().unwrap();
-    let sts = first_dir.path().join("sts");
+    let dir = tempfile::tempdir().unwrap();
+    let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
+    let sts = a_data.join("sts");
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let warned = |name: &str| {
+        let text = std::fs::read_to_string(log(name)).unwrap();
+        text.contains("another archiver process is using the folder of data store STS")
+            && text.contains(&sts.display().to_string())
+    };
+    let mut a = Archiver::start_demo_logging(&a_data, "", &log("a1"));
+    assert!(!warned("a1"));
     let config = format!(
         "[storage]\netl = false\ndata_stores = [\"pb://localhost?name=STS&rootFolder={}\
          &partitionGranularity=PARTITION_HOUR\"]\n",
         sts.display()
     );
-    let log = second_dir.path().join("log");
-    let mut second = Archiver::start_demo_logging(&second_dir.path().join("data"), &config, &log);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        text.contains("another archiver process is using the folder of data store STS")
-            && text.contains(&sts.display().to_string()),
-        "{text}"
-    );
-    assert!(second.terminate());
-    // Its own folders draw no such warning.
-    let mut again = Archiver::start_demo_logging(&second_dir.path().join("data"), "", &log);
-    assert!(again.terminate());
-    assert!(
-        !std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("another archiver process"),
-        "a restart alone must not warn"
-    );
-    assert!(first.terminate());
+    let mut b = Archiver::start_demo_logging(&b_data, &config, &log("b"));
+    assert!(warned("b"), "{:?}", std::fs::read_to_string(log("b")));
+    // The first, restarted while the second runs, sees it too.
+    assert!(a.terminate());
+    let mut a = Archiver::start_demo_logging(&a_data, "", &log("a2"));
+    assert!(warned("a2"), "{:?}", std::fs::read_to_string(log("a2")));
+    assert!(b.terminate());
+    assert!(a.terminate());
+    // Alone again: no warning.
+    let mut a = Archiver::start_demo_logging(&a_data, "", &log("a3"));
+    assert!(!warned("a3"), "a restart alone must not warn");
+    assert!(a.terminate());
 }
 
 /// One archiver per data folder: a second `serve` on the same folder refuses to start

@@ -301,7 +301,15 @@ fn flush_slot(sts: &Tier, slot: &PvSlot, if_busy: IfBusy, guard: Option<Guard<'_
             Err(e) => {
                 let left: usize = batch[i..].iter().map(|c| c.lines).sum();
                 write_failure(slot, || {
-                    format!("write failed, keeping {left} samples to retry: {e}")
+                    // What the failure costs, said where it is seen (a fresh-user test
+                    // found the drops only in droppedEventsBuffer).
+                    let capacity = lock(&slot.state).capacity;
+                    let dropped = slot.counters.dropped_buffer_overflow.load(Relaxed);
+                    format!(
+                        "write failed, keeping {left} samples to retry; the PV's buffer holds \
+                         at most {capacity}, beyond that the oldest are dropped ({dropped} so \
+                         far, droppedEventsBuffer): {e}"
+                    )
                 });
                 failed_at = Some(i);
                 break;

@@ -65,10 +65,14 @@ pub const BUSY_ANSWERS: usize = 256;
 /// How long writing a `503` to a connection over the limit may take.
 const BUSY_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The answer to `GET /health` on a connection over [`ConnLimits::max_connections`]: the
+/// The head of the answer to `GET /health` on a connection over
+/// [`ConnLimits::max_connections`] ([`HEALTH_BODY`] follows it but for a `HEAD`): the
 /// route's own answer (`crate::ops`).
 const HEALTH_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-    connection: close\r\ncontent-length: 15\r\n\r\n{\"status\":\"ok\"}";
+    connection: close\r\ncontent-length: 15\r\n\r\n";
+
+/// The body of [`HEALTH_OK`].
+const HEALTH_BODY: &[u8] = b"{\"status\":\"ok\"}";
 
 /// How long a connection over the limit has to send its request line.
 const BUSY_HEAD_TIMEOUT: Duration = Duration::from_millis(500);
@@ -119,12 +123,22 @@ where
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut refused: u64 = 0;
     loop {
         let (io, _addr) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    refused,
+                    "a connection over max_connections ({}) was answered 503; {refused} so \
+                     far (logged at powers of two)",
+                    limits.max_connections
+                );
+            }
             if let Ok(slot) = busy.clone().try_acquire_owned() {
                 let answer = busy_answer.clone();
                 tokio::spawn(async move {
@@ -164,28 +178,36 @@ async fn answer_busy<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, busy: &[u8]) 
         }
     })
     .await;
-    let answer = if is_health_check(&head[..n]) {
-        HEALTH_OK
-    } else {
-        busy
+    let (answer, body): (&[u8], &[u8]) = match health_check(&head[..n]) {
+        Some(HealthCheck::Get) => (HEALTH_OK, HEALTH_BODY),
+        Some(HealthCheck::Head) => (HEALTH_OK, b""),
+        None => (busy, b""),
     };
     let _ = tokio::time::timeout(BUSY_WRITE_TIMEOUT, async {
         io.write_all(answer).await?;
+        io.write_all(body).await?;
         io.shutdown().await
     })
     .await;
 }
 
-/// True when `head` starts with the request line of `GET /health` or `HEAD /health`
-/// (with or without a query).
-fn is_health_check(head: &[u8]) -> bool {
-    let Some(line) = head.split(|&b| b == b'\n').next() else {
-        return false;
-    };
+/// A liveness probe's request: `GET /health` or `HEAD /health` (no body in the answer).
+enum HealthCheck {
+    Get,
+    Head,
+}
+
+/// The health check whose request line `head` starts with (with or without a query).
+fn health_check(head: &[u8]) -> Option<HealthCheck> {
+    let line = head.split(|&b| b == b'\n').next()?;
     let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-    (method == b"GET" || method == b"HEAD") && path == b"/health"
+    let (method, target) = (parts.next()?, parts.next()?);
+    if target.split(|&b| b == b'?').next() != Some(b"/health".as_slice()) {
+        return None;
+    }
+    match method {
+        b"GET" => Some(HealthCheck::Get),
+        b"HEAD" => Some(HealthCheck::Head),
+        _ => None,
+    }
 }

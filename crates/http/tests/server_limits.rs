@@ -136,14 +136,21 @@ async fn connections_over_the_limit_get_a_quick_503_and_are_served_once_one_is_f
     for (request, want) in [
         ("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200"),
         ("GET /health?x=1 HTTP/1.0\r\n\r\n", "HTTP/1.1 200"),
+        ("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200"),
         ("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503"),
         ("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503"),
     ] {
         let mut s = send(addr, request.as_bytes()).await;
         let (got, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
         assert!(got.starts_with(want), "{request:?}: {got}");
-        if want.ends_with("200") {
-            assert!(got.ends_with("{\"status\":\"ok\"}"), "{got}");
+        if request.starts_with("GET") && want.ends_with("200") {
+            assert!(got.ends_with("\r\n\r\n{\"status\":\"ok\"}"), "{got}");
+        }
+        if request.starts_with("HEAD") {
+            assert!(
+                got.ends_with("\r\n\r\n"),
+                "a HEAD answer has no body: {got}"
+            );
         }
     }
     drop(held.pop());
