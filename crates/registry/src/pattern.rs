@@ -49,7 +49,14 @@ impl NamePattern {
                 // The regex must stand on its own before it is wrapped: `a)|(b` would
                 // otherwise become `^(?:a)|(b)$`, which compiles and matches any name
                 // starting with `a` (Java's `Pattern.compile` refuses it as unbalanced).
-                compile_regex(r, r)?;
+                // Parsed only (the syntax the `regex` crate accepts, its default nesting
+                // limit): a second compile cost as much as the first.
+                regex_syntax::Parser::new().parse(r).map_err(|e| {
+                    RegistryError::InvalidPattern {
+                        pattern: r.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
                 (
                     Some(compile_regex(r, &format!("^(?:{r})$"))?),
                     String::new(),
