@@ -16,9 +16,27 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A started archiver, stopped with SIGTERM when dropped (also when a check fails).
+struct Running(Child);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// `archiver demo` (its simulated PVs archived, buffers written every second) started by
 /// `sh -c "<limits> && exec archiver ..."`, stderr into `log`; returns it and its address.
-fn demo_under(limits: &str, dir: &Path, log: &Path) -> (Child, SocketAddr) {
+fn demo_under(limits: &str, dir: &Path, log: &Path) -> (Running, SocketAddr) {
     let config = dir.join("archiver.toml");
     std::fs::write(&config, "[engine]\nwrite_period_secs = 1\n").unwrap();
     let mut child = Command::new("sh")
@@ -47,7 +65,7 @@ fn demo_under(limits: &str, dir: &Path, log: &Path) -> (Child, SocketAddr) {
     };
     // Keep reading stdout so that the demo's prints never block it.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (Running(child), addr)
 }
 
 /// `(soft, hard)` "Max open files" of process `pid`.
@@ -62,13 +80,6 @@ fn open_file_limits(pid: u32) -> (u64, u64) {
         n.next().unwrap().parse().unwrap(),
         n.next().unwrap().parse().unwrap(),
     )
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
 }
 
 /// The status line of `GET path` on a new connection.
@@ -95,7 +106,7 @@ fn idle_clients_took_every_file_descriptor_and_archiving_failed() {
     let log = dir.path().join("raised.log");
     let (child, _) = demo_under("ulimit -Sn 300 && ulimit -Hn 4096", dir.path(), &log);
     assert_eq!(open_file_limits(child.id()), (4096, 4096));
-    stop(child);
+    drop(child);
     assert!(
         !std::fs::read_to_string(&log).unwrap().contains("lowered"),
         "{}",
@@ -126,7 +137,7 @@ fn idle_clients_took_every_file_descriptor_and_archiving_failed() {
     support::wait_until(10.0, "getAllPVs answered again", || {
         status_of(addr, "/mgmt/bpl/getAllPVs") == "HTTP/1.1 200 OK"
     });
-    stop(child);
+    drop(child);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("Too many open files"), "{text}");
 }
