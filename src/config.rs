@@ -111,6 +111,11 @@ use serde::{Deserialize, Serialize};
 /// retrievals cannot starve the CA/PVA circuits (issue 13, load suite).
 pub const DEFAULT_HTTP_NICE: i32 = 10;
 
+/// The context of an error with keys set by the ARCHIVER_* variables `vars`.
+fn overrides_context(vars: &[String]) -> String {
+    format!("with the environment overrides {}", vars.join(", "))
+}
+
 /// The file's contents.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -659,7 +664,7 @@ impl FileConfig {
             overrides = %applied.join(", "),
             "configuration keys set by the environment"
         );
-        let why = || format!("with the environment overrides {}", applied.join(", "));
+        let why = || overrides_context(&applied);
         let mut cfg: FileConfig = toml::Table::try_into(table).with_context(why)?;
         cfg.engine.validate().with_context(why)?;
         cfg.env_overrides = applied;
@@ -754,12 +759,7 @@ impl FileConfig {
         if self.env_overrides.is_empty() {
             return resolved;
         }
-        resolved.with_context(|| {
-            format!(
-                "with the environment overrides {}",
-                self.env_overrides.join(", ")
-            )
-        })
+        resolved.with_context(|| overrides_context(&self.env_overrides))
     }
 
     fn resolve_values(

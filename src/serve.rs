@@ -88,12 +88,7 @@ impl Signals {
 /// the folder when another process holds it.
 pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File> {
     let path = data_dir.join("archiver.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = open_lock_file(&path).with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
@@ -106,6 +101,15 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File>
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
+}
+
+/// A lock file opened (created if missing, never truncated) to take an OS lock on.
+fn open_lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
 }
 
 /// The lock file in each data store's root folder (held until exit, as `archiver.lock`).
@@ -122,13 +126,7 @@ const STORE_LOCK: &str = ".archiver.lock";
 fn lock_store_folders(stores: &archiver_storage::DataStores) -> Vec<std::fs::File> {
     let mut held = Vec::new();
     for tier in stores.tiers() {
-        let path = tier.root().join(STORE_LOCK);
-        let Ok(file) = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-        else {
+        let Ok(file) = open_lock_file(&tier.root().join(STORE_LOCK)) else {
             continue;
         };
         match file.try_lock() {

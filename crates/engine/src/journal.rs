@@ -354,10 +354,16 @@ impl Journal {
             let Some(engine) = inner.upgrade() else {
                 return;
             };
-            let current = self.current.load(Relaxed);
-            let keep_from = Self::oldest_needed(&engine).map_or(current, |n| n.min(current));
-            self.trim(&engine.sts, keep_from, false);
+            self.trim_unneeded(&engine);
         }
+    }
+
+    /// Removes the segments no PV needs any more, the current one excepted (see
+    /// [`Journal::trim`]).
+    fn trim_unneeded(&self, inner: &Inner) {
+        let current = self.current.load(Relaxed);
+        let keep_from = Self::oldest_needed(inner).map_or(current, |n| n.min(current));
+        self.trim(&inner.sts, keep_from, false);
     }
 
     /// Removes the segments numbered from `first_seq` up to (not including) `keep_from`,
@@ -431,9 +437,7 @@ impl Journal {
         while self.current.load(Relaxed) < target && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let current = self.current.load(Relaxed);
-        let keep_from = Self::oldest_needed(inner).map_or(current, |n| n.min(current));
-        self.trim(&inner.sts, keep_from, false);
+        self.trim_unneeded(inner);
     }
 
     /// Stops the threads after a last write and sync; with `all_written` (every buffer

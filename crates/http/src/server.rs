@@ -12,9 +12,9 @@
 //! * **Connections**: at most [`ConnLimits::max_connections`] are served at once; one more
 //!   gets a quick `503` with a JSON body and `Retry-After: 1` (at most
 //!   [`BUSY_ANSWERS`] such answers are under way at a time, each for at most half a second
-//!   reading the request line and a second writing; beyond that the connection is closed at once), so a flood costs a bounded
-//!   number of tasks, buffers and file descriptors. `GET /health` is answered `200`
-//!   even then (the request line is read first): the process is alive, and a liveness
+//!   reading the request line and a second writing; beyond that the connection is closed
+//!   at once), so a flood costs a bounded number of tasks, buffers and file descriptors.
+//!   `GET /health` is answered `200` even then (the request line is read first): the process is alive, and a liveness
 //!   probe must not restart it because of a flood; `/ready` answers the 503 (no room for
 //!   more).
 //!

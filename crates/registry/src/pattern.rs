@@ -51,12 +51,9 @@ impl NamePattern {
                 // starting with `a` (Java's `Pattern.compile` refuses it as unbalanced).
                 // Parsed only (the syntax the `regex` crate accepts, its default nesting
                 // limit): a second compile cost as much as the first.
-                regex_syntax::Parser::new().parse(r).map_err(|e| {
-                    RegistryError::InvalidPattern {
-                        pattern: r.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
+                regex_syntax::Parser::new()
+                    .parse(r)
+                    .map_err(|e| invalid_pattern(r, e))?;
                 (
                     Some(compile_regex(r, &format!("^(?:{r})$"))?),
                     String::new(),
@@ -68,10 +65,14 @@ impl NamePattern {
 }
 
 fn compile_regex(pattern: &str, anchored: &str) -> Result<Regex, RegistryError> {
-    Regex::new(anchored).map_err(|e| RegistryError::InvalidPattern {
+    Regex::new(anchored).map_err(|e| invalid_pattern(pattern, e))
+}
+
+fn invalid_pattern(pattern: &str, reason: impl std::fmt::Display) -> RegistryError {
+    RegistryError::InvalidPattern {
         pattern: pattern.to_string(),
-        reason: e.to_string(),
-    })
+        reason: reason.to_string(),
+    }
 }
 
 /// A compiled [`NamePattern`].
