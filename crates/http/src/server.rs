@@ -10,13 +10,13 @@
 //!   for [`ConnLimits::body_read_timeout`] fails; the extractor answers 408 (a body over
 //!   [`crate::MAX_BODY_BYTES`] is refused with 413 by the body limit of [`crate::app`]).
 //! * **Connections**: at most [`ConnLimits::max_connections`] are served at once; one more
-//!   gets a quick `503` with a JSON body and `Retry-After: 1` (at most
-//!   [`BUSY_ANSWERS`] such answers are under way at a time, each for at most half a second
-//!   reading the request line and a second writing; beyond that the connection is closed
-//!   at once), so a flood costs a bounded number of tasks, buffers and file descriptors.
-//!   `GET /health` is answered `200` even then (the request line is read first): the process is alive, and a liveness
-//!   probe must not restart it because of a flood; `/ready` answers the 503 (no room for
-//!   more).
+//!   gets a quick `503` with a JSON body and `Retry-After: 1` (at most [`BUSY_ANSWERS`]
+//!   such answers are under way at a time, each for at most half a second reading the
+//!   request line and a second writing; beyond that the connection is closed at once), so
+//!   a flood costs a bounded number of tasks, buffers and file descriptors. `GET /health`
+//!   is answered `200` even then (the request line is read first): the process is alive,
+//!   and a liveness probe must not restart it because of a flood; `/ready` answers the 503
+//!   (no room for more).
 //!
 //! axum's own `axum::serve` sets no timer, so none of the timeouts exists there; this
 //! loop is the same as its (hyper-util's `TowerToHyperService` over the router, hyper's
