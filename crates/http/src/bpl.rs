@@ -23,10 +23,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::BplRequest;
 use crate::state::RetrievalState;
 
-/// A catalogue failure: a bad pattern is the client's (400), anything else ours (500).
+/// A catalogue failure: a bad or too costly pattern is the client's (400), anything else
+/// ours (500).
 fn registry_error(e: RegistryError) -> ApiError {
     match e {
-        RegistryError::InvalidPattern { .. } => ApiError::bad(e.to_string()),
+        RegistryError::InvalidPattern { .. } | RegistryError::PatternTooCostly { .. } => {
+            ApiError::bad(e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }
@@ -82,10 +85,11 @@ pub async fn get_matching_pvs(
 /// The pattern Java's `GetMatchingPVs` makes of its `pv` glob: the regex of `*` → `.*`,
 /// `?` → `.`, every other character as it is (so `A:B[12]` is a character class, as in
 /// Java, and `.` any character); when that is not a valid regex (`LN-AM{Rad*`: Java's
-/// `PatternSyntaxException`, a 500), the glob with every other character literal.
+/// `PatternSyntaxException`, a 500), the glob with every other character literal. A valid
+/// regex too costly to compile stays a regex, to be refused with a 400 that says so.
 fn java_glob_pattern(glob: &str) -> NamePattern {
     let regex = glob.replace('*', ".*").replace('?', ".");
-    if regex::Regex::new(&regex).is_ok() {
+    if NamePattern::is_valid_regex(&regex) {
         NamePattern::Regex(regex)
     } else {
         NamePattern::Glob(glob.to_string())

@@ -409,3 +409,69 @@ async fn delete_pv_data_of_a_name_mapping_outside_the_store_was_a_500() {
         assert!(msg.contains("victim"), "{msg}");
     }
 }
+
+/// Found by the `names_patterns` fuzz target: a 580-byte regex (nested stars and a counted
+/// repetition `{61252}`) that compiled and then took 0.36 s per PV name, so one listing of
+/// a 100,000-PV catalogue held a thread for hours. Every call that matches a user pattern
+/// against the names now answers 400 saying the pattern is too costly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_whose_match_walks_a_huge_program_is_a_400_on_every_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, registry, _) = state(dir.path()).await;
+    let info = archiver_registry::PvTypeInfo::new_for_archiving(
+        "T:CAT",
+        archiver_pb::PayloadType::ScalarDouble,
+        1,
+        archiver_registry::SamplingMethod::Monitor,
+        1.0,
+        Vec::new(),
+        archiver_pb::Timestamp::new(1_700_000_000, 0),
+    )
+    .unwrap();
+    registry.put_type_info(&info).unwrap();
+    let input = include_bytes!(
+        "../../../fuzz/regressions/names_patterns/slow-regex-match-ef1076534f332fee0a21bc429aaf0532f25e0360"
+    );
+    let text = String::from_utf8_lossy(input);
+    let (regex, _) = text.split_once('\n').unwrap_or((&text, ""));
+    let encoded: String = regex
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    for call in [
+        "/mgmt/bpl/getAllPVs?regex=",
+        "/mgmt/bpl/getTimeSpanReport?regex=",
+        "/retrieval/bpl/getMatchingPVs?regex=",
+        "/retrieval/bpl/searchForPVsRegex?regex=",
+        // Java's getMatchingPVs takes its glob as a regex (`*` → `.*`).
+        "/retrieval/bpl/getMatchingPVs?pv=",
+    ] {
+        let uri = format!("{call}{encoded}");
+        let (status, _, _, body) =
+            send(&state, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        let msg = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{call}: {msg}");
+        assert!(msg.contains("too costly"), "{call}: {msg}");
+    }
+    // An ordinary pattern still lists.
+    for call in [
+        "/mgmt/bpl/getAllPVs?regex=T:C.*",
+        "/retrieval/bpl/getMatchingPVs?regex=T:C.*",
+        "/retrieval/bpl/getMatchingPVs?pv=T:C*",
+    ] {
+        let (status, _, _, body) =
+            send(&state, Request::get(call).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{call}");
+        assert_eq!(
+            String::from_utf8_lossy(&body).trim(),
+            r#"["T:CAT"]"#,
+            "{call}"
+        );
+    }
+}

@@ -191,6 +191,21 @@ pub enum RegistryError {
         /// Why it does not compile.
         reason: String,
     },
+    /// A name pattern too costly to match: its compiled program would be larger than
+    /// [`crate::pattern::PATTERN_SIZE_LIMIT`], or one listing matched names against it
+    /// for longer than [`crate::pattern::MATCH_TIME_LIMIT`]. The message shows at most
+    /// the first 200 characters of the pattern.
+    #[error(
+        "name pattern {} is too costly: {reason}; use a simpler one (fewer nested or \
+         counted repetitions, fewer alternatives)",
+        excerpt(pattern)
+    )]
+    PatternTooCostly {
+        /// The pattern as given.
+        pattern: String,
+        /// What made it too costly.
+        reason: String,
+    },
     /// The database was written by a newer version of the archiver.
     #[error(
         "the registry file {} has schema version {found}, newer than this build supports \
@@ -287,6 +302,20 @@ fn for_pv(pv: &Option<String>) -> String {
     pv.as_ref()
         .map(|p| format!(" for {p:?}"))
         .unwrap_or_default()
+}
+
+/// `pattern` quoted, cut after 200 characters (with its length) so that a long pattern
+/// does not bury the reason.
+fn excerpt(pattern: &str) -> String {
+    const SHOWN: usize = 200;
+    match pattern.char_indices().nth(SHOWN) {
+        None => format!("{pattern:?}"),
+        Some((cut, _)) => format!(
+            "{:?}... ({} characters)",
+            &pattern[..cut],
+            pattern.chars().count()
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::error::RegistryError;
 use crate::migrations::{self, SQL_NOW};
-use crate::pattern::{Limit, NamePattern};
+use crate::pattern::{Limit, MATCH_TIME_LIMIT, NamePattern};
 use crate::pvtypeinfo::PvTypeInfo;
 use crate::registry::{Alias, ArchiveRequest, PvTimes, Registry, RegistryCounts};
 
@@ -34,11 +34,16 @@ pub const REGISTRY_FILE_NAME: &str = "registry.sqlite";
 /// How long a call waits for another writer on the same file before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many names a pattern listing reads per lock of the connection.
+const MATCH_BATCH: u32 = 4096;
+
 /// The SQLite catalogue. See the module documentation.
 #[derive(Debug)]
 pub struct SqliteRegistry {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
+    /// How long a pattern listing may match names ([`MATCH_TIME_LIMIT`]; tests lower it).
+    match_time_limit: Duration,
 }
 
 impl SqliteRegistry {
@@ -129,6 +134,7 @@ impl SqliteRegistry {
         Ok(SqliteRegistry {
             conn: Mutex::new(conn),
             path,
+            match_time_limit: MATCH_TIME_LIMIT,
         })
     }
 
@@ -147,8 +153,11 @@ impl SqliteRegistry {
     }
 
     /// Names from `sql` (one text column, sorted) that match `pattern`, at most `limit`.
-    /// `sql` takes the literal prefix of the pattern as `?1` and must return names
-    /// `>= ?1` in order, so the scan starts at the prefix and stops after it.
+    /// `sql` takes a name as `?1` and a row count as `?2` and must return at most `?2`
+    /// names `>= ?1` in order. The scan starts at the pattern's literal prefix, stops
+    /// after it, and reads [`MATCH_BATCH`] names at a time, matching them with the
+    /// connection unlocked: a slow pattern holds up no other catalogue call, and gives up
+    /// after [`MATCH_TIME_LIMIT`] ([`RegistryError::PatternTooCostly`]).
     fn matching_names(
         &self,
         op: &'static str,
@@ -158,27 +167,45 @@ impl SqliteRegistry {
     ) -> Result<Vec<String>, RegistryError> {
         let matcher = pattern.compile()?;
         let prefix = matcher.literal_prefix();
+        let mut scan = matcher.scan_for(self.match_time_limit);
         let mut out = Vec::new();
         if limit.reached(0) {
             return Ok(out);
         }
         let db = |e: rusqlite::Error| RegistryError::backend(op, None, e);
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
-        let mut rows = stmt.query([prefix]).map_err(db)?;
-        while let Some(row) = rows.next().map_err(db)? {
-            let name: String = row.get(0).map_err(db)?;
-            if !name.starts_with(prefix) {
-                break;
-            }
-            if matcher.is_match(&name) {
-                out.push(name);
-                if limit.reached(out.len()) {
-                    break;
+        let mut from = prefix.to_string();
+        let mut resumed = false;
+        loop {
+            let batch: Vec<String> = {
+                let conn = self.lock();
+                let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+                let rows = stmt
+                    .query_map(params![from, MATCH_BATCH], |r| r.get(0))
+                    .map_err(db)?;
+                rows.collect::<Result<_, _>>().map_err(db)?
+            };
+            let full = batch.len() == MATCH_BATCH as usize;
+            // A batch after the first starts again at the last name of the one before.
+            let skip = usize::from(resumed && batch.first() == Some(&from));
+            for name in &batch[skip..] {
+                if !name.starts_with(prefix) {
+                    return Ok(out);
+                }
+                if scan.is_match(name)? {
+                    out.push(name.clone());
+                    if limit.reached(out.len()) {
+                        return Ok(out);
+                    }
                 }
             }
+            match batch.last() {
+                Some(last) if full => {
+                    from = last.clone();
+                    resumed = true;
+                }
+                _ => return Ok(out),
+            }
         }
-        Ok(out)
     }
 
     fn string_list(
@@ -347,7 +374,7 @@ impl Registry for SqliteRegistry {
     ) -> Result<Vec<String>, RegistryError> {
         self.matching_names(
             "matching_pv_names",
-            "SELECT pvName FROM PVTypeInfo WHERE pvName >= ?1 ORDER BY pvName",
+            "SELECT pvName FROM PVTypeInfo WHERE pvName >= ?1 ORDER BY pvName LIMIT ?2",
             pattern,
             limit,
         )
@@ -493,7 +520,7 @@ impl Registry for SqliteRegistry {
     ) -> Result<Vec<String>, RegistryError> {
         self.matching_names(
             "matching_aliases",
-            "SELECT pvName FROM PVAliases WHERE pvName >= ?1 ORDER BY pvName",
+            "SELECT pvName FROM PVAliases WHERE pvName >= ?1 ORDER BY pvName LIMIT ?2",
             pattern,
             limit,
         )
@@ -890,6 +917,57 @@ mod tests {
             r.matching_pv_names(&NamePattern::Regex("(".into()), Limit::All),
             Err(RegistryError::InvalidPattern { .. })
         ));
+    }
+
+    #[test]
+    fn a_pattern_listing_read_in_batches_loses_and_repeats_no_name() {
+        let r = mem();
+        // Three full batches and a bit, between names the patterns must not list.
+        let many = 3 * MATCH_BATCH as usize + 5;
+        let mut infos: Vec<PvTypeInfo> = (0..many).map(|i| info(&format!("B:{i:05}"))).collect();
+        infos.extend(["A:1", "C:1"].map(info));
+        r.put_type_infos(&infos).unwrap();
+        let b_names: Vec<String> = (0..many).map(|i| format!("B:{i:05}")).collect();
+        let list = |p: NamePattern, l| r.matching_pv_names(&p, l).unwrap();
+        assert_eq!(list(NamePattern::Glob("B:*".into()), Limit::All), b_names);
+        assert_eq!(
+            list(NamePattern::Regex("B:.*7".into()), Limit::All),
+            b_names
+                .iter()
+                .filter(|n| n.ends_with('7'))
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        let all = list(NamePattern::All, Limit::All);
+        assert_eq!(all.len(), many + 2);
+        assert_eq!((all[0].as_str(), all[many + 1].as_str()), ("A:1", "C:1"));
+        assert_eq!(
+            list(NamePattern::Glob("B:*".into()), Limit::AtMost(5000)),
+            b_names[..5000]
+        );
+    }
+
+    #[test]
+    fn a_listing_gives_up_on_a_pattern_once_its_time_is_spent() {
+        let mut r = mem();
+        put_all(&r, &["T:1", "T:2", "T:3"]);
+        r.match_time_limit = Duration::ZERO;
+        match r.matching_pv_names(&NamePattern::Regex("T:.*".into()), Limit::All) {
+            Err(RegistryError::PatternTooCostly { pattern, reason }) => {
+                assert_eq!(pattern, "T:.*");
+                assert!(reason.contains("took longer than"), "{reason}");
+            }
+            other => panic!("expected PatternTooCostly, got {other:?}"),
+        }
+        assert!(matches!(
+            r.get_all_pvs(&NamePattern::Glob("T:*".into()), Limit::All),
+            Err(RegistryError::PatternTooCostly { .. })
+        ));
+        // Listing every name matches nothing, so it has nothing to give up.
+        assert_eq!(
+            r.matching_pv_names(&NamePattern::All, Limit::All).unwrap(),
+            ["T:1", "T:2", "T:3"]
+        );
     }
 
     #[test]

@@ -155,7 +155,10 @@ proptest! {
                 }
                 prop_assert_eq!(m.literal_prefix(), "");
             }
-            Err(RegistryError::InvalidPattern { pattern, .. }) => prop_assert_eq!(pattern, re),
+            Err(
+                RegistryError::InvalidPattern { pattern, .. }
+                | RegistryError::PatternTooCostly { pattern, .. },
+            ) => prop_assert_eq!(pattern, re),
             Err(e) => prop_assert!(false, "unexpected error {e:?}"),
         }
     }

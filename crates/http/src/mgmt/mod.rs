@@ -37,8 +37,8 @@ pub mod status;
 pub mod storage;
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
-use archiver_registry::names::{glob_to_regex, is_glob, normalize_channel_name, validate_pv_name};
-use archiver_registry::{Registry, RegistryError};
+use archiver_registry::names::{is_glob, normalize_channel_name, validate_pv_name};
+use archiver_registry::{NamePattern, Registry, RegistryError};
 use axum::Router;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -455,10 +455,16 @@ fn expand(app: &dyn ApplianceApi, entries: &[NameEntry]) -> ApiResult<Vec<String
     let mut out = Vec::new();
     for e in entries {
         if is_glob(&e.pv) {
-            let re = regex::Regex::new(&format!("^(?:{})$", glob_to_regex(&e.pv)))
-                .map_err(|err| ApiError::bad(format!("bad pattern {:?}: {err}", e.pv)))?;
+            let matcher = NamePattern::Glob(e.pv.clone())
+                .compile()
+                .map_err(registry_error)?;
+            let mut scan = matcher.scan();
             let all = all.get_or_insert_with(|| app.names());
-            out.extend(all.iter().filter(|n| re.is_match(n)).cloned());
+            for n in all.iter() {
+                if scan.is_match(n).map_err(registry_error)? {
+                    out.push(n.clone());
+                }
+            }
         } else {
             out.push(normalize_channel_name(e.pv.trim()).name.to_string());
         }

@@ -594,10 +594,23 @@ pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> A
             s.collect_map(self.0.iter().map(|r| (r.pv_name, r)))
         }
     }
-    let matcher = archiver_registry::NamePattern::from_java_params(None, req.get("regex"))
-        .compile()
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let times = catalogue(&app, |r| r.all_pv_times()).await?;
+    let pattern = archiver_registry::NamePattern::from_java_params(None, req.get("regex"));
+    // Matched on the blocking thread, within the pattern's time limit.
+    let times = catalogue(&app, move |r| {
+        let matcher = pattern.compile()?;
+        let mut scan = matcher.scan();
+        let mut kept = Vec::new();
+        for t in r.all_pv_times()? {
+            if kept.len() >= at_most {
+                break;
+            }
+            if scan.is_match(&t.pv_name)? {
+                kept.push(t);
+            }
+        }
+        Ok(kept)
+    })
+    .await?;
     let summaries = summaries(&app).await?;
     let last: std::collections::HashMap<&str, i64> = summaries
         .iter()
@@ -605,8 +618,6 @@ pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> A
         .collect();
     let rows = times
         .iter()
-        .filter(|t| matcher.is_match(&t.pv_name))
-        .take(at_most)
         .map(|t| Row {
             pv_name: &t.pv_name,
             creation_ts: Str(created(t)),
