@@ -29,6 +29,22 @@ async fn state(dir: &std::path::Path) -> (Appliance, Arc<SqliteRegistry>, i64) {
     (app, registry, t0)
 }
 
+/// A catalogued scalar double PV, `paused` or not, with no stores.
+fn type_info(pv: &str, paused: bool) -> archiver_registry::PvTypeInfo {
+    let mut i = archiver_registry::PvTypeInfo::new_for_archiving(
+        pv,
+        archiver_pb::PayloadType::ScalarDouble,
+        1,
+        archiver_registry::SamplingMethod::Monitor,
+        1.0,
+        Vec::new(),
+        archiver_pb::Timestamp::new(1_700_000_000, 0),
+    )
+    .unwrap();
+    i.paused = paused;
+    i
+}
+
 async fn send(
     state: &Appliance,
     req: Request<Body>,
@@ -228,22 +244,8 @@ async fn an_unknown_endpoint_is_a_json_404_naming_it() {
 async fn a_catalogued_pv_not_restored_yet_has_the_catalogues_status() {
     let dir = tempfile::tempdir().unwrap();
     let (state, registry, _) = state(dir.path()).await;
-    let info = |pv: &str, paused: bool| {
-        let mut i = archiver_registry::PvTypeInfo::new_for_archiving(
-            pv,
-            archiver_pb::PayloadType::ScalarDouble,
-            1,
-            archiver_registry::SamplingMethod::Monitor,
-            1.0,
-            Vec::new(),
-            archiver_pb::Timestamp::new(1_700_000_000, 0),
-        )
-        .unwrap();
-        i.paused = paused;
-        i
-    };
     registry
-        .put_type_infos(&[info("T:CAT", false), info("T:CATP", true)])
+        .put_type_infos(&[type_info("T:CAT", false), type_info("T:CATP", true)])
         .unwrap();
     registry.add_alias("T:CATALIAS", "T:CAT").unwrap();
     registry
@@ -418,17 +420,7 @@ async fn delete_pv_data_of_a_name_mapping_outside_the_store_was_a_500() {
 async fn a_regex_whose_match_walks_a_huge_program_is_a_400_on_every_listing() {
     let dir = tempfile::tempdir().unwrap();
     let (state, registry, _) = state(dir.path()).await;
-    let info = archiver_registry::PvTypeInfo::new_for_archiving(
-        "T:CAT",
-        archiver_pb::PayloadType::ScalarDouble,
-        1,
-        archiver_registry::SamplingMethod::Monitor,
-        1.0,
-        Vec::new(),
-        archiver_pb::Timestamp::new(1_700_000_000, 0),
-    )
-    .unwrap();
-    registry.put_type_info(&info).unwrap();
+    registry.put_type_info(&type_info("T:CAT", false)).unwrap();
     let input = include_bytes!(
         "../../../fuzz/regressions/names_patterns/slow-regex-match-ef1076534f332fee0a21bc429aaf0532f25e0360"
     );
