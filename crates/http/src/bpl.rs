@@ -13,13 +13,13 @@
 //! answers 500) every character but `*` and `?` is taken literally.
 
 use archiver_registry::names::split_field;
-use archiver_registry::{Limit, NamePattern, Registry, RegistryError};
+use archiver_registry::{Limit, MatchBudget, NamePattern, Registry, RegistryError};
 use archiver_retrieval::{Retrieval, normalize_name};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, pattern_too_costly};
 use crate::extract::BplRequest;
 use crate::state::RetrievalState;
 
@@ -27,9 +27,8 @@ use crate::state::RetrievalState;
 /// ours (500).
 fn registry_error(e: RegistryError) -> ApiError {
     match e {
-        RegistryError::InvalidPattern { .. } | RegistryError::PatternTooCostly { .. } => {
-            ApiError::bad(e.to_string())
-        }
+        RegistryError::InvalidPattern { .. } => ApiError::bad(e.to_string()),
+        RegistryError::PatternTooCostly { .. } => pattern_too_costly(e.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -69,14 +68,26 @@ pub async fn get_matching_pvs(
     State(state): State<RetrievalState>,
     p: BplRequest,
 ) -> ApiResult<Response> {
-    let pattern = match (p.get("pv"), p.get("regex")) {
+    let (pattern, glob) = match (p.get("pv"), p.get("regex")) {
         // Java: "If neither is specified, we return an empty list".
         (None, None) => return Ok(json(b"[]\n".to_vec())),
-        (Some(glob), _) => java_glob_pattern(glob),
-        (None, regex) => NamePattern::from_java_params(None, regex),
+        (Some(glob), _) => (java_glob_pattern(glob), Some(glob.to_string())),
+        (None, regex) => (NamePattern::from_java_params(None, regex), None),
     };
     let limit = limit(&p)?;
-    let names = blocking(&state, move |r| matching(r.catalogue(), &pattern, limit)).await?;
+    let names = blocking(&state, move |r| {
+        matching(r.catalogue(), &pattern, limit).map_err(|e| match (e, glob) {
+            // The user wrote the glob, not the regex made of it.
+            (RegistryError::PatternTooCostly { reason, .. }, Some(glob)) => {
+                registry_error(RegistryError::PatternTooCostly {
+                    pattern: glob,
+                    reason,
+                })
+            }
+            (e, _) => registry_error(e),
+        })
+    })
+    .await?;
     let mut body = serde_json::to_vec(&names).map_err(ApiError::internal)?;
     body.push(b'\n');
     Ok(json(body))
@@ -97,15 +108,15 @@ fn java_glob_pattern(glob: &str) -> NamePattern {
 }
 
 /// PV names and aliases matching `pattern`, sorted together and cut at `limit` (Java's
-/// `GetMatchingPVs` sorts and cuts the union).
-fn matching(cat: &dyn Registry, pattern: &NamePattern, limit: Limit) -> ApiResult<Vec<String>> {
-    let mut names = cat
-        .matching_pv_names(pattern, limit)
-        .map_err(registry_error)?;
-    names.extend(
-        cat.matching_aliases(pattern, limit)
-            .map_err(registry_error)?,
-    );
+/// `GetMatchingPVs` sorts and cuts the union), both within one [`MatchBudget`].
+fn matching(
+    cat: &dyn Registry,
+    pattern: &NamePattern,
+    limit: Limit,
+) -> Result<Vec<String>, RegistryError> {
+    let budget = MatchBudget::start();
+    let mut names = cat.matching_pv_names_within(pattern, limit, budget)?;
+    names.extend(cat.matching_aliases_within(pattern, limit, budget)?);
     names.sort_unstable();
     names.dedup();
     if let Limit::AtMost(n) = limit {
@@ -123,7 +134,7 @@ pub async fn search_for_pvs_regex(
 ) -> ApiResult<Response> {
     let regex = p.required("regex")?.to_string();
     let names = blocking(&state, move |r| {
-        matching(r.catalogue(), &NamePattern::Regex(regex), Limit::All)
+        matching(r.catalogue(), &NamePattern::Regex(regex), Limit::All).map_err(registry_error)
     })
     .await?;
     let mut body = String::with_capacity(names.iter().map(|n| n.len() + 1).sum());

@@ -2,6 +2,8 @@
 //! are logged and answered with a generic message. The body is
 //! `{"status": "error", "message": "..."}`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -54,6 +56,22 @@ impl ApiError {
             crate::MAX_BODY_BYTES >> 20
         ))
     }
+}
+
+/// The 400 of a name pattern refused as too costly (`RegistryError::PatternTooCostly`'s
+/// `message`), logged as a warning at powers of two of the refusals since start, so that
+/// an operator sees them without a flood of them flooding the log.
+pub(crate) fn pattern_too_costly(message: String) -> ApiError {
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    let refused = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+    if refused.is_power_of_two() {
+        tracing::warn!(
+            refused,
+            "refused a too costly name pattern, {refused} so far (logged at powers of two): \
+             {message}"
+        );
+    }
+    ApiError::BadRequest(message)
 }
 
 /// The JSON body of an error.

@@ -869,6 +869,18 @@ async fn never_connected_and_all_pvs() {
              "currentState": "METAINFO_REQUESTED", "appliance": "fake0"}
         ])
     );
+    // Beyond Java: `regex` (the web UI's regex search) is matched by the server.
+    let r = get(&fake, "/mgmt/bpl/getNeverConnectedPVs?regex=N:%5B2-9%5D").await;
+    let names: Vec<_> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pvName"].clone())
+        .collect();
+    assert_eq!(names, [json!("N:2")]);
+    let r = get(&fake, "/mgmt/bpl/getNeverConnectedPVs?regex=(").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Java lists the PVs with a type info: none still in its archive request.
     let r = get(&fake, "/mgmt/bpl/getAllPVs?regex=N.*&limit=1").await;
     assert_eq!(r.json(), json!([]));

@@ -467,3 +467,29 @@ async fn a_regex_whose_match_walks_a_huge_program_is_a_400_on_every_listing() {
         );
     }
 }
+
+/// Found by a fresh-user test of the fix above: each glob of a `pv=` list had a 5 s budget
+/// of its own, so a 400 kB body of 20,000 cheap globs (`*7?Q*`) matched for 382 s over
+/// 30,000 names. The globs of one request now share one budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_globs_of_one_request_share_one_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, registry, _) = state(dir.path()).await;
+    let infos: Vec<_> = (0..5000)
+        .map(|i| type_info(&format!("T:MANY:{i:05}"), false))
+        .collect();
+    registry.put_type_infos(&infos).unwrap();
+    let globs: Vec<String> = (0..20_000).map(|i| format!("*{i}?Q*")).collect();
+    let body = format!("limit=-1&pv={}", globs.join(","));
+    let (status, _, _, body) = send(
+        &state,
+        Request::post("/mgmt/bpl/getAllPVs")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    let msg = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+    assert!(msg.contains("too costly") && msg.contains("took longer than 5s"), "{msg}");
+}

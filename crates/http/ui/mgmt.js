@@ -163,11 +163,11 @@ async function search(keepMessage) {
       status = await AA.api(`/mgmt/bpl/getPVStatus?pv=${AA.enc(q)}&limit=${limit}`);
     } else {
       // A regular expression: the archived names, then the PVs that never connected
-      // matching it (getAllPVs leaves them out), then the status of those.
+      // matching it (getAllPVs leaves them out), then the status of those. The server
+      // matches both: the browser's RegExp has another syntax and no bound on its cost.
       const names = await AA.api(`/mgmt/bpl/getAllPVs?regex=${AA.enc(q)}&limit=${limit}`);
-      const re = new RegExp(`^(?:${q})$`);
-      const pending = await AA.api("/mgmt/bpl/getNeverConnectedPVs").catch(() => []);
-      for (const p of pending || []) if (re.test(p.pvName) && !names.includes(p.pvName)) names.push(p.pvName);
+      const pending = await AA.api(`/mgmt/bpl/getNeverConnectedPVs?regex=${AA.enc(q)}`).catch(() => []);
+      for (const p of pending || []) if (!names.includes(p.pvName)) names.push(p.pvName);
       status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names.slice(0, limit)) : [];
     }
     status = (status || []).filter(s => s.status !== "Not being archived" || !/[*?]/.test(q)).slice(0, limit);

@@ -183,8 +183,9 @@ pub enum RegistryError {
         /// The operation.
         op: &'static str,
     },
-    /// A name pattern (glob or regex) that does not compile.
-    #[error("invalid name pattern {pattern:?}: {reason}")]
+    /// A name pattern (glob or regex) that does not compile. The message shows the
+    /// pattern as given, cut after 200 characters.
+    #[error("invalid name pattern {}: {reason}", excerpt(pattern))]
     InvalidPattern {
         /// The pattern as given.
         pattern: String,
@@ -304,14 +305,14 @@ fn for_pv(pv: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// `pattern` quoted, cut after 200 characters (with its length) so that a long pattern
-/// does not bury the reason.
+/// `pattern` in quotes as the user typed it (a regex's backslashes are not doubled), cut
+/// after 200 characters (with its length) so that a long pattern does not bury the reason.
 fn excerpt(pattern: &str) -> String {
     const SHOWN: usize = 200;
     match pattern.char_indices().nth(SHOWN) {
-        None => format!("{pattern:?}"),
+        None => format!("\"{pattern}\""),
         Some((cut, _)) => format!(
-            "{:?}... ({} characters)",
+            "\"{}\"... ({} characters)",
             &pattern[..cut],
             pattern.chars().count()
         ),

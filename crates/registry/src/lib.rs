@@ -65,7 +65,9 @@ pub mod registry;
 pub mod sqlite;
 
 pub use crate::error::{NameError, RegistryError, TypeInfoError};
-pub use crate::pattern::{Limit, NameMatcher, NamePattern};
+pub use crate::pattern::{
+    Limit, MATCH_TIME_LIMIT, MatchBudget, NameMatcher, NamePattern, NameScan, PATTERN_SIZE_LIMIT,
+};
 pub use crate::pvtypeinfo::{
     CtrlLimits, DEFAULT_APPLIANCE_IDENTITY, PvTypeInfo, SamplingMethod, UnknownSamplingMethod,
 };

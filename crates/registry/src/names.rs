@@ -224,14 +224,14 @@ pub fn glob_to_regex(glob: &str) -> String {
     let mut literal = String::new();
     for c in glob.chars() {
         if c == '*' || c == '?' {
-            out.push_str(&regex::escape(&literal));
+            out.push_str(&regex_syntax::escape(&literal));
             literal.clear();
             out.push_str(if c == '*' { ".*" } else { "." });
         } else {
             literal.push(c);
         }
     }
-    out.push_str(&regex::escape(&literal));
+    out.push_str(&regex_syntax::escape(&literal));
     out.push('$');
     out
 }

@@ -9,37 +9,86 @@
 //! pattern needs (classes, alternation, repetition, anchors); look-around and
 //! back-references are not supported and give [`RegistryError::InvalidPattern`].
 //!
+//! `\d`, `\s` and `\w` are ASCII, as in Java (the `regex` crate's are Unicode's, which
+//! made `\w{1,64}` a 2.5 MiB program).
+//!
 //! # Cost
 //!
 //! Patterns come from HTTP queries that anyone who reaches retrieval may send, so their
 //! cost is bounded twice ([`RegistryError::PatternTooCostly`] for both):
 //!
-//! - its compiled program may be at most [`PATTERN_SIZE_LIMIT`] bytes. The `regex`
+//! - a compiled program may be at most [`PATTERN_SIZE_LIMIT`] bytes. The `regex`
 //!   crate's own default (10 MiB) admits a 580-byte regex of nested stars and a counted
 //!   repetition whose match walks the whole program for every byte of a name: 0.36 s
 //!   for a 20-byte PV name, 17 s for a 991-byte one (found by the `names_patterns` fuzz
 //!   target; RELIABILITY.md). Under 2 MiB the worst we could build costs about 0.1 ms
 //!   a name and 25 ms for the longest name, while an alternation of 1,000 PV names
 //!   (25 kB of regex text) still compiles;
-//! - a listing stops matching names against one pattern after [`MATCH_TIME_LIMIT`]
-//!   ([`NameMatcher::scan`]): even 0.1 ms a name is minutes over a catalogue of
-//!   millions, and an ordinary pattern needs about a second for a million names.
+//! - one request may spend at most [`MATCH_TIME_LIMIT`] compiling and matching all its
+//!   patterns ([`MatchBudget`], checked before each compile and after each name): even
+//!   0.1 ms a name is minutes over a catalogue of millions, so is a list of 20,000 cheap
+//!   globs over 30,000 names, while an ordinary pattern needs about 0.1 s for 300,000.
 
 use std::time::{Duration, Instant};
 
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::{self, Regex};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_syntax::ast::{
+    Ast, ClassAscii, ClassAsciiKind, ClassBracketed, ClassPerl, ClassPerlKind, ClassSet,
+    ClassSetItem,
+};
+use regex_syntax::hir::{Hir, Look};
 
 use crate::error::RegistryError;
 use crate::names::{glob_literal_prefix, glob_to_regex};
 
-/// The largest compiled program of a pattern, in bytes (the `regex` crate's
-/// `RegexBuilder::size_limit`): 2 MiB, a fifth of the crate's default. See the module's
+/// The largest compiled program of a pattern, in bytes (`regex-automata`'s
+/// `nfa_size_limit`): 2 MiB, a fifth of the `regex` crate's default. See the module's
 /// "Cost".
 pub const PATTERN_SIZE_LIMIT: usize = 2 << 20;
 
-/// How long one [`NameScan`] (one listing of names against one pattern) may run: 5 s.
-/// See the module's "Cost".
+/// How long one request may spend compiling and matching name patterns: 5 s. See the
+/// module's "Cost".
 pub const MATCH_TIME_LIMIT: Duration = Duration::from_secs(5);
+
+/// The time one request may spend on name patterns, shared by every pattern compiled
+/// within it ([`NamePattern::compile_within`]) and every scan of those. It runs from its
+/// making; copies share the same start.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchBudget {
+    started: Instant,
+    limit: Duration,
+}
+
+impl MatchBudget {
+    /// A budget of [`MATCH_TIME_LIMIT`] from now.
+    pub fn start() -> Self {
+        Self::with_limit(MATCH_TIME_LIMIT)
+    }
+
+    /// A budget of `limit` from now.
+    pub fn with_limit(limit: Duration) -> Self {
+        MatchBudget {
+            started: Instant::now(),
+            limit,
+        }
+    }
+
+    /// [`RegistryError::PatternTooCostly`] naming `pattern` once the budget is spent.
+    fn check(&self, pattern: &str, checked: usize) -> Result<(), RegistryError> {
+        if self.started.elapsed() <= self.limit {
+            return Ok(());
+        }
+        Err(RegistryError::PatternTooCostly {
+            pattern: pattern.to_string(),
+            reason: format!(
+                "the request's name patterns took longer than {:?} to match ({checked} \
+                 names against this one)",
+                self.limit
+            ),
+        })
+    }
+}
 
 /// Which names a listing returns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,58 +119,158 @@ impl NamePattern {
         regex_syntax::Parser::new().parse(text).is_ok()
     }
 
-    /// The in-process matcher for this pattern.
+    /// The in-process matcher for this pattern, with a budget of its own
+    /// ([`MatchBudget::start`]).
     ///
     /// # Errors
     ///
-    /// [`RegistryError::InvalidPattern`] for a regex that does not parse or does not
-    /// stand on its own; [`RegistryError::PatternTooCostly`] when the compiled program
-    /// would be larger than [`PATTERN_SIZE_LIMIT`].
+    /// [`RegistryError::InvalidPattern`] for a regex that does not parse;
+    /// [`RegistryError::PatternTooCostly`] when the compiled program would be larger than
+    /// [`PATTERN_SIZE_LIMIT`].
     pub fn compile(&self) -> Result<NameMatcher, RegistryError> {
-        let (regex, prefix) = match self {
-            NamePattern::All => (None, String::new()),
-            NamePattern::Glob(g) => (
-                Some(compile_regex(g, &glob_to_regex(g))?),
-                glob_literal_prefix(g).to_string(),
-            ),
-            NamePattern::Regex(r) => {
-                // The regex must stand on its own before it is wrapped: `a)|(b` would
-                // otherwise become `^(?:a)|(b)$`, which compiles and matches any name
-                // starting with `a` (Java's `Pattern.compile` refuses it as unbalanced).
-                // Parsed only (the syntax the `regex` crate accepts, its default nesting
-                // limit): a second compile cost as much as the first.
-                regex_syntax::Parser::new()
-                    .parse(r)
-                    .map_err(|e| invalid_pattern(r, e))?;
+        self.compile_within(MatchBudget::start())
+    }
+
+    /// The in-process matcher for this pattern, its compiling and its scans counted
+    /// against `budget` (one request's).
+    ///
+    /// # Errors
+    ///
+    /// As [`NamePattern::compile`], and [`RegistryError::PatternTooCostly`] when `budget`
+    /// is already spent.
+    pub fn compile_within(&self, budget: MatchBudget) -> Result<NameMatcher, RegistryError> {
+        let (shown, regex, prefix) = match self {
+            NamePattern::All => (String::new(), None, String::new()),
+            NamePattern::Glob(g) => {
+                budget.check(g, 0)?;
                 (
-                    Some(compile_regex(r, &format!("^(?:{r})$"))?),
-                    String::new(),
+                    g.clone(),
+                    Some(compile_regex(g, &glob_to_regex(g))?),
+                    glob_literal_prefix(g).to_string(),
                 )
             }
-        };
-        let pattern = match self {
-            NamePattern::All => String::new(),
-            NamePattern::Glob(p) | NamePattern::Regex(p) => p.clone(),
+            NamePattern::Regex(r) => {
+                budget.check(r, 0)?;
+                // Parsed on its own and anchored as a tree, not as text: `a)|(b` inside
+                // `^(?:…)$` would compile and match any name starting with `a` (Java's
+                // `Pattern.compile` refuses it as unbalanced).
+                (r.clone(), Some(compile_regex(r, r)?), String::new())
+            }
         };
         Ok(NameMatcher {
             regex,
             prefix,
-            pattern,
+            pattern: shown,
+            budget,
         })
     }
 }
 
-fn compile_regex(pattern: &str, anchored: &str) -> Result<Regex, RegistryError> {
-    RegexBuilder::new(anchored)
-        .size_limit(PATTERN_SIZE_LIMIT)
-        .build()
-        .map_err(|e| match e {
-            regex::Error::CompiledTooBig(limit) => RegistryError::PatternTooCostly {
-                pattern: pattern.to_string(),
+/// Compiles `text` (the regex of the pattern `shown`) to match whole names, `\d`, `\s`
+/// and `\w` as Java's.
+fn compile_regex(shown: &str, text: &str) -> Result<Regex, RegistryError> {
+    let syntax = |e: regex_syntax::Error| invalid_pattern(shown, syntax_reason(text, &e));
+    let mut ast = regex_syntax::ast::parse::Parser::new()
+        .parse(text)
+        .map_err(|e| syntax(e.into()))?;
+    java_perl_classes(&mut ast);
+    let hir = regex_syntax::hir::translate::Translator::new()
+        .translate(text, &ast)
+        .map_err(|e| syntax(e.into()))?;
+    let hir = Hir::concat(vec![Hir::look(Look::Start), hir, Hir::look(Look::End)]);
+    meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+                .which_captures(WhichCaptures::None),
+        )
+        .build_from_hir(&hir)
+        .map_err(|e| match e.size_limit() {
+            Some(limit) => RegistryError::PatternTooCostly {
+                pattern: shown.to_string(),
                 reason: format!("its compiled program would be larger than {limit} bytes"),
             },
-            other => invalid_pattern(pattern, other),
+            None => invalid_pattern(shown, e.to_string()),
         })
+}
+
+/// Makes `\d`, `\s`, `\w` (and their negations, in or out of brackets) ASCII classes, as
+/// they are in Java's `Pattern` (without `UNICODE_CHARACTER_CLASS`): `[0-9]`,
+/// `[ \t\n\x0B\f\r]`, `[a-zA-Z_0-9]`. The `regex` crate's are Unicode's, which made
+/// `\w{1,64}` a 2.5 MiB program (a few kB in ASCII). Everything else keeps its meaning
+/// (`.`, `[^…]` and `\p{…}` stay Unicode, as in Java). Recursion is bounded by the
+/// parser's nesting limit.
+fn java_perl_classes(ast: &mut Ast) {
+    match ast {
+        Ast::ClassPerl(p) => {
+            let bracketed = ClassBracketed {
+                span: p.span,
+                negated: false,
+                kind: ClassSet::Item(ClassSetItem::Ascii(ascii_of(p))),
+            };
+            *ast = Ast::class_bracketed(bracketed);
+        }
+        Ast::ClassBracketed(b) => java_class_set(&mut b.kind),
+        Ast::Repetition(r) => java_perl_classes(&mut r.ast),
+        Ast::Group(g) => java_perl_classes(&mut g.ast),
+        Ast::Alternation(a) => a.asts.iter_mut().for_each(java_perl_classes),
+        Ast::Concat(c) => c.asts.iter_mut().for_each(java_perl_classes),
+        Ast::Empty(_)
+        | Ast::Flags(_)
+        | Ast::Literal(_)
+        | Ast::Dot(_)
+        | Ast::Assertion(_)
+        | Ast::ClassUnicode(_) => {}
+    }
+}
+
+fn java_class_set(set: &mut ClassSet) {
+    match set {
+        ClassSet::Item(item) => java_class_set_item(item),
+        ClassSet::BinaryOp(op) => {
+            java_class_set(&mut op.lhs);
+            java_class_set(&mut op.rhs);
+        }
+    }
+}
+
+fn java_class_set_item(item: &mut ClassSetItem) {
+    match item {
+        ClassSetItem::Perl(p) => *item = ClassSetItem::Ascii(ascii_of(p)),
+        ClassSetItem::Bracketed(b) => java_class_set(&mut b.kind),
+        ClassSetItem::Union(u) => u.items.iter_mut().for_each(java_class_set_item),
+        ClassSetItem::Empty(_)
+        | ClassSetItem::Literal(_)
+        | ClassSetItem::Range(_)
+        | ClassSetItem::Ascii(_)
+        | ClassSetItem::Unicode(_) => {}
+    }
+}
+
+/// The POSIX class of the same characters as Java's `\d`, `\s`, `\w`.
+fn ascii_of(p: &ClassPerl) -> ClassAscii {
+    ClassAscii {
+        span: p.span,
+        kind: match p.kind {
+            ClassPerlKind::Digit => ClassAsciiKind::Digit,
+            ClassPerlKind::Space => ClassAsciiKind::Space,
+            ClassPerlKind::Word => ClassAsciiKind::Word,
+        },
+        negated: p.negated,
+    }
+}
+
+/// What is wrong with a regex, short whatever its length: the parser's own message
+/// quotes the whole pattern and underlines the place, which for a 1 MB pattern is a
+/// 3 MB answer.
+fn syntax_reason(text: &str, e: &regex_syntax::Error) -> String {
+    let (kind, offset) = match e {
+        regex_syntax::Error::Parse(p) => (p.kind().to_string(), p.span().start.offset),
+        regex_syntax::Error::Translate(t) => (t.kind().to_string(), t.span().start.offset),
+        other => return other.to_string().lines().last().unwrap_or("").to_string(),
+    };
+    let at = text.get(..offset).map_or(0, |t| t.chars().count()) + 1;
+    format!("{kind} (at character {at})")
 }
 
 fn invalid_pattern(pattern: &str, reason: impl std::fmt::Display) -> RegistryError {
@@ -138,6 +287,7 @@ pub struct NameMatcher {
     prefix: String,
     /// The glob or regex as given, for errors.
     pattern: String,
+    budget: MatchBudget,
 }
 
 impl NameMatcher {
@@ -147,19 +297,38 @@ impl NameMatcher {
         self.regex.as_ref().is_none_or(|re| re.is_match(name))
     }
 
-    /// A scan of many names (one listing) that gives up after [`MATCH_TIME_LIMIT`].
+    /// A scan of many names (one listing) that gives up once the budget the pattern was
+    /// compiled within is spent.
     pub fn scan(&self) -> NameScan<'_> {
-        self.scan_for(MATCH_TIME_LIMIT)
-    }
-
-    /// A scan of many names that gives up once `limit` has passed since this call.
-    pub fn scan_for(&self, limit: Duration) -> NameScan<'_> {
         NameScan {
             matcher: self,
-            started: Instant::now(),
-            limit,
             checked: 0,
         }
+    }
+
+    /// The items of `items` whose name (`name_of`) matches, in order, at most `at_most`,
+    /// within the budget the pattern was compiled within ([`NameMatcher::scan`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::PatternTooCostly`] once the budget is spent.
+    pub fn filter<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        name_of: impl Fn(&T) -> &str,
+        at_most: usize,
+    ) -> Result<Vec<T>, RegistryError> {
+        let mut scan = self.scan();
+        let mut kept = Vec::new();
+        for item in items {
+            if kept.len() >= at_most {
+                break;
+            }
+            if scan.is_match(name_of(&item))? {
+                kept.push(item);
+            }
+        }
+        Ok(kept)
     }
 
     /// Text every matching name starts with (`""` when unknown): a sorted backend can
@@ -169,16 +338,15 @@ impl NameMatcher {
     }
 }
 
-/// One listing's matching of names against a [`NameMatcher`], bounded in time.
+/// One listing's matching of names against a [`NameMatcher`], bounded by its
+/// [`MatchBudget`].
 ///
-/// The clock is read after each name, so a scan overruns its limit by at most one name
+/// The clock is read after each name, so a scan overruns its budget by at most one name
 /// (bounded by [`PATTERN_SIZE_LIMIT`]). Time spent between calls (reading the names from
-/// a database) counts too: the limit is on the listing, not on the regex alone.
+/// a database) counts too: the budget is the request's, not the regex's alone.
 #[derive(Debug)]
 pub struct NameScan<'a> {
     matcher: &'a NameMatcher,
-    started: Instant,
-    limit: Duration,
     checked: usize,
 }
 
@@ -187,23 +355,17 @@ impl NameScan<'_> {
     ///
     /// # Errors
     ///
-    /// [`RegistryError::PatternTooCostly`] once the scan has run longer than its limit
-    /// (a pattern matching every name, [`NamePattern::All`], never fails).
+    /// [`RegistryError::PatternTooCostly`] once the budget is spent (a pattern matching
+    /// every name, [`NamePattern::All`], never fails).
     pub fn is_match(&mut self, name: &str) -> Result<bool, RegistryError> {
         let Some(re) = &self.matcher.regex else {
             return Ok(true);
         };
         let hit = re.is_match(name);
         self.checked += 1;
-        if self.started.elapsed() > self.limit {
-            return Err(RegistryError::PatternTooCostly {
-                pattern: self.matcher.pattern.clone(),
-                reason: format!(
-                    "matching it against {} names took longer than {:?}",
-                    self.checked, self.limit
-                ),
-            });
-        }
+        self.matcher
+            .budget
+            .check(&self.matcher.pattern, self.checked)?;
         Ok(hit)
     }
 }
@@ -334,24 +496,71 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_gives_up_after_its_time_limit() {
-        let m = NamePattern::Glob("A*".into()).compile().unwrap();
-        let mut scan = m.scan_for(Duration::ZERO);
-        let gave_up = (0..1000)
-            .map(|i| scan.is_match(&format!("A{i}")))
-            .find_map(Result::err);
-        match gave_up {
-            Some(RegistryError::PatternTooCostly { pattern, reason }) => {
+    fn a_request_gives_up_once_its_budget_is_spent() {
+        // Spent before a pattern is compiled: refused without compiling it.
+        let spent = MatchBudget::with_limit(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+        match NamePattern::Glob("A*".into()).compile_within(spent) {
+            Err(RegistryError::PatternTooCostly { pattern, reason }) => {
                 assert_eq!(pattern, "A*");
                 assert!(reason.contains("took longer than 0ns"), "{reason}");
             }
             other => panic!("expected PatternTooCostly, got {other:?}"),
         }
-        let all = NamePattern::All.compile().unwrap();
-        let mut scan = all.scan_for(Duration::ZERO);
-        assert!((0..1000).all(|i| scan.is_match(&format!("A{i}")).unwrap()));
+        // Spent during a scan: the next name is refused, naming how many were matched.
+        let budget = MatchBudget::with_limit(Duration::from_millis(300));
+        let m = NamePattern::Regex("A.*".into())
+            .compile_within(budget)
+            .unwrap();
         let mut scan = m.scan();
         assert!(scan.is_match("AB").unwrap() && !scan.is_match("BA").unwrap());
+        std::thread::sleep(Duration::from_millis(350));
+        match scan.is_match("AC") {
+            Err(RegistryError::PatternTooCostly { reason, .. }) => {
+                assert!(reason.contains("(3 names against this one)"), "{reason}");
+            }
+            other => panic!("expected PatternTooCostly, got {other:?}"),
+        }
+        // A second pattern of the same request shares the spent budget.
+        assert!(matches!(
+            NamePattern::Regex("B.*".into()).compile_within(budget),
+            Err(RegistryError::PatternTooCostly { .. })
+        ));
+        // Every name matches `All`: nothing to give up.
+        let all = NamePattern::All.compile_within(spent).unwrap();
+        let mut scan = all.scan();
+        assert!((0..1000).all(|i| scan.is_match(&format!("A{i}")).unwrap()));
+    }
+
+    #[test]
+    fn classes_are_cut_to_ascii_as_in_java() {
+        // All of Unicode's word characters made `\w{1,64}` a 2.5 MiB program.
+        let word = NamePattern::Regex(r"\w{1,64}".into()).compile().unwrap();
+        assert!(word.is_match("KLYS_1") && !word.is_match("A:B"));
+        let m = |re: &str, name: &str| {
+            NamePattern::Regex(re.into())
+                .compile()
+                .unwrap()
+                .is_match(name)
+        };
+        assert!(m(r"[\w:{}-]{1,60}", "LN-AM{RadMon:2}DoseRate-I"));
+        assert!(m(r"\d{3}:.*", "123:X") && !m(r"\d+", "12a"));
+        assert!(m(r"(?i)klys:.*", "KLYS:1") && m(r"[^a]*", "BCD:1") && !m(r"[^a]*", "BaC"));
+        assert!(m(r"A\b.*", "A:1") && !m(r"A\b.*", "AB"));
+        assert!(m(r"\p{Lu}+:\p{N}", "AB:1") && !m(r"\p{Greek}*", "A"));
+        assert!(m("(A)(B)?", "A"), "groups only group");
+    }
+
+    #[test]
+    fn a_long_bad_regex_gets_a_short_message() {
+        let long = format!("{}(", "A".repeat(1_000_000));
+        let msg = NamePattern::Regex(long).compile().unwrap_err().to_string();
+        assert!(msg.len() < 400, "{} bytes: {}", msg.len(), &msg[..400]);
+        assert!(
+            msg.contains("unclosed group (at character 1000001)"),
+            "{msg}"
+        );
+        assert!(msg.contains("(1000001 characters)"), "{msg}");
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use serde_json::Value;
 
 use crate::error::RegistryError;
-use crate::pattern::{Limit, NamePattern};
+use crate::pattern::{Limit, MatchBudget, NamePattern};
 use crate::pvtypeinfo::PvTypeInfo;
 
 /// An alias and the real PV name it stands for (table `PVAliases`).
@@ -93,11 +93,23 @@ pub trait Registry: Send + Sync {
     /// Every PV name with a type info, sorted.
     fn all_pv_names(&self) -> Result<Vec<String>, RegistryError>;
 
-    /// PV names with a type info that match `pattern`, sorted, at most `limit`.
+    /// PV names with a type info that match `pattern`, sorted, at most `limit`, within a
+    /// budget of its own ([`MatchBudget::start`]).
     fn matching_pv_names(
         &self,
         pattern: &NamePattern,
         limit: Limit,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.matching_pv_names_within(pattern, limit, MatchBudget::start())
+    }
+
+    /// [`Registry::matching_pv_names`] within `budget` (one request's, shared by its
+    /// patterns); [`RegistryError::PatternTooCostly`] once it is spent.
+    fn matching_pv_names_within(
+        &self,
+        pattern: &NamePattern,
+        limit: Limit,
+        budget: MatchBudget,
     ) -> Result<Vec<String>, RegistryError>;
 
     /// Names of the paused PVs, sorted.
@@ -128,11 +140,21 @@ pub trait Registry: Send + Sync {
     /// The aliases of the real name `real`, sorted.
     fn aliases_of(&self, real: &str) -> Result<Vec<String>, RegistryError>;
 
-    /// Aliases that match `pattern`, sorted, at most `limit`.
+    /// Aliases that match `pattern`, sorted, at most `limit`, within a budget of its own.
     fn matching_aliases(
         &self,
         pattern: &NamePattern,
         limit: Limit,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.matching_aliases_within(pattern, limit, MatchBudget::start())
+    }
+
+    /// [`Registry::matching_aliases`] within `budget`.
+    fn matching_aliases_within(
+        &self,
+        pattern: &NamePattern,
+        limit: Limit,
+        budget: MatchBudget,
     ) -> Result<Vec<String>, RegistryError>;
 
     /// Records (or replaces) a pending archive request.
@@ -193,15 +215,26 @@ pub trait Registry: Send + Sync {
     fn counts(&self) -> Result<RegistryCounts, RegistryError>;
 
     /// Java `getAllPVs`: matching PV names (sorted), then matching aliases (sorted),
-    /// at most `limit` in all.
+    /// at most `limit` in all, within a budget of its own.
     fn get_all_pvs(
         &self,
         pattern: &NamePattern,
         limit: Limit,
     ) -> Result<Vec<String>, RegistryError> {
-        let mut names = self.matching_pv_names(pattern, limit)?;
+        self.get_all_pvs_within(pattern, limit, MatchBudget::start())
+    }
+
+    /// [`Registry::get_all_pvs`] within `budget` (one request's, shared by its patterns).
+    fn get_all_pvs_within(
+        &self,
+        pattern: &NamePattern,
+        limit: Limit,
+        budget: MatchBudget,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut names = self.matching_pv_names_within(pattern, limit, budget)?;
         if !limit.reached(names.len()) {
-            names.extend(self.matching_aliases(pattern, limit.minus(names.len()))?);
+            let left = limit.minus(names.len());
+            names.extend(self.matching_aliases_within(pattern, left, budget)?);
         }
         Ok(names)
     }

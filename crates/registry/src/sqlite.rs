@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::error::RegistryError;
 use crate::migrations::{self, SQL_NOW};
-use crate::pattern::{Limit, MATCH_TIME_LIMIT, NamePattern};
+use crate::pattern::{Limit, MatchBudget, NamePattern};
 use crate::pvtypeinfo::PvTypeInfo;
 use crate::registry::{Alias, ArchiveRequest, PvTimes, Registry, RegistryCounts};
 
@@ -42,8 +42,6 @@ const MATCH_BATCH: u32 = 4096;
 pub struct SqliteRegistry {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
-    /// How long a pattern listing may match names ([`MATCH_TIME_LIMIT`]; tests lower it).
-    match_time_limit: Duration,
 }
 
 impl SqliteRegistry {
@@ -134,7 +132,6 @@ impl SqliteRegistry {
         Ok(SqliteRegistry {
             conn: Mutex::new(conn),
             path,
-            match_time_limit: MATCH_TIME_LIMIT,
         })
     }
 
@@ -157,17 +154,18 @@ impl SqliteRegistry {
     /// names `>= ?1` in order. The scan starts at the pattern's literal prefix, stops
     /// after it, and reads [`MATCH_BATCH`] names at a time, matching them with the
     /// connection unlocked: a slow pattern holds up no other catalogue call, and gives up
-    /// after [`MATCH_TIME_LIMIT`] ([`RegistryError::PatternTooCostly`]).
+    /// once `budget` is spent ([`RegistryError::PatternTooCostly`]).
     fn matching_names(
         &self,
         op: &'static str,
         sql: &str,
         pattern: &NamePattern,
         limit: Limit,
+        budget: MatchBudget,
     ) -> Result<Vec<String>, RegistryError> {
-        let matcher = pattern.compile()?;
+        let matcher = pattern.compile_within(budget)?;
         let prefix = matcher.literal_prefix();
-        let mut scan = matcher.scan_for(self.match_time_limit);
+        let mut scan = matcher.scan();
         let mut out = Vec::new();
         if limit.reached(0) {
             return Ok(out);
@@ -367,16 +365,18 @@ impl Registry for SqliteRegistry {
         )
     }
 
-    fn matching_pv_names(
+    fn matching_pv_names_within(
         &self,
         pattern: &NamePattern,
         limit: Limit,
+        budget: MatchBudget,
     ) -> Result<Vec<String>, RegistryError> {
         self.matching_names(
             "matching_pv_names",
             "SELECT pvName FROM PVTypeInfo WHERE pvName >= ?1 ORDER BY pvName LIMIT ?2",
             pattern,
             limit,
+            budget,
         )
     }
 
@@ -513,16 +513,18 @@ impl Registry for SqliteRegistry {
         )
     }
 
-    fn matching_aliases(
+    fn matching_aliases_within(
         &self,
         pattern: &NamePattern,
         limit: Limit,
+        budget: MatchBudget,
     ) -> Result<Vec<String>, RegistryError> {
         self.matching_names(
             "matching_aliases",
             "SELECT pvName FROM PVAliases WHERE pvName >= ?1 ORDER BY pvName LIMIT ?2",
             pattern,
             limit,
+            budget,
         )
     }
 
@@ -949,25 +951,31 @@ mod tests {
 
     #[test]
     fn a_listing_gives_up_on_a_pattern_once_its_time_is_spent() {
-        let mut r = mem();
+        let r = mem();
         put_all(&r, &["T:1", "T:2", "T:3"]);
-        r.match_time_limit = Duration::ZERO;
-        match r.matching_pv_names(&NamePattern::Regex("T:.*".into()), Limit::All) {
+        let spent = || MatchBudget::with_limit(Duration::ZERO);
+        let regex = NamePattern::Regex("T:.*".into());
+        match r.matching_pv_names_within(&regex, Limit::All, spent()) {
             Err(RegistryError::PatternTooCostly { pattern, reason }) => {
                 assert_eq!(pattern, "T:.*");
                 assert!(reason.contains("took longer than"), "{reason}");
             }
             other => panic!("expected PatternTooCostly, got {other:?}"),
         }
-        assert!(matches!(
-            r.get_all_pvs(&NamePattern::Glob("T:*".into()), Limit::All),
-            Err(RegistryError::PatternTooCostly { .. })
-        ));
+        let glob = NamePattern::Glob("T:*".into());
+        for limit in [Limit::All, Limit::AtMost(1)] {
+            assert!(matches!(
+                r.get_all_pvs_within(&glob, limit, spent()),
+                Err(RegistryError::PatternTooCostly { .. })
+            ));
+        }
         // Listing every name matches nothing, so it has nothing to give up.
         assert_eq!(
-            r.matching_pv_names(&NamePattern::All, Limit::All).unwrap(),
+            r.matching_pv_names_within(&NamePattern::All, Limit::All, spent())
+                .unwrap(),
             ["T:1", "T:2", "T:3"]
         );
+        assert_eq!(r.matching_pv_names(&regex, Limit::All).unwrap().len(), 3);
     }
 
     #[test]

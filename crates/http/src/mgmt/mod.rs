@@ -38,7 +38,7 @@ pub mod storage;
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
 use archiver_registry::names::{is_glob, normalize_channel_name, validate_pv_name};
-use archiver_registry::{NamePattern, Registry, RegistryError};
+use archiver_registry::{MatchBudget, NamePattern, Registry, RegistryError};
 use axum::Router;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -368,6 +368,7 @@ fn registry_error(e: RegistryError) -> ApiError {
         | RegistryError::ForeignSchema { .. }
         | RegistryError::Locked { .. }
         | RegistryError::Io { .. } => ApiError::internal(e),
+        RegistryError::PatternTooCostly { .. } => crate::error::pattern_too_costly(e.to_string()),
         client => ApiError::bad(client.to_string()),
     }
 }
@@ -449,22 +450,20 @@ async fn named_pvs(
     Ok((names, one))
 }
 
-/// The names of `entries`, globs expanded against the archived names (in request order).
+/// The names of `entries`, globs expanded against the archived names (in request order),
+/// all globs within one [`MatchBudget`].
 fn expand(app: &dyn ApplianceApi, entries: &[NameEntry]) -> ApiResult<Vec<String>> {
     let mut all: Option<Vec<String>> = None;
+    let budget = MatchBudget::start();
     let mut out = Vec::new();
     for e in entries {
         if is_glob(&e.pv) {
             let matcher = NamePattern::Glob(e.pv.clone())
-                .compile()
+                .compile_within(budget)
                 .map_err(registry_error)?;
-            let mut scan = matcher.scan();
             let all = all.get_or_insert_with(|| app.names());
-            for n in all.iter() {
-                if scan.is_match(n).map_err(registry_error)? {
-                    out.push(n.clone());
-                }
-            }
+            let found = matcher.filter(all.iter(), |n| n.as_str(), usize::MAX);
+            out.extend(found.map_err(registry_error)?.into_iter().cloned());
         } else {
             out.push(normalize_channel_name(e.pv.trim()).name.to_string());
         }

@@ -400,8 +400,13 @@ pub async fn currently_disconnected(State(app): State<SharedAppliance>) -> ApiRe
 
 /// `getNeverConnectedPVs`: `[{pvName, requestTime, startOfWorkflow, currentState,
 /// appliance}]`: PVs requested but never connected (searched for with back-off), sorted by
-/// name. `currentState` is Java's workflow state of a PV waiting for its metadata.
-pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Response> {
+/// name. `currentState` is Java's workflow state of a PV waiting for its metadata. Beyond
+/// Java: `regex` keeps the names it matches whole (the web UI's regex search, matched here
+/// within the pattern limits rather than by the browser's backtracking `RegExp`).
+pub async fn never_connected(
+    State(app): State<SharedAppliance>,
+    req: BplRequest,
+) -> ApiResult<Response> {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Row<'a> {
@@ -411,10 +416,21 @@ pub async fn never_connected(State(app): State<SharedAppliance>) -> ApiResult<Re
         current_state: &'static str,
         appliance: &'a str,
     }
+    let pattern = archiver_registry::NamePattern::from_java_params(None, req.get("regex"));
+    let all = summaries(&app).await?;
+    let never = tokio::task::spawn_blocking(move || {
+        let never = all
+            .into_iter()
+            .filter(|s| s.state == PvState::NeverConnected);
+        pattern.compile()?.filter(never, |s| &s.name, usize::MAX)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(super::registry_error)?;
     let id = app.identity().to_string();
     let rows = top(
-        summaries(&app).await?,
-        |s| s.state == PvState::NeverConnected,
+        never,
+        |_| true,
         |_| 0u8,
         false,
         None,
@@ -598,17 +614,7 @@ pub async fn time_span(State(app): State<SharedAppliance>, req: BplRequest) -> A
     // Matched on the blocking thread, within the pattern's time limit.
     let times = catalogue(&app, move |r| {
         let matcher = pattern.compile()?;
-        let mut scan = matcher.scan();
-        let mut kept = Vec::new();
-        for t in r.all_pv_times()? {
-            if kept.len() >= at_most {
-                break;
-            }
-            if scan.is_match(&t.pv_name)? {
-                kept.push(t);
-            }
-        }
-        Ok(kept)
+        matcher.filter(r.all_pv_times()?, |t| &t.pv_name, at_most)
     })
     .await?;
     let summaries = summaries(&app).await?;

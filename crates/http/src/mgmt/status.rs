@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use archiver_registry::names::is_glob;
-use archiver_registry::{Limit, NamePattern};
+use archiver_registry::{Limit, MatchBudget, NamePattern};
 
 use super::expand;
 use super::javafmt::{DbrName, JavaTime, Joined, OrEmpty, Period, Str};
@@ -294,6 +294,9 @@ pub async fn get_all_pvs(
             let pattern = regex.map_or(NamePattern::All, NamePattern::Regex);
             return r.get_all_pvs(&pattern, limit);
         };
+        // One budget for every glob of the list: 20,000 cheap globs are as costly as one
+        // slow pattern.
+        let budget = MatchBudget::start();
         let mut names = Vec::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             if limit.reached(names.len()) {
@@ -301,7 +304,8 @@ pub async fn get_all_pvs(
             }
             if is_glob(entry) {
                 let left = limit.minus(names.len());
-                names.extend(r.get_all_pvs(&NamePattern::Glob(entry.to_string()), left)?);
+                let glob = NamePattern::Glob(entry.to_string());
+                names.extend(r.get_all_pvs_within(&glob, left, budget)?);
             } else if r.get_type_info(entry)?.is_some() {
                 names.push(entry.to_string());
             }
