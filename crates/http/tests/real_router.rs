@@ -491,5 +491,8 @@ async fn the_globs_of_one_request_share_one_time_budget() {
     .await;
     let msg = String::from_utf8_lossy(&body);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
-    assert!(msg.contains("too costly") && msg.contains("took longer than 5s"), "{msg}");
+    assert!(
+        msg.contains("too costly") && msg.contains("took longer than 5s"),
+        "{msg}"
+    );
 }
