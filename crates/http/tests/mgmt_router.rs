@@ -1032,3 +1032,54 @@ async fn every_post_route_refuses_an_oversized_chunked_body_with_413() {
         }
     }
 }
+
+/// Found by a fresh-user test: getPVStatus matched every glob of its list before cutting
+/// it at `limit`, so `limit=100` with 20,000 more globs ran into the 5 s pattern budget
+/// (a 400) instead of answering the first 100 at once, as getAllPVs and Java's
+/// `PVsMatchingParameter` do. The entries after the limit are not looked at: here a glob
+/// too costly to compile.
+#[tokio::test]
+async fn get_pv_status_stops_matching_once_its_limit_is_reached() {
+    let fake = Fake::with(&[("N:1", PvState::Archiving), ("N:2", PvState::Archiving)]);
+    let costly = "?".repeat(100_000);
+    let r = post(
+        &fake,
+        "/mgmt/bpl/getPVStatus",
+        FORM,
+        &format!("limit=1&pv=N:*,{costly}"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(
+        names_and_statuses(&r.json()),
+        [("N:1".to_string(), "Being archived".to_string())]
+    );
+    // Looked at, the costly glob is refused with a short message naming it.
+    let r = post(
+        &fake,
+        "/mgmt/bpl/getPVStatus",
+        FORM,
+        &format!("limit=2&pv=N:1,{costly}"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("too costly") && msg.contains("(100000 characters)"),
+        "{msg}"
+    );
+    assert!(msg.len() < 600, "{} bytes", msg.len());
+}
+
+/// Found by a fresh-user test: a 1,000,000-character PV name was echoed whole in its 400.
+#[tokio::test]
+async fn an_invalid_long_pv_name_gets_a_short_message() {
+    let fake = Fake::with(&[]);
+    let long = "A".repeat(1_000_000);
+    for call in ["/mgmt/bpl/getPVTypeInfo", "/mgmt/bpl/getPVDetails"] {
+        let r = post(&fake, call, FORM, &format!("pv={long}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{call}");
+        let msg = r.json()["message"].as_str().unwrap().to_string();
+        assert!(msg.contains("(1000000 characters)") && msg.len() < 600, "{call}: {msg}");
+    }
+}

@@ -167,7 +167,11 @@ async function search(keepMessage) {
       // matches both: the browser's RegExp has another syntax and no bound on its cost.
       const names = await AA.api(`/mgmt/bpl/getAllPVs?regex=${AA.enc(q)}&limit=${limit}`);
       const pending = await AA.api(`/mgmt/bpl/getNeverConnectedPVs?regex=${AA.enc(q)}`).catch(() => []);
-      for (const p of pending || []) if (!names.includes(p.pvName)) names.push(p.pvName);
+      const listed = new Set(names);
+      for (const p of pending || []) {
+        if (names.length >= limit) break;
+        if (!listed.has(p.pvName)) { listed.add(p.pvName); names.push(p.pvName); }
+      }
       status = names.length ? await AA.api("/mgmt/bpl/getPVStatus", names.slice(0, limit)) : [];
     }
     status = (status || []).filter(s => s.status !== "Not being archived" || !/[*?]/.test(q)).slice(0, limit);

@@ -185,7 +185,10 @@ pub enum RegistryError {
     },
     /// A name pattern (glob or regex) that does not compile. The message shows the
     /// pattern as given, cut after 200 characters.
-    #[error("invalid name pattern {}: {reason}", excerpt(pattern))]
+    #[error(
+        "invalid name pattern {}: {reason}",
+        crate::names::quoted_excerpt(pattern)
+    )]
     InvalidPattern {
         /// The pattern as given.
         pattern: String,
@@ -197,9 +200,8 @@ pub enum RegistryError {
     /// for longer than [`crate::pattern::MATCH_TIME_LIMIT`]. The message shows at most
     /// the first 200 characters of the pattern.
     #[error(
-        "name pattern {} is too costly: {reason}; use a simpler one (fewer nested or \
-         counted repetitions, fewer alternatives)",
-        excerpt(pattern)
+        "name pattern {} is too costly: {reason}",
+        crate::names::quoted_excerpt(pattern)
     )]
     PatternTooCostly {
         /// The pattern as given.
@@ -303,20 +305,6 @@ fn for_pv(pv: &Option<String>) -> String {
     pv.as_ref()
         .map(|p| format!(" for {p:?}"))
         .unwrap_or_default()
-}
-
-/// `pattern` in quotes as the user typed it (a regex's backslashes are not doubled), cut
-/// after 200 characters (with its length) so that a long pattern does not bury the reason.
-fn excerpt(pattern: &str) -> String {
-    const SHOWN: usize = 200;
-    match pattern.char_indices().nth(SHOWN) {
-        None => format!("\"{pattern}\""),
-        Some((cut, _)) => format!(
-            "\"{}\"... ({} characters)",
-            &pattern[..cut],
-            pattern.chars().count()
-        ),
-    }
 }
 
 #[cfg(test)]

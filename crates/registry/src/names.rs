@@ -241,6 +241,21 @@ pub fn glob_literal_prefix(glob: &str) -> &str {
     glob.find(['*', '?']).map_or(glob, |i| &glob[..i])
 }
 
+/// `text` (a name or pattern from a request) in quotes as the user typed it (backslashes
+/// not doubled), cut after 200 characters with its length, so that an error message about
+/// a long input does not bury its reason: `"A:B"`, `"AAAA…"... (1000000 characters)`.
+pub fn quoted_excerpt(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        None => format!("\"{text}\""),
+        Some((cut, _)) => format!(
+            "\"{}\"... ({} characters)",
+            &text[..cut],
+            text.chars().count()
+        ),
+    }
+}
+
 fn invalid_char(name: &str, at: usize) -> NameError {
     let ch = name[at..].chars().next().unwrap_or('.');
     NameError::InvalidChar {
@@ -441,6 +456,16 @@ mod tests {
         ));
         let msg = validate_pv_name("A B").unwrap_err().to_string();
         assert!(msg.contains("' '") && msg.contains("A B"), "{msg}");
+    }
+
+    #[test]
+    fn a_long_input_is_quoted_as_typed_and_cut() {
+        assert_eq!(quoted_excerpt(r"\w+:A"), r#""\w+:A""#);
+        let long = quoted_excerpt(&"é".repeat(1_000_000));
+        assert_eq!(
+            long,
+            format!("\"{}\"... (1000000 characters)", "é".repeat(200))
+        );
     }
 
     #[test]

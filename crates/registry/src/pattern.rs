@@ -82,9 +82,10 @@ impl MatchBudget {
         Err(RegistryError::PatternTooCostly {
             pattern: pattern.to_string(),
             reason: format!(
-                "the request's name patterns took longer than {:?} to match ({checked} \
-                 names against this one)",
-                self.limit
+                "the request's name patterns took longer than {:?} to match (this one \
+                 against {checked} name{}); send fewer patterns per request, or simpler ones",
+                self.limit,
+                if checked == 1 { "" } else { "s" }
             ),
         })
     }
@@ -188,7 +189,10 @@ fn compile_regex(shown: &str, text: &str) -> Result<Regex, RegistryError> {
         .map_err(|e| match e.size_limit() {
             Some(limit) => RegistryError::PatternTooCostly {
                 pattern: shown.to_string(),
-                reason: format!("its compiled program would be larger than {limit} bytes"),
+                reason: format!(
+                    "its compiled program would be larger than {limit} bytes; use a simpler \
+                     one (fewer nested or counted repetitions, fewer alternatives)"
+                ),
             },
             None => invalid_pattern(shown, e.to_string()),
         })
@@ -517,7 +521,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(350));
         match scan.is_match("AC") {
             Err(RegistryError::PatternTooCostly { reason, .. }) => {
-                assert!(reason.contains("(3 names against this one)"), "{reason}");
+                assert!(reason.contains("(this one against 3 names)"), "{reason}");
             }
             other => panic!("expected PatternTooCostly, got {other:?}"),
         }

@@ -145,7 +145,7 @@ pub async fn reapply_policies(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let names = super::expand(app.as_ref(), &req.names()?)?;
+    let names = super::expand(app.as_ref(), &req.names()?, usize::MAX)?;
     // A value other than true/false is a 400: a mistyped dry run must not apply.
     let dry_run = if req.get("dryRun").is_some() && req.get("dryrun").is_none() {
         req.flag("dryRun", false)?

@@ -152,7 +152,7 @@ pub async fn delete_pv(State(app): State<SharedAppliance>, req: BplRequest) -> A
         };
     }
     let mut lines = String::new();
-    for name in expand(app.as_ref(), &entries)? {
+    for name in expand(app.as_ref(), &entries, usize::MAX)? {
         let pv = super::catalogue::archived_name(&app, &name).await;
         match delete_one(&app, &pv, delete_data).await {
             Ok(Ok(_)) => {}

@@ -37,7 +37,7 @@ pub mod status;
 pub mod storage;
 
 use archiver_appliance::{ApplianceApi, ApplianceError, EngineError, SharedAppliance};
-use archiver_registry::names::{is_glob, normalize_channel_name, validate_pv_name};
+use archiver_registry::names::{is_glob, normalize_channel_name, quoted_excerpt, validate_pv_name};
 use archiver_registry::{MatchBudget, NamePattern, Registry, RegistryError};
 use axum::Router;
 use axum::response::Response;
@@ -349,10 +349,11 @@ pub(crate) async fn catalogue_call<T: Send + 'static>(
     f: impl FnOnce(&dyn Registry) -> Result<T, RegistryError> + Send + 'static,
 ) -> ApiResult<T> {
     let reg = app.catalogue();
-    tokio::task::spawn_blocking(move || f(reg.as_ref()))
+    // Mapped (and a refused pattern counted and logged) on the blocking thread, which
+    // finishes even when the client has left and the handler is dropped.
+    tokio::task::spawn_blocking(move || f(reg.as_ref()).map_err(registry_error))
         .await
         .map_err(ApiError::internal)?
-        .map_err(registry_error)
 }
 
 /// A refusal of the catalogue (a bad name or pattern, an alias rule) is a 400 naming it;
@@ -392,11 +393,13 @@ pub fn normalize(name: &str) -> ApiResult<String> {
         // `ca://pva://X`, `PVA://X`, `pvx://X`: one lower-case prefix at most (the rest
         // would be stored as a name that maps to no file path).
         return Err(ApiError::bad(format!(
-            "invalid PV name {name:?}: a name takes at most one protocol prefix, ca:// or \
-             pva:// (lower case)"
+            "invalid PV name {}: a name takes at most one protocol prefix, ca:// or \
+             pva:// (lower case)",
+            quoted_excerpt(name)
         )));
     }
-    validate_pv_name(&pv).map_err(|e| ApiError::bad(format!("invalid PV name {name:?}: {e}")))?;
+    validate_pv_name(&pv)
+        .map_err(|e| ApiError::bad(format!("invalid PV name {}: {e}", quoted_excerpt(name))))?;
     Ok(pv)
 }
 
@@ -442,7 +445,7 @@ async fn named_pvs(
     req: &crate::extract::BplRequest,
 ) -> ApiResult<(Vec<String>, bool)> {
     let entries = req.names()?;
-    let mut names = expand(app.as_ref(), &entries)?;
+    let mut names = expand(app.as_ref(), &entries, usize::MAX)?;
     for n in names.iter_mut() {
         *n = catalogue::archived_name(app, n).await;
     }
@@ -451,18 +454,22 @@ async fn named_pvs(
 }
 
 /// The names of `entries`, globs expanded against the archived names (in request order),
-/// all globs within one [`MatchBudget`].
-fn expand(app: &dyn ApplianceApi, entries: &[NameEntry]) -> ApiResult<Vec<String>> {
+/// all globs within one [`MatchBudget`], at most `at_most` names (the rest of the
+/// entries are not looked at).
+fn expand(app: &dyn ApplianceApi, entries: &[NameEntry], at_most: usize) -> ApiResult<Vec<String>> {
     let mut all: Option<Vec<String>> = None;
     let budget = MatchBudget::start();
     let mut out = Vec::new();
     for e in entries {
+        if out.len() >= at_most {
+            break;
+        }
         if is_glob(&e.pv) {
             let matcher = NamePattern::Glob(e.pv.clone())
                 .compile_within(budget)
                 .map_err(registry_error)?;
             let all = all.get_or_insert_with(|| app.names());
-            let found = matcher.filter(all.iter(), |n| n.as_str(), usize::MAX);
+            let found = matcher.filter(all.iter(), |n| n.as_str(), at_most - out.len());
             out.extend(found.map_err(registry_error)?.into_iter().cloned());
         } else {
             out.push(normalize_channel_name(e.pv.trim()).name.to_string());

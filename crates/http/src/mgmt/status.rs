@@ -221,11 +221,12 @@ pub async fn get_pv_status(
     State(app): State<SharedAppliance>,
     req: BplRequest,
 ) -> ApiResult<Response> {
-    let limit = limit_param(&req, Limit::All)?;
-    let mut names = expand(app.as_ref(), &req.names()?)?;
-    if let Limit::AtMost(n) = limit {
-        names.truncate(n);
-    }
+    let at_most = match limit_param(&req, Limit::All)? {
+        Limit::All => usize::MAX,
+        Limit::AtMost(n) => n,
+    };
+    // Stops matching once `limit` names are found, as Java's `PVsMatchingParameter`.
+    let names = expand(app.as_ref(), &req.names()?, at_most)?;
     let out = tokio::task::spawn_blocking(move || status_body(app.as_ref(), &names))
         .await
         .map_err(ApiError::internal)??;
