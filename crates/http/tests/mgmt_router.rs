@@ -1080,6 +1080,9 @@ async fn an_invalid_long_pv_name_gets_a_short_message() {
         let r = post(&fake, call, FORM, &format!("pv={long}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{call}");
         let msg = r.json()["message"].as_str().unwrap().to_string();
-        assert!(msg.contains("(1000000 characters)") && msg.len() < 600, "{call}: {msg}");
+        assert!(
+            msg.contains("(1000000 characters)") && msg.len() < 600,
+            "{call}: {msg}"
+        );
     }
 }
