@@ -140,28 +140,26 @@ impl NamePattern {
     /// As [`NamePattern::compile`], and [`RegistryError::PatternTooCostly`] when `budget`
     /// is already spent.
     pub fn compile_within(&self, budget: MatchBudget) -> Result<NameMatcher, RegistryError> {
-        let (shown, regex, prefix) = match self {
-            NamePattern::All => (String::new(), None, String::new()),
-            NamePattern::Glob(g) => {
-                budget.check(g, 0)?;
-                (
-                    g.clone(),
-                    Some(compile_regex(g, &glob_to_regex(g))?),
-                    glob_literal_prefix(g).to_string(),
-                )
+        let (pattern, text, prefix) = match self {
+            NamePattern::All => {
+                return Ok(NameMatcher {
+                    regex: None,
+                    prefix: String::new(),
+                    pattern: String::new(),
+                    budget,
+                });
             }
-            NamePattern::Regex(r) => {
-                budget.check(r, 0)?;
-                // Parsed on its own and anchored as a tree, not as text: `a)|(b` inside
-                // `^(?:…)$` would compile and match any name starting with `a` (Java's
-                // `Pattern.compile` refuses it as unbalanced).
-                (r.clone(), Some(compile_regex(r, r)?), String::new())
-            }
+            NamePattern::Glob(g) => (g, glob_to_regex(g), glob_literal_prefix(g).to_string()),
+            // Parsed on its own and anchored as a tree, not as text: `a)|(b` inside
+            // `^(?:…)$` would compile and match any name starting with `a` (Java's
+            // `Pattern.compile` refuses it as unbalanced).
+            NamePattern::Regex(r) => (r, r.clone(), String::new()),
         };
+        budget.check(pattern, 0)?;
         Ok(NameMatcher {
-            regex,
+            regex: Some(compile_regex(pattern, &text)?),
             prefix,
-            pattern: shown,
+            pattern: pattern.clone(),
             budget,
         })
     }

@@ -417,16 +417,21 @@ pub async fn never_connected(
         appliance: &'a str,
     }
     let pattern = archiver_registry::NamePattern::from_java_params(None, req.get("regex"));
-    let all = summaries(&app).await?;
+    // Read and matched on one blocking thread, the error mapped there too (a refused
+    // pattern is counted even when the client has left), as `catalogue_call` does.
+    let from = app.clone();
     let never = tokio::task::spawn_blocking(move || {
-        let never = all
+        let never = from
+            .summaries()
             .into_iter()
             .filter(|s| s.state == PvState::NeverConnected);
-        pattern.compile()?.filter(never, |s| &s.name, usize::MAX)
+        pattern
+            .compile()
+            .and_then(|m| m.filter(never, |s| &s.name, usize::MAX))
+            .map_err(super::registry_error)
     })
     .await
-    .map_err(ApiError::internal)?
-    .map_err(super::registry_error)?;
+    .map_err(ApiError::internal)??;
     let id = app.identity().to_string();
     let rows = top(
         never,
